@@ -1,0 +1,45 @@
+// Package blob is the object storage seam. Images and tensors live behind Store; the
+// pipeline's events carry only keys, sizes and sha256 digests.
+//
+// Two backends implement Store: the JetStream object store (streams.ObjectStore, the
+// embedded default) and any S3 API server through minio-go (package blob/s3).
+package blob
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// ErrNotFound is returned (wrapped) when a key does not exist.
+var ErrNotFound = errors.New("blob: object not found")
+
+// Info describes a stored object.
+type Info struct {
+	Key         string
+	Size        int64
+	SHA256      string // lower-case hex of the content's SHA-256
+	ContentType string
+	ModTime     time.Time
+}
+
+// Store keeps immutable objects by key. Implementations are safe for concurrent use.
+// Put streams r to the backend and computes the SHA-256 on the way; a Put to an existing
+// key replaces it. Get returns ErrNotFound for a missing key; the caller closes the
+// reader. Delete of a missing key is not an error. List returns objects whose key starts
+// with prefix, in no particular order.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) (Info, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
+	Stat(ctx context.Context, key string) (Info, error)
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context, prefix string) ([]Info, error)
+}
+
+// URLSigner is implemented by backends that can hand out time-limited download URLs
+// (S3 presigned GET). Callers fall back to proxying through the API when a Store does
+// not implement it.
+type URLSigner interface {
+	PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error)
+}

@@ -1,0 +1,89 @@
+package schemas
+
+import "time"
+
+// Schema identifiers carried in every event's "schema" field.
+const (
+	SchemaJobRequested     = "studio.job.requested/v1"
+	SchemaJobPreprocessed  = "studio.job.preprocessed/v1"
+	SchemaJobInferred      = "studio.job.inferred/v1"
+	SchemaJobPostprocessed = "studio.job.postprocessed/v1"
+	SchemaJobResult        = "studio.job.result/v1"
+	SchemaStageRun         = "studio.telemetry.stage_run/v1"
+)
+
+// JobEvent is the message that moves a job from one stage to the next. Each stage reads
+// the event, adds what it produced (Artifacts, timing stamps) and publishes it on the
+// next subject with a new Schema value. Events stay a few KB: Artifacts are references.
+type JobEvent struct {
+	Schema       string         `json:"schema"`
+	JobID        string         `json:"job_id"`
+	Tenant       string         `json:"tenant"`
+	User         string         `json:"user"`
+	Tier         Tier           `json:"tier"`
+	Task         Task           `json:"task"`
+	Model        string         `json:"model"`
+	ModelVersion string         `json:"model_version"`
+	Params       map[string]any `json:"params,omitempty"`
+	Input        ObjectRef      `json:"input"`
+	// Artifacts are the named objects produced so far: "tensor", "mask", "cutout", ...
+	Artifacts map[string]ObjectRef `json:"artifacts,omitempty"`
+	// Image describes the decoded input after EXIF orientation.
+	Image       *ImageInfo `json:"image,omitempty"`
+	TraceParent string     `json:"traceparent,omitempty"`
+	SubmittedAt time.Time  `json:"submitted_at"`
+	// Stamps records when each stage finished, keyed by stage name.
+	Stamps map[Stage]time.Time `json:"stamps,omitempty"`
+}
+
+// ImageInfo describes a decoded input image.
+type ImageInfo struct {
+	Format      string `json:"format"`
+	Width       int    `json:"width"`
+	Height      int    `json:"height"`
+	Orientation int    `json:"orientation,omitempty"`
+}
+
+// ResultEvent is published on studio.results.<tenant>.<task> when a job reaches a final
+// state. Anyone allowed to read the subject may subscribe.
+type ResultEvent struct {
+	Schema       string               `json:"schema"`
+	JobID        string               `json:"job_id"`
+	Tenant       string               `json:"tenant"`
+	User         string               `json:"user"`
+	Task         Task                 `json:"task"`
+	Model        string               `json:"model"`
+	ModelVersion string               `json:"model_version"`
+	Status       Status               `json:"status"`
+	Error        *JobError            `json:"error,omitempty"`
+	Results      map[string]ObjectRef `json:"results,omitempty"`
+	CacheHit     bool                 `json:"cache_hit,omitempty"`
+	TraceParent  string               `json:"traceparent,omitempty"`
+	SubmittedAt  time.Time            `json:"submitted_at"`
+	FinishedAt   time.Time            `json:"finished_at"`
+	// DurationsMS holds each stage's processing time in milliseconds.
+	DurationsMS map[Stage]float64 `json:"durations_ms,omitempty"`
+}
+
+// StageRun is telemetry for one attempt of one stage on one job, published on
+// studio.telemetry.<stage>.
+type StageRun struct {
+	Schema       string    `json:"schema"`
+	JobID        string    `json:"job_id"`
+	Tenant       string    `json:"tenant"`
+	User         string    `json:"user"`
+	Tier         Tier      `json:"tier"`
+	Task         Task      `json:"task"`
+	Model        string    `json:"model"`
+	ModelVersion string    `json:"model_version"`
+	Stage        Stage     `json:"stage"`
+	Worker       string    `json:"worker"`
+	Attempt      int       `json:"attempt"`
+	BatchSize    int       `json:"batch_size"`
+	Outcome      string    `json:"outcome"` // ok, retry, failed, skipped
+	Error        string    `json:"error,omitempty"`
+	StartedAt    time.Time `json:"started_at"`
+	DurationMS   float64   `json:"duration_ms"`
+	QueueWaitMS  float64   `json:"queue_wait_ms"`
+	TraceParent  string    `json:"traceparent,omitempty"`
+}

@@ -1,0 +1,72 @@
+package schemas
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Stream names and subject roots. A subject token never contains a dot, so model
+// versions (which may) travel in the event body, not the subject.
+const (
+	StreamRequests      = "REQUESTS"
+	StreamPreprocessed  = "PREPROCESSED"
+	StreamInferred      = "INFERRED"
+	StreamPostprocessed = "POSTPROCESSED"
+	StreamResults       = "RESULTS"
+	StreamTelemetry     = "TELEMETRY"
+	StreamAudit         = "AUDIT"
+	StreamFeedback      = "FEEDBACK"
+	StreamDLQ           = "DLQ"
+)
+
+// RequestSubject is where ingest publishes a new job: studio.requests.<tier>.<task>.
+func RequestSubject(t Tier, task Task) string {
+	return "studio.requests." + string(t) + "." + string(task)
+}
+
+// PreprocessedSubject carries model-ready inputs: studio.preprocessed.<tier>.<model>.
+func PreprocessedSubject(t Tier, model string) string {
+	return "studio.preprocessed." + string(t) + "." + model
+}
+
+// InferredSubject carries model outputs: studio.inferred.<tier>.<task>.
+func InferredSubject(t Tier, task Task) string {
+	return "studio.inferred." + string(t) + "." + string(task)
+}
+
+// PostprocessedSubject carries encoded results awaiting storage:
+// studio.postprocessed.<tier>.<task>.
+func PostprocessedSubject(t Tier, task Task) string {
+	return "studio.postprocessed." + string(t) + "." + string(task)
+}
+
+// ResultSubject carries final job outcomes: studio.results.<tenant>.<task>.
+func ResultSubject(tenant string, task Task) string {
+	return "studio.results." + tenant + "." + string(task)
+}
+
+// TelemetrySubject carries stage-run records: studio.telemetry.<stage>.
+func TelemetrySubject(s Stage) string { return "studio.telemetry." + string(s) }
+
+// DLQSubject carries poison messages from a stage: studio.dlq.<stage>.
+func DLQSubject(s Stage) string { return "studio.dlq." + string(s) }
+
+// SubmitSubject is where upstream systems send job requests: studio.submit.<task>.
+func SubmitSubject(task Task) string { return "studio.submit." + string(task) }
+
+// ValidToken reports whether s can be used as one subject token (tenant ids, model
+// names): non-empty, at most 64 bytes, letters, digits, '-' and '_' only.
+func ValidToken(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty name: use letters, digits, '-' or '_'")
+	}
+	if len(s) > 64 {
+		return fmt.Errorf("name %q is longer than 64 bytes", s)
+	}
+	if i := strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}); i >= 0 {
+		return fmt.Errorf("name %q has %q at byte %d: use letters, digits, '-' or '_'", s, s[i], i)
+	}
+	return nil
+}
