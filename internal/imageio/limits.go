@@ -1,0 +1,35 @@
+package imageio
+
+// Defaults for Limits. 40 megapixels covers every current phone camera;
+// decoded as NRGBA it is 160 MB, which bounds the memory one request can take.
+const (
+	DefaultMaxBytes  int64 = 10 << 20
+	DefaultMaxPixels int64 = 40_000_000
+	DefaultMaxSide         = 12000
+)
+
+// Limits bounds what Inspect and Decode accept. A zero or negative field
+// means its default, so the zero Limits is the default policy.
+type Limits struct {
+	MaxBytes  int64 // file size in bytes
+	MaxPixels int64 // width × height
+	MaxSide   int   // longest side in pixels
+}
+
+// DefaultLimits returns the limits used for zero fields.
+func DefaultLimits() Limits {
+	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxSide: DefaultMaxSide}
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxPixels <= 0 {
+		l.MaxPixels = DefaultMaxPixels
+	}
+	if l.MaxSide <= 0 {
+		l.MaxSide = DefaultMaxSide
+	}
+	return l
+}

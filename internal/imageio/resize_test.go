@@ -1,0 +1,93 @@
+package imageio
+
+import (
+	"image"
+	"image/color"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestResizeBilinear(t *testing.T) {
+	flat := func(c color.NRGBA) image.Image {
+		m := image.NewNRGBA(image.Rect(10, 10, 110, 60))
+		for i := 0; i < len(m.Pix); i += 4 {
+			m.Pix[i], m.Pix[i+1], m.Pix[i+2], m.Pix[i+3] = c.R, c.G, c.B, c.A
+		}
+		return m
+	}
+	translucent := color.NRGBA{200, 100, 50, 128}
+	tests := []struct {
+		name     string
+		src      image.Image
+		w, h     int
+		wantRect image.Rectangle
+		at       image.Point // where to check the colour; the centre if zero
+		want     color.NRGBA
+	}{
+		{name: "downscaling to a different aspect gives exactly the requested size", src: flat(red), w: 7, h: 33,
+			wantRect: image.Rect(0, 0, 7, 33), want: red},
+		{name: "upscaling gives exactly the requested size", src: flat(blue), w: 300, h: 300,
+			wantRect: image.Rect(0, 0, 300, 300), want: blue},
+		{name: "translucent colour keeps straight alpha", src: flat(translucent), w: 33, h: 17,
+			wantRect: image.Rect(0, 0, 33, 17), want: translucent},
+		{name: "a decoded JPEG (YCbCr) is scaled through its fast path", src: ycbcrOf(gridImage()), w: 12, h: 8,
+			wantRect: image.Rect(0, 0, 12, 8), at: image.Pt(6, 6), want: magenta}, // well inside the magenta block
+		{name: "zero width gives an empty image", src: flat(red), w: 0, h: 10},
+		{name: "negative height gives an empty image", src: flat(red), w: 10, h: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ResizeBilinear(tt.src, tt.w, tt.h)
+			assert.Equal(t, tt.wantRect, got.Rect)
+			if got.Rect.Empty() {
+				return
+			}
+			at := tt.at
+			if at == (image.Point{}) {
+				at = image.Pt(tt.w/2, tt.h/2)
+			}
+			assertNear(t, tt.want, got.NRGBAAt(at.X, at.Y), 8)
+		})
+	}
+}
+
+func TestThumbnail(t *testing.T) {
+	tests := []struct {
+		name    string
+		w, h    int
+		maxSide int
+		want    image.Rectangle
+	}{
+		{name: "a landscape photo is bounded by its width", w: 4000, h: 3000, maxSide: 1024, want: image.Rect(0, 0, 1024, 768)},
+		{name: "a portrait photo is bounded by its height", w: 300, h: 4000, maxSide: 1024, want: image.Rect(0, 0, 77, 1024)},
+		{name: "a square stays square", w: 500, h: 500, maxSide: 64, want: image.Rect(0, 0, 64, 64)},
+		{name: "a sliver keeps at least one pixel", w: 4000, h: 1, maxSide: 100, want: image.Rect(0, 0, 100, 1)},
+		{name: "an image that already fits is not enlarged", w: 640, h: 480, maxSide: 1024, want: image.Rect(0, 0, 640, 480)},
+		{name: "a non-positive bound gives an empty image", w: 640, h: 480, maxSide: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := image.NewGray(image.Rect(0, 0, tt.w, tt.h))
+			assert.Equal(t, tt.want, Thumbnail(src, tt.maxSide).Rect)
+		})
+	}
+	t.Run("an image that already fits is copied, not shared", func(t *testing.T) {
+		src := image.NewNRGBA(image.Rect(0, 0, 4, 4))
+		Thumbnail(src, 10).Pix[0] = 1
+		assert.Zero(t, src.Pix[0])
+	})
+}
+
+func ycbcrOf(src *image.NRGBA) *image.YCbCr {
+	b := src.Bounds()
+	m := image.NewYCbCr(b, image.YCbCrSubsampleRatio444)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := src.NRGBAAt(x, y)
+			yy, cb, cr := color.RGBToYCbCr(c.R, c.G, c.B)
+			m.Y[m.YOffset(x, y)], m.Cb[m.COffset(x, y)], m.Cr[m.COffset(x, y)] = yy, cb, cr
+		}
+	}
+	return m
+}

@@ -1,0 +1,6 @@
+// Package processors turns a pipeline Step into a streams.Handler: it decodes job events,
+// skips cancelled jobs, keeps the job record's stage, percent and timings current,
+// routes each result to the next stage's subject with an idempotent message id, and
+// emits telemetry. The stage packages (preprocess, inference, postprocess, store) only
+// transform events.
+package processors

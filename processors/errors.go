@@ -1,0 +1,27 @@
+package processors
+
+import (
+	"fmt"
+
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// Stable error codes recorded on failed jobs.
+const (
+	CodeBadEvent         = "bad_event"
+	CodeInvalidImage     = "invalid_image"
+	CodeUnsupportedImage = "unsupported_format"
+	CodeImageTooLarge    = "image_too_large"
+	CodeCorruptImage     = "corrupt_image"
+	CodeEmptyImage       = "empty_image"
+	CodeModelUnavailable = "model_unavailable"
+	CodeInferenceFailed  = "inference_failed"
+	CodeMissingObject    = "missing_object"
+	CodeMaxDeliveries    = "max_deliveries"
+	CodeInternal         = "internal"
+)
+
+// Permanent returns an error that fails the job without retrying.
+func Permanent(stage schemas.Stage, code, format string, args ...any) error {
+	return &schemas.JobError{Code: code, Message: fmt.Sprintf(format, args...), Stage: stage}
+}

@@ -1,0 +1,330 @@
+package processors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/creativeai-studio/studio/internal/trace"
+	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
+)
+
+// JobStore reads and updates job records; streams.Jobs implements it.
+type JobStore interface {
+	Get(ctx context.Context, id string) (*schemas.JobRecord, error)
+	Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error)
+}
+
+// Handler adapts a Step to streams.Handler. Safe for concurrent use.
+type Handler struct {
+	Step   Step
+	Jobs   JobStore
+	Pub    streams.Publisher
+	Worker string
+	Log    logrus.FieldLogger
+	now    func() time.Time
+}
+
+var _ streams.Handler = (*Handler)(nil)
+
+// NewHandler wires a step to the job store and publisher.
+func NewHandler(step Step, jobs JobStore, pub streams.Publisher, worker string, log logrus.FieldLogger) *Handler {
+	return &Handler{Step: step, Jobs: jobs, Pub: pub, Worker: worker, Log: log, now: time.Now}
+}
+
+type item struct {
+	msg     *streams.Msg
+	ev      *schemas.JobEvent
+	started time.Time
+	res     *streams.Result
+	log     logrus.FieldLogger
+}
+
+// Handle implements streams.Handler.
+func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Result {
+	stage := h.Step.Stage()
+	results := make([]streams.Result, len(batch))
+	var live []*item
+	for i, m := range batch {
+		it := &item{msg: m, res: &results[i], started: h.now()}
+		ev, err := decodeEvent(m.Data)
+		if err != nil {
+			it.res.Err = Permanent(stage, CodeBadEvent, "event on %s is not a valid job event: %v", m.Subject, err)
+			continue
+		}
+		it.ev = ev
+		it.log = h.Log.WithFields(logrus.Fields{
+			"stage": stage, "job_id": ev.JobID, "trace_id": trace.ID(ev.TraceParent),
+			"tenant": ev.Tenant, "user_id": ev.User, "attempt": m.Delivered,
+		})
+		skip, err := h.begin(ctx, it, len(batch))
+		switch {
+		case err != nil:
+			it.res.Err = err
+		case skip:
+			it.log.Info("job is cancelled or already failed; skipping")
+		default:
+			live = append(live, it)
+		}
+	}
+	if len(live) == 0 {
+		return results
+	}
+	events := make([]*schemas.JobEvent, len(live))
+	for i, it := range live {
+		events[i] = it.ev
+	}
+	errs := h.Step.Process(ctx, events)
+	for i, it := range live {
+		var err error
+		if i < len(errs) {
+			err = errs[i]
+		}
+		if err != nil {
+			it.res.Err = err
+			h.retryTelemetry(ctx, it, len(live), err)
+			continue
+		}
+		outs, err := h.finish(ctx, it, len(live))
+		it.res.Outputs, it.res.Err = outs, err
+	}
+	return results
+}
+
+// begin records that the stage started on the job; skip is true for jobs that must not
+// run (cancelled, failed).
+func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool, err error) {
+	stage := h.Step.Stage()
+	_, err = h.Jobs.Update(ctx, it.ev.JobID, func(r *schemas.JobRecord) error {
+		if r.Status == schemas.StatusCancelled || r.Status == schemas.StatusFailed {
+			skip = true
+			return streams.ErrNoChange
+		}
+		if r.Status == schemas.StatusQueued {
+			r.Status = schemas.StatusRunning
+		}
+		if r.StartedAt.IsZero() {
+			r.StartedAt = it.started.UTC()
+		}
+		if r.Status != schemas.StatusSucceeded {
+			r.Stage = stage
+			r.Percent = max(r.Percent, schemas.StagePercent(stage))
+			r.QueuePosition = 0
+		}
+		if r.Stages == nil {
+			r.Stages = map[schemas.Stage]*schemas.StageTiming{}
+		}
+		r.Stages[stage] = &schemas.StageTiming{StartedAt: it.started.UTC(), Attempts: it.msg.Delivered, Worker: h.Worker, BatchSize: batchSize}
+		return nil
+	})
+	if errors.Is(err, streams.ErrJobNotFound) {
+		return false, Permanent(stage, CodeBadEvent, "job %s has no record (expired or erased)", it.ev.JobID)
+	}
+	if err != nil {
+		return false, fmt.Errorf("record start of %s: %w", stage, err)
+	}
+	return skip, nil
+}
+
+// finish records the stage's timing, advances the job, and builds the outputs.
+func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]streams.Output, error) {
+	stage := h.Step.Stage()
+	ev := it.ev
+	done := h.now()
+	dur := done.Sub(it.started)
+	if ev.Stamps == nil {
+		ev.Stamps = map[schemas.Stage]time.Time{}
+	}
+	ev.Stamps[stage] = done.UTC()
+
+	rec, err := h.Jobs.Update(ctx, ev.JobID, func(r *schemas.JobRecord) error {
+		if st := r.Stages[stage]; st != nil {
+			st.FinishedAt = done.UTC()
+			st.DurationMS = ms(dur)
+		}
+		if stage == schemas.StageStore {
+			r.Status = schemas.StatusSucceeded
+			r.Percent = 100
+			r.Results = ev.Artifacts
+			r.FinishedAt = done.UTC()
+			r.Error = nil
+			return nil
+		}
+		if next := nextStage(stage); next != "" && !r.Status.Final() {
+			r.Percent = max(r.Percent, schemas.StagePercent(next)-1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record end of %s: %w", stage, err)
+	}
+
+	var outs []streams.Output
+	if stage == schemas.StageStore {
+		out, err := resultOutput(rec, ev.TraceParent)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, out)
+	} else {
+		ev.Schema = nextSchema(stage)
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encode event for %s: %w", nextStage(stage), err)
+		}
+		outs = append(outs, streams.Output{
+			Subject: nextSubject(stage, ev),
+			MsgID:   ev.JobID + ":" + string(nextStage(stage)),
+			Data:    data,
+			Header:  headers(ev),
+		})
+	}
+	tel, err := h.telemetry(it, batchSize, "ok", nil, dur)
+	if err == nil {
+		outs = append(outs, tel)
+	}
+	it.log.WithFields(logrus.Fields{"latency_ms": ms(dur), "batch_size": batchSize, "queue_wait_ms": ms(it.msg.Received.Sub(it.msg.Published))}).Info("stage done")
+	return outs, nil
+}
+
+// Fail marks the job failed and tells result subscribers; the runner calls it for
+// permanent errors and exhausted deliveries. It is idempotent.
+func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
+	stage := h.Step.Stage()
+	ev, err := decodeEvent(m.Data)
+	if err != nil {
+		h.Log.WithError(err).WithField("subject", m.Subject).Warn("undecodable message failed; it is in the DLQ")
+		return
+	}
+	jerr := &schemas.JobError{Code: CodeInternal, Message: cause.Error(), Stage: stage}
+	if je := (*schemas.JobError)(nil); errors.As(cause, &je) {
+		jerr = je
+	} else if errors.Is(cause, streams.ErrMaxDeliveries) {
+		jerr.Code = CodeMaxDeliveries
+	}
+	now := h.now().UTC()
+	rec, err := h.Jobs.Update(ctx, ev.JobID, func(r *schemas.JobRecord) error {
+		if r.Status.Final() {
+			return streams.ErrNoChange
+		}
+		r.Status = schemas.StatusFailed
+		r.Error = jerr
+		r.FinishedAt = now
+		if st := r.Stages[stage]; st != nil && st.FinishedAt.IsZero() {
+			st.FinishedAt = now
+			st.DurationMS = ms(now.Sub(st.StartedAt))
+		}
+		return nil
+	})
+	log := h.Log.WithFields(logrus.Fields{"stage": stage, "job_id": ev.JobID, "trace_id": trace.ID(ev.TraceParent), "error_code": jerr.Code})
+	if err != nil {
+		log.WithError(err).Error("could not mark job failed")
+		return
+	}
+	log.WithField("reason", jerr.Message).Warn("job failed")
+	outs := []streams.Output{}
+	if rec.Status == schemas.StatusFailed {
+		if out, err := resultOutput(rec, ev.TraceParent); err == nil {
+			outs = append(outs, out)
+		}
+	}
+	it := &item{msg: m, ev: ev, started: m.Received}
+	if tel, err := h.telemetry(it, 1, "failed", cause, now.Sub(m.Received)); err == nil {
+		outs = append(outs, tel)
+	}
+	if err := h.Pub.Publish(ctx, outs...); err != nil {
+		log.WithError(err).Warn("could not publish the failure result")
+	}
+}
+
+func (h *Handler) retryTelemetry(ctx context.Context, it *item, batchSize int, err error) {
+	var jerr *schemas.JobError
+	if errors.As(err, &jerr) {
+		return // Fail reports permanent errors
+	}
+	it.log.WithError(err).Warn("stage attempt failed; will retry")
+	if tel, terr := h.telemetry(it, batchSize, "retry", err, h.now().Sub(it.started)); terr == nil {
+		_ = h.Pub.Publish(ctx, tel)
+	}
+}
+
+func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error, dur time.Duration) (streams.Output, error) {
+	ev := it.ev
+	run := schemas.StageRun{
+		Schema: schemas.SchemaStageRun, JobID: ev.JobID, Tenant: ev.Tenant, User: ev.User, Tier: ev.Tier,
+		Task: ev.Task, Model: ev.Model, ModelVersion: ev.ModelVersion, Stage: h.Step.Stage(),
+		Worker: h.Worker, Attempt: it.msg.Delivered, BatchSize: batchSize, Outcome: outcome,
+		StartedAt: it.started.UTC(), DurationMS: ms(dur), TraceParent: ev.TraceParent,
+	}
+	if !it.msg.Published.IsZero() {
+		run.QueueWaitMS = ms(it.msg.Received.Sub(it.msg.Published))
+	}
+	if cause != nil {
+		run.Error = cause.Error()
+	}
+	data, err := json.Marshal(run)
+	if err != nil {
+		return streams.Output{}, err
+	}
+	return streams.Output{
+		Subject: schemas.TelemetrySubject(h.Step.Stage()),
+		MsgID:   fmt.Sprintf("%s:%s:%d:%s", ev.JobID, h.Step.Stage(), it.msg.Delivered, outcome),
+		Data:    data,
+	}, nil
+}
+
+// resultOutput builds the result event for a final job record.
+func resultOutput(rec *schemas.JobRecord, traceparent string) (streams.Output, error) {
+	res := schemas.ResultEvent{
+		Schema: schemas.SchemaJobResult, JobID: rec.ID, Tenant: rec.Tenant, User: rec.User,
+		Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, Status: rec.Status,
+		Error: rec.Error, Results: rec.Results, CacheHit: rec.CacheHit, TraceParent: traceparent,
+		SubmittedAt: rec.SubmittedAt, FinishedAt: rec.FinishedAt, DurationsMS: map[schemas.Stage]float64{},
+	}
+	for s, t := range rec.Stages {
+		res.DurationsMS[s] = t.DurationMS
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		return streams.Output{}, fmt.Errorf("encode result of %s: %w", rec.ID, err)
+	}
+	h := nats.Header{}
+	if traceparent != "" {
+		h.Set("traceparent", traceparent)
+	}
+	return streams.Output{Subject: schemas.ResultSubject(rec.Tenant, rec.Task), MsgID: rec.ID + ":result", Data: data, Header: h}, nil
+}
+
+func headers(ev *schemas.JobEvent) nats.Header {
+	h := nats.Header{}
+	if ev.TraceParent != "" {
+		h.Set("traceparent", trace.Child(ev.TraceParent))
+	}
+	h.Set("Studio-Job-Id", ev.JobID)
+	return h
+}
+
+func decodeEvent(data []byte) (*schemas.JobEvent, error) {
+	var ev schemas.JobEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, err
+	}
+	if ev.JobID == "" {
+		return nil, errors.New("missing job_id")
+	}
+	if !ev.Tier.Valid() {
+		return nil, fmt.Errorf("unknown tier %q", ev.Tier)
+	}
+	if err := schemas.ValidToken(ev.Tenant); err != nil {
+		return nil, fmt.Errorf("tenant: %w", err)
+	}
+	return &ev, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

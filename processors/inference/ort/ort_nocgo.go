@@ -1,0 +1,22 @@
+//go:build !cgo
+
+// Package ort is the ONNX Runtime backend; this build has no cgo, so it only reports
+// that inference is unavailable.
+package ort
+
+import (
+	"github.com/creativeai-studio/studio/processors/inference"
+)
+
+// Config mirrors the cgo build's configuration.
+type Config struct {
+	LibraryPath    string
+	Device         string
+	IntraOpThreads int
+}
+
+// Backend is never constructed without cgo.
+type Backend struct{}
+
+// New always fails: ONNX Runtime needs cgo.
+func New(Config) (*Backend, error) { return nil, inference.ErrNoBackend }

@@ -1,0 +1,203 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// Config tunes the inference stage.
+type Config struct {
+	// SessionsPerModel is how many sessions of one model version run at once; batch-1
+	// models get their parallelism from here (default 1).
+	SessionsPerModel int
+	// RunTimeout bounds one model run; a run past it is stopped and retried (default 2m).
+	RunTimeout time.Duration
+}
+
+// Step runs model sessions on preprocessed tensors. Sessions load lazily, once per
+// model version per process, and are reused. Safe for concurrent use.
+type Step struct {
+	Blobs   blob.Store
+	Catalog *models.Catalog
+	Backend Backend
+	Config  Config
+	Log     logrus.FieldLogger
+
+	mu    sync.Mutex
+	pools map[string]*pool
+}
+
+var _ processors.Step = (*Step)(nil)
+
+// Stage implements processors.Step.
+func (s *Step) Stage() schemas.Stage { return schemas.StageInference }
+
+// Process implements processors.Step.
+func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, ev := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.one(ctx, ev)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
+	spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion)
+	if err != nil {
+		return processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "%v", err)
+	}
+	in, ok := ev.Artifacts["tensor"]
+	if !ok {
+		return processors.Permanent(schemas.StageInference, processors.CodeBadEvent, "event has no preprocessed tensor")
+	}
+	p, err := s.pool(spec)
+	if err != nil {
+		return processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "model %s cannot be loaded: %v", spec.ID(), err)
+	}
+	x, err := GetTensor(ctx, s.Blobs, in)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return processors.Permanent(schemas.StageInference, processors.CodeMissingObject, "preprocessed tensor is gone: %v", err)
+		}
+		return err
+	}
+	sess, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.runTimeout())
+	y, err := sess.Run(rctx, x)
+	cancel()
+	p.release(sess)
+	if err != nil {
+		if rctx.Err() != nil {
+			return fmt.Errorf("model %s: %w", spec.ID(), err) // timeout: retry
+		}
+		return processors.Permanent(schemas.StageInference, processors.CodeInferenceFailed, "model %s failed on this input: %v", spec.ID(), err)
+	}
+	ref, err := PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", y)
+	if err != nil {
+		return err
+	}
+	ev.Artifacts["output"] = ref
+	return nil
+}
+
+func (s *Step) runTimeout() time.Duration {
+	if s.Config.RunTimeout > 0 {
+		return s.Config.RunTimeout
+	}
+	return 2 * time.Minute
+}
+
+// Preload opens the sessions of spec now instead of on the first job, so readiness can
+// wait for it.
+func (s *Step) Preload(spec models.Spec) error {
+	_, err := s.pool(spec)
+	return err
+}
+
+// pool returns the session pool of spec, loading it on first use. Concurrent first
+// callers wait for one load; a failed load is retried by the next caller.
+func (s *Step) pool(spec models.Spec) (*pool, error) {
+	s.mu.Lock()
+	if s.pools == nil {
+		s.pools = map[string]*pool{}
+	}
+	p, ok := s.pools[spec.ID()]
+	if !ok {
+		p = &pool{}
+		s.pools[spec.ID()] = p
+	}
+	s.mu.Unlock()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sessions != nil {
+		return p, nil
+	}
+	n := max(1, s.Config.SessionsPerModel)
+	start := time.Now()
+	sessions := make(chan Session, n)
+	for range n {
+		sess, err := s.Backend.Open(spec)
+		if err != nil {
+			close(sessions)
+			for o := range sessions {
+				_ = o.Close()
+			}
+			return nil, err
+		}
+		sessions <- sess
+	}
+	p.sessions = sessions
+	if s.Log != nil {
+		s.Log.WithFields(logrus.Fields{"model": spec.ID(), "sessions": n, "device": s.Backend.Device(), "load_ms": time.Since(start).Milliseconds()}).Info("model loaded")
+	}
+	return p, nil
+}
+
+// Close releases every loaded session.
+func (s *Step) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, p := range s.pools {
+		p.mu.Lock()
+		if p.sessions != nil {
+			for range cap(p.sessions) {
+				errs = append(errs, (<-p.sessions).Close())
+			}
+			p.sessions = nil
+		}
+		p.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Loaded lists the model ids with open sessions.
+func (s *Step) Loaded() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for id, p := range s.pools {
+		p.mu.Lock()
+		if p.sessions != nil {
+			out = append(out, id)
+		}
+		p.mu.Unlock()
+	}
+	return out
+}
+
+type pool struct {
+	mu       sync.Mutex
+	sessions chan Session
+}
+
+func (p *pool) acquire(ctx context.Context) (Session, error) {
+	select {
+	case s := <-p.sessions:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (p *pool) release(s Session) { p.sessions <- s }

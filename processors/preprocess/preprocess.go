@@ -1,0 +1,132 @@
+// Package preprocess is the first pipeline stage: it decodes the uploaded image by its
+// sniffed type (never its name), refuses what is not a safe image, applies EXIF
+// orientation, and writes the model-ready tensor to object storage.
+package preprocess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+
+	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors"
+	"github.com/creativeai-studio/studio/processors/inference"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// Step is the preprocess stage. Safe for concurrent use.
+type Step struct {
+	Blobs   blob.Store
+	Catalog *models.Catalog
+	Limits  imageio.Limits
+}
+
+var _ processors.Step = (*Step)(nil)
+
+// Stage implements processors.Step.
+func (s *Step) Stage() schemas.Stage { return schemas.StagePreprocess }
+
+// Process implements processors.Step.
+func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
+	errs := make([]error, len(batch))
+	for i, ev := range batch {
+		errs[i] = s.one(ctx, ev)
+	}
+	return errs
+}
+
+func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
+	spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion)
+	if err != nil {
+		return processors.Permanent(schemas.StagePreprocess, processors.CodeModelUnavailable, "%v", err)
+	}
+	img, hdr, err := LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	if err != nil {
+		return err
+	}
+	ev.Image = &schemas.ImageInfo{Format: string(hdr.Format), Width: hdr.Width, Height: hdr.Height, Orientation: hdr.Orientation}
+	t := ToTensor(imageio.ResizeBilinear(img, spec.Input.Width, spec.Input.Height), spec.Input)
+	ref, err := inference.PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/input.f32", t)
+	if err != nil {
+		return fmt.Errorf("store tensor: %w", err)
+	}
+	if ev.Artifacts == nil {
+		ev.Artifacts = map[string]schemas.ObjectRef{}
+	}
+	ev.Artifacts["tensor"] = ref
+	return nil
+}
+
+// LoadImage reads the object ref points at and decodes it upright. Image problems are
+// permanent job errors with a stable code; storage problems are returned as they are
+// (retried).
+func LoadImage(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim imageio.Limits) (*image.NRGBA, imageio.Header, error) {
+	rc, info, err := store.Get(ctx, ref.Key)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return nil, imageio.Header{}, processors.Permanent(schemas.StagePreprocess, processors.CodeMissingObject, "input image %s is gone", ref.Key)
+		}
+		return nil, imageio.Header{}, err
+	}
+	defer rc.Close()
+	max := lim.MaxBytes
+	if max <= 0 {
+		max = imageio.DefaultLimits().MaxBytes
+	}
+	if info.Size > max {
+		return nil, imageio.Header{}, processors.Permanent(schemas.StagePreprocess, processors.CodeImageTooLarge, "input is %d bytes, over the %d byte limit", info.Size, max)
+	}
+	data, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, imageio.Header{}, fmt.Errorf("read input %s: %w", ref.Key, err)
+	}
+	img, hdr, err := imageio.Decode(data, lim)
+	if err != nil {
+		return nil, imageio.Header{}, Classify(err)
+	}
+	return img, hdr, nil
+}
+
+// Classify maps an imageio error to a permanent job error with a stable code.
+func Classify(err error) error {
+	code := processors.CodeInvalidImage
+	switch {
+	case errors.Is(err, imageio.ErrEmpty):
+		code = processors.CodeEmptyImage
+	case errors.Is(err, imageio.ErrUnsupportedFormat):
+		code = processors.CodeUnsupportedImage
+	case errors.Is(err, imageio.ErrTooLarge):
+		code = processors.CodeImageTooLarge
+	case errors.Is(err, imageio.ErrCorrupt):
+		code = processors.CodeCorruptImage
+	}
+	return processors.Permanent(schemas.StagePreprocess, code, "%v", err)
+}
+
+// ToTensor converts an image already at the spec's size into a [1,3,H,W] float32
+// tensor in RGB order, normalised per channel as (v - mean) / std.
+func ToTensor(img *image.NRGBA, spec models.TensorSpec) inference.Tensor {
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	plane := w * h
+	data := make([]float32, 3*plane)
+	var scale [3]float32
+	for c := range 3 {
+		scale[c] = 1 / spec.Std[c]
+	}
+	for y := range h {
+		row := img.Pix[y*img.Stride : y*img.Stride+4*w]
+		base := y * w
+		for x := range w {
+			p := row[4*x : 4*x+3 : 4*x+3]
+			i := base + x
+			data[i] = (float32(p[0]) - spec.Mean[0]) * scale[0]
+			data[plane+i] = (float32(p[1]) - spec.Mean[1]) * scale[1]
+			data[2*plane+i] = (float32(p[2]) - spec.Mean[2]) * scale[2]
+		}
+	}
+	return inference.Tensor{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}
+}

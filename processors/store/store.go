@@ -1,0 +1,107 @@
+// Package store is the last pipeline stage: it promotes a job's results from the
+// scratch area (work/<job>/) to their final keys (results/<tenant>/<job>/), removes the
+// scratch objects, and lets the handler mark the job succeeded and publish the result.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/processors"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// ResultNames are the artifacts kept as results, per task.
+var ResultNames = map[schemas.Task][]string{
+	schemas.TaskRemoveBackground: {"cutout", "mask", "thumbnail"},
+}
+
+// Step is the store stage. Safe for concurrent use.
+type Step struct {
+	Blobs blob.Store
+}
+
+var _ processors.Step = (*Step)(nil)
+
+// Stage implements processors.Step.
+func (s *Step) Stage() schemas.Stage { return schemas.StageStore }
+
+// Process implements processors.Step.
+func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
+	errs := make([]error, len(batch))
+	for i, ev := range batch {
+		errs[i] = s.one(ctx, ev)
+	}
+	return errs
+}
+
+// ResultKey is where a job's named result lives.
+func ResultKey(tenant, jobID, name, ext string) string {
+	return "results/" + tenant + "/" + jobID + "/" + name + ext
+}
+
+func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
+	names, ok := ResultNames[ev.Task]
+	if !ok {
+		return processors.Permanent(schemas.StageStore, processors.CodeBadEvent, "no results defined for task %q", ev.Task)
+	}
+	final := make(map[string]schemas.ObjectRef, len(names))
+	for _, name := range names {
+		src, ok := ev.Artifacts[name]
+		if !ok {
+			return processors.Permanent(schemas.StageStore, processors.CodeBadEvent, "event lacks result %q", name)
+		}
+		dst := src
+		dst.Key = ResultKey(ev.Tenant, ev.JobID, name, ext(src.Key))
+		// A redelivery finds the result already promoted (and the scratch copy gone).
+		if info, err := s.Blobs.Stat(ctx, dst.Key); err == nil && info.SHA256 == src.SHA256 {
+			final[name] = dst
+			continue
+		}
+		if err := Copy(ctx, s.Blobs, src.Key, dst.Key, src.ContentType); err != nil {
+			if errors.Is(err, blob.ErrNotFound) {
+				return processors.Permanent(schemas.StageStore, processors.CodeMissingObject, "result %q is gone: %v", name, err)
+			}
+			return err
+		}
+		final[name] = dst
+	}
+	scratch, err := s.Blobs.List(ctx, "work/"+ev.JobID+"/")
+	if err != nil {
+		return err
+	}
+	for _, o := range scratch {
+		if err := s.Blobs.Delete(ctx, o.Key); err != nil {
+			return err
+		}
+	}
+	ev.Artifacts = final
+	return nil
+}
+
+// Copy streams src to dst within one store and checks the digest survived.
+func Copy(ctx context.Context, bs blob.Store, src, dst, contentType string) error {
+	rc, info, err := bs.Get(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	out, err := bs.Put(ctx, dst, rc, info.Size, contentType)
+	if err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	if info.SHA256 != "" && out.SHA256 != info.SHA256 {
+		return fmt.Errorf("copy %s to %s: digest changed (%s -> %s)", src, dst, info.SHA256, out.SHA256)
+	}
+	return nil
+}
+
+func ext(key string) string {
+	if i := strings.LastIndexByte(key, '.'); i >= 0 && !strings.Contains(key[i:], "/") {
+		return key[i:]
+	}
+	return ""
+}

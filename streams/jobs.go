@@ -1,0 +1,152 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// ErrJobNotFound is returned when no record exists for a job id.
+var ErrJobNotFound = errors.New("streams: job not found")
+
+// ErrJobExists is returned by Create when the id is taken.
+var ErrJobExists = errors.New("streams: job already exists")
+
+// Jobs keeps job records in the KV bucket "jobs". Updates are compare-and-swap loops,
+// so stages and ingest (cancellation) can change one record concurrently without
+// losing writes. Safe for concurrent use.
+type Jobs struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// OpenJobs opens the jobs bucket, which Provision creates.
+func OpenJobs(ctx context.Context, js jetstream.JetStream) (*Jobs, error) {
+	kv, err := js.KeyValue(ctx, BucketJobs)
+	if err != nil {
+		return nil, fmt.Errorf("streams: open KV bucket %s (run provisioning first): %w", BucketJobs, err)
+	}
+	return &Jobs{kv: kv, now: time.Now}, nil
+}
+
+// Create stores a new record; it fails with ErrJobExists if the id is taken.
+func (j *Jobs) Create(ctx context.Context, rec *schemas.JobRecord) error {
+	rec.UpdatedAt = j.now().UTC()
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("streams: encode job %s: %w", rec.ID, err)
+	}
+	if _, err := j.kv.Create(ctx, rec.ID, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: %s", ErrJobExists, rec.ID)
+		}
+		return fmt.Errorf("streams: create job %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// Get returns the current record.
+func (j *Jobs) Get(ctx context.Context, id string) (*schemas.JobRecord, error) {
+	rec, _, err := j.get(ctx, id)
+	return rec, err
+}
+
+func (j *Jobs) get(ctx context.Context, id string) (*schemas.JobRecord, uint64, error) {
+	e, err := j.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return nil, 0, fmt.Errorf("%w: %s", ErrJobNotFound, id)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("streams: get job %s: %w", id, err)
+	}
+	var rec schemas.JobRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, 0, fmt.Errorf("streams: job %s has a corrupt record: %w", id, err)
+	}
+	return &rec, e.Revision(), nil
+}
+
+// ErrNoChange may be returned by an Update callback to skip the write.
+var ErrNoChange = errors.New("streams: no change")
+
+// Update applies fn to the current record and writes it back with compare-and-swap,
+// retrying on conflicts. If fn returns ErrNoChange nothing is written and Update
+// returns the unchanged record with a nil error.
+func (j *Jobs) Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error) {
+	for attempt := 0; ; attempt++ {
+		rec, rev, err := j.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(rec); err != nil {
+			if errors.Is(err, ErrNoChange) {
+				return rec, nil
+			}
+			return rec, err
+		}
+		rec.UpdatedAt = j.now().UTC()
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return nil, fmt.Errorf("streams: encode job %s: %w", id, err)
+		}
+		_, err = j.kv.Update(ctx, id, data, rev)
+		if err == nil {
+			return rec, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) || attempt >= 50 {
+			return nil, fmt.Errorf("streams: update job %s: %w", id, err)
+		}
+		// Someone else wrote in between; read again and reapply.
+	}
+}
+
+// Watch streams the record of one job: first its current value, then every change,
+// until ctx is cancelled. The channel closes when the watch ends.
+func (j *Jobs) Watch(ctx context.Context, id string) (<-chan *schemas.JobRecord, error) {
+	w, err := j.kv.Watch(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("streams: watch job %s: %w", id, err)
+	}
+	out := make(chan *schemas.JobRecord, 8)
+	go func() {
+		defer close(out)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue // nil marks the end of the initial values
+				}
+				var rec schemas.JobRecord
+				if json.Unmarshal(e.Value(), &rec) != nil {
+					continue
+				}
+				select {
+				case out <- &rec:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Delete removes a record (used by erasure).
+func (j *Jobs) Delete(ctx context.Context, id string) error {
+	if err := j.kv.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("streams: delete job %s: %w", id, err)
+	}
+	return nil
+}

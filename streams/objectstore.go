@@ -1,0 +1,135 @@
+package streams
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/creativeai-studio/studio/internal/blob"
+)
+
+// ObjectStore implements blob.Store on a JetStream object store bucket. It is the
+// embedded default: no extra server, replicated with the streams on a cluster.
+// Safe for concurrent use.
+type ObjectStore struct {
+	obs jetstream.ObjectStore
+}
+
+var _ blob.Store = (*ObjectStore)(nil)
+
+// OpenObjectStore opens (creating if needed) the named bucket.
+func OpenObjectStore(ctx context.Context, js jetstream.JetStream, bucket string) (*ObjectStore, error) {
+	obs, err := js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("streams: open object store %s: %w", bucket, err)
+	}
+	return &ObjectStore{obs: obs}, nil
+}
+
+// Put stores r under key; the object store computes the SHA-256 while chunking.
+func (s *ObjectStore) Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) (blob.Info, error) {
+	meta := jetstream.ObjectMeta{Name: key}
+	if contentType != "" {
+		meta.Headers = nats.Header{"Content-Type": []string{contentType}}
+	}
+	info, err := s.obs.Put(ctx, meta, r)
+	if err != nil {
+		return blob.Info{}, fmt.Errorf("blob: put %s: %w", key, err)
+	}
+	if size >= 0 && int64(info.Size) != size {
+		return blob.Info{}, fmt.Errorf("blob: put %s: wrote %d bytes, expected %d", key, info.Size, size)
+	}
+	return toInfo(info)
+}
+
+// Get opens key for reading. The object store verifies the digest at EOF.
+func (s *ObjectStore) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
+	res, err := s.obs.Get(ctx, key)
+	if err != nil {
+		return nil, blob.Info{}, mapErr(key, err)
+	}
+	oi, err := res.Info()
+	if err != nil {
+		res.Close()
+		return nil, blob.Info{}, mapErr(key, err)
+	}
+	info, err := toInfo(oi)
+	if err != nil {
+		res.Close()
+		return nil, blob.Info{}, err
+	}
+	return res, info, nil
+}
+
+// Stat returns the object's metadata.
+func (s *ObjectStore) Stat(ctx context.Context, key string) (blob.Info, error) {
+	oi, err := s.obs.GetInfo(ctx, key)
+	if err != nil {
+		return blob.Info{}, mapErr(key, err)
+	}
+	return toInfo(oi)
+}
+
+// Delete removes key; a missing key is not an error.
+func (s *ObjectStore) Delete(ctx context.Context, key string) error {
+	err := s.obs.Delete(ctx, key)
+	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("blob: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// List returns the objects whose key starts with prefix.
+func (s *ObjectStore) List(ctx context.Context, prefix string) ([]blob.Info, error) {
+	all, err := s.obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: list %q: %w", prefix, err)
+	}
+	var out []blob.Info
+	for _, oi := range all {
+		if !strings.HasPrefix(oi.Name, prefix) {
+			continue
+		}
+		info, err := toInfo(oi)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+func toInfo(oi *jetstream.ObjectInfo) (blob.Info, error) {
+	info := blob.Info{Key: oi.Name, Size: int64(oi.Size), ModTime: oi.ModTime}
+	if oi.Headers != nil {
+		info.ContentType = oi.Headers.Get("Content-Type")
+	}
+	if d, ok := strings.CutPrefix(oi.Digest, "SHA-256="); ok {
+		raw, err := base64.URLEncoding.DecodeString(d)
+		if err != nil {
+			return blob.Info{}, fmt.Errorf("blob: %s has a malformed digest %q: %w", oi.Name, oi.Digest, err)
+		}
+		info.SHA256 = hex.EncodeToString(raw)
+	}
+	return info, nil
+}
+
+func mapErr(key string, err error) error {
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("%w: %s", blob.ErrNotFound, key)
+	}
+	return fmt.Errorf("blob: %s: %w", key, err)
+}
