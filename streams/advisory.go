@@ -21,6 +21,21 @@ type maxDeliveriesAdvisory struct {
 	Deliveries int    `json:"deliveries"`
 }
 
+// WatchAdvisories starts only the dead-letter side of the runner: it moves messages
+// that exhausted their deliveries to the DLQ. Run calls it; it is exported for tools and
+// tests that watch without consuming. Call stop to unsubscribe.
+func (r *Runner) WatchAdvisories() (stop func(), err error) {
+	subs, err := r.subscribeAdvisories()
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}, nil
+}
+
 // subscribeAdvisories listens for MaxDeliver advisories of this stage's consumers. They
 // fire for messages that ran out of deliveries without the runner seeing a final error
 // (a worker killed mid-message, AckWait expiring). A queue group makes exactly one

@@ -42,12 +42,13 @@ func (s *ObjectStore) Put(ctx context.Context, key string, r io.Reader, size int
 	if contentType != "" {
 		meta.Headers = nats.Header{"Content-Type": []string{contentType}}
 	}
+	if size >= 0 {
+		// A short or long body fails the Put, and the object store discards the chunks.
+		r = &sizedReader{r: r, want: size}
+	}
 	info, err := s.obs.Put(ctx, meta, r)
 	if err != nil {
 		return blob.Info{}, fmt.Errorf("blob: put %s: %w", key, err)
-	}
-	if size >= 0 && int64(info.Size) != size {
-		return blob.Info{}, fmt.Errorf("blob: put %s: wrote %d bytes, expected %d", key, info.Size, size)
 	}
 	return toInfo(info)
 }
@@ -132,4 +133,23 @@ func mapErr(key string, err error) error {
 		return fmt.Errorf("%w: %s", blob.ErrNotFound, key)
 	}
 	return fmt.Errorf("blob: %s: %w", key, err)
+}
+
+// sizedReader fails at EOF when the body was not exactly want bytes long.
+type sizedReader struct {
+	r    io.Reader
+	want int64
+	got  int64
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.got += int64(n)
+	if s.got > s.want {
+		return n, fmt.Errorf("body is longer than the declared %d bytes", s.want)
+	}
+	if err == io.EOF && s.got != s.want {
+		return n, fmt.Errorf("body ended after %d of the declared %d bytes", s.got, s.want)
+	}
+	return n, err
 }

@@ -138,15 +138,11 @@ func NewRunner(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h Han
 // prefetched messages to the stream, and lets in-flight batches finish within
 // DrainTimeout. Messages whose work is cut short are nak'ed and redelivered elsewhere.
 func (r *Runner) Run(ctx context.Context) error {
-	subs, err := r.subscribeAdvisories()
+	stopWatch, err := r.WatchAdvisories()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}()
+	defer stopWatch()
 
 	// Work gets its own context so that shutdown (ctx) stops intake at once while
 	// in-flight handlers keep running until the drain deadline.

@@ -21,7 +21,7 @@ var decoders = map[Format]func(r io.Reader) (image.Image, error){
 // upright image: the EXIF orientation is applied, so the result is
 // Header.Width x Header.Height with its origin at (0, 0). A damaged or
 // truncated file gives ErrCorrupt, never a panic. Memory use is bounded by
-// lim.MaxPixels: about 8 bytes per pixel at peak for a rotated JPEG.
+// lim.MaxPixels: at peak about 10 bytes per pixel, for a rotated JPEG.
 func Decode(data []byte, lim Limits) (*image.NRGBA, Header, error) {
 	h, err := Inspect(data, lim)
 	if err != nil {
