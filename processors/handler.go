@@ -283,9 +283,9 @@ func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error
 func resultOutput(rec *schemas.JobRecord, traceparent string) (streams.Output, error) {
 	res := schemas.ResultEvent{
 		Schema: schemas.SchemaJobResult, JobID: rec.ID, Tenant: rec.Tenant, User: rec.User,
-		Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, Status: rec.Status,
-		Error: rec.Error, Results: rec.Results, CacheHit: rec.CacheHit, TraceParent: traceparent,
-		SubmittedAt: rec.SubmittedAt, FinishedAt: rec.FinishedAt, DurationsMS: map[schemas.Stage]float64{},
+		Tier: rec.Tier, Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, Status: rec.Status,
+		Error: rec.Error, Input: rec.Input, Results: rec.Results, CacheHit: rec.CacheHit, TraceParent: traceparent,
+		SubmittedAt: rec.SubmittedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, DurationsMS: map[schemas.Stage]float64{},
 	}
 	for s, t := range rec.Stages {
 		res.DurationsMS[s] = t.DurationMS

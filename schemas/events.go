@@ -54,13 +54,18 @@ type ResultEvent struct {
 	Task         Task                 `json:"task"`
 	Model        string               `json:"model"`
 	ModelVersion string               `json:"model_version"`
+	Tier         Tier                 `json:"tier"`
 	Status       Status               `json:"status"`
 	Error        *JobError            `json:"error,omitempty"`
+	Input        ObjectRef            `json:"input"`
 	Results      map[string]ObjectRef `json:"results,omitempty"`
 	CacheHit     bool                 `json:"cache_hit,omitempty"`
 	TraceParent  string               `json:"traceparent,omitempty"`
 	SubmittedAt  time.Time            `json:"submitted_at"`
 	FinishedAt   time.Time            `json:"finished_at"`
+	// StartedAt is when the first stage picked the job up; StartedAt - SubmittedAt is
+	// the queue wait.
+	StartedAt time.Time `json:"started_at,omitzero"`
 	// DurationsMS holds each stage's processing time in milliseconds.
 	DurationsMS map[Stage]float64 `json:"durations_ms,omitempty"`
 }

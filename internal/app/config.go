@@ -49,7 +49,9 @@ type Config struct {
 
 // RegisterFlags adds the settings to fs with defaults taken from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	str := func(p *string, name, def, help string) { fs.StringVar(p, name, env(name, def), help+" ["+envName(name)+"]") }
+	str := func(p *string, name, def, help string) {
+		fs.StringVar(p, name, env(name, def), help+" ["+envName(name)+"]")
+	}
 	integer := func(p *int, name string, def int, help string) {
 		fs.IntVar(p, name, envInt(name, def), help+" ["+envName(name)+"]")
 	}
