@@ -179,6 +179,9 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		if err != nil {
 			return nil, err
 		}
+		if cfg.AckWait > 0 {
+			spec.AckWait = cfg.AckWait
+		}
 		h := processors.NewHandler(step, jobs, pub, cfg.Worker, log)
 		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, streams.RunnerConfig{
 			Stage: stage, Worker: cfg.Worker, Spec: spec, Concurrency: cfg.Concurrency,

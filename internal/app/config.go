@@ -43,6 +43,8 @@ type Config struct {
 	MaxUpload    int64
 	MaxPixels    int64
 	DrainTimeout time.Duration
+	AckWait      time.Duration
+	Stages       string
 	LogLevel     string
 	Worker       string
 }
@@ -79,6 +81,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxUpload, "max-upload-bytes", envInt64("max-upload-bytes", imageio.DefaultMaxBytes), "largest accepted upload ["+envName("max-upload-bytes")+"]")
 	fs.Int64Var(&c.MaxPixels, "max-pixels", envInt64("max-pixels", imageio.DefaultMaxPixels), "largest accepted width x height ["+envName("max-pixels")+"]")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("drain-timeout", 25*time.Second), "how long in-flight work may finish on shutdown ["+envName("drain-timeout")+"]")
+	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("ack-wait", 0), "redeliver a message this long after its worker stopped reporting progress; 0 keeps each stage's default ["+envName("ack-wait")+"]")
+	str(&c.Stages, "stages", "ingest,preprocess,inference,postprocess,store", "parts `studio up` runs in-process; leave some out to run them as `studio worker` processes")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.Worker, "worker-id", defaultWorker(), "this process's name in logs and telemetry")
 }
@@ -105,6 +109,12 @@ func (c *Config) Validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("--concurrency %d: must be at least 1", c.Concurrency))
 	}
+	if _, err := c.UpStages(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AckWait != 0 && c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("--ack-wait %s: use at least 1s", c.AckWait))
+	}
 	if _, err := c.ModelIDs(); err != nil {
 		errs = append(errs, err)
 	}
@@ -127,6 +137,22 @@ func (c *Config) ModelIDs() ([][2]string, error) {
 	}
 	if len(out) == 0 {
 		return nil, errors.New("--models: name at least one model (e.g. isnet@small)")
+	}
+	return out, nil
+}
+
+// UpStages parses --stages.
+func (c *Config) UpStages() (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, s := range strings.Split(c.Stages, ",") {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "":
+		case "ingest", "preprocess", "inference", "postprocess", "store":
+			out[s] = true
+		default:
+			return nil, fmt.Errorf("--stages: unknown part %q (want ingest, preprocess, inference, postprocess, store)", s)
+		}
 	}
 	return out, nil
 }

@@ -29,18 +29,23 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 	if err != nil {
 		return err
 	}
+	parts, _ := cfg.UpStages()
 	log.Info("checking models and the ONNX Runtime library (first run downloads them)")
 	cat, err := Catalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	backend, err := Backend(ctx, cfg, log)
-	if err != nil {
-		return err
+	deps := Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log}
+	if parts[string(schemas.StageInference)] {
+		if deps.Backend, err = Backend(ctx, cfg, log); err != nil {
+			return err
+		}
 	}
-	deps := Deps{Bus: bus, Blobs: blobs, Catalog: cat, Backend: backend, Log: log}
 	var stages []*Stage
 	for _, st := range schemas.PipelineStages {
+		if !parts[string(st)] {
+			continue
+		}
 		s, err := NewStage(ctx, cfg, st, deps)
 		if err != nil {
 			return err
@@ -62,6 +67,16 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 		stageErr = RunStages(stageCtx, stages)
 	}()
 
+	if !parts["ingest"] {
+		log.Info("studio is up without ingest")
+		if started != nil {
+			started("")
+		}
+		<-ctx.Done()
+		stopStages()
+		wg.Wait()
+		return stageErr
+	}
 	httpErr := ServeHTTP(ctx, cfg.HTTPListen, svc.Handler(), func(a net.Addr) {
 		url := cfg.PublicURL
 		if url == "" {
