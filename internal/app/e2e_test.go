@@ -350,4 +350,3 @@ func maskIoU(t *testing.T, a image.Image, b *image.Gray) float64 {
 	}
 	return float64(inter) / float64(union)
 }
-

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// These tests run the real binary as separate processes: ingest and the light stages in
+// one `studio up`, and the inference stage as two `studio worker` processes sharing
+// one consumer group.
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "studio")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	return bin
+}
+
+func port(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	log *bytes.Buffer
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), log: &bytes.Buffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Env = append(os.Environ(), "STUDIO_CACHE_DIR="+assets.DefaultDir())
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = p.cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(40 * time.Second):
+				_ = p.cmd.Process.Kill()
+				t.Errorf("%v did not exit after SIGTERM", args[:2])
+			}
+		}
+		if t.Failed() {
+			t.Logf("--- %s log ---\n%s", strings.Join(args[:2], " "), tail(p.log.String(), 4000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func waitHTTP(t *testing.T, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within %s", url, timeout)
+}
+
+func post(t *testing.T, api, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	_ = mw.WriteField("task", "remove-background")
+	fw, _ := mw.CreateFormFile("image", filepath.Base(path))
+	_, _ = fw.Write(data)
+	_ = mw.Close()
+	resp, err := http.Post(api+"/v1/jobs", mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %s %s", resp.Status, b)
+	}
+	var j ingest.JobResponse
+	_ = json.Unmarshal(b, &j)
+	return j.ID
+}
+
+func job(t *testing.T, api, id string) ingest.JobResponse {
+	t.Helper()
+	resp, err := http.Get(api + "/v1/jobs/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var j ingest.JobResponse
+	_ = json.NewDecoder(resp.Body).Decode(&j)
+	return j
+}
+
+func waitAll(t *testing.T, api string, ids []string, timeout time.Duration) map[string]ingest.JobResponse {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	out := map[string]ingest.JobResponse{}
+	for time.Now().Before(deadline) && len(out) < len(ids) {
+		for _, id := range ids {
+			if _, ok := out[id]; ok {
+				continue
+			}
+			if j := job(t, api, id); j.Status.Final() {
+				out[id] = j
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(out) < len(ids) {
+		t.Fatalf("%d of %d jobs finished within %s", len(out), len(ids), timeout)
+	}
+	return out
+}
+
+func TestSeparateProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test with the real model skipped with -short")
+	}
+	cache := &assets.Cache{Dir: assets.DefaultDir()}
+	var photos []string
+	for _, a := range []assets.Asset{assets.PhotoAstronaut, assets.PhotoCoffee, assets.PhotoChelsea, assets.PhotoRocket} {
+		p, err := cache.Ensure(context.Background(), a)
+		if err != nil {
+			t.Fatalf("photo: %v (run `studio fetch photos`)", err)
+		}
+		photos = append(photos, p)
+	}
+	bin := buildBinary(t)
+	natsPort, httpPort := port(t), port(t)
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	start(t, bin, "up", "--stages", "ingest,preprocess,postprocess,store", "--data-dir", t.TempDir(),
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort), "--nats-monitor", "", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--ack-wait", "3s")
+	waitHTTP(t, api+"/health/ready", 2*time.Minute)
+	workers := map[string]*proc{}
+	for _, name := range []string{"worker-a", "worker-b"} {
+		workers[name] = start(t, bin, "worker", "--stage", "inference", "--nats-url", natsURL, "--threads", "1",
+			"--concurrency", "1", "--worker-id", name, "--ack-wait", "3s", "--drain-timeout", "20s")
+	}
+
+	t.Run("two inference workers split the work of one consumer group", func(t *testing.T) {
+		var ids []string
+		for i := 0; i < 6; i++ {
+			ids = append(ids, post(t, api, photos[i%len(photos)]))
+		}
+		done := waitAll(t, api, ids, 4*time.Minute)
+		by := map[string]int{}
+		for _, j := range done {
+			if j.Status != schemas.StatusSucceeded {
+				t.Fatalf("job %s: %s %+v", j.ID, j.Status, j.Error)
+			}
+			by[j.Stages[schemas.StageInference].Worker]++
+		}
+		if by["worker-a"] == 0 || by["worker-b"] == 0 {
+			t.Errorf("inference split %v; want both workers to take jobs", by)
+		}
+	})
+
+	t.Run("SIGKILL of a worker mid-job: every job still completes exactly once", func(t *testing.T) {
+		var ids []string
+		for i := 0; i < 4; i++ {
+			ids = append(ids, post(t, api, photos[i%len(photos)]))
+		}
+		// Kill worker-a while it is running one of them.
+		deadline := time.Now().Add(2 * time.Minute)
+		killed := ""
+		for killed == "" && time.Now().Before(deadline) {
+			for _, id := range ids {
+				j := job(t, api, id)
+				if st := j.Stages[schemas.StageInference]; st != nil && st.Worker == "worker-a" && st.FinishedAt.IsZero() {
+					if err := workers["worker-a"].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+						t.Fatal(err)
+					}
+					_ = workers["worker-a"].cmd.Wait()
+					killed = id
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if killed == "" {
+			t.Fatal("worker-a never picked up a job")
+		}
+		done := waitAll(t, api, ids, 4*time.Minute)
+		for _, j := range done {
+			if j.Status != schemas.StatusSucceeded {
+				t.Errorf("job %s: %s %+v", j.ID, j.Status, j.Error)
+			}
+		}
+		if st := done[killed].Stages[schemas.StageInference]; st.Worker != "worker-b" || st.Attempts < 2 {
+			t.Errorf("killed job's inference: worker %s attempt %d, want worker-b on attempt >= 2", st.Worker, st.Attempts)
+		}
+		// Exactly one result event per job.
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		st, err := js.Stream(context.Background(), schemas.StreamResults)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := map[string]int{}
+		info, _ := st.Info(context.Background())
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+			m, err := st.GetMsg(context.Background(), seq)
+			if err != nil {
+				continue
+			}
+			var ev schemas.ResultEvent
+			_ = json.Unmarshal(m.Data, &ev)
+			count[ev.JobID]++
+		}
+		for _, id := range ids {
+			if count[id] != 1 {
+				t.Errorf("job %s has %d result events, want 1", id, count[id])
+			}
+		}
+	})
+}
