@@ -5,6 +5,7 @@
 package ort
 
 import (
+	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors/inference"
 )
 
@@ -18,5 +19,13 @@ type Config struct {
 // Backend is never constructed without cgo.
 type Backend struct{}
 
+var _ inference.Backend = (*Backend)(nil)
+
 // New always fails: ONNX Runtime needs cgo.
 func New(Config) (*Backend, error) { return nil, inference.ErrNoBackend }
+
+// Device implements inference.Backend.
+func (*Backend) Device() string { return "none" }
+
+// Open implements inference.Backend; it always fails.
+func (*Backend) Open(models.Spec) (inference.Session, error) { return nil, inference.ErrNoBackend }
