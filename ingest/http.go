@@ -36,6 +36,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/jobs/{id}", s.handleGet)
 	mux.HandleFunc("GET /v1/jobs/{id}/results/{name}", s.handleResult)
 	mux.HandleFunc("GET /v1/jobs/{id}/input", s.handleInput)
+	mux.HandleFunc("GET /v1/jobs/{id}/events", s.handleEvents)
 	mux.HandleFunc("GET /v1/models", s.handleModels)
 	mux.HandleFunc("GET /health/live", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]string{"status": "ok"})
@@ -278,4 +279,47 @@ func (s *Service) logRequests(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// handleEvents streams the job record as server-sent events: the current state first,
+// then every change, ending after a final state.
+func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
+	rec, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeProblem(w, r, problem(500, "no_streaming", "this server cannot stream responses"))
+		return
+	}
+	updates, err := s.jobs.Watch(r.Context(), rec.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	ping := time.NewTicker(30 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-ping.C:
+			_, _ = io.WriteString(w, ": ping\n\n")
+			flusher.Flush()
+		case rec, ok := <-updates:
+			if !ok {
+				return
+			}
+			data, _ := json.Marshal(s.view(rec))
+			fmt.Fprintf(w, "event: job\ndata: %s\n\n", data)
+			flusher.Flush()
+			if rec.Status.Final() {
+				return
+			}
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"strings"
 	"time"
 
@@ -100,7 +101,7 @@ func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*schemas.JobRe
 	if req.Task == "" {
 		return nil, problem(422, "missing_field", "the task field is required", FieldProblem{"task", "required: e.g. remove-background"})
 	}
-	spec, err := s.catalog.Resolve(req.Task, req.Model, req.Version)
+	spec, err := s.catalog.Resolve(req.Task, req.Model, req.Version, mathrand.Float64())
 	if err != nil {
 		return nil, problem(422, "unknown_model", err.Error()+": GET /v1/models lists what is available", FieldProblem{"task", "no model serves this task/model/version"})
 	}

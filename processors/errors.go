@@ -10,6 +10,7 @@ import (
 const (
 	CodeBadEvent         = "bad_event"
 	CodeInvalidImage     = "invalid_image"
+	CodeNotAnImage       = "not_an_image"
 	CodeUnsupportedImage = "unsupported_format"
 	CodeImageTooLarge    = "image_too_large"
 	CodeCorruptImage     = "corrupt_image"

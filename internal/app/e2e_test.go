@@ -275,7 +275,7 @@ func TestEndToEndRemoveBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := preprocess.ToTensor(imageio.ResizeBilinear(img, spec.Input.Width, spec.Input.Height), spec.Input)
+	x := preprocess.ToTensor(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
 	inferStart := time.Now()
 	y, err := sess.Run(context.Background(), x)
 	inferTime := time.Since(inferStart)

