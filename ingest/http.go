@@ -192,16 +192,37 @@ func (s *Service) serveObject(w http.ResponseWriter, r *http.Request, ref schema
 	_, _ = io.Copy(w, rc)
 }
 
+// ModelInfo is one model version in GET /v1/models.
+type ModelInfo struct {
+	ID       string       `json:"id"`
+	Name     string       `json:"name"`
+	Version  string       `json:"version"`
+	Task     schemas.Task `json:"task"`
+	Default  bool         `json:"default"`
+	Weight   int          `json:"weight,omitempty"`
+	Fallback string       `json:"fallback,omitempty"`
+	Scale    int          `json:"scale,omitempty"`
+	License  string       `json:"license,omitempty"`
+	// Loaded is set when this process runs inference and has the version in memory.
+	Loaded *bool `json:"loaded,omitempty"`
+}
+
 func (s *Service) handleModels(w http.ResponseWriter, r *http.Request) {
-	type model struct {
-		Name    string       `json:"name"`
-		Version string       `json:"version"`
-		Task    schemas.Task `json:"task"`
-		License string       `json:"license,omitempty"`
+	loaded := map[string]bool{}
+	if s.loaded != nil {
+		for _, id := range s.loaded() {
+			loaded[id] = true
+		}
 	}
-	var out []model
+	out := []ModelInfo{}
 	for _, m := range s.catalog.All() {
-		out = append(out, model{m.Name, m.Version, m.Task, m.License})
+		mi := ModelInfo{ID: m.ID(), Name: m.Name, Version: m.Version, Task: m.Task, Default: s.catalog.IsDefault(m),
+			Weight: m.Weight, Fallback: m.Fallback, Scale: m.Scale, License: m.License}
+		if s.loaded != nil {
+			l := loaded[m.ID()]
+			mi.Loaded = &l
+		}
+		out = append(out, mi)
 	}
 	writeJSON(w, 200, map[string]any{"models": out})
 }

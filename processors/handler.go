@@ -148,6 +148,9 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			st.FinishedAt = done.UTC()
 			st.DurationMS = ms(dur)
 		}
+		if ev.ModelVersion != r.ModelVersion {
+			r.FallbackFrom, r.ModelVersion = r.ModelVersion, ev.ModelVersion
+		}
 		if stage == schemas.StageStore {
 			r.Status = schemas.StatusSucceeded
 			r.Percent = 100
@@ -281,15 +284,7 @@ func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error
 
 // resultOutput builds the result event for a final job record.
 func resultOutput(rec *schemas.JobRecord, traceparent string) (streams.Output, error) {
-	res := schemas.ResultEvent{
-		Schema: schemas.SchemaJobResult, JobID: rec.ID, Tenant: rec.Tenant, User: rec.User,
-		Tier: rec.Tier, Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, Status: rec.Status,
-		Error: rec.Error, Input: rec.Input, Results: rec.Results, CacheHit: rec.CacheHit, TraceParent: traceparent,
-		SubmittedAt: rec.SubmittedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, DurationsMS: map[schemas.Stage]float64{},
-	}
-	for s, t := range rec.Stages {
-		res.DurationsMS[s] = t.DurationMS
-	}
+	res := schemas.ResultFromRecord(rec, traceparent)
 	data, err := json.Marshal(res)
 	if err != nil {
 		return streams.Output{}, fmt.Errorf("encode result of %s: %w", rec.ID, err)

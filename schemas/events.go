@@ -92,3 +92,17 @@ type StageRun struct {
 	QueueWaitMS  float64   `json:"queue_wait_ms"`
 	TraceParent  string    `json:"traceparent,omitempty"`
 }
+
+// ResultFromRecord builds the result event of a job in a final state.
+func ResultFromRecord(rec *JobRecord, traceparent string) ResultEvent {
+	res := ResultEvent{
+		Schema: SchemaJobResult, JobID: rec.ID, Tenant: rec.Tenant, User: rec.User,
+		Tier: rec.Tier, Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, Status: rec.Status,
+		Error: rec.Error, Input: rec.Input, Results: rec.Results, CacheHit: rec.CacheHit, TraceParent: traceparent,
+		SubmittedAt: rec.SubmittedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, DurationsMS: map[Stage]float64{},
+	}
+	for s, t := range rec.Stages {
+		res.DurationsMS[s] = t.DurationMS
+	}
+	return res
+}

@@ -116,13 +116,15 @@ type StageTiming struct {
 // JobRecord is the state of one job, stored under its id in the KV bucket "jobs".
 // Clients follow progress by watching this key.
 type JobRecord struct {
-	ID            string                 `json:"id"`
-	Tenant        string                 `json:"tenant"`
-	User          string                 `json:"user"`
-	Tier          Tier                   `json:"tier"`
-	Task          Task                   `json:"task"`
-	Model         string                 `json:"model"`
-	ModelVersion  string                 `json:"model_version"`
+	ID           string `json:"id"`
+	Tenant       string `json:"tenant"`
+	User         string `json:"user"`
+	Tier         Tier   `json:"tier"`
+	Task         Task   `json:"task"`
+	Model        string `json:"model"`
+	ModelVersion string `json:"model_version"`
+	// FallbackFrom is the version the job asked for when its fallback ran instead.
+	FallbackFrom  string                 `json:"fallback_from,omitempty"`
 	Params        map[string]any         `json:"params,omitempty"`
 	Status        Status                 `json:"status"`
 	Stage         Stage                  `json:"stage"`

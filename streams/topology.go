@@ -96,6 +96,16 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
 	}); err != nil {
 		return fmt.Errorf("streams: provision KV bucket %s: %w", BucketJobs, err)
 	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketCache,
+		Description: "result cache: identical input + task + model version + params -> results",
+		History:     1,
+		TTL:         t.ResultsMaxAge,
+		Storage:     t.Storage,
+		Replicas:    t.Replicas,
+	}); err != nil {
+		return fmt.Errorf("streams: provision KV bucket %s: %w", BucketCache, err)
+	}
 	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketObjects,
 		Description: "input images, intermediate tensors and results",

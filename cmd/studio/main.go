@@ -25,6 +25,8 @@ Usage:
   studio worker   --stage S [flags]  one pipeline stage (preprocess, inference, postprocess, store)
   studio submit   --task T [-o DIR] IMAGE...   submit images to a running studio and save results
   studio fetch    [GROUP...]         fetch and verify assets: runtime, models, models-all, photos
+  studio models   list [--server URL]              model versions: task, default, weights, fallback, cache
+  studio models   import-ncnn --param P --bin B ...  convert an ncnn model to ONNX and write its manifest
   studio help     [COMMAND]          flags of a command
 
 Every flag can also be set through the environment variable shown in its help.
@@ -50,6 +52,8 @@ func main() {
 		err = runSubmit(ctx, args, os.Stdout)
 	case "fetch":
 		err = runFetch(ctx, args)
+	case "models":
+		err = runModels(ctx, args, os.Stdout)
 	case "help", "-h", "--help":
 		if len(args) > 0 {
 			os.Args = []string{os.Args[0], args[0], "-h"}

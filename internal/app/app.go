@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -98,30 +99,62 @@ func OpenBlobs(ctx context.Context, cfg *Config, bus *Bus, log logrus.FieldLogge
 	return st, nil
 }
 
-// modelAssets maps model ids to their pinned assets.
-var modelAssets = map[string]assets.Asset{
-	"isnet@small":  assets.ISNetSmall,
-	"isnet@medium": assets.ISNetMedium,
+// Manifests returns the shipped manifests and the operator's (--model-dir), checked
+// together; enabled marks those this process serves.
+func Manifests(cfg *Config) (all []models.Manifest, enabled map[string]bool, err error) {
+	all, err = models.Shipped()
+	if err != nil {
+		return nil, nil, err
+	}
+	enabled = map[string]bool{}
+	if cfg.ModelDir != "" {
+		own, err := models.LoadManifests(os.DirFS(cfg.ModelDir), cfg.ModelDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, m := range own {
+			enabled[m.ID()] = true
+		}
+		all = append(all, own...)
+	}
+	if err := models.CheckSet(all); err != nil {
+		return nil, nil, err
+	}
+	ids, err := cfg.ModelIDs()
+	if err != nil {
+		return nil, nil, err
+	}
+	known := map[string]bool{}
+	for _, m := range all {
+		known[m.ID()] = true
+	}
+	for _, id := range ids {
+		key := id[0] + "@" + id[1]
+		if !known[key] {
+			return nil, nil, fmt.Errorf("--models: unknown model %s (`studio models list` shows the known ones)", key)
+		}
+		enabled[key] = true
+	}
+	return all, enabled, nil
 }
 
-// Catalog fetches (or finds cached) the configured models and returns the catalog.
+// Catalog fetches (or finds cached) the enabled models and returns the catalog.
 func Catalog(ctx context.Context, cfg *Config, log logrus.FieldLogger) (*models.Catalog, error) {
-	ids, err := cfg.ModelIDs()
+	all, enabled, err := Manifests(cfg)
 	if err != nil {
 		return nil, err
 	}
 	cache := &assets.Cache{Dir: cfg.CacheDir, Log: log}
 	cat := models.NewCatalog()
-	for _, id := range ids {
-		a, ok := modelAssets[id[0]+"@"+id[1]]
-		if !ok {
-			return nil, fmt.Errorf("--models: unknown model %s@%s (known: isnet@small, isnet@medium)", id[0], id[1])
+	for _, m := range all {
+		if !enabled[m.ID()] {
+			continue
 		}
-		path, err := cache.Ensure(ctx, a)
+		spec, err := models.Fetch(ctx, cache, m)
 		if err != nil {
 			return nil, err
 		}
-		if err := cat.Add(models.ISNet(id[1], path)); err != nil {
+		if err := cat.Add(spec); err != nil {
 			return nil, err
 		}
 	}
@@ -163,6 +196,9 @@ type Deps struct {
 	Catalog *models.Catalog
 	Backend inference.Backend // only for inference
 	Log     logrus.FieldLogger
+	// Loaded, when set, receives a function listing the models the in-process
+	// inference stage has loaded (for GET /v1/models).
+	Loaded *func() []string
 }
 
 // NewStage builds the runner of one stage. For inference it builds one runner per model
@@ -200,17 +236,29 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		s, err := build(&postprocess.Step{Blobs: d.Blobs, Limits: cfg.Limits()}, "", 1, nil)
 		return []*Stage{s}, err
 	case schemas.StageStore:
-		s, err := build(&store.Step{Blobs: d.Blobs}, "", 1, nil)
+		cache, err := streams.OpenResultCache(ctx, d.Bus.JS)
+		if err != nil {
+			return nil, err
+		}
+		s, err := build(&store.Step{Blobs: d.Blobs, Cache: cache}, "", 1, nil)
 		return []*Stage{s}, err
 	case schemas.StageInference:
 		if d.Backend == nil {
 			return nil, errors.New("inference stage needs a backend")
 		}
 		step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions}, Log: log}
+		// Each task's default version loads now, so readiness means "can serve"; other
+		// versions load on first use.
 		for _, spec := range d.Catalog.All() {
+			if !d.Catalog.IsDefault(spec) {
+				continue
+			}
 			if err := step.Preload(spec); err != nil {
 				return nil, err
 			}
+		}
+		if d.Loaded != nil {
+			*d.Loaded = step.Loaded
 		}
 		var out []*Stage
 		for i, name := range d.Catalog.Names() {
@@ -262,7 +310,21 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	if ready == nil {
 		ready = func(ctx context.Context) error { return BusReady(ctx, d.Bus) }
 	}
-	return ingest.NewService(ingest.Config{Limits: cfg.Limits()}, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest")), nil
+	svc := ingest.NewService(ingest.Config{Limits: cfg.Limits()}, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"))
+	if d.Loaded != nil {
+		svc.ReportLoaded(func() []string {
+			if *d.Loaded == nil {
+				return nil
+			}
+			return (*d.Loaded)()
+		})
+	}
+	cache, err := streams.OpenResultCache(ctx, d.Bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	svc.UseCache(cache)
+	return svc, nil
 }
 
 // BusReady reports whether NATS is connected and the request stream exists.

@@ -39,6 +39,7 @@ type Config struct {
 	Threads      int
 	Sessions     int
 	Models       string
+	ModelDir     string
 	Concurrency  int
 	MaxUpload    int64
 	MaxPixels    int64
@@ -76,7 +77,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.Device, "device", "auto", "inference device: auto, cpu or cuda")
 	integer(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads per session; 0 uses every core")
 	integer(&c.Sessions, "sessions", 1, "sessions per model version (parallel runs of batch-1 models)")
-	str(&c.Models, "models", "isnet@small", "model versions to serve, comma separated (isnet@small, isnet@medium)")
+	str(&c.Models, "models", "isnet@small", "shipped model versions to serve, comma separated (`studio models list` shows them)")
+	str(&c.ModelDir, "model-dir", "", "folder of your own model manifests (*.yaml); every model in it is served")
 	integer(&c.Concurrency, "concurrency", 2, "messages handled at once per stage (inference: per model)")
 	fs.Int64Var(&c.MaxUpload, "max-upload-bytes", envInt64("max-upload-bytes", imageio.DefaultMaxBytes), "largest accepted upload ["+envName("max-upload-bytes")+"]")
 	fs.Int64Var(&c.MaxPixels, "max-pixels", envInt64("max-pixels", imageio.DefaultMaxPixels), "largest accepted width x height ["+envName("max-pixels")+"]")

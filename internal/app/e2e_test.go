@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -349,4 +350,79 @@ func maskIoU(t *testing.T, a image.Image, b *image.Gray) float64 {
 		t.Fatal("both masks are empty")
 	}
 	return float64(inter) / float64(union)
+}
+
+func TestEndToEndFallbackAndCache(t *testing.T) {
+	_, _, photo := realAssets(t)
+	// An operator's version whose file is not a loadable model falls back to small.
+	dir := t.TempDir()
+	junk := bytes.Repeat([]byte("not an onnx graph "), 64)
+	sum := sha256.Sum256(junk)
+	if err := os.WriteFile(filepath.Join(dir, "broken.onnx"), junk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := fmt.Sprintf(`name: isnet
+version: broken
+task: remove-background
+fallback: small
+license: test
+source:
+  path: broken.onnx
+  sha256: %x
+input:
+  name: input
+  shape: [1, 3, 1024, 1024]
+  mean: [128, 128, 128]
+  std: [256, 256, 256]
+output:
+  name: output
+  shape: [1, 1, 1024, 1024]
+  color: GRAY
+`, sum)
+	if err := os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	api, _ := startUp(t, func(c *Config) { c.ModelDir = dir })
+	input, err := os.ReadFile(photo(assets.PhotoChelsea))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	resp, body := submit(t, api, "chelsea.png", input, map[string]string{"task": "remove-background", "version": "broken"})
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST = %s %s", resp.Status, body)
+	}
+	var job ingest.JobResponse
+	_ = json.Unmarshal(body, &job)
+	final := waitFinal(t, api, job.ID, 5*time.Minute)
+	if final.Status != schemas.StatusSucceeded || final.ModelVersion != "small" || final.FallbackFrom != "broken" {
+		t.Fatalf("job = %s version %s fallback_from %q error %+v; want succeeded on small after broken failed", final.Status, final.ModelVersion, final.FallbackFrom, final.Error)
+	}
+
+	// The same bytes, task and (resolved) version again: served from the cache at once.
+	start := time.Now()
+	resp, body = submit(t, api, "chelsea-again.png", input, map[string]string{"task": "remove-background"})
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST = %s %s", resp.Status, body)
+	}
+	var again ingest.JobResponse
+	_ = json.Unmarshal(body, &again)
+	if again.Status != schemas.StatusSucceeded || !again.CacheHit || again.ID == job.ID {
+		t.Fatalf("repeat = %s cache_hit %v; want an immediate cache hit with its own id", again.Status, again.CacheHit)
+	}
+	if again.Results["cutout"].SHA256 != final.Results["cutout"].SHA256 {
+		t.Error("cached results differ from the original's")
+	}
+	if got := download(t, api, getJob(t, api, again.ID).Downloads["cutout"]); len(got) == 0 {
+		t.Error("cached cut-out does not download")
+	}
+	t.Logf("cache hit answered in %s", time.Since(start).Round(time.Microsecond))
+
+	// Different parameters are a different result.
+	resp, body = submit(t, api, "chelsea-params.png", input, map[string]string{"task": "remove-background", "params": `{"threshold":0.4}`})
+	var third ingest.JobResponse
+	_ = json.Unmarshal(body, &third)
+	if resp.StatusCode != http.StatusAccepted || third.CacheHit {
+		t.Errorf("a request with other params hit the cache: %s %s", resp.Status, body)
+	}
 }

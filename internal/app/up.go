@@ -35,7 +35,8 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 	if err != nil {
 		return err
 	}
-	deps := Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log}
+	var loaded func() []string
+	deps := Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log, Loaded: &loaded}
 	if parts[string(schemas.StageInference)] {
 		if deps.Backend, err = Backend(ctx, cfg, log); err != nil {
 			return err

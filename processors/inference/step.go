@@ -32,6 +32,8 @@ type Step struct {
 	Backend Backend
 	Config  Config
 	Log     logrus.FieldLogger
+	// Observe, when set, is told each successful model run's duration.
+	Observe func(spec models.Spec, d time.Duration)
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -66,10 +68,6 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if !ok {
 		return processors.Permanent(schemas.StageInference, processors.CodeBadEvent, "event has no preprocessed tensor")
 	}
-	p, err := s.pool(spec)
-	if err != nil {
-		return processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "model %s cannot be loaded: %v", spec.ID(), err)
-	}
 	x, err := GetTensor(ctx, s.Blobs, in)
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
@@ -77,19 +75,22 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		}
 		return err
 	}
-	sess, err := p.acquire(ctx)
+	y, err := s.run(ctx, spec, x)
+	var jerr *schemas.JobError
+	if errors.As(err, &jerr) {
+		// A version that cannot load or run hands the job to its fallback, if the
+		// fallback reads the same tensor.
+		if fb, ok := s.Catalog.Fallback(spec); ok && sameInput(spec, fb) {
+			if s.Log != nil {
+				s.Log.WithError(err).WithFields(logrus.Fields{"job_id": ev.JobID, "model": spec.ID(), "fallback": fb.ID()}).Warn("model failed; running its fallback")
+			}
+			if y, err = s.run(ctx, fb, x); err == nil {
+				ev.ModelVersion = fb.Version
+			}
+		}
+	}
 	if err != nil {
 		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, s.runTimeout())
-	y, err := sess.Run(rctx, x)
-	cancel()
-	p.release(sess)
-	if err != nil {
-		if rctx.Err() != nil {
-			return fmt.Errorf("model %s: %w", spec.ID(), err) // timeout: retry
-		}
-		return processors.Permanent(schemas.StageInference, processors.CodeInferenceFailed, "model %s failed on this input: %v", spec.ID(), err)
 	}
 	ref, err := PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", y)
 	if err != nil {
@@ -97,6 +98,39 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	}
 	ev.Artifacts["output"] = ref
 	return nil
+}
+
+// run executes spec on x. Load and run failures are permanent errors (they trigger the
+// fallback); a timeout is transient.
+func (s *Step) run(ctx context.Context, spec models.Spec, x Tensor) (Tensor, error) {
+	p, err := s.pool(spec)
+	if err != nil {
+		return Tensor{}, processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "model %s cannot be loaded: %v", spec.ID(), err)
+	}
+	sess, err := p.acquire(ctx)
+	if err != nil {
+		return Tensor{}, err
+	}
+	defer p.release(sess)
+	rctx, cancel := context.WithTimeout(ctx, s.runTimeout())
+	defer cancel()
+	start := time.Now()
+	y, err := sess.Run(rctx, x)
+	if err != nil {
+		if rctx.Err() != nil {
+			return Tensor{}, fmt.Errorf("model %s: %w", spec.ID(), err) // timeout: retry
+		}
+		return Tensor{}, processors.Permanent(schemas.StageInference, processors.CodeInferenceFailed, "model %s failed on this input: %v", spec.ID(), err)
+	}
+	if s.Observe != nil {
+		s.Observe(spec, time.Since(start))
+	}
+	return y, nil
+}
+
+func sameInput(a, b models.Spec) bool {
+	return a.Input.Name == b.Input.Name && a.Input.Mean == b.Input.Mean && a.Input.Std == b.Input.Std &&
+		a.Input.Resize == b.Input.Resize && fmt.Sprint(a.Input.Shape) == fmt.Sprint(b.Input.Shape)
 }
 
 func (s *Step) runTimeout() time.Duration {

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // ResultNames are the artifacts kept as results, per task.
@@ -22,6 +24,9 @@ var ResultNames = map[schemas.Task][]string{
 // Step is the store stage. Safe for concurrent use.
 type Step struct {
 	Blobs blob.Store
+	// Cache, when set, remembers the results so an identical request completes at
+	// ingest without inference.
+	Cache *streams.ResultCache
 }
 
 var _ processors.Step = (*Step)(nil)
@@ -79,6 +84,12 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		}
 	}
 	ev.Artifacts = final
+	if s.Cache != nil {
+		key := streams.CacheKey(ev.Tenant, ev.Input.SHA256, ev.Task, ev.Model, ev.ModelVersion, ev.Params)
+		if err := s.Cache.Put(ctx, key, streams.CacheEntry{JobID: ev.JobID, User: ev.User, Results: final, Stored: time.Now().UTC()}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

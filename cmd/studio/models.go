@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/internal/app"
+)
+
+func runModels(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: studio models list [--server URL] | studio models import-ncnn ...")
+	}
+	switch args[0] {
+	case "list":
+		return modelsList(ctx, args[1:], stdout)
+	case "import-ncnn":
+		return importNCNN(ctx, args[1:], stdout)
+	}
+	return fmt.Errorf("unknown models command %q (want list or import-ncnn)", args[0])
+}
+
+func modelsList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("studio models list", flag.ContinueOnError)
+	cfg := &app.Config{}
+	cfg.RegisterFlags(fs)
+	server := fs.String("server", "", "ask a running studio (e.g. http://127.0.0.1:8080) which versions it serves and has loaded")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	if *server != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*server, "/")+"/v1/models", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("%w (is studio running at %s?)", err, *server)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Models []ingest.ModelInfo `json:"models"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return fmt.Errorf("GET /v1/models: %w", err)
+		}
+		fmt.Fprintln(tw, "MODEL\tTASK\tDEFAULT\tWEIGHT\tFALLBACK\tLOADED")
+		for _, m := range body.Models {
+			loaded := "-"
+			if m.Loaded != nil {
+				loaded = fmt.Sprint(*m.Loaded)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\t%s\n", m.ID, m.Task, m.Default, m.Weight, dash(m.Fallback), loaded)
+		}
+		return nil
+	}
+	all, enabled, err := app.Manifests(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(tw, "MODEL\tTASK\tDEFAULT\tWEIGHT\tFALLBACK\tSERVED\tCACHED\tLICENSE\tMANIFEST")
+	for _, m := range all {
+		cached := "-"
+		if m.Source.Path == "" {
+			_, err := os.Stat(filepath.Join(cfg.CacheDir, filepath.FromSlash(m.Asset().Path)))
+			cached = fmt.Sprint(err == nil)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%s\t%v\t%s\t%s\t%s\n", m.ID(), m.Task, m.Default, m.Weight, dash(m.Fallback), enabled[m.ID()], cached, m.License, m.File)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

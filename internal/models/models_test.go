@@ -1,0 +1,182 @@
+package models
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+const goodManifest = `
+name: styler
+version: v1
+task: style-transfer
+source:
+  path: model.onnx
+  sha256: %SHA%
+input:
+  name: input
+  shape: [1, 3, -1, -1]
+  std: [255, 255, 255]
+  resize: none
+output:
+  name: output
+  shape: [1, 3, -1, -1]
+  std: [255, 255, 255]
+`
+
+func TestShippedManifestsAreValid(t *testing.T) {
+	ms, err := Shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSet(ms); err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) < 2 {
+		t.Fatalf("only %d shipped manifests", len(ms))
+	}
+}
+
+func TestManifestErrorsNameTheFileAndField(t *testing.T) {
+	sha := strings.Repeat("ab", 32)
+	good := strings.ReplaceAll(goodManifest, "%SHA%", sha)
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"a typo in a field name is refused", strings.Replace(good, "resize:", "resise:", 1), "field resise not found"},
+		{"a short sha256 is refused", strings.Replace(good, sha, "abc", 1), "source.sha256"},
+		{"an unknown task is refused", strings.Replace(good, "style-transfer", "paint", 1), "task"},
+		{"a three-dimensional input shape is refused", strings.Replace(good, "shape: [1, 3, -1, -1]\n  std", "shape: [3, -1, -1]\n  std", 1), "input.shape"},
+		{"bilinear resize with dynamic size is refused", strings.Replace(good, "resize: none", "resize: bilinear", 1), "input.resize"},
+		{"a zero std is refused", strings.Replace(good, "std: [255, 255, 255]\n  resize", "std: [255, 0, 255]\n  resize", 1), "input.std"},
+		{"a missing source is refused", strings.Replace(good, "  path: model.onnx\n", "", 1), "source"},
+		{"a bad version is refused", strings.Replace(good, "version: v1", "version: V 1", 1), "version"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseManifest("ops/styler.yaml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatal("manifest accepted")
+			}
+			if !errors.Is(err, ErrBadManifest) || !strings.Contains(err.Error(), "ops/styler.yaml") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q: want ErrBadManifest naming the file and %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := ParseManifest("ops/styler.yaml", []byte(good)); err != nil {
+		t.Fatalf("the good manifest is refused: %v", err)
+	}
+}
+
+func TestCheckSetRefusesDuplicatesAndDanglingFallbacks(t *testing.T) {
+	sha := strings.Repeat("ab", 32)
+	good := strings.ReplaceAll(goodManifest, "%SHA%", sha)
+	fsys := fstest.MapFS{
+		"a.yaml": {Data: []byte(good)},
+		"b.yaml": {Data: []byte(good)},
+		"c.yaml": {Data: []byte(strings.Replace(good, "version: v1", "version: v2\nfallback: v9", 1))},
+	}
+	ms, err := LoadManifests(fsys, "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckSet(ms)
+	if err == nil || !strings.Contains(err.Error(), "also defined in ops/a.yaml") || !strings.Contains(err.Error(), "styler@v9 is not defined") {
+		t.Errorf("CheckSet = %v", err)
+	}
+}
+
+func TestFetchVerifiesLocalFiles(t *testing.T) {
+	dir := t.TempDir()
+	data := []byte("not really onnx, but bytes with a digest")
+	sum := sha256.Sum256(data)
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseManifest(filepath.Join(dir, "styler.yaml"), []byte(strings.ReplaceAll(goodManifest, "%SHA%", hex.EncodeToString(sum[:]))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := Fetch(context.Background(), &assets.Cache{Dir: t.TempDir()}, m)
+	if err != nil || spec.Path != filepath.Join(dir, "model.onnx") {
+		t.Fatalf("Fetch = %v, %v", spec.Path, err)
+	}
+	t.Run("a wrong sha256 is refused", func(t *testing.T) {
+		bad := m
+		bad.Source.SHA256 = strings.Repeat("0", 64)
+		if _, err := Fetch(context.Background(), &assets.Cache{Dir: t.TempDir()}, bad); err == nil || !strings.Contains(err.Error(), "has sha256") {
+			t.Errorf("Fetch = %v", err)
+		}
+	})
+	t.Run("a missing file is refused", func(t *testing.T) {
+		bad := m
+		bad.Source.Path = "gone.onnx"
+		if _, err := Fetch(context.Background(), &assets.Cache{Dir: t.TempDir()}, bad); err == nil || !strings.Contains(err.Error(), "gone.onnx") {
+			t.Errorf("Fetch = %v", err)
+		}
+	})
+}
+
+func TestResolve(t *testing.T) {
+	c := NewCatalog()
+	stable := ISNet("small", "/a")
+	stable.Weight = 95
+	canary := ISNet("medium", "/b")
+	canary.Default, canary.Weight = false, 5
+	other := ISNet("large", "/c")
+	other.Default = false
+	for _, s := range []Spec{stable, canary, other} {
+		if err := c.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("an explicit version wins", func(t *testing.T) {
+		s, err := c.Resolve(schemas.TaskRemoveBackground, "isnet", "large", 0.5)
+		if err != nil || s.Version != "large" {
+			t.Fatalf("got %s, %v", s.ID(), err)
+		}
+	})
+	t.Run("an unknown version or task is an error", func(t *testing.T) {
+		if _, err := c.Resolve(schemas.TaskRemoveBackground, "isnet", "huge", 0); !errors.Is(err, ErrUnknownModel) {
+			t.Errorf("err = %v", err)
+		}
+		if _, err := c.Resolve(schemas.TaskOCR, "", "", 0); !errors.Is(err, ErrUnknownModel) {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("canary weights hold within tolerance over a thousand routed jobs", func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 2))
+		n := map[string]int{}
+		for range 1000 {
+			s, err := c.Resolve(schemas.TaskRemoveBackground, "", "", r.Float64())
+			if err != nil {
+				t.Fatal(err)
+			}
+			n[s.Version]++
+		}
+		if n["large"] != 0 || n["medium"] < 30 || n["medium"] > 75 || n["small"] < 925 {
+			t.Errorf("routing %v; want ~95%% small, ~5%% medium, no large", n)
+		}
+	})
+	t.Run("a fallback is found by version", func(t *testing.T) {
+		s := stable
+		s.Fallback = "large"
+		f, ok := c.Fallback(s)
+		if !ok || f.Version != "large" {
+			t.Errorf("Fallback = %s, %v", f.ID(), ok)
+		}
+		if _, ok := c.Fallback(other); ok {
+			t.Error("a version without fallback has one")
+		}
+	})
+}

@@ -1,0 +1,97 @@
+package streams
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// BucketCache holds result-cache entries.
+const BucketCache = "cache"
+
+// CacheEntry is what a repeated request reuses: the results of the job that first
+// computed them.
+type CacheEntry struct {
+	JobID   string                       `json:"job_id"`
+	User    string                       `json:"user"`
+	Results map[string]schemas.ObjectRef `json:"results"`
+	Stored  time.Time                    `json:"stored"`
+}
+
+// ResultCache maps sha256(tenant, input digest, task, model version, parameters) to
+// result references in the KV bucket "cache". Entries are scoped to a tenant, so a cache
+// hit never reveals another tenant's results. Safe for concurrent use.
+type ResultCache struct {
+	kv jetstream.KeyValue
+}
+
+// OpenResultCache opens the cache bucket, which Provision creates.
+func OpenResultCache(ctx context.Context, js jetstream.JetStream) (*ResultCache, error) {
+	kv, err := js.KeyValue(ctx, BucketCache)
+	if err != nil {
+		return nil, fmt.Errorf("streams: open KV bucket %s (run provisioning first): %w", BucketCache, err)
+	}
+	return &ResultCache{kv: kv}, nil
+}
+
+// CacheKey derives the entry key. Parameters are encoded with sorted keys so equal maps
+// give equal keys.
+func CacheKey(tenant, inputSHA256 string, task schemas.Task, model, version string, params map[string]any) string {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s@%s", tenant, inputSHA256, task, model, version)
+	for _, k := range keys {
+		v, _ := json.Marshal(params[k])
+		fmt.Fprintf(h, "\x00%s=%s", k, v)
+	}
+	return tenant + "." + hex.EncodeToString(h.Sum(nil))
+}
+
+// Get returns the entry under key, or ok=false.
+func (c *ResultCache) Get(ctx context.Context, key string) (CacheEntry, bool, error) {
+	e, err := c.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return CacheEntry{}, false, nil
+	}
+	if err != nil {
+		return CacheEntry{}, false, fmt.Errorf("streams: cache get: %w", err)
+	}
+	var ce CacheEntry
+	if err := json.Unmarshal(e.Value(), &ce); err != nil {
+		return CacheEntry{}, false, nil // a corrupt entry is a miss
+	}
+	return ce, true, nil
+}
+
+// Put stores an entry.
+func (c *ResultCache) Put(ctx context.Context, key string, e CacheEntry) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if _, err := c.kv.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("streams: cache put: %w", err)
+	}
+	return nil
+}
+
+// Delete removes an entry.
+func (c *ResultCache) Delete(ctx context.Context, key string) error {
+	if err := c.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("streams: cache delete: %w", err)
+	}
+	return nil
+}
