@@ -16,6 +16,8 @@ const (
 	CodeCorruptImage     = "corrupt_image"
 	CodeEmptyImage       = "empty_image"
 	CodeModelUnavailable = "model_unavailable"
+	CodeOutputTooLarge   = "output_too_large"
+	CodeInvalidParams    = "invalid_params"
 	CodeInferenceFailed  = "inference_failed"
 	CodeMissingObject    = "missing_object"
 	CodeMaxDeliveries    = "max_deliveries"

@@ -21,6 +21,18 @@ type JobStore interface {
 	Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error)
 }
 
+// Observer is told about stage runs and finished jobs, for metrics and traces
+// (internal/metrics implements it). It is called from many goroutines and must not block.
+type Observer interface {
+	// StageStarted is called when a stage run of ev begins. The returned function is
+	// called exactly once when the run ends, with its outcome ("ok", "retry", "failed" or
+	// "skipped"), its error and its duration.
+	StageStarted(ctx context.Context, stage schemas.Stage, ev *schemas.JobEvent, attempt int, at time.Time) func(outcome string, err error, d time.Duration)
+	// JobFinished is called when this stage moved the job's record to a final status
+	// (succeeded, failed or cancelled): once per job, redeliveries included.
+	JobFinished(ev *schemas.JobEvent, status schemas.Status)
+}
+
 // Handler adapts a Step to streams.Handler. Safe for concurrent use.
 type Handler struct {
 	Step   Step
@@ -28,7 +40,9 @@ type Handler struct {
 	Pub    streams.Publisher
 	Worker string
 	Log    logrus.FieldLogger
-	now    func() time.Time
+	// Observe, when set, is told about every stage run and finished job.
+	Observe Observer
+	now     func() time.Time
 }
 
 var _ streams.Handler = (*Handler)(nil)
@@ -44,6 +58,8 @@ type item struct {
 	started time.Time
 	res     *streams.Result
 	log     logrus.FieldLogger
+	end     func(outcome string, err error, d time.Duration)
+	skipped schemas.Status // the final status that made begin skip the job
 }
 
 // Handle implements streams.Handler.
@@ -63,12 +79,23 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 			"stage": stage, "job_id": ev.JobID, "trace_id": trace.ID(ev.TraceParent),
 			"tenant": ev.Tenant, "user_id": ev.User, "attempt": m.Delivered,
 		})
+		it.end = func(string, error, time.Duration) {}
+		if h.Observe != nil {
+			it.end = h.Observe.StageStarted(ctx, stage, ev, m.Delivered, it.started)
+		}
 		skip, err := h.begin(ctx, it, len(batch))
 		switch {
 		case err != nil:
 			it.res.Err = err
+			it.end(outcomeOf(err), err, h.now().Sub(it.started))
 		case skip:
 			it.log.Info("job is cancelled or already failed; skipping")
+			it.end("skipped", nil, h.now().Sub(it.started))
+			if it.skipped == schemas.StatusCancelled && h.Observe != nil {
+				// Cancellation is counted where the pipeline notices it, once per delivery
+				// that reaches a stage; the skip acks the message, so that is once.
+				h.Observe.JobFinished(ev, schemas.StatusCancelled)
+			}
 		default:
 			live = append(live, it)
 		}
@@ -88,13 +115,27 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 		}
 		if err != nil {
 			it.res.Err = err
+			it.end(outcomeOf(err), err, h.now().Sub(it.started))
 			h.retryTelemetry(ctx, it, len(live), err)
 			continue
 		}
 		outs, err := h.finish(ctx, it, len(live))
 		it.res.Outputs, it.res.Err = outs, err
+		if err != nil {
+			it.end(outcomeOf(err), err, h.now().Sub(it.started))
+		}
 	}
 	return results
+}
+
+// outcomeOf names a failed run as the telemetry event does: permanent errors fail the
+// job, others are retried.
+func outcomeOf(err error) string {
+	var jerr *schemas.JobError
+	if errors.As(err, &jerr) {
+		return "failed"
+	}
+	return "retry"
 }
 
 // begin records that the stage started on the job; skip is true for jobs that must not
@@ -103,7 +144,7 @@ func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool
 	stage := h.Step.Stage()
 	_, err = h.Jobs.Update(ctx, it.ev.JobID, func(r *schemas.JobRecord) error {
 		if r.Status == schemas.StatusCancelled || r.Status == schemas.StatusFailed {
-			skip = true
+			skip, it.skipped = true, r.Status
 			return streams.ErrNoChange
 		}
 		if r.Status == schemas.StatusQueued {
@@ -143,7 +184,9 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 	}
 	ev.Stamps[stage] = done.UTC()
 
+	succeeded := false // this run moved the job to succeeded (not a redelivery)
 	rec, err := h.Jobs.Update(ctx, ev.JobID, func(r *schemas.JobRecord) error {
+		succeeded = false
 		if st := r.Stages[stage]; st != nil {
 			st.FinishedAt = done.UTC()
 			st.DurationMS = ms(dur)
@@ -152,6 +195,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			r.FallbackFrom, r.ModelVersion = r.ModelVersion, ev.ModelVersion
 		}
 		if stage == schemas.StageStore {
+			succeeded = r.Status != schemas.StatusSucceeded
 			r.Status = schemas.StatusSucceeded
 			r.Percent = 100
 			r.Results = ev.Artifacts
@@ -193,6 +237,10 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 		outs = append(outs, tel)
 	}
 	it.log.WithFields(logrus.Fields{"latency_ms": ms(dur), "batch_size": batchSize, "queue_wait_ms": ms(it.msg.Received.Sub(it.msg.Published))}).Info("stage done")
+	it.end("ok", nil, dur)
+	if succeeded && h.Observe != nil {
+		h.Observe.JobFinished(ev, schemas.StatusSucceeded)
+	}
 	return outs, nil
 }
 
@@ -212,10 +260,13 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
 		jerr.Code = CodeMaxDeliveries
 	}
 	now := h.now().UTC()
+	failed := false // this call moved the job to failed
 	rec, err := h.Jobs.Update(ctx, ev.JobID, func(r *schemas.JobRecord) error {
+		failed = false
 		if r.Status.Final() {
 			return streams.ErrNoChange
 		}
+		failed = true
 		r.Status = schemas.StatusFailed
 		r.Error = jerr
 		r.FinishedAt = now
@@ -225,12 +276,18 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
 		}
 		return nil
 	})
-	log := h.Log.WithFields(logrus.Fields{"stage": stage, "job_id": ev.JobID, "trace_id": trace.ID(ev.TraceParent), "error_code": jerr.Code})
+	log := h.Log.WithFields(logrus.Fields{
+		"stage": stage, "job_id": ev.JobID, "trace_id": trace.ID(ev.TraceParent),
+		"tenant": ev.Tenant, "user_id": ev.User, "error_code": jerr.Code,
+	})
 	if err != nil {
 		log.WithError(err).Error("could not mark job failed")
 		return
 	}
 	log.WithField("reason", jerr.Message).Warn("job failed")
+	if failed && h.Observe != nil {
+		h.Observe.JobFinished(ev, schemas.StatusFailed)
+	}
 	outs := []streams.Output{}
 	if rec.Status == schemas.StatusFailed {
 		if out, err := resultOutput(rec, ev.TraceParent); err == nil {

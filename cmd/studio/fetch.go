@@ -4,10 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 
+	"github.com/creativeai-studio/studio/internal/app"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/models"
 )
 
 func runFetch(ctx context.Context, args []string) error {
@@ -35,6 +38,12 @@ func runFetch(ctx context.Context, args []string) error {
 	}
 	cache := &assets.Cache{Dir: *dir, Log: log}
 	for _, g := range groups {
+		if g == "models" || g == "models-all" {
+			if err := fetchModels(ctx, cache, g == "models-all", os.Stdout); err != nil {
+				return err
+			}
+			continue
+		}
 		as, ok := assets.Groups[g]
 		if !ok {
 			fs.Usage()
@@ -47,6 +56,32 @@ func runFetch(ctx context.Context, args []string) error {
 			}
 			fmt.Printf("%-16s %s  %s\n", a.Name, a.SHA256[:12], p)
 		}
+	}
+	return nil
+}
+
+// fetchModels fetches the shipped models that `studio up` serves by default (--models
+// default), or all shipped models.
+func fetchModels(ctx context.Context, cache *assets.Cache, all bool, out io.Writer) error {
+	ms, err := models.Shipped()
+	if err != nil {
+		return err
+	}
+	cfg := &app.Config{}
+	cfg.RegisterFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
+	_, enabled, err := app.Manifests(cfg)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if !all && !enabled[m.ID()] {
+			continue
+		}
+		spec, err := models.Fetch(ctx, cache, m)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%-24s %s\n", m.ID(), spec.Path)
 	}
 	return nil
 }

@@ -230,10 +230,10 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 	}
 	switch stage {
 	case schemas.StagePreprocess:
-		s, err := build(&preprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, "", 1, nil)
+		s, err := build(&preprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits(), MaxOutputPixels: cfg.MaxOutPixels}, "", 1, nil)
 		return []*Stage{s}, err
 	case schemas.StagePostprocess:
-		s, err := build(&postprocess.Step{Blobs: d.Blobs, Limits: cfg.Limits()}, "", 1, nil)
+		s, err := build(&postprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, "", 1, nil)
 		return []*Stage{s}, err
 	case schemas.StageStore:
 		cache, err := streams.OpenResultCache(ctx, d.Bus.JS)

@@ -43,6 +43,7 @@ type Config struct {
 	Concurrency  int
 	MaxUpload    int64
 	MaxPixels    int64
+	MaxOutPixels int64
 	DrainTimeout time.Duration
 	AckWait      time.Duration
 	Stages       string
@@ -77,11 +78,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.Device, "device", "auto", "inference device: auto, cpu or cuda")
 	integer(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads per session; 0 uses every core")
 	integer(&c.Sessions, "sessions", 1, "sessions per model version (parallel runs of batch-1 models)")
-	str(&c.Models, "models", "isnet@small", "shipped model versions to serve, comma separated (`studio models list` shows them)")
+	str(&c.Models, "models", "isnet@small,realesrgan@general-x4v3", "shipped model versions to serve, comma separated (`studio models list` shows them)")
 	str(&c.ModelDir, "model-dir", "", "folder of your own model manifests (*.yaml); every model in it is served")
 	integer(&c.Concurrency, "concurrency", 2, "messages handled at once per stage (inference: per model)")
 	fs.Int64Var(&c.MaxUpload, "max-upload-bytes", envInt64("max-upload-bytes", imageio.DefaultMaxBytes), "largest accepted upload ["+envName("max-upload-bytes")+"]")
 	fs.Int64Var(&c.MaxPixels, "max-pixels", envInt64("max-pixels", imageio.DefaultMaxPixels), "largest accepted width x height ["+envName("max-pixels")+"]")
+	fs.Int64Var(&c.MaxOutPixels, "max-output-pixels", envInt64("max-output-pixels", 16<<20), "largest image an image-to-image model may produce (upscale x4 of 1024x1024 = 16 MP) ["+envName("max-output-pixels")+"]")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("drain-timeout", 25*time.Second), "how long in-flight work may finish on shutdown ["+envName("drain-timeout")+"]")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("ack-wait", 0), "redeliver a message this long after its worker stopped reporting progress; 0 keeps each stage's default ["+envName("ack-wait")+"]")
 	str(&c.Stages, "stages", "ingest,preprocess,inference,postprocess,store", "parts `studio up` runs in-process; leave some out to run them as `studio worker` processes")

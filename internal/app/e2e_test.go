@@ -72,7 +72,7 @@ func startUp(t *testing.T, mod func(*Config)) (api, natsURL string) {
 	natsPort := freePort(t)
 	cfg := &Config{
 		DataDir: t.TempDir(), NATSListen: fmt.Sprintf("127.0.0.1:%d", natsPort), HTTPListen: "127.0.0.1:0",
-		Replicas: 1, CacheDir: assets.DefaultDir(), Device: "cpu", Sessions: 1, Models: "isnet@small",
+		Replicas: 1, CacheDir: assets.DefaultDir(), Device: "cpu", Sessions: 1, Models: "isnet@small,realesrgan@general-x4v3",
 		Concurrency: 2, MaxUpload: imageio.DefaultMaxBytes, MaxPixels: imageio.DefaultMaxPixels,
 		DrainTimeout: 20 * time.Second, Stages: "ingest,preprocess,inference,postprocess,store",
 		LogLevel: "info", Worker: "e2e",

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -88,18 +89,26 @@ func (l *Layer) errorf(kind error, field, format string, args ...any) error {
 }
 
 // Value is one parameter of a layer: a scalar, an array or a string.
+//
+// ncnn types a value by how it is written, and stores integers and floats
+// in the same bits: "1=2" read where a float is expected is 2.8e-45 to ncnn,
+// not 2.0. The accessors therefore refuse a value of the other kind unless
+// it is zero, whose bits mean the same either way.
 type Value struct {
-	// Float reports that the scalar, or any array element, was written as a
-	// float ("1.0", "1e-1"); ncnn types parameters by how they are written.
+	// Float reports that the scalar was written as a float ("1.0", "1e-1"):
+	// it contains '.', 'e' or 'E'.
 	Float bool
-	// Array marks array parameters (negative keys, -23300-id=len,v,...).
+	// Array marks array parameters (key -23300-id, value "len,v1,v2,...").
 	Array bool
-	// Num is a scalar's value; Nums an array's elements.
-	Num  float64
-	Nums []float64
-	// Str is set for quoted string parameters (newer ncnn); String reports it.
-	Str    string
+	// Num is a scalar's value.
+	Num float64
+	// Nums are an array's elements, NumsFloat whether each was written as a
+	// float.
+	Nums      []float64
+	NumsFloat []bool
+	// String marks quoted string parameters (newer ncnn), with Str the text.
 	String bool
+	Str    string
 	// Text is the parameter as written, for error messages.
 	Text string
 }
@@ -110,21 +119,23 @@ type Params map[int]Value
 // Has reports whether parameter id is set.
 func (p Params) Has(id int) bool { _, ok := p[id]; return ok }
 
-// Int returns integer parameter id, or def when it is absent. A float, array
-// or string value is an error: ncnn would read garbage there.
+// Int returns integer parameter id, or def when it is absent.
 func (p Params) Int(id, def int) (int, error) {
 	v, ok := p[id]
 	if !ok {
 		return def, nil
 	}
-	if v.Array || v.String || v.Float {
+	if v.Array || v.String {
 		return 0, fmt.Errorf("%q is not an integer: %w", v.Text, ErrMalformed)
+	}
+	if v.Float && v.Num != 0 {
+		return 0, fmt.Errorf("%q is a float where ncnn reads an integer (it would see the float's bits); write %d: %w",
+			v.Text, int(v.Num), ErrMalformed)
 	}
 	return int(v.Num), nil
 }
 
 // Float returns scalar parameter id as float32, or def when it is absent.
-// Integers are accepted ("0=0" for a zero slope).
 func (p Params) Float(id int, def float32) (float32, error) {
 	v, ok := p[id]
 	if !ok {
@@ -133,10 +144,14 @@ func (p Params) Float(id int, def float32) (float32, error) {
 	if v.Array || v.String {
 		return 0, fmt.Errorf("%q is not a number: %w", v.Text, ErrMalformed)
 	}
+	if !v.Float && v.Num != 0 {
+		return 0, fmt.Errorf("%q is an integer where ncnn reads a float (it would see %g); write %g.0: %w",
+			v.Text, math.Float32frombits(uint32(int32(v.Num))), v.Num, ErrMalformed)
+	}
 	return float32(v.Num), nil
 }
 
-// Floats returns array parameter id, or nil when it is absent.
+// Floats returns float array parameter id, or nil when it is absent.
 func (p Params) Floats(id int) ([]float32, error) {
 	v, ok := p[id]
 	if !ok {
@@ -147,6 +162,10 @@ func (p Params) Floats(id int) ([]float32, error) {
 	}
 	out := make([]float32, len(v.Nums))
 	for i, n := range v.Nums {
+		if !v.NumsFloat[i] && n != 0 {
+			return nil, fmt.Errorf("%q: element %d is an integer where ncnn reads a float (it would see %g); write %g.0: %w",
+				v.Text, i, math.Float32frombits(uint32(int32(n))), n, ErrMalformed)
+		}
 		out[i] = float32(n)
 	}
 	return out, nil
@@ -295,8 +314,8 @@ func (p Params) parse(kv string) error {
 			if err != nil {
 				return fmt.Errorf("%q: element %q: %v", kv, e, err)
 			}
-			val.Float = val.Float || isFloat
 			val.Nums = append(val.Nums, x)
+			val.NumsFloat = append(val.NumsFloat, isFloat)
 		}
 	} else if strings.HasPrefix(v, `"`) {
 		if len(v) < 2 || !strings.HasSuffix(v, `"`) {

@@ -22,6 +22,9 @@ type Config struct {
 	SessionsPerModel int
 	// RunTimeout bounds one model run; a run past it is stopped and retried (default 2m).
 	RunTimeout time.Duration
+	// TileBatch is how many tiles of one image run per call for models with a dynamic
+	// batch dimension (default 4).
+	TileBatch int
 }
 
 // Step runs model sessions on preprocessed tensors. Sessions load lazily, once per
@@ -115,7 +118,19 @@ func (s *Step) run(ctx context.Context, spec models.Spec, x Tensor) (Tensor, err
 	rctx, cancel := context.WithTimeout(ctx, s.runTimeout())
 	defer cancel()
 	start := time.Now()
-	y, err := sess.Run(rctx, x)
+	var y Tensor
+	if spec.Tile.Size > 0 {
+		batch := 1
+		if spec.DynamicBatch {
+			batch = s.Config.TileBatch
+			if batch <= 0 {
+				batch = 4
+			}
+		}
+		y, err = RunTiled(rctx, sess.Run, x, spec.Tile.Size, spec.Tile.Overlap, spec.Scale, batch)
+	} else {
+		y, err = sess.Run(rctx, x)
+	}
 	if err != nil {
 		if rctx.Err() != nil {
 			return Tensor{}, fmt.Errorf("model %s: %w", spec.ID(), err) // timeout: retry

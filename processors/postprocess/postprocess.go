@@ -12,6 +12,7 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/processors/preprocess"
@@ -23,8 +24,9 @@ const ThumbnailSide = 256
 
 // Step is the postprocess stage. Safe for concurrent use.
 type Step struct {
-	Blobs  blob.Store
-	Limits imageio.Limits
+	Blobs   blob.Store
+	Catalog *models.Catalog
+	Limits  imageio.Limits
 }
 
 var _ processors.Step = (*Step)(nil)
@@ -39,6 +41,8 @@ func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
 		switch ev.Task {
 		case schemas.TaskRemoveBackground:
 			errs[i] = s.removeBackground(ctx, ev)
+		case schemas.TaskUpscale, schemas.TaskStyleTransfer:
+			errs[i] = s.imageToImage(ctx, ev)
 		default:
 			errs[i] = processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "no postprocessing for task %q", ev.Task)
 		}
@@ -69,27 +73,125 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	full := ScaleMask(mask, img.Bounds().Dx(), img.Bounds().Dy())
 	cut := Cutout(img, full)
 
-	put := func(name string, im image.Image) error {
-		var buf bytes.Buffer
-		if err := imageio.EncodePNG(&buf, im); err != nil {
-			return fmt.Errorf("encode %s: %w", name, err)
-		}
-		key := "work/" + ev.JobID + "/" + name + ".png"
-		info, err := s.Blobs.Put(ctx, key, &buf, int64(buf.Len()), "image/png")
-		if err != nil {
-			return err
-		}
-		b := im.Bounds()
-		ev.Artifacts[name] = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: "image/png", Width: b.Dx(), Height: b.Dy()}
-		return nil
-	}
-	if err := put("cutout", cut); err != nil {
+	if err := s.put(ctx, ev, "cutout", cut); err != nil {
 		return err
 	}
-	if err := put("mask", full); err != nil {
+	if err := s.put(ctx, ev, "mask", full); err != nil {
 		return err
 	}
-	return put("thumbnail", imageio.Thumbnail(cut, ThumbnailSide))
+	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(cut, ThumbnailSide))
+}
+
+// put encodes im as PNG under work/<job>/<name>.png and records it as an artifact.
+func (s *Step) put(ctx context.Context, ev *schemas.JobEvent, name string, im image.Image) error {
+	var buf bytes.Buffer
+	if err := imageio.EncodePNG(&buf, im); err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	key := "work/" + ev.JobID + "/" + name + ".png"
+	info, err := s.Blobs.Put(ctx, key, &buf, int64(buf.Len()), "image/png")
+	if err != nil {
+		return err
+	}
+	b := im.Bounds()
+	ev.Artifacts[name] = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: "image/png", Width: b.Dx(), Height: b.Dy()}
+	return nil
+}
+
+// imageToImage turns an image-shaped model output into the result image: it undoes
+// the normalisation, brings the image to the size the job asked for (input x scale
+// parameter for upscaling, the input size for style transfer), and carries the input's
+// alpha channel over.
+func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
+	spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion)
+	if err != nil {
+		return processors.Permanent(schemas.StagePostprocess, processors.CodeModelUnavailable, "%v", err)
+	}
+	outRef, ok := ev.Artifacts["output"]
+	if !ok {
+		return processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "event has no model output")
+	}
+	out, err := inference.GetTensor(ctx, s.Blobs, outRef)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return processors.Permanent(schemas.StagePostprocess, processors.CodeMissingObject, "model output is gone: %v", err)
+		}
+		return err
+	}
+	img, err := FromTensor(out, spec.Output)
+	if err != nil {
+		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
+	}
+	src, _, err := preprocess.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	if err != nil {
+		return err
+	}
+	w, h := src.Bounds().Dx(), src.Bounds().Dy()
+	factor := 1
+	if ev.Task == schemas.TaskUpscale {
+		factor = spec.Scale
+		if v, ok := ev.Params["scale"].(float64); ok && int(v) > 0 && int(v) <= spec.Scale {
+			factor = int(v)
+		}
+	}
+	w, h = w*factor, h*factor
+	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
+		img = imageio.Resize(img, w, h)
+	}
+	if hasAlpha(src) {
+		alpha := imageio.ResizeBilinear(src, w, h)
+		for i := 3; i < len(img.Pix); i += 4 {
+			img.Pix[i] = alpha.Pix[i]
+		}
+	}
+	if err := s.put(ctx, ev, "image", img); err != nil {
+		return err
+	}
+	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(img, ThumbnailSide))
+}
+
+// FromTensor converts a [1,3,H,W] tensor into an opaque image, undoing (v-mean)/std.
+func FromTensor(t inference.Tensor, spec models.Tensor) (*image.NRGBA, error) {
+	if len(t.Shape) != 4 || t.Shape[0] != 1 || t.Shape[1] != 3 {
+		return nil, fmt.Errorf("image tensor has shape %v, want [1,3,H,W]", t.Shape)
+	}
+	h, w := int(t.Shape[2]), int(t.Shape[3])
+	plane := w * h
+	if len(t.Data) != 3*plane {
+		return nil, fmt.Errorf("image tensor %v has %d values", t.Shape, len(t.Data))
+	}
+	r, g, b := 0, plane, 2*plane
+	if spec.Color == "BGR" {
+		r, b = b, r
+	}
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := range plane {
+		p := img.Pix[4*i : 4*i+4 : 4*i+4]
+		p[0] = clampByte(t.Data[r+i]*spec.Std[0] + spec.Mean[0])
+		p[1] = clampByte(t.Data[g+i]*spec.Std[1] + spec.Mean[1])
+		p[2] = clampByte(t.Data[b+i]*spec.Std[2] + spec.Mean[2])
+		p[3] = 255
+	}
+	return img, nil
+}
+
+func clampByte(v float32) uint8 {
+	switch {
+	case !(v > 0):
+		return 0
+	case v >= 255:
+		return 255
+	}
+	return uint8(v + 0.5)
+}
+
+func hasAlpha(img *image.NRGBA) bool {
+	for i := 3; i < len(img.Pix); i += 4 {
+		if img.Pix[i] != 255 {
+			return true
+		}
+	}
+	return false
 }
 
 // MaskFromTensor converts a [1,1,H,W] (or [1,H,W]) probability map in 0..1 into an

@@ -18,11 +18,18 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
+// DefaultMaxOutputPixels bounds what an image-to-image model may produce (x4 of a
+// 1024x1024 input): the float32 output tensor of 16 MP is 192 MB.
+const DefaultMaxOutputPixels = 16 << 20
+
 // Step is the preprocess stage. Safe for concurrent use.
 type Step struct {
 	Blobs   blob.Store
 	Catalog *models.Catalog
 	Limits  imageio.Limits
+	// MaxOutputPixels bounds the model output of image-to-image tasks (default
+	// DefaultMaxOutputPixels).
+	MaxOutputPixels int64
 }
 
 var _ processors.Step = (*Step)(nil)
@@ -49,7 +56,27 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		return err
 	}
 	ev.Image = &schemas.ImageInfo{Format: string(hdr.Format), Width: hdr.Width, Height: hdr.Height, Orientation: hdr.Orientation}
-	t := ToTensor(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
+	if err := CheckParams(ev.Task, ev.Params); err != nil {
+		return err
+	}
+	var t inference.Tensor
+	switch spec.Input.Resize {
+	case "none":
+		// The model takes any size (tiled if the manifest says so); only the output
+		// must stay bounded.
+		maxOut := s.MaxOutputPixels
+		if maxOut <= 0 {
+			maxOut = DefaultMaxOutputPixels
+		}
+		if out := int64(hdr.Width*spec.Scale) * int64(hdr.Height*spec.Scale); out > maxOut {
+			return processors.Permanent(schemas.StagePreprocess, processors.CodeOutputTooLarge,
+				"a %dx%d image becomes %dx%d (%d MP) at x%d, over the %d MP output limit: send an image of at most %d MP",
+				hdr.Width, hdr.Height, hdr.Width*spec.Scale, hdr.Height*spec.Scale, out>>20, spec.Scale, maxOut>>20, maxOut/int64(spec.Scale*spec.Scale)>>20)
+		}
+		t = ToTensor(img, spec.Input)
+	default:
+		t = ToTensor(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
+	}
 	ref, err := inference.PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/input.f32", t)
 	if err != nil {
 		return fmt.Errorf("store tensor: %w", err)
@@ -91,6 +118,19 @@ func LoadImage(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim
 	return img, hdr, nil
 }
 
+// CheckParams validates a task's parameters; a bad value is a permanent error.
+func CheckParams(task schemas.Task, params map[string]any) error {
+	if task == schemas.TaskUpscale {
+		if v, ok := params["scale"]; ok {
+			f, isNum := v.(float64)
+			if !isNum || (f != 2 && f != 4) {
+				return processors.Permanent(schemas.StagePreprocess, processors.CodeInvalidParams, "scale %v: use 2 or 4", v)
+			}
+		}
+	}
+	return nil
+}
+
 // Classify maps an imageio error to a permanent job error with a stable code.
 func Classify(err error) error {
 	code := processors.CodeInvalidImage
@@ -109,8 +149,9 @@ func Classify(err error) error {
 	return processors.Permanent(schemas.StagePreprocess, code, "%v", err)
 }
 
-// ToTensor converts an image already at the spec's size into a [1,3,H,W] float32
-// tensor in RGB order, normalised per channel as (v - mean) / std.
+// ToTensor converts an image into a [1,3,H,W] float32 tensor in the spec's channel
+// order (RGB or BGR), normalised per channel as (v - mean) / std, where mean and std
+// are given for the R, G and B channels of the image.
 func ToTensor(img *image.NRGBA, spec models.Tensor) inference.Tensor {
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	plane := w * h
@@ -119,15 +160,20 @@ func ToTensor(img *image.NRGBA, spec models.Tensor) inference.Tensor {
 	for c := range 3 {
 		scale[c] = 1 / spec.Std[c]
 	}
+	// Channel planes in tensor order: RGB by default, reversed for BGR models.
+	r, g, b := 0, plane, 2*plane
+	if spec.Color == "BGR" {
+		r, b = b, r
+	}
 	for y := range h {
 		row := img.Pix[y*img.Stride : y*img.Stride+4*w]
 		base := y * w
 		for x := range w {
 			p := row[4*x : 4*x+3 : 4*x+3]
 			i := base + x
-			data[i] = (float32(p[0]) - spec.Mean[0]) * scale[0]
-			data[plane+i] = (float32(p[1]) - spec.Mean[1]) * scale[1]
-			data[2*plane+i] = (float32(p[2]) - spec.Mean[2]) * scale[2]
+			data[r+i] = (float32(p[0]) - spec.Mean[0]) * scale[0]
+			data[g+i] = (float32(p[1]) - spec.Mean[1]) * scale[1]
+			data[b+i] = (float32(p[2]) - spec.Mean[2]) * scale[2]
 		}
 	}
 	return inference.Tensor{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}

@@ -19,6 +19,8 @@ import (
 // ResultNames are the artifacts kept as results, per task.
 var ResultNames = map[schemas.Task][]string{
 	schemas.TaskRemoveBackground: {"cutout", "mask", "thumbnail"},
+	schemas.TaskUpscale:          {"image", "thumbnail"},
+	schemas.TaskStyleTransfer:    {"image", "thumbnail"},
 }
 
 // Step is the store stage. Safe for concurrent use.

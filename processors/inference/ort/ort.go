@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 
 	ortgo "github.com/yalue/onnxruntime_go"
@@ -57,6 +59,11 @@ func New(cfg Config) (*Backend, error) {
 	switch cfg.Device {
 	case "", "cpu":
 	case "cuda", "auto":
+		// The CUDA provider is a separate library next to the runtime; without it the
+		// probe can only fail (noisily), so auto settles on CPU at once.
+		if _, err := os.Stat(filepath.Join(filepath.Dir(cfg.LibraryPath), "libonnxruntime_providers_cuda.so")); err != nil && cfg.Device == "auto" {
+			break
+		}
 		if err := probeCUDA(); err != nil {
 			if cfg.Device == "cuda" {
 				return nil, fmt.Errorf("ort: --device cuda requested but CUDA is unavailable: %w", err)
