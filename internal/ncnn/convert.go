@@ -40,7 +40,12 @@ type Info struct {
 // equivalent ONNX model (opset 17, float32 weights): one input "input"
 // f32[N,C,H,W] and one output "output", with N, H and W dynamic. The ncnn
 // model must have exactly one Input layer and exactly one blob that no layer
-// consumes; that blob becomes the output.
+// consumes; that blob becomes the output. A fixed size on the Input layer
+// (0=w 1=h) is ignored, and float16 weights are widened to float32.
+//
+// Convert holds the widened weights and the encoded model in memory at once
+// (about 10 MB for realesr-general-x4v3) and does no I/O besides reading
+// param and bin. It is safe for concurrent use.
 //
 // Errors wrap ErrMalformed or ErrUnsupported, and name the layer and the
 // parameter or weight array at fault (see LayerError).
@@ -181,6 +186,7 @@ func (c *converter) inputChannels(in *Layer, rootOf func(string) string) error {
 	p := params{l: in}
 	p.known(0, 1, 2)
 	c.inputC = p.int(2, "c", 0)
+	p.check(c.inputC >= 0, 2, "c", "must not be negative, is %d", c.inputC)
 	if p.err != nil {
 		return p.err
 	}
