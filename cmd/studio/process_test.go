@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/draw"
+	_ "image/jpeg"
+	"image/png"
 	"io"
 	"mime/multipart"
 	"net"
@@ -104,16 +108,15 @@ func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 	t.Fatalf("%s not ready within %s", url, timeout)
 }
 
-func post(t *testing.T, api, path string) string {
+// post submits the photo at path with pixel (0,0) nudged by variant, so every job has
+// distinct bytes and none is answered from the result cache.
+func post(t *testing.T, api, path string, variant int) string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := variantOf(t, path, variant)
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	_ = mw.WriteField("task", "remove-background")
-	fw, _ := mw.CreateFormFile("image", filepath.Base(path))
+	fw, _ := mw.CreateFormFile("image", strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))+".png")
 	_, _ = fw.Write(data)
 	_ = mw.Close()
 	resp, err := http.Post(api+"/v1/jobs", mw.FormDataContentType(), &body)
@@ -128,6 +131,28 @@ func post(t *testing.T, api, path string) string {
 	var j ingest.JobResponse
 	_ = json.Unmarshal(b, &j)
 	return j.ID
+}
+
+func variantOf(t *testing.T, path string, variant int) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	out := image.NewNRGBA(b)
+	draw.Draw(out, b, img, b.Min, draw.Src)
+	out.Pix[0] += uint8(variant)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, out); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func job(t *testing.T, api, id string) ingest.JobResponse {
@@ -186,13 +211,13 @@ func TestSeparateProcesses(t *testing.T) {
 	workers := map[string]*proc{}
 	for _, name := range []string{"worker-a", "worker-b"} {
 		workers[name] = start(t, bin, "worker", "--stage", "inference", "--nats-url", natsURL, "--threads", "1",
-			"--concurrency", "1", "--worker-id", name, "--ack-wait", "3s", "--drain-timeout", "20s")
+			"--concurrency", "1", "--worker-id", name, "--ack-wait", "3s", "--drain-timeout", "20s", "--http", "127.0.0.1:0")
 	}
 
 	t.Run("two inference workers split the work of one consumer group", func(t *testing.T) {
 		var ids []string
 		for i := 0; i < 6; i++ {
-			ids = append(ids, post(t, api, photos[i%len(photos)]))
+			ids = append(ids, post(t, api, photos[i%len(photos)], i+1))
 		}
 		done := waitAll(t, api, ids, 4*time.Minute)
 		by := map[string]int{}
@@ -210,7 +235,7 @@ func TestSeparateProcesses(t *testing.T) {
 	t.Run("SIGKILL of a worker mid-job: every job still completes exactly once", func(t *testing.T) {
 		var ids []string
 		for i := 0; i < 4; i++ {
-			ids = append(ids, post(t, api, photos[i%len(photos)]))
+			ids = append(ids, post(t, api, photos[i%len(photos)], 100+i))
 		}
 		// Kill worker-a while it is running one of them.
 		deadline := time.Now().Add(2 * time.Minute)
