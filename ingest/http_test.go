@@ -244,8 +244,13 @@ func TestPostJobRefusesBadInput(t *testing.T) {
 		{"a tier that does not exist is refused", multipartBody(file(encodePNG(t, gridImage(2, 2))), task, field("tier", "gold")), 422, "invalid_tier", "tier", "gold"},
 		{"params that are not JSON are refused", multipartBody(file(encodePNG(t, gridImage(2, 2))), task, field("params", "{feather: 2")), 422, "invalid_params", "params", "JSON object"},
 		{"params that are a JSON array are refused", multipartBody(file(encodePNG(t, gridImage(2, 2))), task, field("params", "[1, 2]")), 422, "invalid_params", "params", "JSON object"},
-		{"a JSON body is not multipart", func(*testing.T) ([]byte, string) {
+		// JSON is a second request format since v1 gained it; without an image it is
+		// incomplete (json_test.go covers JSON requests).
+		{"a JSON body without an image is incomplete", func(*testing.T) ([]byte, string) {
 			return []byte(`{"task": "remove-background"}`), "application/json"
+		}, 422, "missing_field", "image", "image"},
+		{"a body of another type is refused", func(*testing.T) ([]byte, string) {
+			return []byte("task=remove-background"), "application/x-www-form-urlencoded"
 		}, 415, "unsupported_media_type", "Content-Type", "multipart/form-data"},
 		{"a body without a content type is not multipart", func(*testing.T) ([]byte, string) {
 			return []byte("task=remove-background"), ""

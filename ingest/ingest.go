@@ -1,6 +1,9 @@
-// Package ingest is the front door: the HTTP API (and later the NATS entry) that
-// validates uploads, stores the input image, creates the job record and publishes the
-// job request into the pipeline.
+// Package ingest is the front door: the versioned HTTP API (with WebSocket and SSE
+// progress, presigned uploads, cancellation, feedback and interactive docs), the NATS
+// request-reply entry for upstream systems, and the webhook sender. It validates
+// requests, strips metadata from uploads, stores the input image, creates the job
+// record and publishes the job request into the pipeline. It talks to NATS only through
+// package streams.
 package ingest
 
 import (
@@ -12,11 +15,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	mathrand "math/rand/v2"
+	"net/url"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/oklog/ulid/v2"
 	"github.com/sirupsen/logrus"
 
@@ -28,7 +33,7 @@ import (
 	"github.com/creativeai-studio/studio/streams"
 )
 
-// Config tunes ingest.
+// Config tunes ingest. The zero value works: every field has a default.
 type Config struct {
 	// Limits bound uploads: bytes, pixels, longest side.
 	Limits imageio.Limits
@@ -36,6 +41,35 @@ type Config struct {
 	DefaultTenant, DefaultUser string
 	// DefaultTier applies when a request names none.
 	DefaultTier schemas.Tier
+	// PublicURL is the base URL clients use (http://host:port); it makes websocket_url
+	// absolute. Empty derives it from each request's Host.
+	PublicURL string
+	// CORSOrigins lists the browser origins allowed to call the API ("*" for any).
+	// Empty sends no CORS headers, so only same-origin pages can call.
+	CORSOrigins []string
+	// UploadSecret signs presigned upload URLs. Every ingest replica needs the same
+	// one; empty uses a random secret, which works for a single process.
+	UploadSecret string
+	// UploadURLExpiry bounds how long a presigned upload URL works (default 15m).
+	UploadURLExpiry time.Duration
+	// WebhookSecret signs webhook calls (Studio-Signature). Empty refuses callback_url.
+	WebhookSecret string
+	// WebhookAttempts bounds deliveries of one webhook (default 8); WebhookBackoff is
+	// the first retry delay, doubled each time up to WebhookMaxBackoff (1s, 10m).
+	WebhookAttempts                   int
+	WebhookBackoff, WebhookMaxBackoff time.Duration
+	// WebhookTimeout bounds one call (default 10s).
+	WebhookTimeout time.Duration
+	// AllowPrivateCallbacks lets callback URLs reach loopback and private networks
+	// (development and tests). Off, such addresses are refused when connecting, which
+	// also defeats DNS rebinding.
+	AllowPrivateCallbacks bool
+	// PingInterval spaces WebSocket pings and SSE comments (default 30s).
+	PingInterval time.Duration
+	// QueueInterval spaces queue-position updates to a waiting client (default 2s).
+	QueueInterval time.Duration
+	// V1Sunset is when the deprecated v1 job routes stop working (default 2027-11-30).
+	V1Sunset time.Time
 }
 
 func (c *Config) defaults() {
@@ -48,27 +82,75 @@ func (c *Config) defaults() {
 	if c.DefaultTier == "" {
 		c.DefaultTier = schemas.TierNormal
 	}
+	if c.Limits.MaxBytes <= 0 {
+		c.Limits.MaxBytes = imageio.DefaultMaxBytes
+	}
+	if c.UploadURLExpiry <= 0 {
+		c.UploadURLExpiry = 15 * time.Minute
+	}
+	if c.WebhookAttempts <= 0 {
+		c.WebhookAttempts = 8
+	}
+	if c.WebhookBackoff <= 0 {
+		c.WebhookBackoff = time.Second
+	}
+	if c.WebhookMaxBackoff <= 0 {
+		c.WebhookMaxBackoff = 10 * time.Minute
+	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.QueueInterval <= 0 {
+		c.QueueInterval = 2 * time.Second
+	}
+	if c.V1Sunset.IsZero() {
+		c.V1Sunset = time.Date(2027, 11, 30, 0, 0, 0, 0, time.UTC)
+	}
 }
 
-// QueueDepth reports how many requests wait ahead in a tier.
+// QueueDepth reports how many requests wait in a tier (pending plus in progress).
 type QueueDepth func(ctx context.Context, tier schemas.Tier) (int, error)
 
 // Service accepts jobs. Safe for concurrent use.
 type Service struct {
-	cfg     Config
-	jobs    *streams.Jobs
-	blobs   blob.Store
-	pub     streams.Publisher
-	catalog *models.Catalog
-	depth   QueueDepth
-	log     logrus.FieldLogger
-	ready   func(ctx context.Context) error
-	cache   *streams.ResultCache
-	loaded  func() []string
+	cfg       Config
+	jobs      *streams.Jobs
+	blobs     blob.Store
+	pub       streams.Publisher
+	catalog   *models.Catalog
+	depth     QueueDepth
+	log       logrus.FieldLogger
+	ready     func(ctx context.Context) error
+	cache     *streams.ResultCache
+	loaded    func() []string
+	idem      *streams.KV
+	index     *streams.KV
+	uploadKey []byte
+	started   time.Time
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
-// ReportLoaded sets where GET /v1/models learns which versions are loaded in this
-// process.
+// Close ends the open event streams (WebSocket clients are told to reconnect) so that
+// an HTTP server shutdown is not held up by them. Call it when shutdown begins.
+func (s *Service) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithIdempotency keeps Idempotency-Key claims in kv (see StateBuckets). Without it a
+// request carrying a key is refused with 503, never silently run twice.
+func WithIdempotency(kv *streams.KV) Option { return func(s *Service) { s.idem = kv } }
+
+// WithJobIndex keeps the per-caller job index and webhook targets in kv (see
+// StateBuckets). Without it GET /v1/jobs answers 503 and callback_url is refused.
+func WithJobIndex(kv *streams.KV) Option { return func(s *Service) { s.index = kv } }
+
+// ReportLoaded sets where GET /v1/models and readiness learn which versions are loaded
+// in this process.
 func (s *Service) ReportLoaded(f func() []string) { s.loaded = f }
 
 // UseCache turns on the result cache: a request identical to an earlier one (same
@@ -77,12 +159,23 @@ func (s *Service) ReportLoaded(f func() []string) { s.loaded = f }
 func (s *Service) UseCache(c *streams.ResultCache) { s.cache = c }
 
 // NewService wires ingest. ready reports whether the pipeline can take work.
-func NewService(cfg Config, jobs *streams.Jobs, blobs blob.Store, pub streams.Publisher, catalog *models.Catalog, depth QueueDepth, ready func(context.Context) error, log logrus.FieldLogger) *Service {
+func NewService(cfg Config, jobs *streams.Jobs, blobs blob.Store, pub streams.Publisher, catalog *models.Catalog, depth QueueDepth, ready func(context.Context) error, log logrus.FieldLogger, opts ...Option) *Service {
 	cfg.defaults()
-	return &Service{cfg: cfg, jobs: jobs, blobs: blobs, pub: pub, catalog: catalog, depth: depth, ready: ready, log: log}
+	s := &Service{cfg: cfg, jobs: jobs, blobs: blobs, pub: pub, catalog: catalog, depth: depth, ready: ready, log: log, started: time.Now(), closing: make(chan struct{})}
+	if cfg.UploadSecret != "" {
+		s.uploadKey = []byte(cfg.UploadSecret)
+	} else {
+		s.uploadKey = make([]byte, 32)
+		_, _ = rand.Read(s.uploadKey)
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
-// SubmitRequest is a validated-at-the-edge job request.
+// SubmitRequest is a job request from any entry (multipart, JSON, NATS) before the
+// checks that need the catalog, the object store or the image.
 type SubmitRequest struct {
 	Tenant, User string
 	Tier         schemas.Tier
@@ -90,13 +183,149 @@ type SubmitRequest struct {
 	Model        string
 	Version      string
 	Params       map[string]any
-	Image        []byte
-	TraceParent  string
+	// Image holds the file; ImageKey instead names an object under uploads/<tenant>/.
+	Image    []byte
+	ImageKey string
+	// ImageField names where the image came from in the caller's request ("image",
+	// "image.data", "image.key") so problems point at the right field.
+	ImageField     string
+	TraceParent    string
+	RequestID      string
+	CallbackURL    string
+	IdempotencyKey string
 }
 
 // Submit validates the request, stores the input and publishes the job. Validation
 // failures are *Problem values with a 4xx status.
 func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*schemas.JobRecord, error) {
+	rec, _, err := s.submit(ctx, req)
+	return rec, err
+}
+
+// submit is Submit that also reports an idempotent replay.
+func (s *Service) submit(ctx context.Context, req SubmitRequest) (rec *schemas.JobRecord, replayed bool, err error) {
+	spec, p := s.validate(&req)
+	if p != nil {
+		return nil, false, p
+	}
+	if req.Image == nil && req.ImageKey != "" {
+		if req.Image, err = s.readUpload(ctx, &req); err != nil {
+			return nil, false, err
+		}
+	}
+
+	// Idempotency: an earlier job for the same key and request is the answer.
+	jobID := NewJobID()
+	var idemKey, fp string
+	if req.IdempotencyKey != "" {
+		digest := sha256.Sum256(req.Image)
+		idemKey, fp = idempotencyKey(req.Tenant, req.User, req.IdempotencyKey), fingerprint(&req, hex.EncodeToString(digest[:]))
+		prev, prevID, err := s.checkIdempotency(ctx, idemKey, fp)
+		if err != nil {
+			return nil, false, err
+		}
+		if prev != nil {
+			return prev, true, nil
+		}
+		if prevID != "" {
+			jobID = prevID // claimed by an attempt that never queued the job
+		}
+	}
+
+	hdr, err := imageio.Inspect(req.Image, s.cfg.Limits)
+	if err != nil {
+		return nil, false, imageProblem(err, req.ImageField)
+	}
+	stored := stripMetadata(req.Image, hdr)
+
+	if idemKey != "" {
+		id, err := s.claimIdempotency(ctx, idemKey, fp, jobID)
+		switch {
+		case errors.Is(err, errClaimTaken):
+			jobID = id // a concurrent identical request claimed first: share its job
+		case err != nil:
+			return nil, false, err
+		default:
+			jobID = id
+		}
+	}
+
+	now := time.Now().UTC()
+	sum := sha256.Sum256(stored)
+	key := "inputs/" + req.Tenant + "/" + jobID + "/original." + extOf(hdr.Format)
+	info, err := s.blobs.Put(ctx, key, bytes.NewReader(stored), int64(len(stored)), hdr.Format.ContentType())
+	if err != nil {
+		return nil, false, fmt.Errorf("store input: %w", err)
+	}
+	input := schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: hdr.Format.ContentType(), Width: hdr.Width, Height: hdr.Height}
+
+	rec = &schemas.JobRecord{
+		ID: jobID, Tenant: req.Tenant, User: req.User, Tier: req.Tier, Task: req.Task,
+		Model: spec.Name, ModelVersion: spec.Version, Params: req.Params,
+		Status: schemas.StatusQueued, Stage: schemas.StageIngest, Input: input,
+		TraceID: trace.ID(req.TraceParent), SubmittedAt: now,
+	}
+	if err := s.indexJob(ctx, rec, req.CallbackURL); err != nil {
+		return nil, false, err
+	}
+	if hit, ok, err := s.cached(ctx, rec); ok || err != nil {
+		return s.settleCreate(ctx, hit, jobID, err)
+	}
+	if s.depth != nil {
+		if n, err := s.depth(ctx, req.Tier); err == nil {
+			rec.QueuePosition = n + 1
+		}
+	}
+	if err := s.jobs.Create(ctx, rec); err != nil {
+		return s.settleCreate(ctx, nil, jobID, err)
+	}
+	ev := schemas.JobEvent{
+		Schema: schemas.SchemaJobRequested, JobID: jobID, Tenant: req.Tenant, User: req.User,
+		Tier: req.Tier, Task: req.Task, Model: spec.Name, ModelVersion: spec.Version,
+		Params: req.Params, Input: input, TraceParent: req.TraceParent, SubmittedAt: now,
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode request: %w", err)
+	}
+	h := map[string][]string{"traceparent": {req.TraceParent}, "Studio-Job-Id": {jobID}}
+	if req.RequestID != "" {
+		h["Studio-Request-Id"] = []string{req.RequestID}
+	}
+	// The message id de-duplicates in the stream as well: with an idempotency key it
+	// is derived from the key, so even two racing replicas publish one request.
+	msgID := jobID + ":requested"
+	if idemKey != "" {
+		msgID = "idem:" + idemKey[2:] // "<tenant>.<hash>"
+	}
+	if err := s.pub.Publish(ctx, streams.Output{Subject: schemas.RequestSubject(req.Tier, req.Task), MsgID: msgID, Data: data, Header: h}); err != nil {
+		_, _ = s.jobs.Update(context.WithoutCancel(ctx), jobID, func(r *schemas.JobRecord) error {
+			r.Status = schemas.StatusFailed
+			r.Error = &schemas.JobError{Code: "not_queued", Message: "the job could not be queued; submit it again", Stage: schemas.StageIngest}
+			return nil
+		})
+		return nil, false, fmt.Errorf("queue job: %w", err)
+	}
+	s.log.WithFields(logrus.Fields{"job_id": jobID, "trace_id": rec.TraceID, "request_id": req.RequestID, "tenant": rec.Tenant, "user_id": rec.User, "task": rec.Task, "model": spec.ID(), "stage": "ingest"}).Info("job queued")
+	return rec, false, nil
+}
+
+// settleCreate finishes a submission whose job record may already exist: a concurrent
+// request with the same idempotency key created it first, and its job is the answer.
+func (s *Service) settleCreate(ctx context.Context, rec *schemas.JobRecord, jobID string, err error) (*schemas.JobRecord, bool, error) {
+	if errors.Is(err, streams.ErrJobExists) {
+		existing, gerr := s.jobs.Get(ctx, jobID)
+		if gerr != nil {
+			return nil, false, gerr
+		}
+		return existing, true, nil
+	}
+	return rec, false, err
+}
+
+// validate fills defaults and checks everything that needs no I/O. It returns the
+// resolved model or the first problem, naming one field.
+func (s *Service) validate(req *SubmitRequest) (models.Spec, *Problem) {
 	if req.Tenant == "" {
 		req.Tenant = s.cfg.DefaultTenant
 	}
@@ -106,90 +335,147 @@ func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*schemas.JobRe
 	if req.Tier == "" {
 		req.Tier = s.cfg.DefaultTier
 	}
+	if req.ImageField == "" {
+		req.ImageField = "image"
+	}
+	if !trace.Valid(req.TraceParent) {
+		if req.RequestID != "" {
+			req.TraceParent = traceparentFor(req.RequestID)
+		} else {
+			req.TraceParent = trace.New()
+		}
+	}
+	if err := schemas.ValidToken(req.Tenant); err != nil {
+		return models.Spec{}, problem(422, "invalid_tenant", err.Error(), FieldProblem{Field: "tenant", Constraint: "pattern", Message: "letters, digits, '-' and '_' only"})
+	}
 	if !req.Tier.Valid() {
-		return nil, problem(422, "invalid_tier", fmt.Sprintf("tier %q is not one of premium, normal, free", req.Tier), FieldProblem{"tier", "must be premium, normal or free"})
+		return models.Spec{}, problem(422, "invalid_tier", fmt.Sprintf("tier %q is not one of premium, normal, free", req.Tier), FieldProblem{Field: "tier", Constraint: "enum", Message: "must be premium, normal or free"})
 	}
 	if req.Task == "" {
-		return nil, problem(422, "missing_field", "the task field is required", FieldProblem{"task", "required: e.g. remove-background"})
+		return models.Spec{}, problem(422, "missing_field", "the task field is required", FieldProblem{Field: "task", Constraint: "required", Message: "required: e.g. remove-background"})
 	}
 	spec, err := s.catalog.Resolve(req.Task, req.Model, req.Version, mathrand.Float64())
 	if err != nil {
-		return nil, problem(422, "unknown_model", err.Error()+": GET /v1/models lists what is available", FieldProblem{"task", "no model serves this task/model/version"})
+		return models.Spec{}, problem(422, "unknown_model", err.Error()+": GET /v1/models lists what is available", FieldProblem{Field: "task", Constraint: "enum", Message: "no model serves this task/model/version"})
 	}
-	hdr, err := imageio.Inspect(req.Image, s.cfg.Limits)
-	if err != nil {
-		return nil, imageProblem(err)
+	if errs := schemas.ValidateParams(req.Task, req.Params); len(errs) > 0 {
+		return models.Spec{}, problem(422, "invalid_params", "parameters out of range for "+string(req.Task)+": "+fieldsDetail(errs), errs...)
 	}
-	if !trace.Valid(req.TraceParent) {
-		req.TraceParent = trace.New()
-	}
-
-	id := NewJobID()
-	now := time.Now().UTC()
-	sum := sha256.Sum256(req.Image)
-	key := "inputs/" + req.Tenant + "/" + id + "/original." + extOf(hdr.Format)
-	info, err := s.blobs.Put(ctx, key, bytes.NewReader(req.Image), int64(len(req.Image)), hdr.Format.ContentType())
-	if err != nil {
-		return nil, fmt.Errorf("store input: %w", err)
-	}
-	input := schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: hdr.Format.ContentType(), Width: hdr.Width, Height: hdr.Height}
-
-	rec := &schemas.JobRecord{
-		ID: id, Tenant: req.Tenant, User: req.User, Tier: req.Tier, Task: req.Task,
-		Model: spec.Name, ModelVersion: spec.Version, Params: req.Params,
-		Status: schemas.StatusQueued, Stage: schemas.StageIngest, Input: input,
-		TraceID: trace.ID(req.TraceParent), SubmittedAt: now,
-	}
-	if hit, ok := s.cached(ctx, rec); ok {
-		return hit, nil
-	}
-	if s.depth != nil {
-		if n, err := s.depth(ctx, req.Tier); err == nil {
-			rec.QueuePosition = n + 1
+	if req.CallbackURL != "" {
+		if p := s.checkCallbackURL(req.CallbackURL); p != nil {
+			return models.Spec{}, p
 		}
 	}
-	if err := s.jobs.Create(ctx, rec); err != nil {
-		return nil, err
+	if k := req.IdempotencyKey; k != "" {
+		if !validIdempotencyKey(k) {
+			return models.Spec{}, problem(400, "invalid_idempotency_key", "an Idempotency-Key is 1 to 255 printable ASCII characters (a UUID is ideal)",
+				FieldProblem{Field: "Idempotency-Key", Constraint: "pattern", Message: "1-255 printable ASCII characters"})
+		}
+		if s.idem == nil {
+			return models.Spec{}, problem(503, "unavailable", "this server keeps no idempotency keys; retry without the Idempotency-Key header or ask the operator to enable them")
+		}
 	}
-	ev := schemas.JobEvent{
-		Schema: schemas.SchemaJobRequested, JobID: id, Tenant: req.Tenant, User: req.User,
-		Tier: req.Tier, Task: req.Task, Model: spec.Name, ModelVersion: spec.Version,
-		Params: req.Params, Input: input, TraceParent: req.TraceParent, SubmittedAt: now,
+	if req.ImageKey != "" && req.Image != nil {
+		return models.Spec{}, problem(422, "invalid_image", "send the image or a key, not both", FieldProblem{Field: "image", Constraint: "oneOf", Message: "set exactly one of image.key and image.data"})
 	}
-	data, err := json.Marshal(ev)
+	if req.ImageKey != "" {
+		prefix := schemas.UploadPrefix + req.Tenant + "/"
+		if !strings.HasPrefix(req.ImageKey, prefix) || strings.Contains(req.ImageKey, "..") {
+			return models.Spec{}, problem(422, "invalid_image", "an image key must name an object under "+prefix+" (POST /v1/uploads returns one)",
+				FieldProblem{Field: "image.key", Constraint: "pattern", Message: "must start with " + prefix})
+		}
+	}
+	return spec, nil
+}
+
+// validIdempotencyKey accepts 1 to 255 printable ASCII characters.
+func validIdempotencyKey(k string) bool {
+	if k == "" || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < ' ' || k[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkCallbackURL accepts absolute http(s) URLs without credentials.
+func (s *Service) checkCallbackURL(raw string) *Problem {
+	bad := func(msg string) *Problem {
+		return problem(422, "invalid_callback_url", msg, FieldProblem{Field: "callback_url", Constraint: "format", Message: msg})
+	}
+	if s.cfg.WebhookSecret == "" || s.index == nil {
+		return problem(422, "webhooks_disabled", "this server sends no webhooks (no webhook secret is configured); poll or watch the job instead",
+			FieldProblem{Field: "callback_url", Constraint: "disabled", Message: "webhooks are off on this server"})
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || len(raw) > 2048:
+		return bad("must be an absolute http or https URL of at most 2048 characters")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("must use http or https")
+	case u.Host == "":
+		return bad("must name a host")
+	case u.User != nil:
+		return bad("must not carry credentials; verify the Studio-Signature header instead")
+	}
+	return nil
+}
+
+// readUpload fetches an image a request referenced by key, bounded by the size limit.
+func (s *Service) readUpload(ctx context.Context, req *SubmitRequest) ([]byte, error) {
+	field := req.ImageField
+	rc, info, err := s.blobs.Get(ctx, req.ImageKey)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, problem(422, "missing_object", "no object "+req.ImageKey+": upload it first (POST /v1/uploads)", FieldProblem{Field: field, Constraint: "exists", Message: "no such object"})
+	}
 	if err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
+		return nil, fmt.Errorf("read upload %s: %w", req.ImageKey, err)
 	}
-	h := nats.Header{}
-	h.Set("traceparent", req.TraceParent)
-	h.Set("Studio-Job-Id", id)
-	if err := s.pub.Publish(ctx, streams.Output{Subject: schemas.RequestSubject(req.Tier, req.Task), MsgID: id + ":requested", Data: data, Header: h}); err != nil {
-		_, _ = s.jobs.Update(context.WithoutCancel(ctx), id, func(r *schemas.JobRecord) error {
-			r.Status = schemas.StatusFailed
-			r.Error = &schemas.JobError{Code: "not_queued", Message: "the job could not be queued; submit it again", Stage: schemas.StageIngest}
-			return nil
-		})
-		return nil, fmt.Errorf("queue job: %w", err)
+	defer rc.Close()
+	if info.Size > s.cfg.Limits.MaxBytes {
+		return nil, problem(413, "image_too_large", fmt.Sprintf("the object is %d bytes, larger than the %d byte limit", info.Size, s.cfg.Limits.MaxBytes), FieldProblem{Field: field, Constraint: "maxBytes", Message: "over the size limit"})
 	}
-	s.log.WithFields(logrus.Fields{"job_id": id, "trace_id": rec.TraceID, "tenant": rec.Tenant, "user_id": rec.User, "task": rec.Task, "model": spec.ID(), "stage": "ingest"}).Info("job queued")
-	return rec, nil
+	data, err := io.ReadAll(io.LimitReader(rc, s.cfg.Limits.MaxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read upload %s: %w", req.ImageKey, err)
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, nil
+}
+
+// indexJob records the job in its caller's index with its callback URL.
+func (s *Service) indexJob(ctx context.Context, rec *schemas.JobRecord, callback string) error {
+	if s.index == nil {
+		return nil
+	}
+	data, _ := json.Marshal(indexEntry{JobID: rec.ID, Task: rec.Task, CallbackURL: callback, SubmittedAt: rec.SubmittedAt})
+	if err := s.index.Put(ctx, indexKey(rec.Tenant, rec.User, rec.ID), data); err != nil {
+		return fmt.Errorf("index job: %w", err)
+	}
+	return nil
 }
 
 // cached completes rec from the result cache when an identical job already ran and
 // its results still exist. Cache trouble is never fatal: the job then runs normally.
-func (s *Service) cached(ctx context.Context, rec *schemas.JobRecord) (*schemas.JobRecord, bool) {
+// A non-nil error is only returned from creating the record (ErrJobExists).
+func (s *Service) cached(ctx context.Context, rec *schemas.JobRecord) (*schemas.JobRecord, bool, error) {
 	if s.cache == nil {
-		return nil, false
+		return nil, false, nil
 	}
 	key := streams.CacheKey(rec.Tenant, rec.Input.SHA256, rec.Task, rec.Model, rec.ModelVersion, rec.Params)
 	ce, ok, err := s.cache.Get(ctx, key)
 	if err != nil || !ok {
-		return nil, false
+		return nil, false, nil
 	}
 	for _, ref := range ce.Results {
 		if _, err := s.blobs.Stat(ctx, ref.Key); err != nil {
 			_ = s.cache.Delete(ctx, key) // erased or expired results: recompute
-			return nil, false
+			return nil, false, nil
 		}
 	}
 	now := time.Now().UTC()
@@ -197,14 +483,26 @@ func (s *Service) cached(ctx context.Context, rec *schemas.JobRecord) (*schemas.
 	rec.CacheHit, rec.Results = true, ce.Results
 	rec.StartedAt, rec.FinishedAt = now, now
 	if err := s.jobs.Create(ctx, rec); err != nil {
-		return nil, false
+		if errors.Is(err, streams.ErrJobExists) {
+			return nil, false, err
+		}
+		return nil, false, nil
 	}
-	res := schemas.ResultFromRecord(rec, "")
-	if data, err := json.Marshal(res); err == nil {
-		_ = s.pub.Publish(ctx, streams.Output{Subject: schemas.ResultSubject(rec.Tenant, rec.Task), MsgID: rec.ID + ":result", Data: data})
-	}
+	s.publishResult(ctx, rec)
 	s.log.WithFields(logrus.Fields{"job_id": rec.ID, "trace_id": rec.TraceID, "tenant": rec.Tenant, "user_id": rec.User, "cached_from": ce.JobID, "stage": "ingest"}).Info("job served from the result cache")
-	return rec, true
+	return rec, true, nil
+}
+
+// publishResult announces a job that ended at ingest (cache hit, cancellation).
+func (s *Service) publishResult(ctx context.Context, rec *schemas.JobRecord) {
+	res := schemas.ResultFromRecord(rec, "")
+	data, err := json.Marshal(res)
+	if err != nil {
+		return
+	}
+	if err := s.pub.Publish(ctx, streams.Output{Subject: schemas.ResultSubject(rec.Tenant, rec.Task), MsgID: rec.ID + ":result", Data: data}); err != nil {
+		s.log.WithError(err).WithField("job_id", rec.ID).Warn("could not publish the result event")
+	}
 }
 
 // NewJobID returns a time-ordered, URL- and subject-safe id.
@@ -225,18 +523,24 @@ func extOf(f imageio.Format) string {
 }
 
 // imageProblem maps an upload validation error to a problem with the right status.
-func imageProblem(err error) *Problem {
+func imageProblem(err error, field string) *Problem {
+	if field == "" {
+		field = "image"
+	}
+	fp := func(constraint, msg string) FieldProblem {
+		return FieldProblem{Field: field, Constraint: constraint, Message: msg}
+	}
 	switch {
 	case errors.Is(err, imageio.ErrEmpty):
-		return problem(400, "empty_image", err.Error(), FieldProblem{"image", "the file is empty"})
+		return problem(400, "empty_image", err.Error(), fp("minLength", "the file is empty"))
 	case errors.Is(err, imageio.ErrUnsupportedFormat):
-		return problem(415, "unsupported_format", err.Error(), FieldProblem{"image", "send JPEG, PNG or WebP"})
+		return problem(415, "unsupported_format", err.Error(), fp("format", "send JPEG, PNG or WebP"))
 	case errors.Is(err, imageio.ErrNotImage):
-		return problem(415, "not_an_image", err.Error(), FieldProblem{"image", "the content is not an image"})
+		return problem(415, "not_an_image", err.Error(), fp("format", "the content is not an image"))
 	case errors.Is(err, imageio.ErrTooLarge):
-		return problem(413, "image_too_large", err.Error(), FieldProblem{"image", "over the size limit"})
+		return problem(413, "image_too_large", err.Error(), fp("maxPixels", "over the size limit"))
 	case errors.Is(err, imageio.ErrCorrupt):
-		return problem(422, "corrupt_image", err.Error(), FieldProblem{"image", "the file is damaged"})
+		return problem(422, "corrupt_image", err.Error(), fp("format", "the file is damaged"))
 	}
-	return problem(422, "invalid_image", err.Error(), FieldProblem{"image", "cannot be read"})
+	return problem(422, "invalid_image", err.Error(), fp("format", "cannot be read"))
 }

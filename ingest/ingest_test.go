@@ -40,9 +40,18 @@ type env struct {
 	blobs *streams.ObjectStore
 	svc   *ingest.Service
 	api   *httptest.Server
+	idem  *streams.KV
+	index *streams.KV
 }
 
+// newEnv wires ingest with its state buckets (idempotency keys, job index); the queue
+// depth is a constant so a new job is at position queueAhead+1.
 func newEnv(t *testing.T, cfg ingest.Config) *env {
+	t.Helper()
+	return newEnvWithDepth(t, cfg, func(context.Context, schemas.Tier) (int, error) { return queueAhead, nil })
+}
+
+func newEnvWithDepth(t *testing.T, cfg ingest.Config, depth ingest.QueueDepth) *env {
 	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
@@ -53,11 +62,17 @@ func newEnv(t *testing.T, cfg ingest.Config) *env {
 	cat := models.NewCatalog()
 	// Ingest only resolves the spec; it never opens the weights.
 	require.NoError(t, cat.Add(models.ISNet("small", "/nonexistent")))
-	depth := func(context.Context, schemas.Tier) (int, error) { return queueAhead, nil }
-	svc := ingest.NewService(cfg, jobs, blobs, streams.JSPublisher{JS: s.JS}, cat, depth, nil, quietLog())
+	idemCfg, indexCfg := ingest.StateBuckets(1)
+	idem, err := streams.OpenKV(ctx, s.JS, idemCfg)
+	require.NoError(t, err)
+	index, err := streams.OpenKV(ctx, s.JS, indexCfg)
+	require.NoError(t, err)
+	svc := ingest.NewService(cfg, jobs, blobs, streams.JSPublisher{JS: s.JS}, cat, depth, nil, quietLog(),
+		ingest.WithIdempotency(idem), ingest.WithJobIndex(index))
 	api := httptest.NewServer(svc.Handler())
 	t.Cleanup(api.Close)
-	return &env{srv: s, jobs: jobs, blobs: blobs, svc: svc, api: api}
+	t.Cleanup(svc.Close) // ends open event streams before the server waits for them
+	return &env{srv: s, jobs: jobs, blobs: blobs, svc: svc, api: api, idem: idem, index: index}
 }
 
 func quietLog() logrus.FieldLogger {
@@ -95,9 +110,9 @@ func (e *env) requireNothingKept(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	require.Empty(t, e.requestMsgs(t), "a refused request must publish nothing")
-	objs, err := e.blobs.List(ctx, "")
+	objs, err := e.blobs.List(ctx, "inputs/")
 	require.NoError(t, err)
-	require.Empty(t, objs, "a refused request must store no object")
+	require.Empty(t, objs, "a refused request must store no input")
 	kv, err := e.srv.JS.KeyValue(ctx, streams.BucketJobs)
 	require.NoError(t, err)
 	keys, err := kv.Keys(ctx)

@@ -92,8 +92,8 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 			it.log.Info("job is cancelled or already failed; skipping")
 			it.end("skipped", nil, h.now().Sub(it.started))
 			if it.skipped == schemas.StatusCancelled && h.Observe != nil {
-				// Cancellation is counted where the pipeline notices it, once per delivery
-				// that reaches a stage; the skip acks the message, so that is once.
+				// Cancellation is counted where the pipeline notices it: the skip acks the
+				// message and nothing goes downstream, so one stage sees it.
 				h.Observe.JobFinished(ev, schemas.StatusCancelled)
 			}
 		default:

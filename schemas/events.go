@@ -47,13 +47,15 @@ type ImageInfo struct {
 // ResultEvent is published on studio.results.<tenant>.<task> when a job reaches a final
 // state. Anyone allowed to read the subject may subscribe.
 type ResultEvent struct {
-	Schema       string               `json:"schema"`
-	JobID        string               `json:"job_id"`
-	Tenant       string               `json:"tenant"`
-	User         string               `json:"user"`
-	Task         Task                 `json:"task"`
-	Model        string               `json:"model"`
-	ModelVersion string               `json:"model_version"`
+	Schema       string `json:"schema"`
+	JobID        string `json:"job_id"`
+	Tenant       string `json:"tenant"`
+	User         string `json:"user"`
+	Task         Task   `json:"task"`
+	Model        string `json:"model"`
+	ModelVersion string `json:"model_version"`
+	// FallbackFrom is the version the job asked for when its fallback ran instead.
+	FallbackFrom string               `json:"fallback_from,omitempty"`
 	Tier         Tier                 `json:"tier"`
 	Status       Status               `json:"status"`
 	Error        *JobError            `json:"error,omitempty"`
@@ -97,7 +99,7 @@ type StageRun struct {
 func ResultFromRecord(rec *JobRecord, traceparent string) ResultEvent {
 	res := ResultEvent{
 		Schema: SchemaJobResult, JobID: rec.ID, Tenant: rec.Tenant, User: rec.User,
-		Tier: rec.Tier, Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, Status: rec.Status,
+		Tier: rec.Tier, Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, FallbackFrom: rec.FallbackFrom, Status: rec.Status,
 		Error: rec.Error, Input: rec.Input, Results: rec.Results, CacheHit: rec.CacheHit, TraceParent: traceparent,
 		SubmittedAt: rec.SubmittedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, DurationsMS: map[Stage]float64{},
 	}

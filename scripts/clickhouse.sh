@@ -131,16 +131,16 @@ wait_ready() {
 }
 
 kill_pid() {
-	local pid=$1 i
+	local pid=$1 _
 	is_ours "$pid" || return 0
 	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		is_ours "$pid" || return 0
 		sleep 0.1
 	done
 	log "ClickHouse (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
 	kill -KILL "$pid" 2>/dev/null || true
-	for i in $(seq 1 50); do
+	for _ in $(seq 1 50); do
 		is_ours "$pid" || return 0
 		sleep 0.1
 	done

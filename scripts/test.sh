@@ -28,12 +28,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A failed start must stop the run: `eval "$(…)"` alone would swallow the exit status
+# and the server tests would quietly skip.
 step "start MinIO"
-eval "$(scripts/minio.sh start)"
+minio_env=$(scripts/minio.sh start)
+eval "$minio_env"
+export STUDIO_REQUIRE_S3=1
 
 if [ -x scripts/clickhouse.sh ]; then
 	step "start ClickHouse"
-	eval "$(scripts/clickhouse.sh start)"
+	clickhouse_env=$(scripts/clickhouse.sh start)
+	eval "$clickhouse_env"
+	export STUDIO_REQUIRE_CLICKHOUSE=1
 fi
 
 if [ -x scripts/validate-deploy.sh ]; then

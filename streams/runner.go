@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -46,7 +47,12 @@ type RunnerConfig struct {
 	// OnFailure is told about every message that fails for good (permanent error or
 	// exhausted deliveries) before it goes to the DLQ. It must be idempotent.
 	OnFailure func(ctx context.Context, m *Msg, err error)
-	Log       logrus.FieldLogger
+	// OnRetry and OnDeadLetter, when set, are told (for metrics) each time a message is
+	// handed back for a delayed redelivery after a failure, and each time one is written
+	// to the DLQ. They run on the settling goroutine and must not block.
+	OnRetry      func(m *Msg)
+	OnDeadLetter func(m *Msg)
+	Log          logrus.FieldLogger
 }
 
 func (c *RunnerConfig) defaults() {
@@ -226,10 +232,11 @@ func (r *Runner) pull(ctx context.Context, q *tierQueue) {
 			}
 			continue
 		}
-		fctx, cancel := context.WithTimeout(ctx, r.cfg.PullExpiry)
-		batch, err := q.cons.Fetch(room, jetstream.FetchContext(fctx))
+		// The expiry is the server's: a client-side deadline could abandon a message
+		// already on its way, which then sits unacknowledged until AckWait. Shutdown
+		// therefore waits for at most one PullExpiry here.
+		batch, err := q.cons.Fetch(room, jetstream.FetchMaxWait(r.cfg.PullExpiry))
 		if err != nil {
-			cancel()
 			failures++
 			r.log.WithError(err).WithField("tier", q.tier).Debug("pull failed; retrying")
 			sleepCtx(ctx, min(time.Duration(failures)*100*time.Millisecond, 2*time.Second))
@@ -241,7 +248,6 @@ func (r *Runner) pull(ctx context.Context, q *tierQueue) {
 			r.hold(m)
 			q.ch <- m // room was reserved above; only this goroutine fills q.ch
 		}
-		cancel()
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrTimeout) {
 			r.log.WithError(err).WithField("tier", q.tier).Debug("pull ended with an error")
 			sleepCtx(ctx, 100*time.Millisecond)
@@ -317,7 +323,8 @@ func (r *Runner) process(ctx context.Context, batch []*Msg) {
 		res := results[i]
 		if res.Err == nil {
 			if err := r.pub.Publish(ctx, res.Outputs...); err != nil {
-				r.log.WithError(err).WithField("stream_seq", m.StreamSeq).Warn("outputs not confirmed; message will be redelivered")
+				r.msgLog(m).WithError(err).Warn("outputs not confirmed; message will be redelivered")
+				r.retried(m)
 				r.settle(m, func() error { return m.raw.NakWithDelay(r.backoff(m.Delivered)) })
 				continue
 			}
@@ -355,7 +362,7 @@ func (r *Runner) safeHandle(ctx context.Context, batch []*Msg) (results []Result
 
 // fail settles a message whose handler returned an error.
 func (r *Runner) fail(ctx context.Context, m *Msg, err error) {
-	log := r.log.WithError(err).WithFields(logrus.Fields{"stream_seq": m.StreamSeq, "attempt": m.Delivered, "subject": m.Subject})
+	log := r.msgLog(m).WithError(err)
 	var jerr *schemas.JobError
 	switch {
 	case errors.As(err, &jerr):
@@ -371,12 +378,14 @@ func (r *Runner) fail(ctx context.Context, m *Msg, err error) {
 	default:
 		delay := r.backoff(m.Delivered)
 		log.WithField("retry_in", delay.String()).Warn("transient failure; will retry")
+		r.retried(m)
 		r.settle(m, func() error { return m.raw.NakWithDelay(delay) })
 		return
 	}
 	fctx := context.WithoutCancel(ctx)
 	if err := r.deadLetter(fctx, m, r.cfg.Spec.Stream, err); err != nil {
 		log.WithError(err).Error("could not write to the DLQ; the message will be redelivered")
+		r.retried(m)
 		r.settle(m, func() error { return m.raw.NakWithDelay(r.backoff(m.Delivered)) })
 		return
 	}
@@ -403,12 +412,37 @@ func (r *Runner) deadLetter(ctx context.Context, m *Msg, stream string, reason e
 	h.Set(HeaderDLQSeq, fmt.Sprint(m.StreamSeq))
 	h.Set(HeaderDLQSubject, m.Subject)
 	h.Set(HeaderDLQWorker, r.cfg.Worker)
-	return r.pub.Publish(ctx, Output{
+	if err := r.pub.Publish(ctx, Output{
 		Subject: schemas.DLQSubject(r.cfg.Stage),
 		MsgID:   fmt.Sprintf("dlq-%s-%d", stream, m.StreamSeq),
 		Data:    m.Data,
 		Header:  h,
-	})
+	}); err != nil {
+		return err
+	}
+	if r.cfg.OnDeadLetter != nil {
+		r.cfg.OnDeadLetter(m)
+	}
+	return nil
+}
+
+func (r *Runner) retried(m *Msg) {
+	if r.cfg.OnRetry != nil {
+		r.cfg.OnRetry(m)
+	}
+}
+
+// msgLog is the runner's logger for one message, with the job id and trace id taken
+// from the headers every pipeline publish carries (Studio-Job-Id, traceparent).
+func (r *Runner) msgLog(m *Msg) logrus.FieldLogger {
+	f := logrus.Fields{"stream_seq": m.StreamSeq, "attempt": m.Delivered, "subject": m.Subject, "tier": m.Tier}
+	if id := m.Header.Get("Studio-Job-Id"); id != "" {
+		f["job_id"] = id
+	}
+	if tid := trace.ID(m.Header.Get("traceparent")); tid != "" {
+		f["trace_id"] = tid
+	}
+	return r.log.WithFields(f)
 }
 
 // DLQ headers.
@@ -428,7 +462,7 @@ func (r *Runner) settle(m *Msg, fn func() error) {
 	delete(r.held, m)
 	r.mu.Unlock()
 	if err := fn(); err != nil {
-		r.log.WithError(err).WithField("stream_seq", m.StreamSeq).Warn("could not settle message; it will be redelivered after AckWait")
+		r.msgLog(m).WithError(err).Warn("could not settle message; it will be redelivered after AckWait")
 	}
 }
 

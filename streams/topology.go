@@ -78,7 +78,8 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	}
 }
 
-// Provision creates or updates every stream, the jobs KV bucket and the object store.
+// Provision creates or updates every stream, the KV buckets (jobs, cache and those of
+// security.go) and the object store.
 // It is idempotent and safe to run from several processes at once.
 func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
 	for _, cfg := range t.StreamConfigs() {
@@ -105,6 +106,9 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
 		Replicas:    t.Replicas,
 	}); err != nil {
 		return fmt.Errorf("streams: provision KV bucket %s: %w", BucketCache, err)
+	}
+	if err := t.provisionSecurity(ctx, js); err != nil {
+		return err
 	}
 	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketObjects,

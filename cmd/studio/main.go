@@ -23,10 +23,14 @@ Usage:
   studio up       [flags]            everything in one process (embedded NATS, all stages, HTTP)
   studio ingest   [flags]            the HTTP API only, against --nats-url
   studio worker   --stage S [flags]  one pipeline stage (preprocess, inference, postprocess, store)
+  studio sink     --nats-url URL --clickhouse-addr HOST:PORT   write events to ClickHouse
+  studio migrate  --clickhouse-addr HOST:PORT      create or upgrade the ClickHouse schema
   studio submit   --task T [-o DIR] IMAGE...   submit images to a running studio and save results
   studio fetch    [GROUP...]         fetch and verify assets: runtime, models, models-all, photos
   studio models   list [--server URL]              model versions: task, default, weights, fallback, cache
   studio models   import-ncnn --param P --bin B ...  convert an ncnn model to ONNX and write its manifest
+  studio bench    --task T --jobs N --concurrency C  load the pipeline and compare with raw ONNX Runtime
+  studio users    create|list|set-tier|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
   studio help     [COMMAND]          flags of a command
 
 Every flag can also be set through the environment variable shown in its help.
@@ -54,6 +58,14 @@ func main() {
 		err = runFetch(ctx, args)
 	case "models":
 		err = runModels(ctx, args, os.Stdout)
+	case "users":
+		err = runUsers(ctx, args, os.Stdout)
+	case "sink":
+		err = runSink(ctx, args)
+	case "migrate":
+		err = runMigrate(ctx, args)
+	case "bench":
+		err = runBench(ctx, args, os.Stdout)
 	case "help", "-h", "--help":
 		if len(args) > 0 {
 			os.Args = []string{os.Args[0], args[0], "-h"}

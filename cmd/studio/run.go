@@ -7,8 +7,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/creativeai-studio/studio/internal/app"
+	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -28,12 +33,24 @@ func parse(name string, args []string, extra func(*flag.FlagSet)) (*app.Config, 
 	return cfg, cfg.Validate()
 }
 
+// processLogger is the JSON logger of a long-running process, thinned by --log-sample.
+func processLogger(cfg *app.Config) (logrus.FieldLogger, error) {
+	log, err := newLogger(cfg.LogLevel, os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := log.(*logrus.Entry); ok {
+		metrics.SampleSuccessLogs(e.Logger, cfg.LogSample)
+	}
+	return log, nil
+}
+
 func runUp(ctx context.Context, args []string) error {
 	cfg, err := parse("up", args, nil)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.LogLevel, os.Stderr)
+	log, err := processLogger(cfg)
 	if err != nil {
 		return err
 	}
@@ -50,10 +67,15 @@ func runIngest(ctx context.Context, args []string) error {
 	if cfg.NATSURL == "" {
 		return errors.New("--nats-url is required: ingest joins a shared NATS server (studio up prints its address)")
 	}
-	log, err := newLogger(cfg.LogLevel, os.Stderr)
+	log, err := processLogger(cfg)
 	if err != nil {
 		return err
 	}
+	m, stopTracing, err := app.NewMetrics(ctx, cfg, "ingest", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	bus, err := app.Connect(ctx, cfg, "studio-ingest", log)
 	if err != nil {
 		return err
@@ -63,15 +85,19 @@ func runIngest(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	blobs = m.InstrumentBlobs(blobs, app.BlobBackend(cfg))
 	cat, err := app.Catalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	svc, err := app.NewIngest(ctx, cfg, app.Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log}, nil)
+	svc, err := app.NewIngest(ctx, cfg, app.Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log, Metrics: m}, nil)
 	if err != nil {
 		return err
 	}
-	return app.ServeHTTP(ctx, cfg.HTTPListen, svc.Handler(), func(a net.Addr) {
+	// Ingest reports every stage's queues, so a stage with no live worker still shows
+	// its growing backlog.
+	go m.PollQueues(ctx, metrics.DefaultQueueInterval, app.QueueSource(bus, schemas.PipelineStages, cat), log)
+	return app.ServeHTTP(ctx, cfg.HTTPListen, m.Serve(svc.Handler()), func(a net.Addr) {
 		log.WithField("addr", a.String()).Info("ingest listening")
 	})
 }
@@ -90,11 +116,52 @@ func runWorker(ctx context.Context, args []string) error {
 	if cfg.NATSURL == "" {
 		return errors.New("--nats-url is required: workers join a shared NATS server (studio up prints its address)")
 	}
-	log, err := newLogger(cfg.LogLevel, os.Stderr)
+	log, err := processLogger(cfg)
 	if err != nil {
 		return err
 	}
-	bus, err := app.Connect(ctx, cfg, "studio-worker-"+stage, log)
+	m, stopTracing, err := app.NewMetrics(ctx, cfg, "worker-"+stage, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+
+	// /metrics and /health come up first, so a startup probe sees the process alive
+	// while models load; ready waits for the stage to run, and ends when the drain
+	// begins. The listener outlives the drain, so the last metrics can be scraped.
+	var bus *app.Bus
+	var running atomic.Bool // set after bus is assigned: readers that see it may use bus
+	ready := func(rctx context.Context) error {
+		switch {
+		case ctx.Err() != nil:
+			return errors.New("shutting down: draining in-flight work")
+		case !running.Load():
+			return errors.New("starting: connecting to NATS and loading models")
+		}
+		return app.BusReady(rctx, bus)
+	}
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	httpErr := make(chan error, 1)
+	listening := make(chan struct{})
+	var once sync.Once
+	go func() {
+		httpErr <- app.ServeHTTP(httpCtx, cfg.HTTPListen, m.AdminHandler(ready), func(a net.Addr) {
+			log.WithField("addr", a.String()).Info("worker serving /metrics, /health/live and /health/ready")
+			once.Do(func() { close(listening) })
+		})
+	}()
+	defer func() {
+		stopHTTP()
+		<-httpErr
+	}()
+	select {
+	case <-listening:
+	case err := <-httpErr:
+		httpErr <- err // for the deferred wait
+		return err
+	}
+
+	bus, err = app.Connect(ctx, cfg, "studio-worker-"+stage, log)
 	if err != nil {
 		return err
 	}
@@ -103,11 +170,12 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	blobs = m.InstrumentBlobs(blobs, app.BlobBackend(cfg))
 	cat, err := app.Catalog(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	deps := app.Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log}
+	deps := app.Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log, Metrics: m}
 	if schemas.Stage(stage) == schemas.StageInference {
 		if deps.Backend, err = app.Backend(ctx, cfg, log); err != nil {
 			return err
@@ -117,5 +185,13 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	pollCtx, stopPoll := context.WithCancel(httpCtx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		m.PollQueues(pollCtx, metrics.DefaultQueueInterval, app.QueueSource(bus, []schemas.Stage{schemas.Stage(stage)}, cat), log)
+	}()
+	defer func() { stopPoll(); <-polled }() // before bus.Close
+	running.Store(true)
 	return app.RunStages(ctx, stages)
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,6 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/schemas"
 )
@@ -22,12 +27,14 @@ import (
 func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("studio submit", flag.ContinueOnError)
 	server := fs.String("server", envOr("STUDIO_SERVER", "http://127.0.0.1:8080"), "studio HTTP address [STUDIO_SERVER]")
-	task := fs.String("task", "remove-background", "task to run")
+	task := fs.String("task", "remove-background", "task to run (`studio submit -tasks` lists them with their parameters)")
 	model := fs.String("model", "", "model name (default: the task's default)")
 	version := fs.String("version", "", "model version")
 	tier := fs.String("tier", "", "priority tier: premium, normal or free")
+	callback := fs.String("callback-url", "", "URL that receives the final state as a signed POST")
 	out := fs.String("o", ".", "directory for the results")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting after this long")
+	tasks := fs.Bool("tasks", false, "list the tasks and their parameter ranges, then exit")
 	var params paramFlags
 	fs.Var(&params, "param", "task parameter name=value (repeatable)")
 	fs.Usage = func() {
@@ -37,6 +44,12 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c := &client{base: strings.TrimRight(*server, "/"), http: &http.Client{}}
+	if *tasks {
+		return c.listTasks(ctx, stdout)
+	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return errors.New("name at least one image file")
@@ -44,18 +57,26 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c := &client{base: strings.TrimRight(*server, "/"), http: &http.Client{}}
 	for _, path := range fs.Args() {
 		start := time.Now()
-		job, err := c.submit(ctx, path, map[string]string{"task": *task, "model": *model, "version": *version, "tier": *tier, "params": params.json()})
+		job, err := c.submit(ctx, path, map[string]string{
+			"task": *task, "model": *model, "version": *version, "tier": *tier,
+			"params": params.json(), "callback_url": *callback,
+		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		fmt.Fprintf(stdout, "%s: job %s queued (position %d)\n", path, job.ID, job.QueuePosition)
-		final, err := c.wait(ctx, job.ID, func(r ingest.JobResponse) {
-			fmt.Fprintf(stdout, "  %-9s %-11s %3d%%\n", r.Status, r.Stage, r.Percent)
+		pos := 0
+		if job.Queue != nil {
+			pos = job.Queue.Position
+		}
+		fmt.Fprintf(stdout, "%s: job %s queued (position %d)\n", path, job.ID, pos)
+		final, err := c.follow(ctx, job, func(f ingest.EventFrame) {
+			if f.Type == ingest.FrameQueue {
+				fmt.Fprintf(stdout, "  queued    position %d\n", f.QueuePosition)
+				return
+			}
+			fmt.Fprintf(stdout, "  %-9s %-11s %3d%%\n", f.Status, f.Stage, f.Percent)
 		})
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
@@ -68,9 +89,9 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("%s: job %s %s", path, final.ID, msg)
 		}
 		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-		for name, url := range final.Downloads {
-			dst := filepath.Join(*out, base+"."+name+filepath.Ext(url))
-			if err := c.download(ctx, url, dst); err != nil {
+		for _, res := range final.Results {
+			dst := filepath.Join(*out, base+"."+res.Name+filepath.Ext(res.URL))
+			if err := c.download(ctx, res.URL, dst); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "  wrote %s\n", dst)
@@ -85,7 +106,10 @@ type client struct {
 	http *http.Client
 }
 
-func (c *client) submit(ctx context.Context, path string, fields map[string]string) (*ingest.JobResponse, error) {
+// submit posts the image to /v2/jobs. Each image gets its own Idempotency-Key, so the
+// request can be retried after a network failure or a 503 without creating a second
+// job.
+func (c *client) submit(ctx context.Context, path string, fields map[string]string) (*ingest.JobV2, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -103,35 +127,89 @@ func (c *client) submit(ctx context.Context, path string, fields map[string]stri
 	}
 	_, _ = fw.Write(data)
 	_ = mw.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/jobs", &body)
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	var job ingest.JobV2
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v2/jobs", bytes.NewReader(body.Bytes()))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("Idempotency-Key", "cli-"+hex.EncodeToString(key))
+		err = c.do(req, http.StatusAccepted, &job)
+		var se *statusError
+		retry := err != nil && (!errors.As(err, &se) || se.status == http.StatusServiceUnavailable)
+		if !retry || attempt == 3 {
+			if err != nil {
+				return nil, err
+			}
+			return &job, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
+	}
+}
+
+// follow reports progress from the job's WebSocket until the job is final, then
+// returns the final job. Without a WebSocket (a proxy that refuses upgrades) it polls.
+func (c *client) follow(ctx context.Context, job *ingest.JobV2, progress func(ingest.EventFrame)) (*ingest.JobV2, error) {
+	u := job.Links.WebSocket
+	if u == "" {
+		u = "ws" + strings.TrimPrefix(c.base, "http") + job.Links.Events
+	}
+	conn, _, err := websocket.Dial(ctx, u, nil)
+	if err != nil {
+		return c.poll(ctx, job.ID, progress)
+	}
+	defer conn.CloseNow()
+	for {
+		var f ingest.EventFrame
+		if err := wsjson.Read(ctx, conn, &f); err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusGoingAway {
+				return c.follow(ctx, job, progress) // the server restarts: reconnect
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("job %s not finished: %w", job.ID, ctx.Err())
+			}
+			return c.poll(ctx, job.ID, progress)
+		}
+		progress(f)
+		if f.Status.Final() {
+			conn.Close(websocket.StatusNormalClosure, "")
+			return c.get(ctx, job.ID)
+		}
+	}
+}
+
+func (c *client) get(ctx context.Context, id string) (*ingest.JobV2, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v2/jobs/"+id, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	var job ingest.JobResponse
-	if err := c.do(req, http.StatusAccepted, &job); err != nil {
+	var job ingest.JobV2
+	if err := c.do(req, http.StatusOK, &job); err != nil {
 		return nil, err
 	}
 	return &job, nil
 }
 
-func (c *client) wait(ctx context.Context, id string, progress func(ingest.JobResponse)) (*ingest.JobResponse, error) {
+func (c *client) poll(ctx context.Context, id string, progress func(ingest.EventFrame)) (*ingest.JobV2, error) {
 	last := ""
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/jobs/"+id, nil)
+		job, err := c.get(ctx, id)
 		if err != nil {
-			return nil, err
-		}
-		var job ingest.JobResponse
-		if err := c.do(req, http.StatusOK, &job); err != nil {
 			return nil, err
 		}
 		if key := fmt.Sprint(job.Status, job.Stage, job.Percent); key != last {
 			last = key
-			progress(job)
+			progress(ingest.EventFrame{Type: ingest.FrameProgress, Status: job.Status, Stage: job.Stage, Percent: job.Percent})
 		}
 		if job.Status.Final() {
-			return &job, nil
+			return job, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -139,6 +217,32 @@ func (c *client) wait(ctx context.Context, id string, progress func(ingest.JobRe
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+func (c *client) listTasks(ctx context.Context, stdout io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/tasks", nil)
+	if err != nil {
+		return err
+	}
+	var list ingest.TaskList
+	if err := c.do(req, http.StatusOK, &list); err != nil {
+		return err
+	}
+	for _, t := range list.Tasks {
+		served := ""
+		if !t.Served {
+			served = " (no model on this server)"
+		}
+		fmt.Fprintf(stdout, "%s — %s%s\n", t.Task, t.Description, served)
+		for _, p := range t.Params {
+			rng := ""
+			if p.Minimum != nil && p.Maximum != nil {
+				rng = fmt.Sprintf(" %v..%v", *p.Minimum, *p.Maximum)
+			}
+			fmt.Fprintf(stdout, "  --param %s=<%s%s>  %s\n", p.Name, p.Type, rng, p.Description)
+		}
+	}
+	return nil
 }
 
 func (c *client) download(ctx context.Context, url, dst string) error {
@@ -165,6 +269,14 @@ func (c *client) download(ctx context.Context, url, dst string) error {
 	return f.Close()
 }
 
+// statusError is an answer with an unexpected status.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
 func (c *client) do(req *http.Request, want int, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -175,9 +287,9 @@ func (c *client) do(req *http.Request, want int, out any) error {
 	if resp.StatusCode != want {
 		var p ingest.Problem
 		if json.Unmarshal(body, &p) == nil && p.Detail != "" {
-			return fmt.Errorf("%s: %s (%s)", resp.Status, p.Detail, p.Code)
+			return &statusError{resp.StatusCode, fmt.Sprintf("%s: %s (%s)", resp.Status, p.Detail, p.Code)}
 		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return &statusError{resp.StatusCode, fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))}
 	}
 	return json.Unmarshal(body, out)
 }
@@ -197,10 +309,22 @@ func (p *paramFlags) Set(v string) error {
 	var num float64
 	if _, err := fmt.Sscan(val, &num); err == nil {
 		(*p)[k] = num
+	} else if b, err := parseBool(val); err == nil {
+		(*p)[k] = b
 	} else {
 		(*p)[k] = val
 	}
 	return nil
+}
+
+func parseBool(s string) (bool, error) {
+	switch s {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, errors.New("not a boolean")
 }
 
 func (p paramFlags) json() string {

@@ -18,6 +18,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/blob/s3"
+	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/inference"
@@ -171,7 +172,7 @@ func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inferenc
 			return nil, err
 		}
 	}
-	b, err := ort.New(ort.Config{LibraryPath: lib, Device: cfg.Device, IntraOpThreads: cfg.Threads})
+	b, err := ort.New(ort.Config{LibraryPath: lib, Device: cfg.Device, IntraOpThreads: cfg.Threads, Spin: cfg.ORTSpin})
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +200,8 @@ type Deps struct {
 	// Loaded, when set, receives a function listing the models the in-process
 	// inference stage has loaded (for GET /v1/models).
 	Loaded *func() []string
+	// Metrics, when set, receives the stages' metrics and spans (see NewMetrics).
+	Metrics *metrics.Metrics
 }
 
 // NewStage builds the runner of one stage. For inference it builds one runner per model
@@ -219,14 +222,25 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 			spec.AckWait = cfg.AckWait
 		}
 		h := processors.NewHandler(step, jobs, pub, cfg.Worker, log)
+		if d.Metrics != nil {
+			h.Observe = d.Metrics
+		}
 		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, streams.RunnerConfig{
 			Stage: stage, Worker: cfg.Worker, Spec: spec, Concurrency: cfg.Concurrency,
 			MaxBatch: maxBatch, DrainTimeout: cfg.DrainTimeout, OnFailure: h.Fail, Log: log,
+			OnRetry:      func(*streams.Msg) { d.Metrics.Retried(string(stage)) },
+			OnDeadLetter: func(*streams.Msg) { d.Metrics.DeadLettered(string(stage)) },
 		})
 		if err != nil {
 			return nil, err
 		}
 		return &Stage{Name: stage, Runner: r, closer: closer}, nil
+	}
+	d.Metrics.InitStage(string(stage))
+	if d.Catalog != nil {
+		for _, spec := range d.Catalog.All() {
+			d.Metrics.InitJobs(string(spec.Task), spec.Name, spec.Version)
+		}
 	}
 	switch stage {
 	case schemas.StagePreprocess:
@@ -247,6 +261,12 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 			return nil, errors.New("inference stage needs a backend")
 		}
 		step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions}, Log: log}
+		if m := d.Metrics; m != nil {
+			device := d.Backend.Device()
+			step.Observe = func(s models.Spec, took time.Duration) { m.InferenceRun(s.Name, s.Version, device, took) }
+			step.ObserveLoad = func(s models.Spec, took time.Duration) { m.ModelLoaded(s.Name, s.Version, took) }
+			step.ObserveBatch = m.Batch
+		}
 		// Each task's default version loads now, so readiness means "can serve"; other
 		// versions load on first use.
 		for _, spec := range d.Catalog.All() {
@@ -325,6 +345,74 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	}
 	svc.UseCache(cache)
 	return svc, nil
+}
+
+// NewMetrics builds the metrics of one process ("up", "ingest", "worker-inference"),
+// exporting a span per stage run when --otlp-endpoint is set. Call stop on exit: it
+// flushes buffered spans (bounded to 5s).
+func NewMetrics(ctx context.Context, cfg *Config, process string, log logrus.FieldLogger) (m *metrics.Metrics, stop func(), err error) {
+	tp, shutdown, err := metrics.StartTracing(ctx, cfg.OTLPEndpoint, process, cfg.Worker)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.OTLPEndpoint != "" {
+		log.WithField("otlp_endpoint", cfg.OTLPEndpoint).Info("exporting one trace span per stage run")
+	}
+	stop = func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			log.WithError(err).Warn("could not flush trace spans to the OTLP endpoint")
+		}
+	}
+	return metrics.New(metrics.WithTracerProvider(tp)), stop, nil
+}
+
+// BlobBackend names the storage backend in studio_blob_op_seconds.
+func BlobBackend(cfg *Config) string {
+	if cfg.S3.Endpoint == "" {
+		return "jetstream"
+	}
+	return "s3"
+}
+
+// QueueSource reads the backlog of every tier consumer of the given stages (for
+// inference, one consumer group per model in the catalog) for metrics.PollQueues.
+// Consumers no worker has created yet are left out.
+func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.QueueSource {
+	type group struct {
+		stage schemas.Stage
+		spec  streams.ConsumerSpec
+	}
+	var groups []group
+	for _, st := range stages {
+		names := []string{""}
+		if st == schemas.StageInference {
+			names = cat.Names()
+		}
+		for _, name := range names {
+			if spec, err := streams.StageConsumers(st, name); err == nil {
+				groups = append(groups, group{st, spec})
+			}
+		}
+	}
+	return func(ctx context.Context) ([]metrics.QueueSample, error) {
+		var out []metrics.QueueSample
+		for _, g := range groups {
+			for _, tier := range schemas.Tiers {
+				c, err := bus.JS.Consumer(ctx, g.spec.Stream, g.spec.DurableFor(tier))
+				if errors.Is(err, jetstream.ErrConsumerNotFound) {
+					continue
+				}
+				if err != nil {
+					return nil, fmt.Errorf("consumer %s: %w", g.spec.DurableFor(tier), err)
+				}
+				info := c.CachedInfo() // fetched just now by Consumer
+				out = append(out, metrics.QueueSample{Stage: string(g.stage), Tier: string(tier), Pending: info.NumPending, AckPending: info.NumAckPending})
+			}
+		}
+		return out, nil
+	}
 }
 
 // BusReady reports whether NATS is connected and the request stream exists.

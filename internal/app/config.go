@@ -17,6 +17,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/blob/s3"
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/sink"
 )
 
 // Config is every setting of a studio process. Each flag can also come from the
@@ -25,18 +26,22 @@ import (
 type Config struct {
 	DataDir string
 
-	NATSURL      string
-	NATSCreds    string
-	NATSListen   string
-	NATSMonitor  string
-	Replicas     int
-	HTTPListen   string
-	PublicURL    string
-	S3           s3.Config
+	NATSURL     string
+	NATSCreds   string
+	NATSListen  string
+	NATSMonitor string
+	Replicas    int
+	HTTPListen  string
+	PublicURL   string
+	S3          s3.Config
+	// Sink is the ClickHouse writer, run by `studio sink` and inside `studio up` when
+	// --clickhouse-addr is set.
+	Sink         sink.Config
 	CacheDir     string
 	ORTLib       string
 	Device       string
 	Threads      int
+	ORTSpin      bool
 	Sessions     int
 	Models       string
 	ModelDir     string
@@ -48,6 +53,8 @@ type Config struct {
 	AckWait      time.Duration
 	Stages       string
 	LogLevel     string
+	LogSample    int
+	OTLPEndpoint string
 	Worker       string
 }
 
@@ -73,12 +80,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.S3.SecretKey, "s3-secret-key", "", "S3 secret key")
 	str(&c.S3.Region, "s3-region", "", "S3 region")
 	fs.BoolVar(&c.S3.UseTLS, "s3-tls", envBool("s3-tls", false), "use HTTPS for S3 ["+envName("s3-tls")+"]")
+	c.Sink.RegisterFlags(fs)
 	str(&c.CacheDir, "cache-dir", assets.DefaultDir(), "where fetched models and the ONNX Runtime library are cached")
 	str(&c.ORTLib, "ort-lib", "", "ONNX Runtime shared library; empty uses the fetched CPU build")
 	str(&c.Device, "device", "auto", "inference device: auto, cpu or cuda")
 	integer(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads per session; 0 uses every core")
+	fs.BoolVar(&c.ORTSpin, "ort-spin", envBool("ort-spin", false), "let idle ONNX Runtime threads spin (lower latency on a dedicated machine, wasted CPU on a shared one) ["+envName("ort-spin")+"]")
 	integer(&c.Sessions, "sessions", 1, "sessions per model version (parallel runs of batch-1 models)")
-	str(&c.Models, "models", "isnet@small,realesrgan@general-x4v3", "shipped model versions to serve, comma separated (`studio models list` shows them)")
+	str(&c.Models, "models", "isnet@small,realesrgan@general-x4v3", "shipped model versions to serve, comma separated ('studio models list' shows them)")
 	str(&c.ModelDir, "model-dir", "", "folder of your own model manifests (*.yaml); every model in it is served")
 	integer(&c.Concurrency, "concurrency", 2, "messages handled at once per stage (inference: per model)")
 	fs.Int64Var(&c.MaxUpload, "max-upload-bytes", envInt64("max-upload-bytes", imageio.DefaultMaxBytes), "largest accepted upload ["+envName("max-upload-bytes")+"]")
@@ -88,6 +97,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("ack-wait", 0), "redeliver a message this long after its worker stopped reporting progress; 0 keeps each stage's default ["+envName("ack-wait")+"]")
 	str(&c.Stages, "stages", "ingest,preprocess,inference,postprocess,store", "parts `studio up` runs in-process; leave some out to run them as `studio worker` processes")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	integer(&c.LogSample, "log-sample", 1, "write 1 in N routine success lines (\"stage done\", \"http request\" below 400); warnings and errors always; 1 writes all")
+	str(&c.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector for one trace span per stage run, as http://host:4318 or host:port (HTTPS); empty disables tracing")
 	str(&c.Worker, "worker-id", defaultWorker(), "this process's name in logs and telemetry")
 }
 
@@ -110,11 +121,19 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if c.Sink.Enabled() {
+		if err := c.Sink.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("--concurrency %d: must be at least 1", c.Concurrency))
 	}
 	if _, err := c.UpStages(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.LogSample < 0 {
+		errs = append(errs, fmt.Errorf("--log-sample %d: use 1 to log every success line, or N to log 1 in N", c.LogSample))
 	}
 	if c.AckWait != 0 && c.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("--ack-wait %s: use at least 1s", c.AckWait))

@@ -10,7 +10,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/sink"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // Up runs everything in one process: NATS (embedded unless --nats-url), every stage and
@@ -20,6 +23,11 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	m, stopTracing, err := NewMetrics(ctx, cfg, "up", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	bus, err := Connect(ctx, cfg, "studio-up", log)
 	if err != nil {
 		return err
@@ -29,6 +37,7 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 	if err != nil {
 		return err
 	}
+	blobs = m.InstrumentBlobs(blobs, BlobBackend(cfg))
 	parts, _ := cfg.UpStages()
 	log.Info("checking models and the ONNX Runtime library (first run downloads them)")
 	cat, err := Catalog(ctx, cfg, log)
@@ -36,7 +45,7 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 		return err
 	}
 	var loaded func() []string
-	deps := Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log, Loaded: &loaded}
+	deps := Deps{Bus: bus, Blobs: blobs, Catalog: cat, Log: log, Loaded: &loaded, Metrics: m}
 	if parts[string(schemas.StageInference)] {
 		if deps.Backend, err = Backend(ctx, cfg, log); err != nil {
 			return err
@@ -67,18 +76,44 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 		defer wg.Done()
 		stageErr = RunStages(stageCtx, stages)
 	}()
+	if cfg.Sink.Enabled() {
+		sc := cfg.Sink
+		sc.Log = log.WithField("stage", "sink")
+		sc.Worker = cfg.Worker
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sink.Run(stageCtx, sc, streams.BatchOpener{JS: bus.JS}); err != nil && stageCtx.Err() == nil {
+				log.WithError(err).Error("ClickHouse sink stopped; events wait in their streams until it runs again")
+			}
+		}()
+	} else {
+		log.Info("analytics sink off: set --clickhouse-addr to write to ClickHouse (events wait in their streams meanwhile)")
+	}
+	// This process polls every stage's queues, not only its own: it holds the API, and a
+	// stage whose workers are all down still needs its depth reported.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.PollQueues(stageCtx, metrics.DefaultQueueInterval, QueueSource(bus, schemas.PipelineStages, cat), log)
+	}()
 
 	if !parts["ingest"] {
-		log.Info("studio is up without ingest")
-		if started != nil {
-			started("")
-		}
-		<-ctx.Done()
+		// Without the API the HTTP port still serves /metrics and health.
+		httpErr := ServeHTTP(ctx, cfg.HTTPListen, m.AdminHandler(func(ctx context.Context) error { return BusReady(ctx, bus) }), func(a net.Addr) {
+			log.WithField("addr", a.String()).Info("studio is up without ingest; /metrics and /health on this address")
+			if started != nil {
+				started("")
+			}
+		})
 		stopStages()
 		wg.Wait()
+		if httpErr != nil && !errors.Is(httpErr, context.Canceled) {
+			return fmt.Errorf("http: %w", httpErr)
+		}
 		return stageErr
 	}
-	httpErr := ServeHTTP(ctx, cfg.HTTPListen, svc.Handler(), func(a net.Addr) {
+	httpErr := ServeHTTP(ctx, cfg.HTTPListen, m.Serve(svc.Handler()), func(a net.Addr) {
 		url := cfg.PublicURL
 		if url == "" {
 			url = "http://" + displayAddr(a)

@@ -40,6 +40,11 @@ type Manifest struct {
 	Output   Tensor `yaml:"output"`
 	// DynamicBatch says the first dimension accepts N > 1 (tiles of one image batch).
 	DynamicBatch bool `yaml:"dynamic_batch"`
+	// MaxBatch lets the inference stage gather up to this many jobs of this version
+	// into one call (dynamic batching; needs dynamic_batch and a fixed input size).
+	// MaxWaitMS bounds how long a partial batch waits for more jobs.
+	MaxBatch  int `yaml:"max_batch"`
+	MaxWaitMS int `yaml:"max_wait_ms"`
 	// Provider is the preferred execution provider: auto, cpu or cuda.
 	Provider string `yaml:"provider"`
 	// Scale is the output/input size ratio of image-to-image models (4 for x4 upscalers).
@@ -238,6 +243,15 @@ func (m Manifest) Validate() error {
 		if m.DynamicBatch && m.Input.Shape[0] != -1 {
 			bad("dynamic_batch", "true needs -1 as the batch dimension of input.shape")
 		}
+	}
+	if m.MaxBatch < 0 || m.MaxBatch > 64 {
+		bad("max_batch", "%d must be 0 to 64", m.MaxBatch)
+	}
+	if m.MaxBatch > 1 && !m.DynamicBatch {
+		bad("max_batch", "batching %d jobs needs dynamic_batch: true", m.MaxBatch)
+	}
+	if m.MaxWaitMS < 0 || m.MaxWaitMS > 1000 {
+		bad("max_wait_ms", "%d must be 0 to 1000", m.MaxWaitMS)
 	}
 	switch m.Provider {
 	case "auto", "cpu", "cuda":

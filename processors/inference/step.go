@@ -37,6 +37,10 @@ type Step struct {
 	Log     logrus.FieldLogger
 	// Observe, when set, is told each successful model run's duration.
 	Observe func(spec models.Spec, d time.Duration)
+	// ObserveLoad, when set, is told how long loading a model version's sessions took.
+	ObserveLoad func(spec models.Spec, d time.Duration)
+	// ObserveBatch, when set, is told how many events of each model one Process call got.
+	ObserveBatch func(model string, n int)
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -49,6 +53,15 @@ func (s *Step) Stage() schemas.Stage { return schemas.StageInference }
 
 // Process implements processors.Step.
 func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
+	if s.ObserveBatch != nil {
+		per := map[string]int{}
+		for _, ev := range batch {
+			per[ev.Model]++
+		}
+		for model, n := range per {
+			s.ObserveBatch(model, n)
+		}
+	}
 	errs := make([]error, len(batch))
 	var wg sync.WaitGroup
 	for i, ev := range batch {
@@ -196,8 +209,12 @@ func (s *Step) pool(spec models.Spec) (*pool, error) {
 		sessions <- sess
 	}
 	p.sessions = sessions
+	took := time.Since(start)
+	if s.ObserveLoad != nil {
+		s.ObserveLoad(spec, took)
+	}
 	if s.Log != nil {
-		s.Log.WithFields(logrus.Fields{"model": spec.ID(), "sessions": n, "device": s.Backend.Device(), "load_ms": time.Since(start).Milliseconds()}).Info("model loaded")
+		s.Log.WithFields(logrus.Fields{"model": spec.ID(), "sessions": n, "device": s.Backend.Device(), "load_ms": took.Milliseconds()}).Info("model loaded")
 	}
 	return p, nil
 }

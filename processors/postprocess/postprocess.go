@@ -71,6 +71,9 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 		return err
 	}
 	full := ScaleMask(mask, img.Bounds().Dx(), img.Bounds().Dy())
+	if t, ok := ev.Params["threshold"].(float64); ok && t > 0 && t < 1 {
+		Threshold(full, t)
+	}
 	cut := Cutout(img, full)
 
 	if err := s.put(ctx, ev, "cutout", cut); err != nil {
@@ -219,6 +222,19 @@ func quantize(v float32) uint8 {
 		return 255
 	}
 	return uint8(v*255 + 0.5)
+}
+
+// Threshold makes a mask binary: values at or above t (0..1) become opaque, the rest
+// transparent. It trades soft hair and fur edges for crisp, predictable ones.
+func Threshold(m *image.Gray, t float64) {
+	cut := uint8(t*255 + 0.5)
+	for i, v := range m.Pix {
+		if v >= cut {
+			m.Pix[i] = 255
+		} else {
+			m.Pix[i] = 0
+		}
+	}
 }
 
 // ScaleMask resizes a mask to w x h with bilinear filtering.

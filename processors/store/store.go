@@ -76,13 +76,13 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		}
 		final[name] = dst
 	}
-	scratch, err := s.Blobs.List(ctx, "work/"+ev.JobID+"/")
-	if err != nil {
-		return err
-	}
-	for _, o := range scratch {
-		if err := s.Blobs.Delete(ctx, o.Key); err != nil {
-			return err
+	// Every scratch object of the job is one of its artifacts, so delete those by key:
+	// listing the bucket would cost O(objects in the store) per job.
+	for _, ref := range ev.Artifacts {
+		if strings.HasPrefix(ref.Key, "work/"+ev.JobID+"/") {
+			if err := s.Blobs.Delete(ctx, ref.Key); err != nil {
+				return err
+			}
 		}
 	}
 	ev.Artifacts = final

@@ -44,6 +44,9 @@ func testConfig(t testing.TB) Config {
 func skipWithoutServer(t testing.TB) {
 	t.Helper()
 	if os.Getenv("STUDIO_TEST_S3_ENDPOINT") == "" {
+		if os.Getenv("STUDIO_REQUIRE_S3") == "1" {
+			t.Fatal("STUDIO_REQUIRE_S3=1 but no S3 server is configured: " + skipMessage)
+		}
 		t.Skip(skipMessage)
 	}
 }

@@ -14,6 +14,7 @@ type Config struct {
 	LibraryPath    string
 	Device         string
 	IntraOpThreads int
+	Spin           bool
 }
 
 // Backend is never constructed without cgo.

@@ -1,0 +1,225 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// Event frame types on GET /v1/jobs/{id}/events.
+const (
+	// FrameState is the first frame of every connection: the job as it is now, so a
+	// client that reconnects mid-job resumes from the current state.
+	FrameState = "state"
+	// FrameProgress follows every change of the job record (status, stage, percent).
+	FrameProgress = "progress"
+	// FrameQueue reports a new queue position while the job waits.
+	FrameQueue = "queue"
+)
+
+// EventFrame is one WebSocket text message (JSON) on GET /v1/jobs/{id}/events. The
+// connection closes normally after the frame with a final status.
+type EventFrame struct {
+	Type          string         `json:"type" enum:"state,progress,queue"`
+	Status        schemas.Status `json:"status"`
+	Stage         schemas.Stage  `json:"stage"`
+	Percent       int            `json:"percent"`
+	QueuePosition int            `json:"queue_position,omitempty"`
+	Job           JobResponse    `json:"job"`
+}
+
+// errClosing ends event streams when the service shuts down.
+var errClosing = errors.New("ingest: shutting down")
+
+// isWebSocket reports whether r asks to upgrade to a WebSocket.
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
+		slices.ContainsFunc(strings.Split(r.Header.Get("Connection"), ","), func(v string) bool {
+			return strings.EqualFold(strings.TrimSpace(v), "upgrade")
+		})
+}
+
+// follow calls emit with the job's current state, then after every change and every
+// queue move, until the job is final, ctx ends or emit fails. tick runs every
+// PingInterval (keep-alives).
+func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(kind string, rec *schemas.JobRecord) error, tick func() error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	updates, err := s.jobs.Watch(ctx, rec.ID)
+	if err != nil {
+		return err
+	}
+	ping := time.NewTicker(s.cfg.PingInterval)
+	defer ping.Stop()
+	queue := time.NewTicker(s.cfg.QueueInterval)
+	defer queue.Stop()
+	first := true
+	var last *schemas.JobRecord
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closing:
+			return errClosing
+		case <-ping.C:
+			if err := tick(); err != nil {
+				return err
+			}
+		case <-queue.C:
+			if last == nil || last.Status != schemas.StatusQueued {
+				continue
+			}
+			if pos := s.queuePosition(ctx, last); pos != last.QueuePosition {
+				cp := *last
+				cp.QueuePosition = pos
+				last = &cp
+				if err := emit(FrameQueue, last); err != nil {
+					return err
+				}
+			}
+		case r, ok := <-updates:
+			if !ok {
+				return nil
+			}
+			kind := FrameProgress
+			if first {
+				kind, first = FrameState, false
+			}
+			if last != nil && r.Status == schemas.StatusQueued && last.QueuePosition > 0 {
+				r.QueuePosition = min(r.QueuePosition, last.QueuePosition) // keep the refreshed position
+			}
+			last = r
+			if err := emit(kind, r); err != nil {
+				return err
+			}
+			if r.Status.Final() {
+				return nil
+			}
+		}
+	}
+}
+
+// queuePosition re-estimates a waiting job's place from its tier's backlog. Jobs only
+// leave the queue ahead of it, so the position never grows: the backlog (which also
+// counts jobs behind it) bounds it from above, as does the last known position.
+func (s *Service) queuePosition(ctx context.Context, rec *schemas.JobRecord) int {
+	if s.depth == nil {
+		return rec.QueuePosition
+	}
+	n, err := s.depth(ctx, rec.Tier)
+	if err != nil {
+		return rec.QueuePosition
+	}
+	pos := n
+	if rec.QueuePosition > 0 {
+		pos = min(pos, rec.QueuePosition)
+	}
+	return max(pos, 1)
+}
+
+// serveEvents streams a job's progress as a WebSocket when the client asks to upgrade,
+// and as server-sent events otherwise.
+func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request, rec *schemas.JobRecord) {
+	if isWebSocket(r) {
+		s.serveWebSocket(w, r, rec)
+		return
+	}
+	s.serveSSE(w, r, rec)
+}
+
+func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request, rec *schemas.JobRecord) {
+	opts := &websocket.AcceptOptions{}
+	if slices.Contains(s.cfg.CORSOrigins, "*") {
+		opts.InsecureSkipVerify = true // any origin may read progress, as for CORS
+	} else {
+		for _, o := range s.cfg.CORSOrigins {
+			opts.OriginPatterns = append(opts.OriginPatterns, strings.TrimPrefix(strings.TrimPrefix(o, "https://"), "http://"))
+		}
+	}
+	c, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		return // Accept has answered the client
+	}
+	defer c.CloseNow()
+	// The client sends nothing; CloseRead handles its pongs and close frame and ends
+	// ctx when it goes away.
+	ctx := c.CloseRead(context.WithoutCancel(r.Context()))
+	ws := s.wsBase(r)
+	write := func(v any) error {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return wsjson.Write(wctx, c, v)
+	}
+	emit := func(kind string, rec *schemas.JobRecord) error {
+		return write(EventFrame{Type: kind, Status: rec.Status, Stage: rec.Stage, Percent: rec.Percent, QueuePosition: rec.QueuePosition, Job: viewV1(rec, ws)})
+	}
+	ping := func() error {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return c.Ping(pctx)
+	}
+	err = s.follow(ctx, rec, emit, ping)
+	if errors.Is(err, errClosing) {
+		c.Close(websocket.StatusGoingAway, "server shutting down; reconnect")
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.WithError(err).WithField("job_id", rec.ID).Warn("job event stream failed")
+			c.Close(websocket.StatusInternalError, "event stream failed; reconnect")
+		}
+		return
+	}
+	final, _ := s.jobs.Get(ctx, rec.ID)
+	reason := "job finished"
+	if final != nil {
+		reason = "job " + string(final.Status)
+	}
+	c.Close(websocket.StatusNormalClosure, reason)
+}
+
+// serveSSE streams the job record as server-sent events: "job" events with the record
+// (the current state first), "queue" events with a new position, ": ping" comments.
+func (s *Service) serveSSE(w http.ResponseWriter, r *http.Request, rec *schemas.JobRecord) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeProblem(w, r, problem(500, "no_streaming", "this server cannot stream responses"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	ws := s.wsBase(r)
+	emit := func(kind string, rec *schemas.JobRecord) error {
+		var err error
+		if kind == FrameQueue {
+			_, err = fmt.Fprintf(w, "event: queue\ndata: {\"queue_position\":%d}\n\n", rec.QueuePosition)
+		} else {
+			data, _ := json.Marshal(viewV1(rec, ws))
+			_, err = fmt.Fprintf(w, "event: job\ndata: %s\n\n", data)
+		}
+		flusher.Flush()
+		return err
+	}
+	tick := func() error {
+		_, err := io.WriteString(w, ": ping\n\n")
+		flusher.Flush()
+		return err
+	}
+	if err := s.follow(r.Context(), rec, emit, tick); err != nil && r.Context().Err() == nil && !errors.Is(err, errClosing) {
+		s.log.WithError(err).WithField("job_id", rec.ID).Warn("job event stream failed")
+	}
+}

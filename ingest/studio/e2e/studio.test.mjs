@@ -1,0 +1,370 @@
+// Browser tests of the web studio against a running `studio up` with the real models.
+// Tests whose names end in "(needs …)" cover API routes that may not be served yet:
+// they skip, saying why, on a server without them, and run once it has them.
+import {test, before, after} from 'node:test';
+import assert from 'node:assert/strict';
+import {readFile} from 'node:fs/promises';
+import {BASE, skipReason, launch, newPage, shot, photo, fetchServer, missingRoute, submitJob, waitJob,
+  makePNG, pngHeader, alphaStats, GIF} from './harness.mjs';
+
+const skip = skipReason() || false;
+let browser;
+// Filled in by the main flow and read by the tests that build on it.
+const seen = {jobId: '', transports: new Set()};
+
+before(async () => {
+  if (!skip) browser = await launch();
+});
+after(async () => {
+  if (browser) await browser.close();
+});
+
+async function open(opts) {
+  const page = await newPage(browser, opts);
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('#task option[value="remove-background"]', {state: 'attached'});
+  return page;
+}
+
+// watch records the progress bar's values and the transport until the result shows.
+async function watchUntilResult(page, timeout = 180000) {
+  const values = [];
+  const end = Date.now() + timeout;
+  for (;;) {
+    const s = await page.evaluate(() => ({
+      bar: Number(document.getElementById('bar').value),
+      text: document.getElementById('progress-text').textContent,
+      transport: document.getElementById('transport').dataset.kind || '',
+      result: !document.getElementById('result').hidden,
+      error: document.getElementById('job-error').hidden ? '' : document.getElementById('job-error').textContent,
+    }));
+    if (!values.length || values[values.length - 1].bar !== s.bar || values[values.length - 1].text !== s.text) values.push(s);
+    if (s.transport) seen.transports.add(s.transport);
+    if (s.error) throw new Error(`the job failed in the page: ${s.error}`);
+    if (s.result) return values;
+    if (Date.now() > end) throw new Error(`no result after ${timeout} ms; progress: ${JSON.stringify(values.slice(-5))}`);
+    await page.waitForTimeout(100);
+  }
+}
+
+test('the studio offers the served tasks and model versions from /v1/models', {skip}, async () => {
+  const page = await open();
+  const models = (await (await fetchServer('/v1/models')).json()).models;
+  const tasks = await page.$$eval('#task option', (os) => os.map((o) => o.value));
+  assert.ok(tasks.includes('remove-background'), `tasks offered: ${tasks}`);
+  for (const t of tasks) assert.ok(models.some((m) => m.task === t), `task ${t} has no model`);
+  const versions = await page.$$eval('#version option', (os) => os.map((o) => o.value));
+  assert.deepEqual(versions.slice(1).sort(), models.filter((m) => m.task === 'remove-background').map((m) => m.id).sort());
+  // remove-background: a 0..1 threshold slider, PNG output, the mask option.
+  assert.equal(await page.getAttribute('#p-threshold', 'min'), '0');
+  assert.equal(await page.getAttribute('#p-threshold', 'max'), '1');
+  assert.deepEqual(await page.$$eval('#p-format option', (os) => os.map((o) => o.value)), ['png']);
+  assert.ok(await page.isVisible('#p-mask'));
+  // The limits are shown before anything is uploaded.
+  assert.match(await page.textContent('#limits'), /JPEG, PNG or WEBP, up to 10(\.0)? MB/);
+  if (tasks.includes('upscale')) {
+    await page.selectOption('#task', 'upscale');
+    assert.deepEqual(await page.$$eval('#p-scale option', (os) => os.map((o) => o.value)), ['2', '4']);
+    await shot(page, 'studio-01-upscale-params');
+    await page.selectOption('#task', 'remove-background');
+  }
+  await shot(page, 'studio-01-form');
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('a GIF is refused in the page with the server\'s problem detail', {skip}, async () => {
+  const page = await open();
+  const {res, body: problem} = await submitJob(GIF, {filename: 'tiny.gif', type: 'image/gif'});
+  assert.ok(res.status >= 400 && problem.detail, `the server answered ${res.status}`);
+  await page.setInputFiles('#file', {name: 'tiny.gif', mimeType: 'image/gif', buffer: GIF});
+  await page.click('#run');
+  await page.waitForSelector('#form-error:not([hidden])');
+  const shown = await page.textContent('#form-error');
+  assert.ok(shown.includes(problem.detail), `page shows ${JSON.stringify(shown)}, server said ${JSON.stringify(problem.detail)}`);
+  if (problem.code) assert.ok(shown.includes(problem.code));
+  assert.ok(await page.isHidden('#progress'), 'no job was started');
+  await shot(page, 'studio-02-gif-refused');
+  await page.context().close();
+});
+
+test('random bytes are refused in the page with the server\'s problem detail', {skip}, async () => {
+  const page = await open();
+  const junk = Buffer.from(Array.from({length: 2048}, (_, i) => (i * 7919 + 13) & 0xff));
+  const {body: problem} = await submitJob(junk, {filename: 'photo.png', type: 'image/png'});
+  await page.setInputFiles('#file', {name: 'photo.png', mimeType: 'image/png', buffer: junk});
+  assert.match(await page.textContent('#preview-cap'), /no preview|photo\.png/);
+  await page.click('#run');
+  await page.waitForSelector('#form-error:not([hidden])');
+  assert.ok((await page.textContent('#form-error')).includes(problem.detail));
+  await shot(page, 'studio-03-random-bytes-refused');
+  await page.context().close();
+});
+
+test('remove-background on a real photo: progress to 100%, before/after, PNG download with alpha, metadata', {skip}, async () => {
+  const page = await open();
+  await page.check('#p-mask'); // offer the mask download too
+  // The result cache answers a repeat of the same photo and parameters without running
+  // the model; a threshold of its own makes this run a real one.
+  const threshold = (1 + Math.floor(Math.random() * 9)) / 100;
+  await page.fill('#p-threshold', String(threshold));
+  assert.equal(await page.textContent('#p-threshold-out'), threshold.toFixed(2));
+  await page.setInputFiles('#file', {name: 'astronaut.png', mimeType: 'image/png', buffer: await photo()});
+  await page.waitForFunction(() => document.getElementById('preview-img').naturalWidth > 0);
+  await shot(page, 'studio-04-preview');
+  await page.click('#run');
+  await page.waitForSelector('#progress:not([hidden])');
+  await page.waitForFunction(() => location.hash.startsWith('#job='));
+  seen.jobId = decodeURIComponent(new URL(page.url()).hash.slice(5));
+  await shot(page, 'studio-05-progress');
+  const values = await watchUntilResult(page);
+  const bars = values.map((v) => v.bar);
+  assert.equal(Math.max(...bars), 100, `progress values ${bars}`);
+  for (let i = 1; i < bars.length; i++) assert.ok(bars[i] >= bars[i - 1], `progress went back: ${bars}`);
+  assert.match(await page.textContent('#progress-text'), /Done · 100%/);
+  assert.equal(await page.getAttribute('#progress-text', 'aria-live'), 'polite');
+
+  // Before and after, side by side and as a slider.
+  await page.waitForFunction(() => ['before', 'after', 'cmp-before', 'cmp-after'].every((id) => document.getElementById(id).naturalWidth > 0));
+  await shot(page, 'studio-06-result');
+  await page.focus('#cmp-range');
+  for (let i = 0; i < 20; i++) await page.keyboard.press('ArrowLeft');
+  assert.equal(await page.inputValue('#cmp-range'), '30');
+  assert.equal(await page.$eval('#compare', (e) => e.style.getPropertyValue('--split')), '30%');
+  await page.locator('#compare-h').scrollIntoViewIfNeeded();
+  await shot(page, 'studio-07-slider', {fullPage: false});
+
+  // Metadata: dimensions, model and version, per-stage times, cache hit.
+  const meta = await page.textContent('#meta');
+  const job = await (await fetchServer(`/v1/jobs/${seen.jobId}`)).json();
+  assert.ok(meta.includes(`${job.model} ${job.model_version}`), meta);
+  assert.ok(meta.includes('512 × 512'), meta);
+  assert.match(meta, /Cache hit\s*no/);
+  assert.match(meta, new RegExp(`threshold = ${threshold}`));
+  const stages = await page.$$eval('#stages tbody tr', (rows) => rows.map((r) => r.dataset.stage));
+  assert.deepEqual(stages, ['preprocess', 'inference', 'postprocess', 'store']);
+
+  // Downloads: one button per output (mask offered), and the cut-out is an RGBA PNG.
+  const names = await page.$$eval('#downloads button', (bs) => bs.map((b) => b.dataset.name));
+  assert.deepEqual(names.filter((n) => n !== 'thumbnail'), ['cutout', 'mask']);
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#downloads button[data-name="cutout"]')]);
+  const png = await readFile(await dl.path());
+  const hdr = pngHeader(png);
+  assert.equal(hdr.colorType, 6, 'colour type 6: RGBA');
+  assert.deepEqual([hdr.width, hdr.height], [512, 512]);
+  const a = alphaStats(png);
+  assert.ok(a.transparent > a.pixels * 0.05 && a.opaque > a.pixels * 0.05, `alpha: ${JSON.stringify(a)}`);
+  assert.match(dl.suggestedFilename(), /\.png$/);
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('progress arrives over the WebSocket (needs GET /v1/jobs/{id}/events with Upgrade)', {skip}, async (t) => {
+  if (!seen.transports.size) return t.skip('the main flow did not run');
+  if (!seen.transports.has('websocket')) {
+    return t.skip(`this server does not answer WebSocket upgrades; the page followed the job with: ${[...seen.transports].join(', ')}`);
+  }
+  assert.ok(seen.transports.has('websocket'));
+});
+
+test('progress falls back to server-sent events without a WebSocket (needs a streaming SSE route)', {skip}, async (t) => {
+  if (!seen.jobId) return t.skip('the main flow did not run');
+  const probe = await fetchServer(`/v1/jobs/${seen.jobId}/events`, {headers: {Accept: 'text/event-stream'}});
+  const ct = probe.headers.get('Content-Type') || '';
+  await probe.body?.cancel();
+  if (!probe.ok || !ct.includes('text/event-stream')) return t.skip(`GET /v1/jobs/{id}/events answers ${probe.status} ${ct}: no event stream yet`);
+  const page = await newPage(browser);
+  await page.addInitScript(() => { window.WebSocket = undefined; });
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('#task option[value="remove-background"]', {state: 'attached'});
+  await page.setInputFiles('#file', {name: 'sse.png', mimeType: 'image/png', buffer: makePNG(320, 240, Date.now() + 99)});
+  await page.click('#run');
+  const values = await watchUntilResult(page);
+  const kinds = new Set(values.map((v) => v.transport).filter(Boolean));
+  assert.deepEqual([...kinds], ['sse'], `transports used: ${[...kinds]}`);
+  assert.equal(values[values.length - 1].bar, 100);
+  await page.context().close();
+});
+
+test('progress follows the job after a page reload', {skip}, async () => {
+  const page = await open();
+  await page.setInputFiles('#file', {name: 'disc.png', mimeType: 'image/png', buffer: makePNG(480, 360, Date.now())});
+  await page.click('#run');
+  await page.waitForFunction(() => location.hash.startsWith('#job='));
+  const id = decodeURIComponent(new URL(page.url()).hash.slice(5));
+  await page.reload();
+  await page.waitForSelector('#progress:not([hidden])');
+  assert.equal(await page.textContent('#progress-job'), id);
+  await shot(page, 'studio-08-after-reload');
+  const values = await watchUntilResult(page);
+  assert.equal(values[values.length - 1].bar, 100);
+  assert.equal(await page.getAttribute('#result', 'data-job'), id);
+  await page.context().close();
+});
+
+test('thumbs up and a comment are sent to POST /v1/feedback (needs the feedback route)', {skip}, async (t) => {
+  const probe = await fetchServer('/v1/feedback', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: '{}'});
+  if (missingRoute(probe)) return t.skip(`POST /v1/feedback answers ${probe.status}: not served yet`);
+  if (!seen.jobId) return t.skip('the main flow did not run');
+  const page = await newPage(browser);
+  await page.goto(`${BASE}/#job=${encodeURIComponent(seen.jobId)}`);
+  await page.waitForSelector('#result:not([hidden])');
+  await page.click('#thumb-up');
+  assert.equal(await page.getAttribute('#thumb-up', 'aria-pressed'), 'true');
+  await page.fill('#comment', 'Clean edges around the helmet.');
+  const [req] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/v1/feedback') && r.request().method() === 'POST' && r.ok()),
+    page.click('#feedback button[type="submit"]'),
+  ]);
+  const sent = JSON.parse(req.request().postData());
+  assert.equal(sent.job_id, seen.jobId);
+  assert.ok(sent.rating === 1 || sent.rating === 'up', `rating ${sent.rating}`);
+  assert.equal(sent.comment, 'Clean edges around the helmet.');
+  await page.waitForSelector('#feedback-status[data-sent="true"]');
+  await page.locator('#feedback').scrollIntoViewIfNeeded();
+  await shot(page, 'studio-09-feedback', {fullPage: false});
+  await page.context().close();
+});
+
+test('the gallery lists the job from GET /v1/jobs with a thumbnail and opens it (needs the job list)', {skip}, async (t) => {
+  const probe = await fetchServer('/v1/jobs?limit=1');
+  if (!probe.ok) return t.skip(`GET /v1/jobs answers ${probe.status}: not served yet`);
+  if (!seen.jobId) return t.skip('the main flow did not run');
+  const page = await open();
+  const item = page.locator(`#gallery-list a[data-job="${seen.jobId}"]`);
+  for (let i = 0; i < 5 && !(await item.count()); i++) {
+    if (await page.isVisible('#more')) await page.click('#more');
+    else break;
+  }
+  await item.waitFor();
+  await item.locator('img').waitFor();
+  assert.ok(await item.locator('img').evaluate((img) => img.complete && img.naturalWidth > 0));
+  await page.locator('#gallery').scrollIntoViewIfNeeded();
+  await shot(page, 'studio-10-gallery');
+  await item.click();
+  await page.waitForSelector(`#result[data-job="${seen.jobId}"]:not([hidden])`);
+  await shot(page, 'studio-11-detail');
+  await page.context().close();
+});
+
+test('the gallery pages through GET /v1/jobs with next_cursor (list answers stubbed in the page)', {skip}, async (t) => {
+  if (!seen.jobId) return t.skip('the main flow did not run');
+  const job = await (await fetchServer(`/v1/jobs/${seen.jobId}`)).json();
+  const page = await newPage(browser);
+  const cursors = [];
+  await page.route('**/v1/jobs?*', (r) => {
+    const u = new URL(r.request().url());
+    cursors.push(u.searchParams.get('cursor') || '');
+    const second = u.searchParams.get('cursor') === 'page-2';
+    const fake = (n) => ({...job, id: `${job.id.slice(0, -2)}${String(n).padStart(2, '0')}`, status: 'failed', downloads: undefined});
+    const body = second ? {jobs: [fake(2)]} : {jobs: [job, fake(1)], next_cursor: 'page-2'};
+    return r.fulfill({status: 200, contentType: 'application/json', body: JSON.stringify(body)});
+  });
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector(`#gallery-list a[data-job="${seen.jobId}"] img`);
+  assert.equal(await page.locator('#gallery-list li').count(), 2);
+  await page.click('#more');
+  await page.waitForFunction(() => document.querySelectorAll('#gallery-list li').length === 3);
+  assert.ok(await page.isHidden('#more'), 'the last page hides "Load more"');
+  assert.deepEqual(cursors.slice(-2), ['', 'page-2']);
+  await page.locator('#gallery').scrollIntoViewIfNeeded();
+  await shot(page, 'studio-10-gallery-pages', {fullPage: false});
+  await page.click(`#gallery-list a[data-job="${seen.jobId}"]`);
+  await page.waitForSelector(`#result[data-job="${seen.jobId}"]:not([hidden])`);
+  await page.context().close();
+});
+
+test('jobs started in this browser are listed even when the server cannot list jobs', {skip}, async () => {
+  if (!seen.jobId) return;
+  const page = await open();
+  await page.evaluate((id) => localStorage.setItem('studio.jobs', JSON.stringify([id])), seen.jobId);
+  await page.route('**/v1/jobs?*', (r) => r.fulfill({status: 404, contentType: 'text/plain', body: '404 page not found'}));
+  await page.reload();
+  await page.waitForSelector(`#gallery-list a[data-job="${seen.jobId}"]`);
+  assert.match(await page.textContent('#gallery-note'), /cannot list jobs yet/);
+  await page.context().close();
+});
+
+test('the example photo is one click away', {skip}, async (t) => {
+  const cfg = await (await fetchServer('/static/config.json')).json();
+  if (!cfg.example) return t.skip('no example photo in the server\'s cache');
+  const page = await open();
+  await page.click('#example');
+  await page.waitForFunction(() => document.getElementById('preview-img').naturalWidth > 0);
+  assert.match(await page.textContent('#preview-cap'), /example\.png/);
+  await page.context().close();
+});
+
+test('a 401 shows the sign-in box, and the token then goes out as a Bearer header', {skip}, async () => {
+  const page = await newPage(browser);
+  const auths = [];
+  await page.route('**/v1/**', async (route) => {
+    const auth = route.request().headers().authorization || '';
+    auths.push(auth);
+    if (auth !== 'Bearer dev-token-for-test') {
+      return route.fulfill({status: 401, contentType: 'application/problem+json',
+        body: JSON.stringify({type: '/docs/problems#unauthorized', title: 'Unauthorized', status: 401, code: 'unauthorized', detail: 'a bearer token is required'})});
+    }
+    return route.continue();
+  });
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('#signin:not([hidden])');
+  assert.match(await page.textContent('#signin-why'), /a bearer token is required/);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'token');
+  await shot(page, 'studio-12-signin');
+  await page.fill('#token', 'dev-token-for-test');
+  await page.press('#token', 'Enter');
+  await page.waitForSelector('#task option[value="remove-background"]', {state: 'attached'});
+  assert.ok(await page.isHidden('#signin'));
+  assert.equal(await page.evaluate(() => localStorage.getItem('studio.token')), 'dev-token-for-test');
+  assert.ok(auths.includes('Bearer dev-token-for-test'));
+  await page.context().close();
+});
+
+test('sign-in with the dev token printed by studio up (needs authentication on)', {skip}, async (t) => {
+  const token = process.env.STUDIO_DEV_TOKEN;
+  if (!token) return t.skip('STUDIO_DEV_TOKEN is not set: the server printed no dev token');
+  const page = await newPage(browser);
+  await page.goto(`${BASE}/`);
+  await page.evaluate(() => localStorage.removeItem('studio.token'));
+  await page.evaluate(() => fetch('/v1/jobs?limit=1').then((r) => r.status)).then((s) => assert.equal(s, 401, 'the list needs a token'));
+  await page.click('#signin-open');
+  await page.fill('#token', token);
+  await page.press('#token', 'Enter');
+  await page.waitForFunction(() => document.getElementById('account-state').textContent.includes('Signed in'));
+  await page.context().close();
+});
+
+test('the studio works at phone width without sideways scrolling', {skip}, async () => {
+  const page = await open({viewport: {width: 375, height: 740}, isMobile: true, hasTouch: true, deviceScaleFactor: 2});
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'the form overflows');
+  await shot(page, 'studio-13-phone-form');
+  if (seen.jobId) {
+    await page.goto(`${BASE}/#job=${encodeURIComponent(seen.jobId)}`);
+    await page.waitForSelector('#result:not([hidden])');
+    await page.waitForFunction(() => document.getElementById('after').naturalWidth > 0);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), 'the result overflows');
+    await shot(page, 'studio-14-phone-result');
+  }
+  await page.context().close();
+});
+
+test('every control is reachable with Tab and shows a focus ring', {skip}, async () => {
+  const page = await open();
+  const seenIds = [];
+  for (let i = 0; i < 20 && !seenIds.includes('run'); i++) {
+    await page.keyboard.press('Tab');
+    const f = await page.evaluate(() => {
+      const e = document.activeElement;
+      const s = getComputedStyle(e);
+      const ring = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;
+      // The file input is visually hidden: its drop zone draws the ring.
+      const zone = e.id === 'file' && getComputedStyle(document.getElementById('drop')).outlineStyle !== 'none';
+      return {id: e.id || e.textContent.trim().slice(0, 20), ring: ring || zone};
+    });
+    seenIds.push(f.id);
+    assert.ok(f.ring, `no focus ring on ${f.id}`);
+  }
+  for (const id of ['task', 'version', 'p-threshold', 'file', 'run']) assert.ok(seenIds.includes(id), `${id} not reached: ${seenIds}`);
+  await page.context().close();
+});

@@ -1,0 +1,934 @@
+// studio.js drives the web studio: choose a task, a model version and parameters,
+// upload an image, follow the job (WebSocket, then server-sent events, then polling),
+// compare and download the result, rate it, and browse past jobs.
+import {api, json, blobURL, token, setToken, clearToken, fmtBytes, fmtMS} from './api.js';
+
+const $ = (id) => document.getElementById(id);
+
+// h builds an element; strings become text nodes, never HTML.
+function h(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : v);
+  }
+  for (const kid of kids.flat()) {
+    if (kid === null || kid === undefined || kid === false) continue;
+    e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return e;
+}
+
+// Tasks this page knows how to present. The API may serve others (OCR, generation);
+// they are left out until their pre- and post-processing exist.
+const TASKS = {
+  'remove-background': {label: 'Remove background', desc: 'Cut the subject out: a PNG with a transparent background, and its mask.'},
+  'upscale': {label: 'Upscale', desc: 'Enlarge the image with a super-resolution model.'},
+  'style-transfer': {label: 'Style transfer', desc: "Repaint the image in the model's style."},
+};
+
+// PARAMS are the controls per task: only parameters the pipeline applies, with the
+// values it accepts. When the server publishes its parameter specs (GET /v1/tasks),
+// a parameter it does not list is dropped and ranges are narrowed to its own.
+const PARAMS = {
+  'remove-background': [
+    {name: 'threshold', kind: 'range', label: 'Mask threshold', min: 0, max: 1, step: 0.01, value: 0,
+      help: 'Mask values below it become fully transparent; 0 keeps the soft edge.'},
+  ],
+  'upscale': [
+    {name: 'scale', kind: 'select', label: 'Scale', options: [2, 4], value: 4, format: (v) => `${v}×`,
+      help: 'The output is this many times wider and taller than the input.'},
+  ],
+};
+
+// Page-only choices: what to show, not sent to the server.
+const PREF_MASK = 'studio.offerMask';
+const JOBS_KEY = 'studio.jobs';
+const LAST_KEY = 'studio.lastJob';
+const STAGES = ['preprocess', 'inference', 'postprocess', 'store'];
+const STAGE_LABEL = {ingest: 'Received', preprocess: 'Preparing the image', inference: 'Running the model',
+  postprocess: 'Finishing the result', store: 'Saving'};
+const RESULT_LABEL = {cutout: 'cut-out', image: 'result', mask: 'mask', thumbnail: 'thumbnail'};
+const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
+
+const state = {
+  config: {max_upload_bytes: 10 << 20, accepted_types: ['image/jpeg', 'image/png', 'image/webp'], auth_required: false, example: false},
+  models: [],
+  specs: null, // task -> spec from GET /v1/tasks, or null when the server has none
+  file: null,
+  previewURL: '',
+  current: '', // the job on show
+  job: null,
+  follow: null,
+  rating: 0,
+  resultURLs: [],
+  cursor: '',
+  galleryMode: 'server', // or 'local' when the server cannot list jobs
+  localOffset: 0,
+  galleryURLs: [],
+};
+
+// --- start ---------------------------------------------------------------------------
+
+init().catch((e) => showFormError(e));
+
+async function init() {
+  bind();
+  try {
+    state.config = {...state.config, ...(await json('/static/config.json'))};
+  } catch { /* an older server: keep the defaults */ }
+  const types = state.config.accepted_types.map((t) => t.replace('image/', '').toUpperCase()).join(', ').replace(/, ([^,]*)$/, ' or $1');
+  $('limits').textContent = `${types}, up to ${fmtBytes(state.config.max_upload_bytes)}. Checked by content on the server.`;
+  $('example').hidden = !state.config.example;
+  updateAccount();
+  if (state.config.auth_required && !token()) showSignIn('This server needs an access token.');
+  await loadCatalog();
+  await route();
+  loadGallery(true);
+}
+
+function bind() {
+  $('task').addEventListener('change', () => { fillVersions(); renderParams(); });
+  $('version').addEventListener('change', () => { describeModel(); renderParams(); });
+  $('job-form').addEventListener('submit', submit);
+  $('file').addEventListener('change', () => { if ($('file').files[0]) chooseFile($('file').files[0]); });
+  $('example').addEventListener('click', useExample);
+  const drop = $('drop');
+  for (const t of ['dragenter', 'dragover']) {
+    drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add('over'); });
+  }
+  for (const t of ['dragleave', 'drop']) {
+    drop.addEventListener(t, () => drop.classList.remove('over'));
+  }
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    const f = e.dataTransfer && e.dataTransfer.files[0];
+    if (f) chooseFile(f);
+  });
+  $('cancel').addEventListener('click', cancelJob);
+  $('cmp-range').addEventListener('input', setSplit);
+  $('thumb-up').addEventListener('click', () => rate(1));
+  $('thumb-down').addEventListener('click', () => rate(-1));
+  $('feedback').addEventListener('submit', sendFeedback);
+  $('more').addEventListener('click', () => loadGallery(false));
+  $('signin-form').addEventListener('submit', signIn);
+  $('signin-open').addEventListener('click', () => showSignIn(''));
+  $('signout').addEventListener('click', signOut);
+  window.addEventListener('studio:unauthorized', (e) => showSignIn(e.detail && e.detail.message));
+  window.addEventListener('hashchange', () => route());
+}
+
+// --- sign-in -------------------------------------------------------------------------
+
+function updateAccount() {
+  const has = !!token();
+  $('account-state').textContent = has ? 'Signed in with a token' : '';
+  $('signout').hidden = !has;
+  $('signin-open').hidden = has;
+}
+
+function showSignIn(message) {
+  const box = $('signin');
+  $('signin-why').textContent = message
+    ? `The server refused the request: ${message}`
+    : 'Enter an access token for this server.';
+  const wasHidden = box.hidden;
+  box.hidden = false;
+  if (wasHidden) $('token').focus();
+}
+
+async function signIn(e) {
+  e.preventDefault();
+  const t = $('token').value.trim();
+  if (!t) { $('token').focus(); return; }
+  setToken(t);
+  $('token').value = '';
+  $('signin').hidden = true;
+  updateAccount();
+  await loadCatalog();
+  loadGallery(true);
+  if (state.current) {
+    const id = state.current;
+    state.current = '';
+    openJob(id);
+  }
+}
+
+function signOut() {
+  clearToken();
+  updateAccount();
+  if (state.config.auth_required) showSignIn('');
+}
+
+// --- task, model and parameters ------------------------------------------------------
+
+async function loadCatalog() {
+  try {
+    const m = await json('/v1/models');
+    state.models = (m.models || []).filter((x) => TASKS[x.task]);
+  } catch (e) {
+    if (e.status !== 401) showFormError(e, 'The model list could not be loaded');
+    return;
+  }
+  try {
+    const t = await json('/v1/tasks');
+    state.specs = Object.fromEntries((t.tasks || []).map((s) => [s.task, s]));
+  } catch {
+    state.specs = null; // a server without GET /v1/tasks: the page's own table applies
+  }
+  const sel = $('task');
+  const before = sel.value;
+  sel.replaceChildren();
+  const tasks = Object.keys(TASKS).filter((t) => state.models.some((m) => m.task === t));
+  for (const t of tasks) sel.append(h('option', {value: t, text: TASKS[t].label}));
+  if (!tasks.length) {
+    sel.append(h('option', {value: '', text: 'No task is served'}));
+    showFormError(null, 'This server serves no model for the tasks this page offers.');
+  }
+  if (tasks.includes(before)) sel.value = before;
+  fillVersions();
+  renderParams();
+}
+
+function modelsFor(task) {
+  return state.models.filter((m) => m.task === task);
+}
+
+function selectedModel() {
+  const id = $('version').value;
+  const list = modelsFor($('task').value);
+  return id ? list.find((m) => m.id === id) : (list.find((m) => m.default) || list[0]);
+}
+
+function fillVersions() {
+  const task = $('task').value;
+  $('task-desc').textContent = TASKS[task] ? TASKS[task].desc : '';
+  const sel = $('version');
+  sel.replaceChildren();
+  const list = modelsFor(task);
+  const def = list.find((m) => m.default) || list[0];
+  if (def) sel.append(h('option', {value: '', text: `Automatic (default: ${def.name} ${def.version})`}));
+  for (const m of list) {
+    const tags = [];
+    if (m.default) tags.push('default');
+    if (m.weight) tags.push(`canary ${m.weight}%`);
+    if (m.loaded === false) tags.push('not loaded');
+    sel.append(h('option', {value: m.id, text: `${m.name} ${m.version}${tags.length ? ` (${tags.join(', ')})` : ''}`}));
+  }
+  describeModel();
+}
+
+function describeModel() {
+  const m = selectedModel();
+  if (!m) { $('model-desc').textContent = ''; return; }
+  const bits = [];
+  if (!$('version').value) bits.push('The server picks the version (canary weights apply).');
+  if (m.scale) bits.push(`×${m.scale} model.`);
+  if (m.fallback) bits.push(`Falls back to ${m.fallback}.`);
+  if (m.license) bits.push(`Licence ${m.license}.`);
+  if (m.loaded === false) bits.push('Not loaded yet: the first job waits for it.');
+  $('model-desc').textContent = bits.join(' ');
+}
+
+// effectiveParams narrows the page's controls to what the server says it accepts.
+function effectiveParams(task) {
+  const spec = state.specs && state.specs[task];
+  const model = selectedModel();
+  const out = [];
+  for (const p of PARAMS[task] || []) {
+    const s = spec ? (spec.params || []).find((x) => x.name === p.name) : null;
+    if (spec && !s) continue;
+    const q = {...p};
+    const lo = s && typeof s.minimum === 'number' ? s.minimum : -Infinity;
+    const hi = s && typeof s.maximum === 'number' ? s.maximum : Infinity;
+    if (q.kind === 'range') {
+      q.min = Math.max(q.min, lo);
+      q.max = Math.min(q.max, hi);
+      q.value = Math.min(Math.max(q.value, q.min), q.max);
+    } else if (q.kind === 'select') {
+      q.options = q.options.filter((v) => v >= lo && v <= hi && !(p.name === 'scale' && model && model.scale && v > model.scale));
+      if (!q.options.length) continue;
+      if (!q.options.includes(q.value)) q.value = q.options[q.options.length - 1];
+    }
+    out.push(q);
+  }
+  return out;
+}
+
+function renderParams() {
+  const task = $('task').value;
+  const box = $('param-fields');
+  box.replaceChildren();
+  for (const p of effectiveParams(task)) {
+    const id = `p-${p.name}`;
+    const help = `${id}-help`;
+    if (p.kind === 'range') {
+      const out = h('output', {id: `${id}-out`, for: id, text: Number(p.value).toFixed(2)});
+      const input = h('input', {id, type: 'range', name: p.name, min: p.min, max: p.max, step: p.step, value: p.value,
+        'aria-describedby': help, 'data-kind': 'number'});
+      input.addEventListener('input', () => { out.textContent = Number(input.value).toFixed(2); });
+      box.append(h('div', {class: 'field'},
+        h('label', {for: id}, `${p.label} `, out),
+        input,
+        h('p', {class: 'hint', id: help, text: `${p.help} Range ${p.min} to ${p.max}.`})));
+    } else if (p.kind === 'select') {
+      const sel = h('select', {id, name: p.name, 'aria-describedby': help, 'data-kind': 'number'},
+        p.options.map((v) => h('option', {value: v, selected: v === p.value, text: p.format ? p.format(v) : String(v)})));
+      box.append(h('div', {class: 'field'}, h('label', {for: id, text: p.label}), sel,
+        h('p', {class: 'hint', id: help, text: p.help})));
+    }
+  }
+  if (task === 'remove-background') {
+    // The cut-out is always an RGBA PNG: the format is shown, not chosen.
+    box.append(h('div', {class: 'field'},
+      h('label', {for: 'p-format', text: 'Output format'}),
+      h('select', {id: 'p-format', 'aria-describedby': 'p-format-help'}, h('option', {value: 'png', text: 'PNG with transparency'})),
+      h('p', {class: 'hint', id: 'p-format-help', text: 'The only format a transparent cut-out comes in.'})));
+    const cb = h('input', {id: 'p-mask', type: 'checkbox', checked: localStorage.getItem(PREF_MASK) === '1'});
+    cb.addEventListener('change', () => {
+      localStorage.setItem(PREF_MASK, cb.checked ? '1' : '0');
+      if (state.job && state.job.status === 'succeeded') renderDownloads(state.job);
+    });
+    box.append(h('div', {class: 'field check'}, cb, h('label', {for: 'p-mask', text: 'Also offer the mask (black and white PNG) for download'})));
+  }
+  if (!box.children.length) box.append(h('p', {class: 'hint', text: 'This task takes no parameters.'}));
+}
+
+function collectParams() {
+  const out = {};
+  for (const el of $('param-fields').querySelectorAll('[data-kind]')) {
+    if (el.dataset.kind === 'number') out[el.name] = Number(el.value);
+    else if (el.dataset.kind === 'boolean') out[el.name] = el.checked;
+  }
+  return out;
+}
+
+function offerMask() {
+  return localStorage.getItem(PREF_MASK) === '1';
+}
+
+// --- choosing and sending the image --------------------------------------------------
+
+function chooseFile(file) {
+  state.file = file;
+  clearFormError();
+  if (state.previewURL) URL.revokeObjectURL(state.previewURL);
+  state.previewURL = URL.createObjectURL(file);
+  const img = $('preview-img');
+  const cap = $('preview-cap');
+  const desc = `${file.name || 'image'} · ${fmtBytes(file.size)}${file.type ? ` · ${file.type}` : ''}`;
+  img.alt = `Preview of ${file.name || 'the chosen image'}`;
+  img.onload = () => { cap.textContent = `${desc} · ${img.naturalWidth} × ${img.naturalHeight}`; };
+  img.onerror = () => { cap.textContent = `${desc} · no preview: the browser cannot show this file; the server will check it.`; };
+  img.src = state.previewURL;
+  cap.textContent = desc;
+  $('preview').hidden = false;
+  if (file.size > state.config.max_upload_bytes) {
+    showFormError(null, `${file.name || 'The file'} is ${fmtBytes(file.size)}, over the ${fmtBytes(state.config.max_upload_bytes)} limit: compress or resize it.`);
+  }
+}
+
+async function useExample() {
+  try {
+    const res = await api('/static/example.png');
+    const blob = await res.blob();
+    chooseFile(new File([blob], 'example.png', {type: 'image/png'}));
+    $('run').focus();
+  } catch (e) {
+    showFormError(e, 'The example photo could not be loaded');
+  }
+}
+
+async function submit(e) {
+  e.preventDefault();
+  clearFormError();
+  if (!state.file) {
+    showFormError(null, 'Choose an image first: drop one here, pick a file, or try the example photo.');
+    return;
+  }
+  if (state.file.size > state.config.max_upload_bytes) {
+    showFormError(null, `The image is ${fmtBytes(state.file.size)}, over the ${fmtBytes(state.config.max_upload_bytes)} limit: compress or resize it.`);
+    return;
+  }
+  const task = $('task').value;
+  const fd = new FormData();
+  fd.append('task', task);
+  const picked = $('version').value && selectedModel();
+  if (picked) {
+    fd.append('model', picked.name);
+    fd.append('version', picked.version);
+  }
+  const params = collectParams();
+  if (Object.keys(params).length) fd.append('params', JSON.stringify(params));
+  fd.append('image', state.file, state.file.name || 'image');
+  const run = $('run');
+  run.disabled = true;
+  run.textContent = 'Uploading…';
+  try {
+    const res = await api('/v1/jobs', {method: 'POST', body: fd});
+    const job = await res.json();
+    remember(job.id);
+    state.current = '';
+    await openJob(job.id, job, true);
+    history.pushState(null, '', `#job=${encodeURIComponent(job.id)}`);
+  } catch (err) {
+    showFormError(err);
+  } finally {
+    run.disabled = false;
+    run.textContent = 'Run';
+  }
+}
+
+function showFormError(err, prefix) {
+  const box = $('form-error');
+  box.replaceChildren();
+  const msg = err ? (err.detail || err.message) : '';
+  box.append(h('p', {}, prefix && msg ? `${prefix}: ${msg}` : (msg || prefix)));
+  if (err && err.problem && Array.isArray(err.problem.errors)) {
+    const extra = err.problem.errors.filter((f) => f.message && !msg.includes(f.message));
+    if (extra.length) box.append(h('ul', {}, extra.map((f) => h('li', {}, `${f.field ? `${f.field}: ` : ''}${f.message}`))));
+  }
+  if (err && err.code) box.append(h('p', {class: 'code'}, `Error code: ${err.code}`));
+  box.hidden = false;
+}
+
+function clearFormError() {
+  $('form-error').hidden = true;
+  $('form-error').replaceChildren();
+}
+
+// --- following a job -----------------------------------------------------------------
+
+function remember(id) {
+  try {
+    const ids = JSON.parse(localStorage.getItem(JOBS_KEY) || '[]').filter((x) => x !== id);
+    ids.unshift(id);
+    localStorage.setItem(JOBS_KEY, JSON.stringify(ids.slice(0, 100)));
+    localStorage.setItem(LAST_KEY, id);
+  } catch { /* storage full or off: the URL still holds the job */ }
+}
+
+function hashJob() {
+  const m = /(?:^#|&)job=([^&]+)/.exec(location.hash);
+  return m ? decodeURIComponent(m[1]) : '';
+}
+
+// route opens the job named in the URL (so a reload resumes it), or else resumes the
+// last job this browser started while it is still running.
+async function route() {
+  const id = hashJob();
+  if (id) return openJob(id);
+  if (state.current) return;
+  let last = '';
+  try { last = localStorage.getItem(LAST_KEY) || ''; } catch { /* none */ }
+  if (!last) return;
+  try {
+    const job = await json(`/v1/jobs/${encodeURIComponent(last)}`);
+    if (!FINAL.has(job.status)) {
+      history.replaceState(null, '', `#job=${encodeURIComponent(last)}`);
+      openJob(last, job);
+    }
+  } catch { /* gone */ }
+}
+
+async function openJob(id, initial, live) {
+  if (state.current === id) return;
+  stopFollow();
+  state.current = id;
+  state.job = null;
+  $('result').hidden = true;
+  $('job-error').hidden = true;
+  let job = initial;
+  if (!job) {
+    try {
+      job = await json(`/v1/jobs/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (state.current !== id) return;
+      $('progress').hidden = false;
+      $('progress-job').textContent = id;
+      showJobError(e.status === 404 ? `No job ${id}: it may have expired.` : (e.detail || e.message));
+      return;
+    }
+    if (state.current !== id) return;
+  }
+  $('progress-job').textContent = id;
+  if (FINAL.has(job.status)) {
+    renderProgress(job);
+    finish(job, !!live);
+    return;
+  }
+  renderProgress(job);
+  if (live) $('progress').scrollIntoView({block: 'nearest'});
+  follow(id);
+}
+
+function follow(id) {
+  const f = {id, stopped: false, ws: null, ctrl: new AbortController(), attempts: 0,
+    mode: 'WebSocket' in window ? 'websocket' : 'sse'};
+  state.follow = f;
+  state.ticker = setInterval(tick, 250);
+  connect(f);
+}
+
+function stopFollow() {
+  const f = state.follow;
+  if (f) {
+    f.stopped = true;
+    if (f.ws) f.ws.close(1000, 'done');
+    f.ctrl.abort();
+  }
+  state.follow = null;
+  clearInterval(state.ticker);
+}
+
+function connect(f) {
+  if (f.stopped) return;
+  if (f.mode === 'websocket') connectWS(f);
+  else if (f.mode === 'sse') connectSSE(f);
+  else poll(f);
+}
+
+// onJob applies a new state of the job; it reports whether the job is over.
+function onJob(f, job) {
+  if (f.stopped || !job || job.id !== f.id) return f.stopped;
+  state.job = job;
+  renderProgress(job);
+  if (FINAL.has(job.status)) {
+    stopFollow();
+    finish(job, true);
+    return true;
+  }
+  return false;
+}
+
+function connectWS(f) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  let url = `${scheme}//${location.host}/v1/jobs/${encodeURIComponent(f.id)}/events`;
+  // Browsers cannot set headers on a WebSocket: the token travels as a query parameter.
+  if (token()) url += `?access_token=${encodeURIComponent(token())}`;
+  let opened = false;
+  let over = false;
+  let ws;
+  try {
+    ws = new WebSocket(url);
+  } catch {
+    f.mode = 'sse';
+    connect(f);
+    return;
+  }
+  f.ws = ws;
+  ws.onopen = () => { opened = true; f.attempts = 0; setTransport('live over a WebSocket', 'websocket'); };
+  ws.onmessage = (m) => {
+    let frame;
+    try { frame = JSON.parse(m.data); } catch { return; }
+    const job = frame.job ? {...frame.job} : (state.job ? {...state.job} : null);
+    if (!job) return;
+    for (const k of ['status', 'stage', 'percent', 'queue_position']) {
+      if (frame[k] !== undefined) job[k] = frame[k];
+    }
+    over = onJob(f, job) || over;
+  };
+  ws.onclose = () => {
+    if (f.stopped || over) return;
+    if (!opened) {
+      // The server does not speak WebSocket on this route (or refused the upgrade).
+      f.mode = 'sse';
+      connect(f);
+    } else {
+      retry(f);
+    }
+  };
+}
+
+async function connectSSE(f) {
+  let res;
+  try {
+    res = await api(`/v1/jobs/${encodeURIComponent(f.id)}/events`, {headers: {Accept: 'text/event-stream'}, signal: f.ctrl.signal});
+  } catch (e) {
+    if (f.stopped) return;
+    if (e.status === 404 && e.code) { showJobError(e.detail); stopFollow(); return; }
+    f.mode = 'poll';
+    connect(f);
+    return;
+  }
+  if (!res.body || !(res.headers.get('Content-Type') || '').includes('text/event-stream')) {
+    f.mode = 'poll';
+    connect(f);
+    return;
+  }
+  f.attempts = 0;
+  setTransport('live over server-sent events', 'sse');
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  try {
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buf += value.replace(/\r\n?/g, '\n');
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const ev = parseSSE(block);
+        if (!ev.data) continue;
+        let data;
+        try { data = JSON.parse(ev.data); } catch { continue; }
+        if (ev.event === 'queue') {
+          if (state.job) onJob(f, {...state.job, queue_position: data.queue_position});
+        } else if (onJob(f, data)) {
+          return;
+        }
+      }
+    }
+  } catch {
+    if (f.stopped) return;
+  }
+  retry(f);
+}
+
+function parseSSE(block) {
+  const ev = {event: 'message', data: ''};
+  for (const line of block.split('\n')) {
+    if (!line || line.startsWith(':')) continue;
+    const c = line.indexOf(':');
+    const field = c < 0 ? line : line.slice(0, c);
+    const value = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+    if (field === 'event') ev.event = value;
+    else if (field === 'data') ev.data += (ev.data ? '\n' : '') + value;
+  }
+  return ev;
+}
+
+async function poll(f) {
+  setTransport('checking every second', 'poll');
+  while (!f.stopped) {
+    try {
+      const job = await json(`/v1/jobs/${encodeURIComponent(f.id)}`, {signal: f.ctrl.signal});
+      if (onJob(f, job)) return;
+    } catch (e) {
+      if (f.stopped) return;
+      if (e.status === 404) { showJobError(e.detail || e.message); stopFollow(); return; }
+    }
+    await sleep(1000);
+  }
+}
+
+function retry(f) {
+  if (f.stopped) return;
+  f.attempts++;
+  const delay = Math.min(1000 * 2 ** (f.attempts - 1), 10000);
+  setTransport(`connection lost; reconnecting in ${Math.round(delay / 1000)} s`, 'reconnecting');
+  setTimeout(() => connect(f), delay);
+}
+
+function sleep(ms) {
+  return new Promise((ok) => setTimeout(ok, ms));
+}
+
+function setTransport(text, kind) {
+  $('transport').textContent = `· ${text}`;
+  $('transport').dataset.kind = kind;
+}
+
+function renderProgress(job) {
+  $('progress').hidden = false;
+  const pct = job.status === 'succeeded' ? 100 : Math.max(0, Math.min(100, Number(job.percent) || 0));
+  $('bar').value = pct;
+  $('bar-pct').textContent = `${pct}%`;
+  let text;
+  switch (job.status) {
+    case 'queued':
+      text = job.queue_position ? `Queued: number ${job.queue_position} in the ${job.tier || ''} queue` : 'Queued';
+      break;
+    case 'running':
+      text = `${STAGE_LABEL[job.stage] || job.stage || 'Working'} (${job.stage || 'running'}) · ${pct}%`;
+      break;
+    case 'succeeded':
+      text = `Done · 100%${job.cache_hit ? ' · answered from the result cache' : ''}`;
+      break;
+    case 'failed':
+      text = `Failed${job.error && job.error.stage ? ` at ${job.error.stage}` : ''}`;
+      break;
+    case 'cancelled':
+      text = 'Cancelled';
+      break;
+    default:
+      text = `${job.status} · ${pct}%`;
+  }
+  // Rewriting the same text would make screen readers announce it again.
+  if ($('progress-text').textContent !== text) $('progress-text').textContent = text;
+  $('progress').dataset.status = job.status;
+  $('cancel').hidden = FINAL.has(job.status);
+  state.job = job;
+  tick();
+}
+
+function tick() {
+  const job = state.job;
+  if (!job || !job.submitted_at) { $('elapsed').textContent = ''; return; }
+  const start = Date.parse(job.submitted_at);
+  const end = FINAL.has(job.status) && job.finished_at ? Date.parse(job.finished_at) : Date.now();
+  const took = fmtMS(Math.max(0, end - start));
+  $('elapsed').textContent = FINAL.has(job.status) ? `Took ${took}` : `${took} elapsed`;
+}
+
+function showJobError(message) {
+  const box = $('job-error');
+  box.textContent = message;
+  box.hidden = false;
+}
+
+async function finish(job, live) {
+  state.job = job;
+  tick();
+  if (job.status === 'failed') {
+    const e = job.error || {};
+    showJobError(`${e.message || 'The job failed.'}${e.code ? ` (${e.code})` : ''}`);
+  }
+  if (job.status === 'succeeded') await renderResult(job, live);
+  if (live) loadGallery(true);
+}
+
+async function cancelJob() {
+  const id = state.current;
+  if (!id) return;
+  try {
+    const res = await api(`/v1/jobs/${encodeURIComponent(id)}`, {method: 'DELETE'});
+    const job = await res.json().catch(() => null);
+    if (job && job.id && state.follow) onJob(state.follow, job);
+  } catch (e) {
+    showJobError(e.missingRoute ? 'This server cannot cancel jobs yet.' : (e.detail || e.message));
+  }
+}
+
+// --- the result ----------------------------------------------------------------------
+
+function mainResult(job) {
+  const d = job.downloads || {};
+  for (const name of ['cutout', 'image']) if (d[name]) return name;
+  return Object.keys(d).find((n) => n !== 'thumbnail' && n !== 'mask') || Object.keys(d)[0];
+}
+
+async function renderResult(job, live) {
+  for (const u of state.resultURLs) URL.revokeObjectURL(u);
+  state.resultURLs = [];
+  const name = mainResult(job);
+  const out = (job.results || {})[name] || {};
+  const inp = job.input || {};
+  $('result-h').textContent = `Result: ${TASKS[job.task] ? TASKS[job.task].label.toLowerCase() : job.task}`;
+  try {
+    const [before, after] = await Promise.all([
+      blobURL(`/v1/jobs/${encodeURIComponent(job.id)}/input`),
+      blobURL(job.downloads[name]),
+    ]);
+    if (state.current !== job.id) {
+      URL.revokeObjectURL(before.url);
+      URL.revokeObjectURL(after.url);
+      return;
+    }
+    state.resultURLs.push(before.url, after.url);
+    const beforeAlt = `Input image${inp.width ? `, ${inp.width} × ${inp.height}` : ''}`;
+    const afterAlt = `Result (${RESULT_LABEL[name] || name})${out.width ? `, ${out.width} × ${out.height}` : ''}`;
+    for (const [id, u, alt] of [['before', before.url, beforeAlt], ['cmp-before', before.url, ''], ['after', after.url, afterAlt], ['cmp-after', after.url, '']]) {
+      $(id).src = u;
+      $(id).alt = alt;
+    }
+  } catch (e) {
+    showJobError(`The result could not be loaded: ${e.detail || e.message}`);
+  }
+  $('cmp-range').value = 50;
+  setSplit();
+  renderDownloads(job);
+  renderMeta(job);
+  resetFeedback();
+  $('result').hidden = false;
+  $('result').dataset.job = job.id;
+  if (live) $('result-h').focus({preventScroll: false});
+}
+
+function setSplit() {
+  const v = Number($('cmp-range').value);
+  $('compare').style.setProperty('--split', `${v}%`);
+  $('cmp-range').setAttribute('aria-valuetext', `${v}% result`);
+}
+
+function renderDownloads(job) {
+  const box = $('downloads');
+  box.replaceChildren();
+  const d = job.downloads || {};
+  const order = ['cutout', 'image', 'mask', 'thumbnail'];
+  const names = Object.keys(d).sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
+  for (const name of names) {
+    if (name === 'mask' && job.task === 'remove-background' && !offerMask()) continue;
+    const ref = (job.results || {})[name] || {};
+    const ext = (d[name].match(/\.([a-z0-9]+)$/i) || [, ''])[1].toUpperCase();
+    const info = [ext, ref.width ? `${ref.width} × ${ref.height}` : '', ref.size ? fmtBytes(ref.size) : ''].filter(Boolean).join(' · ');
+    box.append(h('button', {type: 'button', class: 'download', 'data-name': name,
+      onclick: () => download(d[name], `${job.id}-${name}${ext ? `.${ext.toLowerCase()}` : ''}`)},
+    `Download ${RESULT_LABEL[name] || name}`, h('small', {}, info)));
+  }
+}
+
+async function download(url, fallbackName) {
+  try {
+    const {url: obj, filename} = await blobURL(url);
+    const a = h('a', {href: obj, download: filename || fallbackName, hidden: true});
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(obj), 60000);
+  } catch (e) {
+    showJobError(`The download failed: ${e.detail || e.message}`);
+  }
+}
+
+function renderMeta(job) {
+  const dl = $('meta');
+  dl.replaceChildren();
+  const add = (k, v) => { if (v !== undefined && v !== '') dl.append(h('dt', {text: k}), h('dd', {text: v})); };
+  const dims = (r) => (r && r.width ? `${r.width} × ${r.height}` : '');
+  add('Model', `${job.model} ${job.model_version}${job.fallback_from ? ` (fallback from ${job.fallback_from})` : ''}`);
+  add('Task', `${job.task}${job.tier ? ` · ${job.tier} tier` : ''}`);
+  const inp = job.input || {};
+  add('Input', [dims(inp), inp.content_type, inp.size ? fmtBytes(inp.size) : ''].filter(Boolean).join(' · '));
+  for (const [name, ref] of Object.entries(job.results || {})) {
+    if (name === 'thumbnail') continue;
+    add(`Output: ${RESULT_LABEL[name] || name}`, [dims(ref), ref.content_type, ref.size ? fmtBytes(ref.size) : ''].filter(Boolean).join(' · '));
+  }
+  if (job.params && Object.keys(job.params).length) {
+    add('Parameters', Object.entries(job.params).map(([k, v]) => `${k} = ${v}`).join(', '));
+  }
+  add('Cache hit', job.cache_hit ? 'yes: answered from the result cache, no model ran' : 'no');
+  if (job.submitted_at && job.finished_at) add('Total time', fmtMS(Date.parse(job.finished_at) - Date.parse(job.submitted_at)));
+  const first = STAGES.map((s) => job.stages && job.stages[s]).find(Boolean);
+  if (first && job.submitted_at) add('Waiting before the first stage', fmtMS(Date.parse(first.started_at) - Date.parse(job.submitted_at)));
+  add('Job id', job.id);
+  if (job.trace_id) add('Trace id', job.trace_id);
+
+  const body = $('stages').tBodies[0];
+  body.replaceChildren();
+  for (const s of STAGES) {
+    const t = job.stages && job.stages[s];
+    if (!t) continue;
+    body.append(h('tr', {'data-stage': s},
+      h('th', {scope: 'row', text: s}),
+      h('td', {text: fmtMS(t.duration_ms)}),
+      h('td', {text: t.attempts || 1}),
+      h('td', {text: t.batch_size || '–'}),
+      h('td', {text: t.worker || '–'})));
+  }
+  $('stages').hidden = !body.children.length;
+}
+
+// --- feedback ------------------------------------------------------------------------
+
+function resetFeedback() {
+  state.rating = 0;
+  $('thumb-up').setAttribute('aria-pressed', 'false');
+  $('thumb-down').setAttribute('aria-pressed', 'false');
+  $('comment').value = '';
+  $('feedback-status').textContent = '';
+}
+
+function rate(v) {
+  state.rating = state.rating === v ? 0 : v;
+  $('thumb-up').setAttribute('aria-pressed', String(state.rating === 1));
+  $('thumb-down').setAttribute('aria-pressed', String(state.rating === -1));
+}
+
+async function sendFeedback(e) {
+  e.preventDefault();
+  const status = $('feedback-status');
+  if (!state.rating) {
+    status.textContent = 'Choose Good or Not good first.';
+    return;
+  }
+  const body = {job_id: state.current, rating: state.rating, comment: $('comment').value.trim()};
+  if (!body.comment) delete body.comment;
+  const post = (b) => api('/v1/feedback', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(b)});
+  try {
+    try {
+      await post(body);
+    } catch (err) {
+      // Some servers take the rating as "up"/"down" rather than 1/-1: answer their
+      // validation error by sending the other spelling once.
+      const aboutRating = err.status === 422 && JSON.stringify(err.problem || {}).includes('rating');
+      if (!aboutRating) throw err;
+      await post({...body, rating: body.rating > 0 ? 'up' : 'down'});
+    }
+    status.textContent = 'Thank you: your feedback was sent.';
+    status.dataset.sent = 'true';
+  } catch (err) {
+    status.textContent = err.missingRoute ? 'This server does not take feedback yet.' : `Not sent: ${err.detail || err.message}`;
+    status.dataset.sent = 'false';
+  }
+}
+
+// --- gallery -------------------------------------------------------------------------
+
+async function loadGallery(reset) {
+  const list = $('gallery-list');
+  if (reset) {
+    state.galleryMode = 'server';
+    state.cursor = '';
+    state.localOffset = 0;
+    for (const u of state.galleryURLs) URL.revokeObjectURL(u);
+    state.galleryURLs = [];
+  }
+  let jobs = [];
+  let more = false;
+  if (state.galleryMode === 'server') {
+    try {
+      const page = await json(`/v1/jobs?limit=12${state.cursor ? `&cursor=${encodeURIComponent(state.cursor)}` : ''}`);
+      jobs = page.jobs || page.items || [];
+      state.cursor = page.next_cursor || '';
+      more = !!state.cursor;
+      $('gallery-note').textContent = '';
+    } catch (e) {
+      if (e.status === 401) {
+        $('gallery-note').textContent = 'Sign in to see your jobs.';
+        return;
+      }
+      // Without a job list (an older server, or one failing to list), the jobs this
+      // browser started are still worth showing.
+      state.galleryMode = 'local';
+      state.galleryWhy = e.missingRoute ? 'This server cannot list jobs yet' : `The server could not list your jobs (${e.detail || e.message})`;
+    }
+  }
+  if (state.galleryMode === 'local') {
+    $('gallery-note').textContent = `${state.galleryWhy}: showing the jobs started in this browser.`;
+    let ids = [];
+    try { ids = JSON.parse(localStorage.getItem(JOBS_KEY) || '[]'); } catch { /* none */ }
+    const slice = ids.slice(state.localOffset, state.localOffset + 12);
+    state.localOffset += slice.length;
+    more = state.localOffset < ids.length;
+    const got = await Promise.all(slice.map((id) => json(`/v1/jobs/${encodeURIComponent(id)}`).catch(() => null)));
+    jobs = got.filter(Boolean);
+  }
+  if (reset) list.replaceChildren();
+  for (const job of jobs) list.append(galleryItem(job));
+  $('more').hidden = !more;
+  if (reset && !jobs.length) $('gallery-note').textContent ||= 'No jobs yet: run one above.';
+}
+
+function galleryItem(job) {
+  const when = job.submitted_at ? new Date(job.submitted_at) : null;
+  const label = `${TASKS[job.task] ? TASKS[job.task].label : job.task}, ${job.status}${when ? `, ${when.toLocaleString()}` : ''}`;
+  const pic = h('span', {class: 'thumb-img'}, h('span', {class: 'placeholder', text: job.status}));
+  const btn = h('a', {class: 'item', href: `#job=${encodeURIComponent(job.id)}`, 'data-job': job.id, 'aria-label': `Open job ${job.id}: ${label}`},
+    pic,
+    h('span', {class: 'cap'}, h('strong', {text: TASKS[job.task] ? TASKS[job.task].label : job.task}), h('span', {class: `status ${job.status}`, text: job.status}),
+      when ? h('time', {datetime: job.submitted_at, text: when.toLocaleString([], {dateStyle: 'short', timeStyle: 'short'})}) : null));
+  btn.addEventListener('click', () => setTimeout(() => $('progress').scrollIntoView({block: 'start'}), 50));
+  const thumb = job.downloads && job.downloads.thumbnail;
+  if (thumb) {
+    blobURL(thumb).then(({url}) => {
+      state.galleryURLs.push(url);
+      pic.replaceChildren(h('img', {src: url, alt: '', loading: 'lazy', class: 'checker'}));
+    }).catch(() => { /* keep the placeholder */ });
+  }
+  return h('li', {}, btn);
+}

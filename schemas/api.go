@@ -1,0 +1,257 @@
+package schemas
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+)
+
+// Schema identifiers of the submission API (HTTP JSON body and the NATS entry).
+const (
+	SchemaJobSubmit    = "studio.job.submit/v1"
+	SchemaJobSubmitted = "studio.job.submitted/v1"
+)
+
+// SubmitSubjectPattern is what the NATS entry listens on; the last token is the task.
+const SubmitSubjectPattern = "studio.submit.*"
+
+// MaxInlineImageBytes bounds an image sent inline as base64 (ImageInput.Data). Larger
+// images go to the object store first (a presigned upload) and travel as a key: a NATS
+// server's default max_payload is 1 MiB, and base64 adds a third.
+const MaxInlineImageBytes = 512 << 10
+
+// UploadPrefix is where presigned uploads and upstream systems put images that a job
+// request then references by key: uploads/<tenant>/<name>. A request may only reference
+// keys under its own tenant's prefix.
+const UploadPrefix = "uploads/"
+
+// JobRequest asks for one job. It is the JSON body of POST /v1/jobs (Content-Type
+// application/json) and the message body on studio.submit.<task>. Upstream publishers
+// validate it against schemas/jsonschema/job-request.json.
+type JobRequest struct {
+	// Schema is optional; when set it must be studio.job.submit/v1.
+	Schema string `json:"schema,omitempty" jsonschema:"enum=studio.job.submit/v1"`
+	// Task is required over HTTP. On NATS the subject names it; a body task must agree.
+	Task    Task   `json:"task,omitempty" jsonschema:"description=what to do with the image"`
+	Model   string `json:"model,omitempty" jsonschema:"pattern=^[A-Za-z0-9_-]{1\\,64}$,description=model name (default: the task's default)"`
+	Version string `json:"version,omitempty" jsonschema:"pattern=^[a-z0-9][a-z0-9._-]{0\\,63}$,description=model version"`
+	Tier    Tier   `json:"tier,omitempty" jsonschema:"enum=premium,enum=normal,enum=free,description=priority tier (default normal)"`
+	// Params are the task's parameters; TaskSpecs lists names and ranges.
+	Params map[string]any `json:"params,omitempty" jsonschema:"description=task parameters; see GET /v1/tasks for names and ranges"`
+	Image  *ImageInput    `json:"image" jsonschema:"required"`
+	// CallbackURL receives the final state as a signed POST (see the README, Webhooks).
+	CallbackURL string `json:"callback_url,omitempty" jsonschema:"format=uri,maxLength=2048,pattern=^https?://"`
+	// IdempotencyKey makes a retried request return the first job instead of creating a
+	// second. Over HTTP the Idempotency-Key header is used instead.
+	IdempotencyKey string `json:"idempotency_key,omitempty" jsonschema:"minLength=1,maxLength=255"`
+	// Tenant and User say on whose behalf an upstream system submits (NATS only; HTTP
+	// callers are identified by the server).
+	Tenant string `json:"tenant,omitempty" jsonschema:"pattern=^[A-Za-z0-9_-]{1\\,64}$"`
+	User   string `json:"user,omitempty" jsonschema:"maxLength=256"`
+	// TraceParent continues the caller's W3C trace.
+	TraceParent string `json:"traceparent,omitempty" jsonschema:"pattern=^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"`
+}
+
+// ImageInput is the image of a JobRequest: exactly one of Key (an object already in the
+// object store under uploads/<tenant>/) or Data (the file itself, base64 in JSON, at most
+// MaxInlineImageBytes).
+type ImageInput struct {
+	Key  string `json:"key,omitempty" jsonschema:"minLength=1,maxLength=1024,description=object key under uploads/<tenant>/"`
+	Data []byte `json:"data,omitempty" jsonschema:"contentEncoding=base64"`
+}
+
+// SubmitReply answers a JobRequest on the NATS entry.
+type SubmitReply struct {
+	Schema string `json:"schema"`
+	JobID  string `json:"job_id"`
+	Status Status `json:"status"`
+	// QueuePosition is 1 for the next job to run in its tier; 0 once running.
+	QueuePosition int `json:"queue_position"`
+	// StatusURL, EventsURL and WebSocketURL are paths on the HTTP API.
+	StatusURL    string `json:"status_url"`
+	EventsURL    string `json:"events_url"`
+	WebSocketURL string `json:"websocket_url"`
+	// ResultSubject is where the final ResultEvent is published.
+	ResultSubject string `json:"result_subject"`
+	// Replayed is set when an idempotency key matched an earlier request.
+	Replayed bool   `json:"replayed,omitempty"`
+	TraceID  string `json:"trace_id,omitempty"`
+}
+
+// Problem is an RFC 9457 problem details body, used by the HTTP API and as the body of
+// an error reply on the NATS entry. Code is stable and meant for programs; Errors name
+// the offending fields and the constraint each one broke.
+type Problem struct {
+	Type      string       `json:"type"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	Instance  string       `json:"instance,omitempty"`
+	Code      string       `json:"code,omitempty"`
+	RequestID string       `json:"request_id,omitempty"`
+	Errors    []FieldError `json:"errors,omitempty"`
+}
+
+// FieldError names one invalid field: Field is a dotted path ("params.threshold"),
+// Constraint the JSON Schema keyword it broke ("maximum", "required", "enum", ...).
+type FieldError struct {
+	Field      string `json:"field"`
+	Constraint string `json:"constraint,omitempty"`
+	Message    string `json:"message"`
+}
+
+// NewProblem builds a problem whose type points at the error code's documentation.
+func NewProblem(status int, code, detail string, fields ...FieldError) *Problem {
+	return &Problem{
+		Type:   "/docs/problems#" + code,
+		Title:  http.StatusText(status),
+		Status: status,
+		Detail: detail,
+		Code:   code,
+		Errors: fields,
+	}
+}
+
+func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
+
+// GetStatus returns the HTTP status (the huma.StatusError contract).
+func (p *Problem) GetStatus() int { return p.Status }
+
+// ContentType maps a negotiated JSON type to the problem type (huma.ContentTypeFilter).
+func (p *Problem) ContentType(ct string) string {
+	if ct == "application/json" || ct == "" {
+		return "application/problem+json"
+	}
+	return ct
+}
+
+// ParamSpec describes one task parameter. Sliders in the web studio map to Minimum,
+// Maximum and Step.
+type ParamSpec struct {
+	Name        string   `json:"name"`
+	Type        string   `json:"type" jsonschema:"enum=number,enum=integer,enum=boolean,enum=string"`
+	Description string   `json:"description"`
+	Minimum     *float64 `json:"minimum,omitempty"`
+	Maximum     *float64 `json:"maximum,omitempty"`
+	Step        float64  `json:"step,omitempty"`
+	Default     any      `json:"default,omitempty"`
+	MaxLength   int      `json:"max_length,omitempty"`
+}
+
+// TaskSpec describes a task and its parameters.
+type TaskSpec struct {
+	Task        Task        `json:"task"`
+	Description string      `json:"description"`
+	Params      []ParamSpec `json:"params"`
+}
+
+func ptr(v float64) *float64 { return &v }
+
+// taskSpecs is the parameter contract of every task. Ranges are what the models and
+// post-processing accept; a request outside them is refused at the edge.
+var taskSpecs = []TaskSpec{
+	{Task: TaskRemoveBackground, Description: "cut the subject out of its background", Params: []ParamSpec{
+		{Name: "threshold", Type: "number", Description: "mask values below this become fully transparent; 0 keeps the soft mask", Minimum: ptr(0), Maximum: ptr(1), Step: 0.01, Default: 0.0},
+		{Name: "feather", Type: "integer", Description: "edge softening radius in pixels", Minimum: ptr(0), Maximum: ptr(64), Step: 1, Default: 0},
+	}},
+	{Task: TaskUpscale, Description: "enlarge an image with a super-resolution model", Params: []ParamSpec{
+		{Name: "scale", Type: "integer", Description: "output size as a multiple of the input", Minimum: ptr(2), Maximum: ptr(4), Step: 1, Default: 4},
+		{Name: "denoise", Type: "number", Description: "noise removal strength", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
+	}},
+	{Task: TaskStyleTransfer, Description: "repaint an image in a model's style", Params: []ParamSpec{
+		{Name: "strength", Type: "number", Description: "blend of stylised and original pixels", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 1.0},
+	}},
+	{Task: TaskOCR, Description: "find and read text", Params: []ParamSpec{
+		{Name: "min_confidence", Type: "number", Description: "drop text lines recognised with less confidence", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
+	}},
+	{Task: TaskGenerate, Description: "generate an image guided by a prompt", Params: []ParamSpec{
+		{Name: "prompt", Type: "string", Description: "what to draw", MaxLength: 1000},
+		{Name: "steps", Type: "integer", Description: "denoising steps", Minimum: ptr(1), Maximum: ptr(150), Step: 1, Default: 30},
+		{Name: "guidance", Type: "number", Description: "how closely to follow the prompt", Minimum: ptr(0), Maximum: ptr(30), Step: 0.5, Default: 7.5},
+		{Name: "seed", Type: "integer", Description: "random seed; the same seed repeats a result", Minimum: ptr(0), Maximum: ptr(math.MaxUint32), Step: 1},
+	}},
+}
+
+// TaskSpecs returns every task with its parameters.
+func TaskSpecs() []TaskSpec {
+	out := make([]TaskSpec, len(taskSpecs))
+	copy(out, taskSpecs)
+	return out
+}
+
+// TaskSpecFor returns the spec of one task.
+func TaskSpecFor(t Task) (TaskSpec, bool) {
+	for _, s := range taskSpecs {
+		if s.Task == t {
+			return s, true
+		}
+	}
+	return TaskSpec{}, false
+}
+
+// ValidateParams checks params against the task's ParamSpecs and returns one FieldError
+// per problem, sorted by field. Unknown names are refused so that a typo never silently
+// falls back to a default. Numbers are float64 as encoding/json decodes them.
+func ValidateParams(t Task, params map[string]any) []FieldError {
+	spec, ok := TaskSpecFor(t)
+	if !ok {
+		return nil // the task itself is refused elsewhere
+	}
+	byName := map[string]ParamSpec{}
+	names := make([]string, 0, len(spec.Params))
+	for _, p := range spec.Params {
+		byName[p.Name] = p
+		names = append(names, p.Name)
+	}
+	var errs []FieldError
+	for name, v := range params {
+		field := "params." + name
+		p, ok := byName[name]
+		if !ok {
+			errs = append(errs, FieldError{Field: field, Constraint: "additionalProperties",
+				Message: fmt.Sprintf("%s has no parameter %q; it takes %s", t, name, strings.Join(names, ", "))})
+			continue
+		}
+		if fe, bad := checkParam(p, v); bad {
+			fe.Field = field
+			errs = append(errs, fe)
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
+	return errs
+}
+
+func checkParam(p ParamSpec, v any) (FieldError, bool) {
+	switch p.Type {
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			return FieldError{Constraint: "type", Message: "must be a string"}, true
+		}
+		if p.MaxLength > 0 && len([]rune(s)) > p.MaxLength {
+			return FieldError{Constraint: "maxLength", Message: fmt.Sprintf("must be at most %d characters", p.MaxLength)}, true
+		}
+		return FieldError{}, false
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return FieldError{Constraint: "type", Message: "must be true or false"}, true
+		}
+		return FieldError{}, false
+	}
+	f, ok := v.(float64)
+	if !ok {
+		return FieldError{Constraint: "type", Message: "must be a " + p.Type}, true
+	}
+	if p.Type == "integer" && f != math.Trunc(f) {
+		return FieldError{Constraint: "type", Message: "must be a whole number"}, true
+	}
+	if p.Minimum != nil && f < *p.Minimum {
+		return FieldError{Constraint: "minimum", Message: fmt.Sprintf("must be >= %v", *p.Minimum)}, true
+	}
+	if p.Maximum != nil && f > *p.Maximum {
+		return FieldError{Constraint: "maximum", Message: fmt.Sprintf("must be <= %v", *p.Maximum)}, true
+	}
+	return FieldError{}, false
+}

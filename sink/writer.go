@@ -1,0 +1,253 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// writer stores rows in ClickHouse and applies erasure requests. Its write is
+// idempotent: running it again with the same input (after an error, or after a crash
+// between commit and ack) inserts nothing twice. Safe for concurrent use.
+type writer struct {
+	conn   driver.Conn
+	erased *erasureSet
+	stats  *counters
+	now    func() time.Time
+}
+
+// rowError blames one message of a batch for a failed insert; the sink dead-letters
+// that message and writes the rest.
+type rowError struct {
+	msg int
+	err error
+}
+
+func (e *rowError) Error() string { return e.err.Error() }
+func (e *rowError) Unwrap() error { return e.err }
+
+// insertOrder is the order in which a batch's tables are written.
+var insertOrder = []*table{tableJobs, tableStageRuns, tableHTTP, tableFeedback, tableAudit, tableErasures}
+
+// write drops rows of erased users, skips rows whose key is already stored, inserts the
+// rest table by table, then applies the erasure requests of the batch. msgOf maps a
+// row (by position in rows) to its message, for rowError.
+func (w *writer) write(ctx context.Context, rows []row, msgOf []int, erasures []*schemas.ErasureRequest) error {
+	if err := w.erased.refresh(ctx, w.conn, w.now()); err != nil {
+		return err
+	}
+	for _, e := range erasures {
+		w.erased.add(e.Tenant, e.User, e.RequestedAt)
+	}
+	byTable := map[*table][]int{}
+	seen := map[*table]map[string]bool{}
+	for i := range rows {
+		r := &rows[i]
+		if !r.keep && r.user != "" && w.erased.covers(r.tenant, r.user, r.at) {
+			w.stats.erasedRows.Add(1)
+			continue
+		}
+		if seen[r.table] == nil {
+			seen[r.table] = map[string]bool{}
+		}
+		if seen[r.table][r.key] {
+			w.stats.duplicates.Add(1)
+			continue
+		}
+		seen[r.table][r.key] = true
+		byTable[r.table] = append(byTable[r.table], i)
+	}
+	for _, t := range insertOrder {
+		idx := byTable[t]
+		if len(idx) == 0 {
+			continue
+		}
+		keys := make([]string, len(idx))
+		for j, i := range idx {
+			keys[j] = rows[i].key
+		}
+		stored, err := w.existing(ctx, t, keys)
+		if err != nil {
+			return err
+		}
+		fresh := idx[:0:0]
+		for _, i := range idx {
+			if stored[rows[i].key] {
+				w.stats.duplicates.Add(1)
+				continue
+			}
+			fresh = append(fresh, i)
+		}
+		if err := w.insert(ctx, t, rows, fresh, msgOf); err != nil {
+			return err
+		}
+		w.stats.addRows(t.name, len(fresh))
+	}
+	if len(erasures) > 0 {
+		if err := w.applyErasures(ctx, erasures); err != nil {
+			return err
+		}
+		w.stats.erasures.Add(uint64(len(erasures)))
+	}
+	return nil
+}
+
+// existing returns which keys t already holds. The keys travel as an external table, so
+// a batch of any size is one query that uses the primary key.
+func (w *writer) existing(ctx context.Context, t *table, keys []string) (map[string]bool, error) {
+	ids, err := ext.NewTable("sink_keys", ext.Column("key", "String"))
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if err := ids.Append(k); err != nil {
+			return nil, err
+		}
+	}
+	q := fmt.Sprintf("SELECT %[1]s FROM %[2]s WHERE %[1]s IN (SELECT key FROM sink_keys)", t.key, t.name)
+	rs, err := w.conn.Query(clickhouse.Context(ctx, clickhouse.WithExternalTable(ids)), q)
+	if err != nil {
+		return nil, fmt.Errorf("sink: look up stored ids in %s: %w", t.name, err)
+	}
+	defer rs.Close()
+	out := map[string]bool{}
+	for rs.Next() {
+		var k string
+		if err := rs.Scan(&k); err != nil {
+			return nil, fmt.Errorf("sink: look up stored ids in %s: %w", t.name, err)
+		}
+		out[k] = true
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("sink: look up stored ids in %s: %w", t.name, err)
+	}
+	return out, nil
+}
+
+// insert sends rows[idx] to t in one INSERT with an explicit column list.
+func (w *writer) insert(ctx context.Context, t *table, rows []row, idx []int, msgOf []int) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+t.name+" ("+strings.Join(t.columns, ", ")+")")
+	if err != nil {
+		return fmt.Errorf("sink: insert into %s: %w", t.name, err)
+	}
+	now := w.now().UTC().Truncate(time.Second)
+	for _, i := range idx {
+		vals := rows[i].values
+		if t == tableErasures {
+			vals = append(vals[:len(vals)-1:len(vals)-1], now) // applied_at
+		}
+		if err := b.Append(vals...); err != nil {
+			_ = b.Abort()
+			return &rowError{msg: msgOf[i], err: fmt.Errorf("sink: row %q does not fit table %s: %w", rows[i].key, t.name, err)}
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("sink: insert %d rows into %s: %w", len(idx), t.name, err)
+	}
+	return nil
+}
+
+// applyErasures deletes, in every table with personal data, the rows of each request's
+// user whose event time is at or before the request. ALTER TABLE … DELETE is a
+// mutation: the server records it at once and rewrites the parts in the background.
+// audit_log keeps the erasure records themselves. Rerunning is harmless.
+func (w *writer) applyErasures(ctx context.Context, reqs []*schemas.ErasureRequest) error {
+	for _, t := range erasableTables {
+		var conds []string
+		var args []any
+		for _, r := range reqs {
+			conds = append(conds, fmt.Sprintf("(tenant = ? AND %s = ? AND %s <= toDateTime(?))", t.userCol, t.timeCol))
+			args = append(args, r.Tenant, r.User, r.RequestedAt.Unix())
+		}
+		where := strings.Join(conds, " OR ")
+		if t == tableAudit {
+			where = "action != '" + schemas.ActionErasure + "' AND (" + where + ")"
+		}
+		if err := w.conn.Exec(ctx, "ALTER TABLE "+t.name+" DELETE WHERE "+where, args...); err != nil {
+			return fmt.Errorf("sink: erase from %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// erasureSet remembers applied erasure requests so rows of an erased user that arrive
+// after the delete (still queued in another stream) are dropped instead of written.
+// Safe for concurrent use.
+type erasureSet struct {
+	mu     sync.RWMutex
+	until  map[string]time.Time // tenant\x00user -> latest requested_at
+	loaded time.Time
+	every  time.Duration
+}
+
+func newErasureSet() *erasureSet {
+	return &erasureSet{until: map[string]time.Time{}, every: 30 * time.Second}
+}
+
+func erasureKey(tenant, user string) string { return tenant + "\x00" + user }
+
+func (e *erasureSet) add(tenant, user string, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := erasureKey(tenant, user)
+	if at.After(e.until[k]) {
+		e.until[k] = at
+	}
+}
+
+// covers reports whether a row of the user with event time at falls under an erasure.
+func (e *erasureSet) covers(tenant, user string, at time.Time) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	until, ok := e.until[erasureKey(tenant, user)]
+	// Whole seconds, as the DateTime columns the ALTER … DELETE compares.
+	return ok && !at.Truncate(time.Second).After(until.Truncate(time.Second))
+}
+
+// refresh reloads the applied requests, so requests applied by other sink replicas
+// take effect here too; it does nothing when the last load is recent.
+func (e *erasureSet) refresh(ctx context.Context, conn driver.Conn, now time.Time) error {
+	e.mu.RLock()
+	fresh := now.Sub(e.loaded) < e.every
+	e.mu.RUnlock()
+	if fresh {
+		return nil
+	}
+	rs, err := conn.Query(ctx, "SELECT tenant, user_id, max(requested_at) FROM erasures GROUP BY tenant, user_id")
+	if err != nil {
+		return fmt.Errorf("sink: load erasure requests: %w", err)
+	}
+	defer rs.Close()
+	loaded := map[string]time.Time{}
+	for rs.Next() {
+		var tenant, user string
+		var at time.Time
+		if err := rs.Scan(&tenant, &user, &at); err != nil {
+			return fmt.Errorf("sink: load erasure requests: %w", err)
+		}
+		loaded[erasureKey(tenant, user)] = at
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("sink: load erasure requests: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for k, at := range loaded {
+		if at.After(e.until[k]) {
+			e.until[k] = at
+		}
+	}
+	e.loaded = now
+	return nil
+}

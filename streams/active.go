@@ -1,0 +1,168 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// ActiveJobs caps how many jobs each user has queued or running. The KV bucket "active"
+// holds one quota.ActiveSet per user ("<tenant>.<user>"): ingest adds the job id before
+// storing anything (Acquire), and the id leaves the set when the job reaches a final
+// state (Release, or Run, which watches the result stream). Both are compare-and-swap
+// updates of the user's key, so the cap holds exactly across replicas, and both are
+// idempotent per job id, so redeliveries are harmless. Safe for concurrent use.
+type ActiveJobs struct {
+	kv   jetstream.KeyValue
+	jobs *Jobs
+	now  func() time.Time
+	// grace is how long a slot may exist without a job record before it counts as
+	// leaked (ingest takes the slot, then creates the record).
+	grace time.Duration
+}
+
+// ActiveConsumer is the durable consumer on RESULTS through which Run releases slots.
+const ActiveConsumer = "active-jobs"
+
+// OpenActiveJobs opens the active bucket (and the jobs bucket, to find leaked slots).
+func OpenActiveJobs(ctx context.Context, js jetstream.JetStream) (*ActiveJobs, error) {
+	kv, err := openKV(ctx, js, BucketActive)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := OpenJobs(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	return &ActiveJobs{kv: kv, jobs: jobs, now: time.Now, grace: 5 * time.Minute}, nil
+}
+
+// Acquire takes one of limit slots of a user for jobID (limit 0: no cap, the job is
+// still tracked). At the cap it first drops leaked slots, those whose job is final or
+// whose record never appeared, and then, if still full, returns a *quota.Exceeded
+// (errors.Is quota.ErrTooManyActive) saying how many jobs run. Acquiring a slot the job
+// already holds succeeds.
+func (a *ActiveJobs) Acquire(ctx context.Context, tenant, user, jobID string, limit int) error {
+	key, err := userKey(tenant, user)
+	if err != nil {
+		return err
+	}
+	checked := map[string]bool{}
+	_, err = updateJSON(ctx, a.kv, key, func(set *quota.ActiveSet, _ bool) error {
+		added, err := set.Add(jobID, a.now(), limit)
+		if err == nil && !added {
+			return errNoWrite
+		}
+		if errors.Is(err, quota.ErrTooManyActive) {
+			// Reconcile once per job id and call, then try again.
+			dropped := false
+			for _, id := range set.IDs() {
+				if checked[id] {
+					continue
+				}
+				checked[id] = true
+				if leaked, lerr := a.leaked(ctx, id, set.Jobs[id]); lerr != nil {
+					return lerr
+				} else if leaked {
+					set.Remove(id)
+					dropped = true
+				}
+			}
+			if dropped {
+				_, err = set.Add(jobID, a.now(), limit)
+			}
+		}
+		return err
+	})
+	return err
+}
+
+// leaked reports whether a slot no longer stands for a live job.
+func (a *ActiveJobs) leaked(ctx context.Context, jobID string, since time.Time) (bool, error) {
+	rec, err := a.jobs.Get(ctx, jobID)
+	if errors.Is(err, ErrJobNotFound) {
+		return a.now().Sub(since) > a.grace, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return rec.Status.Final(), nil
+}
+
+// Release frees jobID's slot and reports whether it held one. Releasing twice, or a
+// job that never held a slot, is not an error.
+func (a *ActiveJobs) Release(ctx context.Context, tenant, user, jobID string) (bool, error) {
+	key, err := userKey(tenant, user)
+	if err != nil {
+		return false, err
+	}
+	released := false
+	_, err = updateJSON(ctx, a.kv, key, func(set *quota.ActiveSet, exists bool) error {
+		released = exists && set.Remove(jobID)
+		if !released {
+			return errNoWrite
+		}
+		return nil
+	})
+	return released, err
+}
+
+// Active lists the jobs holding a user's slots.
+func (a *ActiveJobs) Active(ctx context.Context, tenant, user string) ([]string, error) {
+	key, err := userKey(tenant, user)
+	if err != nil {
+		return nil, err
+	}
+	var set quota.ActiveSet
+	if _, _, err := getJSON(ctx, a.kv, key, &set); err != nil {
+		return nil, err
+	}
+	return set.IDs(), nil
+}
+
+// Run releases the slot of every job whose final result appears on
+// studio.results.<tenant>.<task>, through the durable consumer "active-jobs" (replicas
+// share it), until ctx ends. Stages that fail a job publish its result too, so this
+// covers success and failure; ingest releases itself when it cannot queue a job or
+// cancels one.
+func (a *ActiveJobs) Run(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := js.CreateOrUpdateConsumer(ctx, schemas.StreamResults, jetstream.ConsumerConfig{
+		Durable:       ActiveConsumer,
+		Description:   "frees a user's active-job slot when the job's final result is published",
+		FilterSubject: "studio.results.>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		// Earlier results were released by then or are found by Acquire's reconciling.
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 256,
+	})
+	if err != nil {
+		return fmt.Errorf("streams: consumer %s on %s: %w", ActiveConsumer, schemas.StreamResults, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var res schemas.ResultEvent
+		if json.Unmarshal(m.Data(), &res) != nil || !res.Status.Final() || res.JobID == "" ||
+			schemas.ValidToken(res.Tenant) != nil || schemas.ValidToken(res.User) != nil {
+			_ = m.Ack() // not a final result of a job: nothing to release
+			return
+		}
+		if _, err := a.Release(ctx, res.Tenant, res.User, res.JobID); err != nil && ctx.Err() == nil {
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+	}, jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("streams: consume %s: %w", ActiveConsumer, err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	return nil
+}

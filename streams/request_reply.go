@@ -1,0 +1,251 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// This file holds what a request-reply front door (ingest) needs from NATS without
+// importing nats.go itself: a responder for core NATS requests, and small KV buckets
+// that remember the reply given to a request (idempotency keys) and who made it (a
+// per-caller index).
+
+// Request is one message on a served subject.
+type Request struct {
+	Subject string
+	Header  map[string][]string
+	Data    []byte
+	// Reply is the inbox the requester waits on; empty for a plain publish, which gets
+	// no answer.
+	Reply string
+}
+
+// Reply answers a Request. A non-empty ErrCode marks an error reply: the NATS micro
+// headers Nats-Service-Error-Code (ErrCode) and Nats-Service-Error (ErrDesc) are set,
+// and Data carries the structured error.
+type Reply struct {
+	Data    []byte
+	Header  map[string][]string
+	ErrCode string
+	ErrDesc string
+}
+
+// RequestHandler answers one request. It may be called from several goroutines at once;
+// ctx ends after ServiceConfig.Timeout.
+type RequestHandler func(ctx context.Context, req Request) Reply
+
+// ServiceConfig describes a request-reply endpoint.
+type ServiceConfig struct {
+	// Name and Version identify the service in `nats micro ls` (Version is semver).
+	Name, Version, Description string
+	// Endpoint names the endpoint; Subject is what it listens on (wildcards allowed).
+	Endpoint, Subject string
+	// QueueGroup spreads requests over every process serving the subject (default
+	// "studio").
+	QueueGroup string
+	// Concurrency bounds requests handled at once per process (default 16); further
+	// requests wait in the subscription's pending buffer.
+	Concurrency int
+	// Timeout bounds one handler call (default 30s).
+	Timeout time.Duration
+}
+
+// RequestServer answers core NATS requests as a NATS micro service, so `nats micro
+// info` lists it with its request counts and errors. Safe for concurrent use.
+type RequestServer struct {
+	NC *nats.Conn
+}
+
+// Serve answers requests on cfg.Subject until ctx is cancelled, then stops listening
+// and waits for the requests in hand to be answered.
+func (s RequestServer) Serve(ctx context.Context, cfg ServiceConfig, h RequestHandler) error {
+	if s.NC == nil {
+		return errors.New("streams: request server has no NATS connection")
+	}
+	if cfg.QueueGroup == "" {
+		cfg.QueueGroup = "studio"
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 16
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "1.0.0"
+	}
+	sem := make(chan struct{}, cfg.Concurrency)
+	var (
+		inflight sync.WaitGroup
+		mu       sync.Mutex
+		stopped  bool
+	)
+	workCtx := context.WithoutCancel(ctx)
+	handle := micro.HandlerFunc(func(req micro.Request) {
+		mu.Lock()
+		if stopped {
+			// Stopping drains the subscription asynchronously; what arrives now is
+			// refused so the requester retries on another replica.
+			mu.Unlock()
+			_ = req.Error("503", "the service is shutting down; retry", nil)
+			return
+		}
+		inflight.Add(1)
+		mu.Unlock()
+		sem <- struct{}{} // blocks the subscription when full: backpressure, not loss
+		go func() {
+			defer inflight.Done()
+			defer func() { <-sem }()
+			rctx, cancel := context.WithTimeout(workCtx, cfg.Timeout)
+			defer cancel()
+			in := Request{Subject: req.Subject(), Header: map[string][]string(req.Headers()), Data: req.Data(), Reply: req.Reply()}
+			out := h(rctx, in)
+			if in.Reply == "" {
+				return
+			}
+			var opts []micro.RespondOpt
+			if len(out.Header) > 0 {
+				opts = append(opts, micro.WithHeaders(micro.Headers(out.Header)))
+			}
+			if out.ErrCode != "" {
+				_ = req.Error(out.ErrCode, out.ErrDesc, out.Data, opts...)
+				return
+			}
+			_ = req.Respond(out.Data, opts...)
+		}()
+	})
+	svc, err := micro.AddService(s.NC, micro.Config{
+		Name:        cfg.Name,
+		Version:     cfg.Version,
+		Description: cfg.Description,
+		QueueGroup:  cfg.QueueGroup,
+	})
+	if err != nil {
+		return fmt.Errorf("streams: start service %s: %w", cfg.Name, err)
+	}
+	if err := svc.AddEndpoint(cfg.Endpoint, handle, micro.WithEndpointSubject(cfg.Subject)); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("streams: serve %s on %s: %w", cfg.Endpoint, cfg.Subject, err)
+	}
+	<-ctx.Done()
+	err = svc.Stop()
+	mu.Lock()
+	stopped = true
+	mu.Unlock()
+	inflight.Wait()
+	if err != nil {
+		return fmt.Errorf("streams: stop service %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// ErrKeyExists is returned by KV.Create when the key is taken.
+var ErrKeyExists = errors.New("streams: key exists")
+
+// ErrKeyNotFound is returned by KV.Get for a missing or expired key.
+var ErrKeyNotFound = errors.New("streams: key not found")
+
+// KVConfig sizes a KV bucket.
+type KVConfig struct {
+	Bucket, Description string
+	// TTL expires every key this long after its last write (0 keeps keys forever).
+	TTL      time.Duration
+	Replicas int
+	Storage  jetstream.StorageType
+}
+
+// KV is a key-value bucket with opaque values. Create is atomic across processes, which
+// is what makes an idempotency key claim safe. Safe for concurrent use.
+type KV struct {
+	kv jetstream.KeyValue
+}
+
+// OpenKV creates the bucket if needed (or updates its settings) and opens it.
+func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, error) {
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: cfg.Description,
+		History:     1,
+		TTL:         cfg.TTL,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("streams: provision KV bucket %s: %w", cfg.Bucket, err)
+	}
+	return &KV{kv: kv}, nil
+}
+
+// Create stores value under key unless the key exists (ErrKeyExists).
+func (b *KV) Create(ctx context.Context, key string, value []byte) error {
+	if _, err := b.kv.Create(ctx, key, value); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: %s", ErrKeyExists, key)
+		}
+		return fmt.Errorf("streams: create %s: %w", key, err)
+	}
+	return nil
+}
+
+// Put stores value under key, replacing any value.
+func (b *KV) Put(ctx context.Context, key string, value []byte) error {
+	if _, err := b.kv.Put(ctx, key, value); err != nil {
+		return fmt.Errorf("streams: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Get returns the value under key, or ErrKeyNotFound.
+func (b *KV) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := b.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("streams: get %s: %w", key, err)
+	}
+	return e.Value(), nil
+}
+
+// Delete removes key; a missing key is not an error.
+func (b *KV) Delete(ctx context.Context, key string) error {
+	if err := b.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("streams: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// Keys lists the keys matching filter, a subject-style pattern ("idx.acme.*"), in the
+// order they were last written. It reads every matching key: keep filters narrow.
+func (b *KV) Keys(ctx context.Context, filter string) ([]string, error) {
+	lister, err := b.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("streams: list keys %s: %w", filter, err)
+	}
+	defer func() { _ = lister.Stop() }()
+	var out []string
+	for {
+		select {
+		case k, ok := <-lister.Keys():
+			if !ok {
+				return out, nil
+			}
+			out = append(out, k)
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+}

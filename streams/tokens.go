@@ -1,0 +1,130 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// Tokens implements auth.TokenStore: refresh-token families in the KV bucket "refresh"
+// ("<tenant>.<user>.<family>") and the deny list in "revoked", where every entry carries
+// its own TTL so it disappears when the token it blocks would have expired anyway.
+// Safe for concurrent use by any number of replicas.
+type Tokens struct {
+	families jetstream.KeyValue
+	revoked  jetstream.KeyValue
+	now      func() time.Time
+}
+
+var _ auth.TokenStore = (*Tokens)(nil)
+
+// OpenTokens opens the refresh and revoked buckets, which Provision creates.
+func OpenTokens(ctx context.Context, js jetstream.JetStream) (*Tokens, error) {
+	fam, err := openKV(ctx, js, BucketRefresh)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := openKV(ctx, js, BucketRevoked)
+	if err != nil {
+		return nil, err
+	}
+	return &Tokens{families: fam, revoked: rev, now: time.Now}, nil
+}
+
+func familyKey(tenant, user, id string) (string, error) {
+	k, err := userKey(tenant, user)
+	if err != nil {
+		return "", err
+	}
+	if err := schemas.ValidToken(id); err != nil {
+		return "", fmt.Errorf("streams: token family: %w", err)
+	}
+	return k + "." + id, nil
+}
+
+// CreateFamily stores a new family.
+func (t *Tokens) CreateFamily(ctx context.Context, f *auth.RefreshFamily) error {
+	key, err := familyKey(f.Tenant, f.User, f.ID)
+	if err != nil {
+		return err
+	}
+	_, err = updateJSON(ctx, t.families, key, func(v *auth.RefreshFamily, exists bool) error {
+		if exists {
+			return fmt.Errorf("streams: token family %s exists", f.ID)
+		}
+		*v = *f
+		return nil
+	})
+	return err
+}
+
+// UpdateFamily is a compare-and-swap loop over one family (see auth.TokenStore).
+func (t *Tokens) UpdateFamily(ctx context.Context, tenant, user, id string, fn func(*auth.RefreshFamily) error) (*auth.RefreshFamily, error) {
+	key, err := familyKey(tenant, user, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: %v", auth.ErrInvalidToken, auth.ErrTokenRevoked, err)
+	}
+	f, err := updateJSON(ctx, t.families, key, func(v *auth.RefreshFamily, exists bool) error {
+		if !exists {
+			return fmt.Errorf("%w: %w: the session expired or was erased", auth.ErrInvalidToken, auth.ErrTokenRevoked)
+		}
+		return fn(v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// Families lists a user's families, oldest first.
+func (t *Tokens) Families(ctx context.Context, tenant, user string) ([]auth.RefreshFamily, error) {
+	prefix, err := userKey(tenant, user)
+	if err != nil {
+		return nil, err
+	}
+	var out []auth.RefreshFamily
+	err = scanJSON(ctx, t.families, prefix+".*", func(_ string, f auth.RefreshFamily) error {
+		out = append(out, f)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, err
+}
+
+// Deny puts id on the deny list until the given time. The entry's TTL is rounded up to
+// whole seconds (the server refuses TTLs under one second); an id whose time has passed
+// needs no entry. Denying an id twice is not an error.
+func (t *Tokens) Deny(ctx context.Context, id string, until time.Time) error {
+	ttl := until.Sub(t.now())
+	if ttl <= 0 {
+		return nil
+	}
+	ttl = (ttl + time.Second - 1).Truncate(time.Second)
+	// The value holds no personal data: only when the entry lapses.
+	_, err := t.revoked.Create(ctx, id, []byte(until.UTC().Format(time.RFC3339)), jetstream.KeyTTL(ttl))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("streams: deny %s: %w", id, err)
+	}
+	return nil
+}
+
+// Denied reports whether any of ids is on the deny list.
+func (t *Tokens) Denied(ctx context.Context, ids ...string) (bool, error) {
+	for _, id := range ids {
+		_, err := t.revoked.Get(ctx, id)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, fmt.Errorf("streams: deny list: %w", err)
+		}
+	}
+	return false, nil
+}
