@@ -51,7 +51,7 @@ RUN --mount=type=cache,target=/root/go/pkg/mod \
 # dropped: only verified files ship.
 FROM ${NODE_IMAGE} AS fetch
 COPY --from=build /out/studio /usr/local/bin/studio
-ARG FETCH_GROUPS="runtime models"
+ARG FETCH_GROUPS="runtime models web"
 ARG MODELS=""
 ENV STUDIO_CACHE=/opt/studio/cache
 RUN --mount=type=secret,id=npmrc,target=/root/.npmrc \

@@ -75,7 +75,13 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/problems", s.handleProblemsDoc)
 	mux.HandleFunc("GET "+MigrationV1ToV2, s.handleMigrationDoc)
-	mux.HandleFunc("GET /{$}", s.handleIndex)
+	if s.pages != nil {
+		for _, pattern := range s.pageRoutes {
+			mux.Handle(pattern, s.pages)
+		}
+	} else {
+		mux.HandleFunc("GET /{$}", s.handleIndex)
+	}
 	return s.middleware(mux)
 }
 

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -116,22 +117,24 @@ type QueueDepth func(ctx context.Context, tier schemas.Tier) (int, error)
 
 // Service accepts jobs. Safe for concurrent use.
 type Service struct {
-	cfg       Config
-	jobs      *streams.Jobs
-	blobs     blob.Store
-	pub       streams.Publisher
-	catalog   *models.Catalog
-	depth     QueueDepth
-	log       logrus.FieldLogger
-	ready     func(ctx context.Context) error
-	cache     *streams.ResultCache
-	loaded    func() []string
-	idem      *streams.KV
-	index     *streams.KV
-	uploadKey []byte
-	started   time.Time
-	closing   chan struct{}
-	closeOnce sync.Once
+	pages      http.Handler
+	pageRoutes []string
+	cfg        Config
+	jobs       *streams.Jobs
+	blobs      blob.Store
+	pub        streams.Publisher
+	catalog    *models.Catalog
+	depth      QueueDepth
+	log        logrus.FieldLogger
+	ready      func(ctx context.Context) error
+	cache      *streams.ResultCache
+	loaded     func() []string
+	idem       *streams.KV
+	index      *streams.KV
+	uploadKey  []byte
+	started    time.Time
+	closing    chan struct{}
+	closeOnce  sync.Once
 }
 
 // Close ends the open event streams (WebSocket clients are told to reconnect) so that

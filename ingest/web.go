@@ -7,7 +7,7 @@ import (
 	"sort"
 )
 
-// indexHTML is a minimal upload page; the full studio replaces it.
+// indexHTML is a minimal upload page, served when no web studio is mounted.
 //
 //go:embed web/index.html
 var indexHTML []byte
@@ -20,6 +20,12 @@ var docsHTML []byte
 
 //go:embed web/migration-v1-to-v2.html
 var migrationHTML []byte
+
+// MountPages serves h (the web studio and the operations dashboard) on the given mux
+// patterns, behind the same middleware as the API. Call before Handler.
+func (s *Service) MountPages(h http.Handler, patterns []string) {
+	s.pages, s.pageRoutes = h, patterns
+}
 
 func (s *Service) handleIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

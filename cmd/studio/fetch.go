@@ -22,7 +22,7 @@ func runFetch(ctx context.Context, args []string) error {
 			groups = append(groups, g)
 		}
 		sort.Strings(groups)
-		fmt.Fprintf(fs.Output(), "usage: studio fetch [--cache-dir DIR] [GROUP...]\ngroups: %v (default: runtime models)\n", groups)
+		fmt.Fprintf(fs.Output(), "usage: studio fetch [--cache-dir DIR] [GROUP...]\ngroups: %v (default: runtime models web)\n", groups)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -30,7 +30,7 @@ func runFetch(ctx context.Context, args []string) error {
 	}
 	groups := fs.Args()
 	if len(groups) == 0 {
-		groups = []string{"runtime", "models"}
+		groups = []string{"runtime", "models", "web"}
 	}
 	log, err := newLogger("info", os.Stderr)
 	if err != nil {

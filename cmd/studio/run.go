@@ -97,7 +97,7 @@ func runIngest(ctx context.Context, args []string) error {
 	// Ingest reports every stage's queues, so a stage with no live worker still shows
 	// its growing backlog.
 	go m.PollQueues(ctx, metrics.DefaultQueueInterval, app.QueueSource(bus, schemas.PipelineStages, cat), log)
-	return app.ServeHTTP(ctx, cfg.HTTPListen, m.Serve(svc.Handler()), func(a net.Addr) {
+	return app.ServeIngest(ctx, cfg, bus, svc, m.Serve(svc.Handler()), func(a net.Addr) {
 		log.WithField("addr", a.String()).Info("ingest listening")
 	})
 }

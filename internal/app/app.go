@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/ingest/studio"
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/blob/s3"
@@ -330,7 +332,28 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	if ready == nil {
 		ready = func(ctx context.Context) error { return BusReady(ctx, d.Bus) }
 	}
-	svc := ingest.NewService(ingest.Config{Limits: cfg.Limits()}, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"))
+	idemCfg, indexCfg := ingest.StateBuckets(cfg.Replicas)
+	idem, err := streams.OpenKV(ctx, d.Bus.JS, idemCfg)
+	if err != nil {
+		return nil, err
+	}
+	index, err := streams.OpenKV(ctx, d.Bus.JS, indexCfg)
+	if err != nil {
+		return nil, err
+	}
+	var origins []string
+	for _, o := range strings.Split(cfg.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	icfg := ingest.Config{
+		Limits: cfg.Limits(), PublicURL: cfg.PublicURL, CORSOrigins: origins,
+		UploadSecret: cfg.UploadSecret, WebhookSecret: cfg.WebhookSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
+	}
+	svc := ingest.NewService(icfg, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"),
+		ingest.WithIdempotency(idem), ingest.WithJobIndex(index))
+	svc.MountPages(studio.Handler(studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, Log: d.Log}), studio.Routes)
 	if d.Loaded != nil {
 		svc.ReportLoaded(func() []string {
 			if *d.Loaded == nil {
@@ -413,6 +436,24 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 		}
 		return out, nil
 	}
+}
+
+// ServeIngest runs ingest until ctx is cancelled: the HTTP API h on --http, the NATS
+// entry on studio.submit.<task> and the webhook sender. On shutdown it ends open event
+// streams first, so the HTTP server can drain.
+func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, h http.Handler, started func(net.Addr)) error {
+	bg, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make(chan error, 2)
+	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
+	go func() { errs <- svc.RunWebhooks(bg, streams.BatchOpener{JS: bus.JS}, cfg.Worker) }()
+	go func() {
+		<-ctx.Done()
+		svc.Close()
+	}()
+	err := ServeHTTP(ctx, cfg.HTTPListen, h, started)
+	stop()
+	return errors.Join(err, <-errs, <-errs)
 }
 
 // BusReady reports whether NATS is connected and the request stream exists.

@@ -33,7 +33,13 @@ type Config struct {
 	Replicas    int
 	HTTPListen  string
 	PublicURL   string
-	S3          s3.Config
+	// CORSOrigins, UploadSecret, WebhookSecret and WebhookAllowPrivate configure ingest
+	// (see ingest.Config).
+	CORSOrigins         string
+	UploadSecret        string
+	WebhookSecret       string
+	WebhookAllowPrivate bool
+	S3                  s3.Config
 	// Sink is the ClickHouse writer, run by `studio sink` and inside `studio up` when
 	// --clickhouse-addr is set.
 	Sink         sink.Config
@@ -74,6 +80,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	integer(&c.Replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
 	str(&c.HTTPListen, "http", "127.0.0.1:8080", "HTTP API listen address")
 	str(&c.PublicURL, "public-url", "", "URL printed for people to open (default http://<http address>)")
+	str(&c.CORSOrigins, "cors-origins", "", "browser origins allowed to call the API, comma separated (* for any); empty sends no CORS headers")
+	str(&c.UploadSecret, "upload-secret", "", "key that signs presigned upload URLs; every ingest replica needs the same one (empty: random per process)")
+	str(&c.WebhookSecret, "webhook-secret", "", "HMAC key for the Studio-Signature header of webhooks; empty refuses callback_url")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", envBool("webhook-allow-private", false), "let callback URLs reach loopback and private addresses (development) ["+envName("webhook-allow-private")+"]")
 	str(&c.S3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port; empty stores objects in the JetStream object store")
 	str(&c.S3.Bucket, "s3-bucket", "studio", "S3 bucket")
 	str(&c.S3.AccessKey, "s3-access-key", "", "S3 access key")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
@@ -39,7 +40,10 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 	}
 	blobs = m.InstrumentBlobs(blobs, BlobBackend(cfg))
 	parts, _ := cfg.UpStages()
-	log.Info("checking models and the ONNX Runtime library (first run downloads them)")
+	log.Info("checking models, the ONNX Runtime library and the web assets (first run downloads them)")
+	if err := (&assets.Cache{Dir: cfg.CacheDir, Log: log}).EnsureAll(ctx, assets.Web...); err != nil {
+		return err
+	}
 	cat, err := Catalog(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -113,7 +117,7 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 		}
 		return stageErr
 	}
-	httpErr := ServeHTTP(ctx, cfg.HTTPListen, m.Serve(svc.Handler()), func(a net.Addr) {
+	httpErr := ServeIngest(ctx, cfg, bus, svc, m.Serve(svc.Handler()), func(a net.Addr) {
 		url := cfg.PublicURL
 		if url == "" {
 			url = "http://" + displayAddr(a)

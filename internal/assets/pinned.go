@@ -58,11 +58,10 @@ func skimagePhoto(name, sha string, size int64) Asset {
 }
 
 // Groups names sets of assets for `studio fetch GROUP`: "runtime" to run
-// inference, "models" for the default model, "models-all" for every model,
-// "photos" for tests and demos.
+// inference, "web" for the dashboard's chart library, "photos" for tests and demos.
+// Models are fetched through their manifests (internal/models).
 var Groups = map[string][]Asset{
-	"runtime":    {ONNXRuntimeCPU},
-	"models":     {ISNetSmall},
-	"models-all": {ISNetSmall, ISNetMedium},
-	"photos":     {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket},
+	"runtime": {ONNXRuntimeCPU},
+	"web":     Web,
+	"photos":  {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket},
 }
