@@ -50,3 +50,6 @@ fi
 step "go test"
 # shellcheck disable=SC2086
 go test $GO_TEST_FLAGS ./...
+
+step "browser tests (web studio and dashboard)"
+scripts/browser-test.sh
