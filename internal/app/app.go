@@ -29,6 +29,7 @@ import (
 	"github.com/creativeai-studio/studio/processors/preprocess"
 	"github.com/creativeai-studio/studio/processors/store"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/sink"
 	"github.com/creativeai-studio/studio/streams"
 )
 
@@ -353,7 +354,11 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	}
 	svc := ingest.NewService(icfg, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"),
 		ingest.WithIdempotency(idem), ingest.WithJobIndex(index))
-	svc.MountPages(studio.Handler(studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, Log: d.Log}), studio.Routes)
+	pages := studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, Log: d.Log}
+	if cfg.Sink.Enabled() {
+		pages.Business = sink.BusinessSource(cfg.Sink)
+	}
+	svc.MountPages(studio.Handler(pages), studio.Routes)
 	if d.Loaded != nil {
 		svc.ReportLoaded(func() []string {
 			if *d.Loaded == nil {
