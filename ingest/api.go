@@ -71,6 +71,9 @@ func (s *Service) Handler() http.Handler {
 
 	s.registerJobRoutes(api)
 	s.registerRoutes(api)
+	if s.sec != nil {
+		s.registerAuthRoutes(api)
+	}
 
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/problems", s.handleProblemsDoc)

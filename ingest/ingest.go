@@ -135,6 +135,7 @@ type Service struct {
 	started    time.Time
 	closing    chan struct{}
 	closeOnce  sync.Once
+	sec        *Security
 }
 
 // Close ends the open event streams (WebSocket clients are told to reconnect) so that
@@ -196,6 +197,9 @@ type SubmitRequest struct {
 	RequestID      string
 	CallbackURL    string
 	IdempotencyKey string
+	// admit, when set, takes the job's active-job slot once its id is known; the
+	// returned func gives it back if the job is not queued after all.
+	admit func(ctx context.Context, jobID string) (release func(), err error)
 }
 
 // Submit validates the request, stores the input and publishes the job. Validation
@@ -240,6 +244,17 @@ func (s *Service) submit(ctx context.Context, req SubmitRequest) (rec *schemas.J
 		return nil, false, imageProblem(err, req.ImageField)
 	}
 	stored := stripMetadata(req.Image, hdr)
+	if req.admit != nil {
+		release, aerr := req.admit(ctx, jobID)
+		if aerr != nil {
+			return nil, false, aerr
+		}
+		defer func() {
+			if err != nil {
+				release()
+			}
+		}()
+	}
 
 	if idemKey != "" {
 		id, err := s.claimIdempotency(ctx, idemKey, fp, jobID)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -45,10 +46,11 @@ type listInput struct {
 	Limit  int    `query:"limit" minimum:"1" maximum:"100" default:"20" doc:"jobs per page"`
 }
 
-// caller is who makes an HTTP request. Authentication is not in place yet, so every
-// HTTP caller is the configured default tenant and user.
-func (s *Service) caller(context.Context) (tenant, user string) {
-	return s.cfg.DefaultTenant, s.cfg.DefaultUser
+// caller is who makes an HTTP request: the authenticated principal, or the configured
+// default tenant and user while security is off.
+func (s *Service) caller(ctx context.Context) (tenant, user string) {
+	p := s.principal(ctx)
+	return p.Tenant, p.User
 }
 
 func (s *Service) registerJobRoutes(api huma.API) {
@@ -196,6 +198,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 			return nil, problem(404, "no_such_result", fmt.Sprintf("job %s has no result %q (status %s)", rec.ID, in.Name, rec.Status),
 				FieldProblem{Field: "name", Constraint: "enum", Message: "not a result of this job"})
 		}
+		s.audit(ctx, auth.ActionDownload, ref.Key, auth.ResultAllowed)
 		return s.streamObject(ctx, ref, rec.ID+"-"+path.Base(ref.Key))
 	})
 	input := huma.Operation{OperationID: "get-input", Method: http.MethodGet, Path: "/jobs/{id}/input", Tags: tags,
@@ -207,6 +210,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 		if err != nil {
 			return nil, err
 		}
+		s.audit(ctx, auth.ActionDownload, rec.Input.Key, auth.ResultAllowed)
 		return s.streamObject(ctx, rec.Input, rec.ID+"-"+path.Base(rec.Input.Key))
 	})
 }
@@ -233,6 +237,9 @@ func (s *Service) handleSubmit(ctx context.Context, in *submitInput) (*schemas.J
 		return nil, false, r, p
 	}
 	req.Tenant, req.User = s.caller(ctx)
+	if err := s.admitSubmit(ctx, &req); err != nil {
+		return nil, false, r, err
+	}
 	req.RequestID = RequestIDFrom(ctx)
 	if in.TraceParent != "" {
 		req.TraceParent = in.TraceParent
@@ -246,19 +253,34 @@ func (s *Service) handleSubmit(ctx context.Context, in *submitInput) (*schemas.J
 	}
 	rec, replayed, err := s.submit(ctx, req)
 	if err != nil {
+		if lp := limitProblem(err); lp != nil {
+			return nil, false, r, lp
+		}
+		if herr := (huma.HeadersError)(nil); errors.As(err, &herr) {
+			return nil, false, r, err
+		}
+		s.audit(ctx, auth.ActionJobSubmit, "", auth.ResultError)
 		return nil, false, r, s.asProblem(err, r.URL.Path)
 	}
+	s.audit(ctx, auth.ActionJobSubmit, "job/"+rec.ID, auth.ResultAllowed)
 	return rec, replayed, r, nil
 }
 
-// lookup returns a job record or a 404 problem.
+// lookup returns a job record or a 404 problem; a job of another tenant is reported
+// exactly like a missing one.
 func (s *Service) lookup(ctx context.Context, id string) (*schemas.JobRecord, error) {
+	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
+		return nil, err
+	}
 	rec, err := s.jobs.Get(ctx, id)
 	if errors.Is(err, streams.ErrJobNotFound) {
 		return nil, problem(404, "job_not_found", fmt.Sprintf("no job %q", id), FieldProblem{Field: "id", Constraint: "exists", Message: "no such job"})
 	}
 	if err != nil {
 		return nil, s.asProblem(err, "job lookup")
+	}
+	if err := s.visible(ctx, rec); err != nil {
+		return nil, err
 	}
 	return rec, nil
 }
@@ -277,6 +299,14 @@ func (s *Service) list(ctx context.Context, in *listInput) ([]*schemas.JobRecord
 
 // cancel marks a queued or running job cancelled and announces it.
 func (s *Service) cancel(ctx context.Context, id string) (*schemas.JobRecord, error) {
+	if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
+		return nil, err
+	}
+	if s.sec != nil {
+		if _, err := s.lookup(ctx, id); err != nil {
+			return nil, err
+		}
+	}
 	var already bool
 	now := time.Now().UTC()
 	rec, err := s.jobs.Update(ctx, id, func(r *schemas.JobRecord) error {
@@ -303,7 +333,9 @@ func (s *Service) cancel(ctx context.Context, id string) (*schemas.JobRecord, er
 	if err != nil {
 		return nil, s.asProblem(err, "cancel job")
 	}
+	s.audit(ctx, auth.ActionJobCancel, "job/"+rec.ID, auth.ResultAllowed)
 	if !already {
+		s.releaseActive(ctx, rec)
 		s.publishResult(ctx, rec)
 		s.log.WithFields(map[string]any{"job_id": rec.ID, "trace_id": rec.TraceID, "tenant": rec.Tenant, "stage": string(rec.Stage), "request_id": RequestIDFrom(ctx)}).Info("job cancelled")
 	}

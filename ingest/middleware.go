@@ -190,6 +190,13 @@ func (s *Service) middleware(next http.Handler) http.Handler {
 		if s.cors(rw, r) {
 			return // a preflight, answered
 		}
+		if s.sec != nil {
+			ar := s.authenticate(rw, r)
+			if ar == nil {
+				return // refused, answered
+			}
+			r, x.r = ar, ar
+		}
 		next.ServeHTTP(rw, r)
 		// The mux routed this copy of the request; an outer metrics wrapper reads the
 		// pattern from here.

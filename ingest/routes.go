@@ -243,6 +243,9 @@ func (s *Service) feedback(ctx context.Context, in FeedbackRequest) (*FeedbackAc
 	if err != nil {
 		return nil, s.asProblem(err, "feedback")
 	}
+	if err := s.visible(ctx, rec); err != nil {
+		return nil, err
+	}
 	_, user := s.caller(ctx)
 	rating := 1
 	if in.Rating == "down" {

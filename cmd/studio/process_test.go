@@ -205,7 +205,7 @@ func TestSeparateProcesses(t *testing.T) {
 	natsPort, httpPort := port(t), port(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	start(t, bin, "up", "--stages", "ingest,preprocess,postprocess,store", "--data-dir", t.TempDir(),
+	start(t, bin, "up", "--auth", "off", "--stages", "ingest,preprocess,postprocess,store", "--data-dir", t.TempDir(),
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort), "--nats-monitor", "", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--ack-wait", "3s")
 	waitHTTP(t, api+"/health/ready", 2*time.Minute)
 	workers := map[string]*proc{}

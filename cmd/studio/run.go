@@ -54,8 +54,15 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return app.Up(ctx, cfg, log, func(url string) {
-		fmt.Printf("\nCreativeAI Studio is running.\n  Open:   %s\n  API:    %s/v1/jobs\n  Submit: curl -F image=@photo.jpg -F task=remove-background %s/v1/jobs\n\n", url, url, url)
+	return app.UpWithToken(ctx, cfg, log, func(url, token string) {
+		if token == "" {
+			fmt.Printf("\nCreativeAI Studio is running.\n  Open:   %s\n  API:    %s/v2/jobs\n  Submit: curl -F image=@photo.jpg -F task=remove-background %s/v2/jobs\n\n", url, url, url)
+			return
+		}
+		// The token is an API key of the development user (tenant "local"): the page
+		// takes it from the URL fragment (never sent to the server in the URL) and keeps
+		// it; the next start revokes it and prints a new one.
+		fmt.Printf("\nCreativeAI Studio is running.\n  Open:   %s/#token=%s\n  API:    %s/v2/jobs\n  Token:  %s\n  Submit: curl -H \"Authorization: Bearer %s\" -F image=@photo.jpg -F task=remove-background %s/v2/jobs\n\n", url, token, url, token, token, url)
 	})
 }
 

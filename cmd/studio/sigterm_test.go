@@ -40,7 +40,7 @@ func TestSIGTERMWorkerUnderLoad(t *testing.T) {
 	natsPort, httpPort := port(t), port(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
 	api := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	start(t, bin, "up", "--stages", "ingest,preprocess,postprocess,store", "--data-dir", t.TempDir(), "--models", "isnet@small",
+	start(t, bin, "up", "--auth", "off", "--stages", "ingest,preprocess,postprocess,store", "--data-dir", t.TempDir(), "--models", "isnet@small",
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", natsPort), "--nats-monitor", "", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--ack-wait", "3s")
 	// Live is enough: up serves HTTP only once NATS, the streams and its stages are up
 	// (its readiness also waits for inference, which runs in the workers below).

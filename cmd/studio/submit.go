@@ -27,6 +27,7 @@ import (
 func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("studio submit", flag.ContinueOnError)
 	server := fs.String("server", envOr("STUDIO_SERVER", "http://127.0.0.1:8080"), "studio HTTP address [STUDIO_SERVER]")
+	token := fs.String("token", os.Getenv("STUDIO_TOKEN"), "access token or API key (studio up prints one) [STUDIO_TOKEN]")
 	task := fs.String("task", "remove-background", "task to run (`studio submit -tasks` lists them with their parameters)")
 	model := fs.String("model", "", "model name (default: the task's default)")
 	version := fs.String("version", "", "model version")
@@ -46,7 +47,7 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c := &client{base: strings.TrimRight(*server, "/"), http: &http.Client{}}
+	c := &client{base: strings.TrimRight(*server, "/"), token: *token, http: &http.Client{Transport: bearer{token: *token, next: http.DefaultTransport}}}
 	if *tasks {
 		return c.listTasks(ctx, stdout)
 	}
@@ -102,8 +103,9 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 type client struct {
-	base string
-	http *http.Client
+	base  string
+	token string
+	http  *http.Client
 }
 
 // submit posts the image to /v2/jobs. Each image gets its own Idempotency-Key, so the
@@ -161,7 +163,11 @@ func (c *client) follow(ctx context.Context, job *ingest.JobV2, progress func(in
 	if u == "" {
 		u = "ws" + strings.TrimPrefix(c.base, "http") + job.Links.Events
 	}
-	conn, _, err := websocket.Dial(ctx, u, nil)
+	var opts *websocket.DialOptions
+	if c.token != "" {
+		opts = &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + c.token}}}
+	}
+	conn, _, err := websocket.Dial(ctx, u, opts)
 	if err != nil {
 		return c.poll(ctx, job.ID, progress)
 	}
@@ -340,4 +346,18 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// bearer adds the caller's credentials to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.next.RoundTrip(r)
 }

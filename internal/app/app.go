@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/ingest/studio"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/blob/s3"
 	"github.com/creativeai-studio/studio/internal/metrics"
@@ -352,8 +354,15 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 		Limits: cfg.Limits(), PublicURL: cfg.PublicURL, CORSOrigins: origins,
 		UploadSecret: cfg.UploadSecret, WebhookSecret: cfg.WebhookSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
 	}
-	svc := ingest.NewService(icfg, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"),
-		ingest.WithIdempotency(idem), ingest.WithJobIndex(index))
+	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index)}
+	if cfg.AuthOn() {
+		sec, err := NewSecurity(ctx, cfg, d)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, ingest.WithSecurity(sec))
+	}
+	svc := ingest.NewService(icfg, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"), opts...)
 	pages := studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, Log: d.Log}
 	if cfg.Sink.Enabled() {
 		pages.Business = sink.BusinessSource(cfg.Sink)
@@ -373,6 +382,51 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	}
 	svc.UseCache(cache)
 	return svc, nil
+}
+
+// NewSecurity opens what authentication, isolation, fairness and audit need: the
+// users, API keys, token and limit buckets, the signing keys (--jwt-keys, else
+// <data-dir>/jwt-keys) and the eraser.
+func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, error) {
+	js := d.Bus.JS
+	keys, err := cfg.JWT.KeySet(filepath.Join(cfg.DataDir, "jwt-keys"))
+	if err != nil {
+		return nil, err
+	}
+	users, err := streams.OpenUsers(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := streams.OpenTokens(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	issuer, err := auth.NewIssuer(keys, tokens, users, cfg.JWT.IssuerOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	apiKeys, err := streams.OpenAPIKeys(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	limiter, err := streams.OpenRateLimiter(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	active, err := streams.OpenActiveJobs(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	eraser, err := streams.NewEraser(ctx, js, d.Blobs)
+	if err != nil {
+		return nil, err
+	}
+	audit := streams.NewAuditLog(streams.JSPublisher{JS: js})
+	return &ingest.Security{
+		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit},
+		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
+		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev,
+	}, nil
 }
 
 // NewMetrics builds the metrics of one process ("up", "ingest", "worker-inference"),
@@ -449,16 +503,26 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, h http.Handler, started func(net.Addr)) error {
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
 	go func() { errs <- svc.RunWebhooks(bg, streams.BatchOpener{JS: bus.JS}, cfg.Worker) }()
+	go func() {
+		// Frees a user's active-job slot when a job ends.
+		if sec := svc.Security(); sec != nil {
+			if err := sec.Active.Run(bg, bus.JS); err != nil && bg.Err() == nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
 	go func() {
 		<-ctx.Done()
 		svc.Close()
 	}()
 	err := ServeHTTP(ctx, cfg.HTTPListen, h, started)
 	stop()
-	return errors.Join(err, <-errs, <-errs)
+	return errors.Join(err, <-errs, <-errs, <-errs)
 }
 
 // BusReady reports whether NATS is connected and the request stream exists.

@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob/s3"
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/sink"
 )
 
@@ -62,7 +64,18 @@ type Config struct {
 	LogSample    int
 	OTLPEndpoint string
 	Worker       string
+	// Auth is "on" or "off"; the zero value is off (tests and embedders opt in), the
+	// --auth flag defaults to on. Off, every HTTP caller is tenant and user "local".
+	Auth string
+	// AuthDev lets POST /v1/auth/login issue tokens for any existing user (development).
+	AuthDev bool
+	// JWT configures token signing and lifetimes; Quota the per-tier limits.
+	JWT   auth.Config
+	Quota quota.Policy
 }
+
+// AuthOn reports whether the HTTP API requires credentials.
+func (c *Config) AuthOn() bool { return c.Auth == "on" }
 
 // RegisterFlags adds the settings to fs with defaults taken from the environment.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
@@ -110,6 +123,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	integer(&c.LogSample, "log-sample", 1, "write 1 in N routine success lines (\"stage done\", \"http request\" below 400); warnings and errors always; 1 writes all")
 	str(&c.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector for one trace span per stage run, as http://host:4318 or host:port (HTTPS); empty disables tracing")
 	str(&c.Worker, "worker-id", defaultWorker(), "this process's name in logs and telemetry")
+	str(&c.Auth, "auth", "on", "on: every API call needs a bearer token or API key; off: no authentication, every caller is tenant \"local\" (development only)")
+	fs.BoolVar(&c.AuthDev, "auth-dev", envBool("auth-dev", false), "let POST /v1/auth/login issue tokens for any existing user without an admin credential (development only) ["+envName("auth-dev")+"]")
+	c.JWT.RegisterFlags(fs)
+	c.Quota.RegisterFlags(fs)
 }
 
 // Validate checks the settings and says which flag to fix.
@@ -149,6 +166,24 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--ack-wait %s: use at least 1s", c.AckWait))
 	}
 	if _, err := c.ModelIDs(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Auth {
+	case "", "off":
+	case "on":
+		if c.JWT.AccessTTL == 0 {
+			c.JWT.AccessTTL = auth.DefaultAccessTTL
+		}
+		if c.JWT.RefreshTTL == 0 {
+			c.JWT.RefreshTTL = auth.DefaultRefreshTTL
+		}
+		if err := c.JWT.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--auth %q: use on or off", c.Auth))
+	}
+	if err := c.Quota.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -7,10 +7,13 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
@@ -21,6 +24,17 @@ import (
 // the HTTP API. started is called with the URL to open once the API listens. Up returns
 // after ctx is cancelled and everything has drained.
 func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(url string)) error {
+	return UpWithToken(ctx, cfg, log, func(url, _ string) {
+		if started != nil {
+			started(url)
+		}
+	})
+}
+
+// UpWithToken is Up that also hands started the development access token: with --auth
+// on, `studio up` makes sure the development user (tenant and user "local", every scope)
+// exists and issues a token for it, for the banner. devToken is empty with --auth off.
+func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(url, devToken string)) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -70,6 +84,12 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 	if err != nil {
 		return err
 	}
+	var devToken string
+	if sec := svc.Security(); sec != nil && parts["ingest"] {
+		if devToken, err = devKey(ctx, sec); err != nil {
+			return err
+		}
+	}
 
 	stageCtx, stopStages := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStages()
@@ -107,7 +127,7 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 		httpErr := ServeHTTP(ctx, cfg.HTTPListen, m.AdminHandler(func(ctx context.Context) error { return BusReady(ctx, bus) }), func(a net.Addr) {
 			log.WithField("addr", a.String()).Info("studio is up without ingest; /metrics and /health on this address")
 			if started != nil {
-				started("")
+				started("", "")
 			}
 		})
 		stopStages()
@@ -122,9 +142,13 @@ func Up(ctx context.Context, cfg *Config, log logrus.FieldLogger, started func(u
 		if url == "" {
 			url = "http://" + displayAddr(a)
 		}
-		log.WithField("url", url).Info("studio is up")
+		l := log.WithField("url", url)
+		if devToken != "" {
+			l = l.WithField("dev_token", devToken)
+		}
+		l.Info("studio is up")
 		if started != nil {
-			started(url)
+			started(url, devToken)
 		}
 	})
 	// Intake has stopped; now let the stages finish what is in flight.
@@ -142,4 +166,36 @@ func displayAddr(a net.Addr) string {
 		return "localhost:" + s[strings.LastIndexByte(s, ':')+1:]
 	}
 	return s
+}
+
+// devKeyName names the API key `studio up` issues for the development user.
+const devKeyName = "studio-up"
+
+// devKey makes sure the development user exists and issues it a fresh API key (every
+// scope, no expiry), revoking the one an earlier start printed. An API key rather than a
+// 15-minute access token, so the URL printed at start keeps working while studio runs.
+func devKey(ctx context.Context, sec *ingest.Security) (string, error) {
+	if _, err := auth.DevBootstrap(ctx, sec.Users, sec.Issuer); err != nil {
+		return "", err
+	}
+	old, err := sec.Keys.List(ctx, auth.DevTenant)
+	if err != nil {
+		return "", err
+	}
+	for _, k := range old {
+		if k.Name == devKeyName && k.RevokedAt.IsZero() {
+			if err := sec.Keys.Revoke(ctx, auth.DevTenant, k.ID); err != nil {
+				return "", err
+			}
+		}
+	}
+	key, token, err := auth.NewAPIKey(auth.DevTenant, auth.DevUser, devKeyName, schemas.TierPremium,
+		[]auth.Scope{auth.ScopeJobsWrite, auth.ScopeJobsRead, auth.ScopeKeysManage}, time.Time{}, 0, time.Now())
+	if err != nil {
+		return "", err
+	}
+	if err := sec.Keys.Create(ctx, key); err != nil {
+		return "", err
+	}
+	return token, nil
 }

@@ -4,6 +4,15 @@
 
 const TOKEN_KEY = 'studio.token';
 
+// A token in the URL fragment (the link `studio up` prints: /#token=...) is taken once,
+// stored, and removed from the address bar. Fragments never reach the server.
+(function takeTokenFromFragment() {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!m) return;
+  try { localStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1])); } catch { /* private mode */ }
+  history.replaceState(null, '', location.pathname + location.search);
+})();
+
 export function token() {
   try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
 }

@@ -1,0 +1,353 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
+)
+
+// LoginRequest is the body of POST /v1/auth/login.
+type LoginRequest struct {
+	Tenant string `json:"tenant" minLength:"1" maxLength:"64" doc:"the user's tenant"`
+	User   string `json:"user" minLength:"1" maxLength:"64" doc:"the user id"`
+}
+
+// RefreshRequest is the body of POST /v1/auth/refresh.
+type RefreshRequest struct {
+	RefreshToken string `json:"refresh_token" minLength:"1" doc:"the refresh token of the last login or refresh"`
+}
+
+// LogoutRequest is the body of POST /v1/auth/logout.
+type LogoutRequest struct {
+	Token string `json:"token,omitempty" doc:"a refresh or access token of the session to end; empty ends the session of the bearer token"`
+}
+
+// KeyRequest is the body of POST /v1/keys.
+type KeyRequest struct {
+	Name       string       `json:"name,omitempty" maxLength:"100" doc:"what the key is for"`
+	Scopes     []auth.Scope `json:"scopes,omitempty" doc:"jobs:write, jobs:read, keys:manage, admin; default jobs:write and jobs:read; never more than you hold"`
+	ExpiresIn  string       `json:"expires_in,omitempty" doc:"lifetime as a Go duration (720h); empty: no expiry"`
+	DailyQuota int          `json:"daily_quota,omitempty" minimum:"0" doc:"requests per UTC day; 0: no cap"`
+}
+
+// CreatedKey answers POST /v1/keys. Key is shown this once.
+type CreatedKey struct {
+	Key string `json:"key" doc:"the secret key, csk_...; it cannot be shown again"`
+	streams.KeyInfo
+}
+
+// UserRequest is the body of POST /v1/users.
+type UserRequest struct {
+	ID     string       `json:"id" minLength:"1" maxLength:"64" doc:"user id: letters, digits, '-', '_'"`
+	Tier   schemas.Tier `json:"tier,omitempty" enum:"premium,normal,free" doc:"default normal"`
+	Scopes []auth.Scope `json:"scopes,omitempty" doc:"default jobs:write, jobs:read, keys:manage"`
+}
+
+// TierRequest is the body of PUT /v1/users/{id}/tier.
+type TierRequest struct {
+	Tier schemas.Tier `json:"tier" enum:"premium,normal,free"`
+}
+
+// registerAuthRoutes adds login, refresh, logout, API keys and user administration.
+func (s *Service) registerAuthRoutes(api huma.API) {
+	v := versioned{version: "v1", latest: true}
+	tags := []string{"auth"}
+	bearer := []map[string][]string{{"bearer": {}}}
+	comps := api.OpenAPI().Components
+	if comps.SecuritySchemes == nil {
+		comps.SecuritySchemes = map[string]*huma.SecurityScheme{}
+	}
+	comps.SecuritySchemes["bearer"] = &huma.SecurityScheme{Type: "http", Scheme: "bearer",
+		Description: "an access token (POST /v1/auth/login) or an API key (csk_..., POST /v1/keys)"}
+
+	route(s, api, v, huma.Operation{OperationID: "login", Method: http.MethodPost, Path: "/auth/login", Tags: tags,
+		Summary:     "Issue tokens for a user",
+		Description: "Returns an access and a refresh token for an existing user. The caller must authenticate with an admin credential of the user's tenant (an API key with the admin scope, or the token `studio up` prints); with --auth-dev anyone may log in as any existing user. People never send passwords here: identity comes from an upstream login or an operator.",
+		Errors:      []int{401, 403, 404, 422, 503},
+	}, func(ctx context.Context, in *struct{ Body LoginRequest }) (*bodyOutput[auth.TokenPair], error) {
+		p, authed := auth.FromContext(ctx)
+		if !s.sec.DevLogin && (!authed || p.Tenant != in.Body.Tenant || !p.Has(auth.ScopeAdmin)) {
+			s.audit(ctx, auth.ActionLogin, "user/"+in.Body.Tenant+"/"+in.Body.User, auth.ResultDenied)
+			if !authed {
+				return nil, huma.ErrorWithHeaders(problem(http.StatusUnauthorized, "unauthenticated", "log in with an admin credential of the tenant (Authorization: Bearer ...)"),
+					http.Header{"WWW-Authenticate": {`Bearer realm="studio"`}})
+			}
+			return nil, problem(http.StatusForbidden, "forbidden", "only an admin of the tenant may issue tokens for its users")
+		}
+		pair, err := s.sec.Issuer.Issue(ctx, in.Body.Tenant, in.Body.User)
+		if errors.Is(err, auth.ErrUserNotFound) {
+			s.audit(ctx, auth.ActionLogin, "user/"+in.Body.Tenant+"/"+in.Body.User, auth.ResultDenied)
+			return nil, problem(404, "user_not_found", fmt.Sprintf("no user %q in tenant %q", in.Body.User, in.Body.Tenant))
+		}
+		if err != nil {
+			return nil, s.asProblem(err, "login")
+		}
+		s.audit(ctx, auth.ActionLogin, "user/"+in.Body.Tenant+"/"+in.Body.User, auth.ResultAllowed)
+		return &bodyOutput[auth.TokenPair]{Status: http.StatusOK, Body: pair}, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "refresh", Method: http.MethodPost, Path: "/auth/refresh", Tags: tags,
+		Summary:     "Rotate a refresh token",
+		Description: "Returns a new token pair. Each refresh token works once: presenting an old one again revokes the whole session.",
+		Errors:      []int{401, 503},
+	}, func(ctx context.Context, in *struct{ Body RefreshRequest }) (*bodyOutput[auth.TokenPair], error) {
+		pair, err := s.sec.Issuer.Refresh(ctx, in.Body.RefreshToken)
+		if err != nil {
+			if errors.Is(err, auth.ErrInvalidToken) || errors.Is(err, auth.ErrTokenRevoked) || errors.Is(err, auth.ErrUserNotFound) {
+				s.audit(ctx, auth.ActionTokenRefresh, "", auth.ResultDenied)
+				return nil, problem(http.StatusUnauthorized, "invalid_token", err.Error()+"; log in again")
+			}
+			return nil, s.asProblem(err, "refresh")
+		}
+		s.audit(ctx, auth.ActionTokenRefresh, "", auth.ResultAllowed)
+		return &bodyOutput[auth.TokenPair]{Status: http.StatusOK, Body: pair}, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "logout", Method: http.MethodPost, Path: "/auth/logout", Tags: tags,
+		Summary: "End a session", Description: "Revokes the session of the given token (or of the bearer token): its refresh token and every access token of it stop working.",
+		Security: bearer, DefaultStatus: http.StatusNoContent, Errors: []int{400, 401, 503},
+	}, func(ctx context.Context, in *struct{ Body LogoutRequest }) (*struct{}, error) {
+		tok := in.Body.Token
+		if tok == "" {
+			_, r := exchangeFrom(ctx)
+			tok, _ = auth.BearerToken(r.Header.Get("Authorization"))
+			if auth.IsAPIKey(tok) {
+				return nil, problem(http.StatusBadRequest, "not_a_session", "an API key has no session; revoke it with DELETE /v1/keys/{id}")
+			}
+		}
+		if err := s.sec.Issuer.Logout(ctx, tok); err != nil {
+			if errors.Is(err, auth.ErrInvalidToken) {
+				return nil, problem(http.StatusUnauthorized, "invalid_token", err.Error())
+			}
+			return nil, s.asProblem(err, "logout")
+		}
+		s.audit(ctx, auth.ActionLogout, "", auth.ResultAllowed)
+		return nil, nil
+	})
+
+	keyTags := []string{"keys"}
+	route(s, api, v, huma.Operation{OperationID: "create-key", Method: http.MethodPost, Path: "/keys", Tags: keyTags,
+		Summary: "Create an API key", Description: "A key for a program, acting for you with at most your scopes. The secret is returned once.",
+		Security: bearer, DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 422, 503},
+	}, func(ctx context.Context, in *struct{ Body KeyRequest }) (*bodyOutput[CreatedKey], error) {
+		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
+			return nil, err
+		}
+		p := s.principal(ctx)
+		scopes := in.Body.Scopes
+		if len(scopes) == 0 {
+			scopes = []auth.Scope{auth.ScopeJobsWrite, auth.ScopeJobsRead}
+		}
+		for _, sc := range scopes {
+			if _, err := auth.ParseScope(string(sc)); err != nil {
+				return nil, problem(422, "invalid_scope", err.Error(), FieldProblem{Field: "scopes", Constraint: "enum", Message: err.Error()})
+			}
+		}
+		if err := p.Grantable(scopes); err != nil {
+			return nil, problem(http.StatusForbidden, "forbidden", err.Error())
+		}
+		var expires time.Time
+		if in.Body.ExpiresIn != "" {
+			d, err := time.ParseDuration(in.Body.ExpiresIn)
+			if err != nil || d <= 0 {
+				return nil, problem(422, "invalid_expiry", "expires_in is a positive duration such as 720h", FieldProblem{Field: "expires_in", Constraint: "format", Message: "a positive Go duration"})
+			}
+			expires = time.Now().Add(d)
+		}
+		u, err := s.sec.Users.Get(ctx, p.Tenant, p.User)
+		if err != nil {
+			return nil, s.userProblem(err, p.User)
+		}
+		rec, full, err := auth.NewAPIKey(p.Tenant, p.User, in.Body.Name, u.Tier, scopes, expires, in.Body.DailyQuota, time.Now())
+		if err != nil {
+			return nil, problem(422, "invalid_key", err.Error())
+		}
+		if err := s.sec.Keys.Create(ctx, rec); err != nil {
+			return nil, s.asProblem(err, "create key")
+		}
+		s.audit(ctx, auth.ActionAPIKeyCreate, "api-key/"+rec.ID, auth.ResultAllowed)
+		info := streams.KeyInfo{APIKey: *rec}
+		info.Hash = ""
+		return &bodyOutput[CreatedKey]{Status: http.StatusCreated, Body: CreatedKey{Key: full, KeyInfo: info}}, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "list-keys", Method: http.MethodGet, Path: "/keys", Tags: keyTags,
+		Summary: "List API keys", Description: "Your keys (an admin sees the tenant's), revoked ones included, with today's use.",
+		Security: bearer, Errors: []int{401, 403, 503},
+	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[[]streams.KeyInfo], error) {
+		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
+			return nil, err
+		}
+		p := s.principal(ctx)
+		all, err := s.sec.Keys.List(ctx, p.Tenant)
+		if err != nil {
+			return nil, s.asProblem(err, "list keys")
+		}
+		out := []streams.KeyInfo{}
+		for _, k := range all {
+			if k.Owner == p.User || p.Has(auth.ScopeAdmin) {
+				out = append(out, k)
+			}
+		}
+		return &bodyOutput[[]streams.KeyInfo]{Status: http.StatusOK, Body: out}, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "revoke-key", Method: http.MethodDelete, Path: "/keys/{id}", Tags: keyTags,
+		Summary: "Revoke an API key", Description: "The key stops working at once on every replica.",
+		Security: bearer, DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503},
+	}, func(ctx context.Context, in *struct {
+		ID string `path:"id"`
+	}) (*struct{}, error) {
+		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
+			return nil, err
+		}
+		p := s.principal(ctx)
+		notFound := problem(404, "key_not_found", fmt.Sprintf("no API key %q", in.ID))
+		k, err := s.sec.Keys.Get(ctx, in.ID)
+		switch {
+		case errors.Is(err, auth.ErrKeyNotFound):
+			return nil, notFound
+		case err != nil:
+			return nil, s.asProblem(err, "revoke key")
+		case k.Tenant != p.Tenant || (k.Owner != p.User && !p.Has(auth.ScopeAdmin)):
+			return nil, notFound
+		}
+		if err := s.sec.Keys.Revoke(ctx, p.Tenant, in.ID); err != nil {
+			if errors.Is(err, auth.ErrKeyNotFound) {
+				return nil, notFound
+			}
+			return nil, s.asProblem(err, "revoke key")
+		}
+		s.audit(ctx, auth.ActionAPIKeyRevoke, "api-key/"+in.ID, auth.ResultAllowed)
+		return nil, nil
+	})
+
+	s.registerUserRoutes(api, v, bearer)
+}
+
+// userProblem maps a user lookup error.
+func (s *Service) userProblem(err error, id string) error {
+	if errors.Is(err, auth.ErrUserNotFound) {
+		return problem(404, "user_not_found", fmt.Sprintf("no user %q in your tenant", id))
+	}
+	return s.asProblem(err, "users")
+}
+
+type userPath struct {
+	ID string `path:"id" doc:"user id"`
+}
+
+func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[string][]string) {
+	tags := []string{"users"}
+	admin := func(ctx context.Context, action, resource string) error {
+		if err := s.require(ctx, auth.ScopeAdmin); err != nil {
+			s.audit(ctx, action, resource, auth.ResultDenied)
+			return err
+		}
+		return nil
+	}
+	route(s, api, v, huma.Operation{OperationID: "list-users", Method: http.MethodGet, Path: "/users", Tags: tags,
+		Summary: "List the tenant's users", Security: bearer, Errors: []int{401, 403, 503},
+	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[[]auth.User], error) {
+		if err := s.require(ctx, auth.ScopeAdmin); err != nil {
+			return nil, err
+		}
+		users, err := s.sec.Users.List(ctx, s.principal(ctx).Tenant)
+		if err != nil {
+			return nil, s.asProblem(err, "list users")
+		}
+		if users == nil {
+			users = []auth.User{}
+		}
+		return &bodyOutput[[]auth.User]{Status: http.StatusOK, Body: users}, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "create-user", Method: http.MethodPost, Path: "/users", Tags: tags,
+		Summary: "Add a user to the tenant", Security: bearer, DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 409, 422, 503},
+	}, func(ctx context.Context, in *struct{ Body UserRequest }) (*bodyOutput[auth.User], error) {
+		p := s.principal(ctx)
+		if err := admin(ctx, auth.ActionUserCreate, "user/"+in.Body.ID); err != nil {
+			return nil, err
+		}
+		u := &auth.User{Tenant: p.Tenant, ID: in.Body.ID, Tier: in.Body.Tier, Scopes: in.Body.Scopes}
+		if u.Tier == "" {
+			u.Tier = schemas.TierNormal
+		}
+		if len(u.Scopes) == 0 {
+			u.Scopes = append([]auth.Scope(nil), auth.UserScopes...)
+		}
+		if err := u.Validate(); err != nil {
+			return nil, problem(422, "invalid_user", err.Error())
+		}
+		if err := s.sec.Users.Create(ctx, u); err != nil {
+			if errors.Is(err, auth.ErrUserExists) {
+				return nil, problem(http.StatusConflict, "user_exists", fmt.Sprintf("user %q already exists", u.ID))
+			}
+			return nil, s.asProblem(err, "create user")
+		}
+		s.audit(ctx, auth.ActionUserCreate, "user/"+u.ID, auth.ResultAllowed)
+		return &bodyOutput[auth.User]{Status: http.StatusCreated, Body: *u}, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "set-user-tier", Method: http.MethodPut, Path: "/users/{id}/tier", Tags: tags,
+		Summary: "Change a user's tier", Description: "Applies to the user's next job submission; tokens show the new tier from their next refresh.",
+		Security: bearer, Errors: []int{401, 403, 404, 422, 503},
+	}, func(ctx context.Context, in *struct {
+		ID   string `path:"id" doc:"user id"`
+		Body TierRequest
+	}) (*bodyOutput[auth.User], error) {
+		if err := admin(ctx, auth.ActionUserSetTier, "user/"+in.ID); err != nil {
+			return nil, err
+		}
+		u, err := s.sec.Users.SetTier(ctx, s.principal(ctx).Tenant, in.ID, in.Body.Tier)
+		if err != nil {
+			return nil, s.userProblem(err, in.ID)
+		}
+		s.audit(ctx, auth.ActionUserSetTier, "user/"+in.ID, auth.ResultAllowed)
+		return &bodyOutput[auth.User]{Status: http.StatusOK, Body: *u}, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "delete-user", Method: http.MethodDelete, Path: "/users/{id}", Tags: tags,
+		Summary: "Delete a user", Description: "Revokes the user's sessions and deletes the record; their jobs and data stay (DELETE /v1/users/{id}/data erases them).",
+		Security: bearer, DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503},
+	}, func(ctx context.Context, in *userPath) (*struct{}, error) {
+		if err := admin(ctx, auth.ActionUserDelete, "user/"+in.ID); err != nil {
+			return nil, err
+		}
+		tenant := s.principal(ctx).Tenant
+		if _, err := s.sec.Users.Get(ctx, tenant, in.ID); err != nil {
+			return nil, s.userProblem(err, in.ID)
+		}
+		if _, err := s.sec.Issuer.RevokeUser(ctx, tenant, in.ID); err != nil {
+			return nil, s.asProblem(err, "delete user")
+		}
+		if err := s.sec.Users.Delete(ctx, tenant, in.ID); err != nil {
+			return nil, s.asProblem(err, "delete user")
+		}
+		s.audit(ctx, auth.ActionUserDelete, "user/"+in.ID, auth.ResultAllowed)
+		return nil, nil
+	})
+	route(s, api, v, huma.Operation{OperationID: "erase-user", Method: http.MethodDelete, Path: "/users/{id}/data", Tags: tags,
+		Summary:     "Erase a user's data (GDPR)",
+		Description: "Deletes every object, record, message, API key and session of the user and asks the analytics sink to drop their rows. An admin may erase any user of the tenant; anyone may erase themselves. The answer lists what was removed; jobs still in flight are listed too: erase again once they end.",
+		Security:    bearer, Errors: []int{401, 403, 503},
+	}, func(ctx context.Context, in *userPath) (*bodyOutput[streams.ErasureReport], error) {
+		p := s.principal(ctx)
+		if in.ID != p.User {
+			if err := admin(ctx, actionUserErase, "user/"+in.ID); err != nil {
+				return nil, err
+			}
+		}
+		if err := schemas.ValidToken(in.ID); err != nil {
+			return nil, problem(422, "invalid_user", err.Error())
+		}
+		rep, err := s.sec.Eraser.Erase(ctx, p.Tenant, in.ID, streams.WithRequestedBy(p.User))
+		if err != nil {
+			s.audit(ctx, actionUserErase, "user/"+in.ID, auth.ResultError)
+			return nil, s.asProblem(err, "erase user")
+		}
+		s.audit(ctx, actionUserErase, "user/"+in.ID, auth.ResultAllowed)
+		return &bodyOutput[streams.ErasureReport]{Status: http.StatusOK, Body: *rep}, nil
+	})
+}

@@ -1,0 +1,229 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
+)
+
+// Security turns authentication, tenant isolation, fairness and audit on for the HTTP
+// API (see WithSecurity). Every field is required; all are safe for concurrent use.
+type Security struct {
+	// Authenticator checks bearer tokens and API keys and audits each decision.
+	Authenticator *auth.Authenticator
+	Issuer        *auth.Issuer
+	Users         *streams.Users
+	Keys          *streams.APIKeys
+	Eraser        *streams.Eraser
+	Limiter       *streams.RateLimiter
+	Active        *streams.ActiveJobs
+	Audit         auth.Auditor
+	// Policy holds the per-tier limits: requests per hour and active jobs.
+	Policy quota.Policy
+	// DevLogin lets POST /v1/auth/login issue tokens for any existing user without an
+	// admin credential (development only: `studio up --auth-dev`).
+	DevLogin bool
+}
+
+// WithSecurity requires a bearer token or API key on every route but health, docs,
+// the web pages, presigned uploads and login/refresh; jobs belong to the caller's
+// tenant and user. Without it every caller is Config.DefaultTenant/DefaultUser.
+func WithSecurity(sec *Security) Option { return func(s *Service) { s.sec = sec } }
+
+// Security returns what WithSecurity set, or nil while authentication is off.
+func (s *Service) Security() *Security { return s.sec }
+
+// The erasure action is not among auth's actions: erasure is audited here and by the
+// ErasureRequest the Eraser publishes.
+const actionUserErase = "user-erase"
+
+// publicRoute reports whether r needs no credentials.
+func publicRoute(r *http.Request) bool {
+	p := r.URL.Path
+	switch {
+	case p == "/health" || strings.HasPrefix(p, "/health/"),
+		p == "/docs" || strings.HasPrefix(p, "/docs/"),
+		strings.HasPrefix(p, "/openapi"), p == "/metrics":
+		return true
+	case r.Method == http.MethodGet && (p == "/" || p == "/ops" || strings.HasPrefix(p, "/ops/") || strings.HasPrefix(p, "/static/")):
+		return true
+	case r.Method == http.MethodPut && (strings.HasPrefix(p, "/v1/uploads/") || strings.HasPrefix(p, "/latest/uploads/")):
+		return true // the presigned URL's signature is the credential
+	case r.Method == http.MethodPost && isTokenEndpoint(p):
+		return true
+	}
+	return false
+}
+
+func isTokenEndpoint(p string) bool {
+	for _, v := range []string{"/v1", "/latest"} {
+		if p == v+"/auth/login" || p == v+"/auth/refresh" {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate runs before the mux when security is on. It returns the request to
+// serve, carrying the principal, or nil after answering 401/429/503 itself.
+func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) *http.Request {
+	header := r.Header.Get("Authorization")
+	if header == "" && strings.HasSuffix(r.URL.Path, "/events") {
+		// Browsers cannot set headers on WebSocket or EventSource requests.
+		if tok := r.URL.Query().Get("access_token"); tok != "" {
+			header = "Bearer " + tok
+		}
+	}
+	if publicRoute(r) && (header == "" || !isTokenEndpoint(r.URL.Path)) {
+		return r
+	}
+	p, err := s.sec.Authenticator.Authenticate(r.Context(), header, s.auditRequest(r))
+	if err == nil {
+		return r.WithContext(auth.NewContext(r.Context(), p))
+	}
+	var ex *quota.Exceeded
+	switch {
+	case errors.Is(err, auth.ErrNoCredentials):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="studio"`)
+		writeProblem(w, r, problem(http.StatusUnauthorized, "unauthenticated",
+			"send Authorization: Bearer <access token or API key>; get a token from POST /v1/auth/login"))
+	case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrInvalidKey):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="studio", error="invalid_token"`)
+		writeProblem(w, r, problem(http.StatusUnauthorized, "invalid_token",
+			err.Error()+"; refresh the token (POST /v1/auth/refresh) or log in again"))
+	case errors.As(err, &ex):
+		w.Header().Set("Retry-After", quota.RetryAfterSeconds(ex.RetryAfter))
+		writeProblem(w, r, problem(http.StatusTooManyRequests, ex.Code(), ex.Error()))
+	default:
+		s.log.WithError(err).WithField("request_id", RequestIDFrom(r.Context())).Error("authentication failed")
+		writeProblem(w, r, problem(http.StatusServiceUnavailable, "unavailable", "credentials could not be checked; retry shortly"))
+	}
+	return nil
+}
+
+func (s *Service) auditRequest(r *http.Request) auth.Request {
+	ip := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(ip); err == nil {
+		ip = h
+	}
+	id := RequestIDFrom(r.Context())
+	return auth.Request{IP: ip, RequestID: id, TraceID: traceIDFor(id)}
+}
+
+// principal returns the caller: the authenticated principal, or the default tenant
+// and user with every scope while security is off.
+func (s *Service) principal(ctx context.Context) auth.Principal {
+	if p, ok := auth.FromContext(ctx); ok {
+		return p
+	}
+	return auth.Principal{Tenant: s.cfg.DefaultTenant, User: s.cfg.DefaultUser, Scopes: []auth.Scope{auth.ScopeAdmin}}
+}
+
+// audit records a decision; a failure is logged, the request goes on (it was already
+// authenticated, which refuses unaudited requests).
+func (s *Service) audit(ctx context.Context, action, resource, result string) {
+	if s.sec == nil || s.sec.Audit == nil {
+		return
+	}
+	var req auth.Request
+	if _, r := exchangeFrom(ctx); r != nil {
+		req = s.auditRequest(r)
+	}
+	if err := s.sec.Audit.Audit(ctx, auth.Event(s.principal(ctx), action, resource, result, req)); err != nil {
+		s.log.WithError(err).WithField("action", action).Error("audit event lost")
+	}
+}
+
+// require answers 403 unless the caller holds scope.
+func (s *Service) require(ctx context.Context, scope auth.Scope) error {
+	if err := s.principal(ctx).Require(scope); err != nil {
+		return problem(http.StatusForbidden, "forbidden", err.Error())
+	}
+	return nil
+}
+
+// visible returns a 404 problem unless the caller may see rec.
+func (s *Service) visible(ctx context.Context, rec *schemas.JobRecord) error {
+	if s.sec == nil {
+		return nil
+	}
+	if auth.CheckJob(s.principal(ctx), rec) != nil {
+		return problem(404, "job_not_found", fmt.Sprintf("no job %q", rec.ID), FieldProblem{Field: "id", Constraint: "exists", Message: "no such job"})
+	}
+	return nil
+}
+
+// limitProblem turns a *quota.Exceeded into a 429 with Retry-After; nil otherwise.
+func limitProblem(err error) error {
+	var ex *quota.Exceeded
+	if !errors.As(err, &ex) {
+		return nil
+	}
+	h := http.Header{}
+	if ex.RetryAfter > 0 {
+		h.Set("Retry-After", quota.RetryAfterSeconds(ex.RetryAfter))
+	}
+	return huma.ErrorWithHeaders(problem(http.StatusTooManyRequests, ex.Code(), ex.Error()), h)
+}
+
+// admitSubmit applies the caller's tier and limits to a job request: the rate limit
+// now, and an active-job slot once the job id is known (released if the job is never
+// queued; ActiveJobs.Run releases it when the job ends).
+func (s *Service) admitSubmit(ctx context.Context, req *SubmitRequest) error {
+	if s.sec == nil {
+		return nil
+	}
+	p := s.principal(ctx)
+	if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
+		return err
+	}
+	req.Tenant, req.User, req.Tier = p.Tenant, p.User, p.Tier
+	u, err := s.sec.Users.Get(ctx, p.Tenant, p.User)
+	switch {
+	case errors.Is(err, auth.ErrUserNotFound):
+		return problem(http.StatusForbidden, "user_not_found", "your user no longer exists; ask an admin of your tenant")
+	case err != nil:
+		return s.asProblem(err, "user lookup")
+	}
+	req.Tier = u.Tier
+	limits := s.sec.Policy.For(u.Tier)
+	d, err := s.sec.Limiter.Allow(ctx, p.Tenant, p.User, limits.Window())
+	if err != nil {
+		return s.asProblem(err, "rate limit")
+	}
+	if !d.Allowed {
+		s.audit(ctx, auth.ActionJobSubmit, "", auth.ResultDenied)
+		return limitProblem(d.Err())
+	}
+	req.admit = func(ctx context.Context, jobID string) (func(), error) {
+		if err := s.sec.Active.Acquire(ctx, p.Tenant, p.User, jobID, limits.MaxActive); err != nil {
+			if lp := limitProblem(err); lp != nil {
+				s.audit(ctx, auth.ActionJobSubmit, "job/"+jobID, auth.ResultDenied)
+				return nil, lp
+			}
+			return nil, err
+		}
+		return func() { _, _ = s.sec.Active.Release(context.WithoutCancel(ctx), p.Tenant, p.User, jobID) }, nil
+	}
+	return nil
+}
+
+// releaseActive frees a cancelled job's slot at once.
+func (s *Service) releaseActive(ctx context.Context, rec *schemas.JobRecord) {
+	if s.sec == nil {
+		return
+	}
+	if _, err := s.sec.Active.Release(context.WithoutCancel(ctx), rec.Tenant, rec.User, rec.ID); err != nil {
+		s.log.WithError(err).WithField("job_id", rec.ID).Warn("active-job slot not released; it is reclaimed when the user next hits the limit")
+	}
+}
