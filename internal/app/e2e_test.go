@@ -66,50 +66,17 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startUp runs Up in the background and returns the API URL and the NATS URL.
+// startUp runs Up in the background and returns the API URL and the NATS URL. Logs are
+// discarded unless STUDIO_TEST_LOGS is set.
 func startUp(t *testing.T, mod func(*Config)) (api, natsURL string) {
 	t.Helper()
-	natsPort := freePort(t)
-	cfg := &Config{
-		DataDir: t.TempDir(), NATSListen: fmt.Sprintf("127.0.0.1:%d", natsPort), HTTPListen: "127.0.0.1:0",
-		Replicas: 1, CacheDir: assets.DefaultDir(), Device: "cpu", Sessions: 1, Models: "isnet@small,realesrgan@general-x4v3",
-		Concurrency: 2, MaxUpload: imageio.DefaultMaxBytes, MaxPixels: imageio.DefaultMaxPixels,
-		DrainTimeout: 20 * time.Second, Stages: "ingest,preprocess,inference,postprocess,store",
-		LogLevel: "info", Worker: "e2e",
-	}
-	if mod != nil {
-		mod(cfg)
-	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.JSONFormatter{})
 	log.SetOutput(io.Discard)
 	if os.Getenv("STUDIO_TEST_LOGS") != "" {
 		log.SetOutput(os.Stderr)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	urls := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- Up(ctx, cfg, log, func(u string) { urls <- u }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Up returned %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("Up did not stop within 60s")
-		}
-	})
-	select {
-	case u := <-urls:
-		return u, fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
-	case err := <-done:
-		t.Fatalf("Up failed: %v", err)
-	case <-time.After(5 * time.Minute):
-		t.Fatal("Up did not start within 5 minutes")
-	}
-	return "", ""
+	return startUpLogged(t, log, mod)
 }
 
 func submit(t *testing.T, api, filename string, data []byte, fields map[string]string) (*http.Response, []byte) {

@@ -337,15 +337,16 @@ func TestMetricsLogsAndSpansOfIngestAndPreprocess(t *testing.T) {
 }
 
 // startUpLogged is startUp with the caller's logger, so tests can read the logs.
+// startUpLogged is startUp with the process's logs going to log.
 func startUpLogged(t *testing.T, log logrus.FieldLogger, mod func(*Config)) (api, natsURL string) {
 	t.Helper()
 	natsPort := freePort(t)
 	cfg := &Config{
 		DataDir: t.TempDir(), NATSListen: fmt.Sprintf("127.0.0.1:%d", natsPort), HTTPListen: "127.0.0.1:0",
-		Replicas: 1, CacheDir: assets.DefaultDir(), Device: "cpu", Sessions: 1, Models: "isnet@small",
+		Replicas: 1, CacheDir: assets.DefaultDir(), Device: "cpu", Sessions: 1, Models: "isnet@small,realesrgan@general-x4v3",
 		Concurrency: 2, MaxUpload: imageio.DefaultMaxBytes, MaxPixels: imageio.DefaultMaxPixels,
 		DrainTimeout: 20 * time.Second, Stages: "ingest,preprocess,inference,postprocess,store",
-		LogLevel: "info", Worker: "metrics-e2e",
+		LogLevel: "info", Worker: "e2e",
 	}
 	if mod != nil {
 		mod(cfg)
