@@ -218,7 +218,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 	if err != nil {
 		return nil, err
 	}
-	build := func(step processors.Step, model string, maxBatch int, closer func() error) (*Stage, error) {
+	build := func(step processors.Step, model string, maxBatch int, maxWait time.Duration, closer func() error) (*Stage, error) {
 		spec, err := streams.StageConsumers(stage, model)
 		if err != nil {
 			return nil, err
@@ -232,7 +232,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		}
 		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, streams.RunnerConfig{
 			Stage: stage, Worker: cfg.Worker, Spec: spec, Concurrency: cfg.Concurrency,
-			MaxBatch: maxBatch, DrainTimeout: cfg.DrainTimeout, OnFailure: h.Fail, Log: log,
+			MaxBatch: maxBatch, MaxWait: maxWait, DrainTimeout: cfg.DrainTimeout, OnFailure: h.Fail, Log: log,
 			OnRetry:      func(*streams.Msg) { d.Metrics.Retried(string(stage)) },
 			OnDeadLetter: func(*streams.Msg) { d.Metrics.DeadLettered(string(stage)) },
 		})
@@ -249,17 +249,17 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 	}
 	switch stage {
 	case schemas.StagePreprocess:
-		s, err := build(&preprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits(), MaxOutputPixels: cfg.MaxOutPixels}, "", 1, nil)
+		s, err := build(&preprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits(), MaxOutputPixels: cfg.MaxOutPixels}, "", 1, 0, nil)
 		return []*Stage{s}, err
 	case schemas.StagePostprocess:
-		s, err := build(&postprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, "", 1, nil)
+		s, err := build(&postprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, "", 1, 0, nil)
 		return []*Stage{s}, err
 	case schemas.StageStore:
 		cache, err := streams.OpenResultCache(ctx, d.Bus.JS)
 		if err != nil {
 			return nil, err
 		}
-		s, err := build(&store.Step{Blobs: d.Blobs, Cache: cache}, "", 1, nil)
+		s, err := build(&store.Step{Blobs: d.Blobs, Cache: cache}, "", 1, 0, nil)
 		return []*Stage{s}, err
 	case schemas.StageInference:
 		if d.Backend == nil {
@@ -291,7 +291,16 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 			if i == 0 {
 				closer = step.Close
 			}
-			s, err := build(step, name, 1, closer)
+			// The runner gathers as many messages as the model's most batch-friendly
+			// version allows (manifest max_batch / max_wait_ms).
+			maxBatch, maxWait := 1, time.Duration(0)
+			for _, spec := range d.Catalog.All() {
+				if spec.Name == name && spec.MaxBatch > maxBatch {
+					maxBatch = spec.MaxBatch
+					maxWait = max(maxWait, time.Duration(spec.MaxWaitMS)*time.Millisecond)
+				}
+			}
+			s, err := build(step, name, maxBatch, maxWait, closer)
 			if err != nil {
 				return nil, err
 			}

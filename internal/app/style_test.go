@@ -17,6 +17,7 @@ import (
 
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/schemas"
 )
@@ -65,8 +66,16 @@ func negativeModel(t *testing.T, dir, version string, size int, resize string) {
 	m := models.ImageManifest("negative", version, string(schemas.TaskStyleTransfer), 1, file, onnx, "test-only")
 	m = strings.Replace(m, "tile:\n  size: 256\n  overlap: 16\n", "", 1)
 	if resize == "bilinear" {
-		m = strings.Replace(m, "shape: [-1, 3, -1, -1]\n  std: [255, 255, 255]\n  resize: none", fmt.Sprintf("shape: [1, 3, %d, %d]\n  std: [255, 255, 255]\n  resize: bilinear", size, size), 1)
-		m = strings.Replace(m, "dynamic_batch: true\n", "", 1)
+		batch := int64(1)
+		if version == "batched" {
+			batch = -1
+		}
+		m = strings.Replace(m, "shape: [-1, 3, -1, -1]\n  std: [255, 255, 255]\n  resize: none", fmt.Sprintf("shape: [%d, 3, %d, %d]\n  std: [255, 255, 255]\n  resize: bilinear", batch, size, size), 1)
+		if version == "batched" {
+			m = strings.Replace(m, "dynamic_batch: true\n", "dynamic_batch: true\nmax_batch: 4\nmax_wait_ms: 1000\n", 1)
+		} else {
+			m = strings.Replace(m, "dynamic_batch: true\n", "", 1)
+		}
 	}
 	if version == "any-size" {
 		m = strings.Replace(m, "license:", "default: true\nlicense:", 1)
@@ -81,6 +90,8 @@ func TestStyleTransferRunsOperatorModels(t *testing.T) {
 	dir := t.TempDir()
 	negativeModel(t, dir, "any-size", 0, "none")
 	negativeModel(t, dir, "fixed-64", 64, "bilinear")
+	// Fixed-size inputs with a dynamic batch: concurrent jobs share one model call.
+	negativeModel(t, dir, "batched", 64, "bilinear")
 	// A graph that wants four input channels where the manifest promises RGB.
 	negativeModel(t, dir, "wrong-shape", 0, "none")
 	api, _ := startUp(t, func(c *Config) { c.ModelDir = dir })
@@ -92,6 +103,43 @@ func TestStyleTransferRunsOperatorModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Run("concurrent jobs of a batchable model run as one batched call", func(t *testing.T) {
+		var ids []string
+		for k := range 4 {
+			// Distinct bytes per job, or the result cache would answer the repeats.
+			v := imageio.ToNRGBA(src)
+			v.Pix[0] += uint8(k + 1)
+			var buf bytes.Buffer
+			if err := png.Encode(&buf, v); err != nil {
+				t.Fatal(err)
+			}
+			resp, body := submit(t, api, "chelsea.png", buf.Bytes(), map[string]string{"task": "style-transfer", "model": "negative", "version": "batched"})
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("POST = %s %s", resp.Status, body)
+			}
+			var j ingest.JobResponse
+			_ = json.Unmarshal(body, &j)
+			ids = append(ids, j.ID)
+		}
+		maxBatch := 0
+		for _, id := range ids {
+			final := waitFinal(t, api, id, 2*time.Minute)
+			if final.Status != schemas.StatusSucceeded {
+				t.Fatalf("job %s: %s %+v", id, final.Status, final.Error)
+			}
+			maxBatch = max(maxBatch, final.Stages[schemas.StageInference].BatchSize)
+			got, err := png.Decode(bytes.NewReader(download(t, api, final.Downloads["image"])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gm, nm := meanLuma(got), meanLuma(negative(src)); math.Abs(gm-nm) > 3 {
+				t.Errorf("job %s: mean luma %.1f, want about %.1f", id, gm, nm)
+			}
+		}
+		if maxBatch < 2 {
+			t.Errorf("largest inference batch %d, want jobs submitted together to share a call", maxBatch)
+		}
+	})
 	t.Run("a model that throws at run time fails the job with the runtime's reason", func(t *testing.T) {
 		resp, body := submit(t, api, "chelsea.png", input, map[string]string{"task": "style-transfer", "model": "negative", "version": "wrong-shape"})
 		if resp.StatusCode != http.StatusAccepted {

@@ -64,11 +64,25 @@ func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
 	}
 	errs := make([]error, len(batch))
 	var wg sync.WaitGroup
+	// Jobs of one version that takes a dynamic batch of fixed-size inputs run as one
+	// call (dynamic batching); everything else runs job by job, in parallel.
+	groups := map[string][]int{}
 	for i, ev := range batch {
+		if spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion); err == nil && batchable(spec) && len(batch) > 1 {
+			groups[spec.ID()] = append(groups[spec.ID()], i)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			errs[i] = s.one(ctx, ev)
+		}()
+	}
+	for _, idx := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.batched(ctx, batch, idx, errs)
 		}()
 	}
 	wg.Wait()
@@ -267,3 +281,64 @@ func (p *pool) acquire(ctx context.Context) (Session, error) {
 }
 
 func (p *pool) release(s Session) { p.sessions <- s }
+
+// batchable reports whether jobs of spec can share one model call.
+func batchable(spec models.Spec) bool {
+	return spec.DynamicBatch && spec.MaxBatch > 1 && spec.Tile.Size == 0 && spec.Input.H() > 0 && spec.Input.W() > 0
+}
+
+// batched runs the jobs batch[idx] (one model version) as a single call. If their
+// tensors cannot be stacked or the call fails, each job runs alone, so one bad input
+// never fails its neighbours and fallbacks still apply.
+func (s *Step) batched(ctx context.Context, batch []*schemas.JobEvent, idx []int, errs []error) {
+	alone := func() {
+		for _, i := range idx {
+			errs[i] = s.one(ctx, batch[i])
+		}
+	}
+	if len(idx) == 1 {
+		alone()
+		return
+	}
+	spec, err := s.Catalog.Get(batch[idx[0]].Model, batch[idx[0]].ModelVersion)
+	if err != nil {
+		alone()
+		return
+	}
+	xs := make([]Tensor, len(idx))
+	for k, i := range idx {
+		ref, ok := batch[i].Artifacts["tensor"]
+		if !ok {
+			alone()
+			return
+		}
+		if xs[k], err = GetTensor(ctx, s.Blobs, ref); err != nil {
+			alone()
+			return
+		}
+	}
+	x, ok := Stack(xs)
+	if !ok {
+		alone()
+		return
+	}
+	y, err := s.run(ctx, spec, x)
+	if err != nil {
+		alone()
+		return
+	}
+	ys, err := Unstack(y, len(idx))
+	if err != nil {
+		alone()
+		return
+	}
+	for k, i := range idx {
+		ev := batch[i]
+		ref, err := PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", ys[k])
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		ev.Artifacts["output"] = ref
+	}
+}
