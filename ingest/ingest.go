@@ -525,8 +525,17 @@ func (s *Service) publishResult(ctx context.Context, rec *schemas.JobRecord) {
 
 // NewJobID returns a time-ordered, URL- and subject-safe id.
 func NewJobID() string {
-	return strings.ToLower(ulid.MustNew(ulid.Now(), rand.Reader).String())
+	idMu.Lock()
+	defer idMu.Unlock()
+	return strings.ToLower(ulid.MustNew(ulid.Now(), idEntropy).String())
 }
+
+// Monotonic entropy keeps ids from one process increasing within a millisecond, so
+// listing by id is listing by submission; it is not safe for concurrent use, hence idMu.
+var (
+	idMu      sync.Mutex
+	idEntropy = ulid.Monotonic(rand.Reader, 0)
+)
 
 func extOf(f imageio.Format) string {
 	switch f {

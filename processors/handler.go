@@ -185,8 +185,15 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 	ev.Stamps[stage] = done.UTC()
 
 	succeeded := false // this run moved the job to succeeded (not a redelivery)
+	stopped := false
 	rec, err := h.Jobs.Update(ctx, ev.JobID, func(r *schemas.JobRecord) error {
 		succeeded = false
+		// A job cancelled (or failed elsewhere) while the store stage ran keeps its
+		// final state: no "succeeded" over it and no success result. Earlier stages
+		// forward as usual; the next stage skips the job when it begins.
+		if stopped = stage == schemas.StageStore && (r.Status == schemas.StatusCancelled || r.Status == schemas.StatusFailed); stopped {
+			return streams.ErrNoChange
+		}
 		if st := r.Stages[stage]; st != nil {
 			st.FinishedAt = done.UTC()
 			st.DurationMS = ms(dur)
@@ -210,6 +217,10 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record end of %s: %w", stage, err)
+	}
+	if stopped {
+		it.log.WithField("status", rec.Status).Info("job ended while this stage ran; not forwarding it")
+		return nil, nil
 	}
 
 	var outs []streams.Output
