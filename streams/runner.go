@@ -190,7 +190,21 @@ loop:
 		}()
 	}
 
-	// Drain: no more pulls; give prefetched messages back right away.
+	// Drain. The deadline for in-flight work starts now, not after the pullers stop
+	// (a pull may take up to PullExpiry to return).
+	deadline := time.NewTimer(r.cfg.DrainTimeout)
+	defer deadline.Stop()
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	go func() {
+		select {
+		case <-done:
+		case <-deadline.C:
+			r.log.WithField("drain_timeout", r.cfg.DrainTimeout.String()).Warn("in-flight work did not finish in time; cancelling it so it is redelivered")
+			cancelWork()
+		}
+	}()
+	// No more pulls; give prefetched messages back right away.
 	pullers.Wait()
 	for i := range r.queues {
 		q := &r.queues[i]
@@ -204,15 +218,7 @@ loop:
 			break
 		}
 	}
-	done := make(chan struct{})
-	go func() { workers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(r.cfg.DrainTimeout):
-		r.log.WithField("drain_timeout", r.cfg.DrainTimeout.String()).Warn("in-flight work did not finish in time; cancelling it so it is redelivered")
-		cancelWork()
-		<-done
-	}
+	<-done
 	cancelWork()
 	<-keepAliveDone
 	r.log.Info("stage runner stopped")
