@@ -188,10 +188,9 @@ func waitAll(t *testing.T, api string, ids []string, timeout time.Duration) map[
 	return out
 }
 
-func TestSeparateProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test with the real model skipped with -short")
-	}
+// testPhotos returns the cached real photos, fetching them when missing.
+func testPhotos(t *testing.T) []string {
+	t.Helper()
 	cache := &assets.Cache{Dir: assets.DefaultDir()}
 	var photos []string
 	for _, a := range []assets.Asset{assets.PhotoAstronaut, assets.PhotoCoffee, assets.PhotoChelsea, assets.PhotoRocket} {
@@ -201,6 +200,14 @@ func TestSeparateProcesses(t *testing.T) {
 		}
 		photos = append(photos, p)
 	}
+	return photos
+}
+
+func TestSeparateProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test with the real model skipped with -short")
+	}
+	photos := testPhotos(t)
 	bin := buildBinary(t)
 	natsPort, httpPort := port(t), port(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)

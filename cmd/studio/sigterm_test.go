@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -27,15 +26,7 @@ func TestSIGTERMWorkerUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test with the real model skipped with -short")
 	}
-	cache := &assets.Cache{Dir: assets.DefaultDir()}
-	var photos []string
-	for _, a := range []assets.Asset{assets.PhotoAstronaut, assets.PhotoCoffee, assets.PhotoChelsea, assets.PhotoRocket} {
-		p, err := cache.Ensure(context.Background(), a)
-		if err != nil {
-			t.Fatalf("photo: %v (run `studio fetch photos`)", err)
-		}
-		photos = append(photos, p)
-	}
+	photos := testPhotos(t)
 	bin := buildBinary(t)
 	natsPort, httpPort := port(t), port(t)
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
