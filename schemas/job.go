@@ -83,7 +83,8 @@ type ObjectRef struct {
 	// Width and Height are set for images.
 	Width  int `json:"width,omitempty"`
 	Height int `json:"height,omitempty"`
-	// Shape and DType are set for raw tensors (little-endian, row-major).
+	// Shape and DType are set for raw tensors (row-major): "uint8" pixel planes, or
+	// little-endian "float32".
 	Shape []int64 `json:"shape,omitempty"`
 	DType string  `json:"dtype,omitempty"`
 }

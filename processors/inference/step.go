@@ -98,13 +98,14 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if !ok {
 		return processors.Permanent(schemas.StageInference, processors.CodeBadEvent, "event has no preprocessed tensor")
 	}
-	x, err := GetTensor(ctx, s.Blobs, in)
+	x, err := LoadInput(ctx, s.Blobs, in, spec.Input)
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
 			return processors.Permanent(schemas.StageInference, processors.CodeMissingObject, "preprocessed tensor is gone: %v", err)
 		}
 		return err
 	}
+	used := spec
 	y, err := s.run(ctx, spec, x)
 	var jerr *schemas.JobError
 	if errors.As(err, &jerr) {
@@ -115,14 +116,29 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 				s.Log.WithError(err).WithFields(logrus.Fields{"job_id": ev.JobID, "model": spec.ID(), "fallback": fb.ID()}).Warn("model failed; running its fallback")
 			}
 			if y, err = s.run(ctx, fb, x); err == nil {
-				ev.ModelVersion = fb.Version
+				ev.ModelVersion, used = fb.Version, fb
 			}
 		}
 	}
 	if err != nil {
 		return err
 	}
-	ref, err := PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", y)
+	return s.putOutput(ctx, ev, used, y)
+}
+
+// putOutput stores a model output for postprocess: as 8-bit pixels when it is an image
+// or a mask (a quarter of the bytes, nothing lost that postprocess keeps), otherwise as
+// float32.
+func (s *Step) putOutput(ctx context.Context, ev *schemas.JobEvent, spec models.Spec, y Tensor) error {
+	var (
+		ref schemas.ObjectRef
+		err error
+	)
+	if px, qerr := Quantize(y, spec.Output); qerr == nil {
+		ref, err = PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/output.u8", px)
+	} else {
+		ref, err = PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", y)
+	}
 	if err != nil {
 		return err
 	}
@@ -312,7 +328,7 @@ func (s *Step) batched(ctx context.Context, batch []*schemas.JobEvent, idx []int
 			alone()
 			return
 		}
-		if xs[k], err = GetTensor(ctx, s.Blobs, ref); err != nil {
+		if xs[k], err = LoadInput(ctx, s.Blobs, ref, spec.Input); err != nil {
 			alone()
 			return
 		}
@@ -333,12 +349,6 @@ func (s *Step) batched(ctx context.Context, batch []*schemas.JobEvent, idx []int
 		return
 	}
 	for k, i := range idx {
-		ev := batch[i]
-		ref, err := PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", ys[k])
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		ev.Artifacts["output"] = ref
+		errs[i] = s.putOutput(ctx, batch[i], spec, ys[k])
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/streams"
+	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -23,27 +24,45 @@ func BenchmarkTensorRoundTrip(b *testing.B) {
 	for _, bb := range []struct {
 		name  string
 		shape []int64
+		u8    bool
 	}{
-		{"IS-Net input 1x3x1024x1024 (12 MiB)", []int64{1, 3, 1024, 1024}},
-		{"IS-Net mask 1x1x1024x1024 (4 MiB)", []int64{1, 1, 1024, 1024}},
-		{"8x8 image 1x3x8x8", []int64{1, 3, 8, 8}},
+		{"IS-Net input float32 1x3x1024x1024 (12 MiB)", []int64{1, 3, 1024, 1024}, false},
+		{"IS-Net input uint8 1x3x1024x1024 (3 MiB)", []int64{1, 3, 1024, 1024}, true},
+		{"IS-Net mask float32 1x1x1024x1024 (4 MiB)", []int64{1, 1, 1024, 1024}, false},
+		{"IS-Net mask uint8 1x1x1024x1024 (1 MiB)", []int64{1, 1, 1024, 1024}, true},
+		{"x4 output uint8 1x3x2048x2048 (12 MiB)", []int64{1, 3, 2048, 2048}, true},
+		{"8x8 image float32 1x3x8x8", []int64{1, 3, 8, 8}, false},
 	} {
-		t := inference.Tensor{Shape: bb.shape, Data: make([]float32, inference.Elements(bb.shape))}
+		n := inference.Elements(bb.shape)
+		t := inference.Tensor{Shape: bb.shape, Data: make([]float32, n)}
+		p := inference.Pixels{Shape: bb.shape, Data: make([]byte, n)}
 		for i := range t.Data {
 			t.Data[i] = float32(i%255) / 255
+			p.Data[i] = byte(i % 255)
 		}
 		b.Run(bb.name, func(b *testing.B) {
-			b.SetBytes(4 * int64(len(t.Data)))
+			b.SetBytes(4 * n)
+			if bb.u8 {
+				b.SetBytes(n)
+			}
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
 				i++
-				key := fmt.Sprintf("work/bench-%d/input.f32", i%8)
-				ref, err := inference.PutTensor(ctx, store, key, t)
-				if err != nil {
-					b.Fatal(err)
+				key := fmt.Sprintf("work/bench-%d/input", i%8)
+				var err error
+				if bb.u8 {
+					var ref schemas.ObjectRef
+					if ref, err = inference.PutPixels(ctx, store, key, p); err == nil {
+						_, err = inference.GetPixels(ctx, store, ref)
+					}
+				} else {
+					var ref schemas.ObjectRef
+					if ref, err = inference.PutTensor(ctx, store, key, t); err == nil {
+						_, err = inference.GetTensor(ctx, store, ref)
+					}
 				}
-				if _, err := inference.GetTensor(ctx, store, ref); err != nil {
+				if err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -51,18 +51,15 @@ func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
 }
 
 func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error {
-	outRef, ok := ev.Artifacts["output"]
-	if !ok {
-		return processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "event has no model output")
-	}
-	out, err := inference.GetTensor(ctx, s.Blobs, outRef)
+	spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion)
 	if err != nil {
-		if errors.Is(err, blob.ErrNotFound) {
-			return processors.Permanent(schemas.StagePostprocess, processors.CodeMissingObject, "model output is gone: %v", err)
-		}
+		return processors.Permanent(schemas.StagePostprocess, processors.CodeModelUnavailable, "%v", err)
+	}
+	out, err := s.output(ctx, ev, spec)
+	if err != nil {
 		return err
 	}
-	mask, err := MaskFromTensor(out)
+	mask, err := MaskFromPixels(out)
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
@@ -110,18 +107,11 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeModelUnavailable, "%v", err)
 	}
-	outRef, ok := ev.Artifacts["output"]
-	if !ok {
-		return processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "event has no model output")
-	}
-	out, err := inference.GetTensor(ctx, s.Blobs, outRef)
+	out, err := s.output(ctx, ev, spec)
 	if err != nil {
-		if errors.Is(err, blob.ErrNotFound) {
-			return processors.Permanent(schemas.StagePostprocess, processors.CodeMissingObject, "model output is gone: %v", err)
-		}
 		return err
 	}
-	img, err := FromTensor(out, spec.Output)
+	img, err := ImageFromPixels(out, spec.Output)
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
@@ -153,39 +143,50 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(img, ThumbnailSide))
 }
 
-// FromTensor converts a [1,3,H,W] tensor into an opaque image, undoing (v-mean)/std.
+// output loads the event's model output as 8-bit pixels.
+func (s *Step) output(ctx context.Context, ev *schemas.JobEvent, spec models.Spec) (inference.Pixels, error) {
+	ref, ok := ev.Artifacts["output"]
+	if !ok {
+		return inference.Pixels{}, processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "event has no model output")
+	}
+	px, err := inference.LoadOutput(ctx, s.Blobs, ref, spec.Output)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return px, processors.Permanent(schemas.StagePostprocess, processors.CodeMissingObject, "model output is gone: %v", err)
+	case err != nil && ref.DType != inference.DTypeUint8 && ref.DType != inference.DTypeFloat32:
+		return px, processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "%v", err)
+	}
+	return px, err
+}
+
+// FromTensor converts a [1,3,H,W] model output into an opaque image, undoing
+// (v-mean)/std.
 func FromTensor(t inference.Tensor, spec models.Tensor) (*image.NRGBA, error) {
-	if len(t.Shape) != 4 || t.Shape[0] != 1 || t.Shape[1] != 3 {
-		return nil, fmt.Errorf("image tensor has shape %v, want [1,3,H,W]", t.Shape)
+	px, err := inference.Quantize(t, spec)
+	if err != nil {
+		return nil, err
 	}
-	h, w := int(t.Shape[2]), int(t.Shape[3])
+	return ImageFromPixels(px, spec)
+}
+
+// ImageFromPixels interleaves [1,3,H,W] planes, in the spec's colour order, into an
+// opaque image.
+func ImageFromPixels(p inference.Pixels, spec models.Tensor) (*image.NRGBA, error) {
+	if len(p.Shape) != 4 || p.Shape[0] != 1 || p.Shape[1] != 3 || inference.Elements(p.Shape) != int64(len(p.Data)) {
+		return nil, fmt.Errorf("image output has shape %v with %d values, want [1,3,H,W]", p.Shape, len(p.Data))
+	}
+	h, w := int(p.Shape[2]), int(p.Shape[3])
 	plane := w * h
-	if len(t.Data) != 3*plane {
-		return nil, fmt.Errorf("image tensor %v has %d values", t.Shape, len(t.Data))
-	}
-	r, g, b := 0, plane, 2*plane
+	r, g, b := p.Data[:plane], p.Data[plane:2*plane], p.Data[2*plane:]
 	if spec.Color == "BGR" {
 		r, b = b, r
 	}
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	for i := range plane {
-		p := img.Pix[4*i : 4*i+4 : 4*i+4]
-		p[0] = clampByte(t.Data[r+i]*spec.Std[0] + spec.Mean[0])
-		p[1] = clampByte(t.Data[g+i]*spec.Std[1] + spec.Mean[1])
-		p[2] = clampByte(t.Data[b+i]*spec.Std[2] + spec.Mean[2])
-		p[3] = 255
+		q := img.Pix[4*i : 4*i+4 : 4*i+4]
+		q[0], q[1], q[2], q[3] = r[i], g[i], b[i], 255
 	}
 	return img, nil
-}
-
-func clampByte(v float32) uint8 {
-	switch {
-	case !(v > 0):
-		return 0
-	case v >= 255:
-		return 255
-	}
-	return uint8(v + 0.5)
 }
 
 func hasAlpha(img *image.NRGBA) bool {
@@ -200,28 +201,20 @@ func hasAlpha(img *image.NRGBA) bool {
 // MaskFromTensor converts a [1,1,H,W] (or [1,H,W]) probability map in 0..1 into an
 // 8-bit mask, clamping values outside the range.
 func MaskFromTensor(t inference.Tensor) (*image.Gray, error) {
-	if len(t.Shape) < 2 {
-		return nil, fmt.Errorf("mask tensor has shape %v, want [1,1,H,W]", t.Shape)
+	px, err := inference.Quantize(t, models.Tensor{})
+	if err != nil {
+		return nil, err
 	}
-	h, w := int(t.Shape[len(t.Shape)-2]), int(t.Shape[len(t.Shape)-1])
-	if h <= 0 || w <= 0 || len(t.Data) < h*w {
-		return nil, fmt.Errorf("mask tensor has shape %v with %d values", t.Shape, len(t.Data))
-	}
-	g := image.NewGray(image.Rect(0, 0, w, h))
-	for i, v := range t.Data[:h*w] {
-		g.Pix[i] = quantize(v)
-	}
-	return g, nil
+	return MaskFromPixels(px)
 }
 
-func quantize(v float32) uint8 {
-	switch {
-	case !(v > 0): // also NaN
-		return 0
-	case v >= 1:
-		return 255
+// MaskFromPixels wraps a [1,1,H,W] 8-bit mask as an image without copying.
+func MaskFromPixels(p inference.Pixels) (*image.Gray, error) {
+	if len(p.Shape) != 4 || p.Shape[0] != 1 || p.Shape[1] != 1 || inference.Elements(p.Shape) != int64(len(p.Data)) {
+		return nil, fmt.Errorf("mask output has shape %v with %d values, want [1,1,H,W]", p.Shape, len(p.Data))
 	}
-	return uint8(v*255 + 0.5)
+	h, w := int(p.Shape[2]), int(p.Shape[3])
+	return &image.Gray{Pix: p.Data, Stride: w, Rect: image.Rect(0, 0, w, h)}, nil
 }
 
 // Threshold makes a mask binary: values at or above t (0..1) become opaque, the rest

@@ -59,7 +59,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if err := CheckParams(ev.Task, ev.Params); err != nil {
 		return err
 	}
-	var t inference.Tensor
+	var px inference.Pixels
 	switch spec.Input.Resize {
 	case "none":
 		// The model takes any size (tiled if the manifest says so); only the output
@@ -73,11 +73,11 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 				"a %dx%d image becomes %dx%d (%d MP) at x%d, over the %d MP output limit: send an image of at most %d MP",
 				hdr.Width, hdr.Height, hdr.Width*spec.Scale, hdr.Height*spec.Scale, out>>20, spec.Scale, maxOut>>20, maxOut/int64(spec.Scale*spec.Scale)>>20)
 		}
-		t = ToTensor(img, spec.Input)
+		px = ToPixels(img, spec.Input)
 	default:
-		t = ToTensor(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
+		px = ToPixels(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
 	}
-	ref, err := inference.PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/input.f32", t)
+	ref, err := inference.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/input.u8", px)
 	if err != nil {
 		return fmt.Errorf("store tensor: %w", err)
 	}
@@ -149,18 +149,13 @@ func Classify(err error) error {
 	return processors.Permanent(schemas.StagePreprocess, code, "%v", err)
 }
 
-// ToTensor converts an image into a [1,3,H,W] float32 tensor in the spec's channel
-// order (RGB or BGR), normalised per channel as (v - mean) / std, where mean and std
-// are given for the R, G and B channels of the image.
-func ToTensor(img *image.NRGBA, spec models.Tensor) inference.Tensor {
+// ToPixels converts an image into [1,3,H,W] 8-bit channel planes in the spec's colour
+// order (RGB, or reversed for BGR models). This is what preprocess stores: the inference
+// stage normalises it with inference.Normalize.
+func ToPixels(img *image.NRGBA, spec models.Tensor) inference.Pixels {
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	plane := w * h
-	data := make([]float32, 3*plane)
-	var scale [3]float32
-	for c := range 3 {
-		scale[c] = 1 / spec.Std[c]
-	}
-	// Channel planes in tensor order: RGB by default, reversed for BGR models.
+	data := make([]byte, 3*plane)
 	r, g, b := 0, plane, 2*plane
 	if spec.Color == "BGR" {
 		r, b = b, r
@@ -171,10 +166,18 @@ func ToTensor(img *image.NRGBA, spec models.Tensor) inference.Tensor {
 		for x := range w {
 			p := row[4*x : 4*x+3 : 4*x+3]
 			i := base + x
-			data[r+i] = (float32(p[0]) - spec.Mean[0]) * scale[0]
-			data[g+i] = (float32(p[1]) - spec.Mean[1]) * scale[1]
-			data[b+i] = (float32(p[2]) - spec.Mean[2]) * scale[2]
+			data[r+i], data[g+i], data[b+i] = p[0], p[1], p[2]
 		}
 	}
-	return inference.Tensor{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}
+	return inference.Pixels{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}
+}
+
+// ToTensor converts an image into the model's [1,3,H,W] float32 input: ToPixels, then
+// (v - mean) / std per channel, where mean and std are given for the image's R, G and B.
+func ToTensor(img *image.NRGBA, spec models.Tensor) inference.Tensor {
+	t, err := inference.Normalize(ToPixels(img, spec), spec)
+	if err != nil {
+		panic(err) // ToPixels always returns a [1,3,H,W] image
+	}
+	return t
 }

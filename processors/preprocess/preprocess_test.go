@@ -220,9 +220,13 @@ func TestProcessStoresTheTensorAndFailsOnlyTheBadEvent(t *testing.T) {
 	require.Equal(t, &schemas.ImageInfo{Format: "png", Width: 40, Height: 30, Orientation: 1}, good.Image)
 	ref, ok := good.Artifacts["tensor"]
 	require.True(t, ok, "the good event carries its tensor")
-	require.Equal(t, "work/good/input.f32", ref.Key)
+	require.Equal(t, "work/good/input.u8", ref.Key)
 	require.Equal(t, []int64{1, 3, 1024, 1024}, ref.Shape)
-	tensor, err := inference.GetTensor(context.Background(), store, ref)
+	require.Equal(t, inference.DTypeUint8, ref.DType)
+	require.EqualValues(t, 3*1024*1024, ref.Size, "8-bit planes: a quarter of float32")
+	spec, err := cat.Get("isnet", "small")
+	require.NoError(t, err)
+	tensor, err := inference.LoadInput(context.Background(), store, ref, spec.Input)
 	require.NoError(t, err)
 	for i, v := range tensor.Data {
 		if v < -0.5 || v >= 0.5 {
