@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/creativeai-studio/studio/processors/inference"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
