@@ -265,7 +265,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		if d.Backend == nil {
 			return nil, errors.New("inference stage needs a backend")
 		}
-		step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions}, Log: log}
+		step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions, TileBatch: cfg.TileBatch}, Log: log}
 		if m := d.Metrics; m != nil {
 			device := d.Backend.Device()
 			step.Observe = func(s models.Spec, took time.Duration) { m.InferenceRun(s.Name, s.Version, device, took) }

@@ -51,6 +51,7 @@ type Config struct {
 	Threads      int
 	ORTSpin      bool
 	Sessions     int
+	TileBatch    int
 	Models       string
 	ModelDir     string
 	Concurrency  int
@@ -110,6 +111,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	integer(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads per session; 0 uses every core")
 	fs.BoolVar(&c.ORTSpin, "ort-spin", envBool("ort-spin", false), "let idle ONNX Runtime threads spin (lower latency on a dedicated machine, wasted CPU on a shared one) ["+envName("ort-spin")+"]")
 	integer(&c.Sessions, "sessions", 1, "sessions per model version (parallel runs of batch-1 models)")
+	integer(&c.TileBatch, "tile-batch", 4, "tiles of one image per model call, for tiled models with a dynamic batch dimension (Real-ESRGAN)")
 	str(&c.Models, "models", "isnet@small,realesrgan@general-x4v3", "shipped model versions to serve, comma separated ('studio models list' shows them)")
 	str(&c.ModelDir, "model-dir", "", "folder of your own model manifests (*.yaml); every model in it is served")
 	integer(&c.Concurrency, "concurrency", 2, "messages handled at once per stage (inference: per model)")
@@ -137,6 +139,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: use 1 to 5", c.Replicas))
+	}
+	if c.TileBatch < 0 || c.TileBatch > 64 { // 0: the inference stage default
+		errs = append(errs, fmt.Errorf("--tile-batch %d: use 1 to 64 tiles per call", c.TileBatch))
 	}
 	switch c.Device {
 	case "auto", "cpu", "cuda":
