@@ -2,6 +2,8 @@ package inference_test
 
 import (
 	"context"
+	"fmt"
+	"image"
 	"math"
 	"os"
 	"testing"
@@ -63,50 +65,59 @@ func TestRunTiledCoversEveryPixelExactlyOnce(t *testing.T) {
 
 // TestRealESRGANTiledMatchesUntiled runs the real x4 model on a 256x256 crop of a real
 // photo whole and in 128-pixel tiles with a 16-pixel overlap.
-func TestRealESRGANTiledMatchesUntiled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real model test skipped with -short")
-	}
+// realESRGAN opens a CPU session of the shipped realesrgan@general-x4v3 and decodes the
+// astronaut photo (512x512), fetching what the cache lacks.
+func realESRGAN(tb testing.TB) (models.Spec, inference.Session, *image.NRGBA) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cache := &assets.Cache{Dir: assets.DefaultDir()}
 	lib, err := cache.Ensure(ctx, assets.ONNXRuntimeCPU)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	photo, err := cache.Ensure(ctx, assets.PhotoAstronaut)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ms, err := models.Shipped()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var spec models.Spec
 	for _, m := range ms {
 		if m.ID() == "realesrgan@general-x4v3" {
 			if spec, err = models.Fetch(ctx, cache, m); err != nil {
-				t.Fatal(err)
+				tb.Fatal(err)
 			}
 		}
 	}
 	backend, err := ort.New(ort.Config{LibraryPath: lib, Device: "cpu"})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	sess, err := backend.Open(spec)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer sess.Close()
+	tb.Cleanup(func() { sess.Close() })
 	data, err := os.ReadFile(photo)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	img, _, err := imageio.Decode(data, imageio.Limits{})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return spec, sess, img
+}
+
+func TestRealESRGANTiledMatchesUntiled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real model test skipped with -short")
+	}
+	ctx := context.Background()
+	spec, sess, img := realESRGAN(t)
 	sub := imageio.ToNRGBA(img.SubImage(img.Rect.Inset(128)))
 	x := preprocess.ToTensor(sub, spec.Input)
 
@@ -153,5 +164,29 @@ func TestRealESRGANTiledMatchesUntiled(t *testing.T) {
 	// A seam would show as a line of error well above one grey level.
 	if seamSum/seamN > 0.5 {
 		t.Errorf("seams: mean error at tile boundaries %.4f (0..255), overall %.4f", seamSum/seamN, mean)
+	}
+}
+
+// BenchmarkRealESRGANTileBatch upscales the 512x512 astronaut x4 in the shipped
+// manifest's tiles (256 px, 16 px overlap: 9 tiles), 1, 2, 4 or 9 tiles per model call.
+// One op is one image; compare the batch sizes with each other (--tile-batch).
+func BenchmarkRealESRGANTileBatch(b *testing.B) {
+	if testing.Short() {
+		b.Skip("real model benchmark skipped with -short")
+	}
+	spec, sess, img := realESRGAN(b)
+	x := preprocess.ToTensor(img, spec.Input)
+	ctx := context.Background()
+	if _, err := inference.RunTiled(ctx, sess.Run, x, spec.Tile.Size, spec.Tile.Overlap, spec.Scale, 4); err != nil {
+		b.Fatal(err) // warm-up
+	}
+	for _, batch := range []int{1, 2, 4, 9} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := inference.RunTiled(ctx, sess.Run, x, spec.Tile.Size, spec.Tile.Overlap, spec.Scale, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
