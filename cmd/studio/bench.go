@@ -27,9 +27,9 @@ Starts the whole pipeline in this process (as studio up, with a temporary data f
 in-process NATS and HTTP on a free loopback port), or loads --server; submits jobs made
 from real photos, each with distinct bytes so the result cache never answers; reports
 throughput, latency percentiles, per-stage times and queue waits, inference batch sizes,
-errors and peak memory; then times the same model called directly through ONNX Runtime
-and prints pipeline/raw. Every studio up flag applies; its --concurrency is
---stage-concurrency here.`)
+errors, peak memory and CPU use (this process's and other processes'); then times the
+same model called directly through ONNX Runtime and prints pipeline/raw. Every studio up
+flag applies; its --concurrency is --stage-concurrency here.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -188,6 +188,9 @@ func TestIdentityBenchRuns(t *testing.T) {
 	if rep.Raw == nil || rep.Raw.Runs != 12 || rep.Ratio <= 0 {
 		t.Fatalf("raw baseline: %+v, ratio %v", rep.Raw, rep.Ratio)
 	}
+	if c := p.CPU; c == nil || c.SelfCPUSeconds <= 0 || c.PerJobCPUSeconds <= 0 || rep.Raw.CPU == nil || rep.Raw.CPU.SelfCPUSeconds <= 0 {
+		t.Errorf("cpu: pipeline %+v, raw %+v", p.CPU, rep.Raw.CPU)
+	}
 	if rep.Memory.PeakRSS <= 0 || rep.Memory.VmHWM < rep.Memory.PeakRSS/2 {
 		t.Errorf("memory: %+v", rep.Memory)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -35,6 +36,8 @@ type RawResult struct {
 	WallSeconds   float64 `json:"wall_s"`
 	JobsPerSecond float64 `json:"jobs_per_s"`
 	Latency       Dist    `json:"latency_ms"`
+	// CPU is the CPU use of the timed runs (warm-up and session loading excluded).
+	CPU *CPUUse `json:"cpu,omitempty"`
 }
 
 // modelTensor prepares an image as the preprocess stage does for spec.
@@ -121,6 +124,7 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 
 	next := make(chan int)
 	lat := make([]float64, runs)
+	cpuStart := markCPU()
 	start := time.Now()
 	for si, s := range sessions {
 		wg.Add(1)
@@ -146,6 +150,7 @@ feed:
 	close(next)
 	wg.Wait()
 	wall := time.Since(start)
+	res.CPU = cpuUse(cpuStart, markCPU(), runtime.NumCPU(), runs)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("raw baseline: %w", err)
 	}

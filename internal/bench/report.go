@@ -113,6 +113,9 @@ type Pipeline struct {
 	// QueuedSeconds is, in burst mode, how long queueing every job took.
 	QueuedSeconds float64 `json:"queued_s,omitempty"`
 	Completion    string  `json:"completion_observed_by"`
+	// CPU is the CPU use of the measured window. With --server this process is only
+	// the client.
+	CPU *CPUUse `json:"cpu,omitempty"`
 }
 
 // Memory is the process's memory during the load run (in-process pipeline only).
@@ -307,6 +310,9 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	line("  wall\t%.2f s", p.WallSeconds)
 	line("  throughput\t%.3f jobs/s", p.JobsPerSecond)
+	if p.CPU != nil {
+		line("  cpu\t%s", fmtCPU(p.CPU, r.Machine.CPUs, "job", !r.Settings.InProcess))
+	}
 	line("  end-to-end (client)\tp50 %s  p95 %s  p99 %s  max %s", fmtMS(p.EndToEnd.P50), fmtMS(p.EndToEnd.P95), fmtMS(p.EndToEnd.P99), fmtMS(p.EndToEnd.Max))
 	line("  submit call\tp50 %s  p95 %s", fmtMS(p.Submit.P50), fmtMS(p.Submit.P95))
 	line("  end-to-end (records)\tp50 %s  p95 %s  p99 %s", fmtMS(p.ServerEndToEnd.P50), fmtMS(p.ServerEndToEnd.P95), fmtMS(p.ServerEndToEnd.P99))
@@ -335,6 +341,9 @@ func (r *Report) Print(w io.Writer) error {
 		line("  runs\t%d timed (+%d warm-up per session)", x.Runs, x.WarmupRuns)
 		line("  throughput\t%.3f jobs/s", x.JobsPerSecond)
 		line("  per run\tp50 %s  p95 %s", fmtMS(x.Latency.P50), fmtMS(x.Latency.P95))
+		if x.CPU != nil {
+			line("  cpu\t%s", fmtCPU(x.CPU, r.Machine.CPUs, "run", false))
+		}
 		line("  pipeline / raw\t%.3g (throughput)", r.Ratio)
 		line("")
 	}

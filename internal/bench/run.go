@@ -186,6 +186,7 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		}
 	}
 	var outs []outcome
+	cpuStart := markCPU()
 	if cfg.Burst > 0 {
 		say("burst: queueing %d jobs, %d submissions in flight", cfg.Burst, cfg.Concurrency)
 		var queued time.Duration
@@ -195,6 +196,7 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		say("measuring: %d jobs, %d in flight", cfg.Jobs, cfg.Concurrency)
 		outs = lg.closedLoop(ctx, warmup, cfg.Jobs)
 	}
+	cpuEnd := markCPU()
 	stopProfile()
 	if smp != nil {
 		samples, peakRSS, peakHeap := smp.Stop()
@@ -209,6 +211,7 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 	}
 	lg.readRecords(ctx, outs)
 	rep.Pipeline = withCompletion(summarise(outs), rep.Pipeline)
+	rep.Pipeline.CPU = cpuUse(cpuStart, cpuEnd, rep.Machine.CPUs, rep.Pipeline.Succeeded)
 	if s := rep.Settings; s.InProcess && s.StageConcurrency > s.Sessions {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("inference time includes waiting for a session: the runner holds up to %d messages (--stage-concurrency) for %d session(s) (--sessions)", s.StageConcurrency, s.Sessions))
 	}
@@ -237,9 +240,19 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 			rep.Notes = append(rep.Notes, "raw baseline ran in this process with this command's --threads/--sessions/--device; the server's may differ")
 		}
 	}
-	rep.Machine.LoadAvgEnd = loadAvg()
-	if rep.Machine.LoadAvgStart[0] > float64(rep.Machine.CPUs)/2 || rep.Machine.LoadAvgEnd[0] > float64(rep.Machine.CPUs)/2 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("PRELIMINARY: the machine was busy (1-minute load average %.2f at start, %.2f at end, on %d CPUs)", rep.Machine.LoadAvgStart[0], rep.Machine.LoadAvgEnd[0], rep.Machine.CPUs))
+	rep.Machine.LoadAvgEnd = loadAvg() // context only: the bench itself keeps the cores busy
+	// With --server the pipeline's CPU is another process's, so the pipeline window's
+	// "other processes" are the server itself when it runs here: not judged.
+	pipelineCPU := rep.Pipeline.CPU
+	if cfg.Server != "" {
+		pipelineCPU = nil
+	}
+	var rawCPU *CPUUse
+	if rep.Raw != nil {
+		rawCPU = rep.Raw.CPU
+	}
+	if note := preliminary(rep.Machine, pipelineCPU, rawCPU); note != "" {
+		rep.Notes = append(rep.Notes, note)
 	}
 	if cfg.JSONFile != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
