@@ -18,8 +18,19 @@ import (
 )
 
 // defaultTileBatch is the inference stage's tiles per call for dynamic-batch models
-// (inference.Config.TileBatch, which the app leaves at its default).
+// when --tile-batch is 0.
 const defaultTileBatch = 4
+
+// tileBatch is the tiles per call the inference stage uses for spec under cfg.
+func tileBatch(cfg *app.Config, spec models.Spec) int {
+	switch {
+	case !spec.DynamicBatch:
+		return 1
+	case cfg.TileBatch > 0:
+		return cfg.TileBatch
+	}
+	return defaultTileBatch
+}
 
 // RawResult is the direct ONNX Runtime figure: the same model file, device, intra-op
 // threads and number of sessions as the pipeline, on the same images prepared the same
@@ -50,26 +61,18 @@ func modelTensor(in Input, spec models.Spec) inference.Tensor {
 
 // runModel runs x as the inference stage does: whole, or tiled for manifests with a
 // tile size.
-func runModel(ctx context.Context, sess inference.Session, spec models.Spec, x inference.Tensor) (inference.Tensor, error) {
+func runModel(ctx context.Context, sess inference.Session, spec models.Spec, x inference.Tensor, batch int) (inference.Tensor, error) {
 	if spec.Tile.Size > 0 {
-		batch := 1
-		if spec.DynamicBatch {
-			batch = defaultTileBatch
-		}
 		return inference.RunTiled(ctx, sess.Run, x, spec.Tile.Size, spec.Tile.Overlap, spec.Scale, batch)
 	}
 	return sess.Run(ctx, x)
 }
 
-func tilingOf(spec models.Spec) string {
+func tilingOf(spec models.Spec, batch int) string {
 	if spec.Tile.Size == 0 {
 		return "none (whole image per run)"
 	}
-	batch := 1
-	if spec.DynamicBatch {
-		batch = defaultTileBatch
-	}
-	return fmt.Sprintf("inference.RunTiled: %d px tiles, %d px overlap, x%d, up to %d tiles per call", spec.Tile.Size, spec.Tile.Overlap, spec.Scale, batch)
+	return fmt.Sprintf("inference.RunTiled: %d px tiles, %d px overlap, x%d, up to %d tiles per call (--tile-batch)", spec.Tile.Size, spec.Tile.Overlap, spec.Scale, batch)
 }
 
 // RawBaseline times runs model calls on inputs (cycled) with cfg.Sessions sessions in
@@ -100,7 +103,7 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 		}
 		sessions = append(sessions, s)
 	}
-	res := &RawResult{Model: spec.ID(), Device: backend.Device(), Threads: cfg.Threads, Sessions: n, Tiling: tilingOf(spec), Runs: runs, WarmupRuns: max(1, warmup)}
+	res := &RawResult{Model: spec.ID(), Device: backend.Device(), Threads: cfg.Threads, Sessions: n, Tiling: tilingOf(spec, tileBatch(cfg, spec)), Runs: runs, WarmupRuns: max(1, warmup)}
 
 	// Warm-up: every session runs the inputs in turn, untimed.
 	var wg sync.WaitGroup
@@ -110,7 +113,7 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 		go func() {
 			defer wg.Done()
 			for w := range res.WarmupRuns {
-				if _, err := runModel(ctx, s, spec, tensors[(si+w)%len(tensors)]); err != nil {
+				if _, err := runModel(ctx, s, spec, tensors[(si+w)%len(tensors)], tileBatch(cfg, spec)); err != nil {
 					errs[si] = err
 					return
 				}
@@ -132,7 +135,7 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				if _, err := runModel(ctx, s, spec, tensors[i%len(tensors)]); err != nil && errs[si] == nil {
+				if _, err := runModel(ctx, s, spec, tensors[i%len(tensors)], tileBatch(cfg, spec)); err != nil && errs[si] == nil {
 					errs[si] = err
 				}
 				lat[i] = msSince(t0)
