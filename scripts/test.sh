@@ -51,5 +51,11 @@ step "go test"
 # shellcheck disable=SC2086
 go test $GO_TEST_FLAGS ./...
 
+step "go benchmarks (a few iterations each: they must run, not measure)"
+# Every hot-path benchmark, real models included. Figures worth quoting come from
+# the longer runs in BENCHMARKS.md.
+go test -run '^$' -bench . -benchtime "${STUDIO_BENCHTIME:-2x}" -timeout 20m \
+	./processors/... ./internal/imageio/ ./internal/ncnn/ ./internal/blob/s3/ ./streams/ ./sink/
+
 step "browser tests (web studio and dashboard)"
 scripts/browser-test.sh
