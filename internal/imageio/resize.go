@@ -17,7 +17,9 @@ func ResizeBilinear(src image.Image, w, h int) *image.NRGBA {
 
 // Thumbnail scales src down so that its longer side is maxSide, keeping the
 // aspect ratio, with draw.CatmullRom (sharper than bilinear, worth it for
-// images people look at). It never enlarges: a src that already fits is
+// images people look at). An *image.NRGBA src at least four times the
+// thumbnail's size on both axes is first shrunk by averaging blocks of
+// pixels, which is much cheaper and looks the same. It never enlarges: a src that already fits is
 // copied. A non-positive maxSide or empty src gives an empty image.
 func Thumbnail(src image.Image, maxSide int) *image.NRGBA {
 	b := src.Bounds()
@@ -34,7 +36,70 @@ func Thumbnail(src image.Image, maxSide int) *image.NRGBA {
 	} else {
 		tw = int((int64(w)*int64(maxSide) + int64(h)/2) / int64(h))
 	}
-	return scale(draw.CatmullRom, src, max(tw, 1), max(th, 1))
+	tw, th = max(tw, 1), max(th, 1)
+	// The kernel widens with the scale factor, so scaling straight from a
+	// large source costs in proportion to its area: 65 ms from 2048x2048 to
+	// 256x256. Averaging k x k blocks first costs a few adds a pixel, and
+	// leaving the kernel at least a 2x reduction keeps its antialiasing and
+	// sharpness: results stay within half a level on average of scaling
+	// straight (TestThumbnailBoxFilterStaysCloseToKernelOnly) in a fifth of
+	// the time (BenchmarkThumbnail).
+	if n, ok := src.(*image.NRGBA); ok {
+		if k := min(w/(2*tw), h/(2*th)); k >= 2 {
+			src = boxShrink(n, k)
+		}
+	}
+	return scale(draw.CatmullRom, src, tw, th)
+}
+
+// boxShrink returns src reduced k times on both axes, each pixel the mean of
+// a k x k block. It averages premultiplied colour, as the kernel scalers do,
+// so that transparent pixels, whatever colour they hold, do not bleed into
+// their neighbours. The rows and columns left over when a side is not a
+// multiple of k (fewer than k) are dropped evenly from both edges.
+func boxShrink(src *image.NRGBA, k int) *image.RGBA {
+	w, h := src.Rect.Dx()/k, src.Rect.Dy()/k
+	x0, y0 := src.Rect.Min.X+src.Rect.Dx()%k/2, src.Rect.Min.Y+src.Rect.Dy()%k/2
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	// Sums are divided by multiplying with 32-bit fixed-point reciprocals:
+	// colour sums are of c*a, up to 255*255 per pixel, alpha sums of a.
+	n := uint64(k * k)
+	invA, invC := (1<<32+n/2)/n, (1<<32+255*n/2)/(255*n)
+	sums := make([]uint64, 4*w)
+	for y := range h {
+		clear(sums)
+		for sy := range k {
+			row := src.Pix[src.PixOffset(x0, y0+y*k+sy):][:4*k*w]
+			for x := range w {
+				var r, g, b, a uint64
+				for p := row[4*k*x : 4*k*(x+1)]; len(p) >= 4; p = p[4:] {
+					pa := uint64(p[3])
+					r += uint64(p[0]) * pa
+					g += uint64(p[1]) * pa
+					b += uint64(p[2]) * pa
+					a += pa
+				}
+				s := sums[4*x : 4*x+4 : 4*x+4]
+				s[0] += r
+				s[1] += g
+				s[2] += b
+				s[3] += a
+			}
+		}
+		out := dst.Pix[y*dst.Stride : y*dst.Stride+4*w]
+		for x := range w {
+			s := sums[4*x : 4*x+4 : 4*x+4]
+			d := out[4*x : 4*x+4 : 4*x+4]
+			a := min((s[3]*invA+1<<31)>>32, 0xff)
+			// Rounding can put colour one above alpha, which premultiplied
+			// colour must never be.
+			d[0] = uint8(min((s[0]*invC+1<<31)>>32, a))
+			d[1] = uint8(min((s[1]*invC+1<<31)>>32, a))
+			d[2] = uint8(min((s[2]*invC+1<<31)>>32, a))
+			d[3] = uint8(a)
+		}
+	}
+	return dst
 }
 
 func scale(k *draw.Kernel, src image.Image, w, h int) *image.NRGBA {

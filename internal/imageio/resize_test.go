@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"golang.org/x/image/draw"
 )
 
 func TestResizeBilinear(t *testing.T) {
@@ -70,6 +71,8 @@ func TestThumbnail(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			src := image.NewGray(image.Rect(0, 0, tt.w, tt.h))
 			assert.Equal(t, tt.want, Thumbnail(src, tt.maxSide).Rect)
+			// NRGBA sources are box-filtered first when much larger.
+			assert.Equal(t, tt.want, Thumbnail(image.NewNRGBA(src.Rect), tt.maxSide).Rect, "NRGBA")
 		})
 	}
 	t.Run("an image that already fits is copied, not shared", func(t *testing.T) {
@@ -90,4 +93,95 @@ func ycbcrOf(src *image.NRGBA) *image.YCbCr {
 		}
 	}
 	return m
+}
+
+func TestThumbnailBoxFilterStaysCloseToKernelOnly(t *testing.T) {
+	edges := image.NewNRGBA(image.Rect(0, 0, 2050, 1366)) // not a multiple of the box
+	for y := range edges.Rect.Dy() {
+		for x := range edges.Rect.Dx() {
+			if x > 1001 || (x+y)%700 < 350 { // a vertical edge and diagonal stripes
+				edges.SetNRGBA(x, y, color.NRGBA{255, 255, 255, 255})
+			} else {
+				edges.SetNRGBA(x, y, color.NRGBA{0, 0, 0, 255})
+			}
+		}
+	}
+	cutout := photoImage(1600, 900) // transparent left third, soft edge, opaque right
+	for y := range cutout.Rect.Dy() {
+		for x := range cutout.Rect.Dx() {
+			cutout.Pix[cutout.PixOffset(x, y)+3] = uint8(min(max(x-533, 0), 255))
+		}
+	}
+	srcs := map[string]*image.NRGBA{
+		"photo-like":         photoImage(2048, 2048),
+		"hard edges":         edges,
+		"sub-image":          photoImage(2100, 1400).SubImage(image.Rect(37, 11, 2037, 1393)).(*image.NRGBA),
+		"cut-out":            cutout,
+		"moderately smaller": photoImage(700, 600),
+	}
+	t.Run("real photos scaled up x4", func(t *testing.T) {
+		for name, img := range cachedPhotos(t) {
+			b := img.Bounds()
+			srcs[name+" x4"] = Resize(img, 4*b.Dx(), 4*b.Dy())
+		}
+	})
+	for name, src := range srcs {
+		t.Run(name, func(t *testing.T) {
+			got := Thumbnail(src, 256)
+			b := src.Bounds()
+			want := Thumbnail(ToNRGBA(src), 256) // same path, origin at (0, 0)
+			assert.Equal(t, want.Pix, got.Pix, "independent of the origin and stride")
+			want = scale(draw.CatmullRom, src, got.Rect.Dx(), got.Rect.Dy())
+			var sum int
+			for i := range got.Pix {
+				sum += max(int(got.Pix[i])-int(want.Pix[i]), int(want.Pix[i])-int(got.Pix[i]))
+			}
+			mean := float64(sum) / float64(len(got.Pix))
+			t.Logf("%v: mean absolute difference from kernel-only scaling %.2f levels", b, mean)
+			assert.Less(t, mean, 1.0)
+		})
+	}
+}
+
+func TestThumbnailHasNoFringesAtTransparentEdges(t *testing.T) {
+	white, black := color.NRGBA{255, 255, 255, 255}, color.NRGBA{0, 0, 0, 255}
+	for _, tt := range []struct {
+		name   string
+		square color.NRGBA
+		bg     color.NRGBA // alpha 0
+	}{
+		{"white on transparent black", white, color.NRGBA{}},
+		{"black on transparent white", black, color.NRGBA{255, 255, 255, 0}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// The square's edges are off the box filter's grid.
+			src := image.NewNRGBA(image.Rect(0, 0, 2048, 2048))
+			for y := range 2048 {
+				for x := range 2048 {
+					c := tt.bg
+					if x >= 517 && x < 1531 && y >= 509 && y < 1529 {
+						c = tt.square
+					}
+					src.SetNRGBA(x, y, c)
+				}
+			}
+			got := Thumbnail(src, 256)
+			var edge int
+			for i := 0; i < len(got.Pix); i += 4 {
+				c := color.NRGBA{got.Pix[i], got.Pix[i+1], got.Pix[i+2], got.Pix[i+3]}
+				if c.A == 0 {
+					continue
+				}
+				if c.A < 255 {
+					edge++
+				}
+				// Only the square is visible, so every visible pixel has its
+				// colour: no grey fringe, translucent or opaque.
+				if c.R != tt.square.R || c.G != tt.square.G || c.B != tt.square.B {
+					t.Fatalf("pixel (%d, %d) is %v, want the colour of %v", i/4%256, i/4/256, c, tt.square)
+				}
+			}
+			assert.Positive(t, edge, "the square's edges are translucent")
+		})
+	}
 }

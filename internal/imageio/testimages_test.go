@@ -10,9 +10,13 @@ import (
 	"image/jpeg"
 	"image/png"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/creativeai-studio/studio/internal/assets"
 )
 
 // Test images are generated rather than committed so that every case says
@@ -63,6 +67,24 @@ func photoImage(w, h int) *image.NRGBA {
 		}
 	}
 	return img
+}
+
+// cachedPhotos returns the real test photos (scikit-image samples) decoded,
+// by name, from the asset cache. It skips the test when they are not there:
+// unit tests never download, `studio fetch photos` fills the cache.
+func cachedPhotos(tb testing.TB) map[string]*image.NRGBA {
+	tb.Helper()
+	photos := map[string]*image.NRGBA{}
+	for _, a := range assets.Groups["photos"] {
+		data, err := os.ReadFile(filepath.Join(assets.DefaultDir(), a.Path))
+		if err != nil {
+			tb.Skipf("cached photos absent (run `studio fetch photos`): %v", err)
+		}
+		img, _, err := Decode(data, Limits{})
+		require.NoError(tb, err, a.Path)
+		photos[filepath.Base(a.Path)] = img
+	}
+	return photos
 }
 
 func encodeJPEG(tb testing.TB, img image.Image) []byte {
