@@ -110,6 +110,13 @@ func (b *Backend) Open(spec models.Spec) (inference.Session, error) {
 			return nil, fmt.Errorf("ort: intra-op threads: %w", err)
 		}
 	}
+	// ONNX Runtime's memory pattern keeps one planned block per input shape it has
+	// seen, next to the arena. Measured on this project's CPU models: IS-Net small
+	// resident 1.90 -> 0.96 GB and Real-ESRGAN (tiles of varying shape) 643 -> 472 MB
+	// without it, at the same run time (832 vs 840 ms, 1.75 vs 1.74 s).
+	if err := so.SetMemPattern(false); err != nil {
+		return nil, fmt.Errorf("ort: memory pattern: %w", err)
+	}
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("ort: inter-op threads: %w", err)
 	}
