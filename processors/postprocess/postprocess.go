@@ -230,17 +230,13 @@ func Threshold(m *image.Gray, t float64) {
 	}
 }
 
-// ScaleMask resizes a mask to w x h with bilinear filtering.
+// ScaleMask resizes a mask to w x h with bilinear filtering. A mask that is
+// already that size is returned as is.
 func ScaleMask(m *image.Gray, w, h int) *image.Gray {
 	if m.Bounds().Dx() == w && m.Bounds().Dy() == h {
 		return m
 	}
-	rgba := imageio.ResizeBilinear(m, w, h)
-	g := image.NewGray(image.Rect(0, 0, w, h))
-	for i := range w * h {
-		g.Pix[i] = rgba.Pix[4*i]
-	}
-	return g
+	return imageio.ResizeGray(m, w, h)
 }
 
 // Cutout returns img with the mask as its alpha channel.

@@ -16,3 +16,29 @@ func TestThresholdMakesTheMaskBinary(t *testing.T) {
 		}
 	}
 }
+
+func TestScaleMask(t *testing.T) {
+	m := image.NewGray(image.Rect(0, 0, 1024, 1024))
+	for y := range 1024 {
+		for x := range 1024 {
+			if x >= 256 { // an edge at 1/4 of the width
+				m.Pix[y*m.Stride+x] = 255
+			}
+		}
+	}
+	if got := ScaleMask(m, 1024, 1024); got != m {
+		t.Error("a mask already the right size is copied, want it returned as is")
+	}
+	got := ScaleMask(m, 640, 427)
+	if got.Rect != image.Rect(0, 0, 640, 427) {
+		t.Fatalf("bounds = %v, want (0,0)-(640,427)", got.Rect)
+	}
+	for _, tt := range []struct{ x, y, lo, hi int }{
+		{0, 0, 0, 0}, {150, 200, 0, 0}, {170, 200, 255, 255}, {639, 426, 255, 255},
+		{160, 213, 1, 254}, // on the edge
+	} {
+		if v := int(got.GrayAt(tt.x, tt.y).Y); v < tt.lo || v > tt.hi {
+			t.Errorf("(%d, %d) = %d, want %d..%d", tt.x, tt.y, v, tt.lo, tt.hi)
+		}
+	}
+}
