@@ -111,7 +111,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	integer(&c.Threads, "threads", 0, "ONNX Runtime intra-op threads per session; 0 uses every core")
 	fs.BoolVar(&c.ORTSpin, "ort-spin", envBool("ort-spin", false), "let idle ONNX Runtime threads spin (lower latency on a dedicated machine, wasted CPU on a shared one) ["+envName("ort-spin")+"]")
 	integer(&c.Sessions, "sessions", 1, "sessions per model version (parallel runs of batch-1 models)")
-	integer(&c.TileBatch, "tile-batch", 4, "tiles of one image per model call, for tiled models with a dynamic batch dimension (Real-ESRGAN)")
+	integer(&c.TileBatch, "tile-batch", 0, "tiles of one image per model call, for tiled models with a dynamic batch dimension (Real-ESRGAN); 0: 1 on the CPU, 4 on a GPU")
 	str(&c.Models, "models", "isnet@small,realesrgan@general-x4v3", "shipped model versions to serve, comma separated ('studio models list' shows them)")
 	str(&c.ModelDir, "model-dir", "", "folder of your own model manifests (*.yaml); every model in it is served")
 	integer(&c.Concurrency, "concurrency", 2, "messages handled at once per stage (inference: per model)")

@@ -17,19 +17,16 @@ import (
 	"github.com/creativeai-studio/studio/processors/preprocess"
 )
 
-// defaultTileBatch is the inference stage's tiles per call for dynamic-batch models
-// when --tile-batch is 0.
-const defaultTileBatch = 4
-
-// tileBatch is the tiles per call the inference stage uses for spec under cfg.
-func tileBatch(cfg *app.Config, spec models.Spec) int {
+// tileBatch is the tiles per call the inference stage uses for spec under cfg on
+// device.
+func tileBatch(cfg *app.Config, spec models.Spec, device string) int {
 	switch {
 	case !spec.DynamicBatch:
 		return 1
 	case cfg.TileBatch > 0:
 		return cfg.TileBatch
 	}
-	return defaultTileBatch
+	return inference.DefaultTileBatch(device)
 }
 
 // RawResult is the direct ONNX Runtime figure: the same model file, device, intra-op
@@ -103,7 +100,8 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 		}
 		sessions = append(sessions, s)
 	}
-	res := &RawResult{Model: spec.ID(), Device: backend.Device(), Threads: cfg.Threads, Sessions: n, Tiling: tilingOf(spec, tileBatch(cfg, spec)), Runs: runs, WarmupRuns: max(1, warmup)}
+	batch := tileBatch(cfg, spec, backend.Device())
+	res := &RawResult{Model: spec.ID(), Device: backend.Device(), Threads: cfg.Threads, Sessions: n, Tiling: tilingOf(spec, batch), Runs: runs, WarmupRuns: max(1, warmup)}
 
 	// Warm-up: every session runs the inputs in turn, untimed.
 	var wg sync.WaitGroup
@@ -113,7 +111,7 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 		go func() {
 			defer wg.Done()
 			for w := range res.WarmupRuns {
-				if _, err := runModel(ctx, s, spec, tensors[(si+w)%len(tensors)], tileBatch(cfg, spec)); err != nil {
+				if _, err := runModel(ctx, s, spec, tensors[(si+w)%len(tensors)], batch); err != nil {
 					errs[si] = err
 					return
 				}
@@ -135,7 +133,7 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				if _, err := runModel(ctx, s, spec, tensors[i%len(tensors)], tileBatch(cfg, spec)); err != nil && errs[si] == nil {
+				if _, err := runModel(ctx, s, spec, tensors[i%len(tensors)], batch); err != nil && errs[si] == nil {
 					errs[si] = err
 				}
 				lat[i] = msSince(t0)
