@@ -130,12 +130,14 @@ func (u *CPUUse) othersBusy() bool {
 }
 
 // preliminary returns the PRELIMINARY note for a run whose machine was not its own,
-// or "" for a clean run: the 1-minute load average at the start was above half the
-// CPUs, or other processes were busy (othersBusy) during the pipeline or the raw
-// window (either may be nil: not judged).
+// or "" for a clean run: other processes were busy (othersBusy) during the pipeline or
+// the raw window (either may be nil: not judged). Only when neither window could be
+// measured does the 1-minute load average at the start decide (above half the CPUs):
+// it lags by a minute, so right after another run it reads high on an idle machine.
 func preliminary(m Machine, pipeline, raw *CPUUse) string {
 	var why []string
-	if l := m.LoadAvgStart[0]; l > float64(m.CPUs)/2 {
+	measured := (pipeline != nil && pipeline.Machine) || (raw != nil && raw.Machine)
+	if l := m.LoadAvgStart[0]; !measured && l > float64(m.CPUs)/2 {
 		why = append(why, fmt.Sprintf("1-minute load average %.2f at start, on %d CPUs", l, m.CPUs))
 	}
 	for _, w := range []struct {

@@ -91,8 +91,14 @@ func TestPreliminary(t *testing.T) {
 		t.Errorf("one tick: %q", l)
 	}
 	m.LoadAvgStart[0] = 1.5
-	if n := preliminary(m, busy, nil); !strings.Contains(n, "load average 1.50 at start") || !strings.Contains(n, "pipeline window") {
-		t.Errorf("busy at start and in the pipeline: %q", n)
+	if n := preliminary(m, busy, nil); strings.Contains(n, "load average") || !strings.Contains(n, "pipeline window") {
+		t.Errorf("busy in the pipeline, measured: the load average must not count: %q", n)
+	}
+	if n := preliminary(m, quiet, quiet); n != "" {
+		t.Errorf("high load average at start, quiet measured windows: %q", n)
+	}
+	if n := preliminary(m, nil, &CPUUse{Machine: false}); !strings.Contains(n, "load average 1.50 at start") {
+		t.Errorf("nothing measured, busy at start: %q", n)
 	}
 }
 
