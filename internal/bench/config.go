@@ -70,6 +70,9 @@ type Config struct {
 	// CPUProfile receives a pprof CPU profile of the measured window (in-process: the
 	// whole pipeline, NATS server included).
 	CPUProfile string
+	// MemProfile receives a pprof heap profile taken after the measured jobs (in-process:
+	// the pipeline, the NATS server and the client), before the pipeline stops.
+	MemProfile string
 	// Args is the command line, recorded in the report.
 	Args []string
 
@@ -114,6 +117,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "give up after this long")
 	fs.BoolVar(&c.KeepData, "keep-data", false, "keep the in-process pipeline's data folder (JetStream store and logs)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured jobs to this file (go tool pprof)")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile, taken after the measured jobs, to this file (go tool pprof)")
 }
 
 // Parsed records which flags the command line set; call it after fs.Parse.

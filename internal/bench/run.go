@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -207,6 +208,11 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		}
 		if st, err := ReadProcStatus(); err == nil {
 			rep.Memory.VmHWM = st.VmHWM
+		}
+	}
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(cfg.MemProfile); err != nil {
+			return nil, err
 		}
 	}
 	lg.readRecords(ctx, outs)
@@ -599,4 +605,18 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return b.next.RoundTrip(r)
+}
+
+// writeHeapProfile writes the live heap, after a collection, to file.
+func writeHeapProfile(file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("memprofile %s: %w", file, err)
+	}
+	return f.Close()
 }
