@@ -37,32 +37,48 @@ func PutTensor(ctx context.Context, store blob.Store, key string, t Tensor) (sch
 	for i, v := range t.Data {
 		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
 	}
-	info, err := store.Put(ctx, key, bytes.NewReader(buf), int64(len(buf)), "application/octet-stream")
+	return putRaw(ctx, store, key, buf, t.Shape, DTypeFloat32)
+}
+
+// putRaw stores the raw bytes of a tensor of shape and dtype under key.
+func putRaw(ctx context.Context, store blob.Store, key string, data []byte, shape []int64, dtype string) (schemas.ObjectRef, error) {
+	info, err := store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), "application/octet-stream")
 	if err != nil {
 		return schemas.ObjectRef{}, err
 	}
-	return schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: info.ContentType, Shape: append([]int64(nil), t.Shape...), DType: DTypeFloat32}, nil
+	return schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: info.ContentType, Shape: append([]int64(nil), shape...), DType: dtype}, nil
 }
 
-// GetTensor loads the tensor ref points at and checks its size against its shape.
-func GetTensor(ctx context.Context, store blob.Store, ref schemas.ObjectRef) (Tensor, error) {
-	if ref.DType != DTypeFloat32 {
-		return Tensor{}, fmt.Errorf("tensor %s: dtype %q is not supported (want float32)", ref.Key, ref.DType)
+// getRaw reads the raw bytes of the tensor ref points at, after checking that its dtype
+// is want and its size is the shape's element count times size bytes.
+func getRaw(ctx context.Context, store blob.Store, ref schemas.ObjectRef, want string, size int64) ([]byte, error) {
+	if ref.DType != want {
+		return nil, fmt.Errorf("tensor %s: dtype %q is not %s", ref.Key, ref.DType, want)
 	}
 	n := Elements(ref.Shape)
-	if n < 0 || n*4 != ref.Size {
-		return Tensor{}, fmt.Errorf("tensor %s: shape %v does not match %d bytes", ref.Key, ref.Shape, ref.Size)
+	if n < 0 || n*size != ref.Size {
+		return nil, fmt.Errorf("tensor %s: shape %v does not match %d bytes", ref.Key, ref.Shape, ref.Size)
 	}
 	rc, _, err := store.Get(ctx, ref.Key)
 	if err != nil {
-		return Tensor{}, err
+		return nil, err
 	}
 	defer rc.Close()
 	buf := make([]byte, ref.Size)
 	if _, err := io.ReadFull(rc, buf); err != nil {
-		return Tensor{}, fmt.Errorf("tensor %s: read: %w", ref.Key, err)
+		return nil, fmt.Errorf("tensor %s: read: %w", ref.Key, err)
 	}
-	data := make([]float32, n)
+	return buf, nil
+}
+
+// GetTensor loads the float32 tensor ref points at and checks its size against its
+// shape.
+func GetTensor(ctx context.Context, store blob.Store, ref schemas.ObjectRef) (Tensor, error) {
+	buf, err := getRaw(ctx, store, ref, DTypeFloat32, 4)
+	if err != nil {
+		return Tensor{}, err
+	}
+	data := make([]float32, len(buf)/4)
 	for i := range data {
 		data[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
 	}
@@ -86,30 +102,14 @@ func PutPixels(ctx context.Context, store blob.Store, key string, p Pixels) (sch
 	if n := Elements(p.Shape); n != int64(len(p.Data)) {
 		return schemas.ObjectRef{}, fmt.Errorf("pixels %s: shape %v holds %d values, data has %d", key, p.Shape, n, len(p.Data))
 	}
-	info, err := store.Put(ctx, key, bytes.NewReader(p.Data), int64(len(p.Data)), "application/octet-stream")
-	if err != nil {
-		return schemas.ObjectRef{}, err
-	}
-	return schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: info.ContentType, Shape: append([]int64(nil), p.Shape...), DType: DTypeUint8}, nil
+	return putRaw(ctx, store, key, p.Data, p.Shape, DTypeUint8)
 }
 
 // GetPixels loads the uint8 tensor ref points at and checks its size against its shape.
 func GetPixels(ctx context.Context, store blob.Store, ref schemas.ObjectRef) (Pixels, error) {
-	if ref.DType != DTypeUint8 {
-		return Pixels{}, fmt.Errorf("tensor %s: dtype %q is not pixels (want uint8)", ref.Key, ref.DType)
-	}
-	n := Elements(ref.Shape)
-	if n < 0 || n != ref.Size {
-		return Pixels{}, fmt.Errorf("tensor %s: shape %v does not match %d bytes", ref.Key, ref.Shape, ref.Size)
-	}
-	rc, _, err := store.Get(ctx, ref.Key)
+	data, err := getRaw(ctx, store, ref, DTypeUint8, 1)
 	if err != nil {
 		return Pixels{}, err
-	}
-	defer rc.Close()
-	data := make([]byte, n)
-	if _, err := io.ReadFull(rc, data); err != nil {
-		return Pixels{}, fmt.Errorf("tensor %s: read: %w", ref.Key, err)
 	}
 	return Pixels{Shape: append([]int64(nil), ref.Shape...), Data: data}, nil
 }
