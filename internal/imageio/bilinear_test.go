@@ -145,42 +145,11 @@ func TestResizeBilinearTranslucentMatchesDraw(t *testing.T) {
 }
 
 func TestResizeBilinearHasNoFringesAtTransparentEdges(t *testing.T) {
-	white, black := color.NRGBA{255, 255, 255, 255}, color.NRGBA{0, 0, 0, 255}
-	for _, tt := range []struct {
-		name   string
-		square color.NRGBA
-		bg     color.NRGBA // alpha 0
-	}{
-		{"white on transparent black", white, color.NRGBA{}},
-		{"black on transparent white", black, color.NRGBA{255, 255, 255, 0}},
-	} {
+	for _, tt := range fringeCases {
 		for _, size := range []int{1024, 173} {
 			t.Run(fmt.Sprintf("%s 400 to %d", tt.name, size), func(t *testing.T) {
-				src := image.NewNRGBA(image.Rect(0, 0, 400, 400))
-				for y := range 400 {
-					for x := range 400 {
-						c := tt.bg
-						if x >= 101 && x < 297 && y >= 99 && y < 303 {
-							c = tt.square
-						}
-						src.SetNRGBA(x, y, c)
-					}
-				}
-				got := ResizeBilinear(src, size, size)
-				var edge int
-				for i := 0; i < len(got.Pix); i += 4 {
-					c := color.NRGBA{got.Pix[i], got.Pix[i+1], got.Pix[i+2], got.Pix[i+3]}
-					if c.A == 0 {
-						continue
-					}
-					if c.A < 255 {
-						edge++
-					}
-					if c.R != tt.square.R || c.G != tt.square.G || c.B != tt.square.B {
-						t.Fatalf("pixel (%d, %d) is %v, want the colour of %v", i/4%size, i/4/size, c, tt.square)
-					}
-				}
-				assert.Positive(t, edge, "the square's edges are translucent")
+				src := squareOn(400, image.Rect(101, 99, 297, 303), tt.square, tt.bg)
+				assertNoFringe(t, ResizeBilinear(src, size, size), tt.square)
 			})
 		}
 	}

@@ -143,45 +143,58 @@ func TestThumbnailBoxFilterStaysCloseToKernelOnly(t *testing.T) {
 	}
 }
 
+// fringeCases are an opaque square on a transparent background of the opposite
+// colour: a filter that ignores alpha shows the background's colour at the edges.
+var fringeCases = []struct {
+	name       string
+	square, bg color.NRGBA // bg has alpha 0
+}{
+	{"white on transparent black", color.NRGBA{255, 255, 255, 255}, color.NRGBA{}},
+	{"black on transparent white", color.NRGBA{0, 0, 0, 255}, color.NRGBA{255, 255, 255, 0}},
+}
+
+// squareOn returns a side x side image of bg with square filling r.
+func squareOn(side int, r image.Rectangle, square, bg color.NRGBA) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, side, side))
+	for y := range side {
+		for x := range side {
+			c := bg
+			if image.Pt(x, y).In(r) {
+				c = square
+			}
+			img.SetNRGBA(x, y, c)
+		}
+	}
+	return img
+}
+
+// assertNoFringe checks that every visible pixel of got has the square's colour (only
+// the square is visible) and that some are translucent (the edges were filtered).
+func assertNoFringe(t *testing.T, got *image.NRGBA, square color.NRGBA) {
+	t.Helper()
+	w := got.Bounds().Dx()
+	var edge int
+	for i := 0; i < len(got.Pix); i += 4 {
+		c := color.NRGBA{got.Pix[i], got.Pix[i+1], got.Pix[i+2], got.Pix[i+3]}
+		if c.A == 0 {
+			continue
+		}
+		if c.A < 255 {
+			edge++
+		}
+		if c.R != square.R || c.G != square.G || c.B != square.B {
+			t.Fatalf("pixel (%d, %d) is %v, want the colour of %v", i/4%w, i/4/w, c, square)
+		}
+	}
+	assert.Positive(t, edge, "the square's edges are translucent")
+}
+
 func TestThumbnailHasNoFringesAtTransparentEdges(t *testing.T) {
-	white, black := color.NRGBA{255, 255, 255, 255}, color.NRGBA{0, 0, 0, 255}
-	for _, tt := range []struct {
-		name   string
-		square color.NRGBA
-		bg     color.NRGBA // alpha 0
-	}{
-		{"white on transparent black", white, color.NRGBA{}},
-		{"black on transparent white", black, color.NRGBA{255, 255, 255, 0}},
-	} {
+	for _, tt := range fringeCases {
 		t.Run(tt.name, func(t *testing.T) {
 			// The square's edges are off the box filter's grid.
-			src := image.NewNRGBA(image.Rect(0, 0, 2048, 2048))
-			for y := range 2048 {
-				for x := range 2048 {
-					c := tt.bg
-					if x >= 517 && x < 1531 && y >= 509 && y < 1529 {
-						c = tt.square
-					}
-					src.SetNRGBA(x, y, c)
-				}
-			}
-			got := Thumbnail(src, 256)
-			var edge int
-			for i := 0; i < len(got.Pix); i += 4 {
-				c := color.NRGBA{got.Pix[i], got.Pix[i+1], got.Pix[i+2], got.Pix[i+3]}
-				if c.A == 0 {
-					continue
-				}
-				if c.A < 255 {
-					edge++
-				}
-				// Only the square is visible, so every visible pixel has its
-				// colour: no grey fringe, translucent or opaque.
-				if c.R != tt.square.R || c.G != tt.square.G || c.B != tt.square.B {
-					t.Fatalf("pixel (%d, %d) is %v, want the colour of %v", i/4%256, i/4/256, c, tt.square)
-				}
-			}
-			assert.Positive(t, edge, "the square's edges are translucent")
+			src := squareOn(2048, image.Rect(517, 509, 1531, 1529), tt.square, tt.bg)
+			assertNoFringe(t, Thumbnail(src, 256), tt.square)
 		})
 	}
 }
