@@ -8,26 +8,11 @@ import (
 	"testing"
 
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/imageio/imagetest"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/processors/postprocess"
 )
-
-func benchPhoto(w, h int) *image.NRGBA {
-	rng := rand.New(rand.NewPCG(7, 11))
-	img := image.NewNRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			i := img.PixOffset(x, y)
-			n := uint8(rng.IntN(24))
-			img.Pix[i] = uint8(x*200/w) + n
-			img.Pix[i+1] = uint8(y*200/h) + n
-			img.Pix[i+2] = uint8((x+y)*100/(w+h)) + n
-			img.Pix[i+3] = 255
-		}
-	}
-	return img
-}
 
 // maskTensor is an IS-Net-like output: a soft disc of foreground in 0..1.
 func maskTensor(side int) inference.Tensor {
@@ -73,7 +58,7 @@ func BenchmarkScaleMask(b *testing.B) {
 }
 
 func BenchmarkCutout(b *testing.B) {
-	img := benchPhoto(1920, 1080)
+	img := imagetest.Photo(1920, 1080)
 	m, err := postprocess.MaskFromTensor(maskTensor(1024))
 	if err != nil {
 		b.Fatal(err)
@@ -107,7 +92,7 @@ func BenchmarkFromTensor(b *testing.B) {
 // BenchmarkEncodeResults encodes what remove-background writes for a 512x512 photo:
 // the RGBA cut-out, the mask and the thumbnail.
 func BenchmarkEncodeResults(b *testing.B) {
-	img := benchPhoto(512, 512)
+	img := imagetest.Photo(512, 512)
 	m, err := postprocess.MaskFromTensor(maskTensor(1024))
 	if err != nil {
 		b.Fatal(err)

@@ -4,30 +4,13 @@ import (
 	"bytes"
 	"image"
 	"image/jpeg"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/imageio/imagetest"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors/preprocess"
 )
-
-// benchPhoto is a smooth gradient with noise: it compresses and resizes like a photo.
-func benchPhoto(w, h int) *image.NRGBA {
-	rng := rand.New(rand.NewPCG(7, 11))
-	img := image.NewNRGBA(image.Rect(0, 0, w, h))
-	for y := range h {
-		for x := range w {
-			i := img.PixOffset(x, y)
-			n := uint8(rng.IntN(24))
-			img.Pix[i] = uint8(x*200/w) + n
-			img.Pix[i+1] = uint8(y*200/h) + n
-			img.Pix[i+2] = uint8((x+y)*100/(w+h)) + n
-			img.Pix[i+3] = 255
-		}
-	}
-	return img
-}
 
 // realESRGANInput is the input contract of the shipped upscaler: RGB 0..1, any size.
 var realESRGANInput = models.Tensor{Name: "input", Shape: []int64{-1, 3, -1, -1}, Color: "RGB", Std: [3]float32{255, 255, 255}, Resize: "none"}
@@ -38,8 +21,8 @@ func BenchmarkToTensor(b *testing.B) {
 		img  *image.NRGBA
 		spec models.Tensor
 	}{
-		{"IS-Net 1024x1024 (v-128)/256", benchPhoto(1024, 1024), models.ISNet("small", "").Input},
-		{"Real-ESRGAN 512x512 v/255", benchPhoto(512, 512), realESRGANInput},
+		{"IS-Net 1024x1024 (v-128)/256", imagetest.Photo(1024, 1024), models.ISNet("small", "").Input},
+		{"Real-ESRGAN 512x512 v/255", imagetest.Photo(512, 512), realESRGANInput},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			b.SetBytes(int64(len(bb.img.Pix)))
@@ -55,7 +38,7 @@ func BenchmarkToTensor(b *testing.B) {
 // aside: decode a 1920x1080 JPEG, resize it to IS-Net's 1024x1024, normalise.
 func BenchmarkPreprocessImage(b *testing.B) {
 	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, benchPhoto(1920, 1080), &jpeg.Options{Quality: 90}); err != nil {
+	if err := jpeg.Encode(&buf, imagetest.Photo(1920, 1080), &jpeg.Options{Quality: 90}); err != nil {
 		b.Fatal(err)
 	}
 	data := buf.Bytes()
