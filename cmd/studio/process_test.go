@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
@@ -273,32 +271,6 @@ func TestSeparateProcesses(t *testing.T) {
 		if st := done[killed].Stages[schemas.StageInference]; st.Worker != "worker-b" || st.Attempts < 2 {
 			t.Errorf("killed job's inference: worker %s attempt %d, want worker-b on attempt >= 2", st.Worker, st.Attempts)
 		}
-		// Exactly one result event per job.
-		nc, err := nats.Connect(natsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		st, err := js.Stream(context.Background(), schemas.StreamResults)
-		if err != nil {
-			t.Fatal(err)
-		}
-		count := map[string]int{}
-		info, _ := st.Info(context.Background())
-		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-			m, err := st.GetMsg(context.Background(), seq)
-			if err != nil {
-				continue
-			}
-			var ev schemas.ResultEvent
-			_ = json.Unmarshal(m.Data, &ev)
-			count[ev.JobID]++
-		}
-		for _, id := range ids {
-			if count[id] != 1 {
-				t.Errorf("job %s has %d result events, want 1", id, count[id])
-			}
-		}
+		requireOneResultEach(t, natsURL, ids)
 	})
 }
