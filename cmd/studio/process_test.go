@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/schemas"
