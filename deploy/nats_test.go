@@ -19,6 +19,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/jobs"
+	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/internal/topology"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -164,13 +169,13 @@ func declaredKVBuckets(t *testing.T) []string {
 				t.Fatal(err)
 			}
 			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-				if m[1] != streams.BucketObjects && !slices.Contains(out, m[1]) {
+				if m[1] != natsobj.Bucket && !slices.Contains(out, m[1]) {
 					out = append(out, m[1])
 				}
 			}
 		}
 	}
-	if !slices.Contains(out, streams.BucketJobs) {
+	if !slices.Contains(out, jobs.Bucket) {
 		t.Fatalf("found no KV bucket declarations (got %q); update declaredKVBuckets", out)
 	}
 	return out
@@ -301,16 +306,16 @@ func TestProductionNATSPermissions(t *testing.T) {
 
 	ingest := dialRole(t, s, "ingest", passwords["ingest"])
 	t.Run("ingest provisions, queues a job and stores its input", func(t *testing.T) {
-		if err := topo.Provision(ctx, ingest.js); err != nil {
+		if err := topology.Provision(ctx, ingest.js, topo); err != nil {
 			t.Fatalf("provision as ingest: %v", err)
 		}
 		_, err := ingest.js.Publish(ctx, schemas.RequestSubject(tier, task), []byte(`{"job_id":"j1"}`), jetstream.WithMsgID("j1-ingest"))
 		noErr(t, err)
-		kv, err := ingest.js.KeyValue(ctx, streams.BucketJobs)
+		kv, err := ingest.js.KeyValue(ctx, jobs.Bucket)
 		noErr(t, err)
 		_, err = kv.Put(ctx, "j1", []byte(`{"status":"queued"}`))
 		noErr(t, err)
-		obs, err := ingest.js.ObjectStore(ctx, streams.BucketObjects)
+		obs, err := ingest.js.ObjectStore(ctx, natsobj.Bucket)
 		noErr(t, err)
 		_, err = obs.PutBytes(ctx, "in/j1", []byte("image bytes"))
 		noErr(t, err)
@@ -318,7 +323,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 		noErr(t, err)
 		_, err = ingest.js.Publish(ctx, schemas.TelemetrySubject(schemas.StageIngest), []byte(`{}`))
 		noErr(t, err)
-		for _, bucket := range []string{streams.BucketCache, streams.BucketUsers, streams.BucketRateLimit} {
+		for _, bucket := range []string{jobs.BucketCache, auth.BucketUsers, quota.BucketRateLimit} {
 			kv, err := ingest.js.KeyValue(ctx, bucket)
 			noErr(t, err)
 			_, err = kv.Put(ctx, "probe", []byte(`{}`))
@@ -346,7 +351,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 	for _, stage := range schemas.PipelineStages {
 		t.Run(string(stage)+" consumes its input and publishes only its output", func(t *testing.T) {
 			rc := dialRole(t, s, string(stage), passwords[string(stage)])
-			if err := topo.Provision(ctx, rc.js); err != nil {
+			if err := topology.Provision(ctx, rc.js, topo); err != nil {
 				t.Fatalf("provision as %s: %v", stage, err)
 			}
 			spec, err := streams.StageConsumers(stage, "isnet")
@@ -377,24 +382,24 @@ func TestProductionNATSPermissions(t *testing.T) {
 				_, err = rc.js.Publish(ctx, subj, []byte(`{"job_id":"j1"}`), jetstream.WithMsgID("j1-"+subj))
 				noErr(t, err)
 			}
-			kv, err := rc.js.KeyValue(ctx, streams.BucketJobs)
+			kv, err := rc.js.KeyValue(ctx, jobs.Bucket)
 			noErr(t, err)
 			_, err = kv.Put(ctx, "j1", []byte(`{"status":"running","stage":"`+string(stage)+`"}`))
 			noErr(t, err)
 			if stage == schemas.StageStore {
-				cache, err := rc.js.KeyValue(ctx, streams.BucketCache)
+				cache, err := rc.js.KeyValue(ctx, jobs.BucketCache)
 				noErr(t, err)
 				_, err = cache.Put(ctx, "sha256-probe", []byte(`{"job_id":"j1"}`))
 				noErr(t, err)
 			}
-			obs, err := rc.js.ObjectStore(ctx, streams.BucketObjects)
+			obs, err := rc.js.ObjectStore(ctx, natsobj.Bucket)
 			noErr(t, err)
 			_, err = obs.GetBytes(ctx, "in/j1")
 			noErr(t, err)
 			rc.noErrors(t)
 			rc.denied(t, foreign[stage])
 			rc.denied(t, "studio.submit."+string(task))
-			rc.denied(t, "$KV."+streams.BucketUsers+".probe")
+			rc.denied(t, "$KV."+auth.BucketUsers+".probe")
 		})
 	}
 
@@ -435,7 +440,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 
 	t.Run("the sink reads telemetry and may publish nothing", func(t *testing.T) {
 		rc := dialRole(t, s, "sink", passwords["sink"])
-		if err := topo.Provision(ctx, rc.js); err != nil {
+		if err := topology.Provision(ctx, rc.js, topo); err != nil {
 			t.Fatalf("provision as sink: %v", err)
 		}
 		cons, err := rc.js.CreateOrUpdateConsumer(ctx, schemas.StreamTelemetry, jetstream.ConsumerConfig{Durable: "sink-telemetry", AckPolicy: jetstream.AckExplicitPolicy})

@@ -17,6 +17,8 @@ import (
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/app"
 	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
@@ -39,9 +41,9 @@ func newSecureEnv(t *testing.T) *secureEnv {
 	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
-	jobs, err := streams.OpenJobs(ctx, s.JS)
+	jobStore, err := jobs.Open(ctx, s.JS)
 	require.NoError(t, err)
-	blobs, err := streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	blobs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	require.NoError(t, err)
 	cat := models.NewCatalog()
 	require.NoError(t, cat.Add(models.ISNet("small", "/nonexistent")))
@@ -60,7 +62,7 @@ func newSecureEnv(t *testing.T) *secureEnv {
 			Tiers: map[schemas.Tier]quota.Limits{schemas.TierFree: {RequestsPerHour: 2}}}}
 	sec, err := app.NewSecurity(ctx, cfg, app.Deps{Bus: &app.Bus{NC: s.NC, JS: s.JS}, Blobs: blobs})
 	require.NoError(t, err)
-	svc := ingest.NewService(ingest.Config{}, jobs, blobs, streams.JSPublisher{JS: s.JS}, cat,
+	svc := ingest.NewService(ingest.Config{}, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat,
 		func(context.Context, schemas.Tier) (int, error) { return 0, nil }, nil, quietLog(),
 		ingest.WithIdempotency(idem), ingest.WithJobIndex(index), ingest.WithSecurity(sec))
 	api := httptest.NewServer(svc.Handler())
@@ -146,7 +148,7 @@ func (e *secureEnv) issuer(t *testing.T, spec string, skew time.Duration) *auth.
 	t.Helper()
 	keys, err := auth.ParseKeySet(spec)
 	require.NoError(t, err)
-	tokens, err := streams.OpenTokens(context.Background(), e.srv.JS)
+	tokens, err := auth.OpenTokens(context.Background(), e.srv.JS)
 	require.NoError(t, err)
 	iss, err := auth.NewIssuer(keys, tokens, e.sec.Users, auth.WithClock(func() time.Time { return time.Now().Add(skew) }))
 	require.NoError(t, err)

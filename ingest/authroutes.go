@@ -10,8 +10,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 )
 
 // LoginRequest is the body of POST /v1/auth/login.
@@ -41,7 +41,7 @@ type KeyRequest struct {
 // CreatedKey answers POST /v1/keys. Key is shown this once.
 type CreatedKey struct {
 	Key string `json:"key" doc:"the secret key, csk_...; it cannot be shown again"`
-	streams.KeyInfo
+	auth.KeyInfo
 }
 
 // UserRequest is the body of POST /v1/users.
@@ -172,14 +172,14 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 			return nil, s.asProblem(err, "create key")
 		}
 		s.audit(ctx, auth.ActionAPIKeyCreate, "api-key/"+rec.ID, auth.ResultAllowed)
-		info := streams.KeyInfo{APIKey: *rec}
+		info := auth.KeyInfo{APIKey: *rec}
 		info.Hash = ""
 		return &bodyOutput[CreatedKey]{Status: http.StatusCreated, Body: CreatedKey{Key: full, KeyInfo: info}}, nil
 	})
 	route(s, api, v, huma.Operation{OperationID: "list-keys", Method: http.MethodGet, Path: "/keys", Tags: keyTags,
 		Summary: "List API keys", Description: "Your keys (an admin sees the tenant's), revoked ones included, with today's use.",
 		Security: bearer, Errors: []int{401, 403, 503},
-	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[[]streams.KeyInfo], error) {
+	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[[]auth.KeyInfo], error) {
 		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
 			return nil, err
 		}
@@ -188,13 +188,13 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 		if err != nil {
 			return nil, s.asProblem(err, "list keys")
 		}
-		out := []streams.KeyInfo{}
+		out := []auth.KeyInfo{}
 		for _, k := range all {
 			if k.Owner == p.User || p.Has(auth.ScopeAdmin) {
 				out = append(out, k)
 			}
 		}
-		return &bodyOutput[[]streams.KeyInfo]{Status: http.StatusOK, Body: out}, nil
+		return &bodyOutput[[]auth.KeyInfo]{Status: http.StatusOK, Body: out}, nil
 	})
 	route(s, api, v, huma.Operation{OperationID: "revoke-key", Method: http.MethodDelete, Path: "/keys/{id}", Tags: keyTags,
 		Summary: "Revoke an API key", Description: "The key stops working at once on every replica.",
@@ -332,7 +332,7 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 		Summary:     "Erase a user's data (GDPR)",
 		Description: "Deletes every object, record, message, API key and session of the user and asks the analytics sink to drop their rows. An admin may erase any user of the tenant; anyone may erase themselves. The answer lists what was removed; jobs still in flight are listed too: erase again once they end.",
 		Security:    bearer, Errors: []int{401, 403, 503},
-	}, func(ctx context.Context, in *userPath) (*bodyOutput[streams.ErasureReport], error) {
+	}, func(ctx context.Context, in *userPath) (*bodyOutput[erasure.ErasureReport], error) {
 		p := s.principal(ctx)
 		if in.ID != p.User {
 			if err := admin(ctx, actionUserErase, "user/"+in.ID); err != nil {
@@ -342,12 +342,12 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 		if err := schemas.ValidToken(in.ID); err != nil {
 			return nil, problem(422, "invalid_user", err.Error())
 		}
-		rep, err := s.sec.Eraser.Erase(ctx, p.Tenant, in.ID, streams.WithRequestedBy(p.User))
+		rep, err := s.sec.Eraser.Erase(ctx, p.Tenant, in.ID, erasure.WithRequestedBy(p.User))
 		if err != nil {
 			s.audit(ctx, actionUserErase, "user/"+in.ID, auth.ResultError)
 			return nil, s.asProblem(err, "erase user")
 		}
 		s.audit(ctx, actionUserErase, "user/"+in.ID, auth.ResultAllowed)
-		return &bodyOutput[streams.ErasureReport]{Status: http.StatusOK, Body: *rep}, nil
+		return &bodyOutput[erasure.ErasureReport]{Status: http.StatusOK, Body: *rep}, nil
 	})
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
@@ -120,14 +121,14 @@ type Service struct {
 	pages      http.Handler
 	pageRoutes []string
 	cfg        Config
-	jobs       *streams.Jobs
+	jobs       *jobs.Store
 	blobs      blob.Store
 	pub        streams.Publisher
 	catalog    *models.Catalog
 	depth      QueueDepth
 	log        logrus.FieldLogger
 	ready      func(ctx context.Context) error
-	cache      *streams.ResultCache
+	cache      *jobs.Cache
 	loaded     func() []string
 	idem       *streams.KV
 	index      *streams.KV
@@ -160,12 +161,12 @@ func (s *Service) ReportLoaded(f func() []string) { s.loaded = f }
 // UseCache turns on the result cache: a request identical to an earlier one (same
 // tenant, input bytes, task, model version and parameters) completes at once with the
 // stored results. Call before serving.
-func (s *Service) UseCache(c *streams.ResultCache) { s.cache = c }
+func (s *Service) UseCache(c *jobs.Cache) { s.cache = c }
 
 // NewService wires ingest. ready reports whether the pipeline can take work.
-func NewService(cfg Config, jobs *streams.Jobs, blobs blob.Store, pub streams.Publisher, catalog *models.Catalog, depth QueueDepth, ready func(context.Context) error, log logrus.FieldLogger, opts ...Option) *Service {
+func NewService(cfg Config, jobStore *jobs.Store, blobs blob.Store, pub streams.Publisher, catalog *models.Catalog, depth QueueDepth, ready func(context.Context) error, log logrus.FieldLogger, opts ...Option) *Service {
 	cfg.defaults()
-	s := &Service{cfg: cfg, jobs: jobs, blobs: blobs, pub: pub, catalog: catalog, depth: depth, ready: ready, log: log, started: time.Now(), closing: make(chan struct{})}
+	s := &Service{cfg: cfg, jobs: jobStore, blobs: blobs, pub: pub, catalog: catalog, depth: depth, ready: ready, log: log, started: time.Now(), closing: make(chan struct{})}
 	if cfg.UploadSecret != "" {
 		s.uploadKey = []byte(cfg.UploadSecret)
 	} else {
@@ -331,7 +332,7 @@ func (s *Service) submit(ctx context.Context, req SubmitRequest) (rec *schemas.J
 // settleCreate finishes a submission whose job record may already exist: a concurrent
 // request with the same idempotency key created it first, and its job is the answer.
 func (s *Service) settleCreate(ctx context.Context, rec *schemas.JobRecord, jobID string, err error) (*schemas.JobRecord, bool, error) {
-	if errors.Is(err, streams.ErrJobExists) {
+	if errors.Is(err, jobs.ErrExists) {
 		existing, gerr := s.jobs.Get(ctx, jobID)
 		if gerr != nil {
 			return nil, false, gerr
@@ -485,7 +486,7 @@ func (s *Service) cached(ctx context.Context, rec *schemas.JobRecord) (*schemas.
 	if s.cache == nil {
 		return nil, false, nil
 	}
-	key := streams.CacheKey(rec.Tenant, rec.Input.SHA256, rec.Task, rec.Model, rec.ModelVersion, rec.Params)
+	key := jobs.CacheKey(rec.Tenant, rec.Input.SHA256, rec.Task, rec.Model, rec.ModelVersion, rec.Params)
 	ce, ok, err := s.cache.Get(ctx, key)
 	if err != nil || !ok {
 		return nil, false, nil
@@ -501,7 +502,7 @@ func (s *Service) cached(ctx context.Context, rec *schemas.JobRecord) (*schemas.
 	rec.CacheHit, rec.Results = true, ce.Results
 	rec.StartedAt, rec.FinishedAt = now, now
 	if err := s.jobs.Create(ctx, rec); err != nil {
-		if errors.Is(err, streams.ErrJobExists) {
+		if errors.Is(err, jobs.ErrExists) {
 			return nil, false, err
 		}
 		return nil, false, nil

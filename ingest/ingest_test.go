@@ -23,6 +23,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -36,8 +38,8 @@ const queueAhead = 2
 // request stream are the production ones.
 type env struct {
 	srv   *streamstest.Server
-	jobs  *streams.Jobs
-	blobs *streams.ObjectStore
+	jobs  *jobs.Store
+	blobs *natsobj.ObjectStore
 	svc   *ingest.Service
 	api   *httptest.Server
 	idem  *streams.KV
@@ -55,9 +57,9 @@ func newEnvWithDepth(t *testing.T, cfg ingest.Config, depth ingest.QueueDepth) *
 	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
-	jobs, err := streams.OpenJobs(ctx, s.JS)
+	jobStore, err := jobs.Open(ctx, s.JS)
 	require.NoError(t, err)
-	blobs, err := streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	blobs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	require.NoError(t, err)
 	cat := models.NewCatalog()
 	// Ingest only resolves the spec; it never opens the weights.
@@ -67,12 +69,12 @@ func newEnvWithDepth(t *testing.T, cfg ingest.Config, depth ingest.QueueDepth) *
 	require.NoError(t, err)
 	index, err := streams.OpenKV(ctx, s.JS, indexCfg)
 	require.NoError(t, err)
-	svc := ingest.NewService(cfg, jobs, blobs, streams.JSPublisher{JS: s.JS}, cat, depth, nil, quietLog(),
+	svc := ingest.NewService(cfg, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat, depth, nil, quietLog(),
 		ingest.WithIdempotency(idem), ingest.WithJobIndex(index))
 	api := httptest.NewServer(svc.Handler())
 	t.Cleanup(api.Close)
 	t.Cleanup(svc.Close) // ends open event streams before the server waits for them
-	return &env{srv: s, jobs: jobs, blobs: blobs, svc: svc, api: api, idem: idem, index: index}
+	return &env{srv: s, jobs: jobStore, blobs: blobs, svc: svc, api: api, idem: idem, index: index}
 }
 
 func quietLog() logrus.FieldLogger {
@@ -113,7 +115,7 @@ func (e *env) requireNothingKept(t *testing.T) {
 	objs, err := e.blobs.List(ctx, "inputs/")
 	require.NoError(t, err)
 	require.Empty(t, objs, "a refused request must store no input")
-	kv, err := e.srv.JS.KeyValue(ctx, streams.BucketJobs)
+	kv, err := e.srv.JS.KeyValue(ctx, jobs.Bucket)
 	require.NoError(t, err)
 	keys, err := kv.Keys(ctx)
 	if !errors.Is(err, jetstream.ErrNoKeysFound) {

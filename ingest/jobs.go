@@ -17,6 +17,7 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -273,7 +274,7 @@ func (s *Service) lookup(ctx context.Context, id string) (*schemas.JobRecord, er
 		return nil, err
 	}
 	rec, err := s.jobs.Get(ctx, id)
-	if errors.Is(err, streams.ErrJobNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) {
 		return nil, problem(404, "job_not_found", fmt.Sprintf("no job %q", id), FieldProblem{Field: "id", Constraint: "exists", Message: "no such job"})
 	}
 	if err != nil {
@@ -327,7 +328,7 @@ func (s *Service) cancel(ctx context.Context, id string) (*schemas.JobRecord, er
 		}
 		return nil
 	})
-	if errors.Is(err, streams.ErrJobNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) {
 		return nil, problem(404, "job_not_found", fmt.Sprintf("no job %q", id), FieldProblem{Field: "id", Constraint: "exists", Message: "no such job"})
 	}
 	if err != nil {

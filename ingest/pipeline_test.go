@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -26,7 +27,7 @@ type gatedStep struct {
 	stage schemas.Stage
 	gate  chan struct{}
 	open  <-chan struct{} // closed: every job passes
-	blobs *streams.ObjectStore
+	blobs *natsobj.ObjectStore
 }
 
 var _ processors.Step = (*gatedStep)(nil)

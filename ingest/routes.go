@@ -11,6 +11,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -237,7 +238,7 @@ func (s *Service) models() []ModelInfo {
 // feedback publishes a rating of a job's result on studio.feedback.
 func (s *Service) feedback(ctx context.Context, in FeedbackRequest) (*FeedbackAccepted, error) {
 	rec, err := s.jobs.Get(ctx, in.JobID)
-	if errors.Is(err, streams.ErrJobNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) {
 		return nil, problem(404, "job_not_found", fmt.Sprintf("no job %q", in.JobID), FieldProblem{Field: "job_id", Constraint: "exists", Message: "no such job"})
 	}
 	if err != nil {

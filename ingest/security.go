@@ -11,9 +11,9 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 )
 
 // Security turns authentication, tenant isolation, fairness and audit on for the HTTP
@@ -22,11 +22,11 @@ type Security struct {
 	// Authenticator checks bearer tokens and API keys and audits each decision.
 	Authenticator *auth.Authenticator
 	Issuer        *auth.Issuer
-	Users         *streams.Users
-	Keys          *streams.APIKeys
-	Eraser        *streams.Eraser
-	Limiter       *streams.RateLimiter
-	Active        *streams.ActiveJobs
+	Users         *auth.Users
+	Keys          *auth.APIKeys
+	Eraser        *erasure.Eraser
+	Limiter       *quota.RateLimiter
+	Active        *quota.ActiveJobs
 	Audit         auth.Auditor
 	// Policy holds the per-tier limits: requests per hour and active jobs.
 	Policy quota.Policy

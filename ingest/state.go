@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -104,7 +105,7 @@ func (s *Service) checkIdempotency(ctx context.Context, key, fp string) (rec *sc
 			FieldProblem{Field: "Idempotency-Key", Constraint: "unique", Message: "already used with a different body"})
 	}
 	rec, err = s.jobs.Get(ctx, c.JobID)
-	if errors.Is(err, streams.ErrJobNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) {
 		return nil, c.JobID, nil
 	}
 	if err != nil {
@@ -158,7 +159,7 @@ func (s *Service) listJobs(ctx context.Context, tenant, user, cursor string, lim
 			break
 		}
 		rec, err := s.jobs.Get(ctx, id)
-		if errors.Is(err, streams.ErrJobNotFound) {
+		if errors.Is(err, jobs.ErrNotFound) {
 			continue // expired or erased
 		}
 		if err != nil {

@@ -24,6 +24,8 @@ import (
 
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/app"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
@@ -42,8 +44,8 @@ var requestSubject = schemas.RequestSubject(schemas.TierNormal, schemas.TaskRemo
 // reads the model's tensor contract from the catalog.
 type pipeline struct {
 	srv    *streamstest.Server
-	jobs   *streams.Jobs
-	blobs  *streams.ObjectStore
+	jobs   *jobs.Store
+	blobs  *natsobj.ObjectStore
 	ingest *ingest.Service
 	stages []*app.Stage
 }
@@ -52,9 +54,9 @@ func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
-	blobs, err := streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	blobs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	require.NoError(t, err)
-	jobs, err := streams.OpenJobs(ctx, s.JS)
+	jobStore, err := jobs.Open(ctx, s.JS)
 	require.NoError(t, err)
 	cat := models.NewCatalog()
 	require.NoError(t, cat.Add(models.ISNet("small", "/nonexistent")))
@@ -65,7 +67,7 @@ func newPipeline(t *testing.T) *pipeline {
 	require.NoError(t, err)
 	svc, err := app.NewIngest(ctx, cfg, deps, func(context.Context) error { return nil })
 	require.NoError(t, err)
-	return &pipeline{srv: s, jobs: jobs, blobs: blobs, ingest: svc, stages: stages}
+	return &pipeline{srv: s, jobs: jobStore, blobs: blobs, ingest: svc, stages: stages}
 }
 
 // run starts the preprocess stage; it is stopped and drained at cleanup.

@@ -10,12 +10,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
 
-// JobStore reads and updates job records; streams.Jobs implements it.
+// JobStore reads and updates job records; jobs.Store implements it.
 type JobStore interface {
 	Get(ctx context.Context, id string) (*schemas.JobRecord, error)
 	Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error)
@@ -164,7 +165,7 @@ func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool
 		r.Stages[stage] = &schemas.StageTiming{StartedAt: it.started.UTC(), Attempts: it.msg.Delivered, Worker: h.Worker, BatchSize: batchSize}
 		return nil
 	})
-	if errors.Is(err, streams.ErrJobNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) {
 		return false, Permanent(stage, CodeBadEvent, "job %s has no record (expired or erased)", it.ev.JobID)
 	}
 	if err != nil {

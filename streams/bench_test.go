@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
@@ -67,7 +68,7 @@ func BenchmarkJobEventJSON(b *testing.B) {
 func BenchmarkJobsUpdate(b *testing.B) {
 	s := streamstest.Start(b)
 	ctx := context.Background()
-	jobs, err := streams.OpenJobs(ctx, s.JS)
+	jobStore, err := jobs.Open(ctx, s.JS)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func BenchmarkJobsUpdate(b *testing.B) {
 	rec := &schemas.JobRecord{ID: ev.JobID, Tenant: ev.Tenant, User: ev.User, Tier: ev.Tier, Task: ev.Task,
 		Model: ev.Model, ModelVersion: ev.ModelVersion, Status: schemas.StatusQueued, Stage: schemas.StageIngest,
 		Input: ev.Input, SubmittedAt: ev.SubmittedAt}
-	if err := jobs.Create(ctx, rec); err != nil {
+	if err := jobStore.Create(ctx, rec); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -83,7 +84,7 @@ func BenchmarkJobsUpdate(b *testing.B) {
 	for b.Loop() {
 		i++
 		stage := schemas.PipelineStages[i%len(schemas.PipelineStages)]
-		_, err := jobs.Update(ctx, rec.ID, func(r *schemas.JobRecord) error {
+		_, err := jobStore.Update(ctx, rec.ID, func(r *schemas.JobRecord) error {
 			if r.Stages == nil {
 				r.Stages = map[schemas.Stage]*schemas.StageTiming{}
 			}

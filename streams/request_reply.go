@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -144,108 +143,4 @@ func (s RequestServer) Serve(ctx context.Context, cfg ServiceConfig, h RequestHa
 		return fmt.Errorf("streams: stop service %s: %w", cfg.Name, err)
 	}
 	return nil
-}
-
-// ErrKeyExists is returned by KV.Create when the key is taken.
-var ErrKeyExists = errors.New("streams: key exists")
-
-// ErrKeyNotFound is returned by KV.Get for a missing or expired key.
-var ErrKeyNotFound = errors.New("streams: key not found")
-
-// KVConfig sizes a KV bucket.
-type KVConfig struct {
-	Bucket, Description string
-	// TTL expires every key this long after its last write (0 keeps keys forever).
-	TTL      time.Duration
-	Replicas int
-	Storage  jetstream.StorageType
-}
-
-// KV is a key-value bucket with opaque values. Create is atomic across processes, which
-// is what makes an idempotency key claim safe. Safe for concurrent use.
-type KV struct {
-	kv jetstream.KeyValue
-}
-
-// OpenKV creates the bucket if needed (or updates its settings) and opens it.
-func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, error) {
-	if cfg.Replicas < 1 {
-		cfg.Replicas = 1
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: cfg.Description,
-		History:     1,
-		TTL:         cfg.TTL,
-		Storage:     cfg.Storage,
-		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("streams: provision KV bucket %s: %w", cfg.Bucket, err)
-	}
-	return &KV{kv: kv}, nil
-}
-
-// Create stores value under key unless the key exists (ErrKeyExists).
-func (b *KV) Create(ctx context.Context, key string, value []byte) error {
-	if _, err := b.kv.Create(ctx, key, value); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("%w: %s", ErrKeyExists, key)
-		}
-		return fmt.Errorf("streams: create %s: %w", key, err)
-	}
-	return nil
-}
-
-// Put stores value under key, replacing any value.
-func (b *KV) Put(ctx context.Context, key string, value []byte) error {
-	if _, err := b.kv.Put(ctx, key, value); err != nil {
-		return fmt.Errorf("streams: put %s: %w", key, err)
-	}
-	return nil
-}
-
-// Get returns the value under key, or ErrKeyNotFound.
-func (b *KV) Get(ctx context.Context, key string) ([]byte, error) {
-	e, err := b.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, key)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("streams: get %s: %w", key, err)
-	}
-	return e.Value(), nil
-}
-
-// Delete removes key; a missing key is not an error.
-func (b *KV) Delete(ctx context.Context, key string) error {
-	if err := b.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("streams: delete %s: %w", key, err)
-	}
-	return nil
-}
-
-// Keys lists the keys matching filter, a subject-style pattern ("idx.acme.*"), in the
-// order they were last written. It reads every matching key: keep filters narrow.
-func (b *KV) Keys(ctx context.Context, filter string) ([]string, error) {
-	lister, err := b.kv.ListKeysFiltered(ctx, filter)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("streams: list keys %s: %w", filter, err)
-	}
-	defer func() { _ = lister.Stop() }()
-	var out []string
-	for {
-		select {
-		case k, ok := <-lister.Keys():
-			if !ok {
-				return out, nil
-			}
-			out = append(out, k)
-		case <-ctx.Done():
-			return out, ctx.Err()
-		}
-	}
 }

@@ -10,12 +10,6 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// Bucket names.
-const (
-	BucketJobs    = "jobs"
-	BucketObjects = "studio"
-)
-
 // Topology sizes the streams. The zero value is not useful; use DefaultTopology.
 type Topology struct {
 	// Replicas is the stream replication factor: 1 embedded, 3 on a cluster.
@@ -78,45 +72,20 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	}
 }
 
-// Provision creates or updates every stream, the KV buckets (jobs, cache and those of
-// security.go) and the object store.
-// It is idempotent and safe to run from several processes at once.
-func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
+// Provision creates or updates every stream and the given KV buckets (each domain
+// package declares its own: jobs.Buckets, auth.Buckets, quota.Buckets; the topology
+// package lists them all). It is idempotent and safe to run from several processes at
+// once.
+func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, buckets ...jetstream.KeyValueConfig) error {
 	for _, cfg := range t.StreamConfigs() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("streams: provision stream %s: %w", cfg.Name, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketJobs,
-		Description: "job records: status, stage, percent, timings, results",
-		History:     1,
-		TTL:         t.JobsMaxAge,
-		Storage:     t.Storage,
-		Replicas:    t.Replicas,
-	}); err != nil {
-		return fmt.Errorf("streams: provision KV bucket %s: %w", BucketJobs, err)
-	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketCache,
-		Description: "result cache: identical input + task + model version + params -> results",
-		History:     1,
-		TTL:         t.ResultsMaxAge,
-		Storage:     t.Storage,
-		Replicas:    t.Replicas,
-	}); err != nil {
-		return fmt.Errorf("streams: provision KV bucket %s: %w", BucketCache, err)
-	}
-	if err := t.provisionSecurity(ctx, js); err != nil {
-		return err
-	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      BucketObjects,
-		Description: "input images, intermediate tensors and results",
-		Storage:     t.Storage,
-		Replicas:    t.Replicas,
-	}); err != nil {
-		return fmt.Errorf("streams: provision object store %s: %w", BucketObjects, err)
+	for _, cfg := range buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("streams: provision KV bucket %s: %w", cfg.Bucket, err)
+		}
 	}
 	return nil
 }

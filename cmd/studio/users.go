@@ -14,6 +14,7 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/app"
 	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -39,10 +40,10 @@ type usersOptions struct {
 // usersDeps are what the users commands act on; runUsers opens them on a NATS
 // connection, tests on an embedded server.
 type usersDeps struct {
-	Users  *streams.Users
+	Users  *auth.Users
 	Audit  auth.Auditor
 	Issuer func() (*auth.Issuer, error)
-	Eraser func() (*streams.Eraser, error)
+	Eraser func() (*erasure.Eraser, error)
 }
 
 func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
@@ -88,30 +89,30 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer bus.Close()
-	users, err := streams.OpenUsers(ctx, bus.JS)
+	users, err := auth.OpenUsers(ctx, bus.JS)
 	if err != nil {
 		return err
 	}
 	deps := usersDeps{
 		Users: users,
-		Audit: streams.NewAuditLog(streams.JSPublisher{JS: bus.JS}),
+		Audit: auth.NewAuditLog(streams.JSPublisher{JS: bus.JS}),
 		Issuer: func() (*auth.Issuer, error) {
 			keys, err := authCfg.KeySet(filepath.Join(cfg.DataDir, "jwt-keys"))
 			if err != nil {
 				return nil, err
 			}
-			tokens, err := streams.OpenTokens(ctx, bus.JS)
+			tokens, err := auth.OpenTokens(ctx, bus.JS)
 			if err != nil {
 				return nil, err
 			}
 			return auth.NewIssuer(keys, tokens, users, authCfg.IssuerOptions()...)
 		},
-		Eraser: func() (*streams.Eraser, error) {
+		Eraser: func() (*erasure.Eraser, error) {
 			blobs, err := app.OpenBlobs(ctx, cfg, bus, log)
 			if err != nil {
 				return nil, err
 			}
-			return streams.NewEraser(ctx, bus.JS, blobs)
+			return erasure.NewEraser(ctx, bus.JS, blobs)
 		},
 	}
 	return usersCommand(ctx, sub, o, deps, stdout)
@@ -212,7 +213,7 @@ func usersAction(ctx context.Context, sub string, o usersOptions, d usersDeps, s
 		if err != nil {
 			return "", err
 		}
-		rep, err := e.Erase(ctx, o.tenant, o.user, streams.WithRequestedBy(o.by))
+		rep, err := e.Erase(ctx, o.tenant, o.user, erasure.WithRequestedBy(o.by))
 		if rep != nil {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
@@ -19,11 +21,11 @@ import (
 func TestUsersCommands(t *testing.T) {
 	s := streamstest.Start(t)
 	ctx := context.Background()
-	users, err := streams.OpenUsers(ctx, s.JS)
+	users, err := auth.OpenUsers(ctx, s.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := streams.OpenTokens(ctx, s.JS)
+	tokens, err := auth.OpenTokens(ctx, s.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,15 +37,15 @@ func TestUsersCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobs, err := streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	blobs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deps := usersDeps{
 		Users:  users,
-		Audit:  streams.NewAuditLog(streams.JSPublisher{JS: s.JS}),
+		Audit:  auth.NewAuditLog(streams.JSPublisher{JS: s.JS}),
 		Issuer: func() (*auth.Issuer, error) { return issuer, nil },
-		Eraser: func() (*streams.Eraser, error) { return streams.NewEraser(ctx, s.JS, blobs) },
+		Eraser: func() (*erasure.Eraser, error) { return erasure.NewEraser(ctx, s.JS, blobs) },
 	}
 	opts := func(user, tier string) usersOptions {
 		return usersOptions{tenant: "acme", user: user, tier: tier, by: "cli-ops"}

@@ -21,9 +21,14 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/blob/s3"
+	"github.com/creativeai-studio/studio/internal/erasure"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/internal/topology"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/processors/inference/ort"
@@ -82,7 +87,7 @@ func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogg
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := streams.DefaultTopology(cfg.Replicas).Provision(ctx, b.JS); err != nil {
+	if err := topology.Provision(ctx, b.JS, streams.DefaultTopology(cfg.Replicas)); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -93,7 +98,7 @@ func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogg
 // store.
 func OpenBlobs(ctx context.Context, cfg *Config, bus *Bus, log logrus.FieldLogger) (blob.Store, error) {
 	if cfg.S3.Endpoint == "" {
-		return streams.OpenObjectStore(ctx, bus.JS, streams.BucketObjects)
+		return natsobj.Open(ctx, bus.JS, natsobj.Bucket)
 	}
 	st, err := s3.New(ctx, cfg.S3)
 	if err != nil {
@@ -214,7 +219,7 @@ type Deps struct {
 func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]*Stage, error) {
 	log := d.Log.WithField("stage", stage)
 	pub := streams.JSPublisher{JS: d.Bus.JS}
-	jobs, err := streams.OpenJobs(ctx, d.Bus.JS)
+	jobStore, err := jobs.Open(ctx, d.Bus.JS)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +231,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		if cfg.AckWait > 0 {
 			spec.AckWait = cfg.AckWait
 		}
-		h := processors.NewHandler(step, jobs, pub, cfg.Worker, log)
+		h := processors.NewHandler(step, jobStore, pub, cfg.Worker, log)
 		if d.Metrics != nil {
 			h.Observe = d.Metrics
 		}
@@ -255,7 +260,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		s, err := build(&postprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, "", 1, 0, nil)
 		return []*Stage{s}, err
 	case schemas.StageStore:
-		cache, err := streams.OpenResultCache(ctx, d.Bus.JS)
+		cache, err := jobs.OpenCache(ctx, d.Bus.JS)
 		if err != nil {
 			return nil, err
 		}
@@ -333,7 +338,7 @@ func RunStages(ctx context.Context, stages []*Stage) error {
 
 // NewIngest builds the ingest service.
 func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Context) error) (*ingest.Service, error) {
-	jobs, err := streams.OpenJobs(ctx, d.Bus.JS)
+	jobStore, err := jobs.Open(ctx, d.Bus.JS)
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +376,7 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 		}
 		opts = append(opts, ingest.WithSecurity(sec))
 	}
-	svc := ingest.NewService(icfg, jobs, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"), opts...)
+	svc := ingest.NewService(icfg, jobStore, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"), opts...)
 	pages := studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, Log: d.Log}
 	if cfg.Sink.Enabled() {
 		pages.Business = sink.BusinessSource(cfg.Sink)
@@ -385,7 +390,7 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 			return (*d.Loaded)()
 		})
 	}
-	cache, err := streams.OpenResultCache(ctx, d.Bus.JS)
+	cache, err := jobs.OpenCache(ctx, d.Bus.JS)
 	if err != nil {
 		return nil, err
 	}
@@ -402,11 +407,11 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 	if err != nil {
 		return nil, err
 	}
-	users, err := streams.OpenUsers(ctx, js)
+	users, err := auth.OpenUsers(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := streams.OpenTokens(ctx, js)
+	tokens, err := auth.OpenTokens(ctx, js)
 	if err != nil {
 		return nil, err
 	}
@@ -414,23 +419,23 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 	if err != nil {
 		return nil, err
 	}
-	apiKeys, err := streams.OpenAPIKeys(ctx, js)
+	apiKeys, err := auth.OpenAPIKeys(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	limiter, err := streams.OpenRateLimiter(ctx, js)
+	limiter, err := quota.OpenRateLimiter(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	active, err := streams.OpenActiveJobs(ctx, js)
+	active, err := quota.OpenActiveJobs(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	eraser, err := streams.NewEraser(ctx, js, d.Blobs)
+	eraser, err := erasure.NewEraser(ctx, js, d.Blobs)
 	if err != nil {
 		return nil, err
 	}
-	audit := streams.NewAuditLog(streams.JSPublisher{JS: js})
+	audit := auth.NewAuditLog(streams.JSPublisher{JS: js})
 	return &ingest.Security{
 		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,

@@ -28,12 +28,13 @@ import (
 
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -203,7 +204,7 @@ func truncatedJPEG(t *testing.T) []byte {
 func TestMetricsLogsAndSpansOfIngestAndPreprocess(t *testing.T) {
 	ctx := context.Background()
 	srv := streamstest.Start(t)
-	blobStore, err := streams.OpenObjectStore(ctx, srv.JS, streams.BucketObjects)
+	blobStore, err := natsobj.Open(ctx, srv.JS, natsobj.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,12 +234,12 @@ func TestMetricsLogsAndSpansOfIngestAndPreprocess(t *testing.T) {
 	defer api.Close()
 
 	// A job cancelled before preprocess picks it up is counted as cancelled there.
-	jobs, err := streams.OpenJobs(ctx, srv.JS)
+	jobStore, err := jobs.Open(ctx, srv.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cancelled := submitTraced(t, api.URL, "", "cancelled.png", testPNG(t, 32, 32))
-	if _, err := jobs.Update(ctx, cancelled.ID, func(r *schemas.JobRecord) error {
+	if _, err := jobStore.Update(ctx, cancelled.ID, func(r *schemas.JobRecord) error {
 		r.Status = schemas.StatusCancelled
 		return nil
 	}); err != nil {
@@ -267,8 +268,8 @@ func TestMetricsLogsAndSpansOfIngestAndPreprocess(t *testing.T) {
 	good := submitTraced(t, api.URL, "00-"+tid+"-b7ad6b7169203331-01", "gradient.png", testPNG(t, 64, 48))
 	bad := submitTraced(t, api.URL, "", "broken.jpg", truncatedJPEG(t))
 	streamstest.Eventually(t, time.Minute, func() bool {
-		g, err1 := jobs.Get(ctx, good.ID)
-		b, err2 := jobs.Get(ctx, bad.ID)
+		g, err1 := jobStore.Get(ctx, good.ID)
+		b, err2 := jobStore.Get(ctx, bad.ID)
 		return err1 == nil && err2 == nil && g.Stages[schemas.StagePreprocess] != nil &&
 			!g.Stages[schemas.StagePreprocess].FinishedAt.IsZero() && b.Status == schemas.StatusFailed
 	}, "jobs did not get through preprocess")

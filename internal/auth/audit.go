@@ -6,7 +6,7 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// Auditor records security-relevant decisions; streams.AuditLog publishes them on
+// Auditor records security-relevant decisions; auth.AuditLog publishes them on
 // studio.audit.<action>. Implementations fill in Schema, ID and Time when empty. The
 // HTTP layer calls it for every authentication decision, admin action, job submission,
 // download and deletion.

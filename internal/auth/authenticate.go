@@ -11,7 +11,7 @@ import (
 var ErrNoCredentials = errors.New("auth: no credentials")
 
 // KeyAuthenticator checks a presented API key, counts its use and enforces its daily
-// quota; streams.APIKeys implements it.
+// quota; auth.APIKeys implements it.
 type KeyAuthenticator interface {
 	Authenticate(ctx context.Context, token string) (Principal, error)
 }

@@ -16,9 +16,9 @@ import (
 func TestAuthenticatorDecidesAndAuditsEveryRequest(t *testing.T) {
 	e := newAuthEnv(t)
 	ctx := context.Background()
-	keys, err := streams.OpenAPIKeys(ctx, e.srv.JS)
+	keys, err := auth.OpenAPIKeys(ctx, e.srv.JS)
 	requireErr(t, err)
-	a := &auth.Authenticator{Tokens: e.issuer, Keys: keys, Audit: streams.NewAuditLog(streams.JSPublisher{JS: e.srv.JS})}
+	a := &auth.Authenticator{Tokens: e.issuer, Keys: keys, Audit: auth.NewAuditLog(streams.JSPublisher{JS: e.srv.JS})}
 	pair, err := e.issuer.Issue(ctx, "acme", "alice")
 	requireErr(t, err)
 	key, keyToken, err := auth.NewAPIKey("acme", "bob", "ci", schemas.TierFree, []auth.Scope{auth.ScopeJobsWrite}, time.Time{}, 1, time.Now())

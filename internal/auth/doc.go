@@ -5,5 +5,5 @@
 //
 // State lives in NATS KV behind small interfaces implemented in package streams: users
 // (UserStore), refresh-token families and the deny list (TokenStore), API keys
-// (streams.APIKeys). Nothing here imports nats.go.
+// (auth.APIKeys). Nothing here imports nats.go.
 package auth

@@ -72,7 +72,7 @@ type RefreshFamily struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// TokenStore keeps refresh families and the deny list; streams.Tokens implements it on
+// TokenStore keeps refresh families and the deny list; auth.Tokens implements it on
 // the KV buckets "refresh" and "revoked". All methods are safe across replicas.
 type TokenStore interface {
 	// CreateFamily stores a new family.
@@ -94,7 +94,7 @@ const (
 	DefaultAccessTTL  = 15 * time.Minute
 	DefaultRefreshTTL = 7 * 24 * time.Hour
 	// MaxRefreshTTL is the longest refresh lifetime: the KV bucket "refresh" forgets
-	// families that long after their last rotation (streams.BucketRefresh).
+	// families that long after their last rotation (auth.BucketRefresh).
 	MaxRefreshTTL = 7 * 24 * time.Hour
 	// Leeway absorbs clock differences between replicas when checking exp, nbf and iat.
 	Leeway = 30 * time.Second

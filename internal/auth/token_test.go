@@ -13,14 +13,13 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
 type authEnv struct {
 	srv    *streamstest.Server
-	users  *streams.Users
-	tokens *streams.Tokens
+	users  *auth.Users
+	tokens *auth.Tokens
 	keys   *auth.KeySet
 	issuer *auth.Issuer
 }
@@ -43,14 +42,14 @@ func newAuthEnv(t *testing.T, opts ...auth.IssuerOption) *authEnv {
 	return e
 }
 
-func openStores(t *testing.T, js jetstream.JetStream) (*streams.Users, *streams.Tokens, *auth.KeySet) {
+func openStores(t *testing.T, js jetstream.JetStream) (*auth.Users, *auth.Tokens, *auth.KeySet) {
 	t.Helper()
 	ctx := context.Background()
-	users, err := streams.OpenUsers(ctx, js)
+	users, err := auth.OpenUsers(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := streams.OpenTokens(ctx, js)
+	tokens, err := auth.OpenTokens(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}

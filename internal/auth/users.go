@@ -51,7 +51,7 @@ func (u *User) Principal() Principal {
 	return Principal{Tenant: u.Tenant, User: u.ID, Tier: u.Tier, Scopes: append([]Scope(nil), u.Scopes...)}
 }
 
-// UserStore keeps users; streams.Users implements it on the KV bucket "users".
+// UserStore keeps users; auth.Users implements it on the KV bucket "users".
 type UserStore interface {
 	// Create stores a new user; ErrUserExists if the id is taken in the tenant.
 	Create(ctx context.Context, u *User) error

@@ -16,7 +16,9 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/app"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/imageio"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -226,7 +228,7 @@ func TestNATSSubmitterSpeaksTheNATSEntry(t *testing.T) {
 	if err := cat.Add(models.Spec{Manifest: ms[0]}); err != nil {
 		t.Fatal(err)
 	}
-	blobs, err := streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	blobs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +243,7 @@ func TestNATSSubmitterSpeaksTheNATSEntry(t *testing.T) {
 		_, err := s.NC.Request("$SRV.PING", nil, 200*time.Millisecond)
 		return err == nil
 	}, "the NATS entry did not start")
-	jobs, err := streams.OpenJobs(ctx, s.JS)
+	jobStore, err := jobs.Open(ctx, s.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +272,7 @@ func TestNATSSubmitterSpeaksTheNATSEntry(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec, err := jobs.Get(ctx, id)
+			rec, err := jobStore.Get(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 )
 
 // submitter puts one job into the pipeline and returns its id.
@@ -269,7 +269,7 @@ func (h *httpRecords) Get(ctx context.Context, id string) (*schemas.JobRecord, e
 }
 
 // kvRecords reads job records straight from the KV bucket.
-type kvRecords struct{ jobs *streams.Jobs }
+type kvRecords struct{ jobs *jobs.Store }
 
 func (k kvRecords) Get(ctx context.Context, id string) (*schemas.JobRecord, error) {
 	return k.jobs.Get(ctx, id)

@@ -25,6 +25,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/app"
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -396,12 +397,12 @@ func connectClient(ctx context.Context, cfg *Config, api, natsURL string, spec m
 			nc.Close()
 			return nil, err
 		}
-		jobs, err := streams.OpenJobs(ctx, js)
+		jobStore, err := jobs.Open(ctx, js)
 		if err != nil {
 			nc.Close()
 			return nil, err
 		}
-		c.records = kvRecords{jobs}
+		c.records = kvRecords{jobStore}
 		if c.wait, err = newResultWaiter(nc, cfg.jobTask()); err != nil {
 			nc.Close()
 			return nil, err

@@ -1,7 +1,7 @@
 // Package blob is the object storage seam. Images and tensors live behind Store; the
 // pipeline's events carry only keys, sizes and sha256 digests.
 //
-// Two backends implement Store: the JetStream object store (streams.ObjectStore, the
+// Two backends implement Store: the JetStream object store (natsobj.ObjectStore, the
 // embedded default) and any S3 API server through minio-go (package blob/s3).
 package blob
 

@@ -6,7 +6,7 @@ import (
 )
 
 // ActiveSet is the set of one user's jobs that are queued or running, with when each
-// took its slot. It is the value of one key in streams.BucketActive; adding and removing
+// took its slot. It is the value of one key in quota.BucketActive; adding and removing
 // a job id are idempotent, so a redelivered submit or result never counts twice.
 type ActiveSet struct {
 	Jobs map[string]time.Time `json:"jobs"`

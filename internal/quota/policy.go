@@ -13,7 +13,7 @@ import (
 )
 
 // RateWindow is the span the request rate limit counts over. It is fixed because the
-// KV bucket that keeps the windows (streams.BucketRateLimit) expires idle state after
+// KV bucket that keeps the windows (quota.BucketRateLimit) expires idle state after
 // it.
 const RateWindow = time.Hour
 

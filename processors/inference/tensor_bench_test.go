@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -17,7 +17,7 @@ import (
 func BenchmarkTensorRoundTrip(b *testing.B) {
 	s := streamstest.Start(b)
 	ctx := context.Background()
-	store, err := streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	store, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors/inference"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -91,7 +91,7 @@ func TestQuantizeMasksAndClamps(t *testing.T) {
 func TestPixelsRoundTripThroughTheObjectStore(t *testing.T) {
 	ctx := context.Background()
 	s := streamstest.Start(t)
-	store, err := streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	store, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	require.NoError(t, err)
 	spec := models.Tensor{Color: "RGB", Mean: [3]float32{128, 128, 128}, Std: [3]float32{256, 256, 256}}
 	p := randomPixels([]int64{1, 3, 64, 48}, 2)

@@ -18,13 +18,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/processors/preprocess"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -116,10 +116,10 @@ func TestClassifyMapsEachImageErrorToAStableCode(t *testing.T) {
 	}
 }
 
-func openStore(t *testing.T) *streams.ObjectStore {
+func openStore(t *testing.T) *natsobj.ObjectStore {
 	t.Helper()
 	s := streamstest.Start(t)
-	store, err := streams.OpenObjectStore(context.Background(), s.JS, streams.BucketObjects)
+	store, err := natsobj.Open(context.Background(), s.JS, natsobj.Bucket)
 	require.NoError(t, err)
 	return store
 }

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 )
 
 // ResultNames are the artifacts kept as results, per task.
@@ -28,7 +28,7 @@ type Step struct {
 	Blobs blob.Store
 	// Cache, when set, remembers the results so an identical request completes at
 	// ingest without inference.
-	Cache *streams.ResultCache
+	Cache *jobs.Cache
 }
 
 var _ processors.Step = (*Step)(nil)
@@ -87,8 +87,8 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	}
 	ev.Artifacts = final
 	if s.Cache != nil {
-		key := streams.CacheKey(ev.Tenant, ev.Input.SHA256, ev.Task, ev.Model, ev.ModelVersion, ev.Params)
-		if err := s.Cache.Put(ctx, key, streams.CacheEntry{JobID: ev.JobID, User: ev.User, Results: final, Stored: time.Now().UTC()}); err != nil {
+		key := jobs.CacheKey(ev.Tenant, ev.Input.SHA256, ev.Task, ev.Model, ev.ModelVersion, ev.Params)
+		if err := s.Cache.Put(ctx, key, jobs.CacheEntry{JobID: ev.JobID, User: ev.User, Results: final, Stored: time.Now().UTC()}); err != nil {
 			return err
 		}
 	}

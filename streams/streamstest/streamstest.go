@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/creativeai-studio/studio/internal/topology"
 	"github.com/creativeai-studio/studio/streams"
 )
 
@@ -41,7 +42,7 @@ func Start(t testing.TB) *Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := streams.DefaultTopology(1).Provision(ctx, js); err != nil {
+	if err := topology.Provision(ctx, js, streams.DefaultTopology(1)); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	return &Server{Embedded: e, NC: nc, JS: js, DataDir: dir}
@@ -58,4 +59,24 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("condition not met within "+timeout.String()+": "+msg, args...)
+}
+
+// Replicas returns n independent JetStream clients of s, each on its own connection,
+// standing in for n replicas of a process (the first is s.JS).
+func (s *Server) Replicas(t testing.TB, n int) []jetstream.JetStream {
+	t.Helper()
+	out := []jetstream.JetStream{s.JS}
+	for len(out) < n {
+		nc, err := s.Embedded.Connect("replica")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, js)
+	}
+	return out
 }

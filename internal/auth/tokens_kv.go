@@ -1,4 +1,4 @@
-package streams
+package auth
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
-// Tokens implements auth.TokenStore: refresh-token families in the KV bucket "refresh"
+// Tokens implements TokenStore: refresh-token families in the KV bucket "refresh"
 // ("<tenant>.<user>.<family>") and the deny list in "revoked", where every entry carries
 // its own TTL so it disappears when the token it blocks would have expired anyway.
 // Safe for concurrent use by any number of replicas.
@@ -23,15 +23,15 @@ type Tokens struct {
 	now      func() time.Time
 }
 
-var _ auth.TokenStore = (*Tokens)(nil)
+var _ TokenStore = (*Tokens)(nil)
 
 // OpenTokens opens the refresh and revoked buckets, which Provision creates.
 func OpenTokens(ctx context.Context, js jetstream.JetStream) (*Tokens, error) {
-	fam, err := openKV(ctx, js, BucketRefresh)
+	fam, err := streams.BindKV(ctx, js, BucketRefresh)
 	if err != nil {
 		return nil, err
 	}
-	rev, err := openKV(ctx, js, BucketRevoked)
+	rev, err := streams.BindKV(ctx, js, BucketRevoked)
 	if err != nil {
 		return nil, err
 	}
@@ -39,25 +39,25 @@ func OpenTokens(ctx context.Context, js jetstream.JetStream) (*Tokens, error) {
 }
 
 func familyKey(tenant, user, id string) (string, error) {
-	k, err := userKey(tenant, user)
+	k, err := schemas.UserKey(tenant, user)
 	if err != nil {
 		return "", err
 	}
 	if err := schemas.ValidToken(id); err != nil {
-		return "", fmt.Errorf("streams: token family: %w", err)
+		return "", fmt.Errorf("auth: token family: %w", err)
 	}
 	return k + "." + id, nil
 }
 
 // CreateFamily stores a new family.
-func (t *Tokens) CreateFamily(ctx context.Context, f *auth.RefreshFamily) error {
+func (t *Tokens) CreateFamily(ctx context.Context, f *RefreshFamily) error {
 	key, err := familyKey(f.Tenant, f.User, f.ID)
 	if err != nil {
 		return err
 	}
-	_, err = updateJSON(ctx, t.families, key, func(v *auth.RefreshFamily, exists bool) error {
+	_, err = streams.UpdateJSON(ctx, t.families, key, func(v *RefreshFamily, exists bool) error {
 		if exists {
-			return fmt.Errorf("streams: token family %s exists", f.ID)
+			return fmt.Errorf("auth: token family %s exists", f.ID)
 		}
 		*v = *f
 		return nil
@@ -65,15 +65,15 @@ func (t *Tokens) CreateFamily(ctx context.Context, f *auth.RefreshFamily) error 
 	return err
 }
 
-// UpdateFamily is a compare-and-swap loop over one family (see auth.TokenStore).
-func (t *Tokens) UpdateFamily(ctx context.Context, tenant, user, id string, fn func(*auth.RefreshFamily) error) (*auth.RefreshFamily, error) {
+// UpdateFamily is a compare-and-swap loop over one family (see TokenStore).
+func (t *Tokens) UpdateFamily(ctx context.Context, tenant, user, id string, fn func(*RefreshFamily) error) (*RefreshFamily, error) {
 	key, err := familyKey(tenant, user, id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w: %v", auth.ErrInvalidToken, auth.ErrTokenRevoked, err)
+		return nil, fmt.Errorf("%w: %w: %v", ErrInvalidToken, ErrTokenRevoked, err)
 	}
-	f, err := updateJSON(ctx, t.families, key, func(v *auth.RefreshFamily, exists bool) error {
+	f, err := streams.UpdateJSON(ctx, t.families, key, func(v *RefreshFamily, exists bool) error {
 		if !exists {
-			return fmt.Errorf("%w: %w: the session expired or was erased", auth.ErrInvalidToken, auth.ErrTokenRevoked)
+			return fmt.Errorf("%w: %w: the session expired or was erased", ErrInvalidToken, ErrTokenRevoked)
 		}
 		return fn(v)
 	})
@@ -84,13 +84,13 @@ func (t *Tokens) UpdateFamily(ctx context.Context, tenant, user, id string, fn f
 }
 
 // Families lists a user's families, oldest first.
-func (t *Tokens) Families(ctx context.Context, tenant, user string) ([]auth.RefreshFamily, error) {
-	prefix, err := userKey(tenant, user)
+func (t *Tokens) Families(ctx context.Context, tenant, user string) ([]RefreshFamily, error) {
+	prefix, err := schemas.UserKey(tenant, user)
 	if err != nil {
 		return nil, err
 	}
-	var out []auth.RefreshFamily
-	err = scanJSON(ctx, t.families, prefix+".*", func(_ string, f auth.RefreshFamily) error {
+	var out []RefreshFamily
+	err = streams.ScanJSON(ctx, t.families, prefix+".*", func(_ string, f RefreshFamily) error {
 		out = append(out, f)
 		return nil
 	})
@@ -110,7 +110,7 @@ func (t *Tokens) Deny(ctx context.Context, id string, until time.Time) error {
 	// The value holds no personal data: only when the entry lapses.
 	_, err := t.revoked.Create(ctx, id, []byte(until.UTC().Format(time.RFC3339)), jetstream.KeyTTL(ttl))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("streams: deny %s: %w", id, err)
+		return fmt.Errorf("auth: deny %s: %w", id, err)
 	}
 	return nil
 }
@@ -123,7 +123,7 @@ func (t *Tokens) Denied(ctx context.Context, ids ...string) (bool, error) {
 			return true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return false, fmt.Errorf("streams: deny list: %w", err)
+			return false, fmt.Errorf("auth: deny list: %w", err)
 		}
 	}
 	return false, nil

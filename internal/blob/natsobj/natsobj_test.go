@@ -1,4 +1,4 @@
-package streams_test
+package natsobj_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/blob/blobtest"
-	"github.com/creativeai-studio/studio/streams"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -22,7 +22,7 @@ func TestObjectStoreConformance(t *testing.T) {
 		if _, err := s.JS.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: bucket}); err != nil {
 			t.Fatal(err)
 		}
-		st, err := streams.OpenObjectStore(context.Background(), s.JS, bucket)
+		st, err := natsobj.Open(context.Background(), s.JS, bucket)
 		if err != nil {
 			t.Fatal(err)
 		}

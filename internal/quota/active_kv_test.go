@@ -1,4 +1,4 @@
-package streams_test
+package quota_test
 
 import (
 	"context"
@@ -9,18 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
 func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
 	s := streamstest.Start(t)
 	ctx := context.Background()
-	var stores []*streams.ActiveJobs
-	for _, js := range replicas(t, s, 2) {
-		a, err := streams.OpenActiveJobs(ctx, js)
+	var stores []*quota.ActiveJobs
+	for _, js := range s.Replicas(t, 2) {
+		a, err := quota.OpenActiveJobs(ctx, js)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
 			go func() { done <- stores[0].Run(runCtx, s.JS) }()
 			defer func() { cancel(); <-done }()
 			streamstest.Eventually(t, 5*time.Second, func() bool {
-				_, err := s.JS.Consumer(ctx, schemas.StreamResults, streams.ActiveConsumer)
+				_, err := s.JS.Consumer(ctx, schemas.StreamResults, quota.ActiveConsumer)
 				return err == nil
 			}, "the releasing consumer never appeared")
 			res := schemas.ResultEvent{Schema: schemas.SchemaJobResult, JobID: won[1], Tenant: "acme", User: "alice", Task: schemas.TaskUpscale, Status: schemas.StatusFailed}
@@ -108,7 +108,7 @@ func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
 			}, "the slot of %s was not released", won[1])
 		}},
 		{name: "a slot whose job already ended is reclaimed at the cap", run: func(t *testing.T) {
-			jobs, err := streams.OpenJobs(ctx, s.JS)
+			jobStore, err := jobs.Open(ctx, s.JS)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,10 +118,10 @@ func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
 				}
 			}
 			// The job finished, but its release was lost (say, a crash).
-			if err := jobs.Create(ctx, &schemas.JobRecord{ID: "job-leak-1", Tenant: "acme", User: "dave", Status: schemas.StatusSucceeded}); err != nil {
+			if err := jobStore.Create(ctx, &schemas.JobRecord{ID: "job-leak-1", Tenant: "acme", User: "dave", Status: schemas.StatusSucceeded}); err != nil {
 				t.Fatal(err)
 			}
-			if err := jobs.Create(ctx, &schemas.JobRecord{ID: "job-leak-2", Tenant: "acme", User: "dave", Status: schemas.StatusRunning}); err != nil {
+			if err := jobStore.Create(ctx, &schemas.JobRecord{ID: "job-leak-2", Tenant: "acme", User: "dave", Status: schemas.StatusRunning}); err != nil {
 				t.Fatal(err)
 			}
 			if err := stores[1].Acquire(ctx, "acme", "dave", "job-3", 2); err != nil {

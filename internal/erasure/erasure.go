@@ -1,8 +1,7 @@
-package streams
+package erasure
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +14,11 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/jobs"
+	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // Eraser removes everything the service holds about one user of one tenant (a GDPR
@@ -24,7 +27,7 @@ import (
 // concurrent use; running it twice for the same user is harmless.
 //
 // How each kind of data is found:
-//   - Jobs: the per-user index (BucketUserJobs) plus a scan of the jobs bucket, so jobs
+//   - Jobs: the per-user index (jobs.BucketIndex) plus a scan of the jobs bucket, so jobs
 //     submitted before the index existed, or by upstream publishers, are found too.
 //   - Objects: inputs/<tenant>/<job>/, results/<tenant>/<job>/ and work/<job>/ of each
 //     job. Results another user's job reused through the cache are not the user's and
@@ -51,12 +54,12 @@ import (
 type Eraser struct {
 	js       jetstream.JetStream
 	blobs    blob.Store
-	pub      Publisher
-	jobs     *Jobs
-	users    *Users
-	tokens   *Tokens
-	userJobs *UserJobs
-	keys     *APIKeys
+	pub      streams.Publisher
+	jobs     *jobs.Store
+	users    *auth.Users
+	tokens   *auth.Tokens
+	userJobs *jobs.Index
+	keys     *auth.APIKeys
 	cacheKV  jetstream.KeyValue
 	jobsKV   jetstream.KeyValue
 	now      func() time.Time
@@ -65,27 +68,27 @@ type Eraser struct {
 // NewEraser opens the stores an erasure touches; blobs is the object storage in use
 // (streams.ObjectStore or S3).
 func NewEraser(ctx context.Context, js jetstream.JetStream, blobs blob.Store) (*Eraser, error) {
-	e := &Eraser{js: js, blobs: blobs, pub: JSPublisher{JS: js}, now: time.Now}
+	e := &Eraser{js: js, blobs: blobs, pub: streams.JSPublisher{JS: js}, now: time.Now}
 	var err error
-	if e.jobs, err = OpenJobs(ctx, js); err != nil {
+	if e.jobs, err = jobs.Open(ctx, js); err != nil {
 		return nil, err
 	}
-	if e.users, err = OpenUsers(ctx, js); err != nil {
+	if e.users, err = auth.OpenUsers(ctx, js); err != nil {
 		return nil, err
 	}
-	if e.tokens, err = OpenTokens(ctx, js); err != nil {
+	if e.tokens, err = auth.OpenTokens(ctx, js); err != nil {
 		return nil, err
 	}
-	if e.userJobs, err = OpenUserJobs(ctx, js); err != nil {
+	if e.userJobs, err = jobs.OpenIndex(ctx, js); err != nil {
 		return nil, err
 	}
-	if e.keys, err = OpenAPIKeys(ctx, js); err != nil {
+	if e.keys, err = auth.OpenAPIKeys(ctx, js); err != nil {
 		return nil, err
 	}
-	if e.cacheKV, err = openKV(ctx, js, BucketCache); err != nil {
+	if e.cacheKV, err = streams.BindKV(ctx, js, jobs.BucketCache); err != nil {
 		return nil, err
 	}
-	if e.jobsKV, err = openKV(ctx, js, BucketJobs); err != nil {
+	if e.jobsKV, err = streams.BindKV(ctx, js, jobs.Bucket); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -132,7 +135,7 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	for _, opt := range opts {
 		opt(&o)
 	}
-	prefix, err := userKey(tenant, user)
+	prefix, err := schemas.UserKey(tenant, user)
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +155,8 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	}
 	rep.Sessions = len(fams)
 	for _, step := range []struct{ bucket, filter string }{
-		{BucketUsers, prefix},
-		{BucketRefresh, prefix + ".>"},
+		{auth.BucketUsers, prefix},
+		{auth.BucketRefresh, prefix + ".>"},
 	} {
 		if err := e.purgeKV(ctx, step.bucket, step.filter, rep); err != nil {
 			return rep, err
@@ -161,11 +164,11 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	}
 
 	// 2. Find the jobs.
-	jobs, recs, err := e.findJobs(ctx, tenant, user)
+	jobIDs, recs, err := e.findJobs(ctx, tenant, user)
 	if err != nil {
 		return rep, err
 	}
-	rep.Jobs = sortedKeys(jobs)
+	rep.Jobs = sortedKeys(jobIDs)
 	for _, rec := range recs {
 		if !rec.Status.Final() {
 			rep.InFlight = append(rep.InFlight, rec.ID)
@@ -174,7 +177,7 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	sort.Strings(rep.InFlight)
 
 	// 3. Objects.
-	if err := e.eraseObjects(ctx, tenant, jobs, recs, rep); err != nil {
+	if err := e.eraseObjects(ctx, tenant, jobIDs, recs, rep); err != nil {
 		return rep, err
 	}
 
@@ -186,13 +189,13 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 		}
 	}
 	for _, id := range rep.Jobs {
-		if err := e.purgeKV(ctx, BucketJobs, id, rep); err != nil {
+		if err := e.purgeKV(ctx, jobs.Bucket, id, rep); err != nil {
 			return rep, err
 		}
 	}
 	var cacheKeys []string
-	err = scanJSON(ctx, e.cacheKV, tenant+".*", func(key string, ce CacheEntry) error {
-		if jobs[ce.JobID] || ce.User == user {
+	err = streams.ScanJSON(ctx, e.cacheKV, tenant+".*", func(key string, ce jobs.CacheEntry) error {
+		if jobIDs[ce.JobID] || ce.User == user {
 			cacheKeys = append(cacheKeys, key)
 		}
 		return nil
@@ -201,26 +204,20 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 		return rep, err
 	}
 	for _, k := range cacheKeys {
-		if err := e.purgeKV(ctx, BucketCache, k, rep); err != nil {
+		if err := e.purgeKV(ctx, jobs.BucketCache, k, rep); err != nil {
 			return rep, err
 		}
 	}
 	for _, step := range []struct{ bucket, filter string }{
-		{BucketActive, prefix},
-		{BucketRateLimit, prefix},
-		{BucketUserJobs, prefix + ".>"},
+		{quota.BucketActive, prefix},
+		{quota.BucketRateLimit, prefix},
+		{jobs.BucketIndex, prefix + ".>"},
 	} {
 		if err := e.purgeKV(ctx, step.bucket, step.filter, rep); err != nil {
 			return rep, err
 		}
 	}
-	var keyIDs []string
-	err = scanJSON(ctx, e.keys.keys, ">", func(_ string, k auth.APIKey) error {
-		if k.Tenant == tenant && k.Owner == user {
-			keyIDs = append(keyIDs, k.ID)
-		}
-		return nil
-	})
+	keyIDs, err := e.keys.OwnedBy(ctx, tenant, user)
 	if err != nil {
 		return rep, err
 	}
@@ -229,12 +226,12 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 			return rep, err
 		}
 		rep.APIKeys = append(rep.APIKeys, id)
-		rep.KVKeys = append(rep.KVKeys, BucketAPIKeys+"/"+id)
+		rep.KVKeys = append(rep.KVKeys, auth.BucketAPIKeys+"/"+id)
 	}
 
 	// 5. Stream messages.
-	m := messageMatcher{tenant: tenant, user: user, jobs: jobs}
-	for _, cfg := range DefaultTopology(1).StreamConfigs() {
+	m := messageMatcher{tenant: tenant, user: user, jobs: jobIDs}
+	for _, cfg := range streams.DefaultTopology(1).StreamConfigs() {
 		filter := ">"
 		if cfg.Name == schemas.StreamResults {
 			filter = "studio.results." + tenant + ".>"
@@ -257,8 +254,8 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	if err != nil {
 		return rep, err
 	}
-	if err := e.pub.Publish(ctx, Output{Subject: schemas.SubjectErasure, MsgID: "erasure:" + req.ID, Data: data}); err != nil {
-		return rep, fmt.Errorf("streams: queue the analytics erasure: %w", err)
+	if err := e.pub.Publish(ctx, streams.Output{Subject: schemas.SubjectErasure, MsgID: "erasure:" + req.ID, Data: data}); err != nil {
+		return rep, fmt.Errorf("erasure: queue the analytics erasure: %w", err)
 	}
 	rep.RequestID = req.ID
 	sort.Strings(rep.Objects)
@@ -277,7 +274,7 @@ func (e *Eraser) findJobs(ctx context.Context, tenant, user string) (map[string]
 		jobs[id] = true
 	}
 	var recs []*schemas.JobRecord
-	err = scanJSON(ctx, e.jobsKV, ">", func(_ string, rec schemas.JobRecord) error {
+	err = streams.ScanJSON(ctx, e.jobsKV, ">", func(_ string, rec schemas.JobRecord) error {
 		if rec.Tenant == tenant && rec.User == user || jobs[rec.ID] {
 			jobs[rec.ID] = true
 			recs = append(recs, &rec)
@@ -298,7 +295,7 @@ func (e *Eraser) eraseObjects(ctx context.Context, tenant string, jobs map[strin
 		}
 		return err
 	}
-	obs, isObjectStore := e.blobs.(*ObjectStore)
+	obs, isObjectStore := e.blobs.(*natsobj.ObjectStore)
 	if isObjectStore {
 		// The object store lists everything on every call: list once and filter.
 		all, err := e.blobs.List(ctx, "")
@@ -333,7 +330,7 @@ func (e *Eraser) eraseObjects(ctx context.Context, tenant string, jobs map[strin
 			return err
 		}
 		if isObjectStore {
-			if err := obs.purgeTombstone(ctx, e.js, k); err != nil {
+			if err := obs.PurgeTombstone(ctx, k); err != nil {
 				return err
 			}
 		}
@@ -342,27 +339,16 @@ func (e *Eraser) eraseObjects(ctx context.Context, tenant string, jobs map[strin
 	return nil
 }
 
-// purgeTombstone removes the metadata message that the object store keeps for a deleted
-// object; it names the key, which contains the job id.
-func (s *ObjectStore) purgeTombstone(ctx context.Context, js jetstream.JetStream, key string) error {
-	st, err := s.obs.Status(ctx)
-	if err != nil {
-		return fmt.Errorf("streams: object store status: %w", err)
-	}
-	bucket := st.Bucket()
-	return eraseSubject(ctx, js, "OBJ_"+bucket, "$O."+bucket+".M."+base64.URLEncoding.EncodeToString([]byte(key)))
-}
-
 // purgeKV removes every key of bucket matching filter, recording each in the report.
 func (e *Eraser) purgeKV(ctx context.Context, bucket, filter string, rep *ErasureReport) error {
-	s, err := e.js.Stream(ctx, kvStream(bucket))
+	s, err := e.js.Stream(ctx, streams.KVStream(bucket))
 	if err != nil {
-		return fmt.Errorf("streams: stream of KV bucket %s: %w", bucket, err)
+		return fmt.Errorf("erasure: stream of KV bucket %s: %w", bucket, err)
 	}
-	subject := kvSubject(bucket, filter)
+	subject := streams.KVSubject(bucket, filter)
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
-		return fmt.Errorf("streams: inspect %s: %w", subject, err)
+		return fmt.Errorf("erasure: inspect %s: %w", subject, err)
 	}
 	if len(info.State.Subjects) == 0 {
 		return nil
@@ -370,7 +356,7 @@ func (e *Eraser) purgeKV(ctx context.Context, bucket, filter string, rep *Erasur
 	for subj := range info.State.Subjects {
 		rep.KVKeys = append(rep.KVKeys, bucket+"/"+strings.TrimPrefix(subj, "$KV."+bucket+"."))
 	}
-	return eraseSubject(ctx, e.js, kvStream(bucket), subject)
+	return streams.PurgeSubject(ctx, e.js, streams.KVStream(bucket), subject)
 }
 
 // messageMatcher recognises a user's messages by their JSON body: events, results,
@@ -412,11 +398,11 @@ func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, m mes
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("streams: stream %s: %w", stream, err)
+		return 0, fmt.Errorf("erasure: stream %s: %w", stream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("streams: stream %s: %w", stream, err)
+		return 0, fmt.Errorf("erasure: stream %s: %w", stream, err)
 	}
 	if info.State.Msgs == 0 {
 		return 0, nil
@@ -429,7 +415,7 @@ func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, m mes
 		seqs, err = scanOrdered(ctx, s, filter, keep, m)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("streams: scan %s: %w", stream, err)
+		return 0, fmt.Errorf("erasure: scan %s: %w", stream, err)
 	}
 	n := 0
 	for _, seq := range seqs {
@@ -438,7 +424,7 @@ func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, m mes
 			continue // acknowledged off a work queue, or expired, meanwhile
 		}
 		if err != nil {
-			return n, fmt.Errorf("streams: delete %s message %d: %w", stream, seq, err)
+			return n, fmt.Errorf("erasure: delete %s message %d: %w", stream, seq, err)
 		}
 		n++
 	}

@@ -1,4 +1,4 @@
-package streams
+package auth
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
-	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // AuditLog publishes audit events on studio.audit.<action> (stream AUDIT, kept 30 days,
@@ -17,14 +17,14 @@ import (
 // acknowledgement, so a nil error means the event is stored; the event id is the
 // message id, so a retried publish is stored once. Safe for concurrent use.
 type AuditLog struct {
-	pub Publisher
+	pub streams.Publisher
 	now func() time.Time
 }
 
-var _ auth.Auditor = (*AuditLog)(nil)
+var _ Auditor = (*AuditLog)(nil)
 
 // NewAuditLog returns an audit log publishing through pub (JSPublisher in production).
-func NewAuditLog(pub Publisher) *AuditLog {
+func NewAuditLog(pub streams.Publisher) *AuditLog {
 	return &AuditLog{pub: pub, now: time.Now}
 }
 
@@ -40,11 +40,11 @@ func (a *AuditLog) Audit(ctx context.Context, e schemas.AuditEvent) error {
 		e.Time = a.now().UTC()
 	}
 	if err := e.Validate(); err != nil {
-		return fmt.Errorf("streams: audit event: %w", err)
+		return fmt.Errorf("auth: audit event: %w", err)
 	}
 	data, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("streams: encode audit event: %w", err)
+		return fmt.Errorf("auth: encode audit event: %w", err)
 	}
-	return a.pub.Publish(ctx, Output{Subject: schemas.AuditSubject(e.Action), MsgID: "audit:" + e.ID, Data: data})
+	return a.pub.Publish(ctx, streams.Output{Subject: schemas.AuditSubject(e.Action), MsgID: "audit:" + e.ID, Data: data})
 }

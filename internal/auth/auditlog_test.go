@@ -1,4 +1,4 @@
-package streams_test
+package auth_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 func TestAuditLog(t *testing.T) {
 	s := streamstest.Start(t)
 	ctx := context.Background()
-	log := streams.NewAuditLog(streams.JSPublisher{JS: s.JS})
+	log := auth.NewAuditLog(streams.JSPublisher{JS: s.JS})
 	alice := auth.Principal{Tenant: "acme", User: "alice"}
 	tests := []struct {
 		name    string

@@ -1,4 +1,4 @@
-package streams_test
+package erasure_test
 
 import (
 	"bytes"
@@ -14,6 +14,9 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/erasure"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -26,11 +29,11 @@ type world struct {
 	t      *testing.T
 	s      *streamstest.Server
 	blobs  blob.Store
-	jobs   *streams.Jobs
-	users  *streams.Users
-	keys   *streams.APIKeys
+	jobs   *jobs.Store
+	users  *auth.Users
+	keys   *auth.APIKeys
 	issuer *auth.Issuer
-	audit  *streams.AuditLog
+	audit  *auth.AuditLog
 	// jobIDs of each "tenant/user".
 	jobIDs   map[string][]string
 	sessions map[string]auth.TokenPair
@@ -48,28 +51,28 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 	}
-	w.blobs, err = streams.OpenObjectStore(ctx, s.JS, streams.BucketObjects)
+	w.blobs, err = natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	must(err)
-	w.jobs, err = streams.OpenJobs(ctx, s.JS)
+	w.jobs, err = jobs.Open(ctx, s.JS)
 	must(err)
-	w.users, err = streams.OpenUsers(ctx, s.JS)
+	w.users, err = auth.OpenUsers(ctx, s.JS)
 	must(err)
-	w.keys, err = streams.OpenAPIKeys(ctx, s.JS)
+	w.keys, err = auth.OpenAPIKeys(ctx, s.JS)
 	must(err)
-	tokens, err := streams.OpenTokens(ctx, s.JS)
+	tokens, err := auth.OpenTokens(ctx, s.JS)
 	must(err)
 	k, _ := auth.GenerateKey("k1", auth.EdDSA)
 	ks, _ := auth.NewKeySet(k)
 	w.issuer, err = auth.NewIssuer(ks, tokens, w.users)
 	must(err)
-	w.audit = streams.NewAuditLog(streams.JSPublisher{JS: s.JS})
-	cache, err := streams.OpenResultCache(ctx, s.JS)
+	w.audit = auth.NewAuditLog(streams.JSPublisher{JS: s.JS})
+	cache, err := jobs.OpenCache(ctx, s.JS)
 	must(err)
-	active, err := streams.OpenActiveJobs(ctx, s.JS)
+	active, err := quota.OpenActiveJobs(ctx, s.JS)
 	must(err)
-	limiter, err := streams.OpenRateLimiter(ctx, s.JS)
+	limiter, err := quota.OpenRateLimiter(ctx, s.JS)
 	must(err)
-	index, err := streams.OpenUserJobs(ctx, s.JS)
+	index, err := jobs.OpenIndex(ctx, s.JS)
 	must(err)
 	pub := streams.JSPublisher{JS: s.JS}
 
@@ -100,7 +103,7 @@ func newWorld(t *testing.T) *world {
 				must(index.Add(ctx, who.tenant, who.user, id, time.Now()))
 			}
 			must(active.Acquire(ctx, who.tenant, who.user, id, 0))
-			must(cache.Put(ctx, streams.CacheKey(who.tenant, id, rec.Task, "isnet", "small", nil), streams.CacheEntry{JobID: id, User: who.user, Results: rec.Results}))
+			must(cache.Put(ctx, jobs.CacheKey(who.tenant, id, rec.Task, "isnet", "small", nil), jobs.CacheEntry{JobID: id, User: who.user, Results: rec.Results}))
 
 			ev := schemas.JobEvent{Schema: schemas.SchemaJobRequested, JobID: id, Tenant: who.tenant, User: who.user, Tier: rec.Tier, Task: rec.Task, Input: input}
 			res := schemas.ResultFromRecord(rec, "")
@@ -207,11 +210,11 @@ func TestEraseRemovesEverythingOfOneUserAndNothingElse(t *testing.T) {
 	ctx := context.Background()
 	alice, bob, otherAlice := w.jobIDs["acme/alice"], w.jobIDs["acme/bob"], w.jobIDs["globex/alice"]
 	before := w.everyMessage()
-	eraser, err := streams.NewEraser(ctx, w.s.JS, w.blobs)
+	eraser, err := erasure.NewEraser(ctx, w.s.JS, w.blobs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := eraser.Erase(ctx, "acme", "alice", streams.WithRequestedBy("operator"))
+	rep, err := eraser.Erase(ctx, "acme", "alice", erasure.WithRequestedBy("operator"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package streams_test
+package auth_test
 
 import (
 	"context"
@@ -11,16 +11,15 @@ import (
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
 func TestAPIKeyDailyQuotaHoldsExactlyAcrossReplicas(t *testing.T) {
 	s := streamstest.Start(t)
 	ctx := context.Background()
-	var stores []*streams.APIKeys
-	for _, js := range replicas(t, s, 2) {
-		k, err := streams.OpenAPIKeys(ctx, js)
+	var stores []*auth.APIKeys
+	for _, js := range s.Replicas(t, 2) {
+		k, err := auth.OpenAPIKeys(ctx, js)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,12 +64,12 @@ func TestAPIKeyDailyQuotaHoldsExactlyAcrossReplicas(t *testing.T) {
 func TestAPIKeyLifecycle(t *testing.T) {
 	s := streamstest.Start(t)
 	ctx := context.Background()
-	js := replicas(t, s, 2)
-	keys, err := streams.OpenAPIKeys(ctx, js[0])
+	js := s.Replicas(t, 2)
+	keys, err := auth.OpenAPIKeys(ctx, js[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := streams.OpenAPIKeys(ctx, js[1])
+	other, err := auth.OpenAPIKeys(ctx, js[1])
 	if err != nil {
 		t.Fatal(err)
 	}

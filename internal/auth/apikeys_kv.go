@@ -1,4 +1,4 @@
-package streams
+package auth
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // APIKeys keeps API keys in the KV bucket "apikeys" (by key id, secrets hashed) and
@@ -25,32 +25,32 @@ type APIKeys struct {
 	now   func() time.Time
 }
 
-var _ auth.KeyAuthenticator = (*APIKeys)(nil)
+var _ KeyAuthenticator = (*APIKeys)(nil)
 
 // OpenAPIKeys opens the key buckets, which Provision creates.
 func OpenAPIKeys(ctx context.Context, js jetstream.JetStream) (*APIKeys, error) {
-	keys, err := openKV(ctx, js, BucketAPIKeys)
+	keys, err := streams.BindKV(ctx, js, BucketAPIKeys)
 	if err != nil {
 		return nil, err
 	}
-	usage, err := openKV(ctx, js, BucketKeyUsage)
+	usage, err := streams.BindKV(ctx, js, BucketKeyUsage)
 	if err != nil {
 		return nil, err
 	}
 	return &APIKeys{keys: keys, usage: usage, js: js, now: time.Now}, nil
 }
 
-// Create stores a key made by auth.NewAPIKey.
-func (s *APIKeys) Create(ctx context.Context, k *auth.APIKey) error {
+// Create stores a key made by NewAPIKey.
+func (s *APIKeys) Create(ctx context.Context, k *APIKey) error {
 	if err := k.Validate(s.now()); err != nil {
 		return err
 	}
 	if k.Hash == "" {
-		return errors.New("streams: API key without a secret hash; make keys with auth.NewAPIKey")
+		return errors.New("auth: API key without a secret hash; make keys with NewAPIKey")
 	}
-	_, err := updateJSON(ctx, s.keys, k.ID, func(v *auth.APIKey, exists bool) error {
+	_, err := streams.UpdateJSON(ctx, s.keys, k.ID, func(v *APIKey, exists bool) error {
 		if exists {
-			return fmt.Errorf("streams: API key id %s is taken", k.ID)
+			return fmt.Errorf("auth: API key id %s is taken", k.ID)
 		}
 		*v = *k
 		return nil
@@ -58,35 +58,35 @@ func (s *APIKeys) Create(ctx context.Context, k *auth.APIKey) error {
 	return err
 }
 
-// Get returns a key record, or auth.ErrKeyNotFound.
-func (s *APIKeys) Get(ctx context.Context, id string) (*auth.APIKey, error) {
+// Get returns a key record, or ErrKeyNotFound.
+func (s *APIKeys) Get(ctx context.Context, id string) (*APIKey, error) {
 	if err := schemas.ValidToken(id); err != nil {
-		return nil, fmt.Errorf("%w: %v", auth.ErrKeyNotFound, err)
+		return nil, fmt.Errorf("%w: %v", ErrKeyNotFound, err)
 	}
-	var k auth.APIKey
-	_, ok, err := getJSON(ctx, s.keys, id, &k)
+	var k APIKey
+	_, ok, err := streams.GetJSON(ctx, s.keys, id, &k)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", auth.ErrKeyNotFound, id)
+		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id)
 	}
 	return &k, nil
 }
 
 // KeyInfo is an API key as listed: the record without its hash, and today's use.
 type KeyInfo struct {
-	auth.APIKey
+	APIKey
 	UsedToday int `json:"used_today"`
 }
 
 // List returns a tenant's keys, newest first, revoked ones included.
 func (s *APIKeys) List(ctx context.Context, tenant string) ([]KeyInfo, error) {
 	if err := schemas.ValidToken(tenant); err != nil {
-		return nil, fmt.Errorf("streams: tenant: %w", err)
+		return nil, fmt.Errorf("auth: tenant: %w", err)
 	}
 	var out []KeyInfo
-	err := scanJSON(ctx, s.keys, ">", func(_ string, k auth.APIKey) error {
+	err := streams.ScanJSON(ctx, s.keys, ">", func(_ string, k APIKey) error {
 		if k.Tenant == tenant {
 			k.Hash = ""
 			out = append(out, KeyInfo{APIKey: k})
@@ -107,18 +107,18 @@ func (s *APIKeys) List(ctx context.Context, tenant string) ([]KeyInfo, error) {
 }
 
 // Revoke marks a key of tenant revoked; it stops working at once on every replica. A
-// key of another tenant is reported as auth.ErrKeyNotFound. Revoking twice is not an
+// key of another tenant is reported as ErrKeyNotFound. Revoking twice is not an
 // error.
 func (s *APIKeys) Revoke(ctx context.Context, tenant, id string) error {
 	if err := schemas.ValidToken(id); err != nil {
-		return fmt.Errorf("%w: %v", auth.ErrKeyNotFound, err)
+		return fmt.Errorf("%w: %v", ErrKeyNotFound, err)
 	}
-	_, err := updateJSON(ctx, s.keys, id, func(k *auth.APIKey, exists bool) error {
+	_, err := streams.UpdateJSON(ctx, s.keys, id, func(k *APIKey, exists bool) error {
 		switch {
 		case !exists || k.Tenant != tenant:
-			return fmt.Errorf("%w: %s", auth.ErrKeyNotFound, id)
+			return fmt.Errorf("%w: %s", ErrKeyNotFound, id)
 		case !k.RevokedAt.IsZero():
-			return errNoWrite
+			return streams.ErrNoChange
 		}
 		k.RevokedAt = s.now().UTC()
 		return nil
@@ -129,12 +129,12 @@ func (s *APIKeys) Revoke(ctx context.Context, tenant, id string) error {
 // Delete removes a key and its usage counters without a trace (erasure).
 func (s *APIKeys) Delete(ctx context.Context, id string) error {
 	if err := schemas.ValidToken(id); err != nil {
-		return fmt.Errorf("%w: %v", auth.ErrKeyNotFound, err)
+		return fmt.Errorf("%w: %v", ErrKeyNotFound, err)
 	}
-	if err := eraseSubject(ctx, s.js, kvStream(BucketAPIKeys), kvSubject(BucketAPIKeys, id)); err != nil {
+	if err := streams.PurgeSubject(ctx, s.js, streams.KVStream(BucketAPIKeys), streams.KVSubject(BucketAPIKeys, id)); err != nil {
 		return err
 	}
-	return eraseSubject(ctx, s.js, kvStream(BucketKeyUsage), kvSubject(BucketKeyUsage, id+".>"))
+	return streams.PurgeSubject(ctx, s.js, streams.KVStream(BucketKeyUsage), streams.KVSubject(BucketKeyUsage, id+".>"))
 }
 
 type dayCount struct {
@@ -146,7 +146,7 @@ func usageKey(id string, day time.Time) string { return id + "." + day.UTC().For
 // Usage returns how many requests a key made on the UTC day of t.
 func (s *APIKeys) Usage(ctx context.Context, id string, t time.Time) (int, error) {
 	var c dayCount
-	if _, _, err := getJSON(ctx, s.usage, usageKey(id, t), &c); err != nil {
+	if _, _, err := streams.GetJSON(ctx, s.usage, usageKey(id, t), &c); err != nil {
 		return 0, err
 	}
 	return c.N, nil
@@ -157,24 +157,24 @@ func (s *APIKeys) Usage(ctx context.Context, id string, t time.Time) (int, error
 // principal; over the daily quota it returns that principal with a *quota.Exceeded
 // (ErrDailyQuota, RetryAfter until the next UTC midnight), so the refusal can be
 // audited against the key. Refused requests are not counted.
-func (s *APIKeys) Authenticate(ctx context.Context, token string) (auth.Principal, error) {
-	id, secret, err := auth.ParseAPIKey(token)
+func (s *APIKeys) Authenticate(ctx context.Context, token string) (Principal, error) {
+	id, secret, err := ParseAPIKey(token)
 	if err != nil {
-		return auth.Principal{}, err
+		return Principal{}, err
 	}
 	k, err := s.Get(ctx, id)
-	if errors.Is(err, auth.ErrKeyNotFound) {
-		return auth.Principal{}, fmt.Errorf("%w: unknown key", auth.ErrInvalidKey)
+	if errors.Is(err, ErrKeyNotFound) {
+		return Principal{}, fmt.Errorf("%w: unknown key", ErrInvalidKey)
 	}
 	if err != nil {
-		return auth.Principal{}, err
+		return Principal{}, err
 	}
 	now := s.now()
 	if err := k.Check(secret, now); err != nil {
-		return auth.Principal{}, err
+		return Principal{}, err
 	}
 	p := k.Principal()
-	_, err = updateJSON(ctx, s.usage, usageKey(k.ID, now), func(c *dayCount, _ bool) error {
+	_, err = streams.UpdateJSON(ctx, s.usage, usageKey(k.ID, now), func(c *dayCount, _ bool) error {
 		if k.DailyQuota > 0 && c.N >= k.DailyQuota {
 			y, m, d := now.UTC().Date()
 			midnight := time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC)
@@ -187,4 +187,17 @@ func (s *APIKeys) Authenticate(ctx context.Context, token string) (auth.Principa
 		return p, err
 	}
 	return p, nil
+}
+
+// OwnedBy returns the ids of every key a user owns, revoked ones included. It reads the
+// whole bucket (erasure is rare).
+func (s *APIKeys) OwnedBy(ctx context.Context, tenant, user string) ([]string, error) {
+	var ids []string
+	err := streams.ScanJSON(ctx, s.keys, ">", func(_ string, k APIKey) error {
+		if k.Tenant == tenant && k.Owner == user {
+			ids = append(ids, k.ID)
+		}
+		return nil
+	})
+	return ids, err
 }

@@ -1,4 +1,4 @@
-package streams
+package jobs
 
 import (
 	"context"
@@ -15,9 +15,6 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// BucketCache holds result-cache entries.
-const BucketCache = "cache"
-
 // CacheEntry is what a repeated request reuses: the results of the job that first
 // computed them.
 type CacheEntry struct {
@@ -27,20 +24,20 @@ type CacheEntry struct {
 	Stored  time.Time                    `json:"stored"`
 }
 
-// ResultCache maps sha256(tenant, input digest, task, model version, parameters) to
+// Cache maps sha256(tenant, input digest, task, model version, parameters) to
 // result references in the KV bucket "cache". Entries are scoped to a tenant, so a cache
 // hit never reveals another tenant's results. Safe for concurrent use.
-type ResultCache struct {
+type Cache struct {
 	kv jetstream.KeyValue
 }
 
-// OpenResultCache opens the cache bucket, which Provision creates.
-func OpenResultCache(ctx context.Context, js jetstream.JetStream) (*ResultCache, error) {
+// OpenCache opens the cache bucket, which Provision creates.
+func OpenCache(ctx context.Context, js jetstream.JetStream) (*Cache, error) {
 	kv, err := js.KeyValue(ctx, BucketCache)
 	if err != nil {
-		return nil, fmt.Errorf("streams: open KV bucket %s (run provisioning first): %w", BucketCache, err)
+		return nil, fmt.Errorf("jobs: open KV bucket %s (run provisioning first): %w", BucketCache, err)
 	}
-	return &ResultCache{kv: kv}, nil
+	return &Cache{kv: kv}, nil
 }
 
 // CacheKey derives the entry key. Parameters are encoded with sorted keys so equal maps
@@ -61,13 +58,13 @@ func CacheKey(tenant, inputSHA256 string, task schemas.Task, model, version stri
 }
 
 // Get returns the entry under key, or ok=false.
-func (c *ResultCache) Get(ctx context.Context, key string) (CacheEntry, bool, error) {
+func (c *Cache) Get(ctx context.Context, key string) (CacheEntry, bool, error) {
 	e, err := c.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return CacheEntry{}, false, nil
 	}
 	if err != nil {
-		return CacheEntry{}, false, fmt.Errorf("streams: cache get: %w", err)
+		return CacheEntry{}, false, fmt.Errorf("jobs: cache get: %w", err)
 	}
 	var ce CacheEntry
 	if err := json.Unmarshal(e.Value(), &ce); err != nil {
@@ -77,21 +74,21 @@ func (c *ResultCache) Get(ctx context.Context, key string) (CacheEntry, bool, er
 }
 
 // Put stores an entry.
-func (c *ResultCache) Put(ctx context.Context, key string, e CacheEntry) error {
+func (c *Cache) Put(ctx context.Context, key string, e CacheEntry) error {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
 	if _, err := c.kv.Put(ctx, key, data); err != nil {
-		return fmt.Errorf("streams: cache put: %w", err)
+		return fmt.Errorf("jobs: cache put: %w", err)
 	}
 	return nil
 }
 
 // Delete removes an entry.
-func (c *ResultCache) Delete(ctx context.Context, key string) error {
+func (c *Cache) Delete(ctx context.Context, key string) error {
 	if err := c.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("streams: cache delete: %w", err)
+		return fmt.Errorf("jobs: cache delete: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package streams_test
+package quota_test
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -31,9 +30,9 @@ func TestRateLimitHoldsExactlyAcrossReplicas(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			user := []string{"alice", "fred"}[i]
-			var limiters []*streams.RateLimiter
-			for _, js := range replicas(t, s, 2) {
-				rl, err := streams.OpenRateLimiter(ctx, js)
+			var limiters []*quota.RateLimiter
+			for _, js := range s.Replicas(t, 2) {
+				rl, err := quota.OpenRateLimiter(ctx, js)
 				if err != nil {
 					t.Fatal(err)
 				}

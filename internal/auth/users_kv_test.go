@@ -1,4 +1,4 @@
-package streams_test
+package auth_test
 
 import (
 	"context"
@@ -7,14 +7,13 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
 func TestUsers(t *testing.T) {
 	s := streamstest.Start(t)
 	ctx := context.Background()
-	users, err := streams.OpenUsers(ctx, s.JS)
+	users, err := auth.OpenUsers(ctx, s.JS)
 	if err != nil {
 		t.Fatal(err)
 	}

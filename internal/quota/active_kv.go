@@ -1,4 +1,4 @@
-package streams
+package quota
 
 import (
 	"context"
@@ -9,19 +9,20 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // ActiveJobs caps how many jobs each user has queued or running. The KV bucket "active"
-// holds one quota.ActiveSet per user ("<tenant>.<user>"): ingest adds the job id before
+// holds one ActiveSet per user ("<tenant>.<user>"): ingest adds the job id before
 // storing anything (Acquire), and the id leaves the set when the job reaches a final
 // state (Release, or Run, which watches the result stream). Both are compare-and-swap
 // updates of the user's key, so the cap holds exactly across replicas, and both are
 // idempotent per job id, so redeliveries are harmless. Safe for concurrent use.
 type ActiveJobs struct {
 	kv   jetstream.KeyValue
-	jobs *Jobs
+	jobs *jobs.Store
 	now  func() time.Time
 	// grace is how long a slot may exist without a job record before it counts as
 	// leaked (ingest takes the slot, then creates the record).
@@ -33,34 +34,34 @@ const ActiveConsumer = "active-jobs"
 
 // OpenActiveJobs opens the active bucket (and the jobs bucket, to find leaked slots).
 func OpenActiveJobs(ctx context.Context, js jetstream.JetStream) (*ActiveJobs, error) {
-	kv, err := openKV(ctx, js, BucketActive)
+	kv, err := streams.BindKV(ctx, js, BucketActive)
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := OpenJobs(ctx, js)
+	jobStore, err := jobs.Open(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	return &ActiveJobs{kv: kv, jobs: jobs, now: time.Now, grace: 5 * time.Minute}, nil
+	return &ActiveJobs{kv: kv, jobs: jobStore, now: time.Now, grace: 5 * time.Minute}, nil
 }
 
 // Acquire takes one of limit slots of a user for jobID (limit 0: no cap, the job is
 // still tracked). At the cap it first drops leaked slots, those whose job is final or
-// whose record never appeared, and then, if still full, returns a *quota.Exceeded
-// (errors.Is quota.ErrTooManyActive) saying how many jobs run. Acquiring a slot the job
+// whose record never appeared, and then, if still full, returns a *Exceeded
+// (errors.Is ErrTooManyActive) saying how many jobs run. Acquiring a slot the job
 // already holds succeeds.
 func (a *ActiveJobs) Acquire(ctx context.Context, tenant, user, jobID string, limit int) error {
-	key, err := userKey(tenant, user)
+	key, err := schemas.UserKey(tenant, user)
 	if err != nil {
 		return err
 	}
 	checked := map[string]bool{}
-	_, err = updateJSON(ctx, a.kv, key, func(set *quota.ActiveSet, _ bool) error {
+	_, err = streams.UpdateJSON(ctx, a.kv, key, func(set *ActiveSet, _ bool) error {
 		added, err := set.Add(jobID, a.now(), limit)
 		if err == nil && !added {
-			return errNoWrite
+			return streams.ErrNoChange
 		}
-		if errors.Is(err, quota.ErrTooManyActive) {
+		if errors.Is(err, ErrTooManyActive) {
 			// Reconcile once per job id and call, then try again.
 			dropped := false
 			for _, id := range set.IDs() {
@@ -87,7 +88,7 @@ func (a *ActiveJobs) Acquire(ctx context.Context, tenant, user, jobID string, li
 // leaked reports whether a slot no longer stands for a live job.
 func (a *ActiveJobs) leaked(ctx context.Context, jobID string, since time.Time) (bool, error) {
 	rec, err := a.jobs.Get(ctx, jobID)
-	if errors.Is(err, ErrJobNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) {
 		return a.now().Sub(since) > a.grace, nil
 	}
 	if err != nil {
@@ -99,15 +100,15 @@ func (a *ActiveJobs) leaked(ctx context.Context, jobID string, since time.Time) 
 // Release frees jobID's slot and reports whether it held one. Releasing twice, or a
 // job that never held a slot, is not an error.
 func (a *ActiveJobs) Release(ctx context.Context, tenant, user, jobID string) (bool, error) {
-	key, err := userKey(tenant, user)
+	key, err := schemas.UserKey(tenant, user)
 	if err != nil {
 		return false, err
 	}
 	released := false
-	_, err = updateJSON(ctx, a.kv, key, func(set *quota.ActiveSet, exists bool) error {
+	_, err = streams.UpdateJSON(ctx, a.kv, key, func(set *ActiveSet, exists bool) error {
 		released = exists && set.Remove(jobID)
 		if !released {
-			return errNoWrite
+			return streams.ErrNoChange
 		}
 		return nil
 	})
@@ -116,12 +117,12 @@ func (a *ActiveJobs) Release(ctx context.Context, tenant, user, jobID string) (b
 
 // Active lists the jobs holding a user's slots.
 func (a *ActiveJobs) Active(ctx context.Context, tenant, user string) ([]string, error) {
-	key, err := userKey(tenant, user)
+	key, err := schemas.UserKey(tenant, user)
 	if err != nil {
 		return nil, err
 	}
-	var set quota.ActiveSet
-	if _, _, err := getJSON(ctx, a.kv, key, &set); err != nil {
+	var set ActiveSet
+	if _, _, err := streams.GetJSON(ctx, a.kv, key, &set); err != nil {
 		return nil, err
 	}
 	return set.IDs(), nil
@@ -144,7 +145,7 @@ func (a *ActiveJobs) Run(ctx context.Context, js jetstream.JetStream) error {
 		MaxAckPending: 256,
 	})
 	if err != nil {
-		return fmt.Errorf("streams: consumer %s on %s: %w", ActiveConsumer, schemas.StreamResults, err)
+		return fmt.Errorf("quota: consumer %s on %s: %w", ActiveConsumer, schemas.StreamResults, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var res schemas.ResultEvent
@@ -160,7 +161,7 @@ func (a *ActiveJobs) Run(ctx context.Context, js jetstream.JetStream) error {
 		_ = m.Ack()
 	}, jetstream.PullExpiry(5*time.Second))
 	if err != nil {
-		return fmt.Errorf("streams: consume %s: %w", ActiveConsumer, err)
+		return fmt.Errorf("quota: consume %s: %w", ActiveConsumer, err)
 	}
 	<-ctx.Done()
 	cc.Stop()

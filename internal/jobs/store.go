@@ -1,4 +1,4 @@
-package streams
+package jobs
 
 import (
 	"context"
@@ -10,82 +10,80 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
-// ErrJobNotFound is returned when no record exists for a job id.
-var ErrJobNotFound = errors.New("streams: job not found")
+// ErrNotFound is returned when no record exists for a job id.
+var ErrNotFound = errors.New("jobs: job not found")
 
-// ErrJobExists is returned by Create when the id is taken.
-var ErrJobExists = errors.New("streams: job already exists")
+// ErrExists is returned by Create when the id is taken.
+var ErrExists = errors.New("jobs: job already exists")
 
-// Jobs keeps job records in the KV bucket "jobs". Updates are compare-and-swap loops,
+// Store keeps job records in the KV bucket "jobs". Updates are compare-and-swap loops,
 // so stages and ingest (cancellation) can change one record concurrently without
 // losing writes. Safe for concurrent use.
-type Jobs struct {
+type Store struct {
 	kv  jetstream.KeyValue
 	now func() time.Time
 }
 
-// OpenJobs opens the jobs bucket, which Provision creates.
-func OpenJobs(ctx context.Context, js jetstream.JetStream) (*Jobs, error) {
-	kv, err := js.KeyValue(ctx, BucketJobs)
+// Open opens the jobs bucket, which Provision creates.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	kv, err := js.KeyValue(ctx, Bucket)
 	if err != nil {
-		return nil, fmt.Errorf("streams: open KV bucket %s (run provisioning first): %w", BucketJobs, err)
+		return nil, fmt.Errorf("jobs: open KV bucket %s (run provisioning first): %w", Bucket, err)
 	}
-	return &Jobs{kv: kv, now: time.Now}, nil
+	return &Store{kv: kv, now: time.Now}, nil
 }
 
-// Create stores a new record; it fails with ErrJobExists if the id is taken.
-func (j *Jobs) Create(ctx context.Context, rec *schemas.JobRecord) error {
+// Create stores a new record; it fails with ErrExists if the id is taken.
+func (j *Store) Create(ctx context.Context, rec *schemas.JobRecord) error {
 	rec.UpdatedAt = j.now().UTC()
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("streams: encode job %s: %w", rec.ID, err)
+		return fmt.Errorf("jobs: encode job %s: %w", rec.ID, err)
 	}
 	if _, err := j.kv.Create(ctx, rec.ID, data); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("%w: %s", ErrJobExists, rec.ID)
+			return fmt.Errorf("%w: %s", ErrExists, rec.ID)
 		}
-		return fmt.Errorf("streams: create job %s: %w", rec.ID, err)
+		return fmt.Errorf("jobs: create job %s: %w", rec.ID, err)
 	}
 	return nil
 }
 
 // Get returns the current record.
-func (j *Jobs) Get(ctx context.Context, id string) (*schemas.JobRecord, error) {
+func (j *Store) Get(ctx context.Context, id string) (*schemas.JobRecord, error) {
 	rec, _, err := j.get(ctx, id)
 	return rec, err
 }
 
-func (j *Jobs) get(ctx context.Context, id string) (*schemas.JobRecord, uint64, error) {
+func (j *Store) get(ctx context.Context, id string) (*schemas.JobRecord, uint64, error) {
 	e, err := j.kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
-		return nil, 0, fmt.Errorf("%w: %s", ErrJobNotFound, id)
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("streams: get job %s: %w", id, err)
+		return nil, 0, fmt.Errorf("jobs: get job %s: %w", id, err)
 	}
 	var rec schemas.JobRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return nil, 0, fmt.Errorf("streams: job %s has a corrupt record: %w", id, err)
+		return nil, 0, fmt.Errorf("jobs: job %s has a corrupt record: %w", id, err)
 	}
 	return &rec, e.Revision(), nil
 }
 
-// ErrNoChange may be returned by an Update callback to skip the write.
-var ErrNoChange = errors.New("streams: no change")
-
 // Update applies fn to the current record and writes it back with compare-and-swap,
-// retrying on conflicts. If fn returns ErrNoChange nothing is written and Update
+// retrying on conflicts. If fn returns streams.ErrNoChange nothing is written and Update
 // returns the unchanged record with a nil error.
-func (j *Jobs) Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error) {
+func (j *Store) Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error) {
 	for attempt := 0; ; attempt++ {
 		rec, rev, err := j.get(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		if err := fn(rec); err != nil {
-			if errors.Is(err, ErrNoChange) {
+			if errors.Is(err, streams.ErrNoChange) {
 				return rec, nil
 			}
 			return rec, err
@@ -93,14 +91,14 @@ func (j *Jobs) Update(ctx context.Context, id string, fn func(*schemas.JobRecord
 		rec.UpdatedAt = j.now().UTC()
 		data, err := json.Marshal(rec)
 		if err != nil {
-			return nil, fmt.Errorf("streams: encode job %s: %w", id, err)
+			return nil, fmt.Errorf("jobs: encode job %s: %w", id, err)
 		}
 		_, err = j.kv.Update(ctx, id, data, rev)
 		if err == nil {
 			return rec, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) || attempt >= 50 {
-			return nil, fmt.Errorf("streams: update job %s: %w", id, err)
+			return nil, fmt.Errorf("jobs: update job %s: %w", id, err)
 		}
 		// Someone else wrote in between; read again and reapply.
 	}
@@ -108,10 +106,10 @@ func (j *Jobs) Update(ctx context.Context, id string, fn func(*schemas.JobRecord
 
 // Watch streams the record of one job: first its current value, then every change,
 // until ctx is cancelled. The channel closes when the watch ends.
-func (j *Jobs) Watch(ctx context.Context, id string) (<-chan *schemas.JobRecord, error) {
+func (j *Store) Watch(ctx context.Context, id string) (<-chan *schemas.JobRecord, error) {
 	w, err := j.kv.Watch(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("streams: watch job %s: %w", id, err)
+		return nil, fmt.Errorf("jobs: watch job %s: %w", id, err)
 	}
 	out := make(chan *schemas.JobRecord, 8)
 	go func() {
@@ -144,9 +142,9 @@ func (j *Jobs) Watch(ctx context.Context, id string) (<-chan *schemas.JobRecord,
 }
 
 // Delete removes a record (used by erasure).
-func (j *Jobs) Delete(ctx context.Context, id string) error {
+func (j *Store) Delete(ctx context.Context, id string) error {
 	if err := j.kv.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("streams: delete job %s: %w", id, err)
+		return fmt.Errorf("jobs: delete job %s: %w", id, err)
 	}
 	return nil
 }

@@ -1,16 +1,16 @@
-package streams
+package quota
 
 import (
 	"context"
 	"fmt"
 	"time"
 
+	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/creativeai-studio/studio/internal/quota"
 )
 
-// RateLimiter enforces per-user request rates with a sliding window (quota.Window) kept
+// RateLimiter enforces per-user request rates with a sliding window (Window) kept
 // in the KV bucket "ratelimit" under "<tenant>.<user>". Each admission is a
 // compare-and-swap on the user's key, so the cap holds exactly however many ingest
 // replicas count at once. A refused request costs one read and no write. Safe for
@@ -22,7 +22,7 @@ type RateLimiter struct {
 
 // OpenRateLimiter opens the ratelimit bucket, which Provision creates.
 func OpenRateLimiter(ctx context.Context, js jetstream.JetStream) (*RateLimiter, error) {
-	kv, err := openKV(ctx, js, BucketRateLimit)
+	kv, err := streams.BindKV(ctx, js, BucketRateLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -30,26 +30,26 @@ func OpenRateLimiter(ctx context.Context, js jetstream.JetStream) (*RateLimiter,
 }
 
 // Allow counts one request of a user against w. A refused request is not counted; its
-// decision's Err() is a *quota.Exceeded with RetryAfter set. A window without a limit
-// admits everything without touching KV. w.Size must not exceed quota.RateWindow, for
+// decision's Err() is a *Exceeded with RetryAfter set. A window without a limit
+// admits everything without touching KV. w.Size must not exceed RateWindow, for
 // which the bucket keeps idle state.
-func (r *RateLimiter) Allow(ctx context.Context, tenant, user string, w quota.Window) (quota.Decision, error) {
+func (r *RateLimiter) Allow(ctx context.Context, tenant, user string, w Window) (Decision, error) {
 	if w.Limit <= 0 {
-		return quota.Decision{Allowed: true}, nil
+		return Decision{Allowed: true}, nil
 	}
-	if w.Size > quota.RateWindow {
-		return quota.Decision{}, fmt.Errorf("streams: rate window %s is longer than the %s the bucket keeps", w.Size, quota.RateWindow)
+	if w.Size > RateWindow {
+		return Decision{}, fmt.Errorf("quota: rate window %s is longer than the %s the bucket keeps", w.Size, RateWindow)
 	}
-	key, err := userKey(tenant, user)
+	key, err := schemas.UserKey(tenant, user)
 	if err != nil {
-		return quota.Decision{}, err
+		return Decision{}, err
 	}
-	var d quota.Decision
-	_, err = updateJSON(ctx, r.kv, key, func(st *quota.WindowState, _ bool) error {
-		var next quota.WindowState
+	var d Decision
+	_, err = streams.UpdateJSON(ctx, r.kv, key, func(st *WindowState, _ bool) error {
+		var next WindowState
 		next, d = w.Admit(*st, r.now())
 		if !d.Allowed {
-			return errNoWrite
+			return streams.ErrNoChange
 		}
 		*st = next
 		return nil

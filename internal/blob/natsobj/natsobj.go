@@ -1,4 +1,6 @@
-package streams
+// Package natsobj is the blob.Store backend on a JetStream object store bucket: the
+// embedded default (`studio up`), replicated with the streams on a cluster.
+package natsobj
 
 import (
 	"context"
@@ -13,27 +15,45 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // ObjectStore implements blob.Store on a JetStream object store bucket. It is the
 // embedded default: no extra server, replicated with the streams on a cluster.
 // Safe for concurrent use.
 type ObjectStore struct {
+	js  jetstream.JetStream
 	obs jetstream.ObjectStore
 }
 
 var _ blob.Store = (*ObjectStore)(nil)
 
-// OpenObjectStore opens (creating if needed) the named bucket.
-func OpenObjectStore(ctx context.Context, js jetstream.JetStream, bucket string) (*ObjectStore, error) {
+// Bucket is the object store bucket of inputs, intermediate artifacts and results.
+const Bucket = "studio"
+
+// Provision creates or updates the object store bucket, stored and replicated as t says.
+func Provision(ctx context.Context, js jetstream.JetStream, t streams.Topology) error {
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      Bucket,
+		Description: "input images, intermediate tensors and results",
+		Storage:     t.Storage,
+		Replicas:    t.Replicas,
+	}); err != nil {
+		return fmt.Errorf("natsobj: provision object store %s: %w", Bucket, err)
+	}
+	return nil
+}
+
+// Open opens (creating if needed) the named bucket.
+func Open(ctx context.Context, js jetstream.JetStream, bucket string) (*ObjectStore, error) {
 	obs, err := js.ObjectStore(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("streams: open object store %s: %w", bucket, err)
+		return nil, fmt.Errorf("natsobj: open object store %s: %w", bucket, err)
 	}
-	return &ObjectStore{obs: obs}, nil
+	return &ObjectStore{js: js, obs: obs}, nil
 }
 
 // Put stores r under key; the object store computes the SHA-256 while chunking.
@@ -152,4 +172,15 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("body ended after %d of the declared %d bytes", s.got, s.want)
 	}
 	return n, err
+}
+
+// PurgeTombstone removes the metadata message that the object store keeps for a deleted
+// object: it names the key, which may contain a job id, so erasure purges it.
+func (s *ObjectStore) PurgeTombstone(ctx context.Context, key string) error {
+	st, err := s.obs.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("natsobj: object store status: %w", err)
+	}
+	bucket := st.Bucket()
+	return streams.PurgeSubject(ctx, s.js, "OBJ_"+bucket, "$O."+bucket+".M."+base64.URLEncoding.EncodeToString([]byte(key)))
 }

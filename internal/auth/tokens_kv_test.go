@@ -1,18 +1,18 @@
-package streams_test
+package auth_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/creativeai-studio/studio/streams"
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
 func TestDenyListEntriesExpireWithTheirToken(t *testing.T) {
 	s := streamstest.Start(t)
 	ctx := context.Background()
-	tokens, err := streams.OpenTokens(ctx, s.JS)
+	tokens, err := auth.OpenTokens(ctx, s.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
