@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/sirupsen/logrus"
 
 	"github.com/creativeai-studio/studio/internal/jobs"
@@ -358,15 +357,15 @@ func resultOutput(rec *schemas.JobRecord, traceparent string) (streams.Output, e
 	if err != nil {
 		return streams.Output{}, fmt.Errorf("encode result of %s: %w", rec.ID, err)
 	}
-	h := nats.Header{}
+	h := streams.Header{}
 	if traceparent != "" {
 		h.Set("traceparent", traceparent)
 	}
 	return streams.Output{Subject: schemas.ResultSubject(rec.Tenant, rec.Task), MsgID: rec.ID + ":result", Data: data, Header: h}, nil
 }
 
-func headers(ev *schemas.JobEvent) nats.Header {
-	h := nats.Header{}
+func headers(ev *schemas.JobEvent) streams.Header {
+	h := streams.Header{}
 	if ev.TraceParent != "" {
 		h.Set("traceparent", trace.Child(ev.TraceParent))
 	}

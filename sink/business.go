@@ -8,11 +8,11 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/creativeai-studio/studio/ingest/studio"
+	"github.com/creativeai-studio/studio/schemas"
 )
 
 // Business answers the /ops dashboard's business panels for the window ("24h", "7d" or
-// "30d", as in studio.Windows) ending now, from the jobs and feedback tables. Counts
+// "30d", as in schemas.BusinessWindows) ending now, from the jobs and feedback tables. Counts
 // cover jobs submitted in [From, To); Series has hourly buckets for 24h and daily (UTC)
 // ones otherwise, every bucket present, the first and last ones partial. Thumbs are the
 // ratings of the window's jobs: a user's latest rating of a job counts once, whenever it
@@ -20,15 +20,15 @@ import (
 // quantile (exact and interpolated up to 8192 succeeded jobs per model version, sampled
 // beyond); they are 0 for a model version without a succeeded job.
 //
-// It returns studio.ErrAnalyticsOff when cfg has no ClickHouse address. Each call opens
+// It returns schemas.ErrAnalyticsOff when cfg has no ClickHouse address. Each call opens
 // its own client, runs its queries one after another on one connection and closes it:
 // the dashboard asks rarely, a loopback or LAN dial costs about a millisecond next to the
 // queries' FINAL scans, and nothing is left open to go stale when ClickHouse restarts.
-func Business(ctx context.Context, cfg Config, window string) (*studio.Business, error) {
+func Business(ctx context.Context, cfg Config, window string) (*schemas.BusinessReport, error) {
 	if !cfg.Enabled() {
-		return nil, studio.ErrAnalyticsOff
+		return nil, schemas.ErrAnalyticsOff
 	}
-	span, ok := studio.Windows[window]
+	span, ok := schemas.BusinessWindows[window]
 	if !ok {
 		return nil, fmt.Errorf("sink: business window %q: use 24h, 7d or 30d", window)
 	}
@@ -44,10 +44,10 @@ func Business(ctx context.Context, cfg Config, window string) (*studio.Business,
 	return business(ctx, conn, window, to.Add(-span), to)
 }
 
-// BusinessSource adapts Business to the ingest server's studio.BusinessFunc.
-func BusinessSource(cfg Config) studio.BusinessFunc {
-	return func(ctx context.Context, window time.Duration) (*studio.Business, error) {
-		for name, d := range studio.Windows {
+// BusinessSource adapts Business to the dashboard's business panel (ingest/studio.BusinessFunc).
+func BusinessSource(cfg Config) func(ctx context.Context, window time.Duration) (*schemas.BusinessReport, error) {
+	return func(ctx context.Context, window time.Duration) (*schemas.BusinessReport, error) {
+		for name, d := range schemas.BusinessWindows {
 			if d == window {
 				return Business(ctx, cfg, name)
 			}
@@ -133,14 +133,14 @@ GROUP BY error_code, error_stage
 ORDER BY n DESC, error_code, error_stage`
 )
 
-func business(ctx context.Context, conn driver.Conn, window string, from, to time.Time) (*studio.Business, error) {
-	b := &studio.Business{
+func business(ctx context.Context, conn driver.Conn, window string, from, to time.Time) (*schemas.BusinessReport, error) {
+	b := &schemas.BusinessReport{
 		Window: window, From: from, To: to,
-		Series: []studio.Bucket{}, Models: []studio.ModelStats{},
-		Tenants: []studio.TenantStats{}, Errors: []studio.ErrorCount{},
+		Series: []schemas.BusinessBucket{}, Models: []schemas.ModelStats{},
+		Tenants: []schemas.TenantStats{}, Errors: []schemas.ErrorCount{},
 	}
 	lo, hi := uint32(from.Unix()), uint32(to.Unix())
-	fail := func(what string, err error) (*studio.Business, error) {
+	fail := func(what string, err error) (*schemas.BusinessReport, error) {
 		return nil, fmt.Errorf("sink: business %s: %w", what, err)
 	}
 
@@ -149,7 +149,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 	if err := conn.QueryRow(ctx, queryTotals, lo, hi).Scan(&jobs, &ok, &failed, &cancelled, &hits, &users, &inBytes); err != nil {
 		return fail("totals", err)
 	}
-	b.Totals = studio.Totals{
+	b.Totals = schemas.BusinessTotals{
 		Jobs: int64(jobs), Succeeded: int64(ok), Failed: int64(failed), Cancelled: int64(cancelled),
 		CacheHits: int64(hits), Users: int64(users), InputBytes: int64(inBytes),
 	}
@@ -159,7 +159,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 	if window != "24h" {
 		step, fn = 24*time.Hour, "toStartOfDay"
 	}
-	counts := map[int64]studio.Bucket{}
+	counts := map[int64]schemas.BusinessBucket{}
 	rows, err := conn.Query(ctx, fmt.Sprintf(querySeries, fn), lo, hi)
 	if err != nil {
 		return fail("series", err)
@@ -171,7 +171,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 			rows.Close()
 			return fail("series", err)
 		}
-		counts[start.Unix()] = studio.Bucket{Start: start.UTC(), Jobs: int64(n), Succeeded: int64(s), Failed: int64(f)}
+		counts[start.Unix()] = schemas.BusinessBucket{Start: start.UTC(), Jobs: int64(n), Succeeded: int64(s), Failed: int64(f)}
 	}
 	if err := closeRows(rows); err != nil {
 		return fail("series", err)
@@ -179,7 +179,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 	for start := from.Truncate(step); start.Before(to); start = start.Add(step) {
 		bk, found := counts[start.Unix()]
 		if !found {
-			bk = studio.Bucket{Start: start}
+			bk = schemas.BusinessBucket{Start: start}
 		}
 		b.Series = append(b.Series, bk)
 	}
@@ -192,7 +192,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 		return fail("models", err)
 	}
 	for rows.Next() {
-		var m studio.ModelStats
+		var m schemas.ModelStats
 		var n, f uint64
 		if err := rows.Scan(&m.Task, &m.Model, &m.Version, &n, &f, &m.P50MS, &m.P95MS); err != nil {
 			rows.Close()
@@ -235,7 +235,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 		return fail("tenants", err)
 	}
 	for rows.Next() {
-		var t studio.TenantStats
+		var t schemas.TenantStats
 		var n, u, in uint64
 		if err := rows.Scan(&t.Tenant, &n, &u, &in); err != nil {
 			rows.Close()
@@ -254,7 +254,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 		return fail("errors", err)
 	}
 	for rows.Next() {
-		var e studio.ErrorCount
+		var e schemas.ErrorCount
 		var n uint64
 		if err := rows.Scan(&e.Code, &e.Stage, &n); err != nil {
 			rows.Close()

@@ -11,18 +11,18 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/stretchr/testify/require"
 
-	"github.com/creativeai-studio/studio/ingest/studio"
+	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
 )
 
 func TestBusinessOff(t *testing.T) {
 	_, err := sink.Business(context.Background(), sink.Config{}, "24h")
-	require.ErrorIs(t, err, studio.ErrAnalyticsOff)
+	require.ErrorIs(t, err, schemas.ErrAnalyticsOff)
 	_, err = sink.BusinessSource(sink.Config{})(context.Background(), 24*time.Hour)
-	require.ErrorIs(t, err, studio.ErrAnalyticsOff)
+	require.ErrorIs(t, err, schemas.ErrAnalyticsOff)
 	_, err = sink.Business(context.Background(), sink.Config{Addr: "127.0.0.1:9000"}, "1h")
 	require.Error(t, err)
-	require.False(t, errors.Is(err, studio.ErrAnalyticsOff))
+	require.False(t, errors.Is(err, schemas.ErrAnalyticsOff))
 }
 
 type bizJob struct {
@@ -95,18 +95,18 @@ func TestBusiness(t *testing.T) {
 	require.False(t, b.To.Before(before) || b.To.After(after), "to %s", b.To)
 	require.Equal(t, b.To.Add(-24*time.Hour), b.From)
 
-	require.Equal(t, studio.Totals{
+	require.Equal(t, schemas.BusinessTotals{
 		Jobs: 17, Succeeded: 3, Failed: 3, Cancelled: 11, CacheHits: 1,
 		Users:    15, // (a,u1) (a,u2) (b,u1) (b,u3) (c,u1) and t00..t09
 		ThumbsUp: 2, ThumbsDown: 2, InputBytes: 1000 + 2000 + 3000 + 400 + 500 + 60 + 70 + 10,
 	}, b.Totals)
-	require.Equal(t, []studio.ModelStats{
+	require.Equal(t, []schemas.ModelStats{
 		{Task: "t2i", Model: "m1", Version: "v1", Jobs: 3, Failed: 1, P50MS: 150, P95MS: 195, ThumbsUp: 2, ThumbsDown: 1},
 		{Task: "t2i", Model: "m1", Version: "v2", Jobs: 2, Failed: 0, P50MS: 10, P95MS: 10, ThumbsUp: 0, ThumbsDown: 1},
 		{Task: "t2i", Model: "m2", Version: "v1", Jobs: 2, Failed: 2},
 		{Task: "t2i", Model: "m3", Version: "v1", Jobs: 10},
 	}, b.Models)
-	require.Equal(t, []studio.TenantStats{
+	require.Equal(t, []schemas.TenantStats{
 		{Tenant: "a", Jobs: 3, Users: 2, InputBytes: 6000},
 		{Tenant: "b", Jobs: 2, Users: 2, InputBytes: 900},
 		{Tenant: "c", Jobs: 2, Users: 1, InputBytes: 130},
@@ -118,7 +118,7 @@ func TestBusiness(t *testing.T) {
 		{Tenant: "t05", Jobs: 1, Users: 1, InputBytes: 1},
 		{Tenant: "t06", Jobs: 1, Users: 1, InputBytes: 1},
 	}, b.Tenants)
-	require.Equal(t, []studio.ErrorCount{
+	require.Equal(t, []schemas.ErrorCount{
 		{Code: "oom", Stage: "inference", Count: 2},
 		{Code: "bad_input", Stage: "preprocess", Count: 1},
 	}, b.Errors)
@@ -131,23 +131,23 @@ func TestBusiness(t *testing.T) {
 	b, err = sink.BusinessSource(cfg)(ctx, 7*24*time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, "7d", b.Window)
-	require.Equal(t, studio.Totals{
+	require.Equal(t, schemas.BusinessTotals{
 		Jobs: 18, Succeeded: 4, Failed: 3, Cancelled: 11, CacheHits: 1, Users: 16,
 		ThumbsUp: 3, ThumbsDown: 2, InputBytes: 7040 + 8000,
 	}, b.Totals)
-	require.Equal(t, studio.ModelStats{Task: "t2i", Model: "m1", Version: "v1", Jobs: 4, Failed: 1, P50MS: 200, P95MS: 290, ThumbsUp: 3, ThumbsDown: 1}, b.Models[0])
-	require.Equal(t, studio.TenantStats{Tenant: "a", Jobs: 4, Users: 3, InputBytes: 14000}, b.Tenants[0])
+	require.Equal(t, schemas.ModelStats{Task: "t2i", Model: "m1", Version: "v1", Jobs: 4, Failed: 1, P50MS: 200, P95MS: 290, ThumbsUp: 3, ThumbsDown: 1}, b.Models[0])
+	require.Equal(t, schemas.TenantStats{Tenant: "a", Jobs: 4, Users: 3, InputBytes: 14000}, b.Tenants[0])
 	require.Equal(t, expectedSeries(b, 24*time.Hour, now, jobs), b.Series)
 	require.GreaterOrEqual(t, len(b.Series), 7)
 
 	// 30 days adds j9 and its error; j10 and its rating stay out.
 	b, err = sink.Business(ctx, cfg, "30d")
 	require.NoError(t, err)
-	require.Equal(t, studio.Totals{
+	require.Equal(t, schemas.BusinessTotals{
 		Jobs: 19, Succeeded: 4, Failed: 4, Cancelled: 11, CacheHits: 1, Users: 17,
 		ThumbsUp: 3, ThumbsDown: 2, InputBytes: 7040 + 8000 + 9000,
 	}, b.Totals)
-	require.Equal(t, []studio.ErrorCount{
+	require.Equal(t, []schemas.ErrorCount{
 		{Code: "oom", Stage: "inference", Count: 2},
 		{Code: "bad_input", Stage: "preprocess", Count: 1},
 		{Code: "timeout", Stage: "store", Count: 1},
@@ -158,10 +158,10 @@ func TestBusiness(t *testing.T) {
 
 // expectedSeries buckets the jobs, written relative to now, that fall in b's window by
 // step, every bucket present.
-func expectedSeries(b *studio.Business, step time.Duration, now time.Time, jobs []bizJob) []studio.Bucket {
-	var out []studio.Bucket
+func expectedSeries(b *schemas.BusinessReport, step time.Duration, now time.Time, jobs []bizJob) []schemas.BusinessBucket {
+	var out []schemas.BusinessBucket
 	for start := b.From.Truncate(step); start.Before(b.To); start = start.Add(step) {
-		out = append(out, studio.Bucket{Start: start})
+		out = append(out, schemas.BusinessBucket{Start: start})
 	}
 	for _, j := range jobs {
 		at := now.Add(-j.ago)

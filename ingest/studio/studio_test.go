@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/schemas"
 )
 
 // fakeCache writes files of the pinned sizes where the cache keeps the given assets (the
@@ -222,14 +223,18 @@ func TestBusinessEndpoint(t *testing.T) {
 		code   string
 	}{
 		{"without a query function it says analytics are not configured", nil, "", 503, "analytics_not_configured"},
-		{"ErrAnalyticsOff says the same", func(context.Context, time.Duration) (*Business, error) { return nil, ErrAnalyticsOff }, "", 503, "analytics_not_configured"},
-		{"a failing query is a 503 that hides the cause", func(context.Context, time.Duration) (*Business, error) { return nil, errors.New("dial tcp: secret") }, "", 503, "analytics_unavailable"},
+		{"schemas.ErrAnalyticsOff says the same", func(context.Context, time.Duration) (*schemas.BusinessReport, error) {
+			return nil, schemas.ErrAnalyticsOff
+		}, "", 503, "analytics_not_configured"},
+		{"a failing query is a 503 that hides the cause", func(context.Context, time.Duration) (*schemas.BusinessReport, error) {
+			return nil, errors.New("dial tcp: secret")
+		}, "", 503, "analytics_unavailable"},
 		{"an unknown window is refused", nil, "?window=1y", 400, "invalid_window"},
-		{"a working query answers 200", func(_ context.Context, w time.Duration) (*Business, error) {
+		{"a working query answers 200", func(_ context.Context, w time.Duration) (*schemas.BusinessReport, error) {
 			if w != 7*24*time.Hour {
 				return nil, errors.New("wrong window")
 			}
-			return &Business{Totals: Totals{Jobs: 3}}, nil
+			return &schemas.BusinessReport{Totals: schemas.BusinessTotals{Jobs: 3}}, nil
 		}, "?window=7d", 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -193,6 +193,9 @@ func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inferenc
 	return b, nil
 }
 
+// The metrics observe every stage run.
+var _ processors.Observer = (*metrics.Metrics)(nil)
+
 // Stage is a runnable pipeline stage.
 type Stage struct {
 	Name   schemas.Stage

@@ -13,6 +13,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/app"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/processors/preprocess"
 )
@@ -49,7 +50,7 @@ type RawResult struct {
 }
 
 // modelTensor prepares an image as the preprocess stage does for spec.
-func modelTensor(in Input, spec models.Spec) inference.Tensor {
+func modelTensor(in Input, spec models.Spec) artifact.Tensor {
 	if spec.Input.Resize == "none" {
 		return preprocess.ToTensor(in.Pixels, spec.Input)
 	}
@@ -58,7 +59,7 @@ func modelTensor(in Input, spec models.Spec) inference.Tensor {
 
 // runModel runs x as the inference stage does: whole, or tiled for manifests with a
 // tile size.
-func runModel(ctx context.Context, sess inference.Session, spec models.Spec, x inference.Tensor, batch int) (inference.Tensor, error) {
+func runModel(ctx context.Context, sess inference.Session, spec models.Spec, x artifact.Tensor, batch int) (artifact.Tensor, error) {
 	if spec.Tile.Size > 0 {
 		return inference.RunTiled(ctx, sess.Run, x, spec.Tile.Size, spec.Tile.Overlap, spec.Scale, batch)
 	}
@@ -82,7 +83,7 @@ func RawBaseline(ctx context.Context, cfg *app.Config, spec models.Spec, inputs 
 	if err != nil {
 		return nil, err
 	}
-	tensors := make([]inference.Tensor, len(inputs))
+	tensors := make([]artifact.Tensor, len(inputs))
 	for i, in := range inputs {
 		tensors[i] = modelTensor(in, spec)
 	}

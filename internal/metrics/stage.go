@@ -9,18 +9,16 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 )
-
-var _ processors.Observer = (*Metrics)(nil)
 
 // Stage-run outcomes as processors.Handler reports them (the telemetry event's outcome).
 const (
 	runOK = "ok"
 )
 
-// StageStarted implements processors.Observer: it starts the run's span, a child of the
+// StageStarted implements processors.Observer (the guard is in internal/app, which
+// wires the two; metrics imports no pipeline package): it starts the run's span, a child of the
 // job's traceparent (the span ingest accepted or created), and returns the function that
 // ends it. A successful run is also recorded in studio_stage_duration_seconds. Spans go
 // nowhere unless New got WithTracerProvider.

@@ -9,23 +9,18 @@ import (
 	"errors"
 
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors/artifact"
 )
 
 // ErrNoBackend is returned when the binary was built without an inference runtime.
 var ErrNoBackend = errors.New("inference: no runtime in this build (rebuild with CGO_ENABLED=1)")
-
-// Tensor is a dense float32 tensor in row-major order.
-type Tensor struct {
-	Shape []int64
-	Data  []float32
-}
 
 // Session runs one loaded model. Run may be called from one goroutine at a time per
 // session; Pool shares sessions between goroutines.
 type Session interface {
 	// Run feeds input (the spec's input tensor) and returns the spec's output tensor.
 	// It honours ctx: a cancelled or expired ctx stops the run early.
-	Run(ctx context.Context, input Tensor) (Tensor, error)
+	Run(ctx context.Context, input artifact.Tensor) (artifact.Tensor, error)
 	Close() error
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -109,7 +110,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if !ok {
 		return processors.Permanent(schemas.StageInference, processors.CodeBadEvent, "event has no preprocessed tensor")
 	}
-	x, err := LoadInput(ctx, s.Blobs, in, spec.Input)
+	x, err := artifact.LoadInput(ctx, s.Blobs, in, spec.Input)
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
 			return processors.Permanent(schemas.StageInference, processors.CodeMissingObject, "preprocessed tensor is gone: %v", err)
@@ -140,15 +141,15 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 // putOutput stores a model output for postprocess: as 8-bit pixels when it is an image
 // or a mask (a quarter of the bytes, nothing lost that postprocess keeps), otherwise as
 // float32.
-func (s *Step) putOutput(ctx context.Context, ev *schemas.JobEvent, spec models.Spec, y Tensor) error {
+func (s *Step) putOutput(ctx context.Context, ev *schemas.JobEvent, spec models.Spec, y artifact.Tensor) error {
 	var (
 		ref schemas.ObjectRef
 		err error
 	)
-	if px, qerr := Quantize(y, spec.Output); qerr == nil {
-		ref, err = PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/output.u8", px)
+	if px, qerr := artifact.Quantize(y, spec.Output); qerr == nil {
+		ref, err = artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/output.u8", px)
 	} else {
-		ref, err = PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", y)
+		ref, err = artifact.PutTensor(ctx, s.Blobs, "work/"+ev.JobID+"/output.f32", y)
 	}
 	if err != nil {
 		return err
@@ -159,20 +160,20 @@ func (s *Step) putOutput(ctx context.Context, ev *schemas.JobEvent, spec models.
 
 // run executes spec on x. Load and run failures are permanent errors (they trigger the
 // fallback); a timeout is transient.
-func (s *Step) run(ctx context.Context, spec models.Spec, x Tensor) (Tensor, error) {
+func (s *Step) run(ctx context.Context, spec models.Spec, x artifact.Tensor) (artifact.Tensor, error) {
 	p, err := s.pool(spec)
 	if err != nil {
-		return Tensor{}, processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "model %s cannot be loaded: %v", spec.ID(), err)
+		return artifact.Tensor{}, processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "model %s cannot be loaded: %v", spec.ID(), err)
 	}
 	sess, err := p.acquire(ctx)
 	if err != nil {
-		return Tensor{}, err
+		return artifact.Tensor{}, err
 	}
 	defer p.release(sess)
 	rctx, cancel := context.WithTimeout(ctx, s.runTimeout())
 	defer cancel()
 	start := time.Now()
-	var y Tensor
+	var y artifact.Tensor
 	if spec.Tile.Size > 0 {
 		batch := 1
 		if spec.DynamicBatch {
@@ -187,9 +188,9 @@ func (s *Step) run(ctx context.Context, spec models.Spec, x Tensor) (Tensor, err
 	}
 	if err != nil {
 		if rctx.Err() != nil {
-			return Tensor{}, fmt.Errorf("model %s: %w", spec.ID(), err) // timeout: retry
+			return artifact.Tensor{}, fmt.Errorf("model %s: %w", spec.ID(), err) // timeout: retry
 		}
-		return Tensor{}, processors.Permanent(schemas.StageInference, processors.CodeInferenceFailed, "model %s failed on this input: %v", spec.ID(), err)
+		return artifact.Tensor{}, processors.Permanent(schemas.StageInference, processors.CodeInferenceFailed, "model %s failed on this input: %v", spec.ID(), err)
 	}
 	if s.Observe != nil {
 		s.Observe(spec, time.Since(start))
@@ -332,14 +333,14 @@ func (s *Step) batched(ctx context.Context, batch []*schemas.JobEvent, idx []int
 		alone()
 		return
 	}
-	xs := make([]Tensor, len(idx))
+	xs := make([]artifact.Tensor, len(idx))
 	for k, i := range idx {
 		ref, ok := batch[i].Artifacts["tensor"]
 		if !ok {
 			alone()
 			return
 		}
-		if xs[k], err = LoadInput(ctx, s.Blobs, ref, spec.Input); err != nil {
+		if xs[k], err = artifact.LoadInput(ctx, s.Blobs, ref, spec.Input); err != nil {
 			alone()
 			return
 		}

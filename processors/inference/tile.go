@@ -3,10 +3,12 @@ package inference
 import (
 	"context"
 	"fmt"
+
+	"github.com/creativeai-studio/studio/processors/artifact"
 )
 
 // RunFunc runs a model on one (possibly batched) tensor.
-type RunFunc func(ctx context.Context, x Tensor) (Tensor, error)
+type RunFunc func(ctx context.Context, x artifact.Tensor) (artifact.Tensor, error)
 
 // span is one tile along an axis: the model sees [start, start+size) of the input and
 // the output keeps only the core [core, core+coreLen), which tiles exactly.
@@ -42,9 +44,9 @@ func spans(n, tile, overlap int) []span {
 // tensor. Each output pixel comes from a tile in which it lies at least overlap input
 // pixels from the tile edge (or at the image border), so no seam shows as long as the
 // model's receptive field fits in the overlap. Up to maxBatch tiles run per call.
-func RunTiled(ctx context.Context, run RunFunc, x Tensor, tile, overlap, scale, maxBatch int) (Tensor, error) {
+func RunTiled(ctx context.Context, run RunFunc, x artifact.Tensor, tile, overlap, scale, maxBatch int) (artifact.Tensor, error) {
 	if len(x.Shape) != 4 || x.Shape[0] != 1 {
-		return Tensor{}, fmt.Errorf("tiling needs a [1,C,H,W] tensor, got %v", x.Shape)
+		return artifact.Tensor{}, fmt.Errorf("tiling needs a [1,C,H,W] tensor, got %v", x.Shape)
 	}
 	c, h, w := int(x.Shape[1]), int(x.Shape[2]), int(x.Shape[3])
 	ys, xs := spans(h, tile, overlap), spans(w, tile, overlap)
@@ -58,12 +60,12 @@ func RunTiled(ctx context.Context, run RunFunc, x Tensor, tile, overlap, scale, 
 			jobs = append(jobs, job{sy, sx})
 		}
 	}
-	var out Tensor
+	var out artifact.Tensor
 	var oc int
 	for i := 0; i < len(jobs); i += maxBatch {
 		batch := jobs[i:min(i+maxBatch, len(jobs))]
 		n := len(batch)
-		in := Tensor{Shape: []int64{int64(n), int64(c), int64(th), int64(tw)}, Data: make([]float32, n*c*th*tw)}
+		in := artifact.Tensor{Shape: []int64{int64(n), int64(c), int64(th), int64(tw)}, Data: make([]float32, n*c*th*tw)}
 		for b, j := range batch {
 			for ch := range c {
 				for yy := range th {
@@ -75,14 +77,14 @@ func RunTiled(ctx context.Context, run RunFunc, x Tensor, tile, overlap, scale, 
 		}
 		y, err := run(ctx, in)
 		if err != nil {
-			return Tensor{}, err
+			return artifact.Tensor{}, err
 		}
 		if len(y.Shape) != 4 || int(y.Shape[0]) != n || int(y.Shape[2]) != th*scale || int(y.Shape[3]) != tw*scale {
-			return Tensor{}, fmt.Errorf("tile output %v: want [%d,C,%d,%d] for x%d", y.Shape, n, th*scale, tw*scale, scale)
+			return artifact.Tensor{}, fmt.Errorf("tile output %v: want [%d,C,%d,%d] for x%d", y.Shape, n, th*scale, tw*scale, scale)
 		}
 		if out.Data == nil {
 			oc = int(y.Shape[1])
-			out = Tensor{Shape: []int64{1, int64(oc), int64(h * scale), int64(w * scale)}, Data: make([]float32, oc*h*scale*w*scale)}
+			out = artifact.Tensor{Shape: []int64{1, int64(oc), int64(h * scale), int64(w * scale)}, Data: make([]float32, oc*h*scale*w*scale)}
 		}
 		ow, oth, otw := w*scale, th*scale, tw*scale
 		for b, j := range batch {

@@ -12,6 +12,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/inference"
 	"github.com/creativeai-studio/studio/processors/inference/ort"
 	"github.com/creativeai-studio/studio/processors/preprocess"
@@ -19,9 +20,9 @@ import (
 
 // nearest2x is an exact local "model": every output pixel depends on one input pixel,
 // so tiled and untiled runs must agree bit for bit.
-func nearest2x(_ context.Context, x inference.Tensor) (inference.Tensor, error) {
+func nearest2x(_ context.Context, x artifact.Tensor) (artifact.Tensor, error) {
 	n, c, h, w := int(x.Shape[0]), int(x.Shape[1]), int(x.Shape[2]), int(x.Shape[3])
-	y := inference.Tensor{Shape: []int64{int64(n), int64(c), int64(2 * h), int64(2 * w)}, Data: make([]float32, n*c*4*h*w)}
+	y := artifact.Tensor{Shape: []int64{int64(n), int64(c), int64(2 * h), int64(2 * w)}, Data: make([]float32, n*c*4*h*w)}
 	for p := range n * c {
 		for i := range 2 * h {
 			for j := range 2 * w {
@@ -35,13 +36,13 @@ func nearest2x(_ context.Context, x inference.Tensor) (inference.Tensor, error) 
 func TestRunTiledCoversEveryPixelExactlyOnce(t *testing.T) {
 	for _, size := range [][2]int{{37, 53}, {128, 128}, {129, 300}, {300, 129}, {96, 97}} {
 		h, w := size[0], size[1]
-		x := inference.Tensor{Shape: []int64{1, 3, int64(h), int64(w)}, Data: make([]float32, 3*h*w)}
+		x := artifact.Tensor{Shape: []int64{1, 3, int64(h), int64(w)}, Data: make([]float32, 3*h*w)}
 		for i := range x.Data {
 			x.Data[i] = float32(i%997) + 0.25
 		}
 		want, _ := nearest2x(context.Background(), x)
 		calls := 0
-		counting := func(ctx context.Context, in inference.Tensor) (inference.Tensor, error) {
+		counting := func(ctx context.Context, in artifact.Tensor) (artifact.Tensor, error) {
 			calls++
 			if in.Shape[0] > 3 {
 				t.Errorf("batch of %d tiles, want at most 3", in.Shape[0])

@@ -14,8 +14,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
-	"github.com/creativeai-studio/studio/processors/inference"
-	"github.com/creativeai-studio/studio/processors/preprocess"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -63,7 +62,7 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
-	img, _, err := preprocess.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	img, _, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
 	if err != nil {
 		return err
 	}
@@ -115,7 +114,7 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
-	src, _, err := preprocess.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	src, _, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
 	if err != nil {
 		return err
 	}
@@ -144,16 +143,16 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 }
 
 // output loads the event's model output as 8-bit pixels.
-func (s *Step) output(ctx context.Context, ev *schemas.JobEvent, spec models.Spec) (inference.Pixels, error) {
+func (s *Step) output(ctx context.Context, ev *schemas.JobEvent, spec models.Spec) (artifact.Pixels, error) {
 	ref, ok := ev.Artifacts["output"]
 	if !ok {
-		return inference.Pixels{}, processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "event has no model output")
+		return artifact.Pixels{}, processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "event has no model output")
 	}
-	px, err := inference.LoadOutput(ctx, s.Blobs, ref, spec.Output)
+	px, err := artifact.LoadOutput(ctx, s.Blobs, ref, spec.Output)
 	switch {
 	case errors.Is(err, blob.ErrNotFound):
 		return px, processors.Permanent(schemas.StagePostprocess, processors.CodeMissingObject, "model output is gone: %v", err)
-	case err != nil && ref.DType != inference.DTypeUint8 && ref.DType != inference.DTypeFloat32:
+	case err != nil && ref.DType != artifact.DTypeUint8 && ref.DType != artifact.DTypeFloat32:
 		return px, processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "%v", err)
 	}
 	return px, err
@@ -161,8 +160,8 @@ func (s *Step) output(ctx context.Context, ev *schemas.JobEvent, spec models.Spe
 
 // FromTensor converts a [1,3,H,W] model output into an opaque image, undoing
 // (v-mean)/std.
-func FromTensor(t inference.Tensor, spec models.Tensor) (*image.NRGBA, error) {
-	px, err := inference.Quantize(t, spec)
+func FromTensor(t artifact.Tensor, spec models.Tensor) (*image.NRGBA, error) {
+	px, err := artifact.Quantize(t, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -171,8 +170,8 @@ func FromTensor(t inference.Tensor, spec models.Tensor) (*image.NRGBA, error) {
 
 // ImageFromPixels interleaves [1,3,H,W] planes, in the spec's colour order, into an
 // opaque image.
-func ImageFromPixels(p inference.Pixels, spec models.Tensor) (*image.NRGBA, error) {
-	if len(p.Shape) != 4 || p.Shape[0] != 1 || p.Shape[1] != 3 || inference.Elements(p.Shape) != int64(len(p.Data)) {
+func ImageFromPixels(p artifact.Pixels, spec models.Tensor) (*image.NRGBA, error) {
+	if len(p.Shape) != 4 || p.Shape[0] != 1 || p.Shape[1] != 3 || artifact.Elements(p.Shape) != int64(len(p.Data)) {
 		return nil, fmt.Errorf("image output has shape %v with %d values, want [1,3,H,W]", p.Shape, len(p.Data))
 	}
 	h, w := int(p.Shape[2]), int(p.Shape[3])
@@ -200,8 +199,8 @@ func hasAlpha(img *image.NRGBA) bool {
 
 // MaskFromTensor converts a [1,1,H,W] (or [1,H,W]) probability map in 0..1 into an
 // 8-bit mask, clamping values outside the range.
-func MaskFromTensor(t inference.Tensor) (*image.Gray, error) {
-	px, err := inference.Quantize(t, models.Tensor{})
+func MaskFromTensor(t artifact.Tensor) (*image.Gray, error) {
+	px, err := artifact.Quantize(t, models.Tensor{})
 	if err != nil {
 		return nil, err
 	}
@@ -209,8 +208,8 @@ func MaskFromTensor(t inference.Tensor) (*image.Gray, error) {
 }
 
 // MaskFromPixels wraps a [1,1,H,W] 8-bit mask as an image without copying.
-func MaskFromPixels(p inference.Pixels) (*image.Gray, error) {
-	if len(p.Shape) != 4 || p.Shape[0] != 1 || p.Shape[1] != 1 || inference.Elements(p.Shape) != int64(len(p.Data)) {
+func MaskFromPixels(p artifact.Pixels) (*image.Gray, error) {
+	if len(p.Shape) != 4 || p.Shape[0] != 1 || p.Shape[1] != 1 || artifact.Elements(p.Shape) != int64(len(p.Data)) {
 		return nil, fmt.Errorf("mask output has shape %v with %d values, want [1,1,H,W]", p.Shape, len(p.Data))
 	}
 	h, w := int(p.Shape[2]), int(p.Shape[3])

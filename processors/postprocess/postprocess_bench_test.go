@@ -10,13 +10,13 @@ import (
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/imageio/imagetest"
 	"github.com/creativeai-studio/studio/internal/models"
-	"github.com/creativeai-studio/studio/processors/inference"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/postprocess"
 )
 
 // maskTensor is an IS-Net-like output: a soft disc of foreground in 0..1.
-func maskTensor(side int) inference.Tensor {
-	t := inference.Tensor{Shape: []int64{1, 1, int64(side), int64(side)}, Data: make([]float32, side*side)}
+func maskTensor(side int) artifact.Tensor {
+	t := artifact.Tensor{Shape: []int64{1, 1, int64(side), int64(side)}, Data: make([]float32, side*side)}
 	c := float32(side) / 2
 	for y := range side {
 		for x := range side {
@@ -74,7 +74,7 @@ func BenchmarkCutout(b *testing.B) {
 // BenchmarkFromTensor converts a x4 upscale of a 512x512 image back into pixels.
 func BenchmarkFromTensor(b *testing.B) {
 	const side = 2048
-	t := inference.Tensor{Shape: []int64{1, 3, side, side}, Data: make([]float32, 3*side*side)}
+	t := artifact.Tensor{Shape: []int64{1, 3, side, side}, Data: make([]float32, 3*side*side)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range t.Data {
 		t.Data[i] = rng.Float32()*1.1 - 0.05

@@ -5,16 +5,14 @@ package preprocess
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image"
-	"io"
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
-	"github.com/creativeai-studio/studio/processors/inference"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -51,7 +49,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if err != nil {
 		return processors.Permanent(schemas.StagePreprocess, processors.CodeModelUnavailable, "%v", err)
 	}
-	img, hdr, err := LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	img, hdr, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
 	if err != nil {
 		return err
 	}
@@ -59,7 +57,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if err := CheckParams(ev.Task, ev.Params); err != nil {
 		return err
 	}
-	var px inference.Pixels
+	var px artifact.Pixels
 	switch spec.Input.Resize {
 	case "none":
 		// The model takes any size (tiled if the manifest says so); only the output
@@ -77,7 +75,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	default:
 		px = ToPixels(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
 	}
-	ref, err := inference.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/input.u8", px)
+	ref, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/input.u8", px)
 	if err != nil {
 		return fmt.Errorf("store tensor: %w", err)
 	}
@@ -86,36 +84,6 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	}
 	ev.Artifacts["tensor"] = ref
 	return nil
-}
-
-// LoadImage reads the object ref points at and decodes it upright. Image problems are
-// permanent job errors with a stable code; storage problems are returned as they are
-// (retried).
-func LoadImage(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim imageio.Limits) (*image.NRGBA, imageio.Header, error) {
-	rc, info, err := store.Get(ctx, ref.Key)
-	if err != nil {
-		if errors.Is(err, blob.ErrNotFound) {
-			return nil, imageio.Header{}, processors.Permanent(schemas.StagePreprocess, processors.CodeMissingObject, "input image %s is gone", ref.Key)
-		}
-		return nil, imageio.Header{}, err
-	}
-	defer rc.Close()
-	max := lim.MaxBytes
-	if max <= 0 {
-		max = imageio.DefaultLimits().MaxBytes
-	}
-	if info.Size > max {
-		return nil, imageio.Header{}, processors.Permanent(schemas.StagePreprocess, processors.CodeImageTooLarge, "input is %d bytes, over the %d byte limit", info.Size, max)
-	}
-	data, err := io.ReadAll(io.LimitReader(rc, max+1))
-	if err != nil {
-		return nil, imageio.Header{}, fmt.Errorf("read input %s: %w", ref.Key, err)
-	}
-	img, hdr, err := imageio.Decode(data, lim)
-	if err != nil {
-		return nil, imageio.Header{}, Classify(err)
-	}
-	return img, hdr, nil
 }
 
 // CheckParams validates a task's parameters; a bad value is a permanent error.
@@ -131,28 +99,10 @@ func CheckParams(task schemas.Task, params map[string]any) error {
 	return nil
 }
 
-// Classify maps an imageio error to a permanent job error with a stable code.
-func Classify(err error) error {
-	code := processors.CodeInvalidImage
-	switch {
-	case errors.Is(err, imageio.ErrNotImage):
-		code = processors.CodeNotAnImage
-	case errors.Is(err, imageio.ErrEmpty):
-		code = processors.CodeEmptyImage
-	case errors.Is(err, imageio.ErrUnsupportedFormat):
-		code = processors.CodeUnsupportedImage
-	case errors.Is(err, imageio.ErrTooLarge):
-		code = processors.CodeImageTooLarge
-	case errors.Is(err, imageio.ErrCorrupt):
-		code = processors.CodeCorruptImage
-	}
-	return processors.Permanent(schemas.StagePreprocess, code, "%v", err)
-}
-
 // ToPixels converts an image into [1,3,H,W] 8-bit channel planes in the spec's colour
 // order (RGB, or reversed for BGR models). This is what preprocess stores: the inference
-// stage normalises it with inference.Normalize.
-func ToPixels(img *image.NRGBA, spec models.Tensor) inference.Pixels {
+// stage normalises it with artifact.Normalize.
+func ToPixels(img *image.NRGBA, spec models.Tensor) artifact.Pixels {
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
 	plane := w * h
 	data := make([]byte, 3*plane)
@@ -169,13 +119,13 @@ func ToPixels(img *image.NRGBA, spec models.Tensor) inference.Pixels {
 			data[r+i], data[g+i], data[b+i] = p[0], p[1], p[2]
 		}
 	}
-	return inference.Pixels{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}
+	return artifact.Pixels{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}
 }
 
 // ToTensor converts an image into the model's [1,3,H,W] float32 input: ToPixels, then
 // (v - mean) / std per channel, where mean and std are given for the image's R, G and B.
-func ToTensor(img *image.NRGBA, spec models.Tensor) inference.Tensor {
-	t, err := inference.Normalize(ToPixels(img, spec), spec)
+func ToTensor(img *image.NRGBA, spec models.Tensor) artifact.Tensor {
+	t, err := artifact.Normalize(ToPixels(img, spec), spec)
 	if err != nil {
 		panic(err) // ToPixels always returns a [1,3,H,W] image
 	}

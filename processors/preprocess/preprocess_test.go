@@ -22,7 +22,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors"
-	"github.com/creativeai-studio/studio/processors/inference"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/preprocess"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams/streamstest"
@@ -106,7 +106,7 @@ func TestClassifyMapsEachImageErrorToAStableCode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := preprocess.Classify(fmt.Errorf("decode: %w", tt.err))
+			err := artifact.Classify(fmt.Errorf("decode: %w", tt.err))
 			var jerr *schemas.JobError
 			require.ErrorAs(t, err, &jerr, "image errors are permanent")
 			require.Equal(t, tt.code, jerr.Code)
@@ -160,7 +160,7 @@ func TestLoadImageClassifiesStoredInputs(t *testing.T) {
 			if !tt.missing {
 				ref = put(t, store, ref.Key, tt.data)
 			}
-			img, hdr, err := preprocess.LoadImage(context.Background(), store, ref, lim)
+			img, hdr, err := artifact.LoadImage(context.Background(), store, ref, lim)
 			if tt.code == "" {
 				require.NoError(t, err)
 				want, _, err := imageio.Decode(tt.data, lim)
@@ -186,7 +186,7 @@ func TestLoadImageLeavesStorageFailuresRetryable(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 
-	_, _, err := preprocess.LoadImage(ctx, store, ref, imageio.Limits{})
+	_, _, err := artifact.LoadImage(ctx, store, ref, imageio.Limits{})
 
 	require.Error(t, err)
 	var jerr *schemas.JobError
@@ -222,11 +222,11 @@ func TestProcessStoresTheTensorAndFailsOnlyTheBadEvent(t *testing.T) {
 	require.True(t, ok, "the good event carries its tensor")
 	require.Equal(t, "work/good/input.u8", ref.Key)
 	require.Equal(t, []int64{1, 3, 1024, 1024}, ref.Shape)
-	require.Equal(t, inference.DTypeUint8, ref.DType)
+	require.Equal(t, artifact.DTypeUint8, ref.DType)
 	require.EqualValues(t, 3*1024*1024, ref.Size, "8-bit planes: a quarter of float32")
 	spec, err := cat.Get("isnet", "small")
 	require.NoError(t, err)
-	tensor, err := inference.LoadInput(context.Background(), store, ref, spec.Input)
+	tensor, err := artifact.LoadInput(context.Background(), store, ref, spec.Input)
 	require.NoError(t, err)
 	for i, v := range tensor.Data {
 		if v < -0.5 || v >= 0.5 {

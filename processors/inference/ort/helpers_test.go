@@ -2,8 +2,8 @@
 
 package ort
 
-import "github.com/creativeai-studio/studio/processors/inference"
+import "github.com/creativeai-studio/studio/processors/artifact"
 
-func tensor(x []float32) inference.Tensor {
-	return inference.Tensor{Shape: []int64{1, 3, 1024, 1024}, Data: x}
+func tensor(x []float32) artifact.Tensor {
+	return artifact.Tensor{Shape: []int64{1, 3, 1024, 1024}, Data: x}
 }

@@ -16,6 +16,7 @@ import (
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/inference"
 )
 
@@ -148,15 +149,15 @@ type session struct {
 }
 
 // Run executes the model; cancelling ctx terminates the run inside ONNX Runtime.
-func (s *session) Run(ctx context.Context, input inference.Tensor) (inference.Tensor, error) {
+func (s *session) Run(ctx context.Context, input artifact.Tensor) (artifact.Tensor, error) {
 	in, err := ortgo.NewTensor(ortgo.NewShape(input.Shape...), input.Data)
 	if err != nil {
-		return inference.Tensor{}, fmt.Errorf("ort: input tensor %v: %w", input.Shape, err)
+		return artifact.Tensor{}, fmt.Errorf("ort: input tensor %v: %w", input.Shape, err)
 	}
 	defer in.Destroy()
 	ro, err := ortgo.NewRunOptions()
 	if err != nil {
-		return inference.Tensor{}, fmt.Errorf("ort: run options: %w", err)
+		return artifact.Tensor{}, fmt.Errorf("ort: run options: %w", err)
 	}
 	defer ro.Destroy()
 	stop := context.AfterFunc(ctx, func() { _ = ro.Terminate() })
@@ -165,18 +166,18 @@ func (s *session) Run(ctx context.Context, input inference.Tensor) (inference.Te
 	outs := []ortgo.Value{nil}
 	if err := s.s.RunWithOptions([]ortgo.Value{in}, outs, ro); err != nil {
 		if ctx.Err() != nil {
-			return inference.Tensor{}, fmt.Errorf("ort: %s run stopped: %w", s.spec.ID(), ctx.Err())
+			return artifact.Tensor{}, fmt.Errorf("ort: %s run stopped: %w", s.spec.ID(), ctx.Err())
 		}
-		return inference.Tensor{}, fmt.Errorf("ort: run %s: %w", s.spec.ID(), err)
+		return artifact.Tensor{}, fmt.Errorf("ort: run %s: %w", s.spec.ID(), err)
 	}
 	defer outs[0].Destroy()
 	t, ok := outs[0].(*ortgo.Tensor[float32])
 	if !ok {
-		return inference.Tensor{}, fmt.Errorf("ort: %s output %q is %T, want a float32 tensor", s.spec.ID(), s.spec.Output.Name, outs[0])
+		return artifact.Tensor{}, fmt.Errorf("ort: %s output %q is %T, want a float32 tensor", s.spec.ID(), s.spec.Output.Name, outs[0])
 	}
 	data := make([]float32, len(t.GetData()))
 	copy(data, t.GetData())
-	return inference.Tensor{Shape: []int64(t.GetShape()), Data: data}, nil
+	return artifact.Tensor{Shape: []int64(t.GetShape()), Data: data}, nil
 }
 
 func (s *session) Close() error { return s.s.Destroy() }

@@ -1,4 +1,4 @@
-package inference_test
+package artifact_test
 
 import (
 	"context"
@@ -11,17 +11,17 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/models"
-	"github.com/creativeai-studio/studio/processors/inference"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
-func randomPixels(shape []int64, seed uint64) inference.Pixels {
+func randomPixels(shape []int64, seed uint64) artifact.Pixels {
 	rng := rand.New(rand.NewPCG(seed, 1))
-	data := make([]byte, inference.Elements(shape))
+	data := make([]byte, artifact.Elements(shape))
 	for i := range data {
 		data[i] = byte(rng.IntN(256))
 	}
-	return inference.Pixels{Shape: shape, Data: data}
+	return artifact.Pixels{Shape: shape, Data: data}
 }
 
 // Pixels are what preprocess stores and what postprocess reads: quantising a
@@ -37,10 +37,10 @@ func TestNormalizeAndQuantizeAreInverse(t *testing.T) {
 	for name, spec := range specs {
 		t.Run(name, func(t *testing.T) {
 			p := randomPixels([]int64{1, 3, 7, 5}, 1)
-			x, err := inference.Normalize(p, spec)
+			x, err := artifact.Normalize(p, spec)
 			require.NoError(t, err)
 			require.Equal(t, p.Shape, x.Shape)
-			back, err := inference.Quantize(x, spec)
+			back, err := artifact.Quantize(x, spec)
 			require.NoError(t, err)
 			require.Equal(t, p, back)
 		})
@@ -51,8 +51,8 @@ func TestNormalizeAndQuantizeAreInverse(t *testing.T) {
 // blue and takes the B entries.
 func TestNormalizeUsesTheChannelOfEachPlane(t *testing.T) {
 	spec := models.Tensor{Color: "BGR", Mean: [3]float32{1, 2, 3}, Std: [3]float32{10, 20, 30}}
-	p := inference.Pixels{Shape: []int64{1, 3, 1, 1}, Data: []byte{33, 42, 51}} // B, G, R planes
-	x, err := inference.Normalize(p, spec)
+	p := artifact.Pixels{Shape: []int64{1, 3, 1, 1}, Data: []byte{33, 42, 51}} // B, G, R planes
+	x, err := artifact.Normalize(p, spec)
 	require.NoError(t, err)
 	require.InDeltaSlice(t, []float32{(33 - 3) / 30.0, (42 - 2) / 20.0, (51 - 1) / 10.0}, x.Data, 1e-6)
 }
@@ -60,28 +60,28 @@ func TestNormalizeUsesTheChannelOfEachPlane(t *testing.T) {
 func TestQuantizeMasksAndClamps(t *testing.T) {
 	nan := float32(math.NaN())
 	inf := float32(math.Inf(1))
-	mask := inference.Tensor{Shape: []int64{1, 1, 1, 8}, Data: []float32{-0.5, 0, 0.001, 0.5, 0.998, 1, 3, nan}}
-	px, err := inference.Quantize(mask, models.Tensor{})
+	mask := artifact.Tensor{Shape: []int64{1, 1, 1, 8}, Data: []float32{-0.5, 0, 0.001, 0.5, 0.998, 1, 3, nan}}
+	px, err := artifact.Quantize(mask, models.Tensor{})
 	require.NoError(t, err)
 	require.Equal(t, []int64{1, 1, 1, 8}, px.Shape)
 	require.Equal(t, []byte{0, 0, 0, 128, 254, 255, 255, 0}, px.Data)
 
 	// [1,H,W] masks are accepted and come back as [1,1,H,W].
-	px, err = inference.Quantize(inference.Tensor{Shape: []int64{1, 2, 2}, Data: []float32{0, 1, 1, 0}}, models.Tensor{})
+	px, err = artifact.Quantize(artifact.Tensor{Shape: []int64{1, 2, 2}, Data: []float32{0, 1, 1, 0}}, models.Tensor{})
 	require.NoError(t, err)
 	require.Equal(t, []int64{1, 1, 2, 2}, px.Shape)
 
-	img := inference.Tensor{Shape: []int64{1, 3, 1, 2}, Data: []float32{-1, 2, 0.5, inf, nan, 0.2}}
-	px, err = inference.Quantize(img, models.Tensor{Std: [3]float32{255, 255, 255}})
+	img := artifact.Tensor{Shape: []int64{1, 3, 1, 2}, Data: []float32{-1, 2, 0.5, inf, nan, 0.2}}
+	px, err = artifact.Quantize(img, models.Tensor{Std: [3]float32{255, 255, 255}})
 	require.NoError(t, err)
 	require.Equal(t, []byte{0, 255, 128, 255, 0, 51}, px.Data)
 
-	for _, bad := range []inference.Tensor{
+	for _, bad := range []artifact.Tensor{
 		{Shape: []int64{1, 2, 4, 4}, Data: make([]float32, 32)}, // two channels
 		{Shape: []int64{1, 3, 2, 2}, Data: make([]float32, 5)},  // short
 		{Shape: []int64{4}, Data: make([]float32, 4)},           // not an image
 	} {
-		_, err := inference.Quantize(bad, models.Tensor{})
+		_, err := artifact.Quantize(bad, models.Tensor{})
 		require.Error(t, err, "shape %v", bad.Shape)
 	}
 }
@@ -96,35 +96,35 @@ func TestPixelsRoundTripThroughTheObjectStore(t *testing.T) {
 	spec := models.Tensor{Color: "RGB", Mean: [3]float32{128, 128, 128}, Std: [3]float32{256, 256, 256}}
 	p := randomPixels([]int64{1, 3, 64, 48}, 2)
 
-	ref, err := inference.PutPixels(ctx, store, "work/j/input.u8", p)
+	ref, err := artifact.PutPixels(ctx, store, "work/j/input.u8", p)
 	require.NoError(t, err)
-	require.Equal(t, inference.DTypeUint8, ref.DType)
+	require.Equal(t, artifact.DTypeUint8, ref.DType)
 	require.EqualValues(t, len(p.Data), ref.Size)
-	got, err := inference.GetPixels(ctx, store, ref)
+	got, err := artifact.GetPixels(ctx, store, ref)
 	require.NoError(t, err)
 	require.Equal(t, p, got)
 
-	want, err := inference.Normalize(p, spec)
+	want, err := artifact.Normalize(p, spec)
 	require.NoError(t, err)
-	fromPixels, err := inference.LoadInput(ctx, store, ref, spec)
+	fromPixels, err := artifact.LoadInput(ctx, store, ref, spec)
 	require.NoError(t, err)
 	require.Equal(t, want, fromPixels)
-	fref, err := inference.PutTensor(ctx, store, "work/j/input.f32", want)
+	fref, err := artifact.PutTensor(ctx, store, "work/j/input.f32", want)
 	require.NoError(t, err)
-	fromFloat, err := inference.LoadInput(ctx, store, fref, spec)
+	fromFloat, err := artifact.LoadInput(ctx, store, fref, spec)
 	require.NoError(t, err)
 	require.Equal(t, want, fromFloat)
 
-	out, err := inference.LoadOutput(ctx, store, fref, spec)
+	out, err := artifact.LoadOutput(ctx, store, fref, spec)
 	require.NoError(t, err)
 	require.Equal(t, p, out, "a float32 output is quantised on the way out")
 
 	bad := ref
 	bad.Shape = []int64{1, 3, 64, 47}
-	_, err = inference.GetPixels(ctx, store, bad)
+	_, err = artifact.GetPixels(ctx, store, bad)
 	require.ErrorContains(t, err, "does not match")
 	gone := ref
 	gone.Key = "work/gone/input.u8"
-	_, err = inference.GetPixels(ctx, store, gone)
+	_, err = artifact.GetPixels(ctx, store, gone)
 	require.ErrorIs(t, err, blob.ErrNotFound)
 }

@@ -1,4 +1,8 @@
-package inference
+// Package artifact reads and writes what the stages hand each other through object
+// storage: model-ready pixels and tensors (claim checks: events carry only the object
+// ref) and decoded input images. Every stage package uses it; no stage package imports
+// another.
+package artifact
 
 import (
 	"bytes"
@@ -12,6 +16,12 @@ import (
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/schemas"
 )
+
+// Tensor is a dense float32 tensor in row-major order.
+type Tensor struct {
+	Shape []int64
+	Data  []float32
+}
 
 // DTypeFloat32 is the only tensor element type stored today.
 const DTypeFloat32 = "float32"

@@ -1,4 +1,4 @@
-package inference_test
+package artifact_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/creativeai-studio/studio/internal/blob/natsobj"
-	"github.com/creativeai-studio/studio/processors/inference"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
@@ -33,9 +33,9 @@ func BenchmarkTensorRoundTrip(b *testing.B) {
 		{"x4 output uint8 1x3x2048x2048 (12 MiB)", []int64{1, 3, 2048, 2048}, true},
 		{"8x8 image float32 1x3x8x8", []int64{1, 3, 8, 8}, false},
 	} {
-		n := inference.Elements(bb.shape)
-		t := inference.Tensor{Shape: bb.shape, Data: make([]float32, n)}
-		p := inference.Pixels{Shape: bb.shape, Data: make([]byte, n)}
+		n := artifact.Elements(bb.shape)
+		t := artifact.Tensor{Shape: bb.shape, Data: make([]float32, n)}
+		p := artifact.Pixels{Shape: bb.shape, Data: make([]byte, n)}
 		for i := range t.Data {
 			t.Data[i] = float32(i%255) / 255
 			p.Data[i] = byte(i % 255)
@@ -53,13 +53,13 @@ func BenchmarkTensorRoundTrip(b *testing.B) {
 				var err error
 				if bb.u8 {
 					var ref schemas.ObjectRef
-					if ref, err = inference.PutPixels(ctx, store, key, p); err == nil {
-						_, err = inference.GetPixels(ctx, store, ref)
+					if ref, err = artifact.PutPixels(ctx, store, key, p); err == nil {
+						_, err = artifact.GetPixels(ctx, store, ref)
 					}
 				} else {
 					var ref schemas.ObjectRef
-					if ref, err = inference.PutTensor(ctx, store, key, t); err == nil {
-						_, err = inference.GetTensor(ctx, store, ref)
+					if ref, err = artifact.PutTensor(ctx, store, key, t); err == nil {
+						_, err = artifact.GetTensor(ctx, store, ref)
 					}
 				}
 				if err != nil {
@@ -67,28 +67,5 @@ func BenchmarkTensorRoundTrip(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// BenchmarkRunTiledOverhead is what tiling costs around the model: cutting a 512x512
-// image into Real-ESRGAN's tiles (256 px, 16 px overlap, 4 per call) and stitching the
-// x4 outputs, with a model that returns at once.
-func BenchmarkRunTiledOverhead(b *testing.B) {
-	const side, tile, overlap, scale, batch = 512, 256, 16, 4, 4
-	x := inference.Tensor{Shape: []int64{1, 3, side, side}, Data: make([]float32, 3*side*side)}
-	var out []float32
-	run := func(_ context.Context, in inference.Tensor) (inference.Tensor, error) {
-		n, c, h, w := in.Shape[0], in.Shape[1], in.Shape[2]*scale, in.Shape[3]*scale
-		if need := int(n * c * h * w); len(out) < need {
-			out = make([]float32, need)
-		}
-		return inference.Tensor{Shape: []int64{n, c, h, w}, Data: out[:n*c*h*w]}, nil
-	}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := inference.RunTiled(ctx, run, x, tile, overlap, scale, batch); err != nil {
-			b.Fatal(err)
-		}
 	}
 }
