@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -301,7 +302,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 
 	ingest := dialRole(t, s, "ingest", passwords["ingest"])
 	t.Run("ingest provisions, queues a job and stores its input", func(t *testing.T) {
-		if err := topo.Provision(ctx, ingest.js); err != nil {
+		if err := topo.Provision(ctx, ingest.js, processors.Streams()); err != nil {
 			t.Fatalf("provision as ingest: %v", err)
 		}
 		_, err := ingest.js.Publish(ctx, schemas.RequestSubject(tier, task), []byte(`{"job_id":"j1"}`), jetstream.WithMsgID("j1-ingest"))
@@ -343,13 +344,13 @@ func TestProductionNATSPermissions(t *testing.T) {
 		schemas.StagePostprocess: schemas.PreprocessedSubject(tier, "isnet"),
 		schemas.StageStore:       schemas.InferredSubject(tier, task),
 	}
-	for _, stage := range schemas.PipelineStages {
+	for _, stage := range processors.StageNames() {
 		t.Run(string(stage)+" consumes its input and publishes only its output", func(t *testing.T) {
 			rc := dialRole(t, s, string(stage), passwords[string(stage)])
-			if err := topo.Provision(ctx, rc.js); err != nil {
+			if err := topo.Provision(ctx, rc.js, processors.Streams()); err != nil {
 				t.Fatalf("provision as %s: %v", stage, err)
 			}
-			spec, err := streams.StageConsumers(stage, "isnet")
+			spec, err := processors.Consumers(stage, "isnet")
 			noErr(t, err)
 			cons, err := spec.Ensure(ctx, rc.js)
 			noErr(t, err)
@@ -435,7 +436,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 
 	t.Run("the sink reads telemetry and may publish nothing", func(t *testing.T) {
 		rc := dialRole(t, s, "sink", passwords["sink"])
-		if err := topo.Provision(ctx, rc.js); err != nil {
+		if err := topo.Provision(ctx, rc.js, processors.Streams()); err != nil {
 			t.Fatalf("provision as sink: %v", err)
 		}
 		cons, err := rc.js.CreateOrUpdateConsumer(ctx, schemas.StreamTelemetry, jetstream.ConsumerConfig{Durable: "sink-telemetry", AckPolicy: jetstream.AckExplicitPolicy})

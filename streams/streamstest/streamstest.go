@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/streams"
 )
 
@@ -21,7 +22,8 @@ type Server struct {
 }
 
 // Start runs an embedded server on a random loopback port with file storage in a
-// temporary directory, provisions the topology and shuts everything down at cleanup.
+// temporary directory, provisions the topology (the pipeline streams of
+// processors.Stages included) and shuts everything down at cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	dir := t.TempDir()
@@ -41,7 +43,7 @@ func Start(t testing.TB) *Server {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := streams.DefaultTopology(1).Provision(ctx, js); err != nil {
+	if err := streams.DefaultTopology(1).Provision(ctx, js, processors.Streams()); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	return &Server{Embedded: e, NC: nc, JS: js, DataDir: dir}
