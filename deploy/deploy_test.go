@@ -23,7 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/processors"
 )
 
 // repoRoot is the repository root, found from this file's location.
@@ -157,7 +157,7 @@ func stageCommands() map[string][]string {
 		"ingest": {"ingest"},
 		"sink":   {"sink"},
 	}
-	for _, s := range schemas.PipelineStages {
+	for _, s := range processors.StageNames() {
 		out[string(s)] = []string{"worker", "--stage", string(s)}
 	}
 	return out

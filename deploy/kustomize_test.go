@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -253,7 +254,7 @@ func TestKustomizeOverlays(t *testing.T) {
 				if len(modelNames) == 0 {
 					t.Fatal("studio-config has no STUDIO_MODELS")
 				}
-				for _, stage := range schemas.PipelineStages {
+				for _, stage := range processors.StageNames() {
 					groups := []string{""}
 					if stage == schemas.StageInference {
 						groups = modelNames
@@ -262,7 +263,7 @@ func TestKustomizeOverlays(t *testing.T) {
 					var want []string
 					for _, model := range groups {
 						var err error
-						if spec, err = streams.StageConsumers(stage, model); err != nil {
+						if spec, err = processors.Consumers(stage, model); err != nil {
 							t.Fatal(err)
 						}
 						for _, tier := range schemas.Tiers {
@@ -548,7 +549,7 @@ func TestKustomizeOverlays(t *testing.T) {
 						selected = stringList(e, "values")
 					}
 				}
-				for _, s := range schemas.PipelineStages {
+				for _, s := range processors.StageNames() {
 					if !slices.Contains(selected, string(s)) {
 						t.Errorf("policy studio-workers does not cover %s", s)
 					}

@@ -24,6 +24,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/internal/topology"
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -348,13 +349,13 @@ func TestProductionNATSPermissions(t *testing.T) {
 		schemas.StagePostprocess: schemas.PreprocessedSubject(tier, "isnet"),
 		schemas.StageStore:       schemas.InferredSubject(tier, task),
 	}
-	for _, stage := range schemas.PipelineStages {
+	for _, stage := range processors.StageNames() {
 		t.Run(string(stage)+" consumes its input and publishes only its output", func(t *testing.T) {
 			rc := dialRole(t, s, string(stage), passwords[string(stage)])
 			if err := topology.Provision(ctx, rc.js, topo); err != nil {
 				t.Fatalf("provision as %s: %v", stage, err)
 			}
-			spec, err := streams.StageConsumers(stage, "isnet")
+			spec, err := processors.Consumers(stage, "isnet")
 			noErr(t, err)
 			cons, err := spec.Ensure(ctx, rc.js)
 			noErr(t, err)

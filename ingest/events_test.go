@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
@@ -97,10 +98,10 @@ func TestWebSocketShowsEveryStageWithRisingPercentThenSucceeds(t *testing.T) {
 	p.runAll()
 	last := first.Percent
 	var seen []int
-	for _, st := range schemas.PipelineStages {
+	for _, st := range processors.StageNames() {
 		f := ws.until(&last, atStage(schemas.StatusRunning, st))
 		require.Equal(t, ingest.FrameProgress, f.Type)
-		require.Equal(t, schemas.StagePercent(st), f.Percent)
+		require.Equal(t, processors.StagePercent(st), f.Percent)
 		seen = append(seen, f.Percent)
 		p.release(st, 1)
 	}
@@ -121,8 +122,8 @@ func TestWebSocketShowsEveryStageWithRisingPercentThenSucceeds(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.status)
 	var v2 ingest.JobV2
 	require.NoError(t, json.Unmarshal(r.body, &v2))
-	require.Len(t, v2.Timings, len(schemas.PipelineStages))
-	for i, st := range schemas.PipelineStages {
+	require.Len(t, v2.Timings, len(processors.StageNames()))
+	for i, st := range processors.StageNames() {
 		tm := v2.Timings[i]
 		require.Equal(t, st, tm.Stage)
 		require.False(t, tm.FinishedAt.Before(tm.StartedAt))
@@ -135,7 +136,7 @@ func TestWebSocketShowsEveryStageWithRisingPercentThenSucceeds(t *testing.T) {
 	v1 := p.do(t, http.MethodGet, "/v1/jobs/"+job.ID, nil, "")
 	var j ingest.JobResponse
 	require.NoError(t, json.Unmarshal(v1.body, &j))
-	require.Len(t, j.Stages, len(schemas.PipelineStages), "v1 keeps the stage map")
+	require.Len(t, j.Stages, len(processors.StageNames()), "v1 keeps the stage map")
 }
 
 func TestWebSocketReconnectMidJobResumesFromTheCurrentState(t *testing.T) {

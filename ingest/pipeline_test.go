@@ -83,7 +83,7 @@ func newPipeline(t *testing.T, cfg ingest.Config) *pipeline {
 	t.Helper()
 	var depth ingest.QueueDepth
 	var e *env
-	spec, err := streams.StageConsumers(schemas.StagePreprocess, "")
+	spec, err := processors.Consumers(schemas.StagePreprocess, "")
 	require.NoError(t, err)
 	depth = func(ctx context.Context, tier schemas.Tier) (int, error) {
 		return streams.Backlog(ctx, e.srv.JS, spec, tier)
@@ -93,14 +93,14 @@ func newPipeline(t *testing.T, cfg ingest.Config) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx = ctx
 	pub := streams.JSPublisher{JS: e.srv.JS}
-	for _, st := range schemas.PipelineStages {
+	for _, st := range processors.StageNames() {
 		gate := make(chan struct{}, 64)
 		p.gates[st] = gate
 		model := ""
 		if st == schemas.StageInference {
 			model = "isnet"
 		}
-		cs, err := streams.StageConsumers(st, model)
+		cs, err := processors.Consumers(st, model)
 		require.NoError(t, err)
 		cs.AckWait = 5 * time.Second
 		h := processors.NewHandler(&gatedStep{stage: st, gate: gate, open: p.open, blobs: e.blobs}, e.jobs, pub, "test-"+string(st), quietLog())

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -184,7 +185,7 @@ func viewV2(rec *schemas.JobRecord, wsBase string) JobV2 {
 		ref := rec.Results[name]
 		v.Results = append(v.Results, fileV2(name, resultURL(rec.ID, name, ref), ref))
 	}
-	for _, st := range schemas.PipelineStages {
+	for _, st := range processors.StageNames() {
 		if t := rec.Stages[st]; t != nil {
 			v.Timings = append(v.Timings, StageTimingV2{Stage: st, StartedAt: t.StartedAt, FinishedAt: t.FinishedAt,
 				DurationMS: t.DurationMS, Attempts: t.Attempts, Worker: t.Worker, BatchSize: t.BatchSize})

@@ -330,7 +330,7 @@ func TestPreprocessDeadLettersGarbageAndKeepsFlowing(t *testing.T) {
 		p.requireForwarded(t, good, 200, 120)
 	})
 	t.Run("the request consumer holds nothing back", func(t *testing.T) {
-		spec, err := streams.StageConsumers(schemas.StagePreprocess, "")
+		spec, err := processors.Consumers(schemas.StagePreprocess, "")
 		require.NoError(t, err)
 		streamstest.Eventually(t, settle, func() bool {
 			n, err := streams.Backlog(ctx, p.srv.JS, spec, schemas.TierNormal)

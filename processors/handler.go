@@ -155,7 +155,7 @@ func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool
 		}
 		if r.Status != schemas.StatusSucceeded {
 			r.Stage = stage
-			r.Percent = max(r.Percent, schemas.StagePercent(stage))
+			r.Percent = max(r.Percent, StagePercent(stage))
 			r.QueuePosition = 0
 		}
 		if r.Stages == nil {
@@ -211,7 +211,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			return nil
 		}
 		if next := nextStage(stage); next != "" && !r.Status.Final() {
-			r.Percent = max(r.Percent, schemas.StagePercent(next)-1)
+			r.Percent = max(r.Percent, StagePercent(next)-1)
 		}
 		return nil
 	})

@@ -16,37 +16,30 @@ type Step interface {
 	Process(ctx context.Context, batch []*schemas.JobEvent) []error
 }
 
-// nextSchema maps a stage to the schema of the event it emits.
+// nextSchema is the schema of the event stage s emits (Stages' NextSchema).
 func nextSchema(s schemas.Stage) string {
-	switch s {
-	case schemas.StagePreprocess:
-		return schemas.SchemaJobPreprocessed
-	case schemas.StageInference:
-		return schemas.SchemaJobInferred
-	case schemas.StagePostprocess:
-		return schemas.SchemaJobPostprocessed
+	st, err := Lookup(s)
+	if err != nil {
+		return ""
 	}
-	return schemas.SchemaJobResult
+	return st.NextSchema
 }
 
-// nextSubject maps a stage to the subject its output goes to.
+// nextSubject is the subject stage s sends ev's output to (Stages' Next).
 func nextSubject(s schemas.Stage, ev *schemas.JobEvent) string {
-	switch s {
-	case schemas.StagePreprocess:
-		return schemas.PreprocessedSubject(ev.Tier, ev.Model)
-	case schemas.StageInference:
-		return schemas.InferredSubject(ev.Tier, ev.Task)
-	case schemas.StagePostprocess:
-		return schemas.PostprocessedSubject(ev.Tier, ev.Task)
+	st, err := Lookup(s)
+	if err != nil {
+		return ""
 	}
-	return schemas.ResultSubject(ev.Tenant, ev.Task)
+	return st.Next(ev)
 }
 
-// nextStage is the stage after s, used for progress reporting.
+// nextStage is the row after s in Stages, used for progress reporting and message ids;
+// "" after the last stage.
 func nextStage(s schemas.Stage) schemas.Stage {
-	for i, st := range schemas.PipelineStages {
-		if st == s && i+1 < len(schemas.PipelineStages) {
-			return schemas.PipelineStages[i+1]
+	for i, st := range Stages {
+		if st.Name == s && i+1 < len(Stages) {
+			return Stages[i+1].Name
 		}
 	}
 	return ""

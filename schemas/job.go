@@ -61,7 +61,7 @@ func (s Status) Final() bool {
 // Stage names a pipeline step.
 type Stage string
 
-// The pipeline stages in order.
+// The stage names; processors.Stages declares the pipeline and its order.
 const (
 	StageIngest      Stage = "ingest"
 	StagePreprocess  Stage = "preprocess"
@@ -69,9 +69,6 @@ const (
 	StagePostprocess Stage = "postprocess"
 	StageStore       Stage = "store"
 )
-
-// PipelineStages lists the stages a job passes after ingest, in order.
-var PipelineStages = []Stage{StagePreprocess, StageInference, StagePostprocess, StageStore}
 
 // ObjectRef points at a blob in object storage. Pixels and tensors never ride on the
 // bus: events carry these references instead (the claim-check pattern).
@@ -141,21 +138,4 @@ type JobRecord struct {
 	FinishedAt    time.Time              `json:"finished_at,omitzero"`
 	UpdatedAt     time.Time              `json:"updated_at"`
 	Stages        map[Stage]*StageTiming `json:"stages,omitempty"`
-}
-
-// StagePercent is the progress shown when a stage begins; a job at 100 is done.
-func StagePercent(s Stage) int {
-	switch s {
-	case StageIngest:
-		return 0
-	case StagePreprocess:
-		return 10
-	case StageInference:
-		return 25
-	case StagePostprocess:
-		return 80
-	case StageStore:
-		return 90
-	}
-	return 0
 }

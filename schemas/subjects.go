@@ -19,30 +19,43 @@ const (
 	StreamDLQ           = "DLQ"
 )
 
+// Subject roots of the pipeline: a stream holds "<root>.>", and a subject's next token
+// is the tier (the result root's is the tenant).
+const (
+	RootRequests      = "studio.requests"
+	RootPreprocessed  = "studio.preprocessed"
+	RootInferred      = "studio.inferred"
+	RootPostprocessed = "studio.postprocessed"
+	RootResults       = "studio.results"
+)
+
+// TierSubjects matches every subject of one tier under root: <root>.<tier>.>.
+func TierSubjects(root string, t Tier) string { return root + "." + string(t) + ".>" }
+
 // RequestSubject is where ingest publishes a new job: studio.requests.<tier>.<task>.
 func RequestSubject(t Tier, task Task) string {
-	return "studio.requests." + string(t) + "." + string(task)
+	return RootRequests + "." + string(t) + "." + string(task)
 }
 
 // PreprocessedSubject carries model-ready inputs: studio.preprocessed.<tier>.<model>.
 func PreprocessedSubject(t Tier, model string) string {
-	return "studio.preprocessed." + string(t) + "." + model
+	return RootPreprocessed + "." + string(t) + "." + model
 }
 
 // InferredSubject carries model outputs: studio.inferred.<tier>.<task>.
 func InferredSubject(t Tier, task Task) string {
-	return "studio.inferred." + string(t) + "." + string(task)
+	return RootInferred + "." + string(t) + "." + string(task)
 }
 
 // PostprocessedSubject carries encoded results awaiting storage:
 // studio.postprocessed.<tier>.<task>.
 func PostprocessedSubject(t Tier, task Task) string {
-	return "studio.postprocessed." + string(t) + "." + string(task)
+	return RootPostprocessed + "." + string(t) + "." + string(task)
 }
 
 // ResultSubject carries final job outcomes: studio.results.<tenant>.<task>.
 func ResultSubject(tenant string, task Task) string {
-	return "studio.results." + tenant + "." + string(task)
+	return RootResults + "." + tenant + "." + string(task)
 }
 
 // TelemetrySubject carries stage-run records: studio.telemetry.<stage>.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -166,14 +167,14 @@ func (j *job) runPipeline(mv modelVersion, rng *rand.Rand, between func(lo, hi f
 	cancelled := ev.Status == schemas.StatusCancelled
 	failAt := schemas.Stage("")
 	if !cancelled && rng.Float64() < mv.failRate {
-		failAt = schemas.PipelineStages[rng.IntN(len(schemas.PipelineStages))]
+		failAt = processors.StageNames()[rng.IntN(len(processors.StageNames()))]
 	}
 	ranges := map[schemas.Stage][2]float64{
 		schemas.StagePreprocess: {20, 80}, schemas.StageInference: mv.inferenceMS,
 		schemas.StagePostprocess: {30, 100}, schemas.StageStore: {10, 40},
 	}
 	t := started
-	for si, stage := range schemas.PipelineStages {
+	for si, stage := range processors.StageNames() {
 		wait := j.queueWaitMS
 		if si > 0 {
 			wait = between(0.5, 10)

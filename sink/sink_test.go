@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/stretchr/testify/require"
 
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
 	"github.com/creativeai-studio/studio/streams"
@@ -281,7 +282,7 @@ func cookbookExpectations(d *dataset) map[string]func() ([][]any, []float64) {
 				}
 			}
 			var rows [][]any
-			for _, st := range schemas.PipelineStages {
+			for _, st := range processors.StageNames() {
 				a := stages[st]
 				rows = append(rows, []any{string(st), a.ok, a.retry, a.failed,
 					interpolated(a.dur, 0.5), interpolated(a.dur, 0.95), interpolated(a.dur, 0.99), mean(a.wait)})

@@ -80,10 +80,11 @@ func BenchmarkJobsUpdate(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	stages := []schemas.Stage{schemas.StagePreprocess, schemas.StageInference, schemas.StagePostprocess, schemas.StageStore}
 	i := 0
 	for b.Loop() {
 		i++
-		stage := schemas.PipelineStages[i%len(schemas.PipelineStages)]
+		stage := stages[i%len(stages)]
 		_, err := jobStore.Update(ctx, rec.ID, func(r *schemas.JobRecord) error {
 			if r.Stages == nil {
 				r.Stages = map[schemas.Stage]*schemas.StageTiming{}

@@ -28,6 +28,7 @@ type RunnerConfig struct {
 	Spec   ConsumerSpec
 	// Concurrency is the number of batches handled at once (default 1).
 	Concurrency int
+	Timeout     time.Duration // bounds one Handle call (the stage table's Timeout); 0: none
 	// MaxBatch is the most messages handed to one Handle call (default 1).
 	MaxBatch int
 	// MaxWait bounds how long a partial batch waits for more messages (default 5ms).

@@ -19,15 +19,18 @@ import (
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
-// testSpec is the preprocess consumer with short timings so failures show quickly.
+// testSpec is a consumer of the request stream with short timings so failures show
+// quickly.
 func testSpec(t *testing.T) streams.ConsumerSpec {
-	spec, err := streams.StageConsumers(schemas.StagePreprocess, "")
-	if err != nil {
-		t.Fatal(err)
+	return tierSpec(schemas.StreamRequests, "preprocess", schemas.RootRequests, time.Second, 3)
+}
+
+// tierSpec is a per-tier consumer group of stream reading <root>.<tier>.>.
+func tierSpec(stream, durable, root string, ackWait time.Duration, maxDeliver int) streams.ConsumerSpec {
+	return streams.ConsumerSpec{
+		Stream: stream, Durable: durable, AckWait: ackWait, MaxDeliver: maxDeliver, MaxAckPending: 64,
+		Filter: func(t schemas.Tier) string { return schemas.TierSubjects(root, t) },
 	}
-	spec.AckWait = time.Second
-	spec.MaxDeliver = 3
-	return spec
 }
 
 func quietLog() logrus.FieldLogger {
@@ -237,8 +240,7 @@ func TestRunner(t *testing.T) {
 
 	t.Run("a message whose worker keeps dying is moved to the DLQ by the max-deliveries advisory", func(t *testing.T) {
 		s := streamstest.Start(t)
-		spec, _ := streams.StageConsumers(schemas.StagePostprocess, "")
-		spec.AckWait, spec.MaxDeliver = 500*time.Millisecond, 2
+		spec := tierSpec(schemas.StreamInferred, "postprocess", schemas.RootInferred, 500*time.Millisecond, 2)
 		cons, err := spec.Ensure(context.Background(), s.JS)
 		if err != nil {
 			t.Fatal(err)

@@ -10,13 +10,26 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
+// StreamSpec declares one pipeline stream: its name, purpose and subjects. Topology adds
+// storage, replicas, de-duplication and age. The stage table (processors.Stages) yields
+// the pipeline's specs; streams knows no stage.
+type StreamSpec struct {
+	Name        string
+	Description string
+	Subjects    []string
+	// WorkQueue removes each message once a consumer acknowledged it; otherwise the
+	// stream is a replayable log kept for Topology.RequestsMaxAge.
+	WorkQueue bool
+}
+
 // Topology sizes the streams. The zero value is not useful; use DefaultTopology.
 type Topology struct {
 	// Replicas is the stream replication factor: 1 embedded, 3 on a cluster.
 	Replicas int
 	// Storage is file for production; tests may use memory.
 	Storage jetstream.StorageType
-	// RequestsMaxAge keeps the replayable request log.
+	// RequestsMaxAge keeps the pipeline streams that are logs, not work queues (the
+	// replayable request log).
 	RequestsMaxAge time.Duration
 	// ResultsMaxAge keeps results, telemetry and feedback for the sink and late subscribers.
 	ResultsMaxAge time.Duration
@@ -44,8 +57,9 @@ func DefaultTopology(replicas int) Topology {
 	}
 }
 
-// StreamConfigs lists every stream the pipeline uses.
-func (t Topology) StreamConfigs() []jetstream.StreamConfig {
+// StreamConfigs lists every stream: the pipeline's (in order) followed by results,
+// telemetry, audit, feedback and the DLQ.
+func (t Topology) StreamConfigs(pipeline []StreamSpec) []jetstream.StreamConfig {
 	s := func(name, desc string, subjects []string, ret jetstream.RetentionPolicy, age time.Duration) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,
@@ -59,25 +73,29 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardOld,
 		}
 	}
-	return []jetstream.StreamConfig{
-		s(schemas.StreamRequests, "job requests from ingest; replayable log", []string{"studio.requests.>"}, jetstream.LimitsPolicy, t.RequestsMaxAge),
-		s(schemas.StreamPreprocessed, "model-ready inputs awaiting inference", []string{"studio.preprocessed.>"}, jetstream.WorkQueuePolicy, 0),
-		s(schemas.StreamInferred, "model outputs awaiting postprocessing", []string{"studio.inferred.>"}, jetstream.WorkQueuePolicy, 0),
-		s(schemas.StreamPostprocessed, "encoded results awaiting storage", []string{"studio.postprocessed.>"}, jetstream.WorkQueuePolicy, 0),
-		s(schemas.StreamResults, "final job outcomes per tenant", []string{"studio.results.>"}, jetstream.LimitsPolicy, t.ResultsMaxAge),
+	out := make([]jetstream.StreamConfig, 0, len(pipeline)+5)
+	for _, p := range pipeline {
+		if p.WorkQueue {
+			out = append(out, s(p.Name, p.Description, p.Subjects, jetstream.WorkQueuePolicy, 0))
+		} else {
+			out = append(out, s(p.Name, p.Description, p.Subjects, jetstream.LimitsPolicy, t.RequestsMaxAge))
+		}
+	}
+	return append(out,
+		s(schemas.StreamResults, "final job outcomes per tenant", []string{schemas.RootResults + ".>"}, jetstream.LimitsPolicy, t.ResultsMaxAge),
 		s(schemas.StreamTelemetry, "stage runs and HTTP requests for the sink", []string{"studio.telemetry.>"}, jetstream.LimitsPolicy, t.ResultsMaxAge),
 		s(schemas.StreamAudit, "audit trail", []string{"studio.audit.>"}, jetstream.LimitsPolicy, t.DLQMaxAge),
 		s(schemas.StreamFeedback, "user feedback on results", []string{"studio.feedback"}, jetstream.LimitsPolicy, t.DLQMaxAge),
 		s(schemas.StreamDLQ, "poison messages with reason, stage and attempts headers", []string{"studio.dlq.>"}, jetstream.LimitsPolicy, t.DLQMaxAge),
-	}
+	)
 }
 
-// Provision creates or updates every stream and the given KV buckets (each domain
-// package declares its own: jobs.Buckets, auth.Buckets, quota.Buckets; the topology
-// package lists them all). It is idempotent and safe to run from several processes at
-// once.
-func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, buckets ...jetstream.KeyValueConfig) error {
-	for _, cfg := range t.StreamConfigs() {
+// Provision creates or updates every stream (the pipeline's, which the stage table
+// processors.Stages declares, and the rest) and the given KV buckets (each domain package
+// declares its own; internal/topology lists them all). It is idempotent and safe to run
+// from several processes at once.
+func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, pipeline []StreamSpec, buckets ...jetstream.KeyValueConfig) error {
+	for _, cfg := range t.StreamConfigs(pipeline) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("streams: provision stream %s: %w", cfg.Name, err)
 		}
@@ -91,7 +109,7 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, buckets
 }
 
 // ConsumerSpec describes the durable consumers of one stage: one per tier, each
-// filtered to that tier's subjects.
+// filtered to that tier's subjects. processors.Stages yields each stage's spec.
 type ConsumerSpec struct {
 	Stream string
 	// Durable names the consumer group; the tier is appended ("preprocess-premium").
@@ -129,34 +147,6 @@ func (c ConsumerSpec) Ensure(ctx context.Context, js jetstream.JetStream) (map[s
 		out[tier] = cons
 	}
 	return out, nil
-}
-
-// StageConsumers returns the consumer spec of a pipeline stage. For inference, model
-// selects the per-model consumer group ("inference-isnet").
-func StageConsumers(stage schemas.Stage, model string) (ConsumerSpec, error) {
-	spec := ConsumerSpec{AckWait: 30 * time.Second, MaxDeliver: 5, MaxAckPending: 64}
-	switch stage {
-	case schemas.StagePreprocess:
-		spec.Stream, spec.Durable = schemas.StreamRequests, "preprocess"
-		spec.Filter = func(t schemas.Tier) string { return "studio.requests." + string(t) + ".>" }
-	case schemas.StageInference:
-		if err := schemas.ValidToken(model); err != nil {
-			return spec, fmt.Errorf("streams: inference consumer model: %w", err)
-		}
-		spec.Stream, spec.Durable = schemas.StreamPreprocessed, "inference-"+model
-		spec.Filter = func(t schemas.Tier) string { return schemas.PreprocessedSubject(t, model) }
-		spec.AckWait = 2 * time.Minute
-		spec.MaxAckPending = 16
-	case schemas.StagePostprocess:
-		spec.Stream, spec.Durable = schemas.StreamInferred, "postprocess"
-		spec.Filter = func(t schemas.Tier) string { return "studio.inferred." + string(t) + ".>" }
-	case schemas.StageStore:
-		spec.Stream, spec.Durable = schemas.StreamPostprocessed, "store"
-		spec.Filter = func(t schemas.Tier) string { return "studio.postprocessed." + string(t) + ".>" }
-	default:
-		return spec, fmt.Errorf("streams: unknown stage %q (want preprocess, inference, postprocess or store)", stage)
-	}
-	return spec, nil
 }
 
 // Backlog returns how many messages wait for (or are being handled by) a stage's

@@ -198,7 +198,10 @@ var _ processors.Observer = (*metrics.Metrics)(nil)
 
 // Stage is a runnable pipeline stage.
 type Stage struct {
-	Name   schemas.Stage
+	Name schemas.Stage
+	// Config is what the runner was built with: the stage's row of processors.Stages,
+	// overridden by the flags that are set.
+	Config streams.RunnerConfig
 	Runner *streams.Runner
 	closer func() error
 }
@@ -217,37 +220,103 @@ type Deps struct {
 	Metrics *metrics.Metrics
 }
 
-// NewStage builds the runner of one stage. For inference it builds one runner per model
-// name in the catalog.
+// newStep builds the Step of one stage from the shared deps; closer, when not nil, runs
+// once the stage's runners have stopped.
+type newStep func(ctx context.Context, cfg *Config, d Deps, log logrus.FieldLogger) (step processors.Step, closer func() error, err error)
+
+// steps holds the constructor of each row of processors.Stages (the Step packages
+// import processors, so the table cannot name them itself); TestEveryStageHasAStep
+// keeps the two in step.
+var steps = map[schemas.Stage]newStep{
+	schemas.StagePreprocess: func(_ context.Context, cfg *Config, d Deps, _ logrus.FieldLogger) (processors.Step, func() error, error) {
+		return &preprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits(), MaxOutputPixels: cfg.MaxOutPixels}, nil, nil
+	},
+	schemas.StageInference: newInference,
+	schemas.StagePostprocess: func(_ context.Context, cfg *Config, d Deps, _ logrus.FieldLogger) (processors.Step, func() error, error) {
+		return &postprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, nil, nil
+	},
+	schemas.StageStore: func(ctx context.Context, _ *Config, d Deps, _ logrus.FieldLogger) (processors.Step, func() error, error) {
+		cache, err := jobs.OpenCache(ctx, d.Bus.JS)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &store.Step{Blobs: d.Blobs, Cache: cache}, nil, nil
+	},
+}
+
+// newInference builds the inference step and loads each task's default model version
+// now, so readiness means "can serve"; other versions load on first use.
+func newInference(_ context.Context, cfg *Config, d Deps, log logrus.FieldLogger) (processors.Step, func() error, error) {
+	if d.Backend == nil {
+		return nil, nil, errors.New("inference stage needs a backend")
+	}
+	step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions, TileBatch: cfg.TileBatch}, Log: log}
+	if m := d.Metrics; m != nil {
+		device := d.Backend.Device()
+		step.Observe = func(s models.Spec, took time.Duration) { m.InferenceRun(s.Name, s.Version, device, took) }
+		step.ObserveLoad = func(s models.Spec, took time.Duration) { m.ModelLoaded(s.Name, s.Version, took) }
+		step.ObserveBatch = m.Batch
+	}
+	for _, spec := range d.Catalog.All() {
+		if !d.Catalog.IsDefault(spec) {
+			continue
+		}
+		if err := step.Preload(spec); err != nil {
+			return nil, nil, errors.Join(err, step.Close())
+		}
+	}
+	if d.Loaded != nil {
+		*d.Loaded = step.Loaded
+	}
+	return step, step.Close, nil
+}
+
+// runnerConfig sizes the runner of one consumer group from the stage's row; --ack-wait
+// and --concurrency, when set, override the row. A per-model group gathers as many
+// messages as the model's most batch-friendly version allows (manifest max_batch /
+// max_wait_ms).
+func runnerConfig(cfg *Config, row processors.Stage, model string, cat *models.Catalog) (streams.RunnerConfig, error) {
+	spec, err := row.Consumers(model)
+	if err != nil {
+		return streams.RunnerConfig{}, err
+	}
+	if cfg.AckWait > 0 {
+		spec.AckWait = cfg.AckWait
+	}
+	rc := streams.RunnerConfig{
+		Stage: row.Name, Worker: cfg.Worker, Spec: spec, Concurrency: row.Concurrency, Timeout: row.Timeout,
+		MaxBatch: 1, DrainTimeout: cfg.DrainTimeout,
+	}
+	if cfg.Concurrency > 0 {
+		rc.Concurrency = cfg.Concurrency
+	}
+	if row.PerModel && cat != nil {
+		for _, s := range cat.All() {
+			if s.Name == model && s.MaxBatch > rc.MaxBatch {
+				rc.MaxBatch = s.MaxBatch
+				rc.MaxWait = max(rc.MaxWait, time.Duration(s.MaxWaitMS)*time.Millisecond)
+			}
+		}
+	}
+	return rc, nil
+}
+
+// NewStage builds the runners of one stage of processors.Stages: one, or for a
+// per-model stage (inference) one per model name in the catalog.
 func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]*Stage, error) {
+	row, err := processors.Lookup(stage)
+	if err != nil {
+		return nil, err
+	}
+	build, ok := steps[stage]
+	if !ok {
+		return nil, fmt.Errorf("stage %s has no step constructor in internal/app", stage)
+	}
 	log := d.Log.WithField("stage", stage)
 	pub := streams.JSPublisher{JS: d.Bus.JS}
 	jobStore, err := jobs.Open(ctx, d.Bus.JS)
 	if err != nil {
 		return nil, err
-	}
-	build := func(step processors.Step, model string, maxBatch int, maxWait time.Duration, closer func() error) (*Stage, error) {
-		spec, err := streams.StageConsumers(stage, model)
-		if err != nil {
-			return nil, err
-		}
-		if cfg.AckWait > 0 {
-			spec.AckWait = cfg.AckWait
-		}
-		h := processors.NewHandler(step, jobStore, pub, cfg.Worker, log)
-		if d.Metrics != nil {
-			h.Observe = d.Metrics
-		}
-		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, streams.RunnerConfig{
-			Stage: stage, Worker: cfg.Worker, Spec: spec, Concurrency: cfg.Concurrency,
-			MaxBatch: maxBatch, MaxWait: maxWait, DrainTimeout: cfg.DrainTimeout, OnFailure: h.Fail, Log: log,
-			OnRetry:      func(*streams.Msg) { d.Metrics.Retried(string(stage)) },
-			OnDeadLetter: func(*streams.Msg) { d.Metrics.DeadLettered(string(stage)) },
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &Stage{Name: stage, Runner: r, closer: closer}, nil
 	}
 	d.Metrics.InitStage(string(stage))
 	if d.Catalog != nil {
@@ -255,68 +324,49 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 			d.Metrics.InitJobs(string(spec.Task), spec.Name, spec.Version)
 		}
 	}
-	switch stage {
-	case schemas.StagePreprocess:
-		s, err := build(&preprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits(), MaxOutputPixels: cfg.MaxOutPixels}, "", 1, 0, nil)
-		return []*Stage{s}, err
-	case schemas.StagePostprocess:
-		s, err := build(&postprocess.Step{Blobs: d.Blobs, Catalog: d.Catalog, Limits: cfg.Limits()}, "", 1, 0, nil)
-		return []*Stage{s}, err
-	case schemas.StageStore:
-		cache, err := jobs.OpenCache(ctx, d.Bus.JS)
-		if err != nil {
-			return nil, err
-		}
-		s, err := build(&store.Step{Blobs: d.Blobs, Cache: cache}, "", 1, 0, nil)
-		return []*Stage{s}, err
-	case schemas.StageInference:
-		if d.Backend == nil {
-			return nil, errors.New("inference stage needs a backend")
-		}
-		step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions, TileBatch: cfg.TileBatch}, Log: log}
-		if m := d.Metrics; m != nil {
-			device := d.Backend.Device()
-			step.Observe = func(s models.Spec, took time.Duration) { m.InferenceRun(s.Name, s.Version, device, took) }
-			step.ObserveLoad = func(s models.Spec, took time.Duration) { m.ModelLoaded(s.Name, s.Version, took) }
-			step.ObserveBatch = m.Batch
-		}
-		// Each task's default version loads now, so readiness means "can serve"; other
-		// versions load on first use.
-		for _, spec := range d.Catalog.All() {
-			if !d.Catalog.IsDefault(spec) {
-				continue
-			}
-			if err := step.Preload(spec); err != nil {
-				return nil, err
-			}
-		}
-		if d.Loaded != nil {
-			*d.Loaded = step.Loaded
-		}
-		var out []*Stage
-		for i, name := range d.Catalog.Names() {
-			var closer func() error
-			if i == 0 {
-				closer = step.Close
-			}
-			// The runner gathers as many messages as the model's most batch-friendly
-			// version allows (manifest max_batch / max_wait_ms).
-			maxBatch, maxWait := 1, time.Duration(0)
-			for _, spec := range d.Catalog.All() {
-				if spec.Name == name && spec.MaxBatch > maxBatch {
-					maxBatch = spec.MaxBatch
-					maxWait = max(maxWait, time.Duration(spec.MaxWaitMS)*time.Millisecond)
-				}
-			}
-			s, err := build(step, name, maxBatch, maxWait, closer)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, nil
+	step, closer, err := build(ctx, cfg, d, log)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unknown stage %q (want preprocess, inference, postprocess or store)", stage)
+	groups := []string{""}
+	if row.PerModel {
+		groups = d.Catalog.Names()
+	}
+	var out []*Stage
+	for i, model := range groups {
+		rc, err := runnerConfig(cfg, row, model, d.Catalog)
+		if err != nil {
+			return nil, closeOnError(err, closer)
+		}
+		h := processors.NewHandler(step, jobStore, pub, cfg.Worker, log)
+		if d.Metrics != nil {
+			h.Observe = d.Metrics
+		}
+		rc.OnFailure, rc.Log = h.Fail, log
+		rc.OnRetry = func(*streams.Msg) { d.Metrics.Retried(string(stage)) }
+		rc.OnDeadLetter = func(*streams.Msg) { d.Metrics.DeadLettered(string(stage)) }
+		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, rc)
+		if err != nil {
+			return nil, closeOnError(err, closer)
+		}
+		s := &Stage{Name: stage, Config: rc, Runner: r}
+		if i == 0 {
+			s.closer = closer // the runners of a per-model stage share one step
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 && closer != nil {
+		// A per-model stage with no model in the catalog has nothing to run.
+		return nil, closer()
+	}
+	return out, nil
+}
+
+func closeOnError(err error, closer func() error) error {
+	if closer != nil {
+		return errors.Join(err, closer())
+	}
+	return err
 }
 
 // RunStages runs stages until ctx is cancelled and all have drained.
@@ -345,7 +395,11 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	if err != nil {
 		return nil, err
 	}
-	spec, _ := streams.StageConsumers(schemas.StagePreprocess, "")
+	// The backlog a new job waits behind is the first stage's, the one ingest feeds.
+	spec, err := processors.Stages[0].Consumers("")
+	if err != nil {
+		return nil, err
+	}
 	depth := func(ctx context.Context, tier schemas.Tier) (int, error) {
 		return streams.Backlog(ctx, d.Bus.JS, spec, tier)
 	}
@@ -475,22 +529,29 @@ func BlobBackend(cfg *Config) string {
 	return "s3"
 }
 
-// QueueSource reads the backlog of every tier consumer of the given stages (for
-// inference, one consumer group per model in the catalog) for metrics.PollQueues.
-// Consumers no worker has created yet are left out.
+// QueueSource reads the backlog of every tier consumer of the given stages (nil: every
+// stage of processors.Stages; for a per-model stage, one consumer group per model in
+// the catalog) for metrics.PollQueues. Consumers no worker has created yet are left out.
 func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.QueueSource {
+	if stages == nil {
+		stages = processors.StageNames()
+	}
 	type group struct {
 		stage schemas.Stage
 		spec  streams.ConsumerSpec
 	}
 	var groups []group
 	for _, st := range stages {
+		row, err := processors.Lookup(st)
+		if err != nil {
+			continue
+		}
 		names := []string{""}
-		if st == schemas.StageInference {
+		if row.PerModel {
 			names = cat.Names()
 		}
 		for _, name := range names {
-			if spec, err := streams.StageConsumers(st, name); err == nil {
+			if spec, err := row.Consumers(name); err == nil {
 				groups = append(groups, group{st, spec})
 			}
 		}

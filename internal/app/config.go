@@ -19,6 +19,8 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob/s3"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/processors"
+	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
 )
 
@@ -219,13 +221,17 @@ func (c *Config) UpStages() (map[string]bool, error) {
 	out := map[string]bool{}
 	for _, s := range strings.Split(c.Stages, ",") {
 		s = strings.TrimSpace(s)
-		switch s {
-		case "":
-		case "ingest", "preprocess", "inference", "postprocess", "store":
-			out[s] = true
-		default:
-			return nil, fmt.Errorf("--stages: unknown part %q (want ingest, preprocess, inference, postprocess, store)", s)
+		if s == "" {
+			continue
 		}
+		if _, err := processors.Lookup(schemas.Stage(s)); s != "ingest" && err != nil {
+			parts := []string{"ingest"}
+			for _, st := range processors.StageNames() {
+				parts = append(parts, string(st))
+			}
+			return nil, fmt.Errorf("--stages: unknown part %q (want %s)", s, strings.Join(parts, ", "))
+		}
+		out[s] = true
 	}
 	return out, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/inference/ort"
 	"github.com/creativeai-studio/studio/processors/postprocess"
 	"github.com/creativeai-studio/studio/processors/preprocess"
@@ -283,7 +284,7 @@ func TestEndToEndRemoveBackground(t *testing.T) {
 	}
 
 	t.Logf("end-to-end latency %s; direct ONNX Runtime inference %s; mask IoU %.4f", latency.Round(time.Millisecond), inferTime.Round(time.Millisecond), iou)
-	for _, s := range schemas.PipelineStages {
+	for _, s := range processors.StageNames() {
 		if st := final.Stages[s]; st != nil {
 			t.Logf("  %-11s %8.1f ms", s, st.DurationMS)
 		}

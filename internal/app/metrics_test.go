@@ -34,6 +34,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/internal/trace"
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
@@ -253,7 +254,7 @@ func TestMetricsLogsAndSpansOfIngestAndPreprocess(t *testing.T) {
 	polled := make(chan struct{})
 	go func() {
 		defer close(polled)
-		m.PollQueues(pollCtx, 50*time.Millisecond, QueueSource(bus, schemas.PipelineStages, cat), nil)
+		m.PollQueues(pollCtx, 50*time.Millisecond, QueueSource(bus, processors.StageNames(), cat), nil)
 	}()
 	defer func() {
 		stopPoll()
@@ -475,7 +476,7 @@ func TestMetricsAndTraceAfterRealJobs(t *testing.T) {
 		{"process_resident_memory_bytes", nil, 1},
 		{"go_goroutines", nil, 1},
 	}
-	for _, st := range schemas.PipelineStages {
+	for _, st := range processors.StageNames() {
 		series = append(series,
 			seriesWant{"studio_stage_duration_seconds_count", map[string]string{"stage": string(st), "task": "remove-background"}, 1},
 			seriesWant{"studio_stage_retries_total", map[string]string{"stage": string(st)}, 0},

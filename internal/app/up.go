@@ -15,6 +15,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/metrics"
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
 	"github.com/creativeai-studio/studio/streams"
@@ -70,7 +71,7 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 		}
 	}
 	var stages []*Stage
-	for _, st := range schemas.PipelineStages {
+	for _, st := range processors.StageNames() {
 		if !parts[string(st)] {
 			continue
 		}
@@ -119,7 +120,7 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		m.PollQueues(stageCtx, metrics.DefaultQueueInterval, QueueSource(bus, schemas.PipelineStages, cat), log)
+		m.PollQueues(stageCtx, metrics.DefaultQueueInterval, QueueSource(bus, nil, cat), log)
 	}()
 
 	if !parts["ingest"] {

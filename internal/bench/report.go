@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -238,7 +239,7 @@ func summarise(outs []outcome) Pipeline {
 		prev := r.SubmittedAt
 		var total float64
 		complete := true
-		for _, st := range schemas.PipelineStages {
+		for _, st := range processors.StageNames() {
 			t := r.Stages[st]
 			if t == nil {
 				complete = false
@@ -264,7 +265,7 @@ func summarise(outs []outcome) Pipeline {
 		}
 	}
 	p.EndToEnd, p.Submit, p.ServerEndToEnd, p.QueueWaitTotal = distOf(e2e), distOf(submit), distOf(server), distOf(waitTotal)
-	for _, st := range schemas.PipelineStages {
+	for _, st := range processors.StageNames() {
 		d := dur[st]
 		tenth := max(1, len(d)/10)
 		ss := StageStats{Stage: st, Duration: distOf(d), QueueWait: distOf(wait[st])}

@@ -231,14 +231,27 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 
 	// 5. Stream messages.
 	m := messageMatcher{tenant: tenant, user: user, jobs: jobIDs}
-	for _, cfg := range streams.DefaultTopology(1).StreamConfigs() {
-		filter := ">"
-		if cfg.Name == schemas.StreamResults {
-			filter = "studio.results." + tenant + ".>"
+	// Every stream on the server, pipeline streams included (the stage table declares
+	// those, and streams knows no stage). KV buckets and object stores are streams too;
+	// their entries were handled above by key.
+	var names []string
+	lister := e.js.StreamNames(ctx)
+	for name := range lister.Name() {
+		if !strings.HasPrefix(name, "KV_") && !strings.HasPrefix(name, "OBJ_") {
+			names = append(names, name)
 		}
-		n, err := e.eraseMessages(ctx, cfg.Name, filter, m)
+	}
+	if err := lister.Err(); err != nil {
+		return rep, fmt.Errorf("erasure: list streams to erase %s's messages: %w", user, err)
+	}
+	for _, name := range names {
+		filter := ">"
+		if name == schemas.StreamResults {
+			filter = schemas.RootResults + "." + tenant + ".>"
+		}
+		n, err := e.eraseMessages(ctx, name, filter, m)
 		if n > 0 {
-			rep.Messages[cfg.Name] = n
+			rep.Messages[name] = n
 		}
 		if err != nil {
 			return rep, err

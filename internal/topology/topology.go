@@ -1,5 +1,5 @@
 // Package topology provisions everything the product keeps in NATS: the streams
-// (streams.Topology), the KV buckets each domain package declares (jobs, auth, quota)
+// (streams.Topology; the pipeline's from the stage table processors.Stages), the KV buckets each domain package declares (jobs, auth, quota)
 // and the JetStream object store. It is the one list of them; processes call Provision
 // at start, tests through streamstest.
 package topology
@@ -13,6 +13,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/streams"
 )
 
@@ -28,7 +29,7 @@ func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 // Provision creates or updates the streams, every domain's KV buckets and the object
 // store. It is idempotent and safe to run from several processes at once.
 func Provision(ctx context.Context, js jetstream.JetStream, t streams.Topology) error {
-	if err := t.Provision(ctx, js, Buckets(t)...); err != nil {
+	if err := t.Provision(ctx, js, processors.Streams(), Buckets(t)...); err != nil {
 		return err
 	}
 	return natsobj.Provision(ctx, js, t)

@@ -22,7 +22,8 @@ type Server struct {
 }
 
 // Start runs an embedded server on a random loopback port with file storage in a
-// temporary directory, provisions the topology and shuts everything down at cleanup.
+// temporary directory, provisions the topology (the pipeline streams of
+// processors.Stages included) and shuts everything down at cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	dir := t.TempDir()
