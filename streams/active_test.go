@@ -91,7 +91,13 @@ func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
 		{name: "a final result on the results stream frees the slot", run: func(t *testing.T) {
 			runCtx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
-			go func() { done <- stores[0].Run(runCtx, s.JS) }()
+			r, err := streams.NewRunner(ctx, s.NC, s.JS, streams.HandlerFunc(stores[0].ReleaseFinished), streams.RunnerConfig{
+				Stage: streams.StageActiveJobs, Spec: streams.ActiveJobsConsumer(), PullExpiry: time.Second, Log: quietLog(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- r.Run(runCtx) }()
 			defer func() { cancel(); <-done }()
 			streamstest.Eventually(t, 5*time.Second, func() bool {
 				_, err := s.JS.Consumer(ctx, schemas.StreamResults, streams.ActiveConsumer)

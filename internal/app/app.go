@@ -232,9 +232,11 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		}
 		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, streams.RunnerConfig{
 			Stage: stage, Worker: cfg.Worker, Spec: spec, Concurrency: cfg.Concurrency,
-			MaxBatch: maxBatch, MaxWait: maxWait, DrainTimeout: cfg.DrainTimeout, OnFailure: h.Fail, Log: log,
-			OnRetry:      func(*streams.Msg) { d.Metrics.Retried(string(stage)) },
-			OnDeadLetter: func(*streams.Msg) { d.Metrics.DeadLettered(string(stage)) },
+			MaxBatch: maxBatch, MaxWait: maxWait, DrainTimeout: cfg.DrainTimeout, Log: log,
+			// A job whose message fails for good is marked failed and its result
+			// published before the message goes to the DLQ.
+			OnFailure: h.Fail,
+			Observer:  observer(d.Metrics),
 		})
 		if err != nil {
 			return nil, err
@@ -514,14 +516,12 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	defer stop()
 	errs := make(chan error, 3)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
-	go func() { errs <- svc.RunWebhooks(bg, streams.BatchOpener{JS: bus.JS}, cfg.Worker) }()
+	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker) }()
 	go func() {
 		// Frees a user's active-job slot when a job ends.
 		if sec := svc.Security(); sec != nil {
-			if err := sec.Active.Run(bg, bus.JS); err != nil && bg.Err() == nil {
-				errs <- err
-				return
-			}
+			errs <- RunSlotRelease(bg, cfg, bus, sec.Active, nil)
+			return
 		}
 		errs <- nil
 	}()
@@ -532,6 +532,32 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	err := ServeHTTP(ctx, cfg.HTTPListen, h, started)
 	stop()
 	return errors.Join(err, <-errs, <-errs, <-errs)
+}
+
+// RunSlotRelease frees a user's active-job slot whenever a job's final result reaches
+// RESULTS (active.ReleaseFinished on the durable consumer "active-jobs", shared by
+// replicas), until ctx is cancelled.
+func RunSlotRelease(ctx context.Context, cfg *Config, bus *Bus, active *streams.ActiveJobs, m *metrics.Metrics) error {
+	r, err := streams.NewRunner(ctx, bus.NC, bus.JS, streams.HandlerFunc(active.ReleaseFinished), streams.RunnerConfig{
+		Stage: streams.StageActiveJobs, Worker: cfg.Worker, Spec: streams.ActiveJobsConsumer(),
+		Concurrency: 4, Observer: observer(m), Log: logrus.StandardLogger().WithField("component", "active-jobs"),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// observer is m as the consume engine's Observer, or nil without metrics (a nil
+// *Metrics in the interface would still cost a timer per batch).
+func observer(m *metrics.Metrics) streams.Observer {
+	if m == nil {
+		return nil
+	}
+	return m
 }
 
 // BusReady reports whether NATS is connected and the request stream exists.
