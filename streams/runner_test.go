@@ -235,6 +235,25 @@ func TestRunner(t *testing.T) {
 		}
 	})
 
+	t.Run("a handler that keeps running past the consumer's timeout is retried, then dead-lettered with the timeout as reason", func(t *testing.T) {
+		s := streamstest.Start(t)
+		var calls atomic.Int32
+		h := streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
+			calls.Add(1)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		startRunner(t, s, h, func(c *streams.RunnerConfig) { c.Spec.Timeout = 100 * time.Millisecond })
+		publishRequest(t, s, schemas.TierNormal, "slow")
+		streamstest.Eventually(t, 10*time.Second, func() bool { return len(dlqMessages(t, s)) == 1 }, "the slow message never reached the DLQ")
+		if calls.Load() != 3 {
+			t.Errorf("handler ran %d times, want MaxDeliver=3", calls.Load())
+		}
+		if r := dlqMessages(t, s)[0].Header.Get(streams.HeaderDLQReason); !contains(r, "ran past its deadline") || !contains(r, "maximum number") {
+			t.Errorf("DLQ reason = %q", r)
+		}
+	})
+
 	t.Run("a message whose worker keeps dying is moved to the DLQ by the max-deliveries advisory", func(t *testing.T) {
 		s := streamstest.Start(t)
 		spec, _ := streams.StageConsumers(schemas.StagePostprocess, "")
