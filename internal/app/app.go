@@ -551,6 +551,8 @@ func RunSlotRelease(ctx context.Context, cfg *Config, bus *Bus, active *streams.
 	return r.Run(ctx)
 }
 
+var _ streams.Observer = (*metrics.Metrics)(nil)
+
 // observer is m as the consume engine's Observer, or nil without metrics (a nil
 // *Metrics in the interface would still cost a timer per batch).
 func observer(m *metrics.Metrics) streams.Observer {
