@@ -262,9 +262,13 @@ func TestRunner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var failed atomic.Value
+		var retries, dead atomic.Int32
 		r, err := streams.NewRunner(context.Background(), s.NC, s.JS, streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
 			return nil, nil
-		}), streams.RunnerConfig{Stage: schemas.StagePostprocess, Spec: spec, Log: quietLog()})
+		}), streams.RunnerConfig{Stage: schemas.StagePostprocess, Spec: spec, Log: quietLog(), Worker: "test",
+			OnFailure: func(_ context.Context, m *streams.Msg, err error) { failed.Store(err) },
+			Observer:  &countingObserver{retries: &retries, dead: &dead}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,6 +301,18 @@ func TestRunner(t *testing.T) {
 		info, _ := st.Info(context.Background())
 		if info.State.Msgs != 0 {
 			t.Errorf("work queue still holds %d messages; the dead letter must be deleted from it", info.State.Msgs)
+		}
+		// The same dead-letter path as the runner's: failure handler, headers, metrics.
+		if err, _ := failed.Load().(error); !errors.Is(err, streams.ErrMaxDeliveries) {
+			t.Errorf("failure handler saw %v; want ErrMaxDeliveries", err)
+		}
+		h := dlqMessages(t, s)[0].Header
+		if h.Get(streams.HeaderDLQStage) != "postprocess" || h.Get(streams.HeaderDLQStream) != schemas.StreamInferred ||
+			h.Get(streams.HeaderDLQSeq) != "1" || h.Get(streams.HeaderDLQAttempts) != "2" || h.Get(streams.HeaderDLQWorker) != "test" {
+			t.Errorf("DLQ headers = %v", h)
+		}
+		if dead.Load() != 1 {
+			t.Errorf("observer counted %d dead letters; want 1", dead.Load())
 		}
 	})
 
