@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -57,15 +56,24 @@ func SignWebhook(secret string, t time.Time, body []byte) string {
 // with exponential backoff (Config.WebhookBackoff, doubling, capped); after
 // Config.WebhookAttempts the result goes to studio.dlq.webhooks. Several ingest
 // processes share the work.
-func (s *Service) RunWebhooks(ctx context.Context, opener streams.BatchOpener, worker string) error {
+func (s *Service) RunWebhooks(ctx context.Context, engine streams.Engine, worker string) error {
 	if s.cfg.WebhookSecret == "" || s.index == nil {
 		<-ctx.Done() // webhooks are off: nothing can have a callback URL
 		return nil
 	}
-	cons, err := opener.Open(ctx, streams.BatchSpec{
-		Stream: schemas.StreamResults, Durable: DurableWebhooks,
-		AckWait: 3 * s.cfg.WebhookTimeout, MaxAckPending: 256, MaxDeliver: -1,
-		DLQStage: StageWebhooks, Worker: worker,
+	client := s.webhookClient()
+	r, err := engine.NewRunner(ctx, streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
+		return nil, s.deliverWebhook(ctx, client, m)
+	}), streams.RunnerConfig{
+		Stage: StageWebhooks, Worker: worker,
+		Spec: streams.ConsumerSpec{
+			Stream: schemas.StreamResults, Durable: DurableWebhooks, Description: "sends webhooks for final job states",
+			AckWait: 3 * s.cfg.WebhookTimeout, MaxAckPending: 256, MaxDeliver: s.cfg.WebhookAttempts,
+		},
+		// One message per batch: a batch would wait to fill, and calls run concurrently.
+		Concurrency: 16, MaxBatch: 1,
+		BackoffBase: s.cfg.WebhookBackoff, BackoffMax: s.cfg.WebhookMaxBackoff,
+		Log: s.log,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -73,83 +81,40 @@ func (s *Service) RunWebhooks(ctx context.Context, opener streams.BatchOpener, w
 		}
 		return err
 	}
-	client := s.webhookClient()
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		// One at a time: a fetch returns as soon as a message is there (a larger batch
-		// would wait for the batch to fill), and deliveries run concurrently anyway.
-		batch, err := cons.Fetch(ctx, 1, 5*time.Second)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			s.log.WithError(err).Warn("webhooks: fetch failed; retrying")
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
-		}
-		for _, d := range batch {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				s.deliverWebhook(context.WithoutCancel(ctx), client, cons, d)
-			}()
-		}
-	}
+	return r.Run(ctx)
 }
 
-func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, cons *streams.BatchConsumer, d *streams.Delivery) {
+// deliverWebhook calls the job's callback URL with its result event, if it has one. An
+// error is retried by the runner (a message that is not a result event fails for good).
+func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *streams.Msg) error {
 	var res schemas.ResultEvent
-	if err := json.Unmarshal(d.Data, &res); err != nil || res.JobID == "" || schemas.ValidToken(res.Tenant) != nil {
-		if err := cons.DeadLetter(ctx, d, fmt.Errorf("not a result event: %v", err)); err != nil {
-			_ = d.Nak(time.Second)
-		}
-		return
+	if err := json.Unmarshal(m.Data, &res); err != nil || res.JobID == "" || schemas.ValidToken(res.Tenant) != nil {
+		return streams.Permanent(fmt.Errorf("not a result event: %v", err))
 	}
-	log := s.log.WithFields(logrus.Fields{"job_id": res.JobID, "tenant": res.Tenant, "stage": "webhooks", "attempt": d.Delivered})
+	log := s.log.WithFields(logrus.Fields{"job_id": res.JobID, "tenant": res.Tenant, "stage": "webhooks", "attempt": m.Delivered})
 	raw, err := s.index.Get(ctx, indexKey(res.Tenant, res.User, res.JobID))
 	if errors.Is(err, streams.ErrKeyNotFound) {
-		_ = d.Ack() // not submitted through this ingest, or expired: no callback
-		return
+		return nil // not submitted through this ingest, or expired: no callback
 	}
 	if err != nil {
-		log.WithError(err).Warn("webhooks: job index unavailable; retrying")
-		_ = d.Nak(s.webhookBackoff(d.Delivered))
-		return
+		return fmt.Errorf("webhooks: job index unavailable: %w", err)
 	}
 	var entry indexEntry
 	if json.Unmarshal(raw, &entry) != nil || entry.CallbackURL == "" {
-		_ = d.Ack()
-		return
+		return nil
 	}
-	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, d)
+	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, m)
 	log = log.WithFields(logrus.Fields{"callback_url": entry.CallbackURL, "status_code": status})
-	if err == nil {
-		log.Info("webhook delivered")
-		_ = d.Ack()
-		return
+	if err != nil {
+		return fmt.Errorf("webhook to %s: %w", entry.CallbackURL, err)
 	}
-	if d.Delivered >= s.cfg.WebhookAttempts {
-		log.WithError(err).Warn("webhook failed on its last attempt; dead-lettered")
-		if derr := cons.DeadLetter(ctx, d, fmt.Errorf("webhook to %s failed %d times: %w", entry.CallbackURL, d.Delivered, err)); derr != nil {
-			_ = d.Nak(s.webhookBackoff(d.Delivered))
-		}
-		return
-	}
-	delay := s.webhookBackoff(d.Delivered)
-	log.WithError(err).WithField("retry_in", delay.String()).Warn("webhook failed; will retry")
-	_ = d.Nak(delay)
+	log.Info("webhook delivered")
+	return nil
 }
 
 // callWebhook POSTs the result event, signed; any 2xx is success.
-func (s *Service) callWebhook(ctx context.Context, client *http.Client, url string, res *schemas.ResultEvent, d *streams.Delivery) (int, error) {
-	body := d.Data
+func (s *Service) callWebhook(ctx context.Context, client *http.Client, url string, res *schemas.ResultEvent, m *streams.Msg) (int, error) {
+	body := m.Data
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -159,7 +124,7 @@ func (s *Service) callWebhook(ctx context.Context, client *http.Client, url stri
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "studio-webhooks/1")
 	req.Header.Set(HeaderEvent, res.Schema)
-	req.Header.Set(HeaderDelivery, res.JobID+"."+strconv.Itoa(d.Delivered))
+	req.Header.Set(HeaderDelivery, res.JobID+"."+strconv.Itoa(m.Delivered))
 	req.Header.Set("Studio-Job-Id", res.JobID)
 	req.Header.Set(HeaderSignature, SignWebhook(s.cfg.WebhookSecret, time.Now(), body))
 	if res.TraceParent != "" {
@@ -175,14 +140,6 @@ func (s *Service) callWebhook(ctx context.Context, client *http.Client, url stri
 		return resp.StatusCode, fmt.Errorf("callback answered %s", resp.Status)
 	}
 	return resp.StatusCode, nil
-}
-
-func (s *Service) webhookBackoff(delivered int) time.Duration {
-	d := s.cfg.WebhookBackoff
-	for i := 1; i < delivered && d < s.cfg.WebhookMaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, s.cfg.WebhookMaxBackoff)
 }
 
 // errPrivateAddress refuses callbacks into the operator's own networks.

@@ -163,6 +163,7 @@ func (s Stage) Consumers(model string) (streams.ConsumerSpec, error) {
 		AckWait:       s.AckWait,
 		MaxDeliver:    s.MaxDeliver,
 		MaxAckPending: s.MaxAckPending,
+		Timeout:       s.Timeout,
 	}, nil
 }
 

@@ -13,5 +13,5 @@
 //
 // The package also owns the schema (Migrate, numbered .sql files under migrations/),
 // erasure requests (ALTER TABLE … DELETE of one user's rows) and the analyst cookbook
-// (queries/*.sql). It does not import nats.go: streams.BatchOpener supplies consumers.
+// (queries/*.sql). It does not import nats.go: a streams.Engine runs its consumers.
 package sink

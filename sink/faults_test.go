@@ -444,7 +444,7 @@ func TestMigrateIsVersionedAndSafeToRerun(t *testing.T) {
 		// A sink that may not migrate refuses the old schema and says what to do.
 		strict := cfg
 		strict.Migrate = false
-		err = sink.Run(ctx, strict, streams.BatchOpener{})
+		err = sink.Run(ctx, strict, streams.Engine{})
 		require.ErrorIs(t, err, sink.ErrSchemaOutdated)
 		require.ErrorContains(t, err, "studio migrate")
 
@@ -488,6 +488,6 @@ func TestMigrateIsVersionedAndSafeToRerun(t *testing.T) {
 		cfg := testConfig(t, "127.0.0.1:1") // nothing listens on port 1
 		rctx, rcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 		defer rcancel()
-		require.NoError(t, sink.Run(rctx, cfg, streams.BatchOpener{}), "Run returns quietly when cancelled while waiting")
+		require.NoError(t, sink.Run(rctx, cfg, streams.Engine{}), "Run returns quietly when cancelled while waiting")
 	})
 }

@@ -103,7 +103,7 @@ type running struct {
 // startSink runs a sink against srv until stop or cleanup.
 func startSink(t testing.TB, srv *streamstest.Server, cfg sink.Config, hooks ...func(*sink.Sink)) *running {
 	t.Helper()
-	s, err := sink.New(cfg, streams.BatchOpener{JS: srv.JS})
+	s, err := sink.New(cfg, streams.Engine{JS: srv.JS})
 	require.NoError(t, err)
 	for _, h := range hooks {
 		h(s)

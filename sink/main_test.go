@@ -46,7 +46,7 @@ func runChild() int {
 		return 2
 	}
 	defer nc.Close()
-	opener, err := streams.NewBatchOpener(nc)
+	engine, err := streams.NewEngine(nc)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -57,7 +57,7 @@ func runChild() int {
 		BatchRows: batch, FlushInterval: 50 * time.Millisecond, AckWait: 3 * time.Second,
 		Migrate: true, Log: log, Worker: "child",
 	}
-	s, err := sink.New(cfg, opener)
+	s, err := sink.New(cfg, engine)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

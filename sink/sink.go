@@ -22,7 +22,7 @@ const DLQStage schemas.Stage = "sink"
 // and call Run once; Stats may be called from any goroutine.
 type Sink struct {
 	cfg    Config
-	opener streams.BatchOpener
+	engine streams.Engine
 	log    logrus.FieldLogger
 	stats  counters
 
@@ -68,17 +68,17 @@ func (c *counters) addRows(table string, n int) {
 	c.rows[table] += uint64(n)
 }
 
-// New checks cfg and returns a sink that reads through opener.
-func New(cfg Config, opener streams.BatchOpener) (*Sink, error) {
+// New checks cfg and returns a sink that consumes through engine.
+func New(cfg Config, engine streams.Engine) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, opener: opener, log: cfg.Log.WithField("component", "sink")}, nil
+	return &Sink{cfg: cfg, engine: engine, log: cfg.Log.WithField("component", "sink")}, nil
 }
 
 // Run consumes the analytics streams until ctx is cancelled; see Sink.Run.
-func Run(ctx context.Context, cfg Config, opener streams.BatchOpener) error {
-	s, err := New(cfg, opener)
+func Run(ctx context.Context, cfg Config, engine streams.Engine) error {
+	s, err := New(cfg, engine)
 	if err != nil {
 		return err
 	}
@@ -121,24 +121,26 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer conn.Close()
 	w := &writer{conn: conn, erased: newErasureSet(), stats: &s.stats, now: time.Now}
 
-	var wg sync.WaitGroup
+	runners := make([]*streams.Runner, 0, len(sinkStreams))
 	for i := range sinkStreams {
-		spec := &sinkStreams[i]
-		cons, err := s.openConsumer(ctx, spec)
+		r, err := s.newRunner(ctx, &sinkStreams[i], w)
 		if err != nil {
-			wg.Wait()
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		runners = append(runners, r)
+	}
+	s.log.WithFields(logrus.Fields{"clickhouse": s.cfg.Addr, "database": s.cfg.Database, "batch_rows": s.cfg.BatchRows, "flush_interval": s.cfg.FlushInterval.String()}).Info("sink started")
+	var wg sync.WaitGroup
+	for _, r := range runners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.consume(ctx, spec, cons, w)
+			_ = r.Run(ctx)
 		}()
 	}
-	s.log.WithFields(logrus.Fields{"clickhouse": s.cfg.Addr, "database": s.cfg.Database, "batch_rows": s.cfg.BatchRows, "flush_interval": s.cfg.FlushInterval.String()}).Info("sink started")
 	wg.Wait()
 	s.log.Info("sink stopped")
 	return nil
@@ -198,23 +200,37 @@ func (s *Sink) prepare(ctx context.Context) (driver.Conn, error) {
 	return conn, nil
 }
 
-func (s *Sink) openConsumer(ctx context.Context, spec *streamSpec) (*streams.BatchConsumer, error) {
+// newRunner opens the stream's consumer on the engine, retrying while NATS refuses.
+// The runner gathers up to BatchRows messages, or what arrived within FlushInterval of
+// the first, into one batch; it keeps them alive with InProgress while the handler
+// retries through a ClickHouse outage, and never gives up on a message (MaxDeliver -1):
+// only a malformed one leaves the stream unwritten, for studio.dlq.sink.
+func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*streams.Runner, error) {
+	log := s.log.WithField("stream", spec.stream)
+	cfg := streams.RunnerConfig{
+		Stage: DLQStage, Worker: s.cfg.Worker,
+		Spec: streams.ConsumerSpec{
+			Stream: spec.stream, Durable: spec.durable, FilterSubjects: spec.filters,
+			Description: "ClickHouse sink", AckWait: s.cfg.AckWait,
+			MaxAckPending: 2*s.cfg.BatchRows + 256, MaxDeliver: -1,
+		},
+		// One batch at a time per stream: the next one is pulled while this one is
+		// written, and inserts never race each other.
+		Concurrency: 1, MaxBatch: s.cfg.BatchRows, MaxWait: s.cfg.FlushInterval,
+		PullExpiry:   max(min(s.cfg.FlushInterval, 5*time.Second), 100*time.Millisecond),
+		DrainTimeout: s.cfg.DrainTimeout, AckAsync: true,
+		Observer: sinkObserver{&s.stats}, Log: log,
+	}
+	h := streams.BatchHandlerFunc(func(ctx context.Context, batch []*streams.Msg) []streams.Result {
+		return s.handle(ctx, spec, w, batch, log)
+	})
 	delay := 500 * time.Millisecond
 	for {
-		cons, err := s.opener.Open(ctx, streams.BatchSpec{
-			Stream:         spec.stream,
-			Durable:        spec.durable,
-			FilterSubjects: spec.filters,
-			AckWait:        s.cfg.AckWait,
-			MaxAckPending:  2*s.cfg.BatchRows + 256,
-			MaxDeliver:     -1,
-			DLQStage:       DLQStage,
-			Worker:         s.cfg.Worker,
-		})
+		r, err := s.engine.NewRunner(ctx, h, cfg)
 		if err == nil {
-			return cons, nil
+			return r, nil
 		}
-		s.log.WithError(err).WithField("stream", spec.stream).Warn("cannot open the sink's consumer; retrying")
+		log.WithError(err).Warn("cannot open the sink's consumer; retrying")
 		if !sleep(ctx, delay) {
 			return nil, ctx.Err()
 		}
@@ -222,102 +238,47 @@ func (s *Sink) openConsumer(ctx context.Context, spec *streamSpec) (*streams.Bat
 	}
 }
 
-// held is a fetched message and what it decoded to.
+// held is a message of a batch, by its index in the batch, and what it decoded to.
 type held struct {
-	d   *streams.Delivery
+	i   int
 	dec decoded
 }
 
-// consume runs one stream's fetch and batch loop until ctx is cancelled. Batches are
-// written by a flusher goroutine, so the next batch is fetched and decoded while the
-// previous one is inserted; at most two batches are held, well inside MaxAckPending.
-func (s *Sink) consume(ctx context.Context, spec *streamSpec, cons *streams.BatchConsumer, w *writer) {
-	log := s.log.WithField("stream", spec.stream)
-	batches := make(chan []held)
-	flusherDone := make(chan struct{})
-	go func() {
-		defer close(flusherDone)
-		for buf := range batches {
-			s.flush(ctx, spec, cons, w, buf, log)
+// handle decodes a batch and writes it. Malformed messages fail permanently (the
+// runner moves them to the DLQ); the rest are committed together, after which the
+// runner acknowledges them.
+func (s *Sink) handle(ctx context.Context, spec *streamSpec, w *writer, batch []*streams.Msg, log logrus.FieldLogger) []streams.Result {
+	results := make([]streams.Result, len(batch))
+	buf := make([]held, 0, len(batch))
+	for i, m := range batch {
+		dec, err := spec.decode(m.Subject, m.Data)
+		if err != nil {
+			results[i].Err = streams.Permanent(err)
+			continue
 		}
-	}()
-	defer func() {
-		close(batches)
-		<-flusherDone
-	}()
-	// handOver waits for the flusher, keeping the batch alive meanwhile (the flusher may
-	// be retrying through a ClickHouse outage).
-	handOver := func(buf []held) {
-		t := time.NewTicker(max(cons.Spec().AckWait/3, 100*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case batches <- buf:
-				return
-			case <-t.C:
-				for _, h := range buf {
-					_ = h.d.InProgress()
-				}
-			}
+		buf = append(buf, held{i: i, dec: dec})
+	}
+	if len(buf) == 0 {
+		return results
+	}
+	buf, err := s.flush(ctx, spec, w, buf, results, log)
+	if err != nil {
+		for _, h := range buf {
+			results[h.i].Err = err
 		}
 	}
-
-	var buf []held
-	var flushAt time.Time
-	fetchFailures := 0
-	for ctx.Err() == nil {
-		if room := s.cfg.BatchRows - len(buf); room > 0 {
-			// An empty buffer waits one flush interval too: a fetch returns early only
-			// when full, and the first message's flush deadline starts when it arrives.
-			wait := min(s.cfg.FlushInterval, 5*time.Second)
-			if len(buf) > 0 {
-				wait = time.Until(flushAt)
-			}
-			if wait > 0 {
-				ds, err := cons.Fetch(ctx, room, wait)
-				if err != nil && ctx.Err() == nil {
-					fetchFailures++
-					log.WithError(err).Debug("fetch failed; retrying")
-					sleep(ctx, min(time.Duration(fetchFailures)*100*time.Millisecond, 2*time.Second))
-				} else {
-					fetchFailures = 0
-				}
-				for _, d := range ds {
-					dec, err := spec.decode(d.Subject, d.Data)
-					if err != nil {
-						s.deadLetter(ctx, cons, d, err, log)
-						continue
-					}
-					if len(buf) == 0 {
-						flushAt = time.Now().Add(s.cfg.FlushInterval)
-					}
-					buf = append(buf, held{d: d, dec: dec})
-				}
-			}
-		}
-		if len(buf) > 0 && (len(buf) >= s.cfg.BatchRows || !time.Now().Before(flushAt)) {
-			handOver(buf)
-			buf = nil
-		}
-	}
-	if len(buf) > 0 {
-		handOver(buf)
-	}
+	return results
 }
 
-// flush writes a batch, retrying with backoff while ClickHouse fails and keeping the
-// messages alive meanwhile, then acknowledges them. After ctx is cancelled it keeps
-// trying for at most DrainTimeout and then hands the messages back (Nak).
-func (s *Sink) flush(ctx context.Context, spec *streamSpec, cons *streams.BatchConsumer, w *writer, buf []held, log logrus.FieldLogger) {
-	wctx, cancel := drainContext(ctx, s.cfg.DrainTimeout)
-	defer cancel()
-	stopKeepAlive := keepAlive(buf, cons.Spec().AckWait/3)
-	defer stopKeepAlive()
-
+// flush writes a batch, retrying with backoff while ClickHouse fails (the runner keeps
+// the messages alive meanwhile). A row ClickHouse refuses fails its message for good
+// and the rest is written again. When ctx ends (the runner's drain deadline) it gives
+// up and returns the error for what is left, which the runner hands back (Nak).
+func (s *Sink) flush(ctx context.Context, spec *streamSpec, w *writer, buf []held, results []streams.Result, log logrus.FieldLogger) ([]held, error) {
 	delay := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		rows, msgOf, erasures := flatten(buf)
-		qctx, qcancel := context.WithTimeout(wctx, s.cfg.QueryTimeout)
+		qctx, qcancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 		err := w.write(qctx, rows, msgOf, erasures)
 		qcancel()
 		if err == nil {
@@ -325,20 +286,17 @@ func (s *Sink) flush(ctx context.Context, spec *streamSpec, cons *streams.BatchC
 		}
 		var re *rowError
 		if errors.As(err, &re) {
-			s.deadLetter(wctx, cons, buf[re.msg].d, fmt.Errorf("%w: %v", errMalformed, re.err), log)
+			results[buf[re.msg].i].Err = streams.Permanent(fmt.Errorf("%w: %v", errMalformed, re.err))
 			buf = append(buf[:re.msg:re.msg], buf[re.msg+1:]...)
 			if len(buf) == 0 {
-				return
+				return nil, nil
 			}
 			continue
 		}
 		s.stats.writeErrors.Add(1)
-		if wctx.Err() != nil {
+		if ctx.Err() != nil {
 			log.WithError(err).WithField("messages", len(buf)).Warn("shutting down before the batch was written; returning it to the stream")
-			for _, h := range buf {
-				_ = h.d.Nak(0)
-			}
-			return
+			return buf, fmt.Errorf("ClickHouse write not done before shutdown: %w", err)
 		}
 		l := log.WithError(err).WithFields(logrus.Fields{"messages": len(buf), "attempt": attempt, "retry_in": delay.String()})
 		if attempt == 1 || attempt%20 == 0 {
@@ -346,8 +304,8 @@ func (s *Sink) flush(ctx context.Context, spec *streamSpec, cons *streams.BatchC
 		} else {
 			l.Debug("ClickHouse write failed again")
 		}
-		if !sleep(wctx, delay) {
-			continue // the next attempt sees wctx done and hands the batch back
+		if !sleep(ctx, delay) {
+			continue // the next attempt sees ctx done and hands the batch back
 		}
 		// Short enough to catch up within seconds of ClickHouse returning; one failed
 		// insert every 2 s costs a down or overloaded server nothing.
@@ -356,12 +314,7 @@ func (s *Sink) flush(ctx context.Context, spec *streamSpec, cons *streams.BatchC
 	if s.afterCommit != nil {
 		s.afterCommit(spec.stream)
 	}
-	for _, h := range buf {
-		// A lost ack only means a redelivery, which writes nothing.
-		if err := h.d.Ack(); err != nil {
-			log.WithError(err).WithField("stream_seq", h.d.StreamSeq).Debug("ack failed; the message will be redelivered and skipped")
-		}
-	}
+	// A lost ack only means a redelivery, which writes nothing.
 	s.stats.messages.Add(uint64(len(buf)))
 	s.stats.batches.Add(1)
 	for _, h := range buf {
@@ -370,6 +323,7 @@ func (s *Sink) flush(ctx context.Context, spec *streamSpec, cons *streams.BatchC
 			log.WithField("erasure_id", e.ID).Info("erasure request applied; ClickHouse deletes the rows in the background")
 		}
 	}
+	return buf, nil
 }
 
 // flatten lists a batch's rows, the message of each row, and its erasure requests.
@@ -389,55 +343,12 @@ func flatten(buf []held) ([]row, []int, []*schemas.ErasureRequest) {
 	return rows, msgOf, erasures
 }
 
-// deadLetter sends a message the sink can never write to studio.dlq.sink; when the
-// DLQ publish fails the message is redelivered later and tried again.
-func (s *Sink) deadLetter(ctx context.Context, cons *streams.BatchConsumer, d *streams.Delivery, reason error, log logrus.FieldLogger) {
-	l := log.WithError(reason).WithFields(logrus.Fields{"subject": d.Subject, "stream_seq": d.StreamSeq})
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := cons.DeadLetter(dctx, d, reason); err != nil {
-		l.WithField("dlq_error", err.Error()).Error("could not write a malformed message to the DLQ; it will be redelivered")
-		_ = d.Nak(5 * time.Second)
-		return
-	}
-	s.stats.deadLetters.Add(1)
-	l.Warn("malformed message moved to the DLQ")
-}
+// sinkObserver counts the sink's dead letters in its Stats.
+type sinkObserver struct{ stats *counters }
 
-// keepAlive sends InProgress for every held message every interval until stopped, so a
-// batch held through a ClickHouse outage is not redelivered to another replica.
-func keepAlive(buf []held, every time.Duration) (stop func()) {
-	every = max(every, 100*time.Millisecond)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, h := range buf {
-					_ = h.d.InProgress()
-				}
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
-}
-
-// drainContext is ctx with a grace period: it ends grace after ctx does.
-func drainContext(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
-	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(grace, cancel)
-		context.AfterFunc(out, func() { t.Stop() })
-	})
-	return out, func() { stop(); cancel() }
-}
+func (o sinkObserver) Handled(string, string, time.Duration) {}
+func (o sinkObserver) Retried(string)                        {}
+func (o sinkObserver) DeadLettered(string)                   { o.stats.deadLetters.Add(1) }
 
 // sleep waits d or until ctx ends; it reports whether the full wait passed.
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -22,7 +24,8 @@ type maxDeliveriesAdvisory struct {
 }
 
 // WatchAdvisories starts only the dead-letter side of the runner: it moves messages
-// that exhausted their deliveries to the DLQ. Run calls it; it is exported for tools and
+// that exhausted their deliveries to the DLQ through the same DeadLetter as the
+// DeadLetters middleware (OnFailure first, the same headers). Run calls it; it is exported for tools and
 // tests that watch without consuming. Call stop to unsubscribe.
 func (r *Runner) WatchAdvisories() (stop func(), err error) {
 	subs, err := r.subscribeAdvisories()
@@ -36,12 +39,18 @@ func (r *Runner) WatchAdvisories() (stop func(), err error) {
 	}, nil
 }
 
-// subscribeAdvisories listens for MaxDeliver advisories of this stage's consumers. They
-// fire for messages that ran out of deliveries without the runner seeing a final error
-// (a worker killed mid-message, AckWait expiring). A queue group makes exactly one
-// replica of the stage handle each advisory.
+// subscribeAdvisories listens for MaxDeliver advisories of this runner's consumers.
+// They fire for messages that ran out of deliveries without the runner seeing a final
+// error (a worker killed mid-message, AckWait expiring). A queue group makes exactly
+// one replica handle each advisory. Consumers that retry for ever have none.
 func (r *Runner) subscribeAdvisories() ([]*nats.Subscription, error) {
 	var subs []*nats.Subscription
+	if r.cfg.Spec.MaxDeliver <= 0 {
+		return nil, nil
+	}
+	if r.nc == nil {
+		return nil, errors.New("streams: runner needs a NATS connection to watch max-deliveries advisories")
+	}
 	for _, q := range r.queues {
 		durable := r.cfg.Spec.DurableFor(q.tier)
 		subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", r.cfg.Spec.Stream, durable)
@@ -80,11 +89,16 @@ func (r *Runner) onMaxDeliveries(nm *nats.Msg, tier schemas.Tier) {
 		log.WithError(err).Debug("max deliveries: message already gone")
 		return
 	}
-	m := &Msg{Subject: raw.Subject, Data: raw.Data, Header: raw.Header, Tier: tier, Delivered: adv.Deliveries, StreamSeq: raw.Sequence, Published: raw.Time, Received: time.Now()}
+	m := &Msg{Subject: raw.Subject, Data: raw.Data, Header: raw.Header, Stream: adv.Stream, Tier: tier, Delivered: adv.Deliveries,
+		StreamSeq: raw.Sequence, Published: raw.Time, Received: time.Now()}
+	m.JobID, m.TraceID = m.Header.Get(HeaderJobID), trace.ID(m.Header.Get("traceparent"))
 	reason := fmt.Errorf("%w (%d); the worker never finished it (crash or timeout)", ErrMaxDeliveries, adv.Deliveries)
-	if err := r.deadLetter(ctx, m, adv.Stream, reason); err != nil {
+	if err := r.dead.send(ctx, m, reason); err != nil {
 		log.WithError(err).Error("max deliveries: could not write to the DLQ")
 		return
+	}
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.DeadLettered(string(r.cfg.Stage))
 	}
 	log.Warn("message exhausted its deliveries; moved to the DLQ")
 	// A work-queue stream keeps such a message until it is deleted; the request log

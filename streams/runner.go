@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -13,22 +12,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
-	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// ErrMaxDeliveries is passed to OnFailure when a message exhausted its deliveries.
-var ErrMaxDeliveries = errors.New("message was delivered the maximum number of times without success")
-
 // RunnerConfig configures a Runner. Zero fields take the defaults noted.
 type RunnerConfig struct {
+	// Stage names the consumer in logs and metrics and its dead-letter subject
+	// studio.dlq.<Stage>: a pipeline stage, or "sink", "webhooks", "active-jobs".
 	Stage schemas.Stage
-	// Worker identifies this process in logs and telemetry (host name + pid).
+	// Worker identifies this process in logs and the DLQ headers (host name + pid).
 	Worker string
-	Spec   ConsumerSpec
+	// Spec is the durable consumer: tiered (Spec.Filter set, one durable per tier) or
+	// one untiered durable (Spec.FilterSubjects).
+	Spec ConsumerSpec
 	// Concurrency is the number of batches handled at once (default 1).
 	Concurrency int
-	Timeout     time.Duration // bounds one Handle call (the stage table's Timeout); 0: none
 	// MaxBatch is the most messages handed to one Handle call (default 1).
 	MaxBatch int
 	// MaxWait bounds how long a partial batch waits for more messages (default 5ms).
@@ -45,15 +43,16 @@ type RunnerConfig struct {
 	// DrainTimeout bounds how long in-flight work may finish after shutdown begins
 	// (default 25s, below Kubernetes' 30s grace period).
 	DrainTimeout time.Duration
-	// OnFailure is told about every message that fails for good (permanent error or
-	// exhausted deliveries) before it goes to the DLQ. It must be idempotent.
-	OnFailure func(ctx context.Context, m *Msg, err error)
-	// OnRetry and OnDeadLetter, when set, are told (for metrics) each time a message is
-	// handed back for a delayed redelivery after a failure, and each time one is written
-	// to the DLQ. They run on the settling goroutine and must not block.
-	OnRetry      func(m *Msg)
-	OnDeadLetter func(m *Msg)
-	Log          logrus.FieldLogger
+	// AckAsync acknowledges without waiting for the server's confirmation: cheaper for
+	// large batches, and a lost ack only means a redelivery, which the handler must
+	// tolerate (the sink does). Off, the runner waits for each ack.
+	AckAsync bool
+	// OnFailure is told about every message that fails for good before it goes to the
+	// DLQ; a stage wires its job-failed handler here. It must be idempotent.
+	OnFailure FailureHandler
+	// Observer, when set, is told how every message ended (metrics).
+	Observer Observer
+	Log      logrus.FieldLogger
 }
 
 func (c *RunnerConfig) defaults() {
@@ -86,19 +85,48 @@ func (c *RunnerConfig) defaults() {
 	}
 }
 
-// Runner drives one stage: it pulls from the stage's per-tier consumers, hands batches
-// to the Handler, publishes outputs, and acks inputs only once the outputs are
-// confirmed. Run blocks until its context is cancelled and the drain has finished.
+// Engine opens runners on one JetStream connection. Packages that must not import
+// nats.go (the sink, ingest) receive one from the process wiring. Safe for concurrent
+// use.
+type Engine struct {
+	JS jetstream.JetStream
+}
+
+// NewEngine returns an engine on nc's JetStream, for processes that dial NATS
+// themselves (Dial).
+func NewEngine(nc *nats.Conn) (Engine, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return Engine{}, fmt.Errorf("streams: jetstream: %w", err)
+	}
+	return Engine{JS: js}, nil
+}
+
+// NewRunner ensures cfg.Spec's consumers exist and returns a runner for them.
+func (e Engine) NewRunner(ctx context.Context, h Handler, cfg RunnerConfig) (*Runner, error) {
+	if e.JS == nil {
+		return nil, errors.New("streams: engine has no JetStream connection")
+	}
+	return NewRunner(ctx, e.JS.Conn(), e.JS, h, cfg)
+}
+
+// Runner is the one consume engine: it drives a durable pull consumer (tiered or not),
+// hands batches to its Handler through the shared middleware (Tracing, Observe,
+// DeadLetters, Retry, Timeout, Recover), publishes outputs, acks inputs only once the
+// outputs are confirmed, keeps held messages alive with InProgress, and drains within
+// a bound on shutdown. Run blocks until its context is cancelled and the drain has
+// finished.
 type Runner struct {
-	cfg     RunnerConfig
-	js      jetstream.JetStream
-	nc      *nats.Conn
-	handler Handler
-	pub     Publisher
-	log     logrus.FieldLogger
+	cfg   RunnerConfig
+	js    jetstream.JetStream
+	nc    *nats.Conn
+	chain Handler
+	dead  DeadLetterConfig
+	log   logrus.FieldLogger
 
 	queues []tierQueue
 	picks  int
+	cases  []reflect.SelectCase // take's wait on every queue; [0] is replaced per call
 
 	mu   sync.Mutex
 	held map[*Msg]struct{} // fetched and not yet acked: kept alive with InProgress
@@ -111,26 +139,41 @@ type tierQueue struct {
 	space chan struct{}
 }
 
-// NewRunner ensures the stage's consumers exist and returns a runner for them.
+// NewRunner ensures the consumers exist and returns a runner for them.
 func NewRunner(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h Handler, cfg RunnerConfig) (*Runner, error) {
 	cfg.defaults()
-	if cfg.Spec.Stream == "" {
-		return nil, errors.New("streams: runner needs a consumer spec (see StageConsumers)")
+	if cfg.Spec.Stream == "" || cfg.Spec.Durable == "" {
+		return nil, errors.New("streams: runner needs a consumer spec with a stream and a durable name (see StageConsumers)")
+	}
+	if cfg.Stage == "" {
+		return nil, errors.New("streams: runner needs a stage name (it names the DLQ subject)")
 	}
 	cons, err := cfg.Spec.Ensure(ctx, js)
 	if err != nil {
 		return nil, err
 	}
+	log := cfg.Log.WithFields(logrus.Fields{"stage": cfg.Stage, "consumer": cfg.Spec.Durable})
+	pub := JSPublisher{JS: js}
 	r := &Runner{
-		cfg:     cfg,
-		js:      js,
-		nc:      nc,
-		handler: h,
-		pub:     JSPublisher{JS: js},
-		log:     cfg.Log.WithFields(logrus.Fields{"stage": cfg.Stage, "consumer": cfg.Spec.Durable}),
-		held:    make(map[*Msg]struct{}),
+		cfg:  cfg,
+		js:   js,
+		nc:   nc,
+		log:  log,
+		held: make(map[*Msg]struct{}),
+		dead: DeadLetterConfig{Stage: cfg.Stage, Worker: cfg.Worker, Pub: pub, OnFailure: cfg.OnFailure,
+			RetryDelay: cfg.BackoffBase, Log: log},
 	}
-	for _, t := range schemas.Tiers {
+	policy := RetryPolicy{MaxDeliver: cfg.Spec.MaxDeliver, BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax}
+	r.chain = Chain(h,
+		Tracing(),
+		Observe(cfg.Observer, string(cfg.Stage)),
+		DeadLetters(r.dead),
+		Retry(policy, log),
+		publishOutputs(pub, log),
+		Timeout(cfg.Spec.Timeout),
+		Recover(log),
+	)
+	for _, t := range cfg.Spec.tiers() {
 		r.queues = append(r.queues, tierQueue{
 			tier:  t,
 			cons:  cons[t],
@@ -138,7 +181,41 @@ func NewRunner(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h Han
 			space: make(chan struct{}, 1),
 		})
 	}
+	r.cases = make([]reflect.SelectCase, 0, len(r.queues)+1)
+	r.cases = append(r.cases, reflect.SelectCase{Dir: reflect.SelectRecv})
+	for i := range r.queues {
+		r.cases = append(r.cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.queues[i].ch)})
+	}
 	return r, nil
+}
+
+// Chain wraps h in the middleware, the first outermost.
+func Chain(h Handler, mw ...Middleware) Handler {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
+// publishOutputs publishes each successful message's outputs and waits for the server;
+// an output not confirmed fails its message (transiently), so it is never acked.
+func publishOutputs(pub Publisher, log logrus.FieldLogger) Middleware {
+	return func(next Handler) Handler {
+		return BatchHandlerFunc(func(ctx context.Context, batch []*Msg) []Result {
+			results := next.Handle(ctx, batch)
+			for i := range results {
+				res := &results[i]
+				if res.Err != nil || len(res.Outputs) == 0 {
+					continue
+				}
+				if err := pub.Publish(ctx, res.Outputs...); err != nil {
+					batch[i].Log(log).WithError(err).Warn("outputs not confirmed; message will be redelivered")
+					res.Err = fmt.Errorf("outputs not confirmed: %w", err)
+				}
+			}
+			return results
+		})
+	}
 }
 
 // Run processes messages until ctx is cancelled, then drains: it stops pulling, returns
@@ -170,7 +247,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	sem := make(chan struct{}, r.cfg.Concurrency)
 	var workers sync.WaitGroup
-	r.log.WithFields(logrus.Fields{"concurrency": r.cfg.Concurrency, "max_batch": r.cfg.MaxBatch}).Info("stage runner started")
+	r.log.WithFields(logrus.Fields{"concurrency": r.cfg.Concurrency, "max_batch": r.cfg.MaxBatch}).Info("runner started")
 loop:
 	for {
 		select {
@@ -212,7 +289,7 @@ loop:
 		for {
 			select {
 			case m := <-q.ch:
-				r.settle(m, func() error { return m.raw.Nak() })
+				r.settle(m, Result{Action: ActionReturn})
 				continue
 			default:
 			}
@@ -222,7 +299,7 @@ loop:
 	<-done
 	cancelWork()
 	<-keepAliveDone
-	r.log.Info("stage runner stopped")
+	r.log.Info("runner stopped")
 	return nil
 }
 
@@ -264,7 +341,7 @@ func (r *Runner) pull(ctx context.Context, q *tierQueue) {
 
 // nextBatch blocks for the first message, then gathers up to MaxBatch within MaxWait.
 func (r *Runner) nextBatch(ctx context.Context) []*Msg {
-	first := r.take(ctx, nil)
+	first := r.take(ctx)
 	if first == nil {
 		return nil
 	}
@@ -275,7 +352,7 @@ func (r *Runner) nextBatch(ctx context.Context) []*Msg {
 	wait, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
 	for len(batch) < r.cfg.MaxBatch {
-		m := r.take(wait, nil)
+		m := r.take(wait)
 		if m == nil {
 			break
 		}
@@ -285,10 +362,21 @@ func (r *Runner) nextBatch(ctx context.Context) []*Msg {
 }
 
 // take returns the next message by tier preference: the highest tier with a message
-// ready wins, except that every FloorEvery-th pick scans from the lowest tier up.
-func (r *Runner) take(ctx context.Context, _ any) *Msg {
-	r.picks++
+// ready wins, except that every FloorEvery-th pick scans from the lowest tier up. Only
+// Run's loop calls it.
+func (r *Runner) take(ctx context.Context) *Msg {
 	n := len(r.queues)
+	if n == 1 {
+		q := &r.queues[0]
+		select {
+		case m := <-q.ch:
+			r.signal(q)
+			return m
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	r.picks++
 	reverse := r.picks%r.cfg.FloorEvery == 0
 	for i := 0; i < n; i++ {
 		q := &r.queues[i]
@@ -303,12 +391,8 @@ func (r *Runner) take(ctx context.Context, _ any) *Msg {
 		}
 	}
 	// Nothing ready: wait on every tier at once.
-	cases := make([]reflect.SelectCase, 0, n+1)
-	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
-	for i := range r.queues {
-		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.queues[i].ch)})
-	}
-	chosen, v, ok := reflect.Select(cases)
+	r.cases[0].Chan = reflect.ValueOf(ctx.Done())
+	chosen, v, ok := reflect.Select(r.cases)
 	if chosen == 0 || !ok {
 		return nil
 	}
@@ -323,153 +407,46 @@ func (r *Runner) signal(q *tierQueue) {
 	}
 }
 
-// process runs one batch and settles every message in it.
+// process runs one batch through the middleware and settles every message in it.
 func (r *Runner) process(ctx context.Context, batch []*Msg) {
-	results := r.safeHandle(ctx, batch)
+	results := r.chain.Handle(ctx, batch)
 	for i, m := range batch {
-		res := results[i]
-		if res.Err == nil {
-			if err := r.pub.Publish(ctx, res.Outputs...); err != nil {
-				r.msgLog(m).WithError(err).Warn("outputs not confirmed; message will be redelivered")
-				r.retried(m)
-				r.settle(m, func() error { return m.raw.NakWithDelay(r.backoff(m.Delivered)) })
-				continue
-			}
-			r.settle(m, func() error {
-				actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				return m.raw.DoubleAck(actx)
-			})
-			continue
-		}
-		r.fail(ctx, m, res.Err)
+		r.settle(m, results[i])
 	}
 }
 
-func (r *Runner) safeHandle(ctx context.Context, batch []*Msg) (results []Result) {
-	defer func() {
-		if p := recover(); p != nil {
-			r.log.WithFields(logrus.Fields{"panic": fmt.Sprint(p), "stack": string(debug.Stack())}).Error("handler panicked; the batch will be redelivered")
-			results = make([]Result, len(batch))
-			for i := range results {
-				results[i].Err = fmt.Errorf("handler panicked: %v", p)
-			}
-		}
-	}()
-	results = r.handler.Handle(ctx, batch)
-	if len(results) != len(batch) {
-		err := fmt.Errorf("handler returned %d results for %d messages", len(results), len(batch))
-		results = make([]Result, len(batch))
-		for i := range results {
-			results[i].Err = err
-		}
-	}
-	return results
-}
-
-// fail settles a message whose handler returned an error.
-func (r *Runner) fail(ctx context.Context, m *Msg, err error) {
-	log := r.msgLog(m).WithError(err)
-	var jerr *schemas.JobError
-	switch {
-	case errors.As(err, &jerr):
-		log.Warn("permanent failure; sending to the DLQ")
-	case ctx.Err() != nil:
-		// Shutdown cut the work short: hand it back at once, it was not the message's fault.
-		log.Info("work interrupted by shutdown; returning the message")
-		r.settle(m, func() error { return m.raw.Nak() })
-		return
-	case r.cfg.Spec.MaxDeliver > 0 && m.Delivered >= r.cfg.Spec.MaxDeliver:
-		log.Warn("transient failure on the last allowed delivery; sending to the DLQ")
-		err = fmt.Errorf("%w (%d): last error: %v", ErrMaxDeliveries, m.Delivered, err)
-	default:
-		delay := r.backoff(m.Delivered)
-		log.WithField("retry_in", delay.String()).Warn("transient failure; will retry")
-		r.retried(m)
-		r.settle(m, func() error { return m.raw.NakWithDelay(delay) })
-		return
-	}
-	fctx := context.WithoutCancel(ctx)
-	if err := r.deadLetter(fctx, m, r.cfg.Spec.Stream, err); err != nil {
-		log.WithError(err).Error("could not write to the DLQ; the message will be redelivered")
-		r.retried(m)
-		r.settle(m, func() error { return m.raw.NakWithDelay(r.backoff(m.Delivered)) })
-		return
-	}
-	r.settle(m, func() error { return m.raw.TermWithReason(truncate(err.Error(), 200)) })
-}
-
-// deadLetter tells OnFailure and copies the message to studio.dlq.<stage> with its
-// reason. The DLQ publish is de-duplicated by stream and sequence.
-func (r *Runner) deadLetter(ctx context.Context, m *Msg, stream string, reason error) error {
-	if r.cfg.OnFailure != nil {
-		r.cfg.OnFailure(ctx, m, reason)
-	}
-	h := nats.Header{}
-	for k, v := range m.Header {
-		if k == jetstream.MsgIDHeader {
-			continue
-		}
-		h[k] = v
-	}
-	h.Set(HeaderDLQReason, truncate(reason.Error(), 1000))
-	h.Set(HeaderDLQStage, string(r.cfg.Stage))
-	h.Set(HeaderDLQAttempts, fmt.Sprint(m.Delivered))
-	h.Set(HeaderDLQStream, stream)
-	h.Set(HeaderDLQSeq, fmt.Sprint(m.StreamSeq))
-	h.Set(HeaderDLQSubject, m.Subject)
-	h.Set(HeaderDLQWorker, r.cfg.Worker)
-	if err := r.pub.Publish(ctx, Output{
-		Subject: schemas.DLQSubject(r.cfg.Stage),
-		MsgID:   fmt.Sprintf("dlq-%s-%d", stream, m.StreamSeq),
-		Data:    m.Data,
-		Header:  h,
-	}); err != nil {
-		return err
-	}
-	if r.cfg.OnDeadLetter != nil {
-		r.cfg.OnDeadLetter(m)
-	}
-	return nil
-}
-
-func (r *Runner) retried(m *Msg) {
-	if r.cfg.OnRetry != nil {
-		r.cfg.OnRetry(m)
-	}
-}
-
-// msgLog is the runner's logger for one message, with the job id and trace id taken
-// from the headers every pipeline publish carries (Studio-Job-Id, traceparent).
-func (r *Runner) msgLog(m *Msg) logrus.FieldLogger {
-	f := logrus.Fields{"stream_seq": m.StreamSeq, "attempt": m.Delivered, "subject": m.Subject, "tier": m.Tier}
-	if id := m.Header.Get("Studio-Job-Id"); id != "" {
-		f["job_id"] = id
-	}
-	if tid := trace.ID(m.Header.Get("traceparent")); tid != "" {
-		f["trace_id"] = tid
-	}
-	return r.log.WithFields(f)
-}
-
-// DLQ headers.
-const (
-	HeaderDLQReason   = "Studio-Dlq-Reason"
-	HeaderDLQStage    = "Studio-Dlq-Stage"
-	HeaderDLQAttempts = "Studio-Dlq-Attempts"
-	HeaderDLQStream   = "Studio-Dlq-Stream"
-	HeaderDLQSeq      = "Studio-Dlq-Seq"
-	HeaderDLQSubject  = "Studio-Dlq-Subject"
-	HeaderDLQWorker   = "Studio-Dlq-Worker"
-)
-
-// settle runs an ack-type call and stops keeping the message alive.
-func (r *Runner) settle(m *Msg, fn func() error) {
+// settle acks, naks or terms a message as its result says and stops keeping it alive.
+func (r *Runner) settle(m *Msg, res Result) {
 	r.mu.Lock()
 	delete(r.held, m)
 	r.mu.Unlock()
-	if err := fn(); err != nil {
-		r.msgLog(m).WithError(err).Warn("could not settle message; it will be redelivered after AckWait")
+	var err error
+	switch {
+	case res.Action == ActionNone && res.Err == nil:
+		if r.cfg.AckAsync {
+			err = m.raw.Ack()
+			break
+		}
+		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = m.raw.DoubleAck(actx)
+		cancel()
+	case res.Action == ActionReturn:
+		err = m.raw.Nak()
+	case res.Action == ActionTerm:
+		reason := "dead-lettered"
+		if res.Err != nil {
+			reason = truncate(res.Err.Error(), 200)
+		}
+		err = m.raw.TermWithReason(reason)
+	case res.Action == ActionRetry && res.Delay > 0:
+		err = m.raw.NakWithDelay(res.Delay)
+	case res.Action == ActionRetry:
+		err = m.raw.Nak()
+	default: // a failure no middleware classified
+		err = m.raw.NakWithDelay(r.cfg.BackoffBase)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		m.Log(r.log).WithError(err).Warn("could not settle message; it will be redelivered after AckWait")
 	}
 }
 
@@ -480,20 +457,22 @@ func (r *Runner) hold(m *Msg) {
 }
 
 // keepAlive sends InProgress for every held message a few times per AckWait, so long
-// inference or a wait in the tier buffer never triggers a redelivery.
+// work (inference, a sink batch held through a ClickHouse outage) or a wait in the
+// buffer never triggers a redelivery.
 func (r *Runner) keepAlive(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	every := max(r.cfg.Spec.AckWait/3, 100*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var msgs []*Msg
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		msgs = msgs[:0]
 		r.mu.Lock()
-		msgs := make([]*Msg, 0, len(r.held))
 		for m := range r.held {
 			msgs = append(msgs, m)
 		}
@@ -504,19 +483,12 @@ func (r *Runner) keepAlive(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-func (r *Runner) backoff(delivered int) time.Duration {
-	d := r.cfg.BackoffBase
-	for i := 1; i < delivered && d < r.cfg.BackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, r.cfg.BackoffMax)
-}
-
 func wrap(raw jetstream.Msg, tier schemas.Tier) *Msg {
 	m := &Msg{Subject: raw.Subject(), Data: raw.Data(), Header: raw.Headers(), Tier: tier, Received: time.Now(), raw: raw}
 	if md, err := raw.Metadata(); err == nil {
 		m.Delivered = int(md.NumDelivered)
 		m.StreamSeq = md.Sequence.Stream
+		m.Stream = md.Stream
 		m.Published = md.Timestamp
 	}
 	return m

@@ -58,8 +58,7 @@ func TestRunnerReportsRetriesAndDeadLettersWithTheJobInItsLogs(t *testing.T) {
 	})
 	startRunner(t, s, h, func(c *streams.RunnerConfig) {
 		c.Log = l
-		c.OnRetry = func(*streams.Msg) { retries.Add(1) }
-		c.OnDeadLetter = func(*streams.Msg) { dead.Add(1) }
+		c.Observer = &countingObserver{retries: &retries, dead: &dead}
 	})
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	for _, id := range []string{"flaky", "poison"} {
@@ -74,7 +73,7 @@ func TestRunnerReportsRetriesAndDeadLettersWithTheJobInItsLogs(t *testing.T) {
 		return downstream(t, s)["flaky"] == 1 && len(dlqMessages(t, s)) == 1
 	}, "flaky job not forwarded or poison job not dead-lettered")
 	if r, d := retries.Load(), dead.Load(); r != 1 || d != 1 {
-		t.Errorf("OnRetry called %d times, OnDeadLetter %d; want 1 and 1", r, d)
+		t.Errorf("Observer saw %d retries and %d dead letters; want 1 and 1", r, d)
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -93,4 +92,17 @@ func TestRunnerReportsRetriesAndDeadLettersWithTheJobInItsLogs(t *testing.T) {
 	if seen < 2 {
 		t.Errorf("%d runner lines name a job; want the retry and the dead letter:\n%s", seen, logs.String())
 	}
+}
+
+// countingObserver counts what a runner reports to its Observer.
+type countingObserver struct {
+	retries, dead *atomic.Int32
+	handled       sync.Map // outcome -> *atomic.Int32
+}
+
+func (o *countingObserver) Retried(string)      { o.retries.Add(1) }
+func (o *countingObserver) DeadLettered(string) { o.dead.Add(1) }
+func (o *countingObserver) Handled(_, outcome string, _ time.Duration) {
+	n, _ := o.handled.LoadOrStore(outcome, new(atomic.Int32))
+	n.(*atomic.Int32).Add(1)
 }

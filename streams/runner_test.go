@@ -238,6 +238,25 @@ func TestRunner(t *testing.T) {
 		}
 	})
 
+	t.Run("a handler that keeps running past the consumer's timeout is retried, then dead-lettered with the timeout as reason", func(t *testing.T) {
+		s := streamstest.Start(t)
+		var calls atomic.Int32
+		h := streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
+			calls.Add(1)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		startRunner(t, s, h, func(c *streams.RunnerConfig) { c.Spec.Timeout = 100 * time.Millisecond })
+		publishRequest(t, s, schemas.TierNormal, "slow")
+		streamstest.Eventually(t, 10*time.Second, func() bool { return len(dlqMessages(t, s)) == 1 }, "the slow message never reached the DLQ")
+		if calls.Load() != 3 {
+			t.Errorf("handler ran %d times, want MaxDeliver=3", calls.Load())
+		}
+		if r := dlqMessages(t, s)[0].Header.Get(streams.HeaderDLQReason); !contains(r, "ran past its deadline") || !contains(r, "maximum number") {
+			t.Errorf("DLQ reason = %q", r)
+		}
+	})
+
 	t.Run("a message whose worker keeps dying is moved to the DLQ by the max-deliveries advisory", func(t *testing.T) {
 		s := streamstest.Start(t)
 		spec := tierSpec(schemas.StreamInferred, "postprocess", schemas.RootInferred, 500*time.Millisecond, 2)
@@ -245,9 +264,13 @@ func TestRunner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var failed atomic.Value
+		var retries, dead atomic.Int32
 		r, err := streams.NewRunner(context.Background(), s.NC, s.JS, streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
 			return nil, nil
-		}), streams.RunnerConfig{Stage: schemas.StagePostprocess, Spec: spec, Log: quietLog()})
+		}), streams.RunnerConfig{Stage: schemas.StagePostprocess, Spec: spec, Log: quietLog(), Worker: "test",
+			OnFailure: func(_ context.Context, m *streams.Msg, err error) { failed.Store(err) },
+			Observer:  &countingObserver{retries: &retries, dead: &dead}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,6 +303,18 @@ func TestRunner(t *testing.T) {
 		info, _ := st.Info(context.Background())
 		if info.State.Msgs != 0 {
 			t.Errorf("work queue still holds %d messages; the dead letter must be deleted from it", info.State.Msgs)
+		}
+		// The same dead-letter path as the runner's: failure handler, headers, metrics.
+		if err, _ := failed.Load().(error); !errors.Is(err, streams.ErrMaxDeliveries) {
+			t.Errorf("failure handler saw %v; want ErrMaxDeliveries", err)
+		}
+		h := dlqMessages(t, s)[0].Header
+		if h.Get(streams.HeaderDLQStage) != "postprocess" || h.Get(streams.HeaderDLQStream) != schemas.StreamInferred ||
+			h.Get(streams.HeaderDLQSeq) != "1" || h.Get(streams.HeaderDLQAttempts) != "2" || h.Get(streams.HeaderDLQWorker) != "test" {
+			t.Errorf("DLQ headers = %v", h)
+		}
+		if dead.Load() != 1 {
+			t.Errorf("observer counted %d dead letters; want 1", dead.Load())
 		}
 	})
 

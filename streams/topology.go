@@ -108,39 +108,81 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, pipelin
 	return nil
 }
 
-// ConsumerSpec describes the durable consumers of one stage: one per tier, each
-// filtered to that tier's subjects. processors.Stages yields each stage's spec.
+// ConsumerSpec describes a durable pull consumer the Runner drives: tiered (Filter set:
+// one durable per tier, each filtered to that tier's subjects) or untiered (Filter nil:
+// one durable named Durable, filtered to FilterSubjects).
 type ConsumerSpec struct {
 	Stream string
-	// Durable names the consumer group; the tier is appended ("preprocess-premium").
+	// Durable names the consumer group; for a tiered spec the tier is appended
+	// ("preprocess-premium").
 	Durable string
-	// Filter returns the filter subject for a tier.
+	// Filter returns the filter subject for a tier; nil makes the spec untiered.
 	Filter func(schemas.Tier) string
+	// FilterSubjects limits an untiered consumer to these subjects; empty reads the
+	// whole stream.
+	FilterSubjects []string
+	// Description is shown by `nats consumer info`.
+	Description string
+	// DeliverNew starts a new consumer at the stream's end instead of its start.
+	DeliverNew bool
 	// AckWait should exceed the stage's p99 processing time; the runner also sends
 	// InProgress while a message is held.
 	AckWait time.Duration
-	// MaxDeliver bounds redeliveries; the last failure goes to the DLQ.
+	// MaxDeliver bounds redeliveries; the last failure goes to the DLQ. 0 or -1 never
+	// gives up (the sink, which must not lose rows while ClickHouse is down).
 	MaxDeliver int
-	// MaxAckPending bounds the messages one consumer group holds unacknowledged.
+	// MaxAckPending bounds the messages one consumer group holds unacknowledged. It must
+	// exceed the runner's MaxBatch, or a batch can never fill.
 	MaxAckPending int
+	// Timeout is the deadline of one Handle call (see Timeout); 0 sets none.
+	Timeout time.Duration
 }
 
-// DurableFor returns the consumer name for a tier.
-func (c ConsumerSpec) DurableFor(t schemas.Tier) string { return c.Durable + "-" + string(t) }
+// Tiered reports whether the spec has one durable per tier.
+func (c ConsumerSpec) Tiered() bool { return c.Filter != nil }
 
-// Ensure creates or updates the consumers of every tier.
+// tiers lists the tiers with a durable; an untiered spec has one, "".
+func (c ConsumerSpec) tiers() []schemas.Tier {
+	if c.Tiered() {
+		return schemas.Tiers
+	}
+	return []schemas.Tier{""}
+}
+
+// DurableFor returns the consumer name for a tier ("" for an untiered spec).
+func (c ConsumerSpec) DurableFor(t schemas.Tier) string {
+	if t == "" {
+		return c.Durable
+	}
+	return c.Durable + "-" + string(t)
+}
+
+// Ensure creates or updates the consumers of every tier (one, keyed "", when untiered).
 func (c ConsumerSpec) Ensure(ctx context.Context, js jetstream.JetStream) (map[schemas.Tier]jetstream.Consumer, error) {
-	out := make(map[schemas.Tier]jetstream.Consumer, len(schemas.Tiers))
-	for _, tier := range schemas.Tiers {
-		cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
+	tiers := c.tiers()
+	out := make(map[schemas.Tier]jetstream.Consumer, len(tiers))
+	for _, tier := range tiers {
+		cfg := jetstream.ConsumerConfig{
 			Durable:       c.DurableFor(tier),
-			FilterSubject: c.Filter(tier),
+			Description:   c.Description,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       c.AckWait,
 			MaxDeliver:    c.MaxDeliver,
 			MaxAckPending: c.MaxAckPending,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
+		}
+		if c.DeliverNew {
+			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		}
+		switch {
+		case c.Tiered():
+			cfg.FilterSubject = c.Filter(tier)
+		case len(c.FilterSubjects) == 1:
+			cfg.FilterSubject = c.FilterSubjects[0]
+		case len(c.FilterSubjects) > 1:
+			cfg.FilterSubjects = c.FilterSubjects
+		}
+		cons, err := js.CreateOrUpdateConsumer(ctx, c.Stream, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("streams: ensure consumer %s on %s: %w", c.DurableFor(tier), c.Stream, err)
 		}

@@ -35,7 +35,7 @@ func runSink(ctx context.Context, args []string) error {
 	defer bus.Close()
 	sc := cfg.Sink
 	sc.Log, sc.Worker = log.WithField("stage", "sink"), cfg.Worker
-	return sink.Run(ctx, sc, streams.BatchOpener{JS: bus.JS})
+	return sink.Run(ctx, sc, streams.Engine{JS: bus.JS})
 }
 
 // runMigrate creates or upgrades the ClickHouse schema.

@@ -284,7 +284,7 @@ func runnerConfig(cfg *Config, row processors.Stage, model string, cat *models.C
 		spec.AckWait = cfg.AckWait
 	}
 	rc := streams.RunnerConfig{
-		Stage: row.Name, Worker: cfg.Worker, Spec: spec, Concurrency: row.Concurrency, Timeout: row.Timeout,
+		Stage: row.Name, Worker: cfg.Worker, Spec: spec, Concurrency: row.Concurrency,
 		MaxBatch: 1, DrainTimeout: cfg.DrainTimeout,
 	}
 	if cfg.Concurrency > 0 {
@@ -342,9 +342,10 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		if d.Metrics != nil {
 			h.Observe = d.Metrics
 		}
+		// A job whose message fails for good is marked failed and its result published
+		// before the message goes to the DLQ.
 		rc.OnFailure, rc.Log = h.Fail, log
-		rc.OnRetry = func(*streams.Msg) { d.Metrics.Retried(string(stage)) }
-		rc.OnDeadLetter = func(*streams.Msg) { d.Metrics.DeadLettered(string(stage)) }
+		rc.Observer = observer(d.Metrics)
 		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, rc)
 		if err != nil {
 			return nil, closeOnError(err, closer)
@@ -583,14 +584,12 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	defer stop()
 	errs := make(chan error, 3)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
-	go func() { errs <- svc.RunWebhooks(bg, streams.BatchOpener{JS: bus.JS}, cfg.Worker) }()
+	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker) }()
 	go func() {
 		// Frees a user's active-job slot when a job ends.
 		if sec := svc.Security(); sec != nil {
-			if err := sec.Active.Run(bg, bus.JS); err != nil && bg.Err() == nil {
-				errs <- err
-				return
-			}
+			errs <- RunSlotRelease(bg, cfg, bus, sec.Active, nil)
+			return
 		}
 		errs <- nil
 	}()
@@ -601,6 +600,34 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	err := ServeHTTP(ctx, cfg.HTTPListen, h, started)
 	stop()
 	return errors.Join(err, <-errs, <-errs, <-errs)
+}
+
+// RunSlotRelease frees a user's active-job slot whenever a job's final result reaches
+// RESULTS (active.ReleaseFinished on the durable consumer "active-jobs", shared by
+// replicas), until ctx is cancelled.
+func RunSlotRelease(ctx context.Context, cfg *Config, bus *Bus, active *quota.ActiveJobs, m *metrics.Metrics) error {
+	r, err := streams.NewRunner(ctx, bus.NC, bus.JS, streams.HandlerFunc(active.ReleaseFinished), streams.RunnerConfig{
+		Stage: quota.StageActiveJobs, Worker: cfg.Worker, Spec: quota.ActiveJobsConsumer(),
+		Concurrency: 4, Observer: observer(m), Log: logrus.StandardLogger().WithField("component", "active-jobs"),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return r.Run(ctx)
+}
+
+var _ streams.Observer = (*metrics.Metrics)(nil)
+
+// observer is m as the consume engine's Observer, or nil without metrics (a nil
+// *Metrics in the interface would still cost a timer per batch).
+func observer(m *metrics.Metrics) streams.Observer {
+	if m == nil {
+		return nil
+	}
+	return m
 }
 
 // BusReady reports whether NATS is connected and the request stream exists.

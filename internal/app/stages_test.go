@@ -94,9 +94,9 @@ func TestStageRowsReachRunnersAndConsumers(t *testing.T) {
 					t.Fatalf("%s: %d runners, want 1", row.Name, len(got))
 				}
 				rc := got[0]
-				if rc.Stage != row.Name || rc.Timeout != row.Timeout || rc.Concurrency != tc.concurrency(row) || rc.Spec.AckWait != tc.ackWait(row) {
+				if rc.Stage != row.Name || rc.Spec.Timeout != row.Timeout || rc.Concurrency != tc.concurrency(row) || rc.Spec.AckWait != tc.ackWait(row) {
 					t.Errorf("%s runner: stage %s, timeout %s, concurrency %d, AckWait %s; want %s, %s, %d, %s",
-						row.Name, rc.Stage, rc.Timeout, rc.Concurrency, rc.Spec.AckWait, row.Name, row.Timeout, tc.concurrency(row), tc.ackWait(row))
+						row.Name, rc.Stage, rc.Spec.Timeout, rc.Concurrency, rc.Spec.AckWait, row.Name, row.Timeout, tc.concurrency(row), tc.ackWait(row))
 				}
 				model := ""
 				if row.PerModel {

@@ -108,7 +108,7 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := sink.Run(stageCtx, sc, streams.BatchOpener{JS: bus.JS}); err != nil && stageCtx.Err() == nil {
+			if err := sink.Run(stageCtx, sc, streams.Engine{JS: bus.JS}); err != nil && stageCtx.Err() == nil {
 				log.WithError(err).Error("ClickHouse sink stopped; events wait in their streams until it runs again")
 			}
 		}()

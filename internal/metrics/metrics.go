@@ -52,6 +52,7 @@ type Metrics struct {
 	consumerLag   *prometheus.GaugeVec
 	dlq           *prometheus.CounterVec
 	retries       *prometheus.CounterVec
+	handled       *prometheus.HistogramVec
 	inference     *prometheus.HistogramVec
 	batchSize     *prometheus.HistogramVec
 	modelLoad     *prometheus.GaugeVec
@@ -107,6 +108,11 @@ func New(opts ...Option) *Metrics {
 			Name: "studio_stage_retries_total",
 			Help: "Stage attempts handed back for a delayed redelivery after a transient failure.",
 		}, []string{"stage"}),
+		handled: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "studio_consumer_handle_seconds",
+			Help:    "Time the consume engine spent handling the batch of each message (handler, output publish, dead letter), by consumer (stage, sink, webhooks, active-jobs) and outcome: ok, retry, returned, dead_letter.",
+			Buckets: stageBuckets,
+		}, []string{"stage", "outcome"}),
 		inference: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "studio_inference_seconds",
 			Help:    "Duration of successful model runs (session Run only, without tensor I/O).",
@@ -131,7 +137,7 @@ func New(opts ...Option) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.jobs, m.stageDuration, m.httpDuration, m.queueDepth, m.consumerLag, m.dlq,
-		m.retries, m.inference, m.batchSize, m.modelLoad, m.blobOp,
+		m.retries, m.handled, m.inference, m.batchSize, m.modelLoad, m.blobOp,
 	)
 	for _, o := range opts {
 		o(m)
@@ -191,7 +197,7 @@ func (m *Metrics) StageDone(stage, task string, d time.Duration) {
 	m.stageDuration.WithLabelValues(stage, task).Observe(d.Seconds())
 }
 
-// DeadLettered counts a message written to the stage's DLQ.
+// DeadLettered counts a message written to the stage's DLQ (streams.Observer).
 func (m *Metrics) DeadLettered(stage string) {
 	if m == nil {
 		return
@@ -199,12 +205,22 @@ func (m *Metrics) DeadLettered(stage string) {
 	m.dlq.WithLabelValues(stage).Inc()
 }
 
-// Retried counts a stage attempt handed back for redelivery after a failure.
+// Retried counts a stage attempt handed back for redelivery after a failure
+// (streams.Observer).
 func (m *Metrics) Retried(stage string) {
 	if m == nil {
 		return
 	}
 	m.retries.WithLabelValues(stage).Inc()
+}
+
+// Handled records how one message of a consumer ended and how long its batch took
+// (streams.Observer).
+func (m *Metrics) Handled(stage, outcome string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.handled.WithLabelValues(stage, outcome).Observe(took.Seconds())
 }
 
 // InferenceRun records one successful model run.

@@ -17,7 +17,7 @@ import (
 // ActiveJobs caps how many jobs each user has queued or running. The KV bucket "active"
 // holds one ActiveSet per user ("<tenant>.<user>"): ingest adds the job id before
 // storing anything (Acquire), and the id leaves the set when the job reaches a final
-// state (Release, or Run, which watches the result stream). Both are compare-and-swap
+// state (Release, or ReleaseFinished, which handles the result stream). Both are compare-and-swap
 // updates of the user's key, so the cap holds exactly across replicas, and both are
 // idempotent per job id, so redeliveries are harmless. Safe for concurrent use.
 type ActiveJobs struct {
@@ -29,8 +29,12 @@ type ActiveJobs struct {
 	grace time.Duration
 }
 
-// ActiveConsumer is the durable consumer on RESULTS through which Run releases slots.
+// ActiveConsumer is the durable consumer on RESULTS through which ReleaseFinished
+// releases slots.
 const ActiveConsumer = "active-jobs"
+
+// StageActiveJobs names the slot release in logs, metrics and its DLQ subject.
+const StageActiveJobs schemas.Stage = "active-jobs"
 
 // OpenActiveJobs opens the active bucket (and the jobs bucket, to find leaked slots).
 func OpenActiveJobs(ctx context.Context, js jetstream.JetStream) (*ActiveJobs, error) {
@@ -128,42 +132,31 @@ func (a *ActiveJobs) Active(ctx context.Context, tenant, user string) ([]string,
 	return set.IDs(), nil
 }
 
-// Run releases the slot of every job whose final result appears on
-// studio.results.<tenant>.<task>, through the durable consumer "active-jobs" (replicas
-// share it), until ctx ends. Stages that fail a job publish its result too, so this
-// covers success and failure; ingest releases itself when it cannot queue a job or
-// cancels one.
-func (a *ActiveJobs) Run(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, schemas.StreamResults, jetstream.ConsumerConfig{
-		Durable:       ActiveConsumer,
-		Description:   "frees a user's active-job slot when the job's final result is published",
-		FilterSubject: "studio.results.>",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Earlier results were released by then or are found by Acquire's reconciling.
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 256,
-	})
-	if err != nil {
-		return fmt.Errorf("quota: consumer %s on %s: %w", ActiveConsumer, schemas.StreamResults, err)
+// ActiveJobsConsumer is the durable consumer "active-jobs" on RESULTS whose handler is
+// ReleaseFinished; replicas share it. It starts at the stream's end: earlier results
+// were released by then or are found by Acquire's reconciling.
+func ActiveJobsConsumer() streams.ConsumerSpec {
+	return streams.ConsumerSpec{
+		Stream: schemas.StreamResults, Durable: ActiveConsumer,
+		Description:    "frees a user's active-job slot when the job's final result is published",
+		FilterSubjects: []string{"studio.results.>"},
+		DeliverNew:     true, AckWait: 30 * time.Second, MaxAckPending: 256,
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var res schemas.ResultEvent
-		if json.Unmarshal(m.Data(), &res) != nil || !res.Status.Final() || res.JobID == "" ||
-			schemas.ValidToken(res.Tenant) != nil || schemas.ValidToken(res.User) != nil {
-			_ = m.Ack() // not a final result of a job: nothing to release
-			return
-		}
-		if _, err := a.Release(ctx, res.Tenant, res.User, res.JobID); err != nil && ctx.Err() == nil {
-			_ = m.NakWithDelay(time.Second)
-			return
-		}
-		_ = m.Ack()
-	}, jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		return fmt.Errorf("quota: consume %s: %w", ActiveConsumer, err)
+}
+
+// ReleaseFinished frees the slot of the job whose final result m is (a HandlerFunc for
+// ActiveJobsConsumer). Stages that fail a job publish its result too, so this covers
+// success and failure; ingest releases itself when it cannot queue a job or cancels
+// one. Anything else on the stream is acknowledged untouched; a failed release is
+// retried.
+func (a *ActiveJobs) ReleaseFinished(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
+	var res schemas.ResultEvent
+	if json.Unmarshal(m.Data, &res) != nil || !res.Status.Final() || res.JobID == "" ||
+		schemas.ValidToken(res.Tenant) != nil || schemas.ValidToken(res.User) != nil {
+		return nil, nil // not a final result of a job: nothing to release
 	}
-	<-ctx.Done()
-	cc.Stop()
-	return nil
+	if _, err := a.Release(ctx, res.Tenant, res.User, res.JobID); err != nil {
+		return nil, fmt.Errorf("release the active-job slot of %s: %w", res.JobID, err)
+	}
+	return nil, nil
 }

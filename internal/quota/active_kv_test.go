@@ -12,7 +12,9 @@ import (
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
+	"github.com/sirupsen/logrus"
 )
 
 func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
@@ -91,7 +93,13 @@ func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
 		{name: "a final result on the results stream frees the slot", run: func(t *testing.T) {
 			runCtx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
-			go func() { done <- stores[0].Run(runCtx, s.JS) }()
+			r, err := streams.NewRunner(ctx, s.NC, s.JS, streams.HandlerFunc(stores[0].ReleaseFinished), streams.RunnerConfig{
+				Stage: quota.StageActiveJobs, Spec: quota.ActiveJobsConsumer(), PullExpiry: time.Second, Log: quietLog(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- r.Run(runCtx) }()
 			defer func() { cancel(); <-done }()
 			streamstest.Eventually(t, 5*time.Second, func() bool {
 				_, err := s.JS.Consumer(ctx, schemas.StreamResults, quota.ActiveConsumer)
@@ -135,4 +143,10 @@ func TestActiveJobCapHoldsExactlyAcrossReplicas(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, tc.run)
 	}
+}
+
+func quietLog() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetLevel(logrus.WarnLevel)
+	return l
 }

@@ -15,18 +15,22 @@ func New() string {
 	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
 }
 
-// Valid reports whether tp is a well-formed version-00 traceparent with non-zero ids.
+// Valid reports whether tp is a well-formed version-00 traceparent with non-zero ids
+// ("00-<32 lowercase hex>-<16 lowercase hex>-<2 lowercase hex>"). It allocates
+// nothing: the consume engine calls it for every message.
 func Valid(tp string) bool {
-	parts := strings.Split(tp, "-")
-	if len(parts) != 4 || parts[0] != "00" || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
+	if len(tp) != 55 || tp[0] != '0' || tp[1] != '0' || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
 		return false
 	}
-	for _, p := range parts[1:] {
-		if _, err := hex.DecodeString(p); err != nil || strings.ToLower(p) != p {
+	for i := 3; i < 55; i++ {
+		if i == 35 || i == 52 {
+			continue
+		}
+		if c := tp[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}
-	return strings.Trim(parts[1], "0") != "" && strings.Trim(parts[2], "0") != ""
+	return strings.Trim(tp[3:35], "0") != "" && strings.Trim(tp[36:52], "0") != ""
 }
 
 // ID returns the trace id of tp, or "" if tp is not valid.
