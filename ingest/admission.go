@@ -45,19 +45,27 @@ type Submission struct {
 	Replayed bool
 }
 
+// RequestReader reads the job request from its transport (parsing, size and schema
+// checks). Admit calls it only once the caller may submit, so the body of a refused
+// caller is never read. A refusal is a *Problem.
+type RequestReader func() (SubmitRequest, error)
+
 // Admit decides whether a job request gets in and, if it does, stores its input and
-// queues it. who is the authenticated caller, nil when none was presented. It blocks on
-// the KV buckets, the object store and the publish; safe for concurrent use.
+// queues it. who is the authenticated caller, nil when none was presented; read reads
+// the request. It blocks on the KV buckets, the object store and the publish; safe for
+// concurrent use.
 //
 // With security on (WithSecurity) the rules apply in this order and the first that
 // fails refuses the request:
 //
 //  1. A caller is present (401 unauthenticated) and holds jobs:write (403 forbidden).
 //  2. The caller's user exists: credentials of a deleted user submit nothing (403
-//     user_not_found).
-//  3. The tenant and user are the caller's: a request naming others is refused (403
-//     identity_mismatch). The tier is the user record's, whatever the request asks.
-//  4. The tier's rate limit (429 rate_limited with a retry delay).
+//     user_not_found). Its tier is the user record's, whatever the credential or the
+//     request say.
+//  3. The tier's rate limit (429 rate_limited with a retry delay), before the request
+//     body is read.
+//  4. The request is read (4xx naming the field). Tenant and user are the caller's: a
+//     request naming others is refused (403 identity_mismatch).
 //  5. The input: fields, model, parameters, callback URL, idempotency key, and the
 //     uploaded object a key names (4xx naming the field). The object is read only once
 //     its key is known to lie under the caller's tenant.
@@ -72,22 +80,37 @@ type Submission struct {
 // result cache or published. Each call leaves exactly one job-submit audit event:
 // "allowed" naming the job, or "denied"/"error" with the problem code as the reason.
 //
-// Without security (development) only steps 5 to 7 apply: the job belongs to who when
+// Without security (development) only steps 4 to 7 apply: the job belongs to who when
 // given (the HTTP entry's default caller; a request naming another tenant or user is
 // refused), else to the tenant and user the request names (the NATS entry), else to
 // Config.DefaultTenant and DefaultUser; the tier is the request's or DefaultTier.
 //
 // A refusal is a *Problem or a *quota.Exceeded (see refusal); any other error is an
 // infrastructure failure the caller may retry.
-func (s *Service) Admit(ctx context.Context, who *auth.Principal, req SubmitRequest, in Entry) (sub Submission, err error) {
+func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read RequestReader) (sub Submission, err error) {
+	var req SubmitRequest
 	if s.sec != nil {
 		defer func() { s.auditSubmission(ctx, who, in, req.TraceParent, sub, err) }()
 	}
 
-	// 1-4: who submits, as what, and how often.
-	limits, err := s.admitCaller(ctx, who, &req)
+	// 1-3: who submits, as what, and how often.
+	tier, limits, err := s.admitCaller(ctx, who)
 	if err != nil {
 		return Submission{}, err
+	}
+
+	// 4: the request, on whose behalf.
+	if req, err = read(); err != nil {
+		return Submission{}, err
+	}
+	if who != nil {
+		if p := identityMismatch(who, &req); p != nil {
+			return Submission{}, p
+		}
+		req.Tenant, req.User = who.Tenant, who.User
+	}
+	if s.sec != nil {
+		req.Tier = tier
 	}
 
 	// 5: the input, before anything is read or written on its behalf.
@@ -149,44 +172,34 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, req SubmitRequ
 	return Submission{Job: rec, Replayed: replayed}, nil
 }
 
-// admitCaller applies rules 1 to 4 of Admit and fixes req's tenant, user and tier. It
-// returns the limits of the caller's tier.
-func (s *Service) admitCaller(ctx context.Context, who *auth.Principal, req *SubmitRequest) (quota.Limits, error) {
+// admitCaller applies rules 1 to 3 of Admit. It returns the caller's tier, from the
+// user record, and its limits.
+func (s *Service) admitCaller(ctx context.Context, who *auth.Principal) (schemas.Tier, quota.Limits, error) {
 	if s.sec == nil {
-		if who != nil {
-			if p := identityMismatch(who, req); p != nil {
-				return quota.Limits{}, p
-			}
-			req.Tenant, req.User = who.Tenant, who.User
-		}
-		return quota.Limits{}, nil
+		return "", quota.Limits{}, nil
 	}
 	if who == nil {
-		return quota.Limits{}, problem(http.StatusUnauthorized, "unauthenticated", "a job needs a credential: send Authorization: Bearer <access token or API key>")
+		return "", quota.Limits{}, problem(http.StatusUnauthorized, "unauthenticated", "a job needs a credential: send Authorization: Bearer <access token or API key>")
 	}
 	if err := who.Require(auth.ScopeJobsWrite); err != nil {
-		return quota.Limits{}, problem(http.StatusForbidden, "forbidden", err.Error()+"; use a credential that may submit jobs")
+		return "", quota.Limits{}, problem(http.StatusForbidden, "forbidden", err.Error()+"; use a credential that may submit jobs")
 	}
 	u, err := s.sec.Users.Get(ctx, who.Tenant, who.User)
 	switch {
 	case errors.Is(err, auth.ErrUserNotFound):
-		return quota.Limits{}, problem(http.StatusForbidden, "user_not_found", "your user no longer exists, so its credentials submit nothing; ask an admin of your tenant")
+		return "", quota.Limits{}, problem(http.StatusForbidden, "user_not_found", "your user no longer exists, so its credentials submit nothing; ask an admin of your tenant")
 	case err != nil:
-		return quota.Limits{}, fmt.Errorf("look up user %s/%s: %w", who.Tenant, who.User, err)
+		return "", quota.Limits{}, fmt.Errorf("look up user %s/%s: %w", who.Tenant, who.User, err)
 	}
-	if p := identityMismatch(who, req); p != nil {
-		return quota.Limits{}, p
-	}
-	req.Tenant, req.User, req.Tier = who.Tenant, who.User, u.Tier
 	limits := s.sec.Policy.For(u.Tier)
 	d, err := s.sec.Limiter.Allow(ctx, who.Tenant, who.User, limits.Window())
 	if err != nil {
-		return quota.Limits{}, fmt.Errorf("rate limit: %w", err)
+		return "", quota.Limits{}, fmt.Errorf("rate limit: %w", err)
 	}
 	if !d.Allowed {
-		return quota.Limits{}, d.Err()
+		return "", quota.Limits{}, d.Err()
 	}
-	return limits, nil
+	return u.Tier, limits, nil
 }
 
 // identityMismatch refuses a request that names a tenant or user other than the

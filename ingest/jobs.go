@@ -230,17 +230,20 @@ func binaryResponse(desc string) *huma.Response {
 	}}
 }
 
-// handleSubmit is the HTTP entry's adapter to Admit: parse the body, name the caller,
-// admit, and render a refusal as a problem (with Retry-After for a limit).
+// handleSubmit is the HTTP entry's adapter to Admit: name the caller, admit (which
+// reads the body once the caller may submit), and render a refusal as a problem (with
+// Retry-After for a limit).
 func (s *Service) handleSubmit(ctx context.Context, in *submitInput) (*schemas.JobRecord, bool, *http.Request, error) {
 	w, r := exchangeFrom(ctx)
-	req, p := s.parseSubmitBody(w, r)
-	if p != nil {
-		return nil, false, r, p
-	}
-	sub, err := s.Admit(ctx, s.httpCaller(ctx), req, Entry{
+	sub, err := s.Admit(ctx, s.httpCaller(ctx), Entry{
 		Name: "http", RequestID: RequestIDFrom(ctx), TraceParent: in.TraceParent,
 		IdempotencyKey: in.IdempotencyKey, IP: s.auditRequest(r).IP,
+	}, func() (SubmitRequest, error) {
+		req, p := s.parseSubmitBody(w, r)
+		if p != nil {
+			return req, p
+		}
+		return req, nil
 	})
 	if err != nil {
 		prob, retry := s.refusal(err, r.URL.Path)

@@ -31,8 +31,9 @@ func (s *Service) ServeNATS(ctx context.Context, rs streams.RequestServer) error
 	}, s.handleNATSSubmit)
 }
 
-// handleNATSSubmit is the NATS entry's adapter to Admit: parse the message,
-// authenticate its credential, admit, and render the outcome as a reply.
+// handleNATSSubmit is the NATS entry's adapter to Admit: authenticate the message's
+// credential, admit (which parses the body once the caller may submit), and render
+// the outcome as a reply.
 func (s *Service) handleNATSSubmit(ctx context.Context, m streams.Request) streams.Reply {
 	task := schemas.Task(strings.TrimPrefix(m.Subject, "studio.submit."))
 	requestID := first(m.Header, "Studio-Request-Id", "X-Request-ID")
@@ -40,13 +41,6 @@ func (s *Service) handleNATSSubmit(ctx context.Context, m streams.Request) strea
 		requestID = newRequestID()
 	}
 	log := s.log.WithFields(logrus.Fields{"stage": "ingest", "subject": m.Subject, "request_id": requestID})
-	jr, p := decodeJobRequest(m.Data, task)
-	if p != nil {
-		return s.natsProblem(log, m, p, nil, requestID)
-	}
-	req := submitRequestOf(jr)
-	req.Task = task
-
 	var who *auth.Principal
 	if s.sec != nil {
 		p, err := s.sec.Authenticator.Authenticate(ctx, first(m.Header, "Authorization"), auth.Request{RequestID: requestID, TraceID: traceIDFor(requestID)})
@@ -56,9 +50,17 @@ func (s *Service) handleNATSSubmit(ctx context.Context, m streams.Request) strea
 		}
 		who = &p
 	}
-	sub, err := s.Admit(ctx, who, req, Entry{
+	sub, err := s.Admit(ctx, who, Entry{
 		Name: "nats", RequestID: requestID, TraceParent: first(m.Header, "traceparent"),
 		IdempotencyKey: first(m.Header, "Idempotency-Key"),
+	}, func() (SubmitRequest, error) {
+		jr, p := decodeJobRequest(m.Data, task)
+		if p != nil {
+			return SubmitRequest{}, p
+		}
+		req := submitRequestOf(jr)
+		req.Task = task
+		return req, nil
 	})
 	if err != nil {
 		prob, retry := s.refusal(err, m.Subject)
