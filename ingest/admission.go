@@ -26,8 +26,6 @@ import (
 
 // Entry is what a transport carried beside the job request. Every field is optional.
 type Entry struct {
-	// Name is the entry, "http" or "nats", for logs.
-	Name string
 	// RequestID names the request in logs, problems, audit events and the job's trace.
 	RequestID string
 	// TraceParent is a W3C traceparent header; it wins over one in the request body.
@@ -114,8 +112,8 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 	}
 
 	// 5: the input, before anything is read or written on its behalf.
-	if err := applyEntry(&req, in); err != nil {
-		return Submission{}, err
+	if p := applyEntry(&req, in); p != nil {
+		return Submission{}, p
 	}
 	spec, p := s.validate(&req)
 	if p != nil {

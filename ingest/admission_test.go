@@ -288,6 +288,12 @@ func TestEveryAdmissionRuleHoldsOnBothEntries(t *testing.T) {
 			require.NoError(t, err, "Retry-After %q", out.retryAfter)
 			require.Positive(t, secs)
 			e.audit.requireEvent(t, auth.ActionJobSubmit, auth.ResultDenied, "rate_limited", "")
+
+			// The limit is checked before the request is read: an invalid one gets 429 too.
+			bad := jobBody(t)
+			bad.Params = map[string]any{"threshold": 7}
+			out = entry.submit(t, e.secureEnv, submission{bearer: e.tokens["carol"], body: bad})
+			require.Equal(t, http.StatusTooManyRequests, out.status, "%s", out.raw)
 		}},
 		{"the job over the active-job cap is refused and others are not", func(t *testing.T, e *admissionEnv, entry admissionEntry) {
 			for range 3 {

@@ -210,7 +210,7 @@ func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*schemas.JobRe
 	if p, ok := auth.FromContext(ctx); ok {
 		who = &p
 	}
-	sub, err := s.Admit(ctx, who, Entry{Name: "process", RequestID: req.RequestID}, func() (SubmitRequest, error) { return req, nil })
+	sub, err := s.Admit(ctx, who, Entry{RequestID: req.RequestID}, func() (SubmitRequest, error) { return req, nil })
 	return sub.Job, err
 }
 

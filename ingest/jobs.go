@@ -236,7 +236,7 @@ func binaryResponse(desc string) *huma.Response {
 func (s *Service) handleSubmit(ctx context.Context, in *submitInput) (*schemas.JobRecord, bool, *http.Request, error) {
 	w, r := exchangeFrom(ctx)
 	sub, err := s.Admit(ctx, s.httpCaller(ctx), Entry{
-		Name: "http", RequestID: RequestIDFrom(ctx), TraceParent: in.TraceParent,
+		RequestID: RequestIDFrom(ctx), TraceParent: in.TraceParent,
 		IdempotencyKey: in.IdempotencyKey, IP: s.auditRequest(r).IP,
 	}, func() (SubmitRequest, error) {
 		req, p := s.parseSubmitBody(w, r)

@@ -51,7 +51,7 @@ func (s *Service) handleNATSSubmit(ctx context.Context, m streams.Request) strea
 		who = &p
 	}
 	sub, err := s.Admit(ctx, who, Entry{
-		Name: "nats", RequestID: requestID, TraceParent: first(m.Header, "traceparent"),
+		RequestID: requestID, TraceParent: first(m.Header, "traceparent"),
 		IdempotencyKey: first(m.Header, "Idempotency-Key"),
 	}, func() (SubmitRequest, error) {
 		jr, p := decodeJobRequest(m.Data, task)
