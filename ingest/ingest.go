@@ -329,6 +329,11 @@ func (s *Service) validate(req *SubmitRequest) (models.Spec, *Problem) {
 	if err := schemas.ValidToken(req.Tenant); err != nil {
 		return models.Spec{}, problem(422, "invalid_tenant", err.Error(), FieldProblem{Field: "tenant", Constraint: "pattern", Message: "letters, digits, '-' and '_' only"})
 	}
+	if err := schemas.ValidToken(req.User); err != nil {
+		// User ids are names in KV keys and subjects; one that is not could never be
+		// found again, for erasure or anything else.
+		return models.Spec{}, problem(422, "invalid_user", err.Error(), FieldProblem{Field: "user", Constraint: "pattern", Message: "letters, digits, '-' and '_' only, at most 64"})
+	}
 	if !req.Tier.Valid() {
 		return models.Spec{}, problem(422, "invalid_tier", fmt.Sprintf("tier %q is not one of premium, normal, free", req.Tier), FieldProblem{Field: "tier", Constraint: "enum", Message: "must be premium, normal or free"})
 	}

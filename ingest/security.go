@@ -15,7 +15,7 @@ import (
 )
 
 // Security turns authentication, tenant isolation, fairness and audit on for the HTTP
-// API (see WithSecurity). Every field is required; all are safe for concurrent use.
+// API and the NATS entry (see WithSecurity and Admit). Every field is required; all are safe for concurrent use.
 type Security struct {
 	// Authenticator checks bearer tokens and API keys and audits each decision.
 	Authenticator *auth.Authenticator
@@ -34,8 +34,9 @@ type Security struct {
 }
 
 // WithSecurity requires a bearer token or API key on every route but health, docs,
-// the web pages, presigned uploads and login/refresh; jobs belong to the caller's
-// tenant and user. Without it every caller is Config.DefaultTenant/DefaultUser.
+// the web pages, presigned uploads and login/refresh, and on every NATS submission;
+// jobs belong to the caller's tenant and user. Without it every HTTP caller is
+// Config.DefaultTenant/DefaultUser and NATS requests name their own.
 func WithSecurity(sec *Security) Option { return func(s *Service) { s.sec = sec } }
 
 // Security returns what WithSecurity set, or nil while authentication is off.

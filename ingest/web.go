@@ -78,6 +78,7 @@ var ProblemCodes = map[string]string{
 	"invalid_image":            "422: the image field is malformed: not base64, both key and data, or a key outside uploads/<tenant>/.",
 	"invalid_params":           "422: a parameter is unknown, of the wrong type or out of range for the task (GET /v1/tasks).",
 	"invalid_tenant":           "422: tenant names use letters, digits, '-' and '_'.",
+	"invalid_user":             "422: user ids use letters, digits, '-' and '_' (at most 64).",
 	"invalid_tier":             "422: the tier is not premium, normal or free.",
 	"missing_field":            "422: a required field is missing (named in errors).",
 	"missing_object":           "422: image.key names no stored object; upload it first.",
