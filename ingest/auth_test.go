@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/ingest"
@@ -31,10 +32,14 @@ import (
 // free tier, 2 requests per hour).
 type secureEnv struct {
 	api     *httptest.Server
+	svc     *ingest.Service
+	jobs    *jobs.Store
 	sec     *ingest.Security
 	srv     *streamstest.Server
 	keySpec string
 	tokens  map[string]string
+	// upstream is a client connection of its own for the NATS entry (newAdmissionEnv).
+	upstream *nats.Conn
 }
 
 func newSecureEnv(t *testing.T) *secureEnv {
@@ -69,7 +74,7 @@ func newSecureEnv(t *testing.T) *secureEnv {
 	t.Cleanup(api.Close)
 	t.Cleanup(svc.Close)
 
-	e := &secureEnv{api: api, sec: sec, srv: s, keySpec: spec, tokens: map[string]string{}}
+	e := &secureEnv{api: api, svc: svc, jobs: jobStore, sec: sec, srv: s, keySpec: spec, tokens: map[string]string{}}
 	for _, u := range []auth.User{
 		{Tenant: "ta", ID: "alice", Tier: schemas.TierPremium, Scopes: []auth.Scope{auth.ScopeAdmin}},
 		{Tenant: "tb", ID: "bob", Tier: schemas.TierNormal, Scopes: auth.UserScopes},

@@ -26,6 +26,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/jobs"
@@ -180,7 +181,8 @@ func NewService(cfg Config, jobStore *jobs.Store, blobs blob.Store, pub streams.
 }
 
 // SubmitRequest is a job request from any entry (multipart, JSON, NATS) before the
-// checks that need the catalog, the object store or the image.
+// checks that need the catalog, the object store or the image. Tenant, User and Tier
+// are what the request asks for; Admit decides what applies.
 type SubmitRequest struct {
 	Tenant, User string
 	Tier         schemas.Tier
@@ -198,65 +200,25 @@ type SubmitRequest struct {
 	RequestID      string
 	CallbackURL    string
 	IdempotencyKey string
-	// admit, when set, takes the job's active-job slot once its id is known; the
-	// returned func gives it back if the job is not queued after all.
-	admit func(ctx context.Context, jobID string) (release func(), err error)
 }
 
-// Submit validates the request, stores the input and publishes the job. Validation
-// failures are *Problem values with a 4xx status.
+// Submit admits a job for the principal in ctx (auth.NewContext), or for nobody: it is
+// Admit for callers inside the process. Refusals are *Problem values with a 4xx status
+// or a *quota.Exceeded.
 func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*schemas.JobRecord, error) {
-	rec, _, err := s.submit(ctx, req)
-	return rec, err
+	var who *auth.Principal
+	if p, ok := auth.FromContext(ctx); ok {
+		who = &p
+	}
+	sub, err := s.Admit(ctx, who, Entry{RequestID: req.RequestID}, func() (SubmitRequest, error) { return req, nil })
+	return sub.Job, err
 }
 
-// submit is Submit that also reports an idempotent replay.
-func (s *Service) submit(ctx context.Context, req SubmitRequest) (rec *schemas.JobRecord, replayed bool, err error) {
-	spec, p := s.validate(&req)
-	if p != nil {
-		return nil, false, p
-	}
-	if req.Image == nil && req.ImageKey != "" {
-		if req.Image, err = s.readUpload(ctx, &req); err != nil {
-			return nil, false, err
-		}
-	}
-
-	// Idempotency: an earlier job for the same key and request is the answer.
-	jobID := NewJobID()
-	var idemKey, fp string
-	if req.IdempotencyKey != "" {
-		digest := sha256.Sum256(req.Image)
-		idemKey, fp = idempotencyKey(req.Tenant, req.User, req.IdempotencyKey), fingerprint(&req, hex.EncodeToString(digest[:]))
-		prev, prevID, err := s.checkIdempotency(ctx, idemKey, fp)
-		if err != nil {
-			return nil, false, err
-		}
-		if prev != nil {
-			return prev, true, nil
-		}
-		if prevID != "" {
-			jobID = prevID // claimed by an attempt that never queued the job
-		}
-	}
-
-	hdr, err := imageio.Inspect(req.Image, s.cfg.Limits)
-	if err != nil {
-		return nil, false, imageProblem(err, req.ImageField)
-	}
+// enqueue stores an admitted job's input without its metadata, claims its idempotency
+// key, indexes it and publishes it (or completes it from the result cache). The bool
+// reports that a concurrent identical request created the job first.
+func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.Spec, jobID, idemKey, fp string, hdr imageio.Header) (rec *schemas.JobRecord, replayed bool, err error) {
 	stored := stripMetadata(req.Image, hdr)
-	if req.admit != nil {
-		release, aerr := req.admit(ctx, jobID)
-		if aerr != nil {
-			return nil, false, aerr
-		}
-		defer func() {
-			if err != nil {
-				release()
-			}
-		}()
-	}
-
 	if idemKey != "" {
 		id, err := s.claimIdempotency(ctx, idemKey, fp, jobID)
 		switch {
@@ -366,6 +328,11 @@ func (s *Service) validate(req *SubmitRequest) (models.Spec, *Problem) {
 	}
 	if err := schemas.ValidToken(req.Tenant); err != nil {
 		return models.Spec{}, problem(422, "invalid_tenant", err.Error(), FieldProblem{Field: "tenant", Constraint: "pattern", Message: "letters, digits, '-' and '_' only"})
+	}
+	if err := schemas.ValidToken(req.User); err != nil {
+		// User ids are names in KV keys and subjects; one that is not could never be
+		// found again, for erasure or anything else.
+		return models.Spec{}, problem(422, "invalid_user", err.Error(), FieldProblem{Field: "user", Constraint: "pattern", Message: "letters, digits, '-' and '_' only, at most 64"})
 	}
 	if !req.Tier.Valid() {
 		return models.Spec{}, problem(422, "invalid_tier", fmt.Sprintf("tier %q is not one of premium, normal, free", req.Tier), FieldProblem{Field: "tier", Constraint: "enum", Message: "must be premium, normal or free"})

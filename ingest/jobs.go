@@ -230,41 +230,42 @@ func binaryResponse(desc string) *huma.Response {
 	}}
 }
 
-// handleSubmit reads and submits a POST /vN/jobs body.
+// handleSubmit is the HTTP entry's adapter to Admit: name the caller, admit (which
+// reads the body once the caller may submit), and render a refusal as a problem (with
+// Retry-After for a limit).
 func (s *Service) handleSubmit(ctx context.Context, in *submitInput) (*schemas.JobRecord, bool, *http.Request, error) {
 	w, r := exchangeFrom(ctx)
-	req, p := s.parseSubmitBody(w, r)
-	if p != nil {
-		return nil, false, r, p
-	}
-	req.Tenant, req.User = s.caller(ctx)
-	if err := s.admitSubmit(ctx, &req); err != nil {
-		return nil, false, r, err
-	}
-	req.RequestID = RequestIDFrom(ctx)
-	if in.TraceParent != "" {
-		req.TraceParent = in.TraceParent
-	}
-	if k := in.IdempotencyKey; k != "" {
-		if req.IdempotencyKey != "" && req.IdempotencyKey != k {
-			return nil, false, r, problem(422, "idempotency_key_mismatch", "the Idempotency-Key header and the idempotency_key field differ",
-				FieldProblem{Field: "idempotency_key", Constraint: "const", Message: "must equal the Idempotency-Key header"})
+	sub, err := s.Admit(ctx, s.httpCaller(ctx), Entry{
+		RequestID: RequestIDFrom(ctx), TraceParent: in.TraceParent,
+		IdempotencyKey: in.IdempotencyKey, IP: s.auditRequest(r).IP,
+	}, func() (SubmitRequest, error) {
+		req, p := s.parseSubmitBody(w, r)
+		if p != nil {
+			return req, p
 		}
-		req.IdempotencyKey = k
-	}
-	rec, replayed, err := s.submit(ctx, req)
+		return req, nil
+	})
 	if err != nil {
-		if lp := limitProblem(err); lp != nil {
-			return nil, false, r, lp
+		prob, retry := s.refusal(err, r.URL.Path)
+		if retry != "" {
+			return nil, false, r, huma.ErrorWithHeaders(prob, http.Header{"Retry-After": {retry}})
 		}
-		if herr := (huma.HeadersError)(nil); errors.As(err, &herr) {
-			return nil, false, r, err
-		}
-		s.audit(ctx, auth.ActionJobSubmit, "", auth.ResultError)
-		return nil, false, r, s.asProblem(err, r.URL.Path)
+		return nil, false, r, prob
 	}
-	s.audit(ctx, auth.ActionJobSubmit, "job/"+rec.ID, auth.ResultAllowed)
-	return rec, replayed, r, nil
+	return sub.Job, sub.Replayed, r, nil
+}
+
+// httpCaller is who makes an HTTP request, for Admit: the principal the middleware
+// authenticated, nil when there is none, or the default user while security is off.
+func (s *Service) httpCaller(ctx context.Context) *auth.Principal {
+	if p, ok := auth.FromContext(ctx); ok {
+		return &p
+	}
+	if s.sec != nil {
+		return nil
+	}
+	p := s.principal(ctx)
+	return &p
 }
 
 // lookup returns a job record or a 404 problem; a job of another tenant is reported

@@ -213,6 +213,7 @@ func TestNATSEntryAnswersInvalidRequestsWithStructuredErrors(t *testing.T) {
 		{"an unknown field", "studio.submit.remove-background", map[string]any{"image": map[string]any{"data": img}, "colour": "red"}, "422", "invalid_field", "colour"},
 		{"not an image", "studio.submit.remove-background", map[string]any{"image": map[string]any{"data": []byte("hello, world")}}, "415", "not_an_image", "image.data"},
 		{"a pixel bomb", "studio.submit.remove-background", map[string]any{"image": map[string]any{"data": pngHeaderOnly(100000, 100000)}}, "413", "image_too_large", "image.data"},
+		{"a user id that is not a name", "studio.submit.remove-background", map[string]any{"user": "ann@example.com", "image": map[string]any{"data": img}}, "422", "invalid_user", "user"},
 		{"another tenant's object", "studio.submit.remove-background", map[string]any{"tenant": "acme", "image": map[string]any{"key": "uploads/other/x.png"}}, "422", "invalid_image", "image.key"},
 		{"a missing object", "studio.submit.remove-background", map[string]any{"image": map[string]any{"key": "uploads/local/nothing.png"}}, "422", "missing_object", "image.key"},
 	}

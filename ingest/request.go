@@ -219,7 +219,6 @@ func (s *Service) parseSubmitBody(w http.ResponseWriter, r *http.Request) (Submi
 			return SubmitRequest{}, p
 		}
 		req := submitRequestOf(jr)
-		req.Tenant, req.User = "", "" // HTTP callers are who the server says they are
 		if jr.Task == "" {
 			return req, problem(422, "missing_field", "the task field is required", FieldProblem{Field: "task", Constraint: "required", Message: "required: e.g. remove-background"})
 		}

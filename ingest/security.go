@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/danielgtaylor/huma/v2"
-
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/internal/quota"
@@ -17,7 +15,7 @@ import (
 )
 
 // Security turns authentication, tenant isolation, fairness and audit on for the HTTP
-// API (see WithSecurity). Every field is required; all are safe for concurrent use.
+// API and the NATS entry (see WithSecurity and Admit). Every field is required; all are safe for concurrent use.
 type Security struct {
 	// Authenticator checks bearer tokens and API keys and audits each decision.
 	Authenticator *auth.Authenticator
@@ -36,8 +34,9 @@ type Security struct {
 }
 
 // WithSecurity requires a bearer token or API key on every route but health, docs,
-// the web pages, presigned uploads and login/refresh; jobs belong to the caller's
-// tenant and user. Without it every caller is Config.DefaultTenant/DefaultUser.
+// the web pages, presigned uploads and login/refresh, and on every NATS submission;
+// jobs belong to the caller's tenant and user. Without it every HTTP caller is
+// Config.DefaultTenant/DefaultUser and NATS requests name their own.
 func WithSecurity(sec *Security) Option { return func(s *Service) { s.sec = sec } }
 
 // Security returns what WithSecurity set, or nil while authentication is off.
@@ -91,24 +90,35 @@ func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) *http.Req
 	if err == nil {
 		return r.WithContext(auth.NewContext(r.Context(), p))
 	}
+	prob, h := s.credentialRefusal(err, RequestIDFrom(r.Context()))
+	for k, v := range h {
+		w.Header()[k] = v
+	}
+	writeProblem(w, r, prob)
+	return nil
+}
+
+// credentialRefusal renders an Authenticator error for any transport (HTTP, NATS):
+// the problem (401, 429 or 503) and the headers that go with it (WWW-Authenticate,
+// Retry-After).
+func (s *Service) credentialRefusal(err error, requestID string) (*Problem, http.Header) {
+	h := http.Header{}
 	var ex *quota.Exceeded
 	switch {
 	case errors.Is(err, auth.ErrNoCredentials):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="studio"`)
-		writeProblem(w, r, problem(http.StatusUnauthorized, "unauthenticated",
-			"send Authorization: Bearer <access token or API key>; get a token from POST /v1/auth/login"))
+		h.Set("WWW-Authenticate", `Bearer realm="studio"`)
+		return problem(http.StatusUnauthorized, "unauthenticated",
+			"send Authorization: Bearer <access token or API key>; get a token from POST /v1/auth/login"), h
 	case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrInvalidKey):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="studio", error="invalid_token"`)
-		writeProblem(w, r, problem(http.StatusUnauthorized, "invalid_token",
-			err.Error()+"; refresh the token (POST /v1/auth/refresh) or log in again"))
+		h.Set("WWW-Authenticate", `Bearer realm="studio", error="invalid_token"`)
+		return problem(http.StatusUnauthorized, "invalid_token",
+			err.Error()+"; refresh the token (POST /v1/auth/refresh) or log in again"), h
 	case errors.As(err, &ex):
-		w.Header().Set("Retry-After", quota.RetryAfterSeconds(ex.RetryAfter))
-		writeProblem(w, r, problem(http.StatusTooManyRequests, ex.Code(), ex.Error()))
-	default:
-		s.log.WithError(err).WithField("request_id", RequestIDFrom(r.Context())).Error("authentication failed")
-		writeProblem(w, r, problem(http.StatusServiceUnavailable, "unavailable", "credentials could not be checked; retry shortly"))
+		h.Set("Retry-After", quota.RetryAfterSeconds(ex.RetryAfter))
+		return problem(http.StatusTooManyRequests, ex.Code(), ex.Error()), h
 	}
-	return nil
+	s.log.WithError(err).WithField("request_id", requestID).Error("authentication failed")
+	return problem(http.StatusServiceUnavailable, "unavailable", "credentials could not be checked; retry shortly"), h
 }
 
 func (s *Service) auditRequest(r *http.Request) auth.Request {
@@ -163,67 +173,17 @@ func (s *Service) visible(ctx context.Context, rec *schemas.JobRecord) error {
 	return nil
 }
 
-// limitProblem turns a *quota.Exceeded into a 429 with Retry-After; nil otherwise.
-func limitProblem(err error) error {
-	var ex *quota.Exceeded
-	if !errors.As(err, &ex) {
-		return nil
-	}
-	h := http.Header{}
-	if ex.RetryAfter > 0 {
-		h.Set("Retry-After", quota.RetryAfterSeconds(ex.RetryAfter))
-	}
-	return huma.ErrorWithHeaders(problem(http.StatusTooManyRequests, ex.Code(), ex.Error()), h)
-}
-
-// admitSubmit applies the caller's tier and limits to a job request: the rate limit
-// now, and an active-job slot once the job id is known (released if the job is never
-// queued; ActiveJobs.Run releases it when the job ends).
-func (s *Service) admitSubmit(ctx context.Context, req *SubmitRequest) error {
-	if s.sec == nil {
-		return nil
-	}
-	p := s.principal(ctx)
-	if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
-		return err
-	}
-	req.Tenant, req.User, req.Tier = p.Tenant, p.User, p.Tier
-	u, err := s.sec.Users.Get(ctx, p.Tenant, p.User)
-	switch {
-	case errors.Is(err, auth.ErrUserNotFound):
-		return problem(http.StatusForbidden, "user_not_found", "your user no longer exists; ask an admin of your tenant")
-	case err != nil:
-		return s.asProblem(err, "user lookup")
-	}
-	req.Tier = u.Tier
-	limits := s.sec.Policy.For(u.Tier)
-	d, err := s.sec.Limiter.Allow(ctx, p.Tenant, p.User, limits.Window())
-	if err != nil {
-		return s.asProblem(err, "rate limit")
-	}
-	if !d.Allowed {
-		s.audit(ctx, auth.ActionJobSubmit, "", auth.ResultDenied)
-		return limitProblem(d.Err())
-	}
-	req.admit = func(ctx context.Context, jobID string) (func(), error) {
-		if err := s.sec.Active.Acquire(ctx, p.Tenant, p.User, jobID, limits.MaxActive); err != nil {
-			if lp := limitProblem(err); lp != nil {
-				s.audit(ctx, auth.ActionJobSubmit, "job/"+jobID, auth.ResultDenied)
-				return nil, lp
-			}
-			return nil, err
-		}
-		return func() { _, _ = s.sec.Active.Release(context.WithoutCancel(ctx), p.Tenant, p.User, jobID) }, nil
-	}
-	return nil
-}
-
 // releaseActive frees a cancelled job's slot at once.
 func (s *Service) releaseActive(ctx context.Context, rec *schemas.JobRecord) {
 	if s.sec == nil {
 		return
 	}
-	if _, err := s.sec.Active.Release(context.WithoutCancel(ctx), rec.Tenant, rec.User, rec.ID); err != nil {
-		s.log.WithError(err).WithField("job_id", rec.ID).Warn("active-job slot not released; it is reclaimed when the user next hits the limit")
+	s.releaseSlot(ctx, rec.Tenant, rec.User, rec.ID)
+}
+
+// releaseSlot gives a job's active-job slot back, even when ctx is cancelled.
+func (s *Service) releaseSlot(ctx context.Context, tenant, user, jobID string) {
+	if _, err := s.sec.Active.Release(context.WithoutCancel(ctx), tenant, user, jobID); err != nil {
+		s.log.WithError(err).WithField("job_id", jobID).Warn("active-job slot not released; it is reclaimed when the user next hits the limit")
 	}
 }

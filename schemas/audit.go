@@ -39,7 +39,10 @@ type AuditEvent struct {
 	Resource string `json:"resource,omitempty"`
 	IP       string `json:"ip,omitempty"`
 	// Result is "allowed", "denied" or "error".
-	Result    string `json:"result"`
+	Result string `json:"result"`
+	// Reason says why a decision was "denied" or "error": the problem code the caller
+	// got ("rate_limited", "forbidden", "invalid_params", ...).
+	Reason    string `json:"reason,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
 	TraceID   string `json:"trace_id,omitempty"`
 }

@@ -2,13 +2,19 @@ package streams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/sirupsen/logrus"
+
+	"github.com/creativeai-studio/studio/schemas"
 )
 
 // This file holds what a request-reply front door (ingest) needs from NATS without
@@ -37,7 +43,8 @@ type Reply struct {
 }
 
 // RequestHandler answers one request. It may be called from several goroutines at once;
-// ctx ends after ServiceConfig.Timeout.
+// ctx ends after ServiceConfig.Timeout. A panic is recovered: the requester gets a 500
+// problem and the server keeps serving.
 type RequestHandler func(ctx context.Context, req Request) Reply
 
 // ServiceConfig describes a request-reply endpoint.
@@ -54,6 +61,8 @@ type ServiceConfig struct {
 	Concurrency int
 	// Timeout bounds one handler call (default 30s).
 	Timeout time.Duration
+	// Log receives handler panics with their stack (default: the standard logger).
+	Log logrus.FieldLogger
 }
 
 // RequestServer answers core NATS requests as a NATS micro service, so `nats micro
@@ -80,6 +89,9 @@ func (s RequestServer) Serve(ctx context.Context, cfg ServiceConfig, h RequestHa
 	if cfg.Version == "" {
 		cfg.Version = "1.0.0"
 	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
 	sem := make(chan struct{}, cfg.Concurrency)
 	var (
 		inflight sync.WaitGroup
@@ -105,7 +117,7 @@ func (s RequestServer) Serve(ctx context.Context, cfg ServiceConfig, h RequestHa
 			rctx, cancel := context.WithTimeout(workCtx, cfg.Timeout)
 			defer cancel()
 			in := Request{Subject: req.Subject(), Header: map[string][]string(req.Headers()), Data: req.Data(), Reply: req.Reply()}
-			out := h(rctx, in)
+			out := safeHandle(rctx, cfg.Log, h, in)
 			if in.Reply == "" {
 				return
 			}
@@ -143,4 +155,23 @@ func (s RequestServer) Serve(ctx context.Context, cfg ServiceConfig, h RequestHa
 		return fmt.Errorf("streams: stop service %s: %w", cfg.Name, err)
 	}
 	return nil
+}
+
+// safeHandle calls h, turning a panic into a 500 problem reply: one bad request must
+// not take the service down, and its stack goes to the log, never to the requester.
+func safeHandle(ctx context.Context, log logrus.FieldLogger, h RequestHandler, in Request) (out Reply) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		log.WithFields(logrus.Fields{"subject": in.Subject, "panic": fmt.Sprint(v), "stack": string(debug.Stack())}).
+			Error("request handler panicked; answered 500")
+		p := schemas.NewProblem(http.StatusInternalServerError, "internal", "the request failed inside the service; retry, and report it if it keeps failing")
+		p.Instance = in.Subject
+		data, _ := json.Marshal(p)
+		out = Reply{Data: data, ErrCode: "500", ErrDesc: p.Code + ": " + p.Detail,
+			Header: map[string][]string{"Content-Type": {"application/problem+json"}}}
+	}()
+	return h(ctx, in)
 }

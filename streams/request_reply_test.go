@@ -1,10 +1,13 @@
 package streams_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
@@ -96,6 +101,67 @@ func TestRequestServerAnswersRequestsAndErrors(t *testing.T) {
 	if res.Header.Get(micro.ErrorCodeHeader) != "422" || res.Header.Get(micro.ErrorHeader) != "bad input" || string(res.Data) != `{"code":"bad"}` {
 		t.Fatalf("error reply = %q headers %v", res.Data, res.Header)
 	}
+}
+
+func TestARequestHandlerPanicAnswers500IsLoggedWithItsStackAndServingGoesOn(t *testing.T) {
+	s := streamstest.Start(t)
+	var logs syncBuffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	log.SetFormatter(&logrus.JSONFormatter{})
+	cfg := streams.ServiceConfig{Name: "fragile", Endpoint: "fragile", Subject: "test.fragile", Log: log}
+	serve(t, s.NC, cfg, func(ctx context.Context, req streams.Request) streams.Reply {
+		if string(req.Data) == "boom" {
+			var m map[string]int
+			m["boom"]++ // a nil map write: a real runtime panic
+		}
+		return streams.Reply{Data: []byte("ok")}
+	})
+
+	res, err := s.NC.Request("test.fragile", []byte("boom"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Header.Get(micro.ErrorCodeHeader) != "500" || !strings.HasPrefix(res.Header.Get(micro.ErrorHeader), "internal:") {
+		t.Fatalf("panic reply headers = %v", res.Header)
+	}
+	var p schemas.Problem
+	if err := json.Unmarshal(res.Data, &p); err != nil || p.Status != 500 || p.Code != "internal" || p.Instance != "test.fragile" {
+		t.Fatalf("panic reply body = %s (%v)", res.Data, err)
+	}
+	if strings.Contains(string(res.Data), "goroutine") {
+		t.Fatalf("the stack leaked into the reply: %s", res.Data)
+	}
+	streamstest.Eventually(t, 5*time.Second, func() bool {
+		out := logs.String()
+		return strings.Contains(out, "request handler panicked") && strings.Contains(out, "assignment to entry in nil map") && strings.Contains(out, "goroutine")
+	}, "the panic was not logged with its stack: %s", logs.String())
+
+	res, err = s.NC.Request("test.fragile", []byte("fine"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.Data) != "ok" || res.Header.Get(micro.ErrorCodeHeader) != "" {
+		t.Fatalf("after a panic the service answers %q %v", res.Data, res.Header)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines and the test's reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestRequestServerReplicasShareRequestsAndStopAfterAnsweringInFlightOnes(t *testing.T) {

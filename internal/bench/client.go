@@ -95,7 +95,10 @@ var errNoNATSEntry = errors.New("no NATS entry answers on " + schemas.SubmitSubj
 // system does: small images inline, larger ones uploaded first under
 // uploads/<tenant>/ and sent by key.
 type natsSubmitter struct {
-	nc      *nats.Conn
+	nc *nats.Conn
+	// token, when set, goes in the Authorization header: a studio with authentication
+	// on admits NATS requests like HTTP ones.
+	token   string
 	blobs   blob.Store
 	task    schemas.Task
 	model   string
@@ -124,7 +127,12 @@ func (s *natsSubmitter) Submit(ctx context.Context, name string, data []byte) (s
 	if err != nil {
 		return "", err
 	}
-	reply, err := s.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: schemas.SubmitSubject(s.task), Data: body})
+	msg := nats.NewMsg(schemas.SubmitSubject(s.task))
+	msg.Data = body
+	if s.token != "" {
+		msg.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	reply, err := s.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return "", errNoNATSEntry
 	}

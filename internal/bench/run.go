@@ -380,7 +380,11 @@ func (c *client) close() {
 
 func connectClient(ctx context.Context, cfg *Config, api, natsURL string, spec models.Spec, log logrus.FieldLogger) (*client, error) {
 	var rt http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency + 8, IdleConnTimeout: time.Minute}
-	if tok := os.Getenv("STUDIO_TOKEN"); tok != "" && cfg.Server != "" {
+	tok := os.Getenv("STUDIO_TOKEN")
+	if cfg.Server == "" {
+		tok = "" // the bench's own studio runs without authentication
+	}
+	if tok != "" {
 		rt = bearer{token: tok, next: rt} // a running studio with authentication on
 	}
 	hc := &http.Client{Transport: rt}
@@ -413,7 +417,7 @@ func connectClient(ctx context.Context, cfg *Config, api, natsURL string, spec m
 				c.close()
 				return nil, err
 			}
-			c.sub = &natsSubmitter{nc: nc, blobs: blobs, task: cfg.jobTask(), model: spec.Name, version: spec.Version, runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
+			c.sub = &natsSubmitter{nc: nc, token: tok, blobs: blobs, task: cfg.jobTask(), model: spec.Name, version: spec.Version, runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
 		}
 	} else {
 		c.wait = &pollWaiter{api: httpRecs, every: 50 * time.Millisecond, gate: make(chan struct{}, 8)}
