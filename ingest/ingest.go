@@ -131,7 +131,7 @@ type Service struct {
 	cache      *jobs.Cache
 	loaded     func() []string
 	idem       *streams.KV
-	index      *streams.KV
+	index      *jobs.Index
 	uploadKey  []byte
 	started    time.Time
 	closing    chan struct{}
@@ -146,13 +146,13 @@ func (s *Service) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 // Option configures a Service.
 type Option func(*Service)
 
-// WithIdempotency keeps Idempotency-Key claims in kv (see StateBuckets). Without it a
+// WithIdempotency keeps Idempotency-Key claims in kv (jobs.OpenIdempotency). Without it a
 // request carrying a key is refused with 503, never silently run twice.
 func WithIdempotency(kv *streams.KV) Option { return func(s *Service) { s.idem = kv } }
 
-// WithJobIndex keeps the per-caller job index and webhook targets in kv (see
-// StateBuckets). Without it GET /v1/jobs answers 503 and callback_url is refused.
-func WithJobIndex(kv *streams.KV) Option { return func(s *Service) { s.index = kv } }
+// WithJobIndex keeps the per-caller job index and webhook targets in index. Without
+// it GET /v1/jobs answers 503 and callback_url is refused.
+func WithJobIndex(index *jobs.Index) Option { return func(s *Service) { s.index = index } }
 
 // ReportLoaded sets where GET /v1/models and readiness learn which versions are loaded
 // in this process.
@@ -284,7 +284,7 @@ func (s *Service) submit(ctx context.Context, req SubmitRequest) (rec *schemas.J
 		Status: schemas.StatusQueued, Stage: schemas.StageIngest, Input: input,
 		TraceID: trace.ID(req.TraceParent), SubmittedAt: now,
 	}
-	if err := s.indexJob(ctx, rec, req.CallbackURL); err != nil {
+	if err := s.indexJob(ctx, rec, &req); err != nil {
 		return nil, false, err
 	}
 	if hit, ok, err := s.cached(ctx, rec); ok || err != nil {
@@ -366,6 +366,11 @@ func (s *Service) validate(req *SubmitRequest) (models.Spec, *Problem) {
 	}
 	if err := schemas.ValidToken(req.Tenant); err != nil {
 		return models.Spec{}, problem(422, "invalid_tenant", err.Error(), FieldProblem{Field: "tenant", Constraint: "pattern", Message: "letters, digits, '-' and '_' only"})
+	}
+	// Every key of a user's data starts with tenant and user, so an id that is not a
+	// subject token could never be erased.
+	if err := schemas.ValidToken(req.User); err != nil {
+		return models.Spec{}, problem(422, "invalid_user", err.Error(), FieldProblem{Field: "user", Constraint: "pattern", Message: "letters, digits, '-' and '_' only"})
 	}
 	if !req.Tier.Valid() {
 		return models.Spec{}, problem(422, "invalid_tier", fmt.Sprintf("tier %q is not one of premium, normal, free", req.Tier), FieldProblem{Field: "tier", Constraint: "enum", Message: "must be premium, normal or free"})
@@ -465,18 +470,6 @@ func (s *Service) readUpload(ctx context.Context, req *SubmitRequest) ([]byte, e
 		data = []byte{}
 	}
 	return data, nil
-}
-
-// indexJob records the job in its caller's index with its callback URL.
-func (s *Service) indexJob(ctx context.Context, rec *schemas.JobRecord, callback string) error {
-	if s.index == nil {
-		return nil
-	}
-	data, _ := json.Marshal(indexEntry{JobID: rec.ID, Task: rec.Task, CallbackURL: callback, SubmittedAt: rec.SubmittedAt})
-	if err := s.index.Put(ctx, indexKey(rec.Tenant, rec.User, rec.ID), data); err != nil {
-		return fmt.Errorf("index job: %w", err)
-	}
-	return nil
 }
 
 // cached completes rec from the result cache when an identical job already ran and

@@ -113,19 +113,14 @@ func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, cons 
 		return
 	}
 	log := s.log.WithFields(logrus.Fields{"job_id": res.JobID, "tenant": res.Tenant, "stage": "webhooks", "attempt": d.Delivered})
-	raw, err := s.index.Get(ctx, indexKey(res.Tenant, res.User, res.JobID))
-	if errors.Is(err, streams.ErrKeyNotFound) {
-		_ = d.Ack() // not submitted through this ingest, or expired: no callback
-		return
-	}
+	entry, ok, err := s.index.Get(ctx, res.Tenant, res.User, res.JobID)
 	if err != nil {
 		log.WithError(err).Warn("webhooks: job index unavailable; retrying")
 		_ = d.Nak(s.webhookBackoff(d.Delivered))
 		return
 	}
-	var entry indexEntry
-	if json.Unmarshal(raw, &entry) != nil || entry.CallbackURL == "" {
-		_ = d.Ack()
+	if !ok || entry.CallbackURL == "" {
+		_ = d.Ack() // not submitted through this ingest, expired, or no callback
 		return
 	}
 	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, d)

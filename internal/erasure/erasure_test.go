@@ -100,7 +100,7 @@ func newWorld(t *testing.T) *world {
 				Status: status, Input: input, Results: map[string]schemas.ObjectRef{"cutout": result}, SubmittedAt: time.Now()}
 			must(w.jobs.Create(ctx, rec))
 			if i == 0 { // the second job is only found by scanning the jobs bucket
-				must(index.Add(ctx, who.tenant, who.user, id, time.Now()))
+				must(index.Add(ctx, who.tenant, who.user, jobs.IndexEntry{JobID: id, Task: rec.Task, SubmittedAt: time.Now()}))
 			}
 			must(active.Acquire(ctx, who.tenant, who.user, id, 0))
 			must(cache.Put(ctx, jobs.CacheKey(who.tenant, id, rec.Task, "isnet", "small", nil), jobs.CacheEntry{JobID: id, User: who.user, Results: rec.Results}))
