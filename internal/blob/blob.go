@@ -39,7 +39,8 @@ type Info struct {
 //   - Keys returns the keys under any of prefixes, in no particular order and without
 //     duplicates, reading no metadata: one pass over the store where the backend can
 //     only list everything (the JetStream object store), one listing per prefix where it
-//     lists by prefix (S3).
+//     lists by prefix (S3). It may also return keys of deleted objects whose record the
+//     backend keeps (the object store's delete markers), so that Purge removes those.
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) (Info, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)

@@ -377,8 +377,8 @@ func (m messageMatcher) match(data []byte) bool {
 	if json.Unmarshal(data, &b) != nil {
 		return false
 	}
-	if b.JobID != "" && m.jobs[b.JobID] {
-		return true
+	if b.JobID != "" && m.jobs[b.JobID] || b.Resource == "user/"+m.tenant+"/"+m.user {
+		return true // the resource of a login names tenant and user
 	}
 	if b.Tenant != m.tenant {
 		return false

@@ -192,12 +192,13 @@ func (s *ObjectStore) Purge(ctx context.Context, key string) error {
 }
 
 // Keys returns the keys under any of prefixes. The object store lists every object on
-// every call, so Keys lists once and filters.
+// every call, so Keys lists once and filters. Deleted objects whose delete marker
+// remains are listed too: the marker names the key, and Purge removes it.
 func (s *ObjectStore) Keys(ctx context.Context, prefixes ...string) ([]string, error) {
 	if len(prefixes) == 0 {
 		return nil, nil
 	}
-	all, err := s.obs.List(ctx)
+	all, err := s.obs.List(ctx, jetstream.ListObjectsShowDeleted())
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
 	}

@@ -31,6 +31,32 @@ func TestObjectStoreConformance(t *testing.T) {
 	})
 }
 
+func TestKeysListsDeleteMarkersSoPurgeCanRemoveThem(t *testing.T) {
+	ctx := context.Background()
+	s := streamstest.Start(t)
+	st, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "work/01jobid/input.f32"
+	if _, err := st.Put(ctx, key, bytes.NewReader([]byte("x")), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.Keys(ctx, "work/01jobid/")
+	if err != nil || len(keys) != 1 || keys[0] != key {
+		t.Fatalf("Keys after Delete = %q, %v; want the deleted key, whose marker remains", keys, err)
+	}
+	if err := st.Purge(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := st.Keys(ctx, "work/"); err != nil || len(keys) != 0 {
+		t.Fatalf("Keys after Purge = %q, %v; want none", keys, err)
+	}
+}
+
 func TestPurgeLeavesNoMessageNamingTheKey(t *testing.T) {
 	ctx := context.Background()
 	s := streamstest.Start(t)
