@@ -473,3 +473,26 @@ func everyStoredMessage(t *testing.T, js jetstream.JetStream) []storedMessage {
 	require.NoError(t, lister.Err())
 	return out
 }
+
+func TestNATSEntryRefusesUserIdsThatCouldNeverBeErased(t *testing.T) {
+	e := newEnv(t, ingest.Config{})
+	e.serveNATS(t)
+	nc := e.upstream(t)
+	img := encodePNG(t, gridImage(3, 3))
+	for _, tc := range []struct{ name, user string }{
+		{"a dot, which splits KV keys and subjects", "alice.smith"},
+		{"a space", "alice smith"},
+		{"a wildcard", "alice>"},
+		{"non-ASCII letters", "zoë"},
+		{"65 bytes", strings.Repeat("a", 65)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := request(t, nc, "studio.submit.remove-background", schemas.JobRequest{
+				Tenant: "acme", User: tc.user, Image: &schemas.ImageInput{Data: img},
+			}, nil)
+			require.Equal(t, "422", res.Header.Get(micro.ErrorCodeHeader), "reply: %s", res.Data)
+			require.Contains(t, string(res.Data), "invalid_user")
+		})
+	}
+	e.requireNothingKept(t)
+}
