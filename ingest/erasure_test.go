@@ -496,3 +496,22 @@ func TestNATSEntryRefusesUserIdsThatCouldNeverBeErased(t *testing.T) {
 	}
 	e.requireNothingKept(t)
 }
+
+func TestAnAPIKeyCannotEraseItsOwnerButTheOwnersSessionCan(t *testing.T) {
+	e := newSecureEnv(t)
+	ctx := context.Background()
+	r := e.call(t, http.MethodPost, "/v1/keys", e.tokens["bob"], jsonBody(t, map[string]any{"name": "reader", "scopes": []string{"jobs:read"}}), "application/json")
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	var key ingest.CreatedKey
+	require.NoError(t, json.Unmarshal(r.body, &key))
+
+	r = e.call(t, http.MethodDelete, "/v1/users/bob/data", key.Key, nil, "")
+	require.Equal(t, http.StatusForbidden, r.status, string(r.body))
+	_, err := e.sec.Users.Get(ctx, "tb", "bob")
+	require.NoError(t, err, "the refused erasure removed nothing")
+
+	r = e.call(t, http.MethodDelete, "/v1/users/bob/data", e.tokens["bob"], nil, "")
+	require.Equal(t, http.StatusOK, r.status, string(r.body))
+	_, err = e.sec.Users.Get(ctx, "tb", "bob")
+	require.ErrorIs(t, err, auth.ErrUserNotFound)
+}
