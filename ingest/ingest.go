@@ -315,7 +315,7 @@ func (s *Service) submit(ctx context.Context, req SubmitRequest) (rec *schemas.J
 	// is derived from the key, so even two racing replicas publish one request.
 	msgID := jobID + ":requested"
 	if idemKey != "" {
-		msgID = "idem:" + idemKey[2:] // "<tenant>.<hash>"
+		msgID = "idem:" + idemKey[2:] // "<tenant>.<user>.<hash>"
 	}
 	if err := s.pub.Publish(ctx, streams.Output{Subject: schemas.RequestSubject(req.Tier, req.Task), MsgID: msgID, Data: data, Header: h}); err != nil {
 		_, _ = s.jobs.Update(context.WithoutCancel(ctx), jobID, func(r *schemas.JobRecord) error {
