@@ -379,11 +379,6 @@ func TestEraseLeavesNothingOfAUsersFullFootprint(t *testing.T) {
 			bobJob := e.submitJSON(t, e.tokens["bob"], map[string]any{"task": "remove-background", "image": map[string]any{"data": encodePNG(t, gridImage(9, 9))}})
 			bobRec := e.waitStatus(t, bobJob, schemas.StatusSucceeded)
 
-			var rep erasure.ErasureReport
-			e.do(t, http.MethodDelete, "/v1/users/"+footUser+"/data", e.tokens["root"], nil, "", nil, http.StatusOK, &rep)
-			require.Empty(t, rep.InFlight)
-			require.ElementsMatch(t, fp.jobs, rep.Jobs)
-
 			needles := append([]string{footUser, fp.uploadKey, fp.uploadKey[strings.LastIndexByte(fp.uploadKey, '/')+1:]}, fp.jobs...)
 			find := func(haystack string) string {
 				h := strings.ToLower(haystack)
@@ -394,6 +389,28 @@ func TestEraseLeavesNothingOfAUsersFullFootprint(t *testing.T) {
 				}
 				return ""
 			}
+
+			// The footprint is real: before the erasure, the user is in every place that
+			// the entry points write to.
+			held := map[string]bool{}
+			for _, m := range everyStoredMessage(t, e.srv.JS) {
+				if find(m.text) != "" {
+					held[m.stream] = true
+				}
+			}
+			want := []string{"REQUESTS", "RESULTS", "TELEMETRY", "AUDIT", "FEEDBACK", "DLQ", "KV_users", "KV_refresh", "KV_apikeys",
+				"KV_jobs", "KV_userjobs", "KV_idempotency", "KV_cache", "KV_active", "KV_ratelimit"}
+			if b.name == "jetstream" {
+				want = append(want, "OBJ_"+natsobj.Bucket)
+			}
+			for _, stream := range want {
+				require.True(t, held[stream], "the footprint left nothing in %s (found in %v)", stream, held)
+			}
+
+			var rep erasure.ErasureReport
+			e.do(t, http.MethodDelete, "/v1/users/"+footUser+"/data", e.tokens["root"], nil, "", nil, http.StatusOK, &rep)
+			require.Empty(t, rep.InFlight)
+			require.ElementsMatch(t, fp.jobs, rep.Jobs)
 
 			t.Run("no stream message names the user, a job or the upload but the erasure record", func(t *testing.T) {
 				records := 0
