@@ -52,10 +52,9 @@ func newSecureEnv(t *testing.T) *secureEnv {
 	require.NoError(t, err)
 	cat := models.NewCatalog()
 	require.NoError(t, cat.Add(models.ISNet("small", "/nonexistent")))
-	idemCfg, indexCfg := ingest.StateBuckets(1)
-	idem, err := streams.OpenKV(ctx, s.JS, idemCfg)
+	idem, err := jobs.OpenIdempotency(ctx, s.JS)
 	require.NoError(t, err)
-	index, err := streams.OpenKV(ctx, s.JS, indexCfg)
+	index, err := jobs.OpenIndex(ctx, s.JS)
 	require.NoError(t, err)
 
 	secret := make([]byte, 32)

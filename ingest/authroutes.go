@@ -330,11 +330,13 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 	})
 	route(s, api, v, huma.Operation{OperationID: "erase-user", Method: http.MethodDelete, Path: "/users/{id}/data", Tags: tags,
 		Summary:     "Erase a user's data (GDPR)",
-		Description: "Deletes every object, record, message, API key and session of the user and asks the analytics sink to drop their rows. An admin may erase any user of the tenant; anyone may erase themselves. The answer lists what was removed; jobs still in flight are listed too: erase again once they end.",
+		Description: "Deletes every object, record, message, API key and session of the user and asks the analytics sink to drop their rows. An admin may erase any user of the tenant; anyone may erase themselves with their own session (not with an API key). The answer lists what was removed; jobs still in flight are listed too: erase again once they end.",
 		Security:    bearer, Errors: []int{401, 403, 503},
 	}, func(ctx context.Context, in *userPath) (*bodyOutput[erasure.ErasureReport], error) {
 		p := s.principal(ctx)
-		if in.ID != p.User {
+		// Erasing an account takes the owner's own session or an admin: an API key acts
+		// for its owner only as far as its purpose goes, and never erases them.
+		if in.ID != p.User || p.KeyID != "" {
 			if err := admin(ctx, actionUserErase, "user/"+in.ID); err != nil {
 				return nil, err
 			}
@@ -347,7 +349,8 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 			s.audit(ctx, actionUserErase, "user/"+in.ID, auth.ResultError)
 			return nil, s.asProblem(err, "erase user")
 		}
-		s.audit(ctx, actionUserErase, "user/"+in.ID, auth.ResultAllowed)
+		// No audit event here: it would name the user the erasure just removed. The
+		// ErasureRequest the Eraser published (who, whom, when) is the erasure's record.
 		return &bodyOutput[erasure.ErasureReport]{Status: http.StatusOK, Body: *rep}, nil
 	})
 }

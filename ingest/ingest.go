@@ -132,7 +132,7 @@ type Service struct {
 	cache      *jobs.Cache
 	loaded     func() []string
 	idem       *streams.KV
-	index      *streams.KV
+	index      *jobs.Index
 	uploadKey  []byte
 	started    time.Time
 	closing    chan struct{}
@@ -147,13 +147,13 @@ func (s *Service) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
 // Option configures a Service.
 type Option func(*Service)
 
-// WithIdempotency keeps Idempotency-Key claims in kv (see StateBuckets). Without it a
+// WithIdempotency keeps Idempotency-Key claims in kv (jobs.OpenIdempotency). Without it a
 // request carrying a key is refused with 503, never silently run twice.
 func WithIdempotency(kv *streams.KV) Option { return func(s *Service) { s.idem = kv } }
 
-// WithJobIndex keeps the per-caller job index and webhook targets in kv (see
-// StateBuckets). Without it GET /v1/jobs answers 503 and callback_url is refused.
-func WithJobIndex(kv *streams.KV) Option { return func(s *Service) { s.index = kv } }
+// WithJobIndex keeps the per-caller job index and webhook targets in index. Without
+// it GET /v1/jobs answers 503 and callback_url is refused.
+func WithJobIndex(index *jobs.Index) Option { return func(s *Service) { s.index = index } }
 
 // ReportLoaded sets where GET /v1/models and readiness learn which versions are loaded
 // in this process.
@@ -246,7 +246,7 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 		Status: schemas.StatusQueued, Stage: schemas.StageIngest, Input: input,
 		TraceID: trace.ID(req.TraceParent), SubmittedAt: now,
 	}
-	if err := s.indexJob(ctx, rec, req.CallbackURL); err != nil {
+	if err := s.indexJob(ctx, rec, req); err != nil {
 		return nil, false, err
 	}
 	if hit, ok, err := s.cached(ctx, rec); ok || err != nil {
@@ -277,7 +277,7 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 	// is derived from the key, so even two racing replicas publish one request.
 	msgID := jobID + ":requested"
 	if idemKey != "" {
-		msgID = "idem:" + idemKey[2:] // "<tenant>.<hash>"
+		msgID = "idem:" + idemKey[2:] // "<tenant>.<user>.<hash>"
 	}
 	if err := s.pub.Publish(ctx, streams.Output{Subject: schemas.RequestSubject(req.Tier, req.Task), MsgID: msgID, Data: data, Header: h}); err != nil {
 		_, _ = s.jobs.Update(context.WithoutCancel(ctx), jobID, func(r *schemas.JobRecord) error {
@@ -432,18 +432,6 @@ func (s *Service) readUpload(ctx context.Context, req *SubmitRequest) ([]byte, e
 		data = []byte{}
 	}
 	return data, nil
-}
-
-// indexJob records the job in its caller's index with its callback URL.
-func (s *Service) indexJob(ctx context.Context, rec *schemas.JobRecord, callback string) error {
-	if s.index == nil {
-		return nil
-	}
-	data, _ := json.Marshal(indexEntry{JobID: rec.ID, Task: rec.Task, CallbackURL: callback, SubmittedAt: rec.SubmittedAt})
-	if err := s.index.Put(ctx, indexKey(rec.Tenant, rec.User, rec.ID), data); err != nil {
-		return fmt.Errorf("index job: %w", err)
-	}
-	return nil
 }
 
 // cached completes rec from the result cache when an identical job already ran and

@@ -43,7 +43,7 @@ type env struct {
 	svc   *ingest.Service
 	api   *httptest.Server
 	idem  *streams.KV
-	index *streams.KV
+	index *jobs.Index
 }
 
 // newEnv wires ingest with its state buckets (idempotency keys, job index); the queue
@@ -64,10 +64,9 @@ func newEnvWithDepth(t *testing.T, cfg ingest.Config, depth ingest.QueueDepth) *
 	cat := models.NewCatalog()
 	// Ingest only resolves the spec; it never opens the weights.
 	require.NoError(t, cat.Add(models.ISNet("small", "/nonexistent")))
-	idemCfg, indexCfg := ingest.StateBuckets(1)
-	idem, err := streams.OpenKV(ctx, s.JS, idemCfg)
+	idem, err := jobs.OpenIdempotency(ctx, s.JS)
 	require.NoError(t, err)
-	index, err := streams.OpenKV(ctx, s.JS, indexCfg)
+	index, err := jobs.OpenIndex(ctx, s.JS)
 	require.NoError(t, err)
 	svc := ingest.NewService(cfg, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat, depth, nil, quietLog(),
 		ingest.WithIdempotency(idem), ingest.WithJobIndex(index))

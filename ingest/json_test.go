@@ -155,14 +155,14 @@ func TestPresignedUploadsAreCheckedOnTheWayIn(t *testing.T) {
 
 	// A URL this server signed that has expired.
 	id := NewIDForTest()
-	key := "uploads/local/" + id
+	key := "uploads/local/local/" + id
 	past := time.Now().Add(-time.Minute).Unix()
 	m := hmac.New(sha256.New, []byte(secret))
 	fmt.Fprintf(m, "PUT\n%s\n%d", key, past)
-	url := fmt.Sprintf("/v1/uploads/local/%s?expires=%d&signature=%s", id, past, hex.EncodeToString(m.Sum(nil)))
+	url := fmt.Sprintf("/v1/uploads/local/local/%s?expires=%d&signature=%s", id, past, hex.EncodeToString(m.Sum(nil)))
 	requireProblem(t, e.do(t, http.MethodPut, url, png, ""), http.StatusGone, "upload_url_expired")
 	// Missing query parameters are named.
-	p := requireProblem(t, e.do(t, http.MethodPut, "/v1/uploads/local/"+id, png, ""), http.StatusUnprocessableEntity, "invalid_request")
+	p := requireProblem(t, e.do(t, http.MethodPut, "/v1/uploads/local/local/"+id, png, ""), http.StatusUnprocessableEntity, "invalid_request")
 	require.Contains(t, fieldsOf(p), "expires")
 }
 

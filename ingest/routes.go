@@ -87,10 +87,13 @@ func (s *Service) registerRoutes(api huma.API) {
 		Description:   "For large files or clients that cannot send multipart: returns a URL to PUT the raw file to (no other credentials needed, valid for 15 minutes) and the key to reference from a JSON job request.",
 		DefaultStatus: http.StatusCreated, Errors: []int{503},
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[UploadTicket], error) {
-		tenant, _ := s.caller(ctx)
-		return &bodyOutput[UploadTicket]{Status: http.StatusCreated, Body: s.newUploadTicket(tenant)}, nil
+		tk, err := s.newUploadTicket(s.caller(ctx))
+		if err != nil {
+			return nil, s.asProblem(err, "upload")
+		}
+		return &bodyOutput[UploadTicket]{Status: http.StatusCreated, Body: tk}, nil
 	})
-	route(s, api, stable, huma.Operation{OperationID: "put-upload", Method: http.MethodPut, Path: "/uploads/{tenant}/{id}", Tags: []string{"uploads"},
+	route(s, api, stable, huma.Operation{OperationID: "put-upload", Method: http.MethodPut, Path: "/uploads/{tenant}/{user}/{id}", Tags: []string{"uploads"},
 		Summary:       "Upload a file to a presigned URL",
 		Description:   "The body is the raw file. It is checked like a multipart upload (type by content, size, pixel count) before it is stored.",
 		DefaultStatus: http.StatusCreated, Errors: []int{400, 403, 409, 410, 413, 415, 422, 503},
@@ -100,12 +103,13 @@ func (s *Service) registerRoutes(api huma.API) {
 		}},
 	}, func(ctx context.Context, in *struct {
 		Tenant    string `path:"tenant"`
+		User      string `path:"user"`
 		ID        string `path:"id"`
 		Expires   string `query:"expires" required:"true"`
 		Signature string `query:"signature" required:"true"`
 	}) (*bodyOutput[UploadedObject], error) {
 		w, r := exchangeFrom(ctx)
-		obj, err := s.acceptUpload(ctx, w, r, in.Tenant, in.ID, in.Expires, in.Signature)
+		obj, err := s.acceptUpload(ctx, w, r, in.Tenant, in.User, in.ID, in.Expires, in.Signature)
 		if err != nil {
 			return nil, s.asProblem(err, "upload")
 		}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/creativeai-studio/studio/internal/jobs"
@@ -17,24 +16,10 @@ import (
 	"github.com/creativeai-studio/studio/streams"
 )
 
-// Buckets of ingest's own state.
-const (
-	// BucketIdempotency maps (tenant, user, Idempotency-Key) to the job it created.
-	BucketIdempotency = "idempotency"
-	// BucketJobIndex lists each caller's jobs (one key per job, the id last) and holds
-	// what only ingest needs about a job, such as its callback URL.
-	BucketJobIndex = "job_index"
-)
-
-// IdempotencyTTL is how long a key is remembered; a key reused later creates a new job.
-const IdempotencyTTL = 24 * time.Hour
-
-// StateBuckets returns the KV settings of ingest's buckets; the process wiring opens
-// them with streams.OpenKV and passes them in with WithIdempotency and WithJobIndex.
-func StateBuckets(replicas int) (idempotency, index streams.KVConfig) {
-	return streams.KVConfig{Bucket: BucketIdempotency, Description: "Idempotency-Key -> job id, per tenant and user", TTL: IdempotencyTTL, Replicas: replicas},
-		streams.KVConfig{Bucket: BucketJobIndex, Description: "per-caller job index and webhook targets", TTL: 30 * 24 * time.Hour, Replicas: replicas}
-}
+// Ingest's state lives in two buckets that package jobs declares (and topology
+// provisions): Idempotency-Key claims (jobs.BucketIdempotency) and the per-user job
+// index with webhook targets (jobs.Index). Both are keyed by tenant and user, so
+// erasure finds a user's entries with one subject filter.
 
 // claim is what an idempotency key maps to. The job id is chosen when the key is first
 // claimed, so a retry after a crash between claim and queueing submits the same id, and
@@ -54,23 +39,10 @@ func hashHex(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// idempotencyKey names a claim: "k.<tenant>.<user>.<hash of the key>". Tenant and user
+// are subject tokens (checked at every entry), so a user's claims share one prefix.
 func idempotencyKey(tenant, user, key string) string {
-	return "k." + tenant + "." + hashHex(user, key)
-}
-
-// userToken names a user in KV keys, which allow fewer characters than user ids.
-func userToken(user string) string { return hashHex(user)[:32] }
-
-func indexKey(tenant, user, jobID string) string {
-	return "j." + tenant + "." + userToken(user) + "." + jobID
-}
-
-// indexEntry is the per-job value in the job index.
-type indexEntry struct {
-	JobID       string       `json:"job_id"`
-	Task        schemas.Task `json:"task"`
-	CallbackURL string       `json:"callback_url,omitempty"`
-	SubmittedAt time.Time    `json:"submitted_at"`
+	return "k." + tenant + "." + user + "." + hashHex(key)
 }
 
 // fingerprint identifies what a request asks for, independent of its encoding
@@ -138,13 +110,12 @@ func (s *Service) listJobs(ctx context.Context, tenant, user, cursor string, lim
 	if s.index == nil {
 		return nil, "", problem(http.StatusServiceUnavailable, "unavailable", "this server keeps no job index; ask the operator to enable it")
 	}
-	keys, err := s.index.Keys(ctx, "j."+tenant+"."+userToken(user)+".*")
+	all, err := s.index.List(ctx, tenant, user)
 	if err != nil {
 		return nil, "", err
 	}
-	ids := make([]string, 0, len(keys))
-	for _, k := range keys {
-		id := k[strings.LastIndexByte(k, '.')+1:]
+	ids := make([]string, 0, len(all))
+	for _, id := range all {
 		if cursor == "" || id < cursor {
 			ids = append(ids, id)
 		}
@@ -168,4 +139,17 @@ func (s *Service) listJobs(ctx context.Context, tenant, user, cursor string, lim
 		out = append(out, rec)
 	}
 	return out, next, nil
+}
+
+// indexJob records the job in its caller's index with its callback URL and the upload
+// its input came from.
+func (s *Service) indexJob(ctx context.Context, rec *schemas.JobRecord, req *SubmitRequest) error {
+	if s.index == nil {
+		return nil
+	}
+	e := jobs.IndexEntry{JobID: rec.ID, Task: rec.Task, CallbackURL: req.CallbackURL, Upload: req.ImageKey, SubmittedAt: rec.SubmittedAt}
+	if err := s.index.Add(ctx, rec.Tenant, rec.User, e); err != nil {
+		return fmt.Errorf("index job: %w", err)
+	}
+	return nil
 }

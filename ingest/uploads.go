@@ -45,27 +45,43 @@ func (s *Service) uploadSignature(key string, expires int64) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// newUploadTicket presigns an upload for tenant. The URL is signed by ingest rather
+// uploadKey names a presigned upload: uploads/<tenant>/<user>/<id>. The owner is part
+// of the key so that erasure finds a user's uploads with one listing
+// (UserUploadPrefix).
+func uploadKey(tenant, user, id string) string {
+	return UserUploadPrefix(tenant, user) + id
+}
+
+// UserUploadPrefix is where the presigned uploads of one user are stored.
+func UserUploadPrefix(tenant, user string) string {
+	return schemas.UploadPrefix + tenant + "/" + user + "/"
+}
+
+// newUploadTicket presigns an upload for one user. The URL is signed by ingest rather
 // than by the object store, so it works with every backend and the bytes are checked
-// (type by content, pixel count) as they arrive.
-func (s *Service) newUploadTicket(tenant string) UploadTicket {
+// (type by content, pixel count) and stripped of metadata as they arrive.
+func (s *Service) newUploadTicket(tenant, user string) (UploadTicket, error) {
+	if _, err := schemas.UserKey(tenant, user); err != nil {
+		return UploadTicket{}, problem(422, "invalid_user", "uploads need a tenant and user made of letters, digits, '-' and '_': "+err.Error())
+	}
 	id := NewJobID()
-	key := schemas.UploadPrefix + tenant + "/" + id
+	key := uploadKey(tenant, user, id)
 	exp := time.Now().Add(s.cfg.UploadURLExpiry).UTC().Truncate(time.Second)
 	sig := s.uploadSignature(key, exp.Unix())
 	return UploadTicket{
 		Key:       key,
-		UploadURL: fmt.Sprintf("/v1/uploads/%s/%s?expires=%d&signature=%s", tenant, id, exp.Unix(), sig),
+		UploadURL: fmt.Sprintf("/v1/uploads/%s/%s/%s?expires=%d&signature=%s", tenant, user, id, exp.Unix(), sig),
 		Method:    http.MethodPut, ExpiresAt: exp, MaxBytes: s.cfg.Limits.MaxBytes,
-	}
+	}, nil
 }
 
 // acceptUpload stores the body of a presigned PUT after checking the signature, the
-// size and the image header.
-func (s *Service) acceptUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, tenant, id, expires, sig string) (*UploadedObject, error) {
-	key := schemas.UploadPrefix + tenant + "/" + id
+// size and the image header; like a direct upload, it is stored without its metadata
+// (EXIF, GPS, comments).
+func (s *Service) acceptUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, tenant, user, id, expires, sig string) (*UploadedObject, error) {
+	key := uploadKey(tenant, user, id)
 	exp, err := strconv.ParseInt(expires, 10, 64)
-	if err != nil || schemas.ValidToken(tenant) != nil || schemas.ValidToken(id) != nil ||
+	if err != nil || schemas.ValidToken(tenant) != nil || schemas.ValidToken(user) != nil || schemas.ValidToken(id) != nil ||
 		!hmac.Equal([]byte(sig), []byte(s.uploadSignature(key, exp))) {
 		return nil, problem(http.StatusForbidden, "invalid_signature", "the upload URL is not one this server signed; ask POST /v1/uploads for a new one",
 			FieldProblem{Field: "signature", Constraint: "hmac", Message: "does not match"})
@@ -92,6 +108,7 @@ func (s *Service) acceptUpload(ctx context.Context, w http.ResponseWriter, r *ht
 	if err != nil {
 		return nil, imageProblem(err, "body")
 	}
+	data = stripMetadata(data, hdr)
 	info, err := s.blobs.Put(ctx, key, bytes.NewReader(data), int64(len(data)), hdr.Format.ContentType())
 	if err != nil {
 		return nil, fmt.Errorf("store upload: %w", err)

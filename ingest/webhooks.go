@@ -92,16 +92,12 @@ func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *st
 		return streams.Permanent(fmt.Errorf("not a result event: %v", err))
 	}
 	log := s.log.WithFields(logrus.Fields{"job_id": res.JobID, "tenant": res.Tenant, "stage": "webhooks", "attempt": m.Delivered})
-	raw, err := s.index.Get(ctx, indexKey(res.Tenant, res.User, res.JobID))
-	if errors.Is(err, streams.ErrKeyNotFound) {
-		return nil // not submitted through this ingest, or expired: no callback
-	}
+	entry, ok, err := s.index.Get(ctx, res.Tenant, res.User, res.JobID)
 	if err != nil {
 		return fmt.Errorf("webhooks: job index unavailable: %w", err)
 	}
-	var entry indexEntry
-	if json.Unmarshal(raw, &entry) != nil || entry.CallbackURL == "" {
-		return nil
+	if !ok || entry.CallbackURL == "" {
+		return nil // not submitted through this ingest, expired, or no callback
 	}
 	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, m)
 	log = log.WithFields(logrus.Fields{"callback_url": entry.CallbackURL, "status_code": status})

@@ -210,6 +210,9 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 	return &KV{kv: kv}, nil
 }
 
+// WrapKV wraps a bucket that provisioning created (see BindKV).
+func WrapKV(kv jetstream.KeyValue) *KV { return &KV{kv: kv} }
+
 // Create stores value under key unless the key exists (ErrKeyExists).
 func (b *KV) Create(ctx context.Context, key string, value []byte) error {
 	if _, err := b.kv.Create(ctx, key, value); err != nil {

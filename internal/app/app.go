@@ -407,12 +407,11 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	if ready == nil {
 		ready = func(ctx context.Context) error { return BusReady(ctx, d.Bus) }
 	}
-	idemCfg, indexCfg := ingest.StateBuckets(cfg.Replicas)
-	idem, err := streams.OpenKV(ctx, d.Bus.JS, idemCfg)
+	idem, err := jobs.OpenIdempotency(ctx, d.Bus.JS)
 	if err != nil {
 		return nil, err
 	}
-	index, err := streams.OpenKV(ctx, d.Bus.JS, indexCfg)
+	index, err := jobs.OpenIndex(ctx, d.Bus.JS)
 	if err != nil {
 		return nil, err
 	}

@@ -29,12 +29,26 @@ type Info struct {
 // key replaces it. Get returns ErrNotFound for a missing key; the caller closes the
 // reader. Delete of a missing key is not an error. List returns objects whose key starts
 // with prefix, in no particular order.
+//
+// Purge and Keys are what erasure needs. They are part of Store, not optional
+// interfaces, so that a wrapper (metrics.InstrumentBlobs) must forward them and cannot
+// hide them:
+//   - Purge deletes key and every record of it the backend keeps. The JetStream object
+//     store keeps a delete marker that names the key after Delete; Purge removes it too.
+//     A missing key is not an error.
+//   - Keys returns the keys under any of prefixes, in no particular order and without
+//     duplicates, reading no metadata: one pass over the store where the backend can
+//     only list everything (the JetStream object store), one listing per prefix where it
+//     lists by prefix (S3). It may also return keys of deleted objects whose record the
+//     backend keeps (the object store's delete markers), so that Purge removes those.
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) (Info, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
 	Stat(ctx context.Context, key string) (Info, error)
 	Delete(ctx context.Context, key string) error
 	List(ctx context.Context, prefix string) ([]Info, error)
+	Purge(ctx context.Context, key string) error
+	Keys(ctx context.Context, prefixes ...string) ([]string, error)
 }
 
 // URLSigner is implemented by backends that can hand out time-limited download URLs

@@ -1,3 +1,5 @@
+// Package erasure is the GDPR erasure: the Registry of every place that can hold a
+// user's data, with how to find one user's entries there, and the Eraser that walks it.
 package erasure
 
 import (
@@ -5,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,78 +17,73 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob"
-	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/jobs"
-	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
 
 // Eraser removes everything the service holds about one user of one tenant (a GDPR
 // erasure): objects, job records, cache entries, KV state, sessions, API keys and
-// stream messages, then asks the ClickHouse sink to delete the user's rows. Safe for
-// concurrent use; running it twice for the same user is harmless.
+// stream messages, then asks the ClickHouse sink to delete the user's rows. It walks a
+// Registry (DefaultRegistry), which lists every place that can hold a user's data and
+// how to find one user's entries there. Safe for concurrent use; running it twice for
+// the same user is harmless.
 //
-// How each kind of data is found:
-//   - Jobs: the per-user index (jobs.BucketIndex) plus a scan of the jobs bucket, so jobs
-//     submitted before the index existed, or by upstream publishers, are found too.
-//   - Objects: inputs/<tenant>/<job>/, results/<tenant>/<job>/ and work/<job>/ of each
-//     job. Results another user's job reused through the cache are not the user's and
-//     stay; the user's own results that others reused are deleted, and those jobs then
-//     report the object gone. On the JetStream object store the delete tombstone,
-//     which names the key, is purged too.
-//   - KV: keys are "<tenant>.<user>[.<…>]", so each bucket is cleaned with one stream
-//     purge by subject filter, which leaves not even a delete marker. Job records are
-//     purged through the KV first, so that progress watchers see the deletion.
-//   - Stream messages: subjects carry tier, task, tenant or stage but not the user, so
-//     no subject filter selects one user's messages (RESULTS narrows to the tenant).
-//     Each stream is read once (an ordered consumer; a direct read for work-queue
+// The order of an erasure:
+//  1. Sessions are revoked (their access tokens die with the family's deny entry, which
+//     names no one) and the user record and refresh families are purged: no new session
+//     or job starts.
+//  2. The footprint is found: the user's jobs (the job index plus a scan of the job
+//     records, so jobs submitted by upstream publishers count too), the records, the
+//     API key ids and the uploads the jobs were submitted with.
+//  3. Objects are purged (blob.Store.Purge, which on the JetStream object store also
+//     removes the delete marker that names the key).
+//  4. Every other KV bucket of the registry is cleaned: one stream purge per key
+//     pattern, which leaves not even a delete marker; job records are purged through
+//     the KV first, so that progress watchers see the deletion.
+//  5. Stream messages: subjects carry tier, task, tenant or stage but not the user, so
+//     each stream is read once (an ordered consumer; a direct read for work-queue
 //     streams, which allow no second consumer) and every message whose JSON body names
 //     the user or one of the user's jobs is deleted with SecureDeleteMsg, which
 //     overwrites the stored bytes. Per-user subjects would allow a filtered purge
 //     instead, at the price of a subject per user in every stream; with erasure being
 //     rare, the scan is the better trade.
-//   - The erasure itself stays on record: the ErasureRequest published on
+//  6. The erasure itself stays on record: the ErasureRequest published on
 //     studio.audit.erasure (never scanned) is what the sink keeps in audit_log.
 //
-// Jobs still queued or running when Erase runs are listed in the report's InFlight: a
-// stage may write their results afterwards, so run Erase again once they have ended
-// (deleting the user first makes sure no new job starts).
+// Objects and job state go before the index and records that lead to them, so an
+// erasure that fails half-way finds everything again when it is run again. Jobs still
+// queued or running when Erase runs are listed in the report's InFlight: a stage may
+// write their results afterwards, so run Erase again once they have ended (deleting the
+// user first makes sure no new job starts).
 type Eraser struct {
-	js       jetstream.JetStream
-	blobs    blob.Store
-	pub      streams.Publisher
-	jobs     *jobs.Store
-	users    *auth.Users
-	tokens   *auth.Tokens
-	userJobs *jobs.Index
-	keys     *auth.APIKeys
-	cacheKV  jetstream.KeyValue
-	jobsKV   jetstream.KeyValue
-	now      func() time.Time
+	js     jetstream.JetStream
+	blobs  blob.Store
+	pub    streams.Publisher
+	reg    Registry
+	jobs   *jobs.Store
+	tokens *auth.Tokens
+	index  *jobs.Index
+	keys   *auth.APIKeys
+	jobsKV jetstream.KeyValue
+	now    func() time.Time
 }
 
 // NewEraser opens the stores an erasure touches; blobs is the object storage in use
-// (streams.ObjectStore or S3).
+// (natsobj.ObjectStore or S3, wrapped or not).
 func NewEraser(ctx context.Context, js jetstream.JetStream, blobs blob.Store) (*Eraser, error) {
-	e := &Eraser{js: js, blobs: blobs, pub: streams.JSPublisher{JS: js}, now: time.Now}
+	e := &Eraser{js: js, blobs: blobs, pub: streams.JSPublisher{JS: js}, reg: DefaultRegistry(), now: time.Now}
 	var err error
 	if e.jobs, err = jobs.Open(ctx, js); err != nil {
-		return nil, err
-	}
-	if e.users, err = auth.OpenUsers(ctx, js); err != nil {
 		return nil, err
 	}
 	if e.tokens, err = auth.OpenTokens(ctx, js); err != nil {
 		return nil, err
 	}
-	if e.userJobs, err = jobs.OpenIndex(ctx, js); err != nil {
+	if e.index, err = jobs.OpenIndex(ctx, js); err != nil {
 		return nil, err
 	}
 	if e.keys, err = auth.OpenAPIKeys(ctx, js); err != nil {
-		return nil, err
-	}
-	if e.cacheKV, err = streams.BindKV(ctx, js, jobs.BucketCache); err != nil {
 		return nil, err
 	}
 	if e.jobsKV, err = streams.BindKV(ctx, js, jobs.Bucket); err != nil {
@@ -135,41 +133,39 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	for _, opt := range opts {
 		opt(&o)
 	}
-	prefix, err := schemas.UserKey(tenant, user)
-	if err != nil {
-		return nil, err
+	if _, err := schemas.UserKey(tenant, user); err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
 	}
 	rep := &ErasureReport{Tenant: tenant, User: user, RequestedBy: o.requestedBy, Jobs: []string{}, Objects: []string{}, KVKeys: []string{}, Messages: map[string]int{}}
 	requestedAt := e.now().UTC()
+	f := &Footprint{Tenant: tenant, User: user, Jobs: map[string]bool{}}
 
-	// 1. No new sessions or jobs: revoke the sessions (their access tokens die with the
-	// family's deny entry, which names no one) and delete the user record.
+	// 1. No new sessions or jobs.
 	fams, err := e.tokens.Families(ctx, tenant, user)
 	if err != nil {
 		return rep, err
 	}
-	for _, f := range fams {
-		if err := e.tokens.Deny(ctx, auth.DenyKeyFamily(f.ID), f.ExpiresAt.Add(auth.Leeway)); err != nil {
+	for _, fam := range fams {
+		if err := e.tokens.Deny(ctx, auth.DenyKeyFamily(fam.ID), fam.ExpiresAt.Add(auth.Leeway)); err != nil {
 			return rep, err
 		}
 	}
 	rep.Sessions = len(fams)
-	for _, step := range []struct{ bucket, filter string }{
-		{auth.BucketUsers, prefix},
-		{auth.BucketRefresh, prefix + ".>"},
-	} {
-		if err := e.purgeKV(ctx, step.bucket, step.filter, rep); err != nil {
-			return rep, err
+	early := map[string]bool{auth.BucketUsers: true, auth.BucketRefresh: true}
+	for _, kv := range e.reg.KV {
+		if early[kv.Bucket] {
+			if err := e.eraseKV(ctx, kv, f, rep); err != nil {
+				return rep, err
+			}
 		}
 	}
 
-	// 2. Find the jobs.
-	jobIDs, recs, err := e.findJobs(ctx, tenant, user)
-	if err != nil {
+	// 2. The footprint.
+	if err := e.discover(ctx, f); err != nil {
 		return rep, err
 	}
-	rep.Jobs = sortedKeys(jobIDs)
-	for _, rec := range recs {
+	rep.Jobs = sortedKeys(f.Jobs)
+	for _, rec := range f.Records {
 		if !rec.Status.Final() {
 			rep.InFlight = append(rep.InFlight, rec.ID)
 		}
@@ -177,81 +173,32 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	sort.Strings(rep.InFlight)
 
 	// 3. Objects.
-	if err := e.eraseObjects(ctx, tenant, jobIDs, recs, rep); err != nil {
+	if err := e.eraseObjects(ctx, f, rep); err != nil {
 		return rep, err
 	}
 
-	// 4. Job records, cache entries and the user's other KV state.
-	for _, rec := range recs {
-		// Purging through the KV first tells progress watchers the job is gone.
-		if err := e.jobs.Delete(ctx, rec.ID); err != nil {
+	// 4. The other KV buckets.
+	for _, kv := range e.reg.KV {
+		if early[kv.Bucket] || kv.NoUserData != "" {
+			continue
+		}
+		if err := e.eraseKV(ctx, kv, f, rep); err != nil {
 			return rep, err
 		}
 	}
-	for _, id := range rep.Jobs {
-		if err := e.purgeKV(ctx, jobs.Bucket, id, rep); err != nil {
-			return rep, err
-		}
-	}
-	var cacheKeys []string
-	err = streams.ScanJSON(ctx, e.cacheKV, tenant+".*", func(key string, ce jobs.CacheEntry) error {
-		if jobIDs[ce.JobID] || ce.User == user {
-			cacheKeys = append(cacheKeys, key)
-		}
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
-	for _, k := range cacheKeys {
-		if err := e.purgeKV(ctx, jobs.BucketCache, k, rep); err != nil {
-			return rep, err
-		}
-	}
-	for _, step := range []struct{ bucket, filter string }{
-		{quota.BucketActive, prefix},
-		{quota.BucketRateLimit, prefix},
-		{jobs.BucketIndex, prefix + ".>"},
-	} {
-		if err := e.purgeKV(ctx, step.bucket, step.filter, rep); err != nil {
-			return rep, err
-		}
-	}
-	keyIDs, err := e.keys.OwnedBy(ctx, tenant, user)
-	if err != nil {
-		return rep, err
-	}
-	for _, id := range keyIDs {
-		if err := e.keys.Delete(ctx, id); err != nil {
-			return rep, err
-		}
-		rep.APIKeys = append(rep.APIKeys, id)
-		rep.KVKeys = append(rep.KVKeys, auth.BucketAPIKeys+"/"+id)
-	}
+	rep.APIKeys = append(rep.APIKeys, f.APIKeys...)
+	sort.Strings(rep.APIKeys)
 
 	// 5. Stream messages.
-	m := messageMatcher{tenant: tenant, user: user, jobs: jobIDs}
-	// Every stream on the server, pipeline streams included (the stage table declares
-	// those, and streams knows no stage). KV buckets and object stores are streams too;
-	// their entries were handled above by key.
-	var names []string
-	lister := e.js.StreamNames(ctx)
-	for name := range lister.Name() {
-		if !strings.HasPrefix(name, "KV_") && !strings.HasPrefix(name, "OBJ_") {
-			names = append(names, name)
-		}
-	}
-	if err := lister.Err(); err != nil {
-		return rep, fmt.Errorf("erasure: list streams to erase %s's messages: %w", user, err)
-	}
-	for _, name := range names {
+	m := messageMatcher{tenant: tenant, user: user, jobs: f.Jobs}
+	for _, sd := range e.reg.Streams {
 		filter := ">"
-		if name == schemas.StreamResults {
-			filter = schemas.RootResults + "." + tenant + ".>"
+		if sd.Filter != nil {
+			filter = sd.Filter(f)
 		}
-		n, err := e.eraseMessages(ctx, name, filter, m)
+		n, err := e.eraseMessages(ctx, sd.Stream, filter, sd.Keep, m)
 		if n > 0 {
-			rep.Messages[name] = n
+			rep.Messages[sd.Stream] = n
 		}
 		if err != nil {
 			return rep, err
@@ -276,89 +223,120 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	return rep, nil
 }
 
-// findJobs returns the user's job ids and the records that still exist.
-func (e *Eraser) findJobs(ctx context.Context, tenant, user string) (map[string]bool, []*schemas.JobRecord, error) {
-	jobs := map[string]bool{}
-	ids, err := e.userJobs.List(ctx, tenant, user)
+// discover fills the footprint: the user's jobs and records, API keys and uploads.
+func (e *Eraser) discover(ctx context.Context, f *Footprint) error {
+	ids, err := e.index.List(ctx, f.Tenant, f.User)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	for _, id := range ids {
-		jobs[id] = true
+		f.Jobs[id] = true
 	}
-	var recs []*schemas.JobRecord
+	entries, err := e.index.Entries(ctx, f.Tenant, f.User)
+	if err != nil {
+		return err
+	}
+	for _, en := range entries {
+		if en.Upload != "" {
+			f.Uploads = append(f.Uploads, en.Upload)
+		}
+	}
 	err = streams.ScanJSON(ctx, e.jobsKV, ">", func(_ string, rec schemas.JobRecord) error {
-		if rec.Tenant == tenant && rec.User == user || jobs[rec.ID] {
-			jobs[rec.ID] = true
-			recs = append(recs, &rec)
+		if rec.Tenant == f.Tenant && rec.User == f.User || f.Jobs[rec.ID] {
+			f.Jobs[rec.ID] = true
+			f.Records = append(f.Records, &rec)
 		}
 		return nil
 	})
-	return jobs, recs, err
-}
-
-func (e *Eraser) eraseObjects(ctx context.Context, tenant string, jobs map[string]bool, recs []*schemas.JobRecord, rep *ErasureReport) error {
-	prefixes := func(id string) []string {
-		return []string{"inputs/" + tenant + "/" + id + "/", "results/" + tenant + "/" + id + "/", "work/" + id + "/"}
-	}
-	var keys []string
-	add := func(infos []blob.Info, err error) error {
-		for _, in := range infos {
-			keys = append(keys, in.Key)
-		}
+	if err != nil {
 		return err
 	}
-	obs, isObjectStore := e.blobs.(*natsobj.ObjectStore)
-	if isObjectStore {
-		// The object store lists everything on every call: list once and filter.
-		all, err := e.blobs.List(ctx, "")
-		if err != nil {
-			return err
+	if f.APIKeys, err = e.keys.OwnedBy(ctx, f.Tenant, f.User); err != nil {
+		return err
+	}
+	return nil
+}
+
+// eraseObjects purges every object the registry's object rows name for f.
+func (e *Eraser) eraseObjects(ctx context.Context, f *Footprint, rep *ErasureReport) error {
+	var prefixes, exact []string
+	for _, od := range e.reg.Objects {
+		if od.Prefixes != nil {
+			prefixes = append(prefixes, od.Prefixes(f)...)
 		}
-		for _, in := range all {
-			for id := range jobs {
-				if hasAnyPrefix(in.Key, prefixes(id)) {
-					keys = append(keys, in.Key)
-					break
-				}
-			}
-		}
-	} else {
-		for id := range jobs {
-			for _, p := range prefixes(id) {
-				if err := add(e.blobs.List(ctx, p)); err != nil {
-					return err
-				}
-			}
+		if od.Keys != nil {
+			exact = append(exact, od.Keys(f)...)
 		}
 	}
-	// An input stored under an unusual key still belongs to the job.
-	for _, rec := range recs {
-		if k := rec.Input.Key; k != "" && strings.Contains(k, "/"+rec.ID+"/") && !hasAnyPrefix(k, prefixes(rec.ID)) {
-			keys = append(keys, k)
+	keys, err := e.blobs.Keys(ctx, prefixes...)
+	if err != nil {
+		return fmt.Errorf("erasure: list the user's objects: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k] = true
+	}
+	for _, k := range exact {
+		if seen[k] {
+			continue
 		}
+		if _, err := e.blobs.Stat(ctx, k); errors.Is(err, blob.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("erasure: %w", err)
+		}
+		seen[k] = true
+		keys = append(keys, k)
 	}
 	for _, k := range keys {
-		if err := e.blobs.Delete(ctx, k); err != nil {
-			return err
-		}
-		if isObjectStore {
-			if err := obs.PurgeTombstone(ctx, k); err != nil {
-				return err
-			}
+		if err := e.blobs.Purge(ctx, k); err != nil {
+			return fmt.Errorf("erasure: %w", err)
 		}
 		rep.Objects = append(rep.Objects, k)
 	}
 	return nil
 }
 
-// purgeKV removes every key of bucket matching filter, recording each in the report.
-func (e *Eraser) purgeKV(ctx context.Context, bucket, filter string, rep *ErasureReport) error {
-	s, err := e.js.Stream(ctx, streams.KVStream(bucket))
-	if err != nil {
-		return fmt.Errorf("erasure: stream of KV bucket %s: %w", bucket, err)
+// eraseKV removes the user's keys of one bucket, recording each in the report.
+func (e *Eraser) eraseKV(ctx context.Context, kv KVData, f *Footprint, rep *ErasureReport) error {
+	bucket, err := e.js.KeyValue(ctx, kv.Bucket)
+	if kv.Legacy && errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
 	}
-	subject := streams.KVSubject(bucket, filter)
+	if err != nil {
+		return fmt.Errorf("erasure: open KV bucket %s: %w", kv.Bucket, err)
+	}
+	var filters []string
+	if kv.Filters != nil {
+		filters = kv.Filters(f)
+	}
+	if kv.Scan != nil {
+		err := streams.ScanJSON(ctx, bucket, kv.ScanFilter(f), func(key string, v json.RawMessage) error {
+			if kv.Scan(f, v) {
+				filters = append(filters, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("erasure: scan %s: %w", kv.Bucket, err)
+		}
+	}
+	for _, filter := range filters {
+		if err := e.purgeKV(ctx, bucket, kv.Watched, filter, rep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// purgeKV removes every key of bucket matching filter, recording each in the report.
+func (e *Eraser) purgeKV(ctx context.Context, kv jetstream.KeyValue, watched bool, filter string, rep *ErasureReport) error {
+	name := kv.Bucket()
+	s, err := e.js.Stream(ctx, streams.KVStream(name))
+	if err != nil {
+		return fmt.Errorf("erasure: stream of KV bucket %s: %w", name, err)
+	}
+	subject := streams.KVSubject(name, filter)
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		return fmt.Errorf("erasure: inspect %s: %w", subject, err)
@@ -367,9 +345,17 @@ func (e *Eraser) purgeKV(ctx context.Context, bucket, filter string, rep *Erasur
 		return nil
 	}
 	for subj := range info.State.Subjects {
-		rep.KVKeys = append(rep.KVKeys, bucket+"/"+strings.TrimPrefix(subj, "$KV."+bucket+"."))
+		key := strings.TrimPrefix(subj, "$KV."+name+".")
+		if watched {
+			// Watchers (progress streams) see the purge marker; the stream purge below
+			// then removes it too.
+			if err := kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+				return fmt.Errorf("erasure: purge %s/%s: %w", name, key, err)
+			}
+		}
+		rep.KVKeys = append(rep.KVKeys, name+"/"+key)
 	}
-	return streams.PurgeSubject(ctx, e.js, streams.KVStream(bucket), subject)
+	return streams.PurgeSubject(ctx, e.js, streams.KVStream(name), subject)
 }
 
 // messageMatcher recognises a user's messages by their JSON body: events, results,
@@ -391,8 +377,8 @@ func (m messageMatcher) match(data []byte) bool {
 	if json.Unmarshal(data, &b) != nil {
 		return false
 	}
-	if b.JobID != "" && m.jobs[b.JobID] {
-		return true
+	if b.JobID != "" && m.jobs[b.JobID] || b.Resource == "user/"+m.tenant+"/"+m.user {
+		return true // the resource of a login names tenant and user
 	}
 	if b.Tenant != m.tenant {
 		return false
@@ -405,7 +391,7 @@ func (m messageMatcher) match(data []byte) bool {
 }
 
 // eraseMessages deletes the matching messages of one stream and returns how many.
-func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, m messageMatcher) (int, error) {
+func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, keepSubjects []string, m messageMatcher) (int, error) {
 	s, err := e.js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, nil
@@ -420,7 +406,7 @@ func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, m mes
 	if info.State.Msgs == 0 {
 		return 0, nil
 	}
-	keep := func(subject string) bool { return subject == schemas.SubjectErasure }
+	keep := func(subject string) bool { return slices.Contains(keepSubjects, subject) }
 	var seqs []uint64
 	if info.Config.Retention == jetstream.WorkQueuePolicy {
 		seqs, err = scanByGet(ctx, s, info.State.FirstSeq, filter, keep, m)
@@ -515,15 +501,6 @@ func scanByGet(ctx context.Context, s jetstream.Stream, first uint64, filter str
 		}
 		seq = msg.Sequence + 1
 	}
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func sortedKeys(m map[string]bool) []string {

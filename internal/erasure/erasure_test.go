@@ -17,6 +17,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/internal/jobs"
+	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -40,7 +41,9 @@ type world struct {
 	apiKeys  map[string]string
 }
 
-func newWorld(t *testing.T) *world {
+// newWorld builds the world on the JetStream object store, wrapped for metrics when
+// instrumented (as `studio up` and `studio ingest` wire it).
+func newWorld(t *testing.T, instrumented bool) *world {
 	ctx := context.Background()
 	s := streamstest.Start(t)
 	w := &world{t: t, s: s, jobIDs: map[string][]string{}, sessions: map[string]auth.TokenPair{}, apiKeys: map[string]string{}}
@@ -51,8 +54,12 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 	}
-	w.blobs, err = natsobj.Open(ctx, s.JS, natsobj.Bucket)
+	obs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	must(err)
+	w.blobs = obs
+	if instrumented {
+		w.blobs = metrics.New().InstrumentBlobs(obs, "jetstream")
+	}
 	w.jobs, err = jobs.Open(ctx, s.JS)
 	must(err)
 	w.users, err = auth.OpenUsers(ctx, s.JS)
@@ -100,7 +107,7 @@ func newWorld(t *testing.T) *world {
 				Status: status, Input: input, Results: map[string]schemas.ObjectRef{"cutout": result}, SubmittedAt: time.Now()}
 			must(w.jobs.Create(ctx, rec))
 			if i == 0 { // the second job is only found by scanning the jobs bucket
-				must(index.Add(ctx, who.tenant, who.user, id, time.Now()))
+				must(index.Add(ctx, who.tenant, who.user, jobs.IndexEntry{JobID: id, Task: rec.Task, SubmittedAt: time.Now()}))
 			}
 			must(active.Acquire(ctx, who.tenant, who.user, id, 0))
 			must(cache.Put(ctx, jobs.CacheKey(who.tenant, id, rec.Task, "isnet", "small", nil), jobs.CacheEntry{JobID: id, User: who.user, Results: rec.Results}))
@@ -206,7 +213,18 @@ func mentions(m storedMessage, tenant, user string, jobs []string) bool {
 }
 
 func TestEraseRemovesEverythingOfOneUserAndNothingElse(t *testing.T) {
-	w := newWorld(t)
+	for _, tc := range []struct {
+		name         string
+		instrumented bool
+	}{
+		{"on the JetStream object store", false},
+		{"on the JetStream object store wrapped for metrics", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testEraseOneUser(t, newWorld(t, tc.instrumented)) })
+	}
+}
+
+func testEraseOneUser(t *testing.T, w *world) {
 	ctx := context.Background()
 	alice, bob, otherAlice := w.jobIDs["acme/alice"], w.jobIDs["acme/bob"], w.jobIDs["globex/alice"]
 	before := w.everyMessage()

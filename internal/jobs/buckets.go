@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,10 +16,17 @@ const (
 	// BucketCache: "<tenant>.<hash>" -> CacheEntry, identical input + task + model
 	// version + params -> results.
 	BucketCache = "cache"
-	// BucketIndex: "<tenant>.<user>.<job>" -> submission time; the per-user job index
-	// that listing and erasure read.
+	// BucketIndex: "<tenant>.<user>.<job>" -> IndexEntry; the per-user job index that
+	// listing, webhooks and erasure read.
 	BucketIndex = "userjobs"
+	// BucketIdempotency: "k.<tenant>.<user>.<hash of the Idempotency-Key>" -> the claim
+	// binding the key to a job (ingest).
+	BucketIdempotency = "idempotency"
 )
+
+// IdempotencyTTL is how long an Idempotency-Key is remembered; a key reused later
+// creates a new job.
+const IdempotencyTTL = 24 * time.Hour
 
 // Buckets returns the KV buckets of job state, sized by t: records and the index live
 // as long as a job record (t.JobsMaxAge), cache entries as long as results.
@@ -29,6 +37,16 @@ func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		kv(Bucket, "job records: status, stage, percent, timings, results", t.JobsMaxAge),
 		kv(BucketCache, "result cache: identical input + task + model version + params -> results", t.ResultsMaxAge),
-		kv(BucketIndex, "index: the jobs of each user, for listing and erasure", t.JobsMaxAge),
+		kv(BucketIndex, "index: the jobs of each user, with webhook targets, for listing, webhooks and erasure", t.JobsMaxAge),
+		kv(BucketIdempotency, "Idempotency-Key -> job id, per tenant and user", IdempotencyTTL),
 	}
+}
+
+// OpenIdempotency opens the bucket of Idempotency-Key claims, which Provision creates.
+func OpenIdempotency(ctx context.Context, js jetstream.JetStream) (*streams.KV, error) {
+	kv, err := streams.BindKV(ctx, js, BucketIdempotency)
+	if err != nil {
+		return nil, err
+	}
+	return streams.WrapKV(kv), nil
 }

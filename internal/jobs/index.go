@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,9 +15,24 @@ import (
 	"github.com/creativeai-studio/studio/streams"
 )
 
-// Index indexes jobs by user in the KV bucket "userjobs" ("<tenant>.<user>.<job>"),
-// so that a user's jobs can be listed, and erased, without scanning every job record.
-// Entries expire with the job records (30 days). Safe for concurrent use.
+// IndexEntry is what the index keeps about one job: enough to list it, to call its
+// webhook and to erase what it was made from.
+type IndexEntry struct {
+	JobID string       `json:"job_id"`
+	Task  schemas.Task `json:"task,omitempty"`
+	// CallbackURL receives the job's final state (webhooks), when the caller gave one.
+	CallbackURL string `json:"callback_url,omitempty"`
+	// Upload is the uploads/ object the job's input was read from, when it was
+	// submitted by key; erasure deletes it with the job.
+	Upload      string    `json:"upload,omitempty"`
+	SubmittedAt time.Time `json:"submitted_at"`
+}
+
+// Index indexes jobs by user in the KV bucket "userjobs" ("<tenant>.<user>.<job>" ->
+// IndexEntry), so that a user's jobs can be listed, their webhooks found and their data
+// erased without scanning every job record. Entries expire with the job records
+// (30 days). It is the one per-user job index: ingest lists and calls webhooks from it,
+// erasure reads it. Safe for concurrent use.
 type Index struct {
 	kv jetstream.KeyValue
 }
@@ -29,19 +46,43 @@ func OpenIndex(ctx context.Context, js jetstream.JetStream) (*Index, error) {
 	return &Index{kv: kv}, nil
 }
 
-// Add records that a user submitted a job. Adding twice is harmless.
-func (u *Index) Add(ctx context.Context, tenant, user, jobID string, at time.Time) error {
+// indexKey names one job of one user; it fails for ids that are not subject tokens.
+func indexKey(tenant, user, jobID string) (string, error) {
 	prefix, err := schemas.UserKey(tenant, user)
+	if err != nil {
+		return "", err
+	}
+	if err := schemas.ValidToken(jobID); err != nil {
+		return "", fmt.Errorf("jobs: job id: %w", err)
+	}
+	return prefix + "." + jobID, nil
+}
+
+// Add records that a user submitted a job. Adding again replaces the entry.
+func (u *Index) Add(ctx context.Context, tenant, user string, e IndexEntry) error {
+	key, err := indexKey(tenant, user, e.JobID)
 	if err != nil {
 		return err
 	}
-	if err := schemas.ValidToken(jobID); err != nil {
-		return fmt.Errorf("jobs: job id: %w", err)
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("jobs: encode index entry %s: %w", e.JobID, err)
 	}
-	if _, err := u.kv.Put(ctx, prefix+"."+jobID, []byte(at.UTC().Format(time.RFC3339Nano))); err != nil {
-		return fmt.Errorf("jobs: index job %s: %w", jobID, err)
+	if _, err := u.kv.Put(ctx, key, data); err != nil {
+		return fmt.Errorf("jobs: index job %s: %w", e.JobID, err)
 	}
 	return nil
+}
+
+// Get returns one job's entry; ok is false when the user has no such job indexed
+// (including ids that could never have been indexed).
+func (u *Index) Get(ctx context.Context, tenant, user, jobID string) (e IndexEntry, ok bool, err error) {
+	key, err := indexKey(tenant, user, jobID)
+	if err != nil {
+		return IndexEntry{}, false, nil
+	}
+	_, ok, err = streams.GetJSON(ctx, u.kv, key, &e)
+	return e, ok, err
 }
 
 // List returns a user's job ids, oldest first (ids are time-ordered).
@@ -51,6 +92,9 @@ func (u *Index) List(ctx context.Context, tenant, user string) ([]string, error)
 		return nil, err
 	}
 	lister, err := u.kv.ListKeysFiltered(ctx, prefix+".*")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jobs: list jobs of %s: %w", prefix, err)
 	}
@@ -63,4 +107,18 @@ func (u *Index) List(ctx context.Context, tenant, user string) ([]string, error)
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// Entries returns every entry of a user, in no particular order.
+func (u *Index) Entries(ctx context.Context, tenant, user string) ([]IndexEntry, error) {
+	prefix, err := schemas.UserKey(tenant, user)
+	if err != nil {
+		return nil, err
+	}
+	var out []IndexEntry
+	err = streams.ScanJSON(ctx, u.kv, prefix+".*", func(_ string, e IndexEntry) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
 }

@@ -56,6 +56,16 @@ func (s *instrumentedStore) List(ctx context.Context, prefix string) ([]blob.Inf
 	return s.next.List(ctx, prefix)
 }
 
+func (s *instrumentedStore) Purge(ctx context.Context, key string) error {
+	defer s.m.blobOpDone(s.backend, "purge", time.Now())
+	return s.next.Purge(ctx, key)
+}
+
+func (s *instrumentedStore) Keys(ctx context.Context, prefixes ...string) ([]string, error) {
+	defer s.m.blobOpDone(s.backend, "keys", time.Now())
+	return s.next.Keys(ctx, prefixes...)
+}
+
 type instrumentedSigner struct {
 	*instrumentedStore
 	signer blob.URLSigner

@@ -50,6 +50,16 @@ func (s *recordingStore) List(ctx context.Context, prefix string) ([]blob.Info, 
 	return []blob.Info{{Key: prefix + "a"}}, nil
 }
 
+func (s *recordingStore) Purge(ctx context.Context, key string) error {
+	s.calls = append(s.calls, "purge "+key)
+	return nil
+}
+
+func (s *recordingStore) Keys(ctx context.Context, prefixes ...string) ([]string, error) {
+	s.calls = append(s.calls, fmt.Sprint("keys ", prefixes))
+	return []string{prefixes[0] + "a"}, nil
+}
+
 // signingStore also signs URLs, like the S3 backend.
 type signingStore struct{ recordingStore }
 
@@ -90,11 +100,19 @@ func TestInstrumentedStorePassesCallsThroughAndTimesThem(t *testing.T) {
 	if l, err := s.List(ctx, "work/"); err != nil || len(l) != 1 || l[0].Key != "work/a" {
 		t.Errorf("List = %+v, %v", l, err)
 	}
-	want := []string{`put k "xy" 2 image/png`, "get k", "get missing", "stat k", "delete k", "list work/"}
+	// Erasure's capabilities pass through: a wrapped store still purges delete markers
+	// and lists keys the backend's way.
+	if err := s.Purge(ctx, "k"); err != nil {
+		t.Error(err)
+	}
+	if k, err := s.Keys(ctx, "inputs/", "work/"); err != nil || len(k) != 1 || k[0] != "inputs/a" {
+		t.Errorf("Keys = %q, %v", k, err)
+	}
+	want := []string{`put k "xy" 2 image/png`, "get k", "get missing", "stat k", "delete k", "list work/", "purge k", "keys [inputs/ work/]"}
 	if fmt.Sprint(inner.calls) != fmt.Sprint(want) {
 		t.Errorf("calls reaching the store %q, want %q", inner.calls, want)
 	}
-	for op, n := range map[string]float64{"put": 1, "get": 2, "stat": 1, "delete": 1, "list": 1} {
+	for op, n := range map[string]float64{"put": 1, "get": 2, "stat": 1, "delete": 1, "list": 1, "purge": 1, "keys": 1} {
 		if v := mustSample(t, m.Registry(), "studio_blob_op_seconds", map[string]string{"backend": "jetstream", "op": op}); v != n {
 			t.Errorf("%s timed %v times, want %v", op, v, n)
 		}

@@ -38,6 +38,8 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"a put to an existing key replaces content and metadata", testOverwrite},
 		{"list returns exactly the keys under the prefix", testListPrefix},
 		{"list of an unused prefix is empty", testListEmpty},
+		{"keys returns each key under any of the prefixes once", testKeys},
+		{"purge removes the object and purging a missing key is not an error", testPurge},
 		{"a zero-byte object round-trips", testEmptyObject},
 		{"a 20 MiB object streams through put and get", testLargeObject},
 		{"32 objects put and got from 8 goroutines agree", testConcurrent},
@@ -203,6 +205,59 @@ func testListEmpty(t *testing.T, s blob.Store) {
 	}
 	if len(list) != 0 {
 		t.Errorf("List(absent/) = %+v, want nothing", list)
+	}
+}
+
+func testKeys(t *testing.T, s blob.Store) {
+	for i, key := range []string{"keys/a/1", "keys/a/sub/2", "keys/ab", "keys/b/1", "other/1"} {
+		mustPut(t, s, key, randomBytes(uint64(i), 10), "application/octet-stream")
+	}
+	tests := []struct {
+		name     string
+		prefixes []string
+		want     []string
+	}{
+		{"one prefix", []string{"keys/a/"}, []string{"keys/a/1", "keys/a/sub/2"}},
+		{"two disjoint prefixes", []string{"keys/a/", "keys/b/"}, []string{"keys/a/1", "keys/a/sub/2", "keys/b/1"}},
+		{"overlapping prefixes list a key once", []string{"keys/a", "keys/a/"}, []string{"keys/a/1", "keys/a/sub/2", "keys/ab"}},
+		{"an unused prefix", []string{"absent/"}, nil},
+		{"no prefix at all", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, err := s.Keys(t.Context(), tc.prefixes...)
+			if err != nil {
+				t.Fatalf("Keys(%q): %v", tc.prefixes, err)
+			}
+			slices.Sort(keys)
+			if !slices.Equal(keys, tc.want) {
+				t.Errorf("Keys(%q) = %q, want %q", tc.prefixes, keys, tc.want)
+			}
+		})
+	}
+}
+
+func testPurge(t *testing.T, s blob.Store) {
+	mustPut(t, s, "purge/a", []byte("a"), "text/plain")
+	mustPut(t, s, "purge/b", []byte("b"), "text/plain")
+	if err := s.Purge(t.Context(), "purge/a"); err != nil {
+		t.Fatalf("Purge: %v", err)
+	}
+	if _, err := s.Stat(t.Context(), "purge/a"); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("Stat after Purge: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Stat(t.Context(), "purge/b"); err != nil {
+		t.Errorf("Purge removed a neighbouring key: Stat(purge/b): %v", err)
+	}
+	for _, key := range []string{"purge/a", "purge/never-existed"} {
+		if err := s.Purge(t.Context(), key); err != nil {
+			t.Errorf("Purge(%s) of a missing key: %v, want nil", key, err)
+		}
+	}
+	// A purged key can be used again.
+	mustPut(t, s, "purge/a", []byte("again"), "text/plain")
+	if got, _ := get(t, s, "purge/a"); string(got) != "again" {
+		t.Errorf("Get after re-put = %q", got)
 	}
 }
 

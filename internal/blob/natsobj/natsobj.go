@@ -174,13 +174,45 @@ func (s *sizedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// PurgeTombstone removes the metadata message that the object store keeps for a deleted
-// object: it names the key, which may contain a job id, so erasure purges it.
-func (s *ObjectStore) PurgeTombstone(ctx context.Context, key string) error {
+// Purge deletes key and then the delete marker the object store keeps for it: the
+// marker names the key, which may hold a job id, so erasure must not leave it.
+func (s *ObjectStore) Purge(ctx context.Context, key string) error {
+	if err := s.Delete(ctx, key); err != nil {
+		return err
+	}
 	st, err := s.obs.Status(ctx)
 	if err != nil {
-		return fmt.Errorf("natsobj: object store status: %w", err)
+		return fmt.Errorf("blob: purge %s: object store status: %w", key, err)
 	}
 	bucket := st.Bucket()
-	return streams.PurgeSubject(ctx, s.js, "OBJ_"+bucket, "$O."+bucket+".M."+base64.URLEncoding.EncodeToString([]byte(key)))
+	if err := streams.PurgeSubject(ctx, s.js, "OBJ_"+bucket, "$O."+bucket+".M."+base64.URLEncoding.EncodeToString([]byte(key))); err != nil {
+		return fmt.Errorf("blob: purge %s: %w", key, err)
+	}
+	return nil
+}
+
+// Keys returns the keys under any of prefixes. The object store lists every object on
+// every call, so Keys lists once and filters. Deleted objects whose delete marker
+// remains are listed too: the marker names the key, and Purge removes it.
+func (s *ObjectStore) Keys(ctx context.Context, prefixes ...string) ([]string, error) {
+	if len(prefixes) == 0 {
+		return nil, nil
+	}
+	all, err := s.obs.List(ctx, jetstream.ListObjectsShowDeleted())
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: list keys: %w", err)
+	}
+	var out []string
+	for _, oi := range all {
+		for _, p := range prefixes {
+			if strings.HasPrefix(oi.Name, p) {
+				out = append(out, oi.Name)
+				break
+			}
+		}
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package natsobj_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync/atomic"
@@ -28,4 +29,58 @@ func TestObjectStoreConformance(t *testing.T) {
 		}
 		return st
 	})
+}
+
+func TestKeysListsDeleteMarkersSoPurgeCanRemoveThem(t *testing.T) {
+	ctx := context.Background()
+	s := streamstest.Start(t)
+	st, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "work/01jobid/input.f32"
+	if _, err := st.Put(ctx, key, bytes.NewReader([]byte("x")), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.Keys(ctx, "work/01jobid/")
+	if err != nil || len(keys) != 1 || keys[0] != key {
+		t.Fatalf("Keys after Delete = %q, %v; want the deleted key, whose marker remains", keys, err)
+	}
+	if err := st.Purge(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := st.Keys(ctx, "work/"); err != nil || len(keys) != 0 {
+		t.Fatalf("Keys after Purge = %q, %v; want none", keys, err)
+	}
+}
+
+func TestPurgeLeavesNoMessageNamingTheKey(t *testing.T) {
+	ctx := context.Background()
+	s := streamstest.Start(t)
+	st, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "inputs/acme/01jobid/original.png"
+	body := []byte("pixels")
+	if _, err := st.Put(ctx, key, bytes.NewReader(body), int64(len(body)), "image/png"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := s.JS.Stream(ctx, "OBJ_"+natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Fatalf("%d messages remain in the object store's stream after Purge, want none (Delete leaves a marker naming the key)", info.State.Msgs)
+	}
 }

@@ -167,6 +167,33 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Purge is Delete: an unversioned bucket keeps no record of a deleted key. (On a
+// versioned bucket the old versions stay; use a lifecycle rule that expires them.)
+func (s *Store) Purge(ctx context.Context, key string) error { return s.Delete(ctx, key) }
+
+// Keys lists the keys under each prefix with one listing per prefix and no HEAD
+// requests, so it is cheap where List is not.
+func (s *Store) Keys(ctx context.Context, prefixes ...string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, prefix := range prefixes {
+		for oi := range s.client.ListObjectsIter(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if oi.Err != nil {
+				return nil, s.wrap(ctx, "list", prefix, oi.Err)
+			}
+			if !seen[oi.Key] {
+				seen[oi.Key] = true
+				out = append(out, oi.Key)
+			}
+		}
+		// minio-go ends the listing silently when ctx is done.
+		if err := ctx.Err(); err != nil {
+			return nil, s.wrap(ctx, "list", prefix, err)
+		}
+	}
+	return out, nil
+}
+
 // List returns every object whose key starts with prefix, sorted by key. The S3 listing
 // carries neither content type nor user metadata, so List sends one HEAD per object
 // (statConcurrency at a time): use it for housekeeping, not on a hot path. An object
