@@ -313,7 +313,7 @@ func (e *footprintEnv) createFootprint(t *testing.T) footprint {
 	defer nc.Close()
 	res := request(t, nc, "studio.submit.remove-background", schemas.JobRequest{
 		Tenant: footTenant, User: footUser, Image: &schemas.ImageInput{Data: encodePNG(t, gridImage(6, 6))},
-	}, nil)
+	}, nats.Header{"Authorization": {"Bearer " + session}})
 	require.Empty(t, res.Header.Get(micro.ErrorCodeHeader), "error reply: %s", res.Data)
 	var reply schemas.SubmitReply
 	require.NoError(t, json.Unmarshal(res.Data, &reply))
