@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,9 +16,14 @@ import (
 	"github.com/creativeai-studio/studio/internal/app"
 )
 
+const modelsUsage = `usage: studio models COMMAND [flags]
+
+  list         [--server URL]                      model versions: task, default, weights, fallback, cache
+  import-ncnn  --param P --bin B --name N --version V [--out DIR]   convert an ncnn model to ONNX and write its manifest`
+
 func runModels(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: studio models list [--server URL] | studio models import-ncnn ...")
+	if asked, err := verbHelp(args, modelsUsage, stdout); asked {
+		return err
 	}
 	switch args[0] {
 	case "list":
@@ -27,7 +31,7 @@ func runModels(ctx context.Context, args []string, stdout io.Writer) error {
 	case "import-ncnn":
 		return importNCNN(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("unknown models command %q (want list or import-ncnn)", args[0])
+	return fmt.Errorf("unknown models command %q\n\n%s", args[0], modelsUsage)
 }
 
 func modelsList(ctx context.Context, args []string, stdout io.Writer) error {
