@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"os"
 	"strings"
 	"testing"
 )
@@ -14,6 +15,12 @@ import (
 // whose flags fail to parse fails here, without a server.
 func TestEveryFlagSetParses(t *testing.T) {
 	ctx := context.Background()
+	// The flag sets print their help on stderr: keep it out of the test's output.
+	stderr := os.Stderr
+	if null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		os.Stderr = null
+		defer func() { os.Stderr = stderr; null.Close() }()
+	}
 	for _, c := range commands {
 		verbs := c.verbs
 		if len(verbs) == 0 {
