@@ -158,39 +158,48 @@ func (b *syncBuffer) String() string {
 
 // daemon is a studio process running in the background.
 type daemon struct {
+	name           string
 	cmd            *exec.Cmd
 	stdout, stderr syncBuffer
 	done           chan struct{}
 	err            error // set when done is closed
+	term           sync.Once
+}
+
+// spawn starts studio with args in the background.
+func spawn(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{name: strings.Join(args[:min(3, len(args))], " "), cmd: exec.Command(studioBinary(t), args...), done: make(chan struct{})}
+	d.cmd.Stdout, d.cmd.Stderr, d.cmd.Env = &d.stdout, &d.stderr, env
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	return d
 }
 
 // startDaemon starts studio with args. At t's cleanup it sends SIGTERM and requires a
 // clean exit (status 0) within 40 seconds; on failure it logs the process's output.
 func startDaemon(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
-	return startDaemonFor(t, t, env, args...)
+	d := spawn(t, env, args...)
+	t.Cleanup(func() { d.finish(t) })
+	return d
 }
 
-// startDaemonFor is startDaemon for a process that outlives the (sub)test t that starts
-// it: owner, a test that encloses t, stops it.
-func startDaemonFor(t *testing.T, owner testing.TB, env []string, args ...string) *daemon {
-	t.Helper()
-	d := &daemon{cmd: exec.Command(studioBinary(t), args...), done: make(chan struct{})}
-	d.cmd.Stdout, d.cmd.Stderr, d.cmd.Env = &d.stdout, &d.stderr, env
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
+// finish stops the daemon at the end of t and reports how it ended.
+func (d *daemon) finish(t testing.TB) {
+	if err := d.stop(40 * time.Second); err != nil {
+		t.Errorf("studio %s: %v", d.name, err)
 	}
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	name := strings.Join(args[:min(3, len(args))], " ")
-	owner.Cleanup(func() {
-		if err := d.stop(40 * time.Second); err != nil {
-			owner.Errorf("studio %s: %v", name, err)
-		}
-		if owner.Failed() || strings.Contains(d.stderr.String(), "panic:") {
-			owner.Logf("--- studio %s ---\n%s\n%s", name, tail(d.stdout.String(), 2000), tail(d.stderr.String(), 4000))
-		}
-	})
-	return d
+	if t.Failed() || strings.Contains(d.stderr.String(), "panic:") {
+		t.Logf("--- studio %s ---\n%s\n%s", d.name, tail(d.stdout.String(), 2000), tail(d.stderr.String(), 4000))
+	}
+}
+
+// signal sends SIGTERM once: the process drains and exits.
+func (d *daemon) signal() {
+	d.term.Do(func() { _ = d.cmd.Process.Signal(syscall.SIGTERM) })
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -198,7 +207,7 @@ func (d *daemon) stop(timeout time.Duration) error {
 	select {
 	case <-d.done:
 	default:
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		d.signal()
 		select {
 		case <-d.done:
 		case <-time.After(timeout):
@@ -314,6 +323,7 @@ func testPNG(t *testing.T, w, h int) string {
 // jobs submitted before it wait at inference and can be cancelled.
 type cluster struct {
 	owner                           *testing.T // the test whose end stops the processes
+	daemons                         []*daemon  // its processes, stopped together
 	natsURL, api, dataDir, modelDir string
 	// env points every command at the cluster (--nats-url, --data-dir for the shared JWT
 	// keys, --model-dir, --models, --server).
@@ -332,7 +342,7 @@ func startCluster(t *testing.T) *cluster {
 	c.env = testEnv("STUDIO_NATS_URL="+c.natsURL, "STUDIO_DATA_DIR="+c.dataDir, "STUDIO_MODEL_DIR="+c.modelDir,
 		"STUDIO_MODELS="+testModelID, "STUDIO_SERVER="+c.api)
 
-	ingestProc := startDaemon(t, c.env, "ingest", "--http", strings.TrimPrefix(c.api, "http://"), "--worker-id", "cli-ingest")
+	ingestProc := c.start(t, "ingest", "--http", strings.TrimPrefix(c.api, "http://"), "--worker-id", "cli-ingest")
 	waitFor(t, ingestProc, time.Minute, "studio ingest serving", func() bool { return httpOK(c.api + "/health/live") })
 	for _, st := range []schemas.Stage{schemas.StagePreprocess, schemas.StagePostprocess, schemas.StageStore} {
 		c.worker(t, st)
@@ -340,12 +350,27 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
+// start starts a cluster process that runs until the end of the owning test, where
+// every process of the cluster gets SIGTERM at once and each must exit cleanly.
+func (c *cluster) start(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := spawn(t, c.env, args...)
+	c.daemons = append(c.daemons, d)
+	c.owner.Cleanup(func() {
+		for _, p := range c.daemons {
+			p.signal()
+		}
+		d.finish(c.owner)
+	})
+	return d
+}
+
 // worker starts `studio worker --stage st` and waits until it is ready.
 func (c *cluster) worker(t *testing.T, st schemas.Stage, flags ...string) *daemon {
 	t.Helper()
 	admin := fmt.Sprintf("http://127.0.0.1:%d", port(t))
 	args := append([]string{"worker", "--stage", string(st), "--http", strings.TrimPrefix(admin, "http://"), "--worker-id", "cli-" + string(st)}, flags...)
-	d := startDaemonFor(t, c.owner, c.env, args...)
+	d := c.start(t, args...)
 	waitFor(t, d, time.Minute, "studio worker --stage "+string(st)+" ready", func() bool { return httpOK(admin + "/health/ready") })
 	return d
 }

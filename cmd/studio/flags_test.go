@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,14 +51,45 @@ func TestEveryFlagSetParses(t *testing.T) {
 
 // TestUsageNamesEveryCommand keeps the usage text and the command table together.
 func TestUsageNamesEveryCommand(t *testing.T) {
+	lines := strings.Split(usage, "\n")
 	for _, c := range commands {
-		if !strings.Contains(usage, "\n  studio "+c.name+" ") {
+		var mine []string
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "studio" && f[1] == c.name {
+				mine = append(mine, l)
+			}
+		}
+		if len(mine) == 0 {
 			t.Errorf("the usage text does not name %q", c.name)
 		}
 		for _, v := range c.verbs {
-			if !strings.Contains(usage, v) {
+			if !slices.ContainsFunc(mine, func(l string) bool { return strings.Contains(l, v) }) {
 				t.Errorf("the usage text does not name %s %s", c.name, v)
 			}
 		}
+	}
+}
+
+func TestParseInterspersed(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		wantPos  []string
+		wantJSON bool
+	}{
+		{"flags after the ids are parsed", []string{"a", "b", "--json"}, []string{"a", "b"}, true},
+		{"flags before and between the ids are parsed", []string{"--json", "a", "--limit", "3", "b"}, []string{"a", "b"}, true},
+		{"after -- everything is an id", []string{"a", "--", "--json"}, []string{"a", "--json"}, false},
+		{"no ids", []string{"--json"}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			asJSON := fs.Bool("json", false, "")
+			fs.Int("limit", 0, "")
+			pos, err := parseInterspersed(fs, tc.args)
+			if err != nil || !slices.Equal(pos, tc.wantPos) || *asJSON != tc.wantJSON {
+				t.Fatalf("got %q json=%v err=%v, want %q json=%v", pos, *asJSON, err, tc.wantPos, tc.wantJSON)
+			}
+		})
 	}
 }

@@ -130,6 +130,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		if fs.NArg() == 0 {
 			return pos, nil
 		}
+		if rest := len(args) - fs.NArg(); rest > 0 && args[rest-1] == "--" {
+			return append(pos, fs.Args()...), nil // after --, all are arguments
+		}
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}

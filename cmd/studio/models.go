@@ -16,7 +16,7 @@ import (
 
 const modelsUsage = `usage: studio models COMMAND [flags]
 
-  list         [--server URL]                      model versions: task, default, weights, fallback, cache
+  list         [--server URL [--token T]]          model versions: task, default, weights, fallback, cache
   import-ncnn  --param P --bin B --name N --version V [--out DIR]   convert an ncnn model to ONNX and write its manifest`
 
 func runModels(ctx context.Context, args []string, stdout io.Writer) error {

@@ -123,9 +123,6 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func (o usersOptions) check(sub string) error {
-	if !slices.Contains(usersVerbs, sub) {
-		return fmt.Errorf("unknown users command %q\n\n%s", sub, usersUsage)
-	}
 	if err := schemas.ValidToken(o.tenant); err != nil {
 		return fmt.Errorf("--tenant: %w", err)
 	}
