@@ -654,7 +654,7 @@ func TestCLI(t *testing.T) {
 			{"worker with an unknown stage", []string{"worker", "--stage", "paint", "--http", "127.0.0.1:0"}, 1, "paint"},
 			{"ingest without --nats-url", []string{"ingest", "--nats-url", ""}, 1, "--nats-url is required"},
 			{"up with a bad device", []string{"up", "--device", "tpu"}, 1, `--device "tpu": use auto, cpu or cuda`},
-			{"up with an unknown model", []string{"up", "--models", "nope@v0", "--model-dir", ""}, 1, "unknown model nope@v0"},
+			{"up with a model that is no name@version", []string{"up", "--models", "nope"}, 1, `--models: "nope" is not name@version`},
 			{"sink without ClickHouse", []string{"sink"}, 1, "--clickhouse-addr is required"},
 			{"migrate without ClickHouse", []string{"migrate"}, 1, "--clickhouse-addr is required"},
 			{"fetch of an unknown group", []string{"fetch", "--cache-dir", t.TempDir(), "runtime", "nope"}, 1, `unknown group "nope"`},
@@ -771,7 +771,7 @@ func TestUp(t *testing.T) {
 }
 
 // TestFetchFromAWarmCache fetches the web assets, already cached: fetch verifies and
-// lists them without downloading (every download would fail here).
+// lists them without downloading (downloads are refused here).
 func TestFetchFromAWarmCache(t *testing.T) {
 	needCached(t, "fetch from a warm cache", assets.Web...)
 	r := studio(t, testEnv(), "fetch", "web")
