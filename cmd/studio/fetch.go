@@ -13,7 +13,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/models"
 )
 
-func runFetch(ctx context.Context, args []string) error {
+func runFetch(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("studio fetch", flag.ContinueOnError)
 	dir := fs.String("cache-dir", assets.DefaultDir(), "cache directory [STUDIO_CACHE]")
 	fs.Usage = func() {
@@ -32,6 +32,12 @@ func runFetch(ctx context.Context, args []string) error {
 	if len(groups) == 0 {
 		groups = []string{"runtime", "models", "web"}
 	}
+	for _, g := range groups {
+		if _, ok := assets.Groups[g]; !ok && g != "models" && g != "models-all" {
+			fs.Usage()
+			return fmt.Errorf("unknown group %q", g)
+		}
+	}
 	log, err := newLogger("info", os.Stderr)
 	if err != nil {
 		return err
@@ -39,22 +45,17 @@ func runFetch(ctx context.Context, args []string) error {
 	cache := &assets.Cache{Dir: *dir, Log: log}
 	for _, g := range groups {
 		if g == "models" || g == "models-all" {
-			if err := fetchModels(ctx, cache, g == "models-all", os.Stdout); err != nil {
+			if err := fetchModels(ctx, cache, g == "models-all", stdout); err != nil {
 				return err
 			}
 			continue
 		}
-		as, ok := assets.Groups[g]
-		if !ok {
-			fs.Usage()
-			return fmt.Errorf("unknown group %q", g)
-		}
-		for _, a := range as {
+		for _, a := range assets.Groups[g] {
 			p, err := cache.Ensure(ctx, a)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("%-16s %s  %s\n", a.Name, a.SHA256[:12], p)
+			fmt.Fprintf(stdout, "%-16s %s  %s\n", a.Name, a.SHA256[:12], p)
 		}
 	}
 	return nil

@@ -1,7 +1,8 @@
 // Command studio runs CreativeAI Studio: `studio up` runs everything in one process;
 // `studio ingest` and `studio worker --stage S` run the parts separately against a
-// shared NATS server; `studio submit` is a command-line client; `studio fetch`
-// downloads and verifies models and the ONNX Runtime library.
+// shared NATS server; `studio submit` and `studio jobs` are command-line clients of the
+// HTTP API; `studio users` manages users over NATS; `studio fetch` downloads and
+// verifies models and the ONNX Runtime library.
 package main
 
 import (
@@ -26,62 +27,94 @@ Usage:
   studio sink     --nats-url URL --clickhouse-addr HOST:PORT   write events to ClickHouse
   studio migrate  --clickhouse-addr HOST:PORT      create or upgrade the ClickHouse schema
   studio submit   --task T [-o DIR] IMAGE...   submit images to a running studio and save results
+  studio jobs     list|get|cancel|watch [ID...]  your jobs on a running studio: list, inspect, cancel, follow
   studio fetch    [GROUP...]         fetch and verify assets: runtime, models, models-all, photos
   studio models   list [--server URL]              model versions: task, default, weights, fallback, cache
   studio models   import-ncnn --param P --bin B ...  convert an ncnn model to ONNX and write its manifest
   studio bench    --task T --jobs N --concurrency C  load the pipeline and compare with raw ONNX Runtime
   studio users    create|list|set-tier|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
-  studio help     [COMMAND]          flags of a command
+  studio help     [COMMAND [VERB]]   flags of a command
 
 Every flag can also be set through the environment variable shown in its help.
 `
 
+// command is one `studio` subcommand. run parses args (the arguments after the
+// command's name) with a flag set of its own and writes its report to stdout; logs and
+// progress of long-running processes go to stderr.
+type command struct {
+	name string
+	run  func(ctx context.Context, args []string, stdout io.Writer) error
+	// verbs are the subcommands of a command that has them (studio users create ...);
+	// each parses its own flags.
+	verbs []string
+}
+
+// commands is every `studio` command; TestEveryFlagSetParses parses each one's flags.
+var commands = []command{
+	{name: "up", run: runUp},
+	{name: "ingest", run: runIngest},
+	{name: "worker", run: runWorker},
+	{name: "sink", run: runSink},
+	{name: "migrate", run: runMigrate},
+	{name: "submit", run: runSubmit},
+	{name: "jobs", run: runJobs, verbs: jobsVerbs},
+	{name: "fetch", run: runFetch},
+	{name: "models", run: runModels, verbs: []string{"list", "import-ncnn"}},
+	{name: "bench", run: runBench},
+	{name: "users", run: runUsers, verbs: usersVerbs},
+}
+
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmd, args := os.Args[1], os.Args[2:]
-	var err error
-	switch cmd {
-	case "up":
-		err = runUp(ctx, args)
-	case "ingest":
-		err = runIngest(ctx, args)
-	case "worker":
-		err = runWorker(ctx, args)
-	case "submit":
-		err = runSubmit(ctx, args, os.Stdout)
-	case "fetch":
-		err = runFetch(ctx, args)
-	case "models":
-		err = runModels(ctx, args, os.Stdout)
-	case "users":
-		err = runUsers(ctx, args, os.Stdout)
-	case "sink":
-		err = runSink(ctx, args)
-	case "migrate":
-		err = runMigrate(ctx, args)
-	case "bench":
-		err = runBench(ctx, args, os.Stdout)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args (without the program name) and returns the exit
+// status: 0, 1 when the command failed, 2 for an unknown command.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	name, args := args[0], args[1:]
+	switch name {
 	case "help", "-h", "--help":
-		if len(args) > 0 {
-			os.Args = []string{os.Args[0], args[0], "-h"}
-			main()
-			return
+		if len(args) == 0 {
+			fmt.Fprint(stdout, usage)
+			return 0
 		}
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "studio: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+		// studio help users create: the flags of that command
+		return run(ctx, append(args, "-h"), stdout, stderr)
 	}
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "studio "+cmd+": "+err.Error())
-		os.Exit(1)
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		err := c.run(ctx, args, stdout)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "studio "+name+": "+err.Error())
+			return 1
+		}
+		return 0
 	}
+	fmt.Fprintf(stderr, "studio: unknown command %q\n\n%s", name, usage)
+	return 2
+}
+
+// verbHelp reports whether args asks a command with verbs for its usage
+// (`studio users`, `studio users -h`, `studio users help`); it prints the usage then.
+func verbHelp(args []string, usage string, stdout io.Writer) (asked bool, err error) {
+	if len(args) == 0 {
+		return true, errors.New(usage)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return true, nil
+	}
+	return false, nil
 }
 
 // newLogger returns a JSON logger with the service field set.

@@ -2,24 +2,26 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/app"
 )
 
+const modelsUsage = `usage: studio models COMMAND [flags]
+
+  list         [--server URL [--token T]]          model versions: task, default, weights, fallback, cache
+  import-ncnn  --param P --bin B --name N --version V [--out DIR]   convert an ncnn model to ONNX and write its manifest`
+
 func runModels(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: studio models list [--server URL] | studio models import-ncnn ...")
+	if asked, err := verbHelp(args, modelsUsage, stdout); asked {
+		return err
 	}
 	switch args[0] {
 	case "list":
@@ -27,33 +29,32 @@ func runModels(ctx context.Context, args []string, stdout io.Writer) error {
 	case "import-ncnn":
 		return importNCNN(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("unknown models command %q (want list or import-ncnn)", args[0])
+	return fmt.Errorf("unknown models command %q\n\n%s", args[0], modelsUsage)
 }
 
 func modelsList(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("studio models list", flag.ContinueOnError)
 	cfg := &app.Config{}
 	cfg.RegisterFlags(fs)
-	server := fs.String("server", "", "ask a running studio (e.g. http://127.0.0.1:8080) which versions it serves and has loaded")
+	var sf serverFlags
+	fs.StringVar(&sf.server, "server", "", "ask a running studio (e.g. http://127.0.0.1:8080) which versions it serves and has loaded")
+	fs.StringVar(&sf.token, "token", os.Getenv("STUDIO_TOKEN"), "with --server: access token or API key [STUDIO_TOKEN]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
-	if *server != "" {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*server, "/")+"/v1/models", nil)
+	if sf.server != "" {
+		c := sf.client()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/models", nil)
 		if err != nil {
 			return err
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("%w (is studio running at %s?)", err, *server)
-		}
-		defer resp.Body.Close()
-		var body struct {
-			Models []ingest.ModelInfo `json:"models"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		var body ingest.ModelList
+		if err := c.do(req, http.StatusOK, &body); err != nil {
 			return fmt.Errorf("GET /v1/models: %w", err)
 		}
 		fmt.Fprintln(tw, "MODEL\tTASK\tDEFAULT\tWEIGHT\tFALLBACK\tLOADED")

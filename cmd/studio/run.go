@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -45,7 +46,7 @@ func processLogger(cfg *app.Config) (logrus.FieldLogger, error) {
 	return log, nil
 }
 
-func runUp(ctx context.Context, args []string) error {
+func runUp(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, err := parse("up", args, nil)
 	if err != nil {
 		return err
@@ -56,17 +57,17 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	return app.UpWithToken(ctx, cfg, log, func(url, token string) {
 		if token == "" {
-			fmt.Printf("\nCreativeAI Studio is running.\n  Open:   %s\n  API:    %s/v2/jobs\n  Submit: curl -F image=@photo.jpg -F task=remove-background %s/v2/jobs\n\n", url, url, url)
+			fmt.Fprintf(stdout, "\nCreativeAI Studio is running.\n  Open:   %s\n  API:    %s/v2/jobs\n  Submit: curl -F image=@photo.jpg -F task=remove-background %s/v2/jobs\n\n", url, url, url)
 			return
 		}
 		// The token is an API key of the development user (tenant "local"): the page
 		// takes it from the URL fragment (never sent to the server in the URL) and keeps
 		// it; the next start revokes it and prints a new one.
-		fmt.Printf("\nCreativeAI Studio is running.\n  Open:   %s/#token=%s\n  API:    %s/v2/jobs\n  Token:  %s\n  Submit: curl -H \"Authorization: Bearer %s\" -F image=@photo.jpg -F task=remove-background %s/v2/jobs\n\n", url, token, url, token, token, url)
+		fmt.Fprintf(stdout, "\nCreativeAI Studio is running.\n  Open:   %s/#token=%s\n  API:    %s/v2/jobs\n  Token:  %s\n  Submit: curl -H \"Authorization: Bearer %s\" -F image=@photo.jpg -F task=remove-background %s/v2/jobs\n\n", url, token, url, token, token, url)
 	})
 }
 
-func runIngest(ctx context.Context, args []string) error {
+func runIngest(ctx context.Context, args []string, _ io.Writer) error {
 	cfg, err := parse("ingest", args, nil)
 	if err != nil {
 		return err
@@ -109,7 +110,7 @@ func runIngest(ctx context.Context, args []string) error {
 	})
 }
 
-func runWorker(ctx context.Context, args []string) error {
+func runWorker(ctx context.Context, args []string, _ io.Writer) error {
 	var stage string
 	cfg, err := parse("worker", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&stage, "stage", os.Getenv("STUDIO_STAGE"), "stage to run: preprocess, inference, postprocess or store [STUDIO_STAGE]")

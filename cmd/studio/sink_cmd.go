@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/creativeai-studio/studio/internal/app"
@@ -13,7 +14,7 @@ import (
 )
 
 // runSink runs the ClickHouse writer against a shared NATS server.
-func runSink(ctx context.Context, args []string) error {
+func runSink(ctx context.Context, args []string, _ io.Writer) error {
 	cfg, err := parse("sink", args, nil)
 	if err != nil {
 		return err
@@ -39,7 +40,7 @@ func runSink(ctx context.Context, args []string) error {
 }
 
 // runMigrate creates or upgrades the ClickHouse schema.
-func runMigrate(ctx context.Context, args []string) error {
+func runMigrate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("studio migrate", flag.ContinueOnError)
 	var cfg sink.Config
 	cfg.RegisterFlags(fs)
@@ -57,10 +58,10 @@ func runMigrate(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(applied) == 0 {
-		fmt.Println("schema is up to date")
+		fmt.Fprintln(stdout, "schema is up to date")
 	}
 	for _, m := range applied {
-		fmt.Println("applied", m)
+		fmt.Fprintln(stdout, "applied", m)
 	}
 	return nil
 }

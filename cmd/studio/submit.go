@@ -26,8 +26,8 @@ import (
 
 func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("studio submit", flag.ContinueOnError)
-	server := fs.String("server", envOr("STUDIO_SERVER", "http://127.0.0.1:8080"), "studio HTTP address [STUDIO_SERVER]")
-	token := fs.String("token", os.Getenv("STUDIO_TOKEN"), "access token or API key (studio up prints one) [STUDIO_TOKEN]")
+	var sf serverFlags
+	sf.register(fs)
 	task := fs.String("task", "remove-background", "task to run (`studio submit -tasks` lists them with their parameters)")
 	model := fs.String("model", "", "model name (default: the task's default)")
 	version := fs.String("version", "", "model version")
@@ -47,7 +47,7 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	c := &client{base: strings.TrimRight(*server, "/"), token: *token, http: &http.Client{Transport: bearer{token: *token, next: http.DefaultTransport}}}
+	c := sf.client()
 	if *tasks {
 		return c.listTasks(ctx, stdout)
 	}
@@ -72,32 +72,73 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 			pos = job.Queue.Position
 		}
 		fmt.Fprintf(stdout, "%s: job %s queued (position %d)\n", path, job.ID, pos)
-		final, err := c.follow(ctx, job, func(f ingest.EventFrame) {
-			if f.Type == ingest.FrameQueue {
-				fmt.Fprintf(stdout, "  queued    position %d\n", f.QueuePosition)
-				return
-			}
-			fmt.Fprintf(stdout, "  %-9s %-11s %3d%%\n", f.Status, f.Stage, f.Percent)
-		})
+		final, err := c.follow(ctx, job, printProgress(stdout))
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		if final.Status != schemas.StatusSucceeded {
-			msg := string(final.Status)
-			if final.Error != nil {
-				msg += ": " + final.Error.Message + " (" + final.Error.Code + ")"
-			}
-			return fmt.Errorf("%s: job %s %s", path, final.ID, msg)
+		if err := failure(final); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-		for _, res := range final.Results {
-			dst := filepath.Join(*out, base+"."+res.Name+filepath.Ext(res.URL))
-			if err := c.download(ctx, res.URL, dst); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "  wrote %s\n", dst)
+		if err := c.saveResults(ctx, final, *out, base, stdout); err != nil {
+			return err
 		}
 		fmt.Fprintf(stdout, "  done in %s\n", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// serverFlags are the flags of the commands that call a running studio over HTTP
+// (submit, jobs).
+type serverFlags struct {
+	server, token string
+}
+
+func (f *serverFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.server, "server", envOr("STUDIO_SERVER", "http://127.0.0.1:8080"), "studio HTTP address [STUDIO_SERVER]")
+	fs.StringVar(&f.token, "token", os.Getenv("STUDIO_TOKEN"), "access token or API key (studio up prints one; studio users token makes one) [STUDIO_TOKEN]")
+}
+
+// client returns an HTTP client of the server that sends the token with every request.
+func (f *serverFlags) client() *client {
+	return &client{base: strings.TrimRight(f.server, "/"), token: f.token, http: &http.Client{Transport: bearer{token: f.token, next: http.DefaultTransport}}}
+}
+
+// printProgress returns a progress callback for client.follow that writes one line a
+// frame.
+func printProgress(w io.Writer) func(ingest.EventFrame) {
+	return func(f ingest.EventFrame) {
+		if f.Type == ingest.FrameQueue {
+			fmt.Fprintf(w, "  queued    position %d\n", f.QueuePosition)
+			return
+		}
+		fmt.Fprintf(w, "  %-9s %-11s %3d%%\n", f.Status, f.Stage, f.Percent)
+	}
+}
+
+// failure returns why a final job did not succeed, or nil when it did.
+func failure(job *ingest.JobV2) error {
+	if job.Status == schemas.StatusSucceeded {
+		return nil
+	}
+	msg := string(job.Status)
+	if job.Error != nil {
+		msg += ": " + job.Error.Message + " (" + job.Error.Code + ")"
+	}
+	return fmt.Errorf("job %s %s", job.ID, msg)
+}
+
+// saveResults downloads a succeeded job's results into dir as base.<name><ext>.
+func (c *client) saveResults(ctx context.Context, job *ingest.JobV2, dir, base string, stdout io.Writer) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, res := range job.Results {
+		dst := filepath.Join(dir, base+"."+res.Name+filepath.Ext(res.URL))
+		if err := c.download(ctx, res.URL, dst); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  wrote %s\n", dst)
 	}
 	return nil
 }

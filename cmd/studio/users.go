@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -46,16 +47,20 @@ type usersDeps struct {
 	Eraser func() (*erasure.Eraser, error)
 }
 
+// usersVerbs are the users commands.
+var usersVerbs = []string{"create", "list", "set-tier", "delete", "erase", "token"}
+
 func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New(usersUsage)
+	if asked, err := verbHelp(args, usersUsage, stdout); asked {
+		return err
 	}
 	sub := args[0]
+	if !slices.Contains(usersVerbs, sub) {
+		return fmt.Errorf("unknown users command %q\n\n%s", sub, usersUsage)
+	}
 	fs := flag.NewFlagSet("studio users "+sub, flag.ContinueOnError)
-	cfg := &app.Config{}
+	cfg := &app.Config{} // its JWT settings (--jwt-keys, --jwt-key-file, lifetimes) sign tokens
 	cfg.RegisterFlags(fs)
-	var authCfg auth.Config
-	authCfg.RegisterFlags(fs)
 	var o usersOptions
 	fs.StringVar(&o.tenant, "tenant", "", "tenant id")
 	fs.StringVar(&o.user, "user", "", "user id (letters, digits, '-', '_')")
@@ -71,7 +76,7 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := o.check(sub); err != nil {
 		return err
 	}
-	if err := authCfg.Validate(); err != nil {
+	if err := cfg.JWT.Validate(); err != nil {
 		return err
 	}
 	if cfg.NATSURL == "" {
@@ -97,7 +102,7 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 		Users: users,
 		Audit: auth.NewAuditLog(streams.JSPublisher{JS: bus.JS}),
 		Issuer: func() (*auth.Issuer, error) {
-			keys, err := authCfg.KeySet(filepath.Join(cfg.DataDir, "jwt-keys"))
+			keys, err := cfg.JWT.KeySet(filepath.Join(cfg.DataDir, "jwt-keys"))
 			if err != nil {
 				return nil, err
 			}
@@ -105,7 +110,7 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 			if err != nil {
 				return nil, err
 			}
-			return auth.NewIssuer(keys, tokens, users, authCfg.IssuerOptions()...)
+			return auth.NewIssuer(keys, tokens, users, cfg.JWT.IssuerOptions()...)
 		},
 		Eraser: func() (*erasure.Eraser, error) {
 			blobs, err := app.OpenBlobs(ctx, cfg, bus, log)
@@ -119,11 +124,6 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func (o usersOptions) check(sub string) error {
-	switch sub {
-	case "create", "list", "set-tier", "delete", "erase", "token":
-	default:
-		return fmt.Errorf("unknown users command %q\n\n%s", sub, usersUsage)
-	}
 	if err := schemas.ValidToken(o.tenant); err != nil {
 		return fmt.Errorf("--tenant: %w", err)
 	}
