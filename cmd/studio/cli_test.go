@@ -25,6 +25,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/bench"
+	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -606,7 +607,7 @@ func TestCLI(t *testing.T) {
 	t.Run("users erase removes the user and their jobs", func(t *testing.T) {
 		r := studio(t, c.env, "users", "erase", "--tenant", "acme", "--user", "alice")
 		expect(t, r, 0, `"user": "alice"`)
-		var rep streams.ErasureReport
+		var rep erasure.ErasureReport
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatalf("erasure report: %v\n%s", err, r)
 		}
