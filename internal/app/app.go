@@ -193,8 +193,13 @@ func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inferenc
 	return b, nil
 }
 
-// The metrics observe every stage run.
-var _ processors.Observer = (*metrics.Metrics)(nil)
+// The metrics observe each layer through the interface that layer declares: the consume
+// engine (streams.Observer, below), stage runs and finished jobs (processors.Observer)
+// and model work (inference.Observer).
+var (
+	_ processors.Observer = (*metrics.Metrics)(nil)
+	_ inference.Observer  = (*metrics.Metrics)(nil)
+)
 
 // Stage is a runnable pipeline stage.
 type Stage struct {
@@ -251,11 +256,8 @@ func newInference(_ context.Context, cfg *Config, d Deps, log logrus.FieldLogger
 		return nil, nil, errors.New("inference stage needs a backend")
 	}
 	step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions, TileBatch: cfg.TileBatch}, Log: log}
-	if m := d.Metrics; m != nil {
-		device := d.Backend.Device()
-		step.Observe = func(s models.Spec, took time.Duration) { m.InferenceRun(s.Name, s.Version, device, took) }
-		step.ObserveLoad = func(s models.Spec, took time.Duration) { m.ModelLoaded(s.Name, s.Version, took) }
-		step.ObserveBatch = m.Batch
+	if d.Metrics != nil {
+		step.Observe = d.Metrics
 	}
 	for _, spec := range d.Catalog.All() {
 		if !d.Catalog.IsDefault(spec) {

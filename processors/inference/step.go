@@ -47,12 +47,8 @@ type Step struct {
 	Backend Backend
 	Config  Config
 	Log     logrus.FieldLogger
-	// Observe, when set, is told each successful model run's duration.
-	Observe func(spec models.Spec, d time.Duration)
-	// ObserveLoad, when set, is told how long loading a model version's sessions took.
-	ObserveLoad func(spec models.Spec, d time.Duration)
-	// ObserveBatch, when set, is told how many events of each model one Process call got.
-	ObserveBatch func(model string, n int)
+	// Observe, when set, is told about model runs, loads and batch sizes.
+	Observe Observer
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -60,18 +56,30 @@ type Step struct {
 
 var _ processors.Step = (*Step)(nil)
 
+// Observer is told about the inference stage's model work, for metrics
+// (internal/metrics implements it; internal/app wires it). It is called from many
+// goroutines and must not block.
+type Observer interface {
+	// InferenceRun reports one successful model call and its duration.
+	InferenceRun(model, version, device string, d time.Duration)
+	// ModelLoaded reports how long loading a model version's sessions took.
+	ModelLoaded(model, version string, d time.Duration)
+	// Batch reports how many events of one model a Process call got.
+	Batch(model string, n int)
+}
+
 // Stage implements processors.Step.
 func (s *Step) Stage() schemas.Stage { return schemas.StageInference }
 
 // Process implements processors.Step.
 func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
-	if s.ObserveBatch != nil {
+	if s.Observe != nil {
 		per := map[string]int{}
 		for _, ev := range batch {
 			per[ev.Model]++
 		}
 		for model, n := range per {
-			s.ObserveBatch(model, n)
+			s.Observe.Batch(model, n)
 		}
 	}
 	errs := make([]error, len(batch))
@@ -193,7 +201,7 @@ func (s *Step) run(ctx context.Context, spec models.Spec, x artifact.Tensor) (ar
 		return artifact.Tensor{}, processors.Permanent(schemas.StageInference, processors.CodeInferenceFailed, "model %s failed on this input: %v", spec.ID(), err)
 	}
 	if s.Observe != nil {
-		s.Observe(spec, time.Since(start))
+		s.Observe.InferenceRun(spec.Name, spec.Version, s.Backend.Device(), time.Since(start))
 	}
 	return y, nil
 }
@@ -252,8 +260,8 @@ func (s *Step) pool(spec models.Spec) (*pool, error) {
 	}
 	p.sessions = sessions
 	took := time.Since(start)
-	if s.ObserveLoad != nil {
-		s.ObserveLoad(spec, took)
+	if s.Observe != nil {
+		s.Observe.ModelLoaded(spec.Name, spec.Version, took)
 	}
 	if s.Log != nil {
 		s.Log.WithFields(logrus.Fields{"model": spec.ID(), "sessions": n, "device": s.Backend.Device(), "load_ms": took.Milliseconds()}).Info("model loaded")
