@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -153,28 +152,13 @@ func TestNATSConfigs(t *testing.T) {
 	})
 }
 
-// declaredKVBuckets returns the KV bucket names the code declares as Bucket* string
-// constants (streams, ingest), without the object store bucket.
+// declaredKVBuckets returns the names of every KV bucket the product provisions: the
+// one list, internal/topology.Buckets.
 func declaredKVBuckets(t *testing.T) []string {
 	t.Helper()
-	re := regexp.MustCompile(`\bBucket[A-Z]\w*\s*=\s*"([a-z0-9_-]+)"`)
 	var out []string
-	for _, dir := range []string{"streams", "ingest"} {
-		files, _ := filepath.Glob(filepath.Join(repoRoot(t), dir, "*.go"))
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
-				if m[1] != natsobj.Bucket && !slices.Contains(out, m[1]) {
-					out = append(out, m[1])
-				}
-			}
-		}
+	for _, b := range topology.Buckets(streams.DefaultTopology(1)) {
+		out = append(out, b.Bucket)
 	}
 	if !slices.Contains(out, jobs.Bucket) {
 		t.Fatalf("found no KV bucket declarations (got %q); update declaredKVBuckets", out)
