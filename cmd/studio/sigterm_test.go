@@ -96,7 +96,7 @@ func TestSIGTERMWorkerUnderLoad(t *testing.T) {
 				t.Fatal("worker did not exit within 60s of SIGTERM")
 			}
 			t.Logf("%s exited %s after SIGTERM", tc.worker, time.Since(sent).Round(time.Millisecond))
-			if log := w.log.String(); !strings.Contains(log, "stage runner stopped") {
+			if log := w.log.String(); !strings.Contains(log, "runner stopped") {
 				t.Errorf("worker log has no drained runner:\n%s", tail(log, 3000))
 			}
 
