@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,22 +105,38 @@ func TestStyleTransferRunsOperatorModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("concurrent jobs of a batchable model run as one batched call", func(t *testing.T) {
-		var ids []string
-		for k := range 4 {
-			// Distinct bytes per job, or the result cache would answer the repeats.
+		// Distinct bytes per job, or the result cache would answer the repeats; encoded
+		// first and submitted at once, so the jobs reach inference within max_wait even
+		// on a loaded machine.
+		bodies := make([][]byte, 4)
+		for k := range bodies {
 			v := imageio.ToNRGBA(src)
 			v.Pix[0] += uint8(k + 1)
 			var buf bytes.Buffer
 			if err := png.Encode(&buf, v); err != nil {
 				t.Fatal(err)
 			}
-			resp, body := submit(t, api, "chelsea.png", buf.Bytes(), map[string]string{"task": "style-transfer", "model": "negative", "version": "batched"})
-			if resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("POST = %s %s", resp.Status, body)
-			}
-			var j ingest.JobResponse
-			_ = json.Unmarshal(body, &j)
-			ids = append(ids, j.ID)
+			bodies[k] = buf.Bytes()
+		}
+		ids := make([]string, len(bodies))
+		var wg sync.WaitGroup
+		for k, b := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, body := submit(t, api, "chelsea.png", b, map[string]string{"task": "style-transfer", "model": "negative", "version": "batched"})
+				if resp.StatusCode != http.StatusAccepted {
+					t.Errorf("POST = %s %s", resp.Status, body)
+					return
+				}
+				var j ingest.JobResponse
+				_ = json.Unmarshal(body, &j)
+				ids[k] = j.ID
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
 		}
 		maxBatch := 0
 		for _, id := range ids {
