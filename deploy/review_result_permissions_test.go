@@ -19,7 +19,7 @@ import (
 // on studio.dlq.webhooks. With the production permissions the ingest role must be able
 // to ack RESULTS and write that DLQ subject, or a webhook that fails for good loses
 // its dead letter (DeadLetters and the max-deliveries advisory only log the refusal).
-func TestProductionIngestRoleCanRunItsResultConsumers(t *testing.T) {
+func TestProductionRolesCanWriteTheFailureResultsAndDeadLettersTheCodeWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a JetStream server")
 	}
@@ -71,5 +71,19 @@ func TestProductionIngestRoleCanRunItsResultConsumers(t *testing.T) {
 	defer pcancel()
 	if _, err := ingest.js.Publish(pctx, schemas.DLQSubject("webhooks"), []byte(`{"job_id":"j1"}`)); err != nil {
 		t.Errorf("ingest writing a webhook dead letter: %v", err)
+	}
+
+	// processors.Handler.Fail publishes the failed job's result (schemas.ResultSubject)
+	// from whichever stage failed it; ingest does the same for a cache hit and a
+	// cancellation (publishResult). Without it no webhook is sent for the job, its
+	// active slot is not released (quota.ReleaseFinished) and tenants never hear of it.
+	for _, role := range []string{"preprocess", "inference", "postprocess", "ingest"} {
+		rc := dialRole(t, s, role, passwords[role])
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := rc.js.Publish(rctx, schemas.ResultSubject("acme", schemas.TaskRemoveBackground), []byte(`{"job_id":"j2","status":"failed"}`))
+		rcancel()
+		if err != nil {
+			t.Errorf("%s publishing a job's final result: %v", role, err)
+		}
 	}
 }
