@@ -316,7 +316,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 		}
 		ingest.noErrors(t)
 		ingest.denied(t, schemas.PreprocessedSubject(tier, "isnet"))
-		ingest.denied(t, schemas.ResultSubject("acme", task))
+		ingest.denied(t, schemas.InferredSubject(tier, task))
 		ingest.denied(t, "$JS.ACK.REQUESTS.preprocess-free.1.1.1.1.1")
 	})
 
@@ -328,7 +328,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 	}
 	// A subject each stage must not publish on: the output of another stage.
 	foreign := map[schemas.Stage]string{
-		schemas.StagePreprocess:  schemas.ResultSubject("acme", task),
+		schemas.StagePreprocess:  schemas.InferredSubject(tier, task),
 		schemas.StageInference:   schemas.RequestSubject(tier, task),
 		schemas.StagePostprocess: schemas.PreprocessedSubject(tier, "isnet"),
 		schemas.StageStore:       schemas.InferredSubject(tier, task),
