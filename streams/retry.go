@@ -60,7 +60,8 @@ func (e permanentError) Is(target error) bool { return target == ErrPermanent }
 // Retry classifies each failed message: permanent errors are marked for the DLQ at
 // once; transient ones are handed back with exponential backoff, and on the last
 // allowed delivery marked for the DLQ with ErrMaxDeliveries. Work cut short by the end
-// of ctx (the drain deadline) is handed back at once and not counted as a retry.
+// of ctx (the drain deadline) is handed back at once, without backoff and without a
+// retry metric; the server still counts the redelivery towards MaxDeliver.
 func Retry(p RetryPolicy, log logrus.FieldLogger) Middleware {
 	return func(next Handler) Handler {
 		return BatchHandlerFunc(func(ctx context.Context, batch []*Msg) []Result {

@@ -110,6 +110,10 @@ func (e Engine) NewRunner(ctx context.Context, h Handler, cfg RunnerConfig) (*Ru
 	return NewRunner(ctx, e.JS.Conn(), e.JS, h, cfg)
 }
 
+// abandonGrace is how long in-flight work may run on after the drain deadline cancelled
+// it, before Run stops waiting for it.
+const abandonGrace = time.Second
+
 // Runner is the one consume engine: it drives a durable pull consumer (tiered or not),
 // hands batches to its Handler through the shared middleware (Tracing, Observe,
 // DeadLetters, Retry, Timeout, Recover), publishes outputs, acks inputs only once the
@@ -143,7 +147,7 @@ type tierQueue struct {
 func NewRunner(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h Handler, cfg RunnerConfig) (*Runner, error) {
 	cfg.defaults()
 	if cfg.Spec.Stream == "" || cfg.Spec.Durable == "" {
-		return nil, errors.New("streams: runner needs a consumer spec with a stream and a durable name (see StageConsumers)")
+		return nil, errors.New("streams: runner needs a consumer spec with a stream and a durable name (see processors.Stages)")
 	}
 	if cfg.Stage == "" {
 		return nil, errors.New("streams: runner needs a stage name (it names the DLQ subject)")
@@ -296,7 +300,16 @@ loop:
 			break
 		}
 	}
-	<-done
+	// A handler that ignores cancellation (a cgo call, say) must not hold the process:
+	// after the drain deadline it gets abandonGrace to notice, then Run returns anyway.
+	// Its messages stay unacknowledged and the server redelivers them after AckWait.
+	abandon := time.NewTimer(r.cfg.DrainTimeout + abandonGrace)
+	defer abandon.Stop()
+	select {
+	case <-done:
+	case <-abandon.C:
+		r.log.WithField("drain_timeout", r.cfg.DrainTimeout.String()).Error("a handler ignored cancellation; stopping without it, its messages will be redelivered")
+	}
 	cancelWork()
 	<-keepAliveDone
 	r.log.Info("runner stopped")
