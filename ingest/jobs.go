@@ -288,6 +288,9 @@ func (s *Service) lookup(ctx context.Context, id string) (*schemas.JobRecord, er
 }
 
 func (s *Service) list(ctx context.Context, in *listInput) ([]*schemas.JobRecord, string, error) {
+	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
+		return nil, "", err
+	}
 	tenant, user := s.caller(ctx)
 	if in.Limit == 0 {
 		in.Limit = 20

@@ -11,6 +11,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -87,7 +88,14 @@ func (s *Service) registerRoutes(api huma.API) {
 		Description:   "For large files or clients that cannot send multipart: returns a URL to PUT the raw file to (no other credentials needed, valid for 15 minutes) and the key to reference from a JSON job request.",
 		DefaultStatus: http.StatusCreated, Errors: []int{503},
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[UploadTicket], error) {
-		tk, err := s.newUploadTicket(s.caller(ctx))
+		if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
+			return nil, err
+		}
+		tenant, user := s.caller(ctx)
+		if err := s.userActive(ctx, tenant, user); err != nil {
+			return nil, err
+		}
+		tk, err := s.newUploadTicket(tenant, user)
 		if err != nil {
 			return nil, s.asProblem(err, "upload")
 		}
@@ -241,6 +249,9 @@ func (s *Service) models() []ModelInfo {
 
 // feedback publishes a rating of a job's result on studio.feedback.
 func (s *Service) feedback(ctx context.Context, in FeedbackRequest) (*FeedbackAccepted, error) {
+	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
+		return nil, err
+	}
 	rec, err := s.jobs.Get(ctx, in.JobID)
 	if errors.Is(err, jobs.ErrNotFound) {
 		return nil, problem(404, "job_not_found", fmt.Sprintf("no job %q", in.JobID), FieldProblem{Field: "job_id", Constraint: "exists", Message: "no such job"})

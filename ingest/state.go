@@ -47,10 +47,11 @@ func idempotencyKey(tenant, user, key string) string {
 
 // fingerprint identifies what a request asks for, independent of its encoding
 // (multipart boundaries, JSON key order): the same key with another fingerprint is a
-// conflict.
+// conflict. The tier is not part of it: it comes from the user record, not the
+// request, so a retry after an admin changed the tier is still the same request.
 func fingerprint(req *SubmitRequest, imageDigest string) string {
 	params, _ := json.Marshal(req.Params) // encoding/json sorts map keys
-	return hashHex(string(req.Task), req.Model, req.Version, string(req.Tier), string(params), req.CallbackURL, req.ImageKey, imageDigest)
+	return hashHex(string(req.Task), req.Model, req.Version, string(params), req.CallbackURL, req.ImageKey, imageDigest)
 }
 
 var errClaimTaken = errors.New("claim taken")
