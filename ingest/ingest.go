@@ -232,23 +232,24 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 	}
 
 	now := time.Now().UTC()
+	rec = &schemas.JobRecord{
+		ID: jobID, Tenant: req.Tenant, User: req.User, Tier: req.Tier, Task: req.Task,
+		Model: spec.Name, ModelVersion: spec.Version, Params: req.Params,
+		Status: schemas.StatusQueued, Stage: schemas.StageIngest,
+		TraceID: trace.ID(req.TraceParent), SubmittedAt: now,
+	}
+	// The index entry comes first: it is what ties the job, and so its input object, to
+	// the user for erasure; an input stored without it could outlive its user.
+	if err := s.indexJob(ctx, rec, req); err != nil {
+		return nil, false, err
+	}
 	sum := sha256.Sum256(stored)
 	key := "inputs/" + req.Tenant + "/" + jobID + "/original." + extOf(hdr.Format)
 	info, err := s.blobs.Put(ctx, key, bytes.NewReader(stored), int64(len(stored)), hdr.Format.ContentType())
 	if err != nil {
 		return nil, false, fmt.Errorf("store input: %w", err)
 	}
-	input := schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: hdr.Format.ContentType(), Width: hdr.Width, Height: hdr.Height}
-
-	rec = &schemas.JobRecord{
-		ID: jobID, Tenant: req.Tenant, User: req.User, Tier: req.Tier, Task: req.Task,
-		Model: spec.Name, ModelVersion: spec.Version, Params: req.Params,
-		Status: schemas.StatusQueued, Stage: schemas.StageIngest, Input: input,
-		TraceID: trace.ID(req.TraceParent), SubmittedAt: now,
-	}
-	if err := s.indexJob(ctx, rec, req); err != nil {
-		return nil, false, err
-	}
+	rec.Input = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: hdr.Format.ContentType(), Width: hdr.Width, Height: hdr.Height}
 	if hit, ok, err := s.cached(ctx, rec); ok || err != nil {
 		return s.settleCreate(ctx, hit, jobID, err)
 	}
@@ -263,7 +264,7 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 	ev := schemas.JobEvent{
 		Schema: schemas.SchemaJobRequested, JobID: jobID, Tenant: req.Tenant, User: req.User,
 		Tier: req.Tier, Task: req.Task, Model: spec.Name, ModelVersion: spec.Version,
-		Params: req.Params, Input: input, TraceParent: req.TraceParent, SubmittedAt: now,
+		Params: req.Params, Input: rec.Input, TraceParent: req.TraceParent, SubmittedAt: now,
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
