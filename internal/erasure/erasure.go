@@ -172,24 +172,25 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 	}
 	sort.Strings(rep.InFlight)
 
-	// 3. Objects.
-	if err := e.eraseObjects(ctx, f, rep); err != nil {
-		return rep, err
-	}
-
-	// 4. The other KV buckets.
-	for _, kv := range e.reg.KV {
-		if early[kv.Bucket] || kv.NoUserData != "" {
-			continue
+	// 3. No key of the user's acts any more (keys first, then their usage counters,
+	// which are found by key id).
+	keysFirst := []string{auth.BucketKeyUsage, auth.BucketAPIKeys}
+	for _, b := range keysFirst {
+		for _, kv := range e.reg.KV {
+			if kv.Bucket == b && kv.NoUserData == "" {
+				if err := e.eraseKV(ctx, kv, f, rep); err != nil {
+					return rep, err
+				}
+			}
 		}
-		if err := e.eraseKV(ctx, kv, f, rep); err != nil {
-			return rep, err
-		}
+		early[b] = true
 	}
 	rep.APIKeys = append(rep.APIKeys, f.APIKeys...)
 	sort.Strings(rep.APIKeys)
 
-	// 5. Stream messages.
+	// 4. Stream messages, then objects, while the job records and the index that lead
+	// to them still exist: an erasure that fails from here on finds everything again
+	// when it is run again.
 	m := messageMatcher{tenant: tenant, user: user, jobs: f.Jobs}
 	for _, sd := range e.reg.Streams {
 		filter := ">"
@@ -201,6 +202,19 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 			rep.Messages[sd.Stream] = n
 		}
 		if err != nil {
+			return rep, err
+		}
+	}
+	if err := e.eraseObjects(ctx, f, rep); err != nil {
+		return rep, err
+	}
+
+	// 5. The other KV buckets: records, index, cache, limits, idempotency claims.
+	for _, kv := range e.reg.KV {
+		if early[kv.Bucket] || kv.NoUserData != "" {
+			continue
+		}
+		if err := e.eraseKV(ctx, kv, f, rep); err != nil {
 			return rep, err
 		}
 	}
@@ -386,8 +400,24 @@ func (m messageMatcher) match(data []byte) bool {
 	if b.User == m.user || b.Actor == m.user || b.Resource == "user/"+m.user {
 		return true
 	}
-	id, ok := strings.CutPrefix(b.Resource, "job/")
-	return ok && m.jobs[id]
+	return m.jobs[resourceJob(b.Resource)]
+}
+
+// resourceJob returns the job id an audit resource names: "job/<id>", or an object
+// key of a job, "inputs|results/<tenant>/<id>/..." or "work/<id>/..." (downloads
+// audit the key).
+func resourceJob(res string) string {
+	if id, ok := strings.CutPrefix(res, "job/"); ok {
+		return id
+	}
+	parts := strings.SplitN(res, "/", 4)
+	switch {
+	case len(parts) >= 3 && (parts[0] == "inputs" || parts[0] == "results"):
+		return parts[2]
+	case len(parts) >= 2 && parts[0] == "work":
+		return parts[1]
+	}
+	return ""
 }
 
 // eraseMessages deletes the matching messages of one stream and returns how many.
