@@ -56,7 +56,7 @@ func SignWebhook(secret string, t time.Time, body []byte) string {
 // with exponential backoff (Config.WebhookBackoff, doubling, capped); after
 // Config.WebhookAttempts the result goes to studio.dlq.webhooks. Several ingest
 // processes share the work.
-func (s *Service) RunWebhooks(ctx context.Context, engine streams.Engine, worker string) error {
+func (s *Service) RunWebhooks(ctx context.Context, engine streams.Engine, worker string, obs streams.Observer) error {
 	if s.cfg.WebhookSecret == "" || s.index == nil {
 		<-ctx.Done() // webhooks are off: nothing can have a callback URL
 		return nil
@@ -65,7 +65,7 @@ func (s *Service) RunWebhooks(ctx context.Context, engine streams.Engine, worker
 	r, err := engine.NewRunner(ctx, streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
 		return nil, s.deliverWebhook(ctx, client, m)
 	}), streams.RunnerConfig{
-		Stage: StageWebhooks, Worker: worker,
+		Stage: StageWebhooks, Worker: worker, Observer: obs,
 		Spec: streams.ConsumerSpec{
 			Stream: schemas.StreamResults, Durable: DurableWebhooks, Description: "sends webhooks for final job states",
 			AckWait: 3 * s.cfg.WebhookTimeout, MaxAckPending: 256, MaxDeliver: s.cfg.WebhookAttempts,

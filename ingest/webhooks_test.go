@@ -70,7 +70,7 @@ func (e *env) runWebhooks(t *testing.T) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.svc.RunWebhooks(ctx, streams.Engine{JS: e.srv.JS}, "test") }()
+	go func() { done <- e.svc.RunWebhooks(ctx, streams.Engine{JS: e.srv.JS}, "test", nil) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

@@ -579,17 +579,18 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 
 // ServeIngest runs ingest until ctx is cancelled: the HTTP API h on --http, the NATS
 // entry on studio.submit.<task> and the webhook sender. On shutdown it ends open event
-// streams first, so the HTTP server can drain.
-func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, h http.Handler, started func(net.Addr)) error {
+// streams first, so the HTTP server can drain. m, when set, observes the webhook and
+// slot-release consumers.
+func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, m *metrics.Metrics, h http.Handler, started func(net.Addr)) error {
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
 	errs := make(chan error, 3)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
-	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker) }()
+	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker, observer(m)) }()
 	go func() {
 		// Frees a user's active-job slot when a job ends.
 		if sec := svc.Security(); sec != nil {
-			errs <- RunSlotRelease(bg, cfg, bus, sec.Active, nil)
+			errs <- RunSlotRelease(bg, cfg, bus, sec.Active, m)
 			return
 		}
 		errs <- nil
