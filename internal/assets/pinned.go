@@ -38,6 +38,19 @@ var ISNetMedium = Asset{
 	License: "AGPL-3.0",
 }
 
+// ChDB is chDB, the in-process ClickHouse (26.7), as shipped in its Node.js
+// binding's platform package (tarball sha256
+// c0d32b129e988f2b9a9a31c9141aecf5e1e2453f9a079efc4d36ab8e3f92b2ad). It needs
+// only libc and is loaded without cgo (sink/chdb). 566 MB unpacked, 178 MB packed.
+var ChDB = Asset{
+	Name:    "chdb",
+	Source:  Source{NPM: "@chdb/lib-linux-x64-gnu@26.7.3-stable.1", File: "package/libchdb.so"},
+	SHA256:  "36ad4e999882821ef13cf2d0f52c93f48e6ee1b4498b35a201c23ce4b8d15bf5",
+	Size:    566330096,
+	Path:    "lib/chdb-26.7.3/libchdb.so",
+	License: "Apache-2.0",
+}
+
 // Real photos for tests, from scikit-image's sample data (BSD-3-Clause).
 var (
 	PhotoAstronaut = skimagePhoto("astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", 791555)
@@ -58,10 +71,12 @@ func skimagePhoto(name, sha string, size int64) Asset {
 }
 
 // Groups names sets of assets for `studio fetch GROUP`: "runtime" to run
-// inference, "web" for the dashboard's chart library, "photos" for tests and demos.
+// inference, "web" for the dashboard's chart library, "photos" for tests and demos,
+// "analytics" for the embedded analytics engine of `studio up`.
 // Models are fetched through their manifests (internal/models).
 var Groups = map[string][]Asset{
-	"runtime": {ONNXRuntimeCPU},
-	"web":     Web,
-	"photos":  {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket},
+	"runtime":   {ONNXRuntimeCPU},
+	"web":       Web,
+	"photos":    {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket},
+	"analytics": {ChDB},
 }
