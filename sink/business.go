@@ -6,8 +6,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -95,6 +93,11 @@ GROUP BY task, model, model_version
 ORDER BY task, model, model_version`
 
 	// A user's latest rating of each job of the window; the job's row names the model.
+	// The join is ALL INNER: its right side has one row per job (FINAL), so every rating
+	// finds its job once. ANY INNER JOIN would read the same on 18.16 but not on a
+	// current server, where (any_join_distinct_right_table_keys = 0, the default since
+	// 19.14) it keeps one row per key on both sides: one rating per job. Both sides are
+	// aliased: current servers refuse an unnamed subquery in a JOIN (ALIAS_REQUIRED).
 	queryThumbs = `SELECT
     task,
     model,
@@ -107,11 +110,11 @@ FROM
     FROM feedback FINAL
     WHERE job_id IN (SELECT job_id FROM jobs WHERE submitted_at >= toDateTime(?) AND submitted_at < toDateTime(?))
     GROUP BY job_id, tenant, user_id
-)
-ANY INNER JOIN
+) AS ratings
+ALL INNER JOIN
 (
     SELECT job_id, task, model, model_version FROM ` + jobsInWindow + `
-) USING (job_id)
+) AS window_jobs USING (job_id)
 GROUP BY task, model, model_version`
 
 	queryTenants = `SELECT
@@ -133,7 +136,7 @@ GROUP BY error_code, error_stage
 ORDER BY n DESC, error_code, error_stage`
 )
 
-func business(ctx context.Context, conn driver.Conn, window string, from, to time.Time) (*schemas.BusinessReport, error) {
+func business(ctx context.Context, conn conn, window string, from, to time.Time) (*schemas.BusinessReport, error) {
 	b := &schemas.BusinessReport{
 		Window: window, From: from, To: to,
 		Series: []schemas.BusinessBucket{}, Models: []schemas.ModelStats{},
@@ -146,7 +149,7 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 
 	// Totals (thumbs are added from the models' below).
 	var jobs, ok, failed, cancelled, hits, users, inBytes uint64
-	if err := conn.QueryRow(ctx, queryTotals, lo, hi).Scan(&jobs, &ok, &failed, &cancelled, &hits, &users, &inBytes); err != nil {
+	if err := queryRow(ctx, conn, queryTotals, []any{lo, hi}, &jobs, &ok, &failed, &cancelled, &hits, &users, &inBytes); err != nil {
 		return fail("totals", err)
 	}
 	b.Totals = schemas.BusinessTotals{
@@ -267,15 +270,6 @@ func business(ctx context.Context, conn driver.Conn, window string, from, to tim
 		return fail("errors", err)
 	}
 	return b, nil
-}
-
-// closeRows closes rows and returns the error that ended them, if any.
-func closeRows(rows driver.Rows) error {
-	err := rows.Err()
-	if cerr := rows.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // milliseconds rounds a quantile to 0.1 ms; NaN (no succeeded job) becomes 0, which

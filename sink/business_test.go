@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/schemas"
@@ -40,13 +39,17 @@ type bizRating struct {
 }
 
 func TestBusiness(t *testing.T) {
-	addr := clickhouseAddr(t)
-	cfg := testConfig(t, addr)
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) { testBusiness(t, e) })
+	}
+}
+
+func testBusiness(t *testing.T, e engine) {
+	cfg := e.config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, err := sink.Migrate(ctx, cfg)
 	require.NoError(t, err)
-	conn := openCH(t, addr, cfg.Database)
 
 	now := time.Now().UTC().Truncate(time.Second)
 	jobs := []bizJob{
@@ -82,10 +85,10 @@ func TestBusiness(t *testing.T) {
 	}
 	// Everything twice, in separate inserts: FINAL must read each row once.
 	for range 2 {
-		insertJobs(t, conn, now, jobs)
-		insertRatings(t, conn, now, ratings)
+		insertJobs(t, cfg, now, jobs)
+		insertRatings(t, cfg, now, ratings)
 	}
-	require.Equal(t, uint64(2*len(jobs)), count(t, conn, "SELECT count() FROM jobs"))
+	require.Equal(t, [][]any{{float64(2 * len(jobs))}}, e.rows(t, cfg, "SELECT count() FROM jobs"))
 
 	before := time.Now().UTC().Truncate(time.Second)
 	b, err := sink.Business(ctx, cfg, "24h")
@@ -180,33 +183,31 @@ func expectedSeries(b *schemas.BusinessReport, step time.Duration, now time.Time
 	return out
 }
 
-func insertJobs(t *testing.T, conn driver.Conn, now time.Time, jobs []bizJob) {
+func insertJobs(t *testing.T, cfg sink.Config, now time.Time, jobs []bizJob) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	batch, err := conn.PrepareBatch(ctx, `INSERT INTO jobs (job_id, tenant, user_id, task, model, model_version,
-		status, error_code, error_stage, cache_hit, input_bytes, submitted_at, finished_at, total_ms)`)
-	require.NoError(t, err)
+	var rows [][]any
 	for _, j := range jobs {
 		var hit uint8
 		if j.cache {
 			hit = 1
 		}
 		at := now.Add(-j.ago)
-		require.NoError(t, batch.Append(j.id, j.tenant, j.user, "t2i", j.model, j.version,
-			j.status, j.code, j.stage, hit, j.in, at, at.Add(time.Duration(j.total)*time.Millisecond), j.total))
+		rows = append(rows, []any{j.id, j.tenant, j.user, "t2i", j.model, j.version,
+			j.status, j.code, j.stage, hit, j.in, at, at.Add(time.Duration(j.total) * time.Millisecond), j.total})
 	}
-	require.NoError(t, batch.Send())
+	require.NoError(t, sink.Insert(ctx, cfg, "jobs", []string{"job_id", "tenant", "user_id", "task", "model", "model_version",
+		"status", "error_code", "error_stage", "cache_hit", "input_bytes", "submitted_at", "finished_at", "total_ms"}, rows))
 }
 
-func insertRatings(t *testing.T, conn driver.Conn, now time.Time, ratings []bizRating) {
+func insertRatings(t *testing.T, cfg sink.Config, now time.Time, ratings []bizRating) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	batch, err := conn.PrepareBatch(ctx, `INSERT INTO feedback (id, job_id, tenant, user_id, rating, model, model_version, event_time)`)
-	require.NoError(t, err)
+	var rows [][]any
 	for _, r := range ratings {
-		require.NoError(t, batch.Append(r.id, r.job, r.tenant, r.user, r.rating, r.model, r.version, now.Add(-r.ago)))
+		rows = append(rows, []any{r.id, r.job, r.tenant, r.user, r.rating, r.model, r.version, now.Add(-r.ago)})
 	}
-	require.NoError(t, batch.Send())
+	require.NoError(t, sink.Insert(ctx, cfg, "feedback", []string{"id", "job_id", "tenant", "user_id", "rating", "model", "model_version", "event_time"}, rows))
 }

@@ -25,11 +25,17 @@ const (
 // environment variable named in their help text (a flag on the command line wins).
 type Config struct {
 	// Addr lists ClickHouse native-protocol addresses, host:port, comma separated.
-	// Empty disables the sink (studio up then leaves events in their streams).
-	Addr     string
-	Database string
-	User     string
-	Password string
+	// Empty selects the embedded engine when EmbeddedDir is set, else disables the
+	// sink (studio up then leaves events in their streams).
+	Addr string
+	// EmbeddedDir is the data directory of the embedded engine, chDB (the in-process
+	// ClickHouse), used when Addr is empty. One per process.
+	EmbeddedDir string
+	// ChDBLibrary is the path of libchdb.so for the embedded engine (internal/assets.ChDB).
+	ChDBLibrary string
+	Database    string
+	User        string
+	Password    string
 	// TLS connects with TLS (ClickHouse Cloud, servers with a secure native port).
 	TLS bool
 	// BatchRows flushes a stream's batch once it holds this many messages.
@@ -74,8 +80,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Migrate, "sink-migrate", envBool("sink-migrate", true), "apply pending ClickHouse migrations when the sink starts ["+envName("sink-migrate")+"]")
 }
 
-// Enabled reports whether a ClickHouse address is configured.
-func (c *Config) Enabled() bool { return strings.TrimSpace(c.Addr) != "" }
+// Enabled reports whether a ClickHouse address or an embedded engine is configured.
+func (c *Config) Enabled() bool { return strings.TrimSpace(c.Addr) != "" || c.EmbeddedDir != "" }
+
+// Embedded reports whether the sink writes into the embedded engine (no address, an
+// embedded data directory).
+func (c *Config) Embedded() bool { return strings.TrimSpace(c.Addr) == "" && c.EmbeddedDir != "" }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -84,6 +94,9 @@ var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 func (c *Config) Validate() error {
 	if !c.Enabled() {
 		return errors.New("sink: no ClickHouse address: set --clickhouse-addr or STUDIO_CLICKHOUSE_ADDR (host:9000)")
+	}
+	if c.Embedded() && c.ChDBLibrary == "" {
+		return errors.New("sink: the embedded engine needs the path of libchdb.so (`studio fetch analytics` caches it)")
 	}
 	for _, a := range c.addrs() {
 		if !strings.Contains(a, ":") {

@@ -4,15 +4,26 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/creativeai-studio/studio/internal/chdb"
 )
 
-// open returns a connection pool for database (empty: the user's default database).
+// open returns a connection to database (empty: the user's default database): the
+// embedded chDB engine when cfg has no address, else a connection pool to the server.
 // clickhouse-go dials lazily, so this succeeds while the server is down; the first
 // query reports the problem, and later queries dial again.
-func open(cfg *Config, database string) (driver.Conn, error) {
+func open(cfg *Config, database string) (conn, error) {
+	if cfg.Embedded() {
+		s, err := chdb.Open(cfg.ChDBLibrary, cfg.EmbeddedDir)
+		if err != nil {
+			return nil, fmt.Errorf("sink: open the embedded analytics engine: %w", err)
+		}
+		return &embeddedConn{s: s, database: database}, nil
+	}
 	opts := &clickhouse.Options{
 		Protocol: clickhouse.Native,
 		Addr:     cfg.addrs(),
@@ -30,22 +41,31 @@ func open(cfg *Config, database string) (driver.Conn, error) {
 	if cfg.TLS {
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	conn, err := clickhouse.Open(opts)
+	c, err := clickhouse.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("sink: configure ClickHouse client for %s: %w", cfg.Addr, err)
 	}
-	return conn, nil
+	return serverConn{c}, nil
 }
 
-// exceptionCode returns the ClickHouse server error code in err, or 0 when err did not
-// come from the server (a network error, a timeout).
+// exceptionCode returns the ClickHouse error code in err, or 0 when err did not come
+// from the engine (a network error, a timeout).
 func exceptionCode(err error) int32 {
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
 		return ex.Code
 	}
+	var ce *chdb.Error
+	if errors.As(err, &ce) {
+		if m := codeRE.FindStringSubmatch(ce.Message); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return int32(n)
+		}
+	}
 	return 0
 }
+
+var codeRE = regexp.MustCompile(`Code: (\d+)\.`)
 
 // ClickHouse error codes the sink reacts to.
 const (

@@ -68,6 +68,9 @@ func testConfig(t testing.TB, addr string) sink.Config {
 		Migrate:       true,
 		Log:           log,
 	}
+	if addr == "" { // the caller configures the embedded engine and its cleanup
+		return cfg
+	}
 	require.NoError(t, cfg.Validate())
 	t.Cleanup(func() {
 		conn := openCH(t, addr, "")

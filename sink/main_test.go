@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envChild) == "1" {
 		os.Exit(runChild())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if embeddedDir != "" {
+		os.RemoveAll(embeddedDir)
+	}
+	os.Exit(code)
 }
 
 // runChild runs a sink until SIGTERM. With envChildCrashAt=N it SIGKILLs itself right

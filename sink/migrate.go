@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 //go:embed migrations/*.sql
@@ -133,7 +131,7 @@ func Migrate(ctx context.Context, cfg Config) ([]string, error) {
 }
 
 // openDatabase creates the database if needed and returns a connection to it.
-func openDatabase(ctx context.Context, cfg *Config) (driver.Conn, error) {
+func openDatabase(ctx context.Context, cfg *Config) (conn, error) {
 	root, err := open(cfg, "")
 	if err != nil {
 		return nil, err
@@ -141,7 +139,7 @@ func openDatabase(ctx context.Context, cfg *Config) (driver.Conn, error) {
 	defer root.Close()
 	// Look first: a user who may write the database need not be allowed to create one.
 	var n uint64
-	err = root.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", cfg.Database).Scan(&n)
+	err = queryRow(ctx, root, "SELECT count() FROM system.databases WHERE name = ?", []any{cfg.Database}, &n)
 	if err == nil && n == 0 {
 		err = root.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database)
 	}
@@ -162,7 +160,7 @@ ENGINE = ReplacingMergeTree()
 ORDER BY version`
 
 // migrateConn applies migrations up to target (0: all) on conn.
-func migrateConn(ctx context.Context, cfg *Config, conn driver.Conn, target int) ([]string, error) {
+func migrateConn(ctx context.Context, cfg *Config, conn conn, target int) ([]string, error) {
 	all, err := Migrations()
 	if err != nil {
 		return nil, err
@@ -195,15 +193,8 @@ func migrateConn(ctx context.Context, cfg *Config, conn driver.Conn, target int)
 				return done, fmt.Errorf("sink: migration %s, statement %d: %w", m.Name, i+1, err)
 			}
 		}
-		batch, err := conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, checksum, applied_at)")
-		if err != nil {
-			return done, fmt.Errorf("sink: record migration %s: %w", m.Name, err)
-		}
-		if err := batch.Append(uint32(m.Version), m.Name, m.Checksum, time.Now().UTC()); err != nil {
-			_ = batch.Abort()
-			return done, fmt.Errorf("sink: record migration %s: %w", m.Name, err)
-		}
-		if err := batch.Send(); err != nil {
+		if err := conn.Insert(ctx, "schema_migrations", []string{"version", "name", "checksum", "applied_at"},
+			[][]any{{uint32(m.Version), m.Name, m.Checksum, time.Now().UTC()}}); err != nil {
 			return done, fmt.Errorf("sink: record migration %s: %w", m.Name, err)
 		}
 		cfg.Log.WithField("migration", m.Name).Info("ClickHouse migration applied")
@@ -213,26 +204,26 @@ func migrateConn(ctx context.Context, cfg *Config, conn driver.Conn, target int)
 }
 
 // appliedMigrations maps each recorded version to its checksum.
-func appliedMigrations(ctx context.Context, conn driver.Conn) (map[int]string, error) {
+func appliedMigrations(ctx context.Context, conn conn) (map[int]string, error) {
 	rows, err := conn.Query(ctx, "SELECT version, any(checksum) FROM schema_migrations GROUP BY version")
 	if err != nil {
 		return nil, fmt.Errorf("sink: read schema_migrations: %w", err)
 	}
-	defer rows.Close()
 	out := map[int]string{}
 	for rows.Next() {
 		var v uint32
 		var sum string
 		if err := rows.Scan(&v, &sum); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("sink: read schema_migrations: %w", err)
 		}
 		out[int(v)] = sum
 	}
-	return out, rows.Err()
+	return out, closeRows(rows)
 }
 
 // schemaCurrent reports whether every embedded migration is applied.
-func schemaCurrent(ctx context.Context, conn driver.Conn) (missing []string, err error) {
+func schemaCurrent(ctx context.Context, conn conn) (missing []string, err error) {
 	all, err := Migrations()
 	if err != nil {
 		return nil, err
@@ -256,7 +247,7 @@ var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+([A-Za-z0-9_.]+)\s+ADD
 
 // columnExists reports whether stmt is an ALTER TABLE … ADD COLUMN whose column is
 // already there, which makes a half-applied migration safe to rerun.
-func columnExists(ctx context.Context, conn driver.Conn, stmt string) (bool, error) {
+func columnExists(ctx context.Context, conn conn, stmt string) (bool, error) {
 	m := addColumn.FindStringSubmatch(stmt)
 	if m == nil {
 		return false, nil
@@ -266,7 +257,7 @@ func columnExists(ctx context.Context, conn driver.Conn, stmt string) (bool, err
 		table = table[i+1:]
 	}
 	var n uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = ? AND name = ?", table, m[2]).Scan(&n); err != nil {
+	if err := queryRow(ctx, conn, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = ? AND name = ?", []any{table, m[2]}, &n); err != nil {
 		return false, fmt.Errorf("sink: check column %s.%s: %w", table, m[2], err)
 	}
 	return n > 0, nil

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/sirupsen/logrus"
 
 	"github.com/creativeai-studio/studio/schemas"
@@ -147,7 +146,7 @@ func (s *Sink) Run(ctx context.Context) error {
 }
 
 // connect retries until ClickHouse answers and the schema is usable.
-func (s *Sink) connect(ctx context.Context) (driver.Conn, error) {
+func (s *Sink) connect(ctx context.Context) (conn, error) {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		conn, err := s.prepare(ctx)
@@ -170,7 +169,7 @@ func (s *Sink) connect(ctx context.Context) (driver.Conn, error) {
 	}
 }
 
-func (s *Sink) prepare(ctx context.Context) (driver.Conn, error) {
+func (s *Sink) prepare(ctx context.Context) (conn, error) {
 	if s.cfg.Migrate {
 		conn, err := openDatabase(ctx, &s.cfg)
 		if err != nil {

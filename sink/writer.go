@@ -2,14 +2,11 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/ext"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/creativeai-studio/studio/schemas"
 )
@@ -18,7 +15,7 @@ import (
 // idempotent: running it again with the same input (after an error, or after a crash
 // between commit and ack) inserts nothing twice. Safe for concurrent use.
 type writer struct {
-	conn   driver.Conn
+	conn   conn
 	erased *erasureSet
 	stats  *counters
 	now    func() time.Time
@@ -100,33 +97,10 @@ func (w *writer) write(ctx context.Context, rows []row, msgOf []int, erasures []
 	return nil
 }
 
-// existing returns which keys t already holds. The keys travel as an external table, so
-// a batch of any size is one query that uses the primary key.
+// existing returns which keys t already holds, in one query that uses the primary key.
 func (w *writer) existing(ctx context.Context, t *table, keys []string) (map[string]bool, error) {
-	ids, err := ext.NewTable("sink_keys", ext.Column("key", "String"))
+	out, err := w.conn.Stored(ctx, t.name, t.key, keys)
 	if err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if err := ids.Append(k); err != nil {
-			return nil, err
-		}
-	}
-	q := fmt.Sprintf("SELECT %[1]s FROM %[2]s WHERE %[1]s IN (SELECT key FROM sink_keys)", t.key, t.name)
-	rs, err := w.conn.Query(clickhouse.Context(ctx, clickhouse.WithExternalTable(ids)), q)
-	if err != nil {
-		return nil, fmt.Errorf("sink: look up stored ids in %s: %w", t.name, err)
-	}
-	defer rs.Close()
-	out := map[string]bool{}
-	for rs.Next() {
-		var k string
-		if err := rs.Scan(&k); err != nil {
-			return nil, fmt.Errorf("sink: look up stored ids in %s: %w", t.name, err)
-		}
-		out[k] = true
-	}
-	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("sink: look up stored ids in %s: %w", t.name, err)
 	}
 	return out, nil
@@ -137,22 +111,22 @@ func (w *writer) insert(ctx context.Context, t *table, rows []row, idx []int, ms
 	if len(idx) == 0 {
 		return nil
 	}
-	b, err := w.conn.PrepareBatch(ctx, "INSERT INTO "+t.name+" ("+strings.Join(t.columns, ", ")+")")
-	if err != nil {
-		return fmt.Errorf("sink: insert into %s: %w", t.name, err)
-	}
 	now := w.now().UTC().Truncate(time.Second)
-	for _, i := range idx {
+	values := make([][]any, len(idx))
+	for j, i := range idx {
 		vals := rows[i].values
 		if t == tableErasures {
 			vals = append(vals[:len(vals)-1:len(vals)-1], now) // applied_at
 		}
-		if err := b.Append(vals...); err != nil {
-			_ = b.Abort()
-			return &rowError{msg: msgOf[i], err: fmt.Errorf("sink: row %q does not fit table %s: %w", rows[i].key, t.name, err)}
-		}
+		values[j] = vals
 	}
-	if err := b.Send(); err != nil {
+	err := w.conn.Insert(ctx, t.name, t.columns, values)
+	var bad *badRowError
+	if errors.As(err, &bad) {
+		i := idx[bad.Row]
+		return &rowError{msg: msgOf[i], err: fmt.Errorf("sink: row %q does not fit table %s: %w", rows[i].key, t.name, bad.Err)}
+	}
+	if err != nil {
 		return fmt.Errorf("sink: insert %d rows into %s: %w", len(idx), t.name, err)
 	}
 	return nil
@@ -217,7 +191,7 @@ func (e *erasureSet) covers(tenant, user string, at time.Time) bool {
 
 // refresh reloads the applied requests, so requests applied by other sink replicas
 // take effect here too; it does nothing when the last load is recent.
-func (e *erasureSet) refresh(ctx context.Context, conn driver.Conn, now time.Time) error {
+func (e *erasureSet) refresh(ctx context.Context, conn conn, now time.Time) error {
 	e.mu.RLock()
 	fresh := now.Sub(e.loaded) < e.every
 	e.mu.RUnlock()
@@ -228,17 +202,17 @@ func (e *erasureSet) refresh(ctx context.Context, conn driver.Conn, now time.Tim
 	if err != nil {
 		return fmt.Errorf("sink: load erasure requests: %w", err)
 	}
-	defer rs.Close()
 	loaded := map[string]time.Time{}
 	for rs.Next() {
 		var tenant, user string
 		var at time.Time
 		if err := rs.Scan(&tenant, &user, &at); err != nil {
+			rs.Close()
 			return fmt.Errorf("sink: load erasure requests: %w", err)
 		}
 		loaded[erasureKey(tenant, user)] = at
 	}
-	if err := rs.Err(); err != nil {
+	if err := closeRows(rs); err != nil {
 		return fmt.Errorf("sink: load erasure requests: %w", err)
 	}
 	e.mu.Lock()

@@ -137,6 +137,13 @@ func (s *Session) Query(ctx context.Context, query, format string) ([]byte, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.query(ctx, query, format)
+}
+
+func (s *Session) query(ctx context.Context, query, format string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if s.conn == nil {
 		return nil, errors.New("chdb: session closed")
 	}
@@ -154,6 +161,21 @@ func (s *Session) Query(ctx context.Context, query, format string) ([]byte, erro
 		return nil, nil
 	}
 	return append([]byte(nil), unsafe.Slice((*byte)(buf), n)...), nil
+}
+
+// QueryIn runs query as Query does, with database as the current database (empty: the
+// engine's default). The database and the statement are one step: no other query of
+// the process runs between them.
+func (s *Session) QueryIn(ctx context.Context, database, query, format string) ([]byte, error) {
+	if database == "" {
+		database = "default"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.query(ctx, "USE "+database, "TabSeparated"); err != nil {
+		return nil, err
+	}
+	return s.query(ctx, query, format)
 }
 
 // Exec runs a statement whose output is not wanted (DDL, INSERT).
