@@ -1,8 +1,10 @@
 -- Canary vs stable over the last 24 hours. For each model, the version that served the
 -- most jobs is "stable" and every other version is a "canary"; each version's error
--- rate, latency of succeeded jobs and feedback score are shown side by side.
--- FINAL collapses rows that were ever written twice. (One JOIN per SELECT and ARRAY JOIN
--- instead of window functions keep this runnable on ClickHouse 18.16.)
+-- rate, latency of succeeded jobs and feedback score are shown side by side; a tie in
+-- jobs goes to the later version name. FINAL collapses rows that were ever written twice.
+-- (One JOIN per SELECT and ARRAY JOIN instead of window functions keep this runnable on
+-- ClickHouse 18.16; the aliased subqueries and ALL LEFT JOIN, whose right side has one row
+-- per model version, read the same on 18.16 and on a current server.)
 SELECT
     model,
     model_version,
@@ -29,7 +31,7 @@ FROM
     (
         SELECT
             model,
-            argMax(model_version, jobs) AS stable_version,
+            argMax(model_version, (jobs, model_version)) AS stable_version,
             groupArray(model_version) AS versions,
             groupArray(jobs) AS job_counts,
             groupArray(failed) AS failed_counts,
@@ -56,8 +58,8 @@ FROM
         failed_counts AS failed,
         p50s AS p50_ms,
         p95s AS p95_ms
-)
-ANY LEFT JOIN
+) AS versions
+ALL LEFT JOIN
 (
     -- Feedback counted as in feedback_by_model_version: a user's latest rating per job.
     SELECT
@@ -79,5 +81,5 @@ ANY LEFT JOIN
         GROUP BY model, model_version, job_id, tenant, user_id
     )
     GROUP BY model, model_version
-) USING (model, model_version)
+) AS feedback_scores USING (model, model_version)
 ORDER BY model, role DESC, model_version
