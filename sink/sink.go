@@ -131,7 +131,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 		runners = append(runners, r)
 	}
-	s.log.WithFields(logrus.Fields{"clickhouse": s.cfg.Addr, "database": s.cfg.Database, "batch_rows": s.cfg.BatchRows, "flush_interval": s.cfg.FlushInterval.String()}).Info("sink started")
+	s.log.WithFields(logrus.Fields{"clickhouse": s.cfg.Addr, "embedded": s.cfg.EmbeddedDir, "database": s.cfg.Database, "batch_rows": s.cfg.BatchRows, "flush_interval": s.cfg.FlushInterval.String()}).Info("sink started")
 	var wg sync.WaitGroup
 	for _, r := range runners {
 		wg.Add(1)

@@ -455,7 +455,9 @@ func testCookbook(t *testing.T, e engine) {
 	}
 	publish(t, in.srv, again...)
 	waitWritten(t, in.sink, in.sent+uint64(len(again)), 60*time.Second)
-	require.Equal(t, uint64(len(again)), in.sink.Stats().Duplicates, "every repeated event was recognised as stored")
+	// A loaded machine may also redeliver a batch the sink already committed: those are
+	// recognised as stored too, so there can be more duplicates than repeated events.
+	require.GreaterOrEqual(t, in.sink.Stats().Duplicates, uint64(len(again)), "every repeated event was recognised as stored")
 
 	queries, err := sink.Cookbook()
 	require.NoError(t, err)

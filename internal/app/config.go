@@ -44,9 +44,12 @@ type Config struct {
 	WebhookSecret       string
 	WebhookAllowPrivate bool
 	S3                  s3.Config
-	// Sink is the ClickHouse writer, run by `studio sink` and inside `studio up` when
-	// --clickhouse-addr is set.
-	Sink         sink.Config
+	// Sink is the ClickHouse writer, run by `studio sink` and inside `studio up`.
+	Sink sink.Config
+	// Analytics selects the engine `studio up` writes analytics to: AnalyticsAuto (the
+	// flag's default), AnalyticsEmbedded, AnalyticsClickHouse or AnalyticsOff. The zero
+	// value runs the sink exactly when Sink.Addr is set.
+	Analytics    string
 	CacheDir     string
 	ORTLib       string
 	Device       string
@@ -107,6 +110,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.S3.Region, "s3-region", "", "S3 region")
 	fs.BoolVar(&c.S3.UseTLS, "s3-tls", envBool("s3-tls", false), "use HTTPS for S3 ["+envName("s3-tls")+"]")
 	c.Sink.RegisterFlags(fs)
+	str(&c.Analytics, "analytics", AnalyticsAuto, "analytics engine of `studio up`: auto (the server of --clickhouse-addr if set, else embedded), embedded (chDB, the in-process ClickHouse, under <data-dir>/analytics), clickhouse or off")
 	str(&c.CacheDir, "cache-dir", assets.DefaultDir(), "where fetched models and the ONNX Runtime library are cached")
 	str(&c.ORTLib, "ort-lib", "", "ONNX Runtime shared library; empty uses the fetched CPU build")
 	str(&c.Device, "device", "auto", "inference device: auto, cpu or cuda")
@@ -136,6 +140,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate checks the settings and says which flag to fix.
 func (c *Config) Validate() error {
 	var errs []error
+	if err := checkAnalytics(c.Analytics); err != nil {
+		errs = append(errs, err)
+	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is required for the embedded NATS server"))
 	}

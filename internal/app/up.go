@@ -55,6 +55,12 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 	}
 	blobs = m.InstrumentBlobs(blobs, BlobBackend(cfg))
 	parts, _ := cfg.UpStages()
+	// The sink and the dashboard's business panel use the engine --analytics selects.
+	resolved := *cfg
+	if resolved.Sink, err = upAnalytics(ctx, cfg, log); err != nil {
+		return err
+	}
+	cfg = &resolved
 	log.Info("checking models, the ONNX Runtime library and the web assets (first run downloads them)")
 	if err := (&assets.Cache{Dir: cfg.CacheDir, Log: log}).EnsureAll(ctx, assets.Web...); err != nil {
 		return err
@@ -113,7 +119,7 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 			}
 		}()
 	} else {
-		log.Info("analytics sink off: set --clickhouse-addr to write to ClickHouse (events wait in their streams meanwhile)")
+		log.Info("analytics sink off: use --analytics embedded or --clickhouse-addr to write analytics (events wait in their streams meanwhile)")
 	}
 	// This process polls every stage's queues, not only its own: it holds the API, and a
 	// stage whose workers are all down still needs its depth reported.
