@@ -72,5 +72,7 @@ func upAnalytics(ctx context.Context, cfg *Config, log logrus.FieldLogger) (sink
 		return fail(fmt.Errorf("fetch the embedded analytics engine (chDB): %w", err))
 	}
 	sc.Addr, sc.EmbeddedDir, sc.ChDBLibrary = "", filepath.Join(cfg.DataDir, "analytics"), lib
+	// The process owns its embedded store: nobody else could run `studio migrate` on it.
+	sc.Migrate = true
 	return sc, nil
 }

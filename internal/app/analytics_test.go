@@ -2,14 +2,20 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
 )
 
@@ -28,7 +34,7 @@ func TestUpAnalyticsSelectsTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	embedded := sink.Config{EmbeddedDir: filepath.Join(data, "analytics"), ChDBLibrary: cached}
+	embedded := sink.Config{EmbeddedDir: filepath.Join(data, "analytics"), ChDBLibrary: cached, Migrate: true}
 	server := sink.Config{Addr: "127.0.0.1:9000"}
 	for _, tc := range []struct {
 		name, mode, addr, cache string
@@ -68,9 +74,9 @@ func TestUpAnalyticsSelectsTheEngine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Addr != tc.want.Addr || got.EmbeddedDir != tc.want.EmbeddedDir || got.ChDBLibrary != tc.want.ChDBLibrary {
-				t.Errorf("sink config = addr %q, embedded %q, library %q; want %q, %q, %q",
-					got.Addr, got.EmbeddedDir, got.ChDBLibrary, tc.want.Addr, tc.want.EmbeddedDir, tc.want.ChDBLibrary)
+			if got.Addr != tc.want.Addr || got.EmbeddedDir != tc.want.EmbeddedDir || got.ChDBLibrary != tc.want.ChDBLibrary || got.Migrate != tc.want.Migrate {
+				t.Errorf("sink config = addr %q, embedded %q, library %q, migrate %v; want %q, %q, %q, %v",
+					got.Addr, got.EmbeddedDir, got.ChDBLibrary, got.Migrate, tc.want.Addr, tc.want.EmbeddedDir, tc.want.ChDBLibrary, tc.want.Migrate)
 			}
 			if (tc.want.Addr != "" || tc.want.EmbeddedDir != "") != got.Enabled() {
 				t.Errorf("Enabled() = %v", got.Enabled())
@@ -79,5 +85,70 @@ func TestUpAnalyticsSelectsTheEngine(t *testing.T) {
 	}
 	if err := (&Config{Analytics: "maybe"}).Validate(); err == nil || !strings.Contains(err.Error(), `--analytics "maybe"`) {
 		t.Errorf("Validate with --analytics maybe = %v", err)
+	}
+}
+
+// TestEndToEndEmbeddedAnalytics runs `studio up` with the embedded engine: two jobs
+// reach the dashboard's business panel through the sink and chDB, with nothing but the
+// asset cache set up.
+func TestEndToEndEmbeddedAnalytics(t *testing.T) {
+	_, _, photo := realAssets(t)
+	if _, err := os.Stat(filepath.Join(assets.DefaultDir(), filepath.FromSlash(assets.ChDB.Path))); err != nil {
+		if os.Getenv("STUDIO_REQUIRE_ASSETS") == "1" {
+			t.Fatalf("chDB is not in the asset cache (run `studio fetch analytics`): %v", err)
+		}
+		t.Skipf("chDB is not in the asset cache (run `studio fetch analytics`): %v", err)
+	}
+	api, _ := startUp(t, func(c *Config) {
+		c.Analytics = AnalyticsEmbedded
+		c.Stages = "ingest,preprocess,postprocess,store"
+		c.Sink.FlushInterval = 100 * time.Millisecond
+	})
+	jpg, err := os.ReadFile(photo(assets.PhotoRocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two truncated JPEGs: accepted, then failed in preprocess; no model needed.
+	for range 2 {
+		resp, body := submit(t, api, "broken.jpg", jpg[:len(jpg)/3], map[string]string{"task": "remove-background"})
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST /v1/jobs = %s: %s", resp.Status, body)
+		}
+		var job ingest.JobResponse
+		if err := json.Unmarshal(body, &job); err != nil {
+			t.Fatal(err)
+		}
+		if j := waitFinal(t, api, job.ID, time.Minute); j.Status != schemas.StatusFailed {
+			t.Fatalf("job %s ended %s, want failed", job.ID, j.Status)
+		}
+	}
+	var b schemas.BusinessReport
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(api + "/ops/api/business?window=24h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// 503 until the sink has created the tables.
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("GET /ops/api/business = %s: %s", resp.Status, body)
+		}
+		if resp.StatusCode == http.StatusOK {
+			if err := json.Unmarshal(body, &b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b.Totals.Jobs >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if b.Totals.Jobs != 2 || b.Totals.Failed != 2 {
+		t.Fatalf("business totals = %+v, want 2 jobs, 2 failed", b.Totals)
+	}
+	if len(b.Errors) != 1 || b.Errors[0] != (schemas.ErrorCount{Code: "corrupt_image", Stage: string(schemas.StagePreprocess), Count: 2}) {
+		t.Errorf("business errors = %+v, want 2 corrupt_image in preprocess", b.Errors)
 	}
 }
