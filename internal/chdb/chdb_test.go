@@ -33,7 +33,6 @@ func TestSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 
 	if err := s.Exec(ctx, "CREATE TABLE t (a UInt32, b String) ENGINE = MergeTree ORDER BY a"); err != nil {
 		t.Fatal(err)
@@ -66,5 +65,28 @@ func TestSession(t *testing.T) {
 	s2.Close()
 	if _, err := chdb.Open(lib, t.TempDir()); !errors.Is(err, chdb.ErrOtherPath) {
 		t.Errorf("Open on another path = %v, want ErrOtherPath", err)
+	}
+
+	// Once the last user closes it, another path opens, and the first one's data is
+	// there again when it is reopened.
+	s.Close()
+	if _, err := s.Query(ctx, "SELECT 1", "TabSeparated"); err == nil {
+		t.Error("query on a closed session succeeded")
+	}
+	other, err := chdb.Open(lib, t.TempDir())
+	if err != nil {
+		t.Fatalf("Open on another path after Close: %v", err)
+	}
+	if out, err := other.Query(ctx, "SELECT count() FROM system.tables WHERE database = 'default' AND name = 't'", "TabSeparated"); err != nil || string(out) != "0\n" {
+		t.Errorf("fresh path sees table t: %q, %v", out, err)
+	}
+	other.Close()
+	again, err := chdb.Open(lib, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if out, err := again.Query(ctx, "SELECT count() FROM t", "TabSeparated"); err != nil || string(out) != "2\n" {
+		t.Errorf("reopened path: count = %q, %v; want 2", out, err)
 	}
 }
