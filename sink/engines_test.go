@@ -90,3 +90,40 @@ func embeddedConfig(t *testing.T) sink.Config {
 	})
 	return cfg
 }
+
+func TestMigrationsOnEveryEngine(t *testing.T) {
+	all, err := sink.Migrations()
+	require.NoError(t, err)
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			cfg := e.config(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			applied, err := sink.Migrate(ctx, cfg)
+			require.NoError(t, err)
+			version := e.rows(t, cfg, "SELECT version()")[0][0].(string)
+			var want []string
+			for _, m := range all {
+				if m.RunsOn(version) {
+					want = append(want, m.Name)
+				}
+			}
+			require.Equal(t, want, applied, "ClickHouse %s", version)
+			again, err := sink.Migrate(ctx, cfg)
+			require.NoError(t, err)
+			require.Empty(t, again)
+
+			// The analyst storage (0003) where the engine has it: types, codecs, TTLs.
+			modern := all[2].RunsOn(version)
+			lowCard := e.rows(t, cfg, "SELECT type FROM system.columns WHERE database = currentDatabase() AND table = 'jobs' AND name = 'model'")
+			ttl := e.rows(t, cfg, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'http_requests'")
+			if modern {
+				require.Equal(t, [][]any{{"LowCardinality(String)"}}, lowCard)
+				require.Contains(t, ttl[0][0], "TTL event_time + toIntervalDay(90)")
+			} else {
+				require.Equal(t, [][]any{{"String"}}, lowCard)
+				require.NotContains(t, ttl[0][0], "TTL")
+			}
+		})
+	}
+}

@@ -417,17 +417,25 @@ func TestMigrateIsVersionedAndSafeToRerun(t *testing.T) {
 	defer cancel()
 	all, err := sink.Migrations()
 	require.NoError(t, err)
+	var version string
+	require.NoError(t, openCH(t, addr, "").QueryRow(ctx, "SELECT version()").Scan(&version))
+	var runs []sink.Migration // the migrations for this server's version
+	for _, m := range all {
+		if m.RunsOn(version) {
+			runs = append(runs, m)
+		}
+	}
 
-	t.Run("a fresh database gets every migration, a rerun none", func(t *testing.T) {
+	t.Run("a fresh database gets every migration for its version, a rerun none", func(t *testing.T) {
 		cfg := testConfig(t, addr)
 		applied, err := sink.Migrate(ctx, cfg)
 		require.NoError(t, err)
-		require.Len(t, applied, len(all))
+		require.Len(t, applied, len(runs))
 		again, err := sink.Migrate(ctx, cfg)
 		require.NoError(t, err)
 		require.Empty(t, again)
 		conn := openCH(t, addr, cfg.Database)
-		require.Equal(t, uint64(len(all)), count(t, conn, "SELECT uniqExact(version) FROM schema_migrations"))
+		require.Equal(t, uint64(len(runs)), count(t, conn, "SELECT uniqExact(version) FROM schema_migrations"))
 		for _, table := range []string{"jobs", "stage_runs", "http_requests", "audit_log", "feedback", "erasures", "jobs_hourly", "jobs_daily"} {
 			require.Equal(t, uint64(1), count(t, conn, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?", table), table)
 		}
@@ -451,7 +459,7 @@ func TestMigrateIsVersionedAndSafeToRerun(t *testing.T) {
 		rest, err := sink.Migrate(ctx, cfg)
 		require.NoError(t, err)
 		require.Equal(t, []string{all[1].Name}, rest[:1])
-		require.Len(t, rest, len(all)-1)
+		require.Len(t, rest, len(runs)-1)
 	})
 
 	t.Run("an edited migration is refused", func(t *testing.T) {

@@ -26,6 +26,38 @@ type Migration struct {
 	Statements []string
 	// Checksum is the sha256 of the file; an applied migration must never change.
 	Checksum string
+	// Requires is the oldest ClickHouse version (major, minor) the migration runs on,
+	// from a "-- requires ClickHouse 21.8" line; zero: every version the sink supports
+	// (18.16 on). On an older server the migration is neither applied nor required, and
+	// a later migrate applies it once the server is upgraded.
+	Requires [2]int
+}
+
+// RunsOn reports whether the migration applies to a server whose version() is version.
+func (m Migration) RunsOn(version string) bool {
+	v := parseVersion(version)
+	return v[0] > m.Requires[0] || v[0] == m.Requires[0] && v[1] >= m.Requires[1]
+}
+
+var requiresLine = regexp.MustCompile(`(?m)^--\s*requires ClickHouse (\d+)\.(\d+)\s*$`)
+
+// parseVersion reads the major and minor of a version() such as "26.7.3.1".
+func parseVersion(v string) [2]int {
+	var out [2]int
+	parts := strings.SplitN(v, ".", 3)
+	for i := 0; i < 2 && i < len(parts); i++ {
+		out[i], _ = strconv.Atoi(parts[i])
+	}
+	return out
+}
+
+// serverVersion returns the engine's version().
+func serverVersion(ctx context.Context, c conn) (string, error) {
+	var v string
+	if err := queryRow(ctx, c, "SELECT version()", nil, &v); err != nil {
+		return "", fmt.Errorf("sink: read the ClickHouse version: %w", err)
+	}
+	return v, nil
 }
 
 // ErrSchemaOutdated is returned by Run when Config.Migrate is false and the database
@@ -60,7 +92,12 @@ func Migrations() ([]Migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sink: migration %s: %w", e.Name(), err)
 		}
-		out = append(out, Migration{Version: v, Name: e.Name(), Statements: stmts, Checksum: hex.EncodeToString(sum[:])})
+		mig := Migration{Version: v, Name: e.Name(), Statements: stmts, Checksum: hex.EncodeToString(sum[:])}
+		if r := requiresLine.FindStringSubmatch(string(data)); r != nil {
+			mig.Requires[0], _ = strconv.Atoi(r[1])
+			mig.Requires[1], _ = strconv.Atoi(r[2])
+		}
+		out = append(out, mig)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	for i := 1; i < len(out); i++ {
@@ -172,10 +209,21 @@ func migrateConn(ctx context.Context, cfg *Config, conn conn, target int) ([]str
 	if err != nil {
 		return nil, err
 	}
+	version, err := serverVersion(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
 	var done []string
 	for _, m := range all {
 		if target > 0 && m.Version > target {
 			break
+		}
+		if !m.RunsOn(version) {
+			if _, ok := applied[m.Version]; !ok {
+				cfg.Log.WithField("migration", m.Name).WithField("server", version).
+					Infof("ClickHouse migration skipped: it needs ClickHouse %d.%d or later", m.Requires[0], m.Requires[1])
+			}
+			continue
 		}
 		if sum, ok := applied[m.Version]; ok {
 			if sum != m.Checksum {
@@ -235,8 +283,12 @@ func schemaCurrent(ctx context.Context, conn conn) (missing []string, err error)
 	if err != nil {
 		return nil, err
 	}
+	version, err := serverVersion(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range all {
-		if _, ok := applied[m.Version]; !ok {
+		if _, ok := applied[m.Version]; !ok && m.RunsOn(version) {
 			missing = append(missing, m.Name)
 		}
 	}
