@@ -28,6 +28,7 @@ var layers = map[string]int{
 	"internal/imageio/...":   1,
 	"internal/ncnn/...":      1,
 	"internal/assets/...":    1,
+	"internal/chdb/...":      1,
 	"internal/blob":          1,
 	"internal/blob/s3":       1,
 	"internal/blob/blobtest": 1,
