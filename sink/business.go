@@ -18,10 +18,12 @@ import (
 // quantile (exact and interpolated up to 8192 succeeded jobs per model version, sampled
 // beyond); they are 0 for a model version without a succeeded job.
 //
-// It returns schemas.ErrAnalyticsOff when cfg has no ClickHouse address. Each call opens
-// its own client, runs its queries one after another on one connection and closes it:
-// the dashboard asks rarely, a loopback or LAN dial costs about a millisecond next to the
-// queries' FINAL scans, and nothing is left open to go stale when ClickHouse restarts.
+// It returns schemas.ErrAnalyticsOff when cfg has neither a ClickHouse address nor an
+// embedded engine. Each call opens its own client, runs its queries one after another
+// and closes it: the dashboard asks rarely, a loopback or LAN dial costs about a
+// millisecond next to the queries' FINAL scans, and nothing is left open to go stale when
+// ClickHouse restarts. On the embedded engine the call shares the process's chDB session
+// with the sink (internal/chdb), so its queries wait for the sink's current statement.
 func Business(ctx context.Context, cfg Config, window string) (*schemas.BusinessReport, error) {
 	if !cfg.Enabled() {
 		return nil, schemas.ErrAnalyticsOff
