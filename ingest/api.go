@@ -70,6 +70,7 @@ func (s *Service) Handler() http.Handler {
 	s.documentRequestTypes(api)
 
 	s.registerJobRoutes(api)
+	s.registerPredictRoutes(api)
 	s.registerRoutes(api)
 	if s.sec != nil {
 		s.registerAuthRoutes(api)

@@ -78,6 +78,8 @@ type FileV2 struct {
 	SHA256      string `json:"sha256"`
 	Width       int    `json:"width,omitempty"`
 	Height      int    `json:"height,omitempty"`
+	// Data is the file itself, only in POST /v2/predict?inline=true answers.
+	Data []byte `json:"data,omitempty" doc:"the file, base64; only in POST /v2/predict?inline=true answers, for files of at most 1 MiB"`
 }
 
 // StageTimingV2 is one stage's work on a job.
