@@ -71,6 +71,7 @@ func (s *Service) Handler() http.Handler {
 
 	s.registerJobRoutes(api)
 	s.registerPredictRoutes(api)
+	s.registerBatchRoutes(api)
 	s.registerRoutes(api)
 	if s.sec != nil {
 		s.registerAuthRoutes(api)

@@ -72,8 +72,8 @@ func (g *gatedStep) Process(ctx context.Context, batch []*schemas.JobEvent) []er
 // pipeline is ingest with the four stages as gated steps.
 type pipeline struct {
 	*env
-	gates   map[schemas.Stage]chan struct{}
-	open    chan struct{}
+	gates map[schemas.Stage]chan struct{}
+	open  chan struct{}
 	// failing makes the inference stage fail every job for good while it is set.
 	failing atomic.Bool
 	opened  sync.Once
