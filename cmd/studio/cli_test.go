@@ -561,6 +561,16 @@ func TestCLI(t *testing.T) {
 		doneJob = queuedLine.FindStringSubmatch(r.stdout)[1]
 		requireImage(t, out, 24, 16)
 	})
+	t.Run("submit --wait gets the finished job from POST /v2/predict", func(t *testing.T) {
+		needCached(t, "a job that runs to the end", assets.ONNXRuntimeCPU)
+		out := t.TempDir()
+		r := studio(t, c.as(aliceToken), "submit", "--wait", "--task", "style-transfer", "--timeout", "90s", "-o", out, testPNG(t, 20, 12))
+		expect(t, r, 0, "succeeded (the server waited)", "wrote "+out, "done in")
+		if strings.Contains(r.stdout, "queued") {
+			t.Fatalf("submit --wait followed the job instead of getting it from predict\n%s", r)
+		}
+		requireImage(t, out, 20, 12)
+	})
 	t.Run("jobs watch of a finished job saves its results with -o", func(t *testing.T) {
 		if doneJob == "" {
 			t.Skip("no finished job (the inference worker did not run)")

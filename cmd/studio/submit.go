@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +38,7 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	out := fs.String("o", ".", "directory for the results")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting after this long")
 	tasks := fs.Bool("tasks", false, "list the tasks and their parameter ranges, then exit")
+	wait := fs.Bool("wait", false, "run each image with POST /v2/predict: the server waits for the result (up to 60 s, within --timeout); a job that takes longer is followed as without --wait")
 	var params paramFlags
 	fs.Var(&params, "param", "task parameter name=value (repeatable)")
 	fs.Usage = func() {
@@ -60,21 +63,32 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	for _, path := range fs.Args() {
 		start := time.Now()
-		job, err := c.submit(ctx, path, map[string]string{
+		fields := map[string]string{
 			"task": *task, "model": *model, "version": *version, "tier": *tier,
 			"params": params.json(), "callback_url": *callback,
-		})
+		}
+		var job *ingest.JobV2
+		var err error
+		if *wait {
+			job, err = c.predict(ctx, path, fields)
+		} else {
+			job, err = c.submit(ctx, path, fields)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		pos := 0
-		if job.Queue != nil {
-			pos = job.Queue.Position
-		}
-		fmt.Fprintf(stdout, "%s: job %s queued (position %d)\n", path, job.ID, pos)
-		final, err := c.follow(ctx, job, printProgress(stdout))
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+		final := job
+		if job.Status.Final() {
+			fmt.Fprintf(stdout, "%s: job %s %s (the server waited)\n", path, job.ID, job.Status)
+		} else {
+			pos := 0
+			if job.Queue != nil {
+				pos = job.Queue.Position
+			}
+			fmt.Fprintf(stdout, "%s: job %s queued (position %d)\n", path, job.ID, pos)
+			if final, err = c.follow(ctx, job, printProgress(stdout)); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
 		}
 		if err := failure(final); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
@@ -153,6 +167,24 @@ type client struct {
 // request can be retried after a network failure or a 503 without creating a second
 // job.
 func (c *client) submit(ctx context.Context, path string, fields map[string]string) (*ingest.JobV2, error) {
+	return c.post(ctx, "/v2/jobs", nil, path, fields, http.StatusAccepted)
+}
+
+// predict posts the image to /v2/predict, asking the server to wait for the result up
+// to 60 s but less than what is left of ctx: 200 brings the final job, 202 the queued
+// one (to follow). It is retried like submit.
+func (c *client) predict(ctx context.Context, path string, fields map[string]string) (*ingest.JobV2, error) {
+	wait := int(ingest.PredictMaxWait / time.Second)
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(0, int(time.Until(dl)/time.Second)-1))
+	}
+	h := http.Header{"Prefer": {"wait=" + strconv.Itoa(wait)}}
+	return c.post(ctx, "/v2/predict", h, path, fields, http.StatusOK, http.StatusAccepted)
+}
+
+// post sends the image and fields as a multipart form to route with an
+// Idempotency-Key, retrying network failures and 503s; want lists the good statuses.
+func (c *client) post(ctx context.Context, route string, header http.Header, path string, fields map[string]string, want ...int) (*ingest.JobV2, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -174,13 +206,16 @@ func (c *client) submit(ctx context.Context, path string, fields map[string]stri
 	_, _ = rand.Read(key)
 	var job ingest.JobV2
 	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v2/jobs", bytes.NewReader(body.Bytes()))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+route, bytes.NewReader(body.Bytes()))
 		if err != nil {
 			return nil, err
 		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
 		req.Header.Set("Content-Type", mw.FormDataContentType())
 		req.Header.Set("Idempotency-Key", "cli-"+hex.EncodeToString(key))
-		err = c.do(req, http.StatusAccepted, &job)
+		err = c.doAny(req, &job, want...)
 		var se *statusError
 		retry := err != nil && (!errors.As(err, &se) || se.status == http.StatusServiceUnavailable)
 		if !retry || attempt == 3 {
@@ -324,14 +359,17 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.msg }
 
-func (c *client) do(req *http.Request, want int, out any) error {
+func (c *client) do(req *http.Request, want int, out any) error { return c.doAny(req, out, want) }
+
+// doAny sends req and decodes the answer into out when its status is one of want.
+func (c *client) doAny(req *http.Request, out any, want ...int) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w (is studio running at %s? set --server)", err, c.base)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
+	if !slices.Contains(want, resp.StatusCode) {
 		var p ingest.Problem
 		if json.Unmarshal(body, &p) == nil && p.Detail != "" {
 			return &statusError{resp.StatusCode, fmt.Sprintf("%s: %s (%s)", resp.Status, p.Detail, p.Code)}
