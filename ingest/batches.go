@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"sort"
@@ -46,8 +47,11 @@ type BatchV2 struct {
 	Total  int          `json:"total" doc:"jobs in the batch"`
 	Counts BatchCounts  `json:"counts"`
 	// Percent is the mean progress of the jobs; a job that ended counts as 100.
-	Percent int     `json:"percent" minimum:"0" maximum:"100"`
-	Jobs    []JobV2 `json:"jobs"`
+	Percent int `json:"percent" minimum:"0" maximum:"100"`
+	// ETASeconds extrapolates the time since submission linearly over Percent: set
+	// while the batch runs and has made progress.
+	ETASeconds *float64 `json:"eta_seconds,omitempty" doc:"seconds until the batch is done, extrapolated from its progress so far; absent before any progress and once done"`
+	Jobs       []JobV2  `json:"jobs"`
 	// Refused lists the images that were not admitted (POST only).
 	Refused     []BatchRefusal `json:"refused,omitempty"`
 	Links       BatchLinks     `json:"links"`
@@ -384,5 +388,11 @@ func (s *Service) batchView(id string, recs []*schemas.JobRecord, r *http.Reques
 		b.Jobs = append(b.Jobs, viewV2(rec, s.wsBase(r)))
 	}
 	b.Percent = sum / len(recs)
+	if b.Status == "running" && sum > 0 && !b.SubmittedAt.IsZero() {
+		frac := float64(sum) / float64(100*len(recs))
+		eta := time.Since(b.SubmittedAt).Seconds() * (1 - frac) / frac
+		eta = math.Round(eta*10) / 10
+		b.ETASeconds = &eta
+	}
 	return b
 }

@@ -182,3 +182,46 @@ func TestBatchIsChargedOnceAndTheActiveCapAppliesPerJob(t *testing.T) {
 	g = e.call(t, http.MethodGet, "/v2/batches/"+b.ID, e.tokens["carol"], nil, "")
 	require.Equal(t, http.StatusOK, g.status, string(g.body))
 }
+
+func TestBatchProgressAndETAFollowItsJobs(t *testing.T) {
+	p := newPipeline(t, ingest.Config{})
+	p.runAll() // gates closed: the test lets the jobs through
+
+	body, ct := batchForm(t, 2, field("task", "remove-background"))
+	r := p.do(t, http.MethodPost, "/v2/batches", body, ct)
+	require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.body)
+	b := decodeBatch(t, r.body)
+	require.Nil(t, b.ETASeconds, "no progress yet, no estimate")
+
+	get := func(until func(ingest.BatchV2) bool) ingest.BatchV2 {
+		t.Helper()
+		var got ingest.BatchV2
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			g := p.do(t, http.MethodGet, "/v2/batches/"+b.ID, nil, "")
+			require.Equal(t, http.StatusOK, g.status, "body: %s", g.body)
+			if got = decodeBatch(t, g.body); until(got) {
+				return got
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("batch never reached the state: %+v", got)
+		return got
+	}
+
+	for _, st := range []schemas.Stage{schemas.StagePreprocess, schemas.StageInference, schemas.StagePostprocess, schemas.StageStore} {
+		p.release(st, 1) // one job through every stage
+	}
+	half := get(func(b ingest.BatchV2) bool { return b.Counts.Succeeded == 1 })
+	require.Equal(t, "running", half.Status)
+	require.GreaterOrEqual(t, half.Percent, 50)
+	require.Less(t, half.Percent, 100)
+	require.NotNil(t, half.ETASeconds, "progress gives an estimate")
+	require.GreaterOrEqual(t, *half.ETASeconds, 0.0)
+
+	p.openAll()
+	done := get(func(b ingest.BatchV2) bool { return b.Status == "done" })
+	require.Equal(t, ingest.BatchCounts{Succeeded: 2}, done.Counts)
+	require.Equal(t, 100, done.Percent)
+	require.Nil(t, done.ETASeconds)
+}

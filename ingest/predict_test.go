@@ -207,3 +207,43 @@ func TestPredictRefusesWhatJobsRefuses(t *testing.T) {
 	requireProblem(t, response{status: x.status, contentType: x.header.Get("Content-Type"), body: x.body}, 422, "missing_field")
 	e.requireNothingKept(t)
 }
+
+func TestPredictAndBatchesAreInTheOpenAPIDocument(t *testing.T) {
+	e := newEnv(t, ingest.Config{})
+	r := e.do(t, http.MethodGet, "/openapi.json", nil, "")
+	require.Equal(t, http.StatusOK, r.status)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+			Deprecated  bool   `json:"deprecated"`
+			Parameters  []struct {
+				Name string `json:"name"`
+			} `json:"parameters"`
+		} `json:"paths"`
+	}
+	require.NoError(t, json.Unmarshal(r.body, &doc))
+	cases := []struct {
+		path, method, id string
+		deprecated       bool
+		params           []string
+	}{
+		{"/v1/predict", "post", "v1-predict", true, []string{"Idempotency-Key", "traceparent", "Prefer"}},
+		{"/v2/predict", "post", "v2-predict", false, []string{"Idempotency-Key", "traceparent", "Prefer", "inline"}},
+		{"/v2/batches", "post", "v2-submit-batch", false, nil},
+		{"/v2/batches/{id}", "get", "v2-get-batch", false, []string{"id"}},
+	}
+	for _, c := range cases {
+		t.Run(c.method+" "+c.path+" is documented", func(t *testing.T) {
+			op, ok := doc.Paths[c.path][c.method]
+			require.True(t, ok, "missing from the document")
+			require.Equal(t, c.id, op.OperationID)
+			require.Equal(t, c.deprecated, op.Deprecated)
+			var names []string
+			for _, p := range op.Parameters {
+				names = append(names, p.Name)
+			}
+			require.ElementsMatch(t, c.params, names)
+		})
+	}
+	require.NotContains(t, doc.Paths, "/latest/predict", "aliases are left out of the document")
+}
