@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -126,6 +128,26 @@ func (s *Service) registerBatchRoutes(api huma.API) {
 			return nil, err
 		}
 		return &submitOutput[BatchV2]{Status: http.StatusAccepted, Location: batchPath(b.ID), Body: *b}, nil
+	})
+	route(s, api, v2, huma.Operation{
+		OperationID: "cancel-batch", Method: http.MethodDelete, Path: "/batches/{id}", Tags: tags,
+		Summary: "Cancel a batch", Description: "Cancels every queued or running job of the batch (as DELETE /jobs/{id} does); finished jobs stay as they are. Answers the batch.",
+		Errors: []int{404, 503},
+	}, func(ctx context.Context, in *batchInput) (*jobOutput[BatchV2], error) {
+		b, err := s.cancelBatch(ctx, in.ID)
+		if err != nil {
+			return nil, err
+		}
+		return &jobOutput[BatchV2]{Body: *b}, nil
+	})
+	route(s, api, v2, huma.Operation{
+		OperationID: "get-batch-results", Method: http.MethodGet, Path: "/batches/{id}/results", Tags: tags,
+		Summary: "Download a batch's results", Description: "One ZIP of the results of the batch's jobs that have succeeded so far, `<job id>/<result name><ext>`, streamed from object storage.",
+		Errors: []int{404, 503},
+		Responses: map[string]*huma.Response{"200": {Description: "a ZIP archive", Content: map[string]*huma.MediaType{
+			"application/zip": {Schema: &huma.Schema{Type: "string", Format: "binary"}}}}},
+	}, func(ctx context.Context, in *batchInput) (*huma.StreamResponse, error) {
+		return s.batchArchive(ctx, in.ID)
 	})
 	route(s, api, v2, huma.Operation{
 		OperationID: "get-batch", Method: http.MethodGet, Path: "/batches/{id}", Tags: tags,
@@ -319,11 +341,22 @@ func checkBatchSize(items []batchItem) ([]batchItem, *Problem) {
 	return items, nil
 }
 
-// getBatch finds the caller's jobs of batch id through the job index.
+// getBatch answers GET /v2/batches/{id}.
 func (s *Service) getBatch(ctx context.Context, id string) (*BatchV2, error) {
 	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
 		return nil, err
 	}
+	recs, err := s.batchJobs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	_, r := exchangeFrom(ctx)
+	return s.batchView(id, recs, r), nil
+}
+
+// batchJobs finds the caller's jobs of batch id through the job index, in submission
+// order; none is a 404 problem.
+func (s *Service) batchJobs(ctx context.Context, id string) ([]*schemas.JobRecord, error) {
 	if s.index == nil {
 		return nil, problem(http.StatusServiceUnavailable, "unavailable", "this server keeps no job index; ask the operator to enable it")
 	}
@@ -353,8 +386,93 @@ func (s *Service) getBatch(ctx context.Context, id string) (*BatchV2, error) {
 	if len(recs) == 0 {
 		return nil, notFound
 	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	return recs, nil
+}
+
+// cancelBatch cancels every queued or running job of a batch; finished jobs stay.
+func (s *Service) cancelBatch(ctx context.Context, id string) (*BatchV2, error) {
+	if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
+		return nil, err
+	}
+	recs, err := s.batchJobs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for i, rec := range recs {
+		if rec.Status.Final() {
+			continue
+		}
+		c, err := s.cancel(ctx, rec.ID)
+		var p *Problem
+		switch {
+		case errors.As(err, &p) && p.Code == "job_finished":
+			// It finished meanwhile; show it as it ended.
+			if c, err = s.jobs.Get(ctx, rec.ID); err != nil {
+				return nil, s.asProblem(err, "cancel batch")
+			}
+		case err != nil:
+			return nil, err
+		}
+		recs[i] = c
+	}
 	_, r := exchangeFrom(ctx)
 	return s.batchView(id, recs, r), nil
+}
+
+// batchArchive streams the results of the batch's succeeded jobs as a ZIP read from
+// object storage as it is written: <job id>/<result name><ext>, stored uncompressed
+// (the results are compressed images already).
+func (s *Service) batchArchive(ctx context.Context, id string) (*huma.StreamResponse, error) {
+	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
+		return nil, err
+	}
+	recs, err := s.batchJobs(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		hctx.SetHeader("Content-Type", "application/zip")
+		hctx.SetHeader("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": "batch-" + id + ".zip"}))
+		hctx.SetStatus(http.StatusOK)
+		zw := zip.NewWriter(hctx.BodyWriter())
+		for _, rec := range recs {
+			if rec.Status != schemas.StatusSucceeded {
+				continue
+			}
+			names := make([]string, 0, len(rec.Results))
+			for name := range rec.Results {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			for _, name := range names {
+				ref := rec.Results[name]
+				if err := s.archiveObject(ctx, zw, rec.ID+"/"+name+path.Ext(ref.Key), ref.Key); err != nil {
+					// The status is sent; a cut-off archive fails the client's unzip.
+					s.log.WithError(err).WithFields(map[string]any{"batch": id, "job_id": rec.ID}).Warn("batch archive cut off")
+					return
+				}
+				s.audit(ctx, auth.ActionDownload, ref.Key, auth.ResultAllowed)
+			}
+		}
+		if err := zw.Close(); err != nil {
+			s.log.WithError(err).WithField("batch", id).Warn("batch archive not finished")
+		}
+	}}, nil
+}
+
+func (s *Service) archiveObject(ctx context.Context, zw *zip.Writer, name, key string) error {
+	rc, info, err := s.blobs.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Modified: info.ModTime})
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(w, rc)
+	return err
 }
 
 // batchView summarises a batch's jobs, in submission order.
@@ -363,7 +481,6 @@ func (s *Service) batchView(id string, recs []*schemas.JobRecord, r *http.Reques
 	if u, err := ulid.Parse(strings.ToUpper(id)); err == nil {
 		b.SubmittedAt = ulid.Time(u.Time()).UTC()
 	}
-	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
 	sum := 0
 	for _, rec := range recs {
 		b.Task = rec.Task

@@ -1,11 +1,14 @@
 package ingest_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +78,33 @@ func TestBatchRunsOneJobPerImageOnTheBatchLane(t *testing.T) {
 		require.Len(t, j.Results, 1)
 	}
 
+	t.Run("the results download as one ZIP from object storage", func(t *testing.T) {
+		z := p.do(t, http.MethodGet, "/v2/batches/"+b.ID+"/results", nil, "")
+		require.Equal(t, http.StatusOK, z.status, "body: %s", z.body)
+		require.Equal(t, "application/zip", z.contentType)
+		zr, err := zip.NewReader(bytes.NewReader(z.body), int64(len(z.body)))
+		require.NoError(t, err)
+		var names []string
+		for _, f := range zr.File {
+			names = append(names, f.Name)
+			jobID, _, _ := strings.Cut(f.Name, "/")
+			rc, err := f.Open()
+			require.NoError(t, err)
+			got, err := io.ReadAll(rc)
+			require.NoError(t, err)
+			src, _, err := p.blobs.Get(context.Background(), "results/local/"+jobID+"/cutout.png")
+			require.NoError(t, err)
+			want, err := io.ReadAll(src)
+			require.NoError(t, src.Close())
+			require.NoError(t, err)
+			require.Equal(t, want, got, "%s must be the stored result", f.Name)
+		}
+		var want []string
+		for _, j := range got.Jobs {
+			want = append(want, j.ID+"/cutout.png")
+		}
+		require.Equal(t, want, names)
+	})
 	t.Run("another caller's or an unknown batch is not found", func(t *testing.T) {
 		requireProblem(t, p.do(t, http.MethodGet, "/v2/batches/01jzzzzzzzzzzzzzzzzzzzzzzz", nil, ""), 404, "batch_not_found")
 		requireProblem(t, p.do(t, http.MethodGet, "/v2/batches/not.a.token", nil, ""), 404, "batch_not_found")
@@ -224,4 +254,28 @@ func TestBatchProgressAndETAFollowItsJobs(t *testing.T) {
 	require.Equal(t, ingest.BatchCounts{Succeeded: 2}, done.Counts)
 	require.Equal(t, 100, done.Percent)
 	require.Nil(t, done.ETASeconds)
+}
+
+func TestBatchCancelEndsItsUnfinishedJobs(t *testing.T) {
+	e := newEnv(t, ingest.Config{}) // no stages: the jobs stay queued
+	body, ct := batchForm(t, 2, field("task", "remove-background"))
+	r := e.do(t, http.MethodPost, "/v2/batches", body, ct)
+	require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.body)
+	b := decodeBatch(t, r.body)
+
+	for _, name := range []string{"cancelling cancels every queued job", "cancelling again changes nothing"} {
+		t.Run(name, func(t *testing.T) {
+			d := e.do(t, http.MethodDelete, "/v2/batches/"+b.ID, nil, "")
+			require.Equal(t, http.StatusOK, d.status, "body: %s", d.body)
+			got := decodeBatch(t, d.body)
+			require.Equal(t, ingest.BatchCounts{Cancelled: 2}, got.Counts)
+			require.Equal(t, "done", got.Status)
+			for _, j := range b.Jobs {
+				rec, err := e.jobs.Get(context.Background(), j.ID)
+				require.NoError(t, err)
+				require.Equal(t, schemas.StatusCancelled, rec.Status)
+			}
+		})
+	}
+	requireProblem(t, e.do(t, http.MethodDelete, "/v2/batches/01jzzzzzzzzzzzzzzzzzzzzzzz", nil, ""), 404, "batch_not_found")
 }

@@ -231,6 +231,8 @@ func TestPredictAndBatchesAreInTheOpenAPIDocument(t *testing.T) {
 		{"/v2/predict", "post", "v2-predict", false, []string{"Idempotency-Key", "traceparent", "Prefer", "inline"}},
 		{"/v2/batches", "post", "v2-submit-batch", false, nil},
 		{"/v2/batches/{id}", "get", "v2-get-batch", false, []string{"id"}},
+		{"/v2/batches/{id}", "delete", "v2-cancel-batch", false, []string{"id"}},
+		{"/v2/batches/{id}/results", "get", "v2-get-batch-results", false, []string{"id"}},
 	}
 	for _, c := range cases {
 		t.Run(c.method+" "+c.path+" is documented", func(t *testing.T) {
