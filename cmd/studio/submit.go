@@ -42,7 +42,8 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	var params paramFlags
 	fs.Var(&params, "param", "task parameter name=value (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: studio submit [flags] IMAGE...")
+		fmt.Fprintln(fs.Output(), "usage: studio submit [flags] IMAGE... | DIR")
+		fmt.Fprintln(fs.Output(), "A directory is submitted as one batch (POST /v2/batches) of its .png, .jpg, .jpeg and .webp files.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +61,12 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
+	}
+	if fs.NArg() == 1 {
+		if st, err := os.Stat(fs.Arg(0)); err == nil && st.IsDir() {
+			fields := map[string]string{"task": *task, "model": *model, "version": *version, "params": params.json()}
+			return c.runBatch(ctx, fs.Arg(0), fields, *out, stdout)
+		}
 	}
 	for _, path := range fs.Args() {
 		start := time.Now()
@@ -439,4 +446,102 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header.Set("Authorization", "Bearer "+b.token)
 	}
 	return b.next.RoundTrip(r)
+}
+
+// runBatch submits the images of dir as one batch, follows it until every job ended,
+// and saves each succeeded job's results under the name of its image.
+func (c *client) runBatch(ctx context.Context, dir string, fields map[string]string, out string, stdout io.Writer) error {
+	start := time.Now()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var files []string
+	for _, e := range entries {
+		switch strings.ToLower(filepath.Ext(e.Name())) {
+		case ".png", ".jpg", ".jpeg", ".webp":
+			if !e.IsDir() {
+				files = append(files, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("%s has no .png, .jpg, .jpeg or .webp files", dir)
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for k, v := range fields {
+		if v != "" {
+			_ = mw.WriteField(k, v)
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		fw, err := mw.CreateFormFile("image", filepath.Base(f))
+		if err != nil {
+			return err
+		}
+		_, _ = fw.Write(data)
+	}
+	_ = mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v2/batches", &body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	var b ingest.BatchV2
+	if err := c.do(req, http.StatusAccepted, &b); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	fmt.Fprintf(stdout, "%s: batch %s of %d jobs queued\n", dir, b.ID, b.Total)
+	refused := map[int]bool{}
+	for _, r := range b.Refused {
+		refused[r.Index] = true
+		fmt.Fprintf(stdout, "  refused %s: %s (%s)\n", filepath.Base(files[r.Index]), r.Problem.Detail, r.Problem.Code)
+	}
+	// The batch's jobs are its admitted images, in order.
+	var names []string
+	for i, f := range files {
+		if !refused[i] {
+			names = append(names, strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)))
+		}
+	}
+	last := -1
+	for b.Status != "done" {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("batch %s not finished: %w", b.ID, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v2/batches/"+b.ID, nil)
+		if err != nil {
+			return err
+		}
+		if err := c.do(req, http.StatusOK, &b); err != nil {
+			return err
+		}
+		if b.Percent != last {
+			last = b.Percent
+			fmt.Fprintf(stdout, "  %3d%%  %d succeeded, %d failed, %d left\n", b.Percent, b.Counts.Succeeded, b.Counts.Failed+b.Counts.Cancelled, b.Counts.Queued+b.Counts.Running)
+		}
+	}
+	var failed []string
+	for i := range b.Jobs {
+		job := &b.Jobs[i]
+		if err := failure(job); err != nil {
+			failed = append(failed, names[i]+": "+err.Error())
+			continue
+		}
+		if err := c.saveResults(ctx, job, out, names[i], stdout); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "  done in %s\n", time.Since(start).Round(time.Millisecond))
+	if len(failed) > 0 || len(b.Refused) > 0 {
+		return fmt.Errorf("batch %s: %d refused, %d not succeeded: %s", b.ID, len(b.Refused), len(failed), strings.Join(failed, "; "))
+	}
+	return nil
 }
