@@ -34,7 +34,20 @@ type Entry struct {
 	IdempotencyKey string
 	// IP is the caller's address when the transport knows one.
 	IP string
+	// Batch admits the job as a member of that batch (POST /v2/batches): it goes on the
+	// batch lane, BatchTier's subjects, whatever the caller's tier.
+	Batch string
+
+	// rateCharged says the batch was already charged against the rate limit by its
+	// first image, so rule 3 is not applied again. Only the batch entry sets it.
+	rateCharged bool
 }
+
+// BatchTier is the tier whose subjects carry batch jobs: the lowest. The stage runners
+// pick the highest tier with work ready, except that every FloorEvery-th pick starts
+// from the lowest (streams.RunnerConfig.FloorEvery), so batch work yields to
+// interactive work without starving.
+var BatchTier = schemas.Tiers[len(schemas.Tiers)-1]
 
 // Submission is a job Admit accepted: the job record, and whether an Idempotency-Key
 // answered with an earlier job instead of creating one.
@@ -61,7 +74,7 @@ type RequestReader func() (SubmitRequest, error)
 //     user_not_found). Its tier is the user record's, whatever the credential or the
 //     request say.
 //  3. The tier's rate limit (429 rate_limited with a retry delay), before the request
-//     body is read.
+//     body is read. A batch is charged once, by its first image.
 //  4. The request is read (4xx naming the field). Tenant and user are the caller's: a
 //     request naming others is refused (403 identity_mismatch).
 //  5. The input: fields, model, parameters, callback URL, idempotency key, and the
@@ -92,7 +105,7 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 	}
 
 	// 1-3: who submits, as what, and how often.
-	tier, limits, err := s.admitCaller(ctx, who)
+	tier, limits, err := s.admitCaller(ctx, who, !in.rateCharged)
 	if err != nil {
 		return Submission{}, err
 	}
@@ -109,6 +122,9 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 	}
 	if s.sec != nil {
 		req.Tier = tier
+	}
+	if in.Batch != "" {
+		req.Batch, req.Tier = in.Batch, BatchTier
 	}
 
 	// 5: the input, before anything is read or written on its behalf.
@@ -170,9 +186,9 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 	return Submission{Job: rec, Replayed: replayed}, nil
 }
 
-// admitCaller applies rules 1 to 3 of Admit. It returns the caller's tier, from the
-// user record, and its limits.
-func (s *Service) admitCaller(ctx context.Context, who *auth.Principal) (schemas.Tier, quota.Limits, error) {
+// admitCaller applies rules 1 to 3 of Admit (rule 3 only when rate is set). It returns
+// the caller's tier, from the user record, and its limits.
+func (s *Service) admitCaller(ctx context.Context, who *auth.Principal, rate bool) (schemas.Tier, quota.Limits, error) {
 	if s.sec == nil {
 		return "", quota.Limits{}, nil
 	}
@@ -190,6 +206,9 @@ func (s *Service) admitCaller(ctx context.Context, who *auth.Principal) (schemas
 		return "", quota.Limits{}, fmt.Errorf("look up user %s/%s: %w", who.Tenant, who.User, err)
 	}
 	limits := s.sec.Policy.For(u.Tier)
+	if !rate {
+		return u.Tier, limits, nil
+	}
 	d, err := s.sec.Limiter.Allow(ctx, who.Tenant, who.User, limits.Window())
 	if err != nil {
 		return "", quota.Limits{}, fmt.Errorf("rate limit: %w", err)

@@ -70,6 +70,8 @@ func (s *Service) Handler() http.Handler {
 	s.documentRequestTypes(api)
 
 	s.registerJobRoutes(api)
+	s.registerPredictRoutes(api)
+	s.registerBatchRoutes(api)
 	s.registerRoutes(api)
 	if s.sec != nil {
 		s.registerAuthRoutes(api)

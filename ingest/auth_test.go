@@ -135,6 +135,8 @@ func TestEveryRouteButHealthAndDocsNeedsCredentials(t *testing.T) {
 		{"POST", "/v1/uploads"}, {"POST", "/v1/feedback"}, {"GET", "/v1/models"}, {"GET", "/v1/tasks"}, {"GET", "/latest/jobs"},
 		{"GET", "/v1/keys"}, {"POST", "/v1/keys"}, {"DELETE", "/v1/keys/x"}, {"GET", "/v1/users"}, {"POST", "/v1/users"},
 		{"PUT", "/v1/users/x/tier"}, {"DELETE", "/v1/users/x"}, {"DELETE", "/v1/users/x/data"}, {"POST", "/v1/auth/logout"},
+		{"POST", "/v1/predict"}, {"POST", "/v2/predict"}, {"POST", "/latest/predict"}, {"POST", "/v2/batches"},
+		{"GET", "/v2/batches/x"}, {"DELETE", "/v2/batches/x"}, {"GET", "/v2/batches/x/results"},
 	} {
 		r := e.call(t, rt[0], rt[1], "", nil, "")
 		require.Equal(t, http.StatusUnauthorized, r.status, "%s %s", rt[0], rt[1])

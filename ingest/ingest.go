@@ -200,6 +200,8 @@ type SubmitRequest struct {
 	RequestID      string
 	CallbackURL    string
 	IdempotencyKey string
+	// Batch is the batch the job belongs to; Admit sets it from Entry.Batch.
+	Batch string
 }
 
 // Submit admits a job for the principal in ctx (auth.NewContext), or for nobody: it is
@@ -236,7 +238,7 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 		ID: jobID, Tenant: req.Tenant, User: req.User, Tier: req.Tier, Task: req.Task,
 		Model: spec.Name, ModelVersion: spec.Version, Params: req.Params,
 		Status: schemas.StatusQueued, Stage: schemas.StageIngest,
-		TraceID: trace.ID(req.TraceParent), SubmittedAt: now,
+		TraceID: trace.ID(req.TraceParent), Batch: req.Batch, SubmittedAt: now,
 	}
 	// The index entry comes first: it is what ties the job, and so its input object, to
 	// the user for erasure; an input stored without it could outlive its user.

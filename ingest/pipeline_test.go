@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"image/png"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ type gatedStep struct {
 	gate  chan struct{}
 	open  <-chan struct{} // closed: every job passes
 	blobs *natsobj.ObjectStore
+	fail  *atomic.Bool // set: every job fails here for good
 }
 
 var _ processors.Step = (*gatedStep)(nil)
@@ -42,6 +44,10 @@ func (g *gatedStep) Process(ctx context.Context, batch []*schemas.JobEvent) []er
 		case <-g.open:
 		case <-ctx.Done():
 			errs[i] = ctx.Err()
+			continue
+		}
+		if g.fail.Load() {
+			errs[i] = processors.Permanent(g.stage, "test_failure", "the test fails every job at %s", g.stage)
 			continue
 		}
 		if g.stage == schemas.StageStore {
@@ -66,8 +72,10 @@ func (g *gatedStep) Process(ctx context.Context, batch []*schemas.JobEvent) []er
 // pipeline is ingest with the four stages as gated steps.
 type pipeline struct {
 	*env
-	gates   map[schemas.Stage]chan struct{}
-	open    chan struct{}
+	gates map[schemas.Stage]chan struct{}
+	open  chan struct{}
+	// failing makes the inference stage fail every job for good while it is set.
+	failing atomic.Bool
 	opened  sync.Once
 	runners []*streams.Runner
 	ctx     context.Context
@@ -103,7 +111,11 @@ func newPipeline(t *testing.T, cfg ingest.Config) *pipeline {
 		cs, err := processors.Consumers(st, model)
 		require.NoError(t, err)
 		cs.AckWait = 5 * time.Second
-		h := processors.NewHandler(&gatedStep{stage: st, gate: gate, open: p.open, blobs: e.blobs}, e.jobs, pub, "test-"+string(st), quietLog())
+		fail := new(atomic.Bool)
+		if st == schemas.StageInference {
+			fail = &p.failing
+		}
+		h := processors.NewHandler(&gatedStep{stage: st, gate: gate, open: p.open, blobs: e.blobs, fail: fail}, e.jobs, pub, "test-"+string(st), quietLog())
 		r, err := streams.NewRunner(ctx, e.srv.NC, e.srv.JS, h, streams.RunnerConfig{
 			Stage: st, Worker: "test", Spec: cs, Concurrency: 1, DrainTimeout: 5 * time.Second,
 			OnFailure: h.Fail, Log: quietLog(), PullExpiry: time.Second,

@@ -48,7 +48,9 @@ type JobV2 struct {
 	Error    *schemas.JobError `json:"error,omitempty"`
 	CacheHit bool              `json:"cache_hit,omitempty"`
 	TraceID  string            `json:"trace_id,omitempty"`
-	Links    LinksV2           `json:"links"`
+	// Batch is the batch the job belongs to (GET /v2/batches/{id}).
+	Batch string  `json:"batch,omitempty"`
+	Links LinksV2 `json:"links"`
 
 	SubmittedAt time.Time `json:"submitted_at"`
 	StartedAt   time.Time `json:"started_at,omitzero"`
@@ -78,6 +80,8 @@ type FileV2 struct {
 	SHA256      string `json:"sha256"`
 	Width       int    `json:"width,omitempty"`
 	Height      int    `json:"height,omitempty"`
+	// Data is the file itself, only in POST /v2/predict?inline=true answers.
+	Data []byte `json:"data,omitempty" doc:"the file, base64; only in POST /v2/predict?inline=true answers, for files of at most 1 MiB"`
 }
 
 // StageTimingV2 is one stage's work on a job.
@@ -167,7 +171,7 @@ func viewV2(rec *schemas.JobRecord, wsBase string) JobV2 {
 	v := JobV2{
 		ID: rec.ID, Status: rec.Status, Stage: rec.Stage, Percent: rec.Percent, Task: rec.Task, Tier: rec.Tier,
 		Model:  ModelRef{Name: rec.Model, Version: rec.ModelVersion, FallbackFrom: rec.FallbackFrom},
-		Params: rec.Params, Error: rec.Error, CacheHit: rec.CacheHit, TraceID: rec.TraceID,
+		Params: rec.Params, Error: rec.Error, CacheHit: rec.CacheHit, TraceID: rec.TraceID, Batch: rec.Batch,
 		Input:   fileV2("input", "/v1/jobs/"+rec.ID+"/input", rec.Input),
 		Results: []FileV2{}, Timings: []StageTimingV2{},
 		Links:       LinksV2{Self: l.status, Events: l.events, WebSocket: l.websocket, Cancel: l.status},

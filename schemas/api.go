@@ -54,6 +54,17 @@ type JobRequest struct {
 	TraceParent string `json:"traceparent,omitempty" jsonschema:"pattern=^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"`
 }
 
+// BatchRequest is the JSON body of POST /v2/batches: one task and parameter set for
+// many uploaded images (POST /v1/uploads), one job each.
+type BatchRequest struct {
+	Task    Task           `json:"task"`
+	Model   string         `json:"model,omitempty"`
+	Version string         `json:"version,omitempty"`
+	Params  map[string]any `json:"params,omitempty"`
+	// Images name uploaded objects by key; inline data is not taken in a batch.
+	Images []ImageInput `json:"images"`
+}
+
 // ImageInput is the image of a JobRequest: exactly one of Key (an object already in the
 // object store under uploads/<tenant>/) or Data (the file itself, base64 in JSON, at most
 // MaxInlineImageBytes).

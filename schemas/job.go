@@ -122,20 +122,23 @@ type JobRecord struct {
 	Model        string `json:"model"`
 	ModelVersion string `json:"model_version"`
 	// FallbackFrom is the version the job asked for when its fallback ran instead.
-	FallbackFrom  string                 `json:"fallback_from,omitempty"`
-	Params        map[string]any         `json:"params,omitempty"`
-	Status        Status                 `json:"status"`
-	Stage         Stage                  `json:"stage"`
-	Percent       int                    `json:"percent"`
-	QueuePosition int                    `json:"queue_position,omitempty"`
-	Input         ObjectRef              `json:"input"`
-	Results       map[string]ObjectRef   `json:"results,omitempty"`
-	Error         *JobError              `json:"error,omitempty"`
-	CacheHit      bool                   `json:"cache_hit,omitempty"`
-	TraceID       string                 `json:"trace_id,omitempty"`
-	SubmittedAt   time.Time              `json:"submitted_at"`
-	StartedAt     time.Time              `json:"started_at,omitzero"`
-	FinishedAt    time.Time              `json:"finished_at,omitzero"`
-	UpdatedAt     time.Time              `json:"updated_at"`
-	Stages        map[Stage]*StageTiming `json:"stages,omitempty"`
+	FallbackFrom  string               `json:"fallback_from,omitempty"`
+	Params        map[string]any       `json:"params,omitempty"`
+	Status        Status               `json:"status"`
+	Stage         Stage                `json:"stage"`
+	Percent       int                  `json:"percent"`
+	QueuePosition int                  `json:"queue_position,omitempty"`
+	Input         ObjectRef            `json:"input"`
+	Results       map[string]ObjectRef `json:"results,omitempty"`
+	Error         *JobError            `json:"error,omitempty"`
+	CacheHit      bool                 `json:"cache_hit,omitempty"`
+	TraceID       string               `json:"trace_id,omitempty"`
+	// Batch is the batch the job belongs to (POST /v2/batches); such jobs travel on the
+	// batch lane, the lowest tier's subjects.
+	Batch       string                 `json:"batch,omitempty"`
+	SubmittedAt time.Time              `json:"submitted_at"`
+	StartedAt   time.Time              `json:"started_at,omitzero"`
+	FinishedAt  time.Time              `json:"finished_at,omitzero"`
+	UpdatedAt   time.Time              `json:"updated_at"`
+	Stages      map[Stage]*StageTiming `json:"stages,omitempty"`
 }

@@ -561,6 +561,38 @@ func TestCLI(t *testing.T) {
 		doneJob = queuedLine.FindStringSubmatch(r.stdout)[1]
 		requireImage(t, out, 24, 16)
 	})
+	t.Run("submit --wait gets the finished job from POST /v2/predict", func(t *testing.T) {
+		needCached(t, "a job that runs to the end", assets.ONNXRuntimeCPU)
+		out := t.TempDir()
+		r := studio(t, c.as(aliceToken), "submit", "--wait", "--task", "style-transfer", "--timeout", "90s", "-o", out, testPNG(t, 20, 12))
+		expect(t, r, 0, "succeeded (the server waited)", "wrote "+out, "done in")
+		if strings.Contains(r.stdout, "queued") {
+			t.Fatalf("submit --wait followed the job instead of getting it from predict\n%s", r)
+		}
+		requireImage(t, out, 20, 12)
+	})
+	t.Run("submit of a folder runs it as one batch and saves every result", func(t *testing.T) {
+		needCached(t, "a job that runs to the end", assets.ONNXRuntimeCPU)
+		dir, out := t.TempDir(), t.TempDir()
+		for i, size := range [][2]int{{18, 10}, {14, 8}} {
+			data, err := os.ReadFile(testPNG(t, size[0], size[1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("p%d.png", i)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := studio(t, c.as(aliceToken), "submit", "--task", "style-transfer", "--timeout", "90s", "-o", out, dir)
+		expect(t, r, 0, "batch ", "of 2 jobs queued", "100%  2 succeeded", "done in")
+		requireImage(t, out, 18, 10)
+		requireImage(t, out, 14, 8)
+		for _, name := range []string{"p0.", "p1."} {
+			if !strings.Contains(r.stdout, filepath.Join(out, name)) {
+				t.Fatalf("no result saved for %s\n%s", name, r)
+			}
+		}
+	})
 	t.Run("jobs watch of a finished job saves its results with -o", func(t *testing.T) {
 		if doneJob == "" {
 			t.Skip("no finished job (the inference worker did not run)")

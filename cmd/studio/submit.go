@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,10 +38,12 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	out := fs.String("o", ".", "directory for the results")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting after this long")
 	tasks := fs.Bool("tasks", false, "list the tasks and their parameter ranges, then exit")
+	wait := fs.Bool("wait", false, "run each image with POST /v2/predict: the server waits for the result (up to 60 s, within --timeout); a job that takes longer is followed as without --wait")
 	var params paramFlags
 	fs.Var(&params, "param", "task parameter name=value (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: studio submit [flags] IMAGE...")
+		fmt.Fprintln(fs.Output(), "usage: studio submit [flags] IMAGE... | DIR")
+		fmt.Fprintln(fs.Output(), "A directory is submitted as one batch (POST /v2/batches) of its .png, .jpg, .jpeg and .webp files.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -58,23 +62,40 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
+	if fs.NArg() == 1 {
+		if st, err := os.Stat(fs.Arg(0)); err == nil && st.IsDir() {
+			fields := map[string]string{"task": *task, "model": *model, "version": *version, "params": params.json()}
+			return c.runBatch(ctx, fs.Arg(0), fields, *out, stdout)
+		}
+	}
 	for _, path := range fs.Args() {
 		start := time.Now()
-		job, err := c.submit(ctx, path, map[string]string{
+		fields := map[string]string{
 			"task": *task, "model": *model, "version": *version, "tier": *tier,
 			"params": params.json(), "callback_url": *callback,
-		})
+		}
+		var job *ingest.JobV2
+		var err error
+		if *wait {
+			job, err = c.predict(ctx, path, fields)
+		} else {
+			job, err = c.submit(ctx, path, fields)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		pos := 0
-		if job.Queue != nil {
-			pos = job.Queue.Position
-		}
-		fmt.Fprintf(stdout, "%s: job %s queued (position %d)\n", path, job.ID, pos)
-		final, err := c.follow(ctx, job, printProgress(stdout))
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+		final := job
+		if job.Status.Final() {
+			fmt.Fprintf(stdout, "%s: job %s %s (the server waited)\n", path, job.ID, job.Status)
+		} else {
+			pos := 0
+			if job.Queue != nil {
+				pos = job.Queue.Position
+			}
+			fmt.Fprintf(stdout, "%s: job %s queued (position %d)\n", path, job.ID, pos)
+			if final, err = c.follow(ctx, job, printProgress(stdout)); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
 		}
 		if err := failure(final); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
@@ -153,6 +174,24 @@ type client struct {
 // request can be retried after a network failure or a 503 without creating a second
 // job.
 func (c *client) submit(ctx context.Context, path string, fields map[string]string) (*ingest.JobV2, error) {
+	return c.post(ctx, "/v2/jobs", nil, path, fields, http.StatusAccepted)
+}
+
+// predict posts the image to /v2/predict, asking the server to wait for the result up
+// to 60 s but less than what is left of ctx: 200 brings the final job, 202 the queued
+// one (to follow). It is retried like submit.
+func (c *client) predict(ctx context.Context, path string, fields map[string]string) (*ingest.JobV2, error) {
+	wait := int(ingest.PredictMaxWait / time.Second)
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(0, int(time.Until(dl)/time.Second)-1))
+	}
+	h := http.Header{"Prefer": {"wait=" + strconv.Itoa(wait)}}
+	return c.post(ctx, "/v2/predict", h, path, fields, http.StatusOK, http.StatusAccepted)
+}
+
+// post sends the image and fields as a multipart form to route with an
+// Idempotency-Key, retrying network failures and 503s; want lists the good statuses.
+func (c *client) post(ctx context.Context, route string, header http.Header, path string, fields map[string]string, want ...int) (*ingest.JobV2, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -174,13 +213,16 @@ func (c *client) submit(ctx context.Context, path string, fields map[string]stri
 	_, _ = rand.Read(key)
 	var job ingest.JobV2
 	for attempt := 1; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v2/jobs", bytes.NewReader(body.Bytes()))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+route, bytes.NewReader(body.Bytes()))
 		if err != nil {
 			return nil, err
 		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
 		req.Header.Set("Content-Type", mw.FormDataContentType())
 		req.Header.Set("Idempotency-Key", "cli-"+hex.EncodeToString(key))
-		err = c.do(req, http.StatusAccepted, &job)
+		err = c.doAny(req, &job, want...)
 		var se *statusError
 		retry := err != nil && (!errors.As(err, &se) || se.status == http.StatusServiceUnavailable)
 		if !retry || attempt == 3 {
@@ -324,14 +366,17 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.msg }
 
-func (c *client) do(req *http.Request, want int, out any) error {
+func (c *client) do(req *http.Request, want int, out any) error { return c.doAny(req, out, want) }
+
+// doAny sends req and decodes the answer into out when its status is one of want.
+func (c *client) doAny(req *http.Request, out any, want ...int) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w (is studio running at %s? set --server)", err, c.base)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
+	if !slices.Contains(want, resp.StatusCode) {
 		var p ingest.Problem
 		if json.Unmarshal(body, &p) == nil && p.Detail != "" {
 			return &statusError{resp.StatusCode, fmt.Sprintf("%s: %s (%s)", resp.Status, p.Detail, p.Code)}
@@ -401,4 +446,102 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header.Set("Authorization", "Bearer "+b.token)
 	}
 	return b.next.RoundTrip(r)
+}
+
+// runBatch submits the images of dir as one batch, follows it until every job ended,
+// and saves each succeeded job's results under the name of its image.
+func (c *client) runBatch(ctx context.Context, dir string, fields map[string]string, out string, stdout io.Writer) error {
+	start := time.Now()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var files []string
+	for _, e := range entries {
+		switch strings.ToLower(filepath.Ext(e.Name())) {
+		case ".png", ".jpg", ".jpeg", ".webp":
+			if !e.IsDir() {
+				files = append(files, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("%s has no .png, .jpg, .jpeg or .webp files", dir)
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for k, v := range fields {
+		if v != "" {
+			_ = mw.WriteField(k, v)
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		fw, err := mw.CreateFormFile("image", filepath.Base(f))
+		if err != nil {
+			return err
+		}
+		_, _ = fw.Write(data)
+	}
+	_ = mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v2/batches", &body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	var b ingest.BatchV2
+	if err := c.do(req, http.StatusAccepted, &b); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	fmt.Fprintf(stdout, "%s: batch %s of %d jobs queued\n", dir, b.ID, b.Total)
+	refused := map[int]bool{}
+	for _, r := range b.Refused {
+		refused[r.Index] = true
+		fmt.Fprintf(stdout, "  refused %s: %s (%s)\n", filepath.Base(files[r.Index]), r.Problem.Detail, r.Problem.Code)
+	}
+	// The batch's jobs are its admitted images, in order.
+	var names []string
+	for i, f := range files {
+		if !refused[i] {
+			names = append(names, strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)))
+		}
+	}
+	last := -1
+	for b.Status != "done" {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("batch %s not finished: %w", b.ID, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v2/batches/"+b.ID, nil)
+		if err != nil {
+			return err
+		}
+		if err := c.do(req, http.StatusOK, &b); err != nil {
+			return err
+		}
+		if b.Percent != last {
+			last = b.Percent
+			fmt.Fprintf(stdout, "  %3d%%  %d succeeded, %d failed, %d left\n", b.Percent, b.Counts.Succeeded, b.Counts.Failed+b.Counts.Cancelled, b.Counts.Queued+b.Counts.Running)
+		}
+	}
+	var failed []string
+	for i := range b.Jobs {
+		job := &b.Jobs[i]
+		if err := failure(job); err != nil {
+			failed = append(failed, names[i]+": "+err.Error())
+			continue
+		}
+		if err := c.saveResults(ctx, job, out, names[i], stdout); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "  done in %s\n", time.Since(start).Round(time.Millisecond))
+	if len(failed) > 0 || len(b.Refused) > 0 {
+		return fmt.Errorf("batch %s: %d refused, %d not succeeded: %s", b.ID, len(b.Refused), len(failed), strings.Join(failed, "; "))
+	}
+	return nil
 }
