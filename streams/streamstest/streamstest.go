@@ -93,6 +93,45 @@ type Cluster struct {
 	// NC and JS are the connections and JetStream clients of each node, in order.
 	NC []*nats.Conn
 	JS []jetstream.JetStream
+
+	opts []*server.Options
+}
+
+// Restart shuts node i down, as a crash would leave it (its store kept), and starts it
+// again on the same ports and store; the node's client connection reconnects.
+func (c *Cluster) Restart(t testing.TB, i int) {
+	t.Helper()
+	c.Servers[i].Shutdown()
+	c.Servers[i].WaitForShutdown()
+	srv, err := server.NewServer(c.opts[i])
+	if err != nil {
+		t.Fatalf("restart cluster node %d: %v", i, err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatalf("cluster node %d did not restart", i)
+	}
+	c.Servers[i] = srv
+}
+
+// StreamLeader returns the index of the node leading stream name.
+func (c *Cluster) StreamLeader(t testing.TB, name string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.JS[0].Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	leader := st.CachedInfo().Cluster.Leader
+	for i, srv := range c.Servers {
+		if srv.Name() == leader {
+			return i
+		}
+	}
+	t.Fatalf("stream %s has no leader among the nodes (%q)", name, leader)
+	return -1
 }
 
 // StartCluster starts n servers (random ports, file storage under t.TempDir()), waits
@@ -126,6 +165,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		if err != nil {
 			t.Fatalf("cluster node %d: %v", i, err)
 		}
+		c.opts = append(c.opts, opts)
 		go srv.Start()
 		t.Cleanup(srv.Shutdown)
 		c.Servers = append(c.Servers, srv)
@@ -134,9 +174,10 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		if !srv.ReadyForConnections(30 * time.Second) {
 			t.Fatalf("cluster node %d did not start", i)
 		}
+		c.opts[i].Port = srv.Addr().(*net.TCPAddr).Port // a restart keeps the address
 	}
 	for i, srv := range c.Servers {
-		nc, err := nats.Connect(srv.ClientURL(), nats.Name(fmt.Sprintf("test-n%d", i)))
+		nc, err := nats.Connect(srv.ClientURL(), nats.Name(fmt.Sprintf("test-n%d", i)), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 		if err != nil {
 			t.Fatalf("connect to node %d: %v", i, err)
 		}
