@@ -115,23 +115,29 @@ func (c *Cluster) Restart(t testing.TB, i int) {
 	c.Servers[i] = srv
 }
 
-// StreamLeader returns the index of the node leading stream name.
+// StreamLeader returns the index of the node leading stream name, waiting up to 30 s
+// for one to be elected.
 func (c *Cluster) StreamLeader(t testing.TB, name string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := c.JS[0].Stream(ctx, name)
-	if err != nil {
-		t.Fatalf("stream %s: %v", name, err)
-	}
-	leader := st.CachedInfo().Cluster.Leader
-	for i, srv := range c.Servers {
-		if srv.Name() == leader {
-			return i
+	leader := -1
+	Eventually(t, 30*time.Second, func() bool {
+		for _, js := range c.JS {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := js.Stream(ctx, name)
+			cancel()
+			if err != nil || st.CachedInfo().Cluster == nil {
+				continue
+			}
+			for i, srv := range c.Servers {
+				if srv.Name() == st.CachedInfo().Cluster.Leader {
+					leader = i
+					return true
+				}
+			}
 		}
-	}
-	t.Fatalf("stream %s has no leader among the nodes (%q)", name, leader)
-	return -1
+		return false
+	}, "stream %s has no leader", name)
+	return leader
 }
 
 // StartCluster starts n servers (random ports, file storage under t.TempDir()), waits
