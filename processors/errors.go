@@ -21,6 +21,8 @@ const (
 	CodeInferenceFailed  = "inference_failed"
 	CodeMissingObject    = "missing_object"
 	CodeMaxDeliveries    = "max_deliveries"
+	// CodeDeadlineExceeded: the job was not final within its deadline (see Deadlines).
+	CodeDeadlineExceeded = "deadline_exceeded"
 	CodeInternal         = "internal"
 )
 

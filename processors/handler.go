@@ -257,6 +257,14 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 
 // Fail marks the job failed and tells result subscribers; the runner calls it for
 // permanent errors and exhausted deliveries. It is idempotent.
+//
+// A failure always ends the job for its client: when the record cannot be read or
+// written (missing, erased, or the store unreachable past a few tries), the failed
+// result is built from the event itself and published anyway, so the client learns
+// the outcome and the slot release frees the user's active-job slot. A record that
+// exists but could not be written stays non-final; the job deadline (see Sweeper) fails
+// it later, and the result's message id (<job>:result) makes that a duplicate the
+// RESULTS stream drops.
 func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
 	stage := h.Step.Stage()
 	ev, err := decodeEvent(m.Data)
@@ -271,29 +279,14 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
 		jerr.Code = CodeMaxDeliveries
 	}
 	now := h.now().UTC()
-	failed := false // this call moved the job to failed
-	rec, err := h.Jobs.Update(ctx, ev.JobID, func(r *schemas.JobRecord) error {
-		failed = false
-		if r.Status.Final() {
-			return streams.ErrNoChange
-		}
-		failed = true
-		r.Status = schemas.StatusFailed
-		r.Error = jerr
-		r.FinishedAt = now
-		if st := r.Stages[stage]; st != nil && st.FinishedAt.IsZero() {
-			st.FinishedAt = now
-			st.DurationMS = ms(now.Sub(st.StartedAt))
-		}
-		return nil
-	})
 	log := h.Log.WithFields(logrus.Fields{
 		"stage": stage, "job_id": ev.JobID, "trace_id": trace.ID(ev.TraceParent),
 		"tenant": ev.Tenant, "user_id": ev.User, "error_code": jerr.Code,
 	})
+	rec, failed, err := MarkFailed(ctx, h.Jobs, ev.JobID, stage, jerr, now)
 	if err != nil {
-		log.WithError(err).Error("could not mark job failed")
-		return
+		log.WithError(err).Error("could not mark job failed; publishing its failed result from the event")
+		rec, failed = FailedRecord(ev, jerr, now), true
 	}
 	log.WithField("reason", jerr.Message).Warn("job failed")
 	if failed && h.Observe != nil {
@@ -311,6 +304,55 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
 	}
 	if err := h.Pub.Publish(ctx, outs...); err != nil {
 		log.WithError(err).Warn("could not publish the failure result")
+	}
+}
+
+// markFailedAttempts bounds MarkFailed's tries when the store errs (not when the record
+// is missing).
+const markFailedAttempts = 3
+
+// MarkFailed moves a job's record to failed with jerr, unless it is already final; stage
+// (may be empty) gets its finish time. It returns the record as it now is and whether
+// this call failed it. A store error other than jobs.ErrNotFound is retried a few times.
+func MarkFailed(ctx context.Context, store JobStore, id string, stage schemas.Stage, jerr *schemas.JobError, now time.Time) (*schemas.JobRecord, bool, error) {
+	for attempt := 1; ; attempt++ {
+		failed := false
+		rec, err := store.Update(ctx, id, func(r *schemas.JobRecord) error {
+			failed = false
+			if r.Status.Final() {
+				return streams.ErrNoChange
+			}
+			failed = true
+			r.Status = schemas.StatusFailed
+			r.Error = jerr
+			r.FinishedAt = now
+			if st := r.Stages[stage]; st != nil && st.FinishedAt.IsZero() {
+				st.FinishedAt = now
+				st.DurationMS = ms(now.Sub(st.StartedAt))
+			}
+			return nil
+		})
+		if err == nil || errors.Is(err, jobs.ErrNotFound) || attempt == markFailedAttempts {
+			return rec, failed, err
+		}
+		t := time.NewTimer(time.Duration(attempt) * 200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return rec, false, err
+		case <-t.C:
+		}
+	}
+}
+
+// FailedRecord is the record of a failed job as far as its event tells: what Fail
+// publishes when the job's own record cannot be read.
+func FailedRecord(ev *schemas.JobEvent, jerr *schemas.JobError, now time.Time) *schemas.JobRecord {
+	return &schemas.JobRecord{
+		ID: ev.JobID, Tenant: ev.Tenant, User: ev.User, Tier: ev.Tier, Task: ev.Task,
+		Model: ev.Model, ModelVersion: ev.ModelVersion, Params: ev.Params,
+		Status: schemas.StatusFailed, Stage: jerr.Stage, Input: ev.Input, Error: jerr,
+		TraceID: trace.ID(ev.TraceParent), SubmittedAt: ev.SubmittedAt, FinishedAt: now,
 	}
 }
 

@@ -191,12 +191,10 @@ type KV struct {
 	kv jetstream.KeyValue
 }
 
-// OpenKV creates the bucket if needed (or updates its settings) and opens it.
+// OpenKV creates the bucket if needed (or updates its settings) and opens it; its reads
+// go to the stream leader, as ProvisionKV says.
 func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, error) {
-	if cfg.Replicas < 1 {
-		cfg.Replicas = 1
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := ProvisionKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: cfg.Description,
 		History:     1,
@@ -205,9 +203,86 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KV, err
 		Replicas:    cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("streams: provision KV bucket %s: %w", cfg.Bucket, err)
+		return nil, err
 	}
 	return &KV{kv: kv}, nil
+}
+
+// ProvisionKV creates or updates a bucket whose reads are answered by its stream leader
+// and returns it bound.
+//
+// nats.go creates every bucket with direct get (AllowDirect), which lets any replica
+// answer a read; on a cluster a replica that has not applied the latest write answers
+// "not found" or an old value, so a key written through one node and read back through
+// another may be missed. Every bucket of the product is read by someone who must see the
+// write that came before (a stage reading the job record ingest just created, a
+// compare-and-swap loop reading the revision it will update), so all of them turn direct
+// get off: the client then asks the stream leader ($JS.API.STREAM.MSG.GET), which acked
+// the write only after storing it. The cost is that reads are not spread over replicas.
+// The client decides per bucket handle, from the stream config at bind time, so a
+// process that bound a bucket before it was provisioned this way must re-bind (restart).
+func ProvisionKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	scfg, err := KVStreamConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, scfg); err != nil {
+		return nil, fmt.Errorf("streams: provision KV bucket %s: %w", cfg.Bucket, err)
+	}
+	return BindKV(ctx, js, cfg.Bucket)
+}
+
+// KVStreamConfig returns the stream config of a bucket: what nats.go's
+// CreateKeyValue would create (a test keeps the two equal), but with direct get off
+// (see ProvisionKV). It supports the fields the product sets: Bucket, Description,
+// History, TTL, MaxBytes, MaxValueSize, Storage, Replicas, Compression, LimitMarkerTTL
+// and Metadata; mirrors and sources are refused.
+func KVStreamConfig(cfg jetstream.KeyValueConfig) (jetstream.StreamConfig, error) {
+	if cfg.Mirror != nil || len(cfg.Sources) > 0 || cfg.RePublish != nil || cfg.Placement != nil {
+		return jetstream.StreamConfig{}, fmt.Errorf("streams: KV bucket %s: mirrors, sources, republish and placement are not supported here", cfg.Bucket)
+	}
+	if cfg.History > jetstream.KeyValueMaxHistory {
+		return jetstream.StreamConfig{}, fmt.Errorf("streams: KV bucket %s: history %d is over the maximum %d", cfg.Bucket, cfg.History, jetstream.KeyValueMaxHistory)
+	}
+	history := int64(max(cfg.History, 1))
+	maxBytes, maxMsgSize := cfg.MaxBytes, cfg.MaxValueSize
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	if maxMsgSize == 0 {
+		maxMsgSize = -1
+	}
+	// As nats.go: the de-duplication window is 2 minutes, or the TTL when shorter.
+	duplicates := 2 * time.Minute
+	if cfg.TTL > 0 && cfg.TTL < duplicates {
+		duplicates = cfg.TTL
+	}
+	compression := jetstream.NoCompression
+	if cfg.Compression {
+		compression = jetstream.S2Compression
+	}
+	return jetstream.StreamConfig{
+		Name:                   KVStream(cfg.Bucket),
+		Description:            cfg.Description,
+		Subjects:               []string{"$KV." + cfg.Bucket + ".>"},
+		MaxMsgsPerSubject:      history,
+		MaxBytes:               maxBytes,
+		MaxAge:                 cfg.TTL,
+		MaxMsgSize:             maxMsgSize,
+		Storage:                cfg.Storage,
+		Replicas:               max(cfg.Replicas, 1),
+		AllowRollup:            true,
+		DenyDelete:             true,
+		Duplicates:             duplicates,
+		MaxMsgs:                -1,
+		MaxConsumers:           -1,
+		AllowDirect:            false,
+		Compression:            compression,
+		Discard:                jetstream.DiscardNew,
+		AllowMsgTTL:            cfg.LimitMarkerTTL != 0,
+		SubjectDeleteMarkerTTL: cfg.LimitMarkerTTL,
+		Metadata:               cfg.Metadata,
+	}, nil
 }
 
 // WrapKV wraps a bucket that provisioning created (see BindKV).

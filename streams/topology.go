@@ -92,7 +92,8 @@ func (t Topology) StreamConfigs(pipeline []StreamSpec) []jetstream.StreamConfig 
 
 // Provision creates or updates every stream (the pipeline's, which the stage table
 // processors.Stages declares, and the rest) and the given KV buckets (each domain package
-// declares its own; internal/topology lists them all). It is idempotent and safe to run
+// declares its own; internal/topology lists them all), each with reads answered by its
+// stream leader (see ProvisionKV). It is idempotent and safe to run
 // from several processes at once.
 func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, pipeline []StreamSpec, buckets ...jetstream.KeyValueConfig) error {
 	for _, cfg := range t.StreamConfigs(pipeline) {
@@ -101,8 +102,8 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, pipelin
 		}
 	}
 	for _, cfg := range buckets {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
-			return fmt.Errorf("streams: provision KV bucket %s: %w", cfg.Bucket, err)
+		if _, err := ProvisionKV(ctx, js, cfg); err != nil {
+			return err
 		}
 	}
 	return nil

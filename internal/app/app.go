@@ -584,8 +584,9 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, m *metrics.Metrics, h http.Handler, started func(net.Addr)) error {
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
+	go func() { errs <- RunJobDeadlines(bg, cfg, bus) }()
 	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker, observer(m)) }()
 	go func() {
 		// Frees a user's active-job slot when a job ends.
@@ -601,7 +602,25 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	}()
 	err := ServeHTTP(ctx, cfg.HTTPListen, h, started)
 	stop()
-	return errors.Join(err, <-errs, <-errs, <-errs)
+	return errors.Join(err, <-errs, <-errs, <-errs, <-errs)
+}
+
+// RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and
+// publishes their results (processors.Deadlines), until ctx is cancelled. Each ingest
+// replica runs it; they agree through compare-and-swap on the record.
+func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus) error {
+	if cfg.JobDeadline <= 0 {
+		return nil
+	}
+	store, err := jobs.Open(ctx, bus.JS)
+	if err != nil {
+		return err
+	}
+	d := &processors.Deadlines{
+		Jobs: store, Pub: streams.JSPublisher{JS: bus.JS}, Deadline: cfg.JobDeadline,
+		Log: logrus.StandardLogger().WithField("component", "job-deadlines"),
+	}
+	return d.Run(ctx)
 }
 
 // RunSlotRelease frees a user's active-job slot whenever a job's final result reaches

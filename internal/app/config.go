@@ -65,6 +65,9 @@ type Config struct {
 	MaxOutPixels int64
 	DrainTimeout time.Duration
 	AckWait      time.Duration
+	// JobDeadline fails a job still not final this long after its submission (ingest
+	// enforces it; 0 disables).
+	JobDeadline  time.Duration
 	Stages       string
 	LogLevel     string
 	LogSample    int
@@ -126,6 +129,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxOutPixels, "max-output-pixels", envInt64("max-output-pixels", 16<<20), "largest image an image-to-image model may produce (upscale x4 of 1024x1024 = 16 MP) ["+envName("max-output-pixels")+"]")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("drain-timeout", 25*time.Second), "how long in-flight work may finish on shutdown ["+envName("drain-timeout")+"]")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("ack-wait", 0), "redeliver a message this long after its worker stopped reporting progress; 0 keeps each stage's default ["+envName("ack-wait")+"]")
+	fs.DurationVar(&c.JobDeadline, "job-deadline", envDuration("job-deadline", processors.DefaultJobDeadline()), "fail a job with code deadline_exceeded when it is not finished this long after submission; the default covers every retry of every stage; 0 disables ["+envName("job-deadline")+"]")
 	str(&c.Stages, "stages", "ingest,preprocess,inference,postprocess,store", "parts `studio up` runs in-process; leave some out to run them as `studio worker` processes")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	integer(&c.LogSample, "log-sample", 1, "write 1 in N routine success lines (\"stage done\", \"http request\" below 400); warnings and errors always; 1 writes all")

@@ -141,6 +141,55 @@ func (j *Store) Watch(ctx context.Context, id string) (<-chan *schemas.JobRecord
 	return out, nil
 }
 
+// Change is one write to the jobs bucket as WatchAll reports it: the record now stored
+// under ID, or nil when the record was deleted or purged.
+type Change struct {
+	ID     string
+	Record *schemas.JobRecord
+}
+
+// WatchAll streams every job: first the current record of each, then every change,
+// until ctx is cancelled. The channel closes when the watch ends; a corrupt record is
+// skipped. It reads the whole bucket once at start.
+func (j *Store) WatchAll(ctx context.Context) (<-chan Change, error) {
+	w, err := j.kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: watch the %s bucket: %w", Bucket, err)
+	}
+	out := make(chan Change, 64)
+	go func() {
+		defer close(out)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue // the end of the initial values
+				}
+				c := Change{ID: e.Key()}
+				if e.Operation() == jetstream.KeyValuePut {
+					var rec schemas.JobRecord
+					if json.Unmarshal(e.Value(), &rec) != nil {
+						continue
+					}
+					c.Record = &rec
+				}
+				select {
+				case out <- c:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
 // Delete removes a record (used by erasure).
 func (j *Store) Delete(ctx context.Context, id string) error {
 	if err := j.kv.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -3,9 +3,13 @@ package streamstest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -78,6 +82,149 @@ func (s *Server) Replicas(t testing.TB, n int) []jetstream.JetStream {
 			t.Fatal(err)
 		}
 		out = append(out, js)
+	}
+	return out
+}
+
+// Cluster is n embedded JetStream servers routed into one cluster on loopback, with the
+// topology provisioned at n replicas and one client connection per node.
+type Cluster struct {
+	Servers []*server.Server
+	// NC and JS are the connections and JetStream clients of each node, in order.
+	NC []*nats.Conn
+	JS []jetstream.JetStream
+
+	opts []*server.Options
+}
+
+// Restart shuts node i down, as a crash would leave it (its store kept), and starts it
+// again on the same ports and store; the node's client connection reconnects.
+func (c *Cluster) Restart(t testing.TB, i int) {
+	t.Helper()
+	c.Servers[i].Shutdown()
+	c.Servers[i].WaitForShutdown()
+	srv, err := server.NewServer(c.opts[i])
+	if err != nil {
+		t.Fatalf("restart cluster node %d: %v", i, err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(30 * time.Second) {
+		t.Fatalf("cluster node %d did not restart", i)
+	}
+	c.Servers[i] = srv
+}
+
+// StreamLeader returns the index of the node leading stream name, waiting up to 30 s
+// for one to be elected.
+func (c *Cluster) StreamLeader(t testing.TB, name string) int {
+	t.Helper()
+	leader := -1
+	Eventually(t, 30*time.Second, func() bool {
+		for _, js := range c.JS {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := js.Stream(ctx, name)
+			cancel()
+			if err != nil || st.CachedInfo().Cluster == nil {
+				continue
+			}
+			for i, srv := range c.Servers {
+				if srv.Name() == st.CachedInfo().Cluster.Leader {
+					leader = i
+					return true
+				}
+			}
+		}
+		return false
+	}, "stream %s has no leader", name)
+	return leader
+}
+
+// StartCluster starts n servers (random ports, file storage under t.TempDir()), waits
+// until JetStream has a meta leader, provisions the topology with n replicas and shuts
+// everything down at cleanup.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := &Cluster{}
+	// A clustered JetStream server needs its routes at start, so the route ports are
+	// chosen first.
+	ports := freePorts(t, n)
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	for i := range n {
+		opts := &server.Options{
+			ServerName:         fmt.Sprintf("n%d", i),
+			Host:               "127.0.0.1",
+			Port:               -1,
+			JetStream:          true,
+			StoreDir:           t.TempDir(),
+			JetStreamMaxMemory: 256 << 20,
+			MaxPayload:         8 << 20,
+			NoSigs:             true,
+			NoLog:              true,
+			Cluster:            server.ClusterOpts{Name: "studio-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:             routes,
+		}
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("cluster node %d: %v", i, err)
+		}
+		c.opts = append(c.opts, opts)
+		go srv.Start()
+		t.Cleanup(srv.Shutdown)
+		c.Servers = append(c.Servers, srv)
+	}
+	for i, srv := range c.Servers {
+		if !srv.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("cluster node %d did not start", i)
+		}
+		c.opts[i].Port = srv.Addr().(*net.TCPAddr).Port // a restart keeps the address
+	}
+	for i, srv := range c.Servers {
+		nc, err := nats.Connect(srv.ClientURL(), nats.Name(fmt.Sprintf("test-n%d", i)), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatalf("connect to node %d: %v", i, err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.NC, c.JS = append(c.NC, nc), append(c.JS, js)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	Eventually(t, 30*time.Second, func() bool {
+		// A request made before there is a leader gets no answer: ask with a short deadline.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := c.JS[0].AccountInfo(ctx)
+		return err == nil
+	}, "the cluster has no JetStream meta leader")
+	top := streams.DefaultTopology(n)
+	if err := topology.Provision(ctx, c.JS[0], top); err != nil {
+		t.Fatalf("provision the cluster: %v", err)
+	}
+	return c
+}
+
+// freePorts returns n loopback TCP ports that were free a moment ago.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var out []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find a free port: %v", err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
 	}
 	return out
 }

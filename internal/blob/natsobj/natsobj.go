@@ -31,24 +31,50 @@ var _ blob.Store = (*ObjectStore)(nil)
 // Bucket is the object store bucket of inputs, intermediate artifacts and results.
 const Bucket = "studio"
 
-// Provision creates or updates the object store bucket, stored and replicated as t says.
+// Provision creates or updates the object store bucket, stored and replicated as t says,
+// with reads answered by the stream leader (see StreamConfig).
 func Provision(ctx context.Context, js jetstream.JetStream, t streams.Topology) error {
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      Bucket,
-		Description: "input images, intermediate tensors and results",
-		Storage:     t.Storage,
-		Replicas:    t.Replicas,
-	}); err != nil {
-		return fmt.Errorf("natsobj: provision object store %s: %w", Bucket, err)
+	return provision(ctx, js, Bucket, t.Storage, t.Replicas)
+}
+
+func provision(ctx context.Context, js jetstream.JetStream, bucket string, storage jetstream.StorageType, replicas int) error {
+	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(bucket, storage, replicas)); err != nil {
+		return fmt.Errorf("natsobj: provision object store %s: %w", bucket, err)
 	}
 	return nil
 }
 
-// Open opens (creating if needed) the named bucket.
+// StreamConfig returns the stream config of an object store bucket: what nats.go's
+// CreateObjectStore would create (a test keeps the two equal) but with direct get off.
+// With direct get any replica answers the lookup of an object's metadata, and a replica
+// that has not applied the latest write answers "not found": a stage would find the
+// input ingest just stored "gone". Without it the stream leader answers, which acked
+// the write only after storing it; the chunks are then read by an ordered consumer,
+// which waits for all of them. The client decides per bucket handle at bind time, so a
+// process bound before the bucket was provisioned this way must re-bind (restart).
+func StreamConfig(bucket string, storage jetstream.StorageType, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        "OBJ_" + bucket,
+		Description: "input images, intermediate tensors and results",
+		Subjects:    []string{"$O." + bucket + ".C.>", "$O." + bucket + ".M.>"},
+		MaxBytes:    -1,
+		Storage:     storage,
+		Replicas:    max(replicas, 1),
+		Discard:     jetstream.DiscardNew,
+		AllowRollup: true,
+		AllowDirect: false,
+	}
+}
+
+// Open opens the named bucket, creating it (one replica, file storage, leader reads)
+// when it does not exist; on a cluster, Provision creates it first with the replicas
+// of the topology.
 func Open(ctx context.Context, js jetstream.JetStream, bucket string) (*ObjectStore, error) {
 	obs, err := js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: bucket})
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err = provision(ctx, js, bucket, jetstream.FileStorage, 1); err == nil {
+			obs, err = js.ObjectStore(ctx, bucket)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natsobj: open object store %s: %w", bucket, err)

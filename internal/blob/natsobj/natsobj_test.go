@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 	"testing"
 
@@ -82,5 +83,31 @@ func TestPurgeLeavesNoMessageNamingTheKey(t *testing.T) {
 	}
 	if info.State.Msgs != 0 {
 		t.Fatalf("%d messages remain in the object store's stream after Purge, want none (Delete leaves a marker naming the key)", info.State.Msgs)
+	}
+}
+
+func TestStreamConfigIsNatsGosWithDirectGetOff(t *testing.T) {
+	s := streamstest.Start(t)
+	ctx := context.Background()
+	if _, err := s.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "lib", Description: "input images, intermediate tensors and results", Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := natsobj.Open(ctx, s.JS, "ours"); err != nil {
+		t.Fatal(err)
+	}
+	config := func(name string) jetstream.StreamConfig {
+		st, err := s.JS.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config
+	}
+	want, got := config("OBJ_lib"), config("OBJ_ours")
+	if !want.AllowDirect || got.AllowDirect {
+		t.Errorf("AllowDirect: nats.go %v, ours %v; want true and false", want.AllowDirect, got.AllowDirect)
+	}
+	want.Name, want.Subjects, want.AllowDirect = got.Name, got.Subjects, false
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("config differs from nats.go's:\n got %+v\nwant %+v", got, want)
 	}
 }
