@@ -265,12 +265,12 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 // exists but could not be written stays non-final; the job deadline (see Sweeper) fails
 // it later, and the result's message id (<job>:result) makes that a duplicate the
 // RESULTS stream drops.
-func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
+func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) error {
 	stage := h.Step.Stage()
 	ev, err := decodeEvent(m.Data)
 	if err != nil {
 		h.Log.WithError(err).WithField("subject", m.Subject).Warn("undecodable message failed; it is in the DLQ")
-		return
+		return nil // no job to tell
 	}
 	jerr := &schemas.JobError{Code: CodeInternal, Message: cause.Error(), Stage: stage}
 	if je := (*schemas.JobError)(nil); errors.As(cause, &je) {
@@ -303,8 +303,10 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) {
 		outs = append(outs, tel)
 	}
 	if err := h.Pub.Publish(ctx, outs...); err != nil {
-		log.WithError(err).Warn("could not publish the failure result")
+		log.WithError(err).Warn("could not publish the failure result; the message stays out of the DLQ and is tried again")
+		return fmt.Errorf("publish the failed result of %s: %w", ev.JobID, err)
 	}
+	return nil
 }
 
 // markFailedAttempts bounds MarkFailed's tries when the store errs (not when the record

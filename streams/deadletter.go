@@ -74,7 +74,9 @@ type DeadLetterConfig struct {
 // too.
 func (c *DeadLetterConfig) send(ctx context.Context, m *Msg, reason error) error {
 	if c.OnFailure != nil {
-		c.OnFailure(ctx, m, reason)
+		if err := c.OnFailure(ctx, m, reason); err != nil {
+			return fmt.Errorf("record the failure before dead-lettering: %w", err)
+		}
 	}
 	return DeadLetter(ctx, c.Pub, m, c.Stage, c.Worker, reason)
 }

@@ -56,12 +56,14 @@ func TestDeadLetter(t *testing.T) {
 	tests := []struct {
 		name       string
 		breakDLQ   bool
+		failFail   bool // the failure handler cannot record the failure
 		action     streams.Action
 		wantFailed int32
 		wantDLQ    int
 	}{
 		{name: "a message marked for the DLQ is written there after the failure handler and termed", action: streams.ActionTerm, wantFailed: 1, wantDLQ: 1},
 		{name: "when the DLQ cannot be written the message is retried, not lost", breakDLQ: true, action: streams.ActionRetry, wantFailed: 1},
+		{name: "when the failure cannot be recorded the message is retried and stays out of the DLQ", failFail: true, action: streams.ActionRetry, wantFailed: 1, wantDLQ: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,10 +76,14 @@ func TestDeadLetter(t *testing.T) {
 			var failed atomic.Int32
 			mw := streams.DeadLetters(streams.DeadLetterConfig{
 				Stage: "preprocess", Worker: "test", Pub: streams.JSPublisher{JS: s.JS}, RetryDelay: time.Second, Log: quietLog(),
-				OnFailure: func(_ context.Context, m *streams.Msg, err error) {
+				OnFailure: func(_ context.Context, m *streams.Msg, err error) error {
 					if m.StreamSeq == 7 && err.Error() == "corrupt" {
 						failed.Add(1)
 					}
+					if tt.failFail {
+						return errors.New("job store unreachable")
+					}
+					return nil
 				},
 			})
 			verdicts := []streams.Result{{Err: errors.New("corrupt"), Action: streams.ActionDeadLetter}, {Outputs: []streams.Output{{Subject: "x"}}}}

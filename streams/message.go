@@ -126,9 +126,11 @@ func (f BatchHandlerFunc) Handle(ctx context.Context, batch []*Msg) []Result { r
 type Middleware func(Handler) Handler
 
 // FailureHandler is told about every message that fails for good (permanent error or
-// exhausted deliveries) before it goes to the DLQ; a stage marks its job failed. It
-// must be idempotent: a failed DLQ write calls it again on the next delivery.
-type FailureHandler func(ctx context.Context, m *Msg, err error)
+// exhausted deliveries) before it goes to the DLQ; a stage marks its job failed and
+// publishes its result. An error keeps the message out of the DLQ and redelivers it
+// later, so a failure that could not be recorded is tried again rather than lost. It
+// must be idempotent: it runs again on that redelivery, and after a failed DLQ write.
+type FailureHandler func(ctx context.Context, m *Msg, err error) error
 
 // Publisher publishes side messages (telemetry, failure results) and waits for the
 // server to confirm them.

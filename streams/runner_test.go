@@ -197,7 +197,7 @@ func TestRunner(t *testing.T) {
 			return forward(m), nil
 		})
 		startRunner(t, s, h, func(c *streams.RunnerConfig) {
-			c.OnFailure = func(ctx context.Context, m *streams.Msg, err error) { failed.Store(jobID(m), err.Error()) }
+			c.OnFailure = func(ctx context.Context, m *streams.Msg, err error) error { failed.Store(jobID(m), err.Error()); return nil }
 		})
 		publishRequest(t, s, schemas.TierNormal, "poison")
 		publishRequest(t, s, schemas.TierNormal, "good")
@@ -269,7 +269,7 @@ func TestRunner(t *testing.T) {
 		r, err := streams.NewRunner(context.Background(), s.NC, s.JS, streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
 			return nil, nil
 		}), streams.RunnerConfig{Stage: schemas.StagePostprocess, Spec: spec, Log: quietLog(), Worker: "test",
-			OnFailure: func(_ context.Context, m *streams.Msg, err error) { failed.Store(err) },
+			OnFailure: func(_ context.Context, m *streams.Msg, err error) error { failed.Store(err); return nil },
 			Observer:  &countingObserver{retries: &retries, dead: &dead}})
 		if err != nil {
 			t.Fatal(err)
