@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/internal/app"
@@ -31,7 +32,7 @@ func TestAJobWhoseRecordVanishedStillEndsForItsClient(t *testing.T) {
 
 	release := make(chan error, 1)
 	go func() {
-		release <- app.RunSlotRelease(ctx, &app.Config{Worker: "test-release"}, &app.Bus{NC: p.srv.NC, JS: p.srv.JS}, active, nil)
+		release <- app.RunSlotRelease(ctx, &app.Config{Worker: "test-release"}, &app.Bus{NC: p.srv.NC, JS: p.srv.JS}, active, nil, logrus.StandardLogger())
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -581,17 +581,17 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 // entry on studio.submit.<task> and the webhook sender. On shutdown it ends open event
 // streams first, so the HTTP server can drain. m, when set, observes the webhook and
 // slot-release consumers.
-func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, m *metrics.Metrics, h http.Handler, started func(net.Addr)) error {
+func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, m *metrics.Metrics, log logrus.FieldLogger, h http.Handler, started func(net.Addr)) error {
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
 	errs := make(chan error, 4)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
-	go func() { errs <- RunJobDeadlines(bg, cfg, bus) }()
+	go func() { errs <- RunJobDeadlines(bg, cfg, bus, log) }()
 	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker, observer(m)) }()
 	go func() {
 		// Frees a user's active-job slot when a job ends.
 		if sec := svc.Security(); sec != nil {
-			errs <- RunSlotRelease(bg, cfg, bus, sec.Active, m)
+			errs <- RunSlotRelease(bg, cfg, bus, sec.Active, m, log)
 			return
 		}
 		errs <- nil
@@ -608,7 +608,7 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 // RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and
 // publishes their results (processors.Deadlines), until ctx is cancelled. Each ingest
 // replica runs it; they agree through compare-and-swap on the record.
-func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus) error {
+func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus, log logrus.FieldLogger) error {
 	if cfg.JobDeadline <= 0 {
 		return nil
 	}
@@ -618,7 +618,7 @@ func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus) error {
 	}
 	d := &processors.Deadlines{
 		Jobs: store, Pub: streams.JSPublisher{JS: bus.JS}, Deadline: cfg.JobDeadline,
-		Log: logrus.StandardLogger().WithField("component", "job-deadlines"),
+		Log: log.WithField("component", "job-deadlines"),
 	}
 	return d.Run(ctx)
 }
@@ -626,10 +626,10 @@ func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus) error {
 // RunSlotRelease frees a user's active-job slot whenever a job's final result reaches
 // RESULTS (active.ReleaseFinished on the durable consumer "active-jobs", shared by
 // replicas), until ctx is cancelled.
-func RunSlotRelease(ctx context.Context, cfg *Config, bus *Bus, active *quota.ActiveJobs, m *metrics.Metrics) error {
+func RunSlotRelease(ctx context.Context, cfg *Config, bus *Bus, active *quota.ActiveJobs, m *metrics.Metrics, log logrus.FieldLogger) error {
 	r, err := streams.NewRunner(ctx, bus.NC, bus.JS, streams.HandlerFunc(active.ReleaseFinished), streams.RunnerConfig{
 		Stage: quota.StageActiveJobs, Worker: cfg.Worker, Spec: quota.ActiveJobsConsumer(),
-		Concurrency: 4, Observer: observer(m), Log: logrus.StandardLogger().WithField("component", "active-jobs"),
+		Concurrency: 4, Observer: observer(m), Log: log.WithField("component", "active-jobs"),
 	})
 	if err != nil {
 		if ctx.Err() != nil {

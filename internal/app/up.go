@@ -144,7 +144,7 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 		}
 		return stageErr
 	}
-	httpErr := ServeIngest(ctx, cfg, bus, svc, m, m.Serve(svc.Handler()), func(a net.Addr) {
+	httpErr := ServeIngest(ctx, cfg, bus, svc, m, log, m.Serve(svc.Handler()), func(a net.Addr) {
 		url := cfg.PublicURL
 		if url == "" {
 			url = "http://" + displayAddr(a)
