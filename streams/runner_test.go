@@ -197,7 +197,10 @@ func TestRunner(t *testing.T) {
 			return forward(m), nil
 		})
 		startRunner(t, s, h, func(c *streams.RunnerConfig) {
-			c.OnFailure = func(ctx context.Context, m *streams.Msg, err error) error { failed.Store(jobID(m), err.Error()); return nil }
+			c.OnFailure = func(ctx context.Context, m *streams.Msg, err error) error {
+				failed.Store(jobID(m), err.Error())
+				return nil
+			}
 		})
 		publishRequest(t, s, schemas.TierNormal, "poison")
 		publishRequest(t, s, schemas.TierNormal, "good")
