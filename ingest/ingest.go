@@ -396,7 +396,9 @@ func validIdempotencyKey(k string) bool {
 	return true
 }
 
-// checkCallbackURL accepts absolute http(s) URLs without credentials.
+// checkCallbackURL accepts absolute http(s) URLs without credentials whose host, when
+// an IP literal, is no special-purpose address (unless AllowPrivateCallbacks); names
+// are checked again at dial time (WebhookDialer).
 func (s *Service) checkCallbackURL(raw string) *Problem {
 	bad := func(msg string) *Problem {
 		return problem(422, "invalid_callback_url", msg, FieldProblem{Field: "callback_url", Constraint: "format", Message: msg})
