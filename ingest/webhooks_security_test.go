@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/micro"
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
@@ -256,4 +257,20 @@ func TestDeliveriesSignPerTenantWithBothSecretsAndLogNoCallbackSecrets(t *testin
 	require.NotContains(t, out, "s3cr3t-query", "no query string in any log line")
 	require.NotContains(t, out, "frag")
 	require.Contains(t, out, "callback answered", "the failed call was logged")
+}
+
+func TestTheNATSEntryRefusesSpecialPurposeCallbackLiteralsToo(t *testing.T) {
+	e := newEnv(t, ingest.Config{WebhookSecret: webhookSecret})
+	e.serveNATS(t)
+	nc := e.upstream(t)
+	img := encodePNG(t, gridImage(2, 2))
+	for _, ip := range []string{"100.64.0.1", "198.18.0.1", "64:ff9b::a00:1", "2002:a00:1::1", "169.254.169.254", "::ffff:127.0.0.1"} {
+		res := request(t, nc, "studio.submit.remove-background", map[string]any{"image": map[string]any{"data": img}, "callback_url": callbackFor(ip)}, nil)
+		require.Equal(t, "422", res.Header.Get(micro.ErrorCodeHeader), "%s: %s", ip, res.Data)
+		var p ingest.Problem
+		require.NoError(t, json.Unmarshal(res.Data, &p))
+		require.Equal(t, "invalid_callback_url", p.Code, ip)
+		require.Equal(t, []string{"callback_url"}, fieldsOf(p), ip)
+	}
+	e.requireNothingKept(t)
 }
