@@ -18,6 +18,7 @@ import (
 	"io"
 	mathrand "math/rand/v2"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -55,8 +56,13 @@ type Config struct {
 	UploadSecret string
 	// UploadURLExpiry bounds how long a presigned upload URL works (default 15m).
 	UploadURLExpiry time.Duration
-	// WebhookSecret signs webhook calls (Studio-Signature). Empty refuses callback_url.
+	// WebhookSecret is the key each tenant's signing secret is derived from
+	// (TenantWebhookSecret). Empty refuses callback_url.
 	WebhookSecret string
+	// WebhookPreviousSecret, set during a rotation, adds a second signature made with
+	// the tenant's secret under the previous key, so receivers not yet moved on still
+	// verify.
+	WebhookPreviousSecret string
 	// WebhookAttempts bounds deliveries of one webhook (default 8); WebhookBackoff is
 	// the first retry delay, doubled each time up to WebhookMaxBackoff (1s, 10m).
 	WebhookAttempts                   int
@@ -390,7 +396,9 @@ func validIdempotencyKey(k string) bool {
 	return true
 }
 
-// checkCallbackURL accepts absolute http(s) URLs without credentials.
+// checkCallbackURL accepts absolute http(s) URLs without credentials whose host, when
+// an IP literal, is no special-purpose address (unless AllowPrivateCallbacks); names
+// are checked again at dial time (WebhookDialer).
 func (s *Service) checkCallbackURL(raw string) *Problem {
 	bad := func(msg string) *Problem {
 		return problem(422, "invalid_callback_url", msg, FieldProblem{Field: "callback_url", Constraint: "format", Message: msg})
@@ -409,6 +417,12 @@ func (s *Service) checkCallbackURL(raw string) *Problem {
 		return bad("must name a host")
 	case u.User != nil:
 		return bad("must not carry credentials; verify the Studio-Signature header instead")
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && !s.cfg.AllowPrivateCallbacks {
+		if err := CheckCallbackAddr(ip); err != nil {
+			msg := "must reach a public address: " + strings.TrimPrefix(err.Error(), ErrSpecialAddress.Error()+": ")
+			return problem(422, "invalid_callback_url", msg, FieldProblem{Field: "callback_url", Constraint: "publicAddress", Message: msg})
+		}
 	}
 	return nil
 }

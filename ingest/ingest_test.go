@@ -55,6 +55,12 @@ func newEnv(t *testing.T, cfg ingest.Config) *env {
 
 func newEnvWithDepth(t *testing.T, cfg ingest.Config, depth ingest.QueueDepth) *env {
 	t.Helper()
+	return newEnvWithLog(t, cfg, depth, quietLog())
+}
+
+// newEnvWithLog is newEnvWithDepth whose service logs to log.
+func newEnvWithLog(t *testing.T, cfg ingest.Config, depth ingest.QueueDepth, log logrus.FieldLogger) *env {
+	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
 	jobStore, err := jobs.Open(ctx, s.JS)
@@ -68,7 +74,7 @@ func newEnvWithDepth(t *testing.T, cfg ingest.Config, depth ingest.QueueDepth) *
 	require.NoError(t, err)
 	index, err := jobs.OpenIndex(ctx, s.JS)
 	require.NoError(t, err)
-	svc := ingest.NewService(cfg, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat, depth, nil, quietLog(),
+	svc := ingest.NewService(cfg, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat, depth, nil, log,
 		ingest.WithIdempotency(idem), ingest.WithJobIndex(index))
 	api := httptest.NewServer(svc.Handler())
 	t.Cleanup(api.Close)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/ingest"
@@ -89,6 +90,12 @@ type pipeline struct {
 // n jobs through, openAll everything.
 func newPipeline(t *testing.T, cfg ingest.Config) *pipeline {
 	t.Helper()
+	return newPipelineWithLog(t, cfg, quietLog())
+}
+
+// newPipelineWithLog is newPipeline whose ingest service logs to log.
+func newPipelineWithLog(t *testing.T, cfg ingest.Config, log logrus.FieldLogger) *pipeline {
+	t.Helper()
 	var depth ingest.QueueDepth
 	var e *env
 	spec, err := processors.Consumers(schemas.StagePreprocess, "")
@@ -96,7 +103,7 @@ func newPipeline(t *testing.T, cfg ingest.Config) *pipeline {
 	depth = func(ctx context.Context, tier schemas.Tier) (int, error) {
 		return streams.Backlog(ctx, e.srv.JS, spec, tier)
 	}
-	e = newEnvWithDepth(t, cfg, depth)
+	e = newEnvWithLog(t, cfg, depth, log)
 	p := &pipeline{env: e, gates: map[schemas.Stage]chan struct{}{}, open: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx = ctx

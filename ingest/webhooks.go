@@ -10,11 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
+	"net/url"
 	"strconv"
-	"syscall"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -25,8 +24,10 @@ import (
 
 // Webhook headers.
 const (
-	// HeaderSignature is "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>".
-	// Receivers recompute it and refuse stale timestamps, which defeats replays.
+	// HeaderSignature is "t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>",
+	// where key is the tenant's secret (TenantWebhookSecret); during a rotation a second
+	// v1 made with the previous secret follows. Receivers accept when any v1 matches and
+	// refuse stale timestamps, which defeats replays (see the README, Webhooks).
 	HeaderSignature = "Studio-Signature"
 	// HeaderEvent names the body's schema (studio.job.result/v1).
 	HeaderEvent = "Studio-Event"
@@ -41,14 +42,79 @@ const DurableWebhooks = "webhooks"
 // StageWebhooks names the dead-letter subject studio.dlq.webhooks.
 const StageWebhooks schemas.Stage = "webhooks"
 
-// SignWebhook returns the Studio-Signature value for body at time t.
-func SignWebhook(secret string, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
+// TenantWebhookSecret derives a tenant's webhook signing secret from the configured
+// secret: hex(HMAC-SHA256(key=secret, "studio-webhook-secret/v1/" + tenant)). Each
+// tenant verifies with its own secret, so one tenant's signature is no signature for
+// another; the operator hands each tenant its derived secret, never the configured one.
+func TenantWebhookSecret(secret, tenant string) string {
 	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("studio-webhook-secret/v1/"))
+	m.Write([]byte(tenant))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// SignWebhook returns the Studio-Signature value for body at time t, signed with each
+// of keys in turn (the current tenant secret first, then the previous one while a
+// rotation lasts; empty keys are skipped).
+func SignWebhook(t time.Time, body []byte, keys ...string) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	out := "t=" + ts
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		m := hmac.New(sha256.New, []byte(k))
+		m.Write([]byte(ts))
+		m.Write([]byte{'.'})
+		m.Write(body)
+		out += ",v1=" + hex.EncodeToString(m.Sum(nil))
+	}
+	return out
+}
+
+// VerifyWebhook reports whether header (a Studio-Signature value) signs body with key
+// and is at most tolerance old (or early): the receiver's side of SignWebhook, in Go.
+func VerifyWebhook(header string, body []byte, key string, now time.Time, tolerance time.Duration) bool {
+	var ts string
+	var sigs []string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sigs = append(sigs, v)
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return false
+	}
+	m := hmac.New(sha256.New, []byte(key))
 	m.Write([]byte(ts))
 	m.Write([]byte{'.'})
 	m.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+	want := hex.EncodeToString(m.Sum(nil))
+	for _, s := range sigs {
+		if hmac.Equal([]byte(s), []byte(want)) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactURL is raw without userinfo, query and fragment, for log lines and errors:
+// callback URLs often carry a token in the query.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
 }
 
 // RunWebhooks delivers every final job state that has a callback URL, from the durable
@@ -100,34 +166,39 @@ func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *st
 		return nil // not submitted through this ingest, expired, or no callback
 	}
 	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, m)
-	log = log.WithFields(logrus.Fields{"callback_url": entry.CallbackURL, "status_code": status})
+	log = log.WithFields(logrus.Fields{"callback_url": redactURL(entry.CallbackURL), "status_code": status})
 	if err != nil {
-		return fmt.Errorf("webhook to %s: %w", entry.CallbackURL, err)
+		return fmt.Errorf("webhook to %s: %w", redactURL(entry.CallbackURL), err)
 	}
 	log.Info("webhook delivered")
 	return nil
 }
 
 // callWebhook POSTs the result event, signed; any 2xx is success.
-func (s *Service) callWebhook(ctx context.Context, client *http.Client, url string, res *schemas.ResultEvent, m *streams.Msg) (int, error) {
+func (s *Service) callWebhook(ctx context.Context, client *http.Client, target string, res *schemas.ResultEvent, m *streams.Msg) (int, error) {
 	body := m.Data
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WebhookTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, errors.New("callback URL cannot be requested")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "studio-webhooks/1")
 	req.Header.Set(HeaderEvent, res.Schema)
 	req.Header.Set(HeaderDelivery, res.JobID+"."+strconv.Itoa(m.Delivered))
 	req.Header.Set("Studio-Job-Id", res.JobID)
-	req.Header.Set(HeaderSignature, SignWebhook(s.cfg.WebhookSecret, time.Now(), body))
+	req.Header.Set(HeaderSignature, SignWebhook(time.Now(), body,
+		TenantWebhookSecret(s.cfg.WebhookSecret, res.Tenant), s.previousTenantSecret(res.Tenant)))
 	if res.TraceParent != "" {
 		req.Header.Set("traceparent", res.TraceParent)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL) // the error reaches logs and the DLQ reason
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()
@@ -138,28 +209,20 @@ func (s *Service) callWebhook(ctx context.Context, client *http.Client, url stri
 	return resp.StatusCode, nil
 }
 
-// errPrivateAddress refuses callbacks into the operator's own networks.
-var errPrivateAddress = errors.New("callback address is loopback, private or link-local")
-
-// webhookClient connects only to public addresses unless AllowPrivateCallbacks: the
-// check runs on the address actually dialled, after DNS, so a name that resolves to an
-// internal address is refused too. Redirects are not followed, and no proxy is used.
-func (s *Service) webhookClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	if !s.cfg.AllowPrivateCallbacks {
-		dialer.Control = func(network, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return err
-			}
-			ip := ap.Addr().Unmap()
-			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-				ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-				return fmt.Errorf("%w: %s", errPrivateAddress, ip)
-			}
-			return nil
-		}
+// previousTenantSecret is the tenant's secret under Config.WebhookPreviousSecret, or ""
+// when no rotation is under way.
+func (s *Service) previousTenantSecret(tenant string) string {
+	if s.cfg.WebhookPreviousSecret == "" {
+		return ""
 	}
+	return TenantWebhookSecret(s.cfg.WebhookPreviousSecret, tenant)
+}
+
+// webhookClient connects only to public addresses unless AllowPrivateCallbacks (see
+// WebhookDialer: the check runs on the address actually dialled, after DNS). Redirects
+// are not followed, and no proxy is used.
+func (s *Service) webhookClient() *http.Client {
+	dialer := WebhookDialer(s.cfg.AllowPrivateCallbacks)
 	return &http.Client{
 		Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 5 * time.Second},
 		CheckRedirect: func(*http.Request, []*http.Request) error {

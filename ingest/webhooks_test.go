@@ -111,14 +111,15 @@ func TestWebhookDeliversTheFinalStateSignedAndRetriesWithBackoff(t *testing.T) {
 	require.Equal(t, schemas.SchemaJobResult, last.header.Get(ingest.HeaderEvent))
 	require.Equal(t, job.ID+".3", last.header.Get(ingest.HeaderDelivery))
 
-	// The signature verifies with the shared secret and covers the body.
+	// The signature verifies with the tenant's derived secret and covers the body.
 	sig := last.header.Get(ingest.HeaderSignature)
 	ts, _, ok := strings.Cut(strings.TrimPrefix(sig, "t="), ",")
 	require.True(t, ok, sig)
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	require.NoError(t, err)
-	require.Equal(t, ingest.SignWebhook(webhookSecret, time.Unix(sec, 0), last.body), sig)
-	require.NotEqual(t, ingest.SignWebhook("other-secret", time.Unix(sec, 0), last.body), sig)
+	tenantKey := ingest.TenantWebhookSecret(webhookSecret, ev.Tenant)
+	require.Equal(t, ingest.SignWebhook(time.Unix(sec, 0), last.body, tenantKey), sig)
+	require.NotEqual(t, ingest.SignWebhook(time.Unix(sec, 0), last.body, webhookSecret), sig, "the configured secret itself signs nothing")
 
 	// Retries back off, doubling: a redelivery never comes before its delay (these
 	// are lower bounds, so a slow machine cannot break them).
@@ -194,12 +195,16 @@ func TestWebhooksRefuseLoopbackTargetsUnlessAllowed(t *testing.T) {
 	dlq, err := p.srv.NC.SubscribeSync(schemas.DLQSubject(ingest.StageWebhooks))
 	require.NoError(t, err)
 	require.NoError(t, p.srv.NC.Flush())
-	p.submitPNG(t, field("callback_url", hook.srv.URL)) // 127.0.0.1
+	// A name, not a literal, passes submission; it resolves to 127.0.0.1 at dial time.
+	_, port, _ := strings.Cut(strings.TrimPrefix(hook.srv.URL, "http://"), ":")
+	p.submitPNG(t, field("callback_url", "http://localhost:"+port+"/hook?token=s3cr3t"))
 	p.runWebhooks(t)
 	p.runAll()
 	p.openAll()
 	m, err := dlq.NextMsg(30 * time.Second)
 	require.NoError(t, err)
-	require.Contains(t, m.Header.Get(streams.HeaderDLQReason), "loopback, private or link-local")
+	reason := m.Header.Get(streams.HeaderDLQReason)
+	require.Contains(t, reason, "special-purpose range")
+	require.NotContains(t, reason, "s3cr3t", "the dead-letter reason carries no query string")
 	require.Equal(t, 0, hook.count(), "the private address was never contacted")
 }

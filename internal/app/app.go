@@ -425,7 +425,7 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	}
 	icfg := ingest.Config{
 		Limits: cfg.Limits(), PublicURL: cfg.PublicURL, CORSOrigins: origins,
-		UploadSecret: cfg.UploadSecret, WebhookSecret: cfg.WebhookSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
+		UploadSecret: cfg.UploadSecret, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
 	}
 	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index)}
 	if cfg.AuthOn() {

@@ -42,6 +42,7 @@ type Config struct {
 	CORSOrigins         string
 	UploadSecret        string
 	WebhookSecret       string
+	WebhookPrevSecret   string
 	WebhookAllowPrivate bool
 	S3                  s3.Config
 	// Sink is the ClickHouse writer, run by `studio sink` and inside `studio up`.
@@ -104,8 +105,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.PublicURL, "public-url", "", "URL printed for people to open (default http://<http address>)")
 	str(&c.CORSOrigins, "cors-origins", "", "browser origins allowed to call the API, comma separated (* for any); empty sends no CORS headers")
 	str(&c.UploadSecret, "upload-secret", "", "key that signs presigned upload URLs; every ingest replica needs the same one (empty: random per process)")
-	str(&c.WebhookSecret, "webhook-secret", "", "HMAC key for the Studio-Signature header of webhooks; empty refuses callback_url")
-	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", envBool("webhook-allow-private", false), "let callback URLs reach loopback and private addresses (development) ["+envName("webhook-allow-private")+"]")
+	str(&c.WebhookSecret, "webhook-secret", "", "key each tenant's webhook signing secret is derived from (Studio-Signature); empty refuses callback_url")
+	str(&c.WebhookPrevSecret, "webhook-previous-secret", "", "the webhook secret being rotated out: deliveries carry a second signature under it until it is removed")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", envBool("webhook-allow-private", false), "let callback URLs reach loopback, private and other special-purpose addresses (development only) ["+envName("webhook-allow-private")+"]")
 	str(&c.S3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port; empty stores objects in the JetStream object store")
 	str(&c.S3.Bucket, "s3-bucket", "studio", "S3 bucket")
 	str(&c.S3.AccessKey, "s3-access-key", "", "S3 access key")

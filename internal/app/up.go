@@ -149,11 +149,9 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 		if url == "" {
 			url = "http://" + displayAddr(a)
 		}
-		l := log.WithField("url", url)
-		if devToken != "" {
-			l = l.WithField("dev_token", devToken)
-		}
-		l.Info("studio is up")
+		// The development key goes to the terminal banner (started) only: a log line
+		// is shipped and kept, so it carries no secret, only that a key was issued.
+		log.WithFields(logrus.Fields{"url": url, "dev_key_issued": devToken != ""}).Info("studio is up")
 		if started != nil {
 			started(url, devToken)
 		}
