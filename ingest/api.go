@@ -81,8 +81,9 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /docs/problems", s.handleProblemsDoc)
 	mux.HandleFunc("GET "+MigrationV1ToV2, s.handleMigrationDoc)
 	if s.pages != nil {
+		pages := s.operatorOnly(s.pages)
 		for _, pattern := range s.pageRoutes {
-			mux.Handle(pattern, s.pages)
+			mux.Handle(pattern, pages)
 		}
 	} else {
 		mux.HandleFunc("GET /{$}", s.handleIndex)

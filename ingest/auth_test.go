@@ -42,7 +42,9 @@ type secureEnv struct {
 	upstream *nats.Conn
 }
 
-func newSecureEnv(t *testing.T) *secureEnv {
+// newSecureEnv starts the service; each setup runs on it before its handler is built
+// (MountPages, for one).
+func newSecureEnv(t *testing.T, setup ...func(*ingest.Service)) *secureEnv {
 	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
@@ -69,6 +71,9 @@ func newSecureEnv(t *testing.T) *secureEnv {
 	svc := ingest.NewService(ingest.Config{}, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat,
 		func(context.Context, schemas.Tier) (int, error) { return 0, nil }, nil, quietLog(),
 		ingest.WithIdempotency(idem), ingest.WithJobIndex(index), ingest.WithSecurity(sec))
+	for _, f := range setup {
+		f(svc)
+	}
 	api := httptest.NewServer(svc.Handler())
 	t.Cleanup(api.Close)
 	t.Cleanup(svc.Close)

@@ -381,6 +381,9 @@ func (s *Service) batchJobs(ctx context.Context, id string) ([]*schemas.JobRecor
 		if err != nil {
 			return nil, s.asProblem(err, "batch lookup")
 		}
+		if s.visible(ctx, rec, "id") != nil {
+			continue // the index is the caller's own; this keeps the one rule anyway
+		}
 		recs = append(recs, rec)
 	}
 	if len(recs) == 0 {

@@ -268,23 +268,34 @@ func (s *Service) httpCaller(ctx context.Context) *auth.Principal {
 	return &p
 }
 
-// lookup returns a job record or a 404 problem; a job of another tenant is reported
-// exactly like a missing one.
+// lookup returns a job record the caller may see (jobs:read and the visibility rule,
+// visible) or a 404 problem: a job of another user or tenant is reported exactly like a
+// missing one. Every route that takes a job id reaches the job through it.
 func (s *Service) lookup(ctx context.Context, id string) (*schemas.JobRecord, error) {
+	return s.lookupField(ctx, id, "id")
+}
+
+// lookupField is lookup for a job id given in field (a path parameter or body field).
+func (s *Service) lookupField(ctx context.Context, id, field string) (*schemas.JobRecord, error) {
 	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
 		return nil, err
 	}
 	rec, err := s.jobs.Get(ctx, id)
 	if errors.Is(err, jobs.ErrNotFound) {
-		return nil, problem(404, "job_not_found", fmt.Sprintf("no job %q", id), FieldProblem{Field: "id", Constraint: "exists", Message: "no such job"})
+		return nil, jobNotFound(id, field)
 	}
 	if err != nil {
 		return nil, s.asProblem(err, "job lookup")
 	}
-	if err := s.visible(ctx, rec); err != nil {
+	if err := s.visible(ctx, rec, field); err != nil {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// jobNotFound is the one answer for a job that is missing or not the caller's.
+func jobNotFound(id, field string) *Problem {
+	return problem(404, "job_not_found", fmt.Sprintf("no job %q", id), FieldProblem{Field: field, Constraint: "exists", Message: "no such job"})
 }
 
 func (s *Service) list(ctx context.Context, in *listInput) ([]*schemas.JobRecord, string, error) {

@@ -3,8 +3,6 @@ package ingest
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/creativeai-studio/studio/internal/auth"
-	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -252,14 +249,8 @@ func (s *Service) feedback(ctx context.Context, in FeedbackRequest) (*FeedbackAc
 	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
 		return nil, err
 	}
-	rec, err := s.jobs.Get(ctx, in.JobID)
-	if errors.Is(err, jobs.ErrNotFound) {
-		return nil, problem(404, "job_not_found", fmt.Sprintf("no job %q", in.JobID), FieldProblem{Field: "job_id", Constraint: "exists", Message: "no such job"})
-	}
+	rec, err := s.lookupField(ctx, in.JobID, "job_id")
 	if err != nil {
-		return nil, s.asProblem(err, "feedback")
-	}
-	if err := s.visible(ctx, rec); err != nil {
 		return nil, err
 	}
 	_, user := s.caller(ctx)

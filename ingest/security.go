@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -46,6 +45,25 @@ func (s *Service) Security() *Security { return s.sec }
 // ErasureRequest the Eraser publishes.
 const actionUserErase = "user-erase"
 
+// opsAPIPrefix is where the operations dashboard reads its data (tenant names, counts,
+// ratings): only operators, the admin scope, may read it.
+const opsAPIPrefix = "/ops/api/"
+
+// operatorOnly answers 403 for a request under opsAPIPrefix unless the caller holds the
+// admin scope (authenticate has already answered 401 without credentials). While
+// security is off every caller is the default admin.
+func (s *Service) operatorOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.sec != nil && strings.HasPrefix(r.URL.Path, opsAPIPrefix) {
+			if err := s.principal(r.Context()).Require(auth.ScopeAdmin); err != nil {
+				writeProblem(w, r, problem(http.StatusForbidden, "forbidden", err.Error()+": operations data is for operators"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // publicRoute reports whether r needs no credentials.
 func publicRoute(r *http.Request) bool {
 	p := r.URL.Path
@@ -54,6 +72,8 @@ func publicRoute(r *http.Request) bool {
 		p == "/docs" || strings.HasPrefix(p, "/docs/"),
 		strings.HasPrefix(p, "/openapi"), p == "/metrics":
 		return true
+	case strings.HasPrefix(p, opsAPIPrefix):
+		return false // operations data: an operator credential (operatorOnly)
 	case r.Method == http.MethodGet && (p == "/" || p == "/ops" || strings.HasPrefix(p, "/ops/") || strings.HasPrefix(p, "/static/")):
 		return true
 	case r.Method == http.MethodPut && (strings.HasPrefix(p, "/v1/uploads/") || strings.HasPrefix(p, "/latest/uploads/")):
@@ -180,13 +200,14 @@ func (s *Service) userActive(ctx context.Context, tenant, user string) error {
 	return nil
 }
 
-// visible returns a 404 problem unless the caller may see rec.
-func (s *Service) visible(ctx context.Context, rec *schemas.JobRecord) error {
+// visible returns a 404 problem unless the caller may see rec (auth.CheckJob: the
+// owner, or an admin of the job's tenant); field names the job id in the request.
+func (s *Service) visible(ctx context.Context, rec *schemas.JobRecord, field string) error {
 	if s.sec == nil {
 		return nil
 	}
 	if auth.CheckJob(s.principal(ctx), rec) != nil {
-		return problem(404, "job_not_found", fmt.Sprintf("no job %q", rec.ID), FieldProblem{Field: "id", Constraint: "exists", Message: "no such job"})
+		return jobNotFound(rec.ID, field)
 	}
 	return nil
 }

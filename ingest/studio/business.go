@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/creativeai-studio/studio/schemas"
@@ -14,8 +15,67 @@ import (
 // the request's deadline. Return schemas.ErrAnalyticsOff when no store is configured.
 type BusinessFunc func(ctx context.Context, window time.Duration) (*schemas.BusinessReport, error)
 
-// businessTimeout bounds the analytics queries of one request.
+// businessTimeout bounds the analytics queries of one refresh.
 const businessTimeout = 10 * time.Second
+
+// BusinessTTL is how long a window's report is served from memory: whatever the
+// request rate, the analytics store sees at most one query per window per TTL.
+const BusinessTTL = 60 * time.Second
+
+// businessCache holds the last report of each window. One refresh per window runs at a
+// time (callers of the same window wait for it), and a failed refresh is not kept.
+// Safe for concurrent use.
+type businessCache struct {
+	fn  BusinessFunc
+	now func() time.Time
+
+	mu      sync.Mutex
+	windows map[string]*windowEntry
+}
+
+// windowEntry is one window's report; mu serialises its refreshes.
+type windowEntry struct {
+	mu     sync.Mutex
+	report *schemas.BusinessReport // normalised, Window set; never mutated once stored
+	at     time.Time
+}
+
+func newBusinessCache(fn BusinessFunc) *businessCache {
+	return &businessCache{fn: fn, now: time.Now, windows: map[string]*windowEntry{}}
+}
+
+// get returns the report for the named window, querying fn when the cached one is
+// missing or older than BusinessTTL. It blocks while another caller refreshes the same
+// window. The query outlives a caller that goes away (bounded by businessTimeout), so
+// the callers waiting behind it still get its answer.
+func (c *businessCache) get(ctx context.Context, name string, window time.Duration) (*schemas.BusinessReport, error) {
+	c.mu.Lock()
+	e := c.windows[name]
+	if e == nil {
+		e = &windowEntry{}
+		c.windows[name] = e
+	}
+	c.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.report != nil && c.now().Sub(e.at) < BusinessTTL {
+		return e.report, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), businessTimeout)
+	defer cancel()
+	b, err := c.fn(qctx, window)
+	if err != nil {
+		return nil, err
+	}
+	b.Window = name
+	normalise(b)
+	e.report, e.at = b, c.now()
+	return b, nil
+}
 
 func (h *handler) business(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("window")
@@ -27,13 +87,11 @@ func (h *handler) business(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, "invalid_window", "window must be 24h, 7d or 30d")
 		return
 	}
-	if h.cfg.Business == nil {
+	if h.biz == nil {
 		writeProblem(w, r, http.StatusServiceUnavailable, "analytics_not_configured", "analytics not configured: the ClickHouse sink is off on this server")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), businessTimeout)
-	defer cancel()
-	b, err := h.cfg.Business(ctx, window)
+	b, err := h.biz.get(r.Context(), name, window)
 	switch {
 	case errors.Is(err, schemas.ErrAnalyticsOff):
 		writeProblem(w, r, http.StatusServiceUnavailable, "analytics_not_configured", "analytics not configured: the ClickHouse sink is off on this server")
@@ -45,8 +103,6 @@ func (h *handler) business(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusServiceUnavailable, "analytics_unavailable", "the analytics store did not answer; the server log has the cause. Retry shortly.")
 		return
 	}
-	b.Window = name
-	normalise(b)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, b)
 }

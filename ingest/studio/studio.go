@@ -46,7 +46,10 @@ type Config struct {
 	// the page still shows the sign-in box whenever the API answers 401.
 	AuthRequired bool
 	// Business answers GET /ops/api/business; nil answers 503 and the dashboard says
-	// that analytics are not configured.
+	// that analytics are not configured. Each window's report is kept BusinessTTL, so
+	// Business runs at most once per window per BusinessTTL. The route itself is not
+	// authenticated here: the API that mounts the pages must require an operator
+	// credential for /ops/api/ (ingest does).
 	Business BusinessFunc
 	// Log receives analytics failures; nil discards them.
 	Log logrus.FieldLogger
@@ -62,10 +65,12 @@ type file struct {
 	etag  string
 }
 
-// handler serves the pages. It holds no mutable state: safe for concurrent use.
+// handler serves the pages. Its only mutable state is the business report cache,
+// which locks itself: safe for concurrent use.
 type handler struct {
 	cfg   Config
 	files map[string]file // by name under web/
+	biz   *businessCache  // nil when Config.Business is nil
 }
 
 // Handler returns the studio, the dashboard and their static files (see Routes).
@@ -77,6 +82,9 @@ func Handler(cfg Config) http.Handler {
 		cfg.MaxUploadBytes = DefaultMaxUploadBytes
 	}
 	h := &handler{cfg: cfg, files: loadFiles()}
+	if cfg.Business != nil {
+		h.biz = newBusinessCache(cfg.Business)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.page("index.html"))
 	mux.HandleFunc("GET /ops", h.page("ops.html"))

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +286,89 @@ func TestRoutesMountOnAnAPIMux(t *testing.T) {
 		if r := get(t, api, p); r.StatusCode != http.StatusOK {
 			t.Errorf("%s: %d", p, r.StatusCode)
 		}
+	}
+}
+
+func TestBusinessReportsAreCachedPerWindowForAMinute(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[time.Duration]int{}
+	fn := func(ctx context.Context, w time.Duration) (*schemas.BusinessReport, error) {
+		mu.Lock()
+		calls[w]++
+		n := calls[w]
+		mu.Unlock()
+		time.Sleep(10 * time.Millisecond) // concurrent callers arrive while this runs
+		return &schemas.BusinessReport{Totals: schemas.BusinessTotals{Jobs: int64(n)}}, nil
+	}
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	cache := newBusinessCache(fn)
+	cache.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h := http.HandlerFunc((&handler{cfg: Config{Business: fn}, biz: cache}).business)
+	count := func(w time.Duration) int { mu.Lock(); defer mu.Unlock(); return calls[w] }
+
+	hammer := func(window string) {
+		var wg sync.WaitGroup
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := httptest.NewRequest(http.MethodGet, "/ops/api/business?window="+window, nil)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					t.Errorf("window %s: status %d: %s", window, rec.Code, rec.Body)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	hammer("24h")
+	hammer("7d")
+	if got := count(24 * time.Hour); got != 1 {
+		t.Errorf("40 concurrent requests for 24h ran %d queries, want 1", got)
+	}
+	if got := count(7 * 24 * time.Hour); got != 1 {
+		t.Errorf("40 concurrent requests for 7d ran %d queries, want 1 (each window has its own entry)", got)
+	}
+
+	mu.Lock()
+	now = now.Add(BusinessTTL - time.Second)
+	mu.Unlock()
+	hammer("24h")
+	if got := count(24 * time.Hour); got != 1 {
+		t.Errorf("within the minute the 24h report was queried again: %d queries", got)
+	}
+
+	mu.Lock()
+	now = now.Add(2 * time.Second)
+	mu.Unlock()
+	hammer("24h")
+	if got := count(24 * time.Hour); got != 2 {
+		t.Errorf("after the minute: %d queries for 24h, want 2", got)
+	}
+	var got schemas.BusinessReport
+	if err := json.Unmarshal([]byte(body(t, get(t, h, "/ops/api/business?window=24h"))), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Totals.Jobs != 2 || got.Window != "24h" {
+		t.Errorf("served %+v, want the refreshed report (jobs 2) for window 24h", got.Totals)
+	}
+}
+
+func TestAFailedBusinessQueryIsRetriedNotCached(t *testing.T) {
+	var calls atomic.Int32
+	fn := func(context.Context, time.Duration) (*schemas.BusinessReport, error) {
+		if calls.Add(1) == 1 {
+			return nil, errors.New("store down")
+		}
+		return &schemas.BusinessReport{}, nil
+	}
+	h := Handler(Config{CacheDir: t.TempDir(), Business: fn})
+	if r := get(t, h, "/ops/api/business"); r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("first call: status %d, want 503", r.StatusCode)
+	}
+	if r := get(t, h, "/ops/api/business"); r.StatusCode != http.StatusOK {
+		t.Fatalf("second call: status %d, want 200 from a fresh query", r.StatusCode)
 	}
 }

@@ -77,16 +77,24 @@ func (p Principal) Grantable(scopes []Scope) error {
 	return nil
 }
 
-// ErrNotVisible means the resource belongs to another tenant. Callers answer 404 (not
-// 403), exactly as for a missing resource, so ids of other tenants cannot be probed.
+// ErrNotVisible means the caller may not see the resource: it belongs to another
+// tenant, or to another user of the caller's tenant and the caller is no tenant admin.
+// Callers answer 404 (not 403), exactly as for a missing resource, so ids cannot be
+// probed.
 var ErrNotVisible = errors.New("auth: not found")
 
-// CheckJob returns nil when the job belongs to p's tenant, else ErrNotVisible.
+// CheckJob is the one visibility rule for jobs: it returns nil when rec belongs to p
+// (same tenant and user) or when p holds the admin scope in rec's tenant, else
+// ErrNotVisible. Every route that reads, downloads, cancels, follows or rates a job
+// goes through it.
 func CheckJob(p Principal, rec *schemas.JobRecord) error {
 	if rec == nil || p.Tenant == "" || rec.Tenant != p.Tenant {
 		return ErrNotVisible
 	}
-	return nil
+	if rec.User == p.User || slices.Contains(p.Scopes, ScopeAdmin) {
+		return nil
+	}
+	return ErrNotVisible
 }
 
 type principalKey struct{}

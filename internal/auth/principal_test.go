@@ -19,7 +19,9 @@ func TestPrincipalChecks(t *testing.T) {
 		err  error
 		want error
 	}{
-		{name: "a job of the caller's tenant is visible", err: auth.CheckJob(alice, job)},
+		{name: "the owner sees their job", err: auth.CheckJob(auth.Principal{Tenant: "acme", User: "bob", Scopes: []auth.Scope{auth.ScopeJobsRead}}, job)},
+		{name: "another user of the same tenant does not see the job", err: auth.CheckJob(alice, job), want: auth.ErrNotVisible},
+		{name: "an admin of the job's tenant sees the job", err: auth.CheckJob(admin, job)},
 		{name: "a job of another tenant is not found, even with the same user id", err: auth.CheckJob(alice, foreign), want: auth.ErrNotVisible},
 		{name: "an admin of another tenant does not see the job either", err: auth.CheckJob(auth.Principal{Tenant: "globex", Scopes: []auth.Scope{auth.ScopeAdmin}}, job), want: auth.ErrNotVisible},
 		{name: "a principal without a tenant sees nothing", err: auth.CheckJob(auth.Principal{}, &schemas.JobRecord{}), want: auth.ErrNotVisible},

@@ -390,6 +390,8 @@ async function loadBusiness() {
     if (e.status === 404 || e.status === 503 || e.code === 'analytics_not_configured') {
       note.textContent = 'Analytics not configured: business figures come from the ClickHouse sink, which is off on this server.'
         + (e.code && e.code !== 'analytics_not_configured' && e.detail ? ` (${e.detail})` : '');
+    } else if (e.status === 401 || e.status === 403) {
+      note.textContent = 'Business figures are for operators: sign in with a token that holds the admin scope.';
     } else {
       note.textContent = `Business figures are unavailable: ${e.detail || e.message}`;
     }
