@@ -121,15 +121,20 @@ func (s RequestServer) Serve(ctx context.Context, cfg ServiceConfig, h RequestHa
 			if in.Reply == "" {
 				return
 			}
-			var opts []micro.RespondOpt
-			if len(out.Header) > 0 {
-				opts = append(opts, micro.WithHeaders(micro.Headers(out.Header)))
+			// The reply is published on the connection, not through req: micro records
+			// the outcome of req.Respond/Error in the request without a lock and reads
+			// it once the handler returns, which this goroutine outlives (a data race).
+			reply := &nats.Msg{Subject: in.Reply, Data: out.Data, Header: nats.Header{}}
+			for k, v := range out.Header {
+				reply.Header[k] = v
 			}
 			if out.ErrCode != "" {
-				_ = req.Error(out.ErrCode, out.ErrDesc, out.Data, opts...)
-				return
+				reply.Header.Set(micro.ErrorHeader, out.ErrDesc)
+				reply.Header.Set(micro.ErrorCodeHeader, out.ErrCode)
 			}
-			_ = req.Respond(out.Data, opts...)
+			if err := s.NC.PublishMsg(reply); err != nil {
+				cfg.Log.WithError(err).WithField("subject", in.Subject).Warn("could not send the reply; the requester times out and may retry")
+			}
 		}()
 	})
 	svc, err := micro.AddService(s.NC, micro.Config{
