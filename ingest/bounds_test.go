@@ -1,16 +1,21 @@
 package ingest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -125,4 +130,65 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// Event streams outlive the server's read and write timeouts: a job may run for many
+// minutes, so the WebSocket and SSE handlers lift both deadlines for their connection.
+func TestEventStreamsOutliveTheServerTimeouts(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		follow func(t *testing.T, url string, run func()) schemas.Status
+	}{
+		{"a WebSocket gets the final state after the timeouts passed", func(t *testing.T, url string, run func()) schemas.Status {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), nil)
+			require.NoError(t, err)
+			defer c.CloseNow()
+			var f ingest.EventFrame
+			require.NoError(t, wsjson.Read(ctx, c, &f))
+			time.Sleep(3 * timeout) // past both deadlines, with nothing to send
+			run()
+			for f.Status != schemas.StatusSucceeded && f.Status != schemas.StatusFailed {
+				require.NoError(t, wsjson.Read(ctx, c, &f), "the stream ended before the final state")
+			}
+			return f.Status
+		}},
+		{"server-sent events get the final state after the timeouts passed", func(t *testing.T, url string, run func()) schemas.Status {
+			res, err := http.Get(url)
+			require.NoError(t, err)
+			defer res.Body.Close()
+			require.Equal(t, http.StatusOK, res.StatusCode)
+			sc := bufio.NewScanner(res.Body)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			var last schemas.Status
+			ran := false
+			for sc.Scan() {
+				if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+					var j ingest.JobResponse
+					require.NoError(t, json.Unmarshal([]byte(data), &j))
+					last = j.Status
+					if !ran {
+						time.Sleep(3 * timeout)
+						run()
+						ran = true
+					}
+				}
+			}
+			require.NoError(t, sc.Err())
+			return last
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPipeline(t, ingest.Config{})
+			srv := httptest.NewUnstartedServer(p.svc.Handler())
+			srv.Config.ReadTimeout, srv.Config.WriteTimeout = timeout, timeout
+			srv.Start()
+			t.Cleanup(srv.Close)
+			job := p.submitPNG(t)
+			final := tc.follow(t, srv.URL+"/v1/jobs/"+job.ID+"/events", func() { p.runAll(); p.openAll() })
+			require.Equal(t, schemas.StatusSucceeded, final)
+		})
+	}
 }

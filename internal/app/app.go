@@ -87,7 +87,7 @@ func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogg
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := topology.Provision(ctx, b.JS, streams.DefaultTopology(cfg.Replicas)); err != nil {
+	if err := topology.Provision(ctx, b.JS, streams.DefaultTopology(cfg.Replicas).WithMaxBytes(cfg.StreamMaxBytes)); err != nil {
 		b.Close()
 		return nil, err
 	}
