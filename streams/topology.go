@@ -58,16 +58,19 @@ type Topology struct {
 }
 
 // Default stream bounds. Together (four pipeline streams and five others) they reserve
-// at most 7.25 GiB per replica: the embedded server's data directory needs that much
-// free disk (JetStream refuses a stream whose bound it cannot reserve). Production
-// raises them to the backlog it must absorb (see WithMaxBytes and --stream-max-bytes).
+// at most 2.06 GiB per replica, which JetStream must be able to reserve on the data
+// directory's disk (it refuses a stream whose bound exceeds 75% of the free space): it
+// fits the embedded default and the dev overlay's 5 GiB volume. Messages are small
+// (images travel through the object store), so 256 MiB queues thousands of jobs.
+// Production raises the bounds to the backlog it must absorb (WithMaxBytes,
+// --stream-max-bytes).
 const (
-	DefaultWorkMaxBytes      = 1 << 30
-	DefaultResultsMaxBytes   = 1 << 30
-	DefaultTelemetryMaxBytes = 1 << 30
-	DefaultAuditMaxBytes     = 1 << 30
-	DefaultFeedbackMaxBytes  = 256 << 20
-	DefaultDLQMaxBytes       = 1 << 30
+	DefaultWorkMaxBytes      = 256 << 20
+	DefaultResultsMaxBytes   = 256 << 20
+	DefaultTelemetryMaxBytes = 256 << 20
+	DefaultAuditMaxBytes     = 256 << 20
+	DefaultFeedbackMaxBytes  = 64 << 20
+	DefaultDLQMaxBytes       = 256 << 20
 )
 
 // DefaultTopology returns the production sizing with the given replica count.

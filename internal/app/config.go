@@ -104,7 +104,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server accepts other processes; empty for in-process only")
 	str(&c.NATSMonitor, "nats-monitor", "127.0.0.1:8222", "embedded NATS monitoring endpoint (KEDA reads lag here); empty disables")
 	integer(&c.Replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
-	fs.Int64Var(&c.StreamMaxBytes, "stream-max-bytes", envInt64("stream-max-bytes", 0), "bound in bytes of every stream; full pipeline streams refuse new jobs (503 queue_full), the others drop their oldest messages; 0 keeps the defaults (1 GiB each, feedback 256 MiB: 7.25 GiB of disk at most) ["+envName("stream-max-bytes")+"]")
+	fs.Int64Var(&c.StreamMaxBytes, "stream-max-bytes", envInt64("stream-max-bytes", 0), "bound in bytes of every stream; full pipeline streams refuse new jobs (503 queue_full), the others drop their oldest messages; 0 keeps the defaults (256 MiB each, feedback 64 MiB: 2.06 GiB of disk at most) ["+envName("stream-max-bytes")+"]")
 	str(&c.HTTPListen, "http", "127.0.0.1:8080", "HTTP API listen address")
 	dur := func(p *time.Duration, name string, def time.Duration, help string) {
 		fs.DurationVar(p, name, envDuration(name, def), help+" ["+envName(name)+"]")
