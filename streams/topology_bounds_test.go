@@ -103,3 +103,27 @@ func streamInfo(t *testing.T, ctx context.Context, js jetstream.JetStream, name 
 	}
 	return info
 }
+
+// Streams provisioned by a release without bounds (unbounded, DiscardOld) take their
+// bound and discard policy on the next start.
+func TestUnboundedStreamsOfAnEarlierReleaseTakeTheirBounds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := streamstest.Start(t)
+	want := streams.DefaultTopology(1).StreamConfigs(processors.Streams())
+	for _, c := range want {
+		c.MaxBytes, c.Discard = -1, jetstream.DiscardOld
+		if _, err := s.JS.UpdateStream(ctx, c); err != nil {
+			t.Fatalf("unbound %s: %v", c.Name, err)
+		}
+	}
+	if err := streams.DefaultTopology(1).Provision(ctx, s.JS, processors.Streams()); err != nil {
+		t.Fatalf("provision over unbounded streams: %v", err)
+	}
+	for _, c := range want {
+		got := streamInfo(t, ctx, s.JS, c.Name).Config
+		if got.MaxBytes != c.MaxBytes || got.Discard != c.Discard {
+			t.Errorf("stream %s: MaxBytes %d, discard %v; want %d, %v", c.Name, got.MaxBytes, got.Discard, c.MaxBytes, c.Discard)
+		}
+	}
+}
