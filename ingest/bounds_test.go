@@ -107,7 +107,7 @@ func TestARateLimitedCallerIsRefusedBeforeItsBodyIsRead(t *testing.T) {
 	}
 	const size = 10 << 20
 	for _, path := range []string{"/v2/jobs", "/v1/jobs", "/v2/predict", "/v2/batches"} {
-		t.Run(path, func(t *testing.T) {
+		t.Run("POST "+path, func(t *testing.T) {
 			read.Store(0)
 			req, err := http.NewRequest(http.MethodPost, api.URL+path, io.LimitReader(zeros{}, size))
 			require.NoError(t, err)
