@@ -15,6 +15,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // This file is the one admission path. Every way a job gets in (POST /vN/jobs, the NATS
@@ -283,6 +284,11 @@ func (s *Service) auditSubmission(ctx context.Context, who *auth.Principal, in E
 	}
 }
 
+// QueueFullRetryAfter is the Retry-After, in seconds, of a 503 queue_full: the
+// request stream reached its byte bound (streams.Topology.WorkMaxBytes) and refuses new
+// jobs until workers drain it.
+const QueueFullRetryAfter = "30"
+
 // refusal renders an Admit error for any transport: the problem to answer with and,
 // for a limit, the Retry-After value in whole seconds ("" when there is none). An
 // error that is no refusal is logged (with where) and becomes a 503 that says to retry.
@@ -298,6 +304,12 @@ func (s *Service) refusal(err error, where string) (*Problem, string) {
 	var p *Problem
 	if errors.As(err, &p) {
 		return p, ""
+	}
+	if streams.IsFull(err) {
+		if where != "" {
+			s.log.WithError(err).WithField("endpoint", where).Warn("job refused: the request stream is full; raise --stream-max-bytes or add workers")
+		}
+		return problem(http.StatusServiceUnavailable, "queue_full", "the job queue is full; submit again after Retry-After seconds"), QueueFullRetryAfter
 	}
 	if where == "" {
 		// Auditing only: the entry logs the cause when it answers.

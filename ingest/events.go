@@ -131,11 +131,22 @@ func (s *Service) queuePosition(ctx context.Context, rec *schemas.JobRecord) int
 // serveEvents streams a job's progress as a WebSocket when the client asks to upgrade,
 // and as server-sent events otherwise.
 func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request, rec *schemas.JobRecord) {
+	liftDeadlines(w)
 	if isWebSocket(r) {
 		s.serveWebSocket(w, r, rec)
 		return
 	}
 	s.serveSSE(w, r, rec)
+}
+
+// liftDeadlines exempts a long-lived event stream from the server's read and write
+// timeouts (a job may run for many minutes); its pings and per-frame write deadlines
+// notice a client that went away. Without it the read timeout would also cancel the
+// request context of an SSE stream.
+func liftDeadlines(w http.ResponseWriter) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 }
 
 func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request, rec *schemas.JobRecord) {

@@ -92,6 +92,7 @@ var ProblemCodes = map[string]string{
 	"too_many_active_jobs":     "429: your tier's number of queued or running jobs is reached; wait for one to finish.",
 	"quota_exceeded":           "429: the API key used its requests for today (UTC); wait Retry-After seconds.",
 	"internal":                 "500: unexpected error; quote the request id.",
+	"queue_full":               "503: the job queue reached its size bound; submit again after Retry-After seconds.",
 	"unavailable":              "503: NATS or storage is unreachable, or a feature is not configured; retry.",
 }
 

@@ -2,7 +2,9 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,7 +41,37 @@ type Topology struct {
 	JobsMaxAge time.Duration
 	// Duplicates is the Nats-Msg-Id de-duplication window.
 	Duplicates time.Duration
+
+	// WorkMaxBytes bounds each pipeline stream (the request log and the stages' work
+	// queues). A full one refuses new messages (DiscardNew): work already accepted is
+	// never dropped, and ingest answers 503 queue_full with Retry-After.
+	WorkMaxBytes int64
+	// ResultsMaxBytes, TelemetryMaxBytes, AuditMaxBytes, FeedbackMaxBytes and
+	// DLQMaxBytes bound the other streams. A full one drops its oldest messages
+	// (DiscardOld), so a flood of telemetry or audit events can neither fill the disk
+	// nor stop the service.
+	ResultsMaxBytes   int64
+	TelemetryMaxBytes int64
+	AuditMaxBytes     int64
+	FeedbackMaxBytes  int64
+	DLQMaxBytes       int64
 }
+
+// Default stream bounds. Together (four pipeline streams and five others) they reserve
+// at most 2.06 GiB per replica, which JetStream must be able to reserve on the data
+// directory's disk (it refuses a stream whose bound exceeds 75% of the free space): it
+// fits the embedded default and the dev overlay's 5 GiB volume. Messages are small
+// (images travel through the object store), so 256 MiB queues thousands of jobs.
+// Production raises the bounds to the backlog it must absorb (WithMaxBytes,
+// --stream-max-bytes).
+const (
+	DefaultWorkMaxBytes      = 256 << 20
+	DefaultResultsMaxBytes   = 256 << 20
+	DefaultTelemetryMaxBytes = 256 << 20
+	DefaultAuditMaxBytes     = 256 << 20
+	DefaultFeedbackMaxBytes  = 64 << 20
+	DefaultDLQMaxBytes       = 256 << 20
+)
 
 // DefaultTopology returns the production sizing with the given replica count.
 func DefaultTopology(replicas int) Topology {
@@ -54,40 +86,91 @@ func DefaultTopology(replicas int) Topology {
 		DLQMaxAge:      30 * 24 * time.Hour,
 		JobsMaxAge:     30 * 24 * time.Hour,
 		Duplicates:     10 * time.Minute,
+
+		WorkMaxBytes:      DefaultWorkMaxBytes,
+		ResultsMaxBytes:   DefaultResultsMaxBytes,
+		TelemetryMaxBytes: DefaultTelemetryMaxBytes,
+		AuditMaxBytes:     DefaultAuditMaxBytes,
+		FeedbackMaxBytes:  DefaultFeedbackMaxBytes,
+		DLQMaxBytes:       DefaultDLQMaxBytes,
 	}
+}
+
+// WithMaxBytes returns t with every stream bounded to n bytes (n > 0), the one knob of
+// --stream-max-bytes; the discard policies stay as each stream's role needs.
+func (t Topology) WithMaxBytes(n int64) Topology {
+	if n > 0 {
+		t.WorkMaxBytes, t.ResultsMaxBytes, t.TelemetryMaxBytes = n, n, n
+		t.AuditMaxBytes, t.FeedbackMaxBytes, t.DLQMaxBytes = n, n, n
+	}
+	return t
 }
 
 // StreamConfigs lists every stream: the pipeline's (in order) followed by results,
 // telemetry, audit, feedback and the DLQ.
 func (t Topology) StreamConfigs(pipeline []StreamSpec) []jetstream.StreamConfig {
-	s := func(name, desc string, subjects []string, ret jetstream.RetentionPolicy, age time.Duration) jetstream.StreamConfig {
+	bound := func(n int64) int64 {
+		if n <= 0 {
+			return -1 // unlimited: only a hand-built Topology leaves a bound out
+		}
+		return n
+	}
+	s := func(name, desc string, subjects []string, ret jetstream.RetentionPolicy, age time.Duration, maxBytes int64, discard jetstream.DiscardPolicy) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,
 			Description: desc,
 			Subjects:    subjects,
 			Retention:   ret,
 			MaxAge:      age,
+			MaxBytes:    bound(maxBytes),
+			Discard:     discard,
 			Storage:     t.Storage,
 			Replicas:    t.Replicas,
 			Duplicates:  t.Duplicates,
-			Discard:     jetstream.DiscardOld,
 		}
 	}
 	out := make([]jetstream.StreamConfig, 0, len(pipeline)+5)
 	for _, p := range pipeline {
 		if p.WorkQueue {
-			out = append(out, s(p.Name, p.Description, p.Subjects, jetstream.WorkQueuePolicy, 0))
+			out = append(out, s(p.Name, p.Description, p.Subjects, jetstream.WorkQueuePolicy, 0, t.WorkMaxBytes, jetstream.DiscardNew))
 		} else {
-			out = append(out, s(p.Name, p.Description, p.Subjects, jetstream.LimitsPolicy, t.RequestsMaxAge))
+			out = append(out, s(p.Name, p.Description, p.Subjects, jetstream.LimitsPolicy, t.RequestsMaxAge, t.WorkMaxBytes, jetstream.DiscardNew))
 		}
 	}
+	old := jetstream.DiscardOld
 	return append(out,
-		s(schemas.StreamResults, "final job outcomes per tenant", []string{schemas.RootResults + ".>"}, jetstream.LimitsPolicy, t.ResultsMaxAge),
-		s(schemas.StreamTelemetry, "stage runs and HTTP requests for the sink", []string{"studio.telemetry.>"}, jetstream.LimitsPolicy, t.ResultsMaxAge),
-		s(schemas.StreamAudit, "audit trail", []string{"studio.audit.>"}, jetstream.LimitsPolicy, t.DLQMaxAge),
-		s(schemas.StreamFeedback, "user feedback on results", []string{"studio.feedback"}, jetstream.LimitsPolicy, t.DLQMaxAge),
-		s(schemas.StreamDLQ, "poison messages with reason, stage and attempts headers", []string{"studio.dlq.>"}, jetstream.LimitsPolicy, t.DLQMaxAge),
+		s(schemas.StreamResults, "final job outcomes per tenant", []string{schemas.RootResults + ".>"}, jetstream.LimitsPolicy, t.ResultsMaxAge, t.ResultsMaxBytes, old),
+		s(schemas.StreamTelemetry, "stage runs and HTTP requests for the sink", []string{"studio.telemetry.>"}, jetstream.LimitsPolicy, t.ResultsMaxAge, t.TelemetryMaxBytes, old),
+		s(schemas.StreamAudit, "audit trail", []string{"studio.audit.>"}, jetstream.LimitsPolicy, t.DLQMaxAge, t.AuditMaxBytes, old),
+		s(schemas.StreamFeedback, "user feedback on results", []string{"studio.feedback"}, jetstream.LimitsPolicy, t.DLQMaxAge, t.FeedbackMaxBytes, old),
+		s(schemas.StreamDLQ, "poison messages with reason, stage and attempts headers", []string{"studio.dlq.>"}, jetstream.LimitsPolicy, t.DLQMaxAge, t.DLQMaxBytes, old),
 	)
+}
+
+// JetStream's error codes for a refused store: the stream is at a bound with
+// DiscardNew (10077, "maximum bytes exceeded"), or the server has no storage left
+// (10023).
+const (
+	errCodeStoreFailed           jetstream.ErrorCode = 10077
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+)
+
+// IsFull reports whether err is a publish refused for space: the stream reached its
+// MaxBytes or MaxMsgs bound with DiscardNew, or JetStream ran out of storage. The
+// publisher should refuse new work and have its caller retry later.
+func IsFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case errCodeInsufficientResources:
+		return true
+	case errCodeStoreFailed:
+		d := apiErr.Description
+		return strings.Contains(d, "maximum bytes exceeded") || strings.Contains(d, "maximum messages exceeded")
+	}
+	return false
 }
 
 // Provision creates or updates every stream (the pipeline's, which the stage table

@@ -87,7 +87,7 @@ func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogg
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := topology.Provision(ctx, b.JS, streams.DefaultTopology(cfg.Replicas)); err != nil {
+	if err := topology.Provision(ctx, b.JS, streams.DefaultTopology(cfg.Replicas).WithMaxBytes(cfg.StreamMaxBytes)); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -600,7 +600,7 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 		<-ctx.Done()
 		svc.Close()
 	}()
-	err := ServeHTTP(ctx, cfg.HTTPListen, h, started)
+	err := ServeHTTPWith(ctx, cfg.HTTPListen, h, cfg.HTTPTimeouts, started)
 	stop()
 	return errors.Join(err, <-errs, <-errs, <-errs, <-errs)
 }
@@ -662,14 +662,52 @@ func BusReady(ctx context.Context, bus *Bus) error {
 	return nil
 }
 
-// ServeHTTP serves h on addr until ctx is cancelled, then shuts down gracefully.
-// started receives the bound address.
+// HTTPTimeouts bound how long one HTTP connection may hold the server. A zero field
+// takes its DefaultHTTPTimeouts value.
+type HTTPTimeouts struct {
+	// ReadHeader is the time a client has to send its request headers (slowloris).
+	ReadHeader time.Duration
+	// Read is the time a client has to send a whole request, body included: long
+	// enough for the largest upload at a slow client's rate. Event streams lift it.
+	Read time.Duration
+	// Write is the time from the end of the request headers to the end of the answer:
+	// above the longest legitimate answer (POST /v2/predict waits up to a minute, then
+	// a result download). Event streams (WebSocket, SSE) lift it for their connection.
+	Write time.Duration
+	// Idle is how long a keep-alive connection waits for its next request.
+	Idle time.Duration
+}
+
+// DefaultHTTPTimeouts returns the timeouts of the --http-*-timeout flags' defaults: a
+// 10 MB upload at 40 KB/s fits in Read.
+func DefaultHTTPTimeouts() HTTPTimeouts {
+	return HTTPTimeouts{ReadHeader: 10 * time.Second, Read: 5 * time.Minute, Write: 5 * time.Minute, Idle: 2 * time.Minute}
+}
+
+func (t HTTPTimeouts) withDefaults() HTTPTimeouts {
+	d := DefaultHTTPTimeouts()
+	for _, f := range []struct{ v, def *time.Duration }{{&t.ReadHeader, &d.ReadHeader}, {&t.Read, &d.Read}, {&t.Write, &d.Write}, {&t.Idle, &d.Idle}} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return t
+}
+
+// ServeHTTP serves h on addr with DefaultHTTPTimeouts until ctx is cancelled, then shuts
+// down gracefully. started receives the bound address.
 func ServeHTTP(ctx context.Context, addr string, h http.Handler, started func(net.Addr)) error {
+	return ServeHTTPWith(ctx, addr, h, DefaultHTTPTimeouts(), started)
+}
+
+// ServeHTTPWith is ServeHTTP with the given timeouts.
+func ServeHTTPWith(ctx context.Context, addr string, h http.Handler, t HTTPTimeouts, started func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is it in use? set --http): %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	t = t.withDefaults()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, WriteTimeout: t.Write, IdleTimeout: t.Idle}
 	if started != nil {
 		started(ln.Addr())
 	}

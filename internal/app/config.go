@@ -35,8 +35,12 @@ type Config struct {
 	NATSListen  string
 	NATSMonitor string
 	Replicas    int
-	HTTPListen  string
-	PublicURL   string
+	// StreamMaxBytes bounds every stream (0: the streams.Default*MaxBytes bounds).
+	StreamMaxBytes int64
+	HTTPListen     string
+	// HTTPTimeouts bound each HTTP connection of the API (zero fields: the defaults).
+	HTTPTimeouts HTTPTimeouts
+	PublicURL    string
 	// CORSOrigins, UploadSecret, WebhookSecret and WebhookAllowPrivate configure ingest
 	// (see ingest.Config).
 	CORSOrigins         string
@@ -101,7 +105,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "where the embedded NATS server accepts other processes; empty for in-process only")
 	str(&c.NATSMonitor, "nats-monitor", "127.0.0.1:8222", "embedded NATS monitoring endpoint (KEDA reads lag here); empty disables")
 	integer(&c.Replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
+	fs.Int64Var(&c.StreamMaxBytes, "stream-max-bytes", envInt64("stream-max-bytes", 0), "bound in bytes of every stream; full pipeline streams refuse new jobs (503 queue_full), the others drop their oldest messages; 0 keeps the defaults (256 MiB each, feedback 64 MiB: 2.06 GiB of disk at most) ["+envName("stream-max-bytes")+"]")
 	str(&c.HTTPListen, "http", "127.0.0.1:8080", "HTTP API listen address")
+	dur := func(p *time.Duration, name string, def time.Duration, help string) {
+		fs.DurationVar(p, name, envDuration(name, def), help+" ["+envName(name)+"]")
+	}
+	ht := DefaultHTTPTimeouts()
+	dur(&c.HTTPTimeouts.ReadHeader, "http-read-header-timeout", ht.ReadHeader, "time a client has to send its request headers")
+	dur(&c.HTTPTimeouts.Read, "http-read-timeout", ht.Read, "time a client has to send a whole request, body included (the default fits --max-upload-bytes of 10 MB at 40 KB/s)")
+	dur(&c.HTTPTimeouts.Write, "http-write-timeout", ht.Write, "time to send an answer after the request headers; above POST /v2/predict's 60 s wait plus a download; WebSocket and SSE event streams are exempt")
+	dur(&c.HTTPTimeouts.Idle, "http-idle-timeout", ht.Idle, "how long a keep-alive connection may wait for its next request")
 	str(&c.PublicURL, "public-url", "", "URL printed for people to open (default http://<http address>)")
 	str(&c.CORSOrigins, "cors-origins", "", "browser origins allowed to call the API, comma separated (* for any); empty sends no CORS headers")
 	str(&c.UploadSecret, "upload-secret", "", "key that signs presigned upload URLs; every ingest replica needs the same one (empty: random per process)")
