@@ -18,8 +18,9 @@ type BusinessFunc func(ctx context.Context, window time.Duration) (*schemas.Busi
 // businessTimeout bounds the analytics queries of one refresh.
 const businessTimeout = 10 * time.Second
 
-// BusinessTTL is how long a window's report is served from memory: whatever the
-// request rate, the analytics store sees at most one query per window per TTL.
+// BusinessTTL is how long a window's report is served from memory by default
+// (Config.BusinessTTL): whatever the request rate, the analytics store sees at most one
+// query per window per TTL.
 const BusinessTTL = 60 * time.Second
 
 // businessCache holds the last report of each window. One refresh per window runs at a
@@ -27,6 +28,7 @@ const BusinessTTL = 60 * time.Second
 // Safe for concurrent use.
 type businessCache struct {
 	fn  BusinessFunc
+	ttl time.Duration // <= 0: every call queries
 	now func() time.Time
 
 	mu      sync.Mutex
@@ -40,12 +42,12 @@ type windowEntry struct {
 	at     time.Time
 }
 
-func newBusinessCache(fn BusinessFunc) *businessCache {
-	return &businessCache{fn: fn, now: time.Now, windows: map[string]*windowEntry{}}
+func newBusinessCache(fn BusinessFunc, ttl time.Duration) *businessCache {
+	return &businessCache{fn: fn, ttl: ttl, now: time.Now, windows: map[string]*windowEntry{}}
 }
 
 // get returns the report for the named window, querying fn when the cached one is
-// missing or older than BusinessTTL. It blocks while another caller refreshes the same
+// missing or older than the cache's TTL. It blocks while another caller refreshes the same
 // window. The query outlives a caller that goes away (bounded by businessTimeout), so
 // the callers waiting behind it still get its answer.
 func (c *businessCache) get(ctx context.Context, name string, window time.Duration) (*schemas.BusinessReport, error) {
@@ -59,7 +61,7 @@ func (c *businessCache) get(ctx context.Context, name string, window time.Durati
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.report != nil && c.now().Sub(e.at) < BusinessTTL {
+	if e.report != nil && c.now().Sub(e.at) < c.ttl {
 		return e.report, nil
 	}
 	if err := ctx.Err(); err != nil {

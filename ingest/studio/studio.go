@@ -51,6 +51,9 @@ type Config struct {
 	// authenticated here: the API that mounts the pages must require an operator
 	// credential for /ops/api/ (ingest does).
 	Business BusinessFunc
+	// BusinessTTL is how long a window's report is served from memory; 0 means the
+	// default (BusinessTTL), negative queries on every call.
+	BusinessTTL time.Duration
 	// Log receives analytics failures; nil discards them.
 	Log logrus.FieldLogger
 }
@@ -83,7 +86,11 @@ func Handler(cfg Config) http.Handler {
 	}
 	h := &handler{cfg: cfg, files: loadFiles()}
 	if cfg.Business != nil {
-		h.biz = newBusinessCache(cfg.Business)
+		ttl := cfg.BusinessTTL
+		if ttl == 0 {
+			ttl = BusinessTTL
+		}
+		h.biz = newBusinessCache(cfg.Business, ttl)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.page("index.html"))

@@ -301,7 +301,7 @@ func TestBusinessReportsAreCachedPerWindowForAMinute(t *testing.T) {
 		return &schemas.BusinessReport{Totals: schemas.BusinessTotals{Jobs: int64(n)}}, nil
 	}
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	cache := newBusinessCache(fn)
+	cache := newBusinessCache(fn, BusinessTTL)
 	cache.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	h := http.HandlerFunc((&handler{cfg: Config{Business: fn}, biz: cache}).business)
 	count := func(w time.Duration) int { mu.Lock(); defer mu.Unlock(); return calls[w] }

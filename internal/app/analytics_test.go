@@ -103,6 +103,7 @@ func TestEndToEndEmbeddedAnalytics(t *testing.T) {
 		c.Analytics = AnalyticsEmbedded
 		c.Stages = "ingest,preprocess,postprocess,store"
 		c.Sink.FlushInterval = 100 * time.Millisecond
+		c.OpsCacheTTL = -1 // the test polls until the rows land
 	})
 	jpg, err := os.ReadFile(photo(assets.PhotoRocket))
 	if err != nil {

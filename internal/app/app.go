@@ -436,7 +436,7 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 		opts = append(opts, ingest.WithSecurity(sec))
 	}
 	svc := ingest.NewService(icfg, jobStore, d.Blobs, streams.JSPublisher{JS: d.Bus.JS}, d.Catalog, depth, ready, d.Log.WithField("stage", "ingest"), opts...)
-	pages := studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, Log: d.Log}
+	pages := studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, BusinessTTL: cfg.OpsCacheTTL, Log: d.Log}
 	if cfg.Sink.Enabled() {
 		pages.Business = sink.BusinessSource(cfg.Sink)
 	}
