@@ -263,20 +263,7 @@ func TestProductionNATSPermissions(t *testing.T) {
 	hash, err := bcrypt.GenerateFromPassword([]byte(passwords["ingest"]), bcrypt.MinCost)
 	noErr(t, err)
 	env["NATS_INGEST_PASSWORD"] = `"` + string(hash) + `"`
-	opts := loadNATSConfig(t, "deploy/nats/nats-server.conf", env)
-	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
-	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
-	opts.StoreDir, opts.PidFile, opts.ServerName = t.TempDir(), "", "deploy-test"
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	s := startProductionServer(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	topo := streams.DefaultTopology(1)
@@ -466,4 +453,25 @@ func TestProductionNATSPermissions(t *testing.T) {
 		ingest.noErrors(t)
 		rc.denied(t, schemas.RequestSubject(tier, task))
 	})
+}
+
+// startProductionServer runs deploy/nats/nats-server.conf with env on a free loopback
+// port, alone (no cluster), with its store in a temporary directory.
+func startProductionServer(t *testing.T, env map[string]string) *server.Server {
+	t.Helper()
+	opts := loadNATSConfig(t, "deploy/nats/nats-server.conf", env)
+	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
+	opts.StoreDir, opts.PidFile, opts.ServerName = t.TempDir(), "", "deploy-test"
+	opts.NoLog, opts.NoSigs = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	return s
 }

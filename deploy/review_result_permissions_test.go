@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/creativeai-studio/studio/internal/quota"
@@ -27,26 +26,13 @@ func TestProductionRolesCanWriteTheFailureResultsAndDeadLettersTheCodeWrites(t *
 	for _, r := range prodRoles {
 		passwords[r] = "secret-" + r
 	}
-	opts := loadNATSConfig(t, "deploy/nats/nats-server.conf", prodEnv(passwords))
-	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
-	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
-	opts.StoreDir, opts.PidFile, opts.ServerName = t.TempDir(), "", "deploy-review"
-	opts.NoLog, opts.NoSigs = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	s := startProductionServer(t, prodEnv(passwords))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ingest := dialRole(t, s, "ingest", passwords["ingest"])
 	noErr(t, topology.Provision(ctx, ingest.js, streams.DefaultTopology(1)))
 	store := dialRole(t, s, "store", passwords["store"])
-	_, err = store.js.Publish(ctx, schemas.ResultSubject("acme", schemas.TaskRemoveBackground), []byte(`{"job_id":"j1"}`))
+	_, err := store.js.Publish(ctx, schemas.ResultSubject("acme", schemas.TaskRemoveBackground), []byte(`{"job_id":"j1"}`))
 	noErr(t, err)
 
 	spec := quota.ActiveJobsConsumer()
