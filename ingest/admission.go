@@ -199,12 +199,9 @@ func (s *Service) admitCaller(ctx context.Context, who *auth.Principal, rate boo
 	if err := who.Require(auth.ScopeJobsWrite); err != nil {
 		return "", quota.Limits{}, problem(http.StatusForbidden, "forbidden", err.Error()+"; use a credential that may submit jobs")
 	}
-	u, err := s.sec.Users.Get(ctx, who.Tenant, who.User)
-	switch {
-	case errors.Is(err, auth.ErrUserNotFound):
-		return "", quota.Limits{}, problem(http.StatusForbidden, "user_not_found", "your user no longer exists, so its credentials submit nothing; ask an admin of your tenant")
-	case err != nil:
-		return "", quota.Limits{}, fmt.Errorf("look up user %s/%s: %w", who.Tenant, who.User, err)
+	u, err := s.activeUser(ctx, who.Tenant, who.User)
+	if err != nil {
+		return "", quota.Limits{}, err
 	}
 	limits := s.sec.Policy.For(u.Tier)
 	if !rate {

@@ -89,7 +89,7 @@ func (s *Service) registerRoutes(api huma.API) {
 			return nil, err
 		}
 		tenant, user := s.caller(ctx)
-		if err := s.userActive(ctx, tenant, user); err != nil {
+		if _, err := s.activeUser(ctx, tenant, user); err != nil {
 			return nil, err
 		}
 		tk, err := s.newUploadTicket(tenant, user)

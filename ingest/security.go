@@ -182,22 +182,22 @@ func (s *Service) require(ctx context.Context, scope auth.Scope) error {
 	return nil
 }
 
-// userActive returns a 403 problem unless the user exists (with security off every
-// caller is the default user, which always does). Routes outside Admit that store
-// something for a user call it, so a deleted or erased user's credentials and signed
-// URLs create nothing.
-func (s *Service) userActive(ctx context.Context, tenant, user string) error {
+// activeUser returns the user's record, or a 403 problem when the user no longer
+// exists. Admit and every route that stores something for a user call it, so a deleted
+// or erased user's credentials and signed URLs create nothing. With security off there
+// is no user store and it returns nil, nil.
+func (s *Service) activeUser(ctx context.Context, tenant, user string) (*auth.User, error) {
 	if s.sec == nil {
-		return nil
+		return nil, nil
 	}
-	_, err := s.sec.Users.Get(ctx, tenant, user)
+	u, err := s.sec.Users.Get(ctx, tenant, user)
 	switch {
 	case errors.Is(err, auth.ErrUserNotFound):
-		return problem(http.StatusForbidden, "user_not_found", "this user no longer exists; ask an admin of your tenant")
+		return nil, problem(http.StatusForbidden, "user_not_found", "this user no longer exists, so its credentials create nothing; ask an admin of your tenant")
 	case err != nil:
-		return s.asProblem(err, "user lookup")
+		return nil, s.asProblem(err, "user lookup")
 	}
-	return nil
+	return u, nil
 }
 
 // visible returns a 404 problem unless the caller may see rec (auth.CheckJob: the

@@ -90,7 +90,7 @@ func (s *Service) acceptUpload(ctx context.Context, w http.ResponseWriter, r *ht
 		return nil, problem(http.StatusGone, "upload_url_expired", "the upload URL expired at "+time.Unix(exp, 0).UTC().Format(time.RFC3339)+"; ask POST /v1/uploads for a new one",
 			FieldProblem{Field: "expires", Constraint: "maximum", Message: "in the past"})
 	}
-	if err := s.userActive(ctx, tenant, user); err != nil {
+	if _, err := s.activeUser(ctx, tenant, user); err != nil {
 		return nil, err // a URL signed before its user was deleted or erased stores nothing
 	}
 	if _, err := s.blobs.Stat(ctx, key); err == nil {
