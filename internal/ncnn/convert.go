@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/creativeai-studio/studio/internal/onnx"
 )
 
 // Names of the converted model's input and output tensors.
@@ -90,7 +92,7 @@ type blob struct {
 type converter struct {
 	m     *Model
 	w     *binReader
-	g     onnxGraph
+	g     onnx.Graph
 	blobs map[string]*blob // by ncnn name
 	taken map[string]bool  // ONNX tensor names in use
 	info  *Info
@@ -227,7 +229,7 @@ func (c *converter) out(top string, channels int, sy, sx float64) *blob {
 	return b
 }
 
-func (c *converter) node(l *Layer, opType string, inputs, outputs []string, attrs ...onnxAttr) {
+func (c *converter) node(l *Layer, opType string, inputs, outputs []string, attrs ...onnx.Attr) {
 	// Node names only need to be unique for tools that show the graph; the
 	// first node of a layer carries the layer's name.
 	name := l.Name
@@ -239,19 +241,19 @@ func (c *converter) node(l *Layer, opType string, inputs, outputs []string, attr
 	}
 	c.nodeNames[l.Name]++
 	c.nodeNames[name]++
-	c.g.nodes = append(c.g.nodes, onnxNode{name: name, opType: opType, inputs: inputs, outputs: outputs, attrs: attrs})
+	c.g.Nodes = append(c.g.Nodes, onnx.Node{Name: name, Op: opType, Inputs: inputs, Outputs: outputs, Attrs: attrs})
 }
 
 // constant adds an initializer and returns its name.
 func (c *converter) constant(name string, dims []int64, floats []float32) string {
 	n := c.unique(name)
-	c.g.initializers = append(c.g.initializers, onnxTensor{name: n, dims: dims, floats: floats})
+	c.g.Initializers = append(c.g.Initializers, onnx.Tensor{Name: n, Dims: dims, Floats: floats})
 	return n
 }
 
 func (c *converter) constantInt64(name string, v ...int64) string {
 	n := c.unique(name)
-	c.g.initializers = append(c.g.initializers, onnxTensor{name: n, dims: []int64{int64(len(v))}, int64s: v})
+	c.g.Initializers = append(c.g.Initializers, onnx.Tensor{Name: n, Dims: []int64{int64(len(v))}, Int64s: v})
 	return n
 }
 
@@ -406,15 +408,15 @@ func (c *converter) convolution(l *Layer) error {
 		}
 		inputs = append(inputs, c.constant(l.Name+".bias", []int64{int64(numOut)}, b))
 	}
-	attrs := []onnxAttr{
-		attrInts("kernel_shape", int64(kh), int64(kw)),
-		attrInts("strides", int64(sh), int64(sw)),
-		attrInts("dilations", int64(dh), int64(dw)),
+	attrs := []onnx.Attr{
+		onnx.AttrInts("kernel_shape", int64(kh), int64(kw)),
+		onnx.AttrInts("strides", int64(sh), int64(sw)),
+		onnx.AttrInts("dilations", int64(dh), int64(dw)),
 	}
 	if same != "" {
-		attrs = append(attrs, attrString("auto_pad", same))
+		attrs = append(attrs, onnx.AttrString("auto_pad", same))
 	} else {
-		attrs = append(attrs, attrInts("pads", int64(pt), int64(pl), int64(pb), int64(pr)))
+		attrs = append(attrs, onnx.AttrInts("pads", int64(pt), int64(pl), int64(pb), int64(pr)))
 	}
 	y := c.out(l.Tops[0], numOut, x.sy/float64(sh), x.sx/float64(sw))
 	if act == 0 {
@@ -446,7 +448,7 @@ func (c *converter) activation(l *Layer, act int, params []float32, in, out stri
 	case 1:
 		c.node(l, "Relu", []string{in}, []string{out})
 	case 2:
-		c.node(l, "LeakyRelu", []string{in}, []string{out}, attrFloat("alpha", params[0]))
+		c.node(l, "LeakyRelu", []string{in}, []string{out}, onnx.AttrFloat("alpha", params[0]))
 	case 3:
 		lo := c.constant(l.Name+".clip_min", nil, []float32{params[0]})
 		hi := c.constant(l.Name+".clip_max", nil, []float32{params[1]})
@@ -460,7 +462,7 @@ func (c *converter) activation(l *Layer, act int, params []float32, in, out stri
 		c.node(l, "Mul", []string{in, th}, []string{out})
 	case 6: // ncnn hardswish(x) = x * clamp(alpha*x + beta, 0, 1)
 		hs := c.temp(l, "hardsigmoid")
-		c.node(l, "HardSigmoid", []string{in}, []string{hs}, attrFloat("alpha", params[0]), attrFloat("beta", params[1]))
+		c.node(l, "HardSigmoid", []string{in}, []string{hs}, onnx.AttrFloat("alpha", params[0]), onnx.AttrFloat("beta", params[1]))
 		c.node(l, "Mul", []string{in, hs}, []string{out})
 	}
 }
@@ -504,7 +506,7 @@ func (c *converter) relu(l *Layer) error {
 	if slope == 0 {
 		c.node(l, "Relu", []string{x.name}, []string{y.name})
 	} else {
-		c.node(l, "LeakyRelu", []string{x.name}, []string{y.name}, attrFloat("alpha", slope))
+		c.node(l, "LeakyRelu", []string{x.name}, []string{y.name}, onnx.AttrFloat("alpha", slope))
 	}
 	return nil
 }
@@ -533,7 +535,7 @@ func (c *converter) pixelShuffle(l *Layer) error {
 	// ncnn mode 0 takes output channel p, sub-pixel (i, j) from input channel
 	// p*r*r + i*r + j: ONNX's CRD. Mode 1 takes (i*r + j)*C' + p: DCR.
 	order := map[int]string{0: "CRD", 1: "DCR"}[mode]
-	c.node(l, "DepthToSpace", []string{x.name}, []string{y.name}, attrInt("blocksize", int64(r)), attrString("mode", order))
+	c.node(l, "DepthToSpace", []string{x.name}, []string{y.name}, onnx.AttrInt("blocksize", int64(r)), onnx.AttrString("mode", order))
 	return nil
 }
 
@@ -567,21 +569,21 @@ func (c *converter) interp(l *Layer) error {
 	// around (y + 0.5) * in/out - 0.5 with edge replication ("half_pixel"),
 	// or y * (in-1)/(out-1) with align_corner, and compute in/out from the
 	// actual sizes even when given scales, so they always get sizes here.
-	attrs := []onnxAttr{}
+	attrs := []onnx.Attr{}
 	switch kind {
 	case 1:
-		attrs = append(attrs, attrString("mode", "nearest"), attrString("coordinate_transformation_mode", "asymmetric"),
-			attrString("nearest_mode", "floor"))
+		attrs = append(attrs, onnx.AttrString("mode", "nearest"), onnx.AttrString("coordinate_transformation_mode", "asymmetric"),
+			onnx.AttrString("nearest_mode", "floor"))
 	case 2, 3:
 		ctm := "half_pixel"
 		if align == 1 {
 			ctm = "align_corners"
 		}
-		attrs = append(attrs, attrString("coordinate_transformation_mode", ctm))
+		attrs = append(attrs, onnx.AttrString("coordinate_transformation_mode", ctm))
 		if kind == 2 {
-			attrs = append(attrs, attrString("mode", "linear"))
+			attrs = append(attrs, onnx.AttrString("mode", "linear"))
 		} else {
-			attrs = append(attrs, attrString("mode", "cubic"), attrFloat("cubic_coeff_a", -0.75), attrInt("exclude_outside", 0))
+			attrs = append(attrs, onnx.AttrString("mode", "cubic"), onnx.AttrFloat("cubic_coeff_a", -0.75), onnx.AttrInt("exclude_outside", 0))
 		}
 	}
 
@@ -593,7 +595,7 @@ func (c *converter) interp(l *Layer) error {
 		y = c.out(l.Tops[0], x.channels, ref.sy, ref.sx)
 		inputs = []string{x.name, "", "", c.sizes(l, x.name, func() string {
 			hw := c.temp(l, "target_hw")
-			c.node(l, "Shape", []string{ref.name}, []string{hw}, attrInt("start", 2), attrInt("end", 4))
+			c.node(l, "Shape", []string{ref.name}, []string{hw}, onnx.AttrInt("start", 2), onnx.AttrInt("end", 4))
 			return hw
 		})}
 	case fixed:
@@ -609,11 +611,11 @@ func (c *converter) interp(l *Layer) error {
 		inputs = []string{x.name, "", "", c.sizes(l, x.name, func() string {
 			// ncnn: out = (int)(in * scale), computed in float32.
 			hw, hwf, scaled, floor, hwi := c.temp(l, "hw"), c.temp(l, "hw_f"), c.temp(l, "hw_scaled"), c.temp(l, "hw_floor"), c.temp(l, "output_hw")
-			c.node(l, "Shape", []string{x.name}, []string{hw}, attrInt("start", 2), attrInt("end", 4))
-			c.node(l, "Cast", []string{hw}, []string{hwf}, attrInt("to", dtFloat))
+			c.node(l, "Shape", []string{x.name}, []string{hw}, onnx.AttrInt("start", 2), onnx.AttrInt("end", 4))
+			c.node(l, "Cast", []string{hw}, []string{hwf}, onnx.AttrInt("to", int64(onnx.Float)))
 			c.node(l, "Mul", []string{hwf, c.constant(l.Name+".scale_hw", []int64{2}, []float32{hs, ws})}, []string{scaled})
 			c.node(l, "Floor", []string{scaled}, []string{floor})
-			c.node(l, "Cast", []string{floor}, []string{hwi}, attrInt("to", dtInt64))
+			c.node(l, "Cast", []string{floor}, []string{hwi}, onnx.AttrInt("to", int64(onnx.Int64)))
 			return hwi
 		})}
 	}
@@ -625,10 +627,10 @@ func (c *converter) interp(l *Layer) error {
 // that hw emits.
 func (c *converter) sizes(l *Layer, x string, hw func() string) string {
 	nc := c.temp(l, "nc")
-	c.node(l, "Shape", []string{x}, []string{nc}, attrInt("start", 0), attrInt("end", 2))
+	c.node(l, "Shape", []string{x}, []string{nc}, onnx.AttrInt("start", 0), onnx.AttrInt("end", 2))
 	h := hw()
 	out := c.temp(l, "sizes")
-	c.node(l, "Concat", []string{nc, h}, []string{out}, attrInt("axis", 0))
+	c.node(l, "Concat", []string{nc, h}, []string{out}, onnx.AttrInt("axis", 0))
 	return out
 }
 
@@ -772,7 +774,7 @@ func (c *converter) concat(l *Layer) error {
 		channels, sy, sx = x.channels, 0, 0
 	}
 	y := c.out(l.Tops[0], channels, sy, sx)
-	c.node(l, "Concat", names, []string{y.name}, attrInt("axis", int64(onnxAxis)))
+	c.node(l, "Concat", names, []string{y.name}, onnx.AttrInt("axis", int64(onnxAxis)))
 	return nil
 }
 
@@ -780,24 +782,24 @@ func (c *converter) concat(l *Layer) error {
 func (c *converter) finish() []byte {
 	out := c.blobs[c.outputBlob]
 	if out.name != OutputName { // the graph passes its input straight through
-		c.g.nodes = append(c.g.nodes, onnxNode{name: "output", opType: "Identity", inputs: []string{out.name}, outputs: []string{OutputName}})
+		c.g.Nodes = append(c.g.Nodes, onnx.Node{Name: "output", Op: "Identity", Inputs: []string{out.name}, Outputs: []string{OutputName}})
 	}
-	c.g.name = "ncnn"
-	c.g.inputs = []onnxValueInfo{{name: InputName, dims: []onnxDim{{param: "N"}, {value: int64(c.inputC)}, {param: "H"}, {param: "W"}}}}
-	c.g.outputs = []onnxValueInfo{{name: OutputName, dims: []onnxDim{{param: "N"}, {value: int64(out.channels)}, {}, {}}}}
+	c.g.Name = "ncnn"
+	c.g.Inputs = []onnx.ValueInfo{{Name: InputName, Dims: []onnx.Dim{{Param: "N"}, {Value: int64(c.inputC)}, {Param: "H"}, {Param: "W"}}}}
+	c.g.Outputs = []onnx.ValueInfo{{Name: OutputName, Dims: []onnx.Dim{{Param: "N"}, {Value: int64(out.channels)}, {}, {}}}}
 	c.info.InputChannels, c.info.OutputChannels = c.inputC, out.channels
 	if out.sy == out.sx {
 		c.info.Scale = out.sx
 	}
-	c.info.Nodes = len(c.g.nodes)
+	c.info.Nodes = len(c.g.Nodes)
 	c.info.WeightFormats = maps.Clone(c.w.formats)
-	m := onnxModel{
-		producer:        "creativeai-studio ncnn converter",
-		producerVersion: "1",
-		doc:             "Converted from an ncnn model; input float32 NCHW, N, H and W dynamic.",
-		graph:           c.g,
+	m := onnx.Model{
+		Producer:        "creativeai-studio ncnn converter",
+		ProducerVersion: "1",
+		Doc:             "Converted from an ncnn model; input float32 NCHW, N, H and W dynamic.",
+		Graph:           c.g,
 	}
-	return m.marshal()
+	return m.Marshal()
 }
 
 // params reads a layer's parameters and keeps the first error, so a layer

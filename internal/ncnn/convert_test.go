@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/creativeai-studio/studio/internal/onnx"
 )
 
 // esrganLike is the shape of Real-ESRGAN's compact models: a conv body,
@@ -34,8 +36,8 @@ func TestConvertBuildsAnONNXGraphWithDynamicInput(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	model, info := esrganLike(t, rng).convert(t)
 	s := decodeONNX(t, model)
-	if s.irVersion != onnxIRVersion || s.opset != 17 {
-		t.Errorf("ir_version %d opset %d, want %d and 17", s.irVersion, s.opset, onnxIRVersion)
+	if s.irVersion != onnx.IRVersion || s.opset != 17 {
+		t.Errorf("ir_version %d opset %d, want %d and 17", s.irVersion, s.opset, onnx.IRVersion)
 	}
 	wantOps := []string{"Conv", "PRelu", "Conv", "DepthToSpace", "Resize", "Add"}
 	if !slices.Equal(s.ops(), wantOps) {
@@ -55,7 +57,7 @@ func TestConvertBuildsAnONNXGraphWithDynamicInput(t *testing.T) {
 		t.Errorf("first conv = %+v", conv)
 	}
 	w := s.inits[conv.inputs[1]]
-	if !slices.Equal(w.dims, []int64{8, 3, 3, 3}) || w.dataType != dtFloat || len(w.raw) != 216*4 {
+	if !slices.Equal(w.dims, []int64{8, 3, 3, 3}) || w.dataType != int64(onnx.Float) || len(w.raw) != 216*4 {
 		t.Errorf("conv weight initializer: dims %v type %d bytes %d", w.dims, w.dataType, len(w.raw))
 	}
 	if slope := s.inits[s.nodes[1].inputs[1]]; !slices.Equal(slope.dims, []int64{8, 1, 1}) {
