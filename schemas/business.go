@@ -82,3 +82,37 @@ type ErrorCount struct {
 	Stage string `json:"stage"`
 	Count int64  `json:"count"`
 }
+
+// ErrBadQuery means an analyst query was refused or failed because of the query itself
+// (not read-only, a syntax error, an unknown table): the endpoint answers 400.
+var ErrBadQuery = errors.New("bad analyst query")
+
+// SQLRequest is POST /ops/api/sql: one read-only statement (SELECT, WITH or EXPLAIN).
+type SQLRequest struct {
+	SQL string `json:"sql"`
+}
+
+// SQLColumn is one column of a SQLResult: its name and ClickHouse type.
+type SQLColumn struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// SQLResult is the answer to an SQLRequest. Values are JSON numbers, strings (times as
+// "2006-01-02 15:04:05" in UTC), booleans, arrays or objects; Rows holds at most
+// MaxRows rows, and Truncated says when the query had more.
+type SQLResult struct {
+	Columns   []SQLColumn `json:"columns"`
+	Rows      [][]any     `json:"rows"`
+	Truncated bool        `json:"truncated"`
+	// Engine is the engine's version() (the embedded chDB or the server).
+	Engine    string  `json:"engine"`
+	ElapsedMS float64 `json:"elapsed_ms"`
+}
+
+// SQLQuery is one query of the analyst cookbook, as GET /ops/api/sql/cookbook lists it.
+type SQLQuery struct {
+	Name  string `json:"name"`
+	Title string `json:"title"`
+	SQL   string `json:"sql"`
+}

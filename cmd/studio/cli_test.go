@@ -617,7 +617,7 @@ func TestCLI(t *testing.T) {
 	})
 
 	t.Run("migrate and sink write the cluster's events to ClickHouse", func(t *testing.T) {
-		c.testClickHouse(t, queuedJob)
+		c.testClickHouse(t, queuedJob, aliceToken)
 	})
 
 	t.Run("users delete revokes the user's sessions", func(t *testing.T) {
@@ -690,6 +690,10 @@ func TestCLI(t *testing.T) {
 			{"up with a model that is no name@version", []string{"up", "--models", "nope"}, 1, `--models: "nope" is not name@version`},
 			{"sink without ClickHouse", []string{"sink"}, 1, "--clickhouse-addr is required"},
 			{"migrate without ClickHouse", []string{"migrate"}, 1, "--clickhouse-addr is required"},
+			{"sql without a query", []string{"sql"}, 1, "name a query"},
+			{"sql with a bad --format", []string{"sql", "--format", "xml", "SELECT 1"}, 1, `--format "xml": use table, csv or json`},
+			{"sql with a query and --cookbook", []string{"sql", "--cookbook", "p95_by_stage", "SELECT 1"}, 1, "not both"},
+			{"sql without credentials", []string{"sql", "SELECT 1"}, 1, "401"},
 			{"fetch of an unknown group", []string{"fetch", "--cache-dir", t.TempDir(), "runtime", "nope"}, 1, `unknown group "nope"`},
 			{"bench with an unknown task", []string{"bench", "--task", "paint"}, 1, "paint"},
 			{"bench --task identity against a server", []string{"bench", "--task", "identity", "--server", "http://127.0.0.1:9"}, 1, "cannot target --server"},

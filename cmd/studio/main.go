@@ -26,6 +26,7 @@ Usage:
   studio worker   --stage S [flags]  one pipeline stage (preprocess, inference, postprocess, store)
   studio sink     --nats-url URL --clickhouse-addr HOST:PORT   write events to ClickHouse
   studio migrate  --clickhouse-addr HOST:PORT      create or upgrade the ClickHouse schema
+  studio sql      "SELECT …" | --cookbook NAME | --list   read-only analyst query on the running studio (admin)
   studio submit   --task T [-o DIR] IMAGE...   submit images to a running studio and save results
   studio jobs     list|get|cancel|watch [ID...]  your jobs on a running studio: list, inspect, cancel, follow
   studio fetch    [GROUP...]         fetch and verify assets: runtime, models, models-all, photos
@@ -56,6 +57,7 @@ var commands = []command{
 	{name: "worker", run: runWorker},
 	{name: "sink", run: runSink},
 	{name: "migrate", run: runMigrate},
+	{name: "sql", run: runSQL},
 	{name: "submit", run: runSubmit},
 	{name: "jobs", run: runJobs, verbs: jobsVerbs},
 	{name: "fetch", run: runFetch},

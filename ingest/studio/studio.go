@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/schemas"
 )
 
 // DefaultMaxUploadBytes is the upload limit shown when Config leaves it unset; it
@@ -32,7 +33,7 @@ const DefaultMaxUploadBytes = 10 << 20
 
 // Routes are the ServeMux patterns Handler answers. Mount Handler on each of them in
 // the API's mux; the API's own routes stay more specific than these.
-var Routes = []string{"GET /{$}", "GET /ops", "GET /ops/", "GET /static/"}
+var Routes = []string{"GET /{$}", "GET /ops", "GET /ops/", "POST /ops/api/sql", "GET /static/"}
 
 // Config says what the pages show and where their run-time files come from.
 type Config struct {
@@ -54,6 +55,11 @@ type Config struct {
 	// BusinessTTL is how long a window's report is served from memory; 0 means the
 	// default (BusinessTTL), negative queries on every call.
 	BusinessTTL time.Duration
+	// SQL answers POST /ops/api/sql (the dashboard's SQL box and `studio sql`); nil
+	// answers 503. Like Business, the route needs an operator credential from the API.
+	SQL SQLFunc
+	// Cookbook is what GET /ops/api/sql/cookbook lists (sink.Cookbook).
+	Cookbook []schemas.SQLQuery
 	// Log receives analytics failures; nil discards them.
 	Log logrus.FieldLogger
 }
@@ -99,6 +105,8 @@ func Handler(cfg Config) http.Handler {
 		http.Redirect(w, r, "/ops", http.StatusMovedPermanently)
 	})
 	mux.HandleFunc("GET /ops/api/business", h.business)
+	mux.HandleFunc("POST /ops/api/sql", h.sql)
+	mux.HandleFunc("GET /ops/api/sql/cookbook", h.cookbook)
 	mux.HandleFunc("GET /static/config.json", h.config)
 	mux.HandleFunc("GET /static/example.png", h.example)
 	mux.HandleFunc("GET /static/app/{name}", h.app)

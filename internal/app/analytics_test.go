@@ -152,4 +152,53 @@ func TestEndToEndEmbeddedAnalytics(t *testing.T) {
 	if len(b.Errors) != 1 || b.Errors[0] != (schemas.ErrorCount{Code: "corrupt_image", Stage: string(schemas.StagePreprocess), Count: 2}) {
 		t.Errorf("business errors = %+v, want 2 corrupt_image in preprocess", b.Errors)
 	}
+
+	// The SQL box: an analyst query over the same rows, a cookbook query, and refusals.
+	status, body := postSQL(t, api, "SELECT status, error_code, count() AS n FROM jobs FINAL GROUP BY status, error_code")
+	if status != http.StatusOK {
+		t.Fatalf("POST /ops/api/sql = %d: %s", status, body)
+	}
+	var res schemas.SQLResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 1 || res.Rows[0][0] != "failed" || res.Rows[0][1] != "corrupt_image" || res.Rows[0][2] != float64(2) {
+		t.Errorf("SQL rows = %v, want [[failed corrupt_image 2]]", res.Rows)
+	}
+	resp, err := http.Get(api + "/ops/api/sql/cookbook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var book []schemas.SQLQuery
+	err = json.NewDecoder(resp.Body).Decode(&book)
+	resp.Body.Close()
+	if err != nil || len(book) == 0 {
+		t.Fatalf("GET /ops/api/sql/cookbook = %v, %d queries", err, len(book))
+	}
+	for _, q := range book {
+		if status, body := postSQL(t, api, q.SQL); status != http.StatusOK {
+			t.Errorf("cookbook query %s = %d: %s", q.Name, status, body)
+		}
+	}
+	for _, q := range []string{"DROP TABLE jobs", "SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT nonsense FROM"} {
+		if status, body := postSQL(t, api, q); status != http.StatusBadRequest || !strings.Contains(string(body), "bad_query") {
+			t.Errorf("POST /ops/api/sql %q = %d: %s, want 400 bad_query", q, status, body)
+		}
+	}
+	if status, body := postSQL(t, api, "SELECT count() FROM jobs"); status != http.StatusOK || !strings.Contains(string(body), "[\n      2\n    ]") {
+		t.Errorf("after the refused statements: %d %s, want the 2 jobs still there", status, body)
+	}
+}
+
+// postSQL sends one analyst query to POST /ops/api/sql and returns the status and body.
+func postSQL(t *testing.T, api, query string) (int, []byte) {
+	t.Helper()
+	body, _ := json.Marshal(schemas.SQLRequest{SQL: query})
+	resp, err := http.Post(api+"/ops/api/sql", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
 }

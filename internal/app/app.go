@@ -439,6 +439,13 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	pages := studio.Config{CacheDir: cfg.CacheDir, MaxUploadBytes: cfg.MaxUpload, BusinessTTL: cfg.OpsCacheTTL, Log: d.Log}
 	if cfg.Sink.Enabled() {
 		pages.Business = sink.BusinessSource(cfg.Sink)
+		sinkCfg := cfg.Sink
+		pages.SQL = func(ctx context.Context, q string) (*schemas.SQLResult, error) { return sink.SQL(ctx, sinkCfg, q) }
+	}
+	if book, err := sink.Cookbook(); err == nil {
+		for _, q := range book {
+			pages.Cookbook = append(pages.Cookbook, schemas.SQLQuery{Name: q.Name, Title: q.Title, SQL: q.SQL})
+		}
 	}
 	svc.MountPages(studio.Handler(pages), studio.Routes)
 	if d.Loaded != nil {
