@@ -117,6 +117,35 @@ test('business panels render the figures /ops/api/business returns', {skip}, asy
   await page.context().close();
 });
 
+test('the SQL box runs a cookbook query and a typed one against the real analytics store, charts it and offers CSV', {skip}, async (t) => {
+  const probe = await fetchServer('/ops/api/sql', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({sql: 'SELECT 1'})});
+  if (probe.status !== 200) return t.skip(`POST /ops/api/sql answers ${probe.status}: analytics are off or need an operator token here`);
+  const page = await openOps();
+  await page.waitForFunction(() => document.querySelectorAll('#sql-cookbook option').length > 1, null, {timeout: 30000});
+  await page.selectOption('#sql-cookbook', 'p95_by_stage');
+  await page.waitForFunction(() => (window.__ops.sqlRuns || 0) >= 1, null, {timeout: 60000});
+  assert.match(await page.textContent('#sql-result thead'), /stage/);
+  assert.match(await page.textContent('#sql-note'), /rows .*on ClickHouse 2\d\./);
+
+  await page.fill('#sql-text', "SELECT arrayJoin(['a', 'b', 'c']) AS letter, length(letter) * 2 AS n, 'x,\"y' AS quoted");
+  await page.press('#sql-text', 'Control+Enter');
+  await page.waitForFunction(() => window.__ops.sqlRuns >= 2, null, {timeout: 60000});
+  assert.equal(await page.$$eval('#sql-result tbody tr', (rows) => rows.length), 3);
+  assert.equal(await page.getAttribute('#sql-chart', 'data-bars'), '3');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#sql-csv')]);
+  const chunks = [];
+  for await (const c of await download.createReadStream()) chunks.push(c);
+  assert.equal(Buffer.concat(chunks).toString(), 'letter,n,quoted\r\na,2,"x,""y"\r\nb,2,"x,""y"\r\nc,2,"x,""y"\r\n');
+
+  await page.fill('#sql-text', 'DROP TABLE jobs');
+  await page.click('#sql-run');
+  await page.waitForFunction(() => document.querySelector('#sql-note').dataset.state === 'error');
+  assert.match(await page.textContent('#sql-note'), /read-only/);
+  await page.locator('#sql').scrollIntoViewIfNeeded();
+  await shot(page, 'ops-04-sql', {fullPage: false});
+  await page.context().close();
+});
+
 test('the dashboard fits a phone-width screen', {skip}, async () => {
   const page = await newPage(browser, {viewport: {width: 375, height: 740}, isMobile: true, hasTouch: true});
   await page.goto(`${BASE}/ops`);

@@ -439,6 +439,114 @@ async function loadBusiness() {
   fill('biz-errors', b.errors || [], (x) => [h('th', {scope: 'row'}, h('code', {text: x.code})), h('td', {text: x.stage || '–'}), num(x.count)]);
 }
 
+// --- SQL -----------------------------------------------------------------------------
+
+let sqlLast = null; // the last result, for the CSV download
+
+async function loadCookbook() {
+  let book;
+  try {
+    book = await json('/ops/api/sql/cookbook');
+  } catch {
+    return; // signed out or not an operator: the Run button says so when pressed
+  }
+  const sel = $('sql-cookbook');
+  sel.replaceChildren(h('option', {value: '', text: 'choose a query…'}));
+  for (const q of book) {
+    const o = h('option', {value: q.name, text: `${q.name}: ${q.title}`});
+    o.dataset.sql = q.sql;
+    sel.append(o);
+  }
+}
+
+function cellText(v) {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+async function runSQL() {
+  const note = $('sql-note');
+  const sql = $('sql-text').value.trim();
+  if (!sql) return;
+  note.hidden = false;
+  note.dataset.state = 'running';
+  note.textContent = 'Running…';
+  $('sql-run').disabled = true;
+  let res;
+  try {
+    res = await json('/ops/api/sql', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({sql})});
+  } catch (e) {
+    note.dataset.state = 'error';
+    if (e.status === 401 || e.status === 403) note.textContent = 'Queries are for operators: sign in with a token that holds the admin scope.';
+    else if (e.status === 503) note.textContent = `Analytics unavailable: ${e.detail || e.message}`;
+    else note.textContent = e.detail || e.message;
+    return;
+  } finally {
+    $('sql-run').disabled = false;
+  }
+  sqlLast = res;
+  window.__ops.sqlRuns = (window.__ops.sqlRuns || 0) + 1;
+  note.dataset.state = 'done';
+  note.textContent = `${res.rows.length} rows${res.truncated ? ' (cut at the row limit)' : ''} in ${res.elapsed_ms.toFixed(0)} ms on ClickHouse ${res.engine}.`;
+  const table = $('sql-result');
+  table.tHead.replaceChildren(h('tr', {}, res.columns.map((c) => h('th', {scope: 'col', title: c.type, text: c.name}))));
+  const numeric = res.columns.map((c) => /^(Nullable\()?(U?Int|Float|Decimal)/.test(c.type));
+  table.tBodies[0].replaceChildren(...res.rows.map((r) => h('tr', {}, r.map((v, i) => h('td', {class: numeric[i] ? 'num' : null, text: cellText(v)})))));
+  table.hidden = false;
+  $('sql-csv').disabled = false;
+  drawBars(res, numeric);
+}
+
+// drawBars charts the first numeric column against the first column as bars (the first
+// 50 rows), when the result has both.
+function drawBars(res, numeric) {
+  const box = $('sql-chart');
+  box.replaceChildren();
+  const vi = numeric.indexOf(true);
+  if (vi < 0 || res.columns.length < 2 || !res.rows.length) {
+    box.hidden = true;
+    return;
+  }
+  const li = vi === 0 ? 1 : 0;
+  const rows = res.rows.slice(0, 50);
+  const max = Math.max(...rows.map((r) => Math.abs(Number(r[vi]) || 0)), 1e-12);
+  box.append(h('p', {class: 'hint', text: `${res.columns[vi].name} by ${res.columns[li].name}`}));
+  for (const r of rows) {
+    const v = Number(r[vi]) || 0;
+    const bar = h('span', {class: 'bar'});
+    bar.style.width = `${(100 * Math.abs(v)) / max}%`;
+    box.append(h('div', {class: 'bar-row'}, h('span', {class: 'bar-label', text: cellText(r[li])}), h('span', {class: 'bar-track'}, bar), h('span', {class: 'num', text: cellText(r[vi])})));
+  }
+  box.dataset.bars = String(rows.length);
+  box.hidden = false;
+}
+
+function csvOf(res) {
+  const q = (s) => (/[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
+  const lines = [res.columns.map((c) => q(c.name)).join(',')];
+  for (const r of res.rows) lines.push(r.map((v) => q(cellText(v))).join(','));
+  return lines.join('\r\n') + '\r\n';
+}
+
+$('sql-form').addEventListener('submit', (e) => { e.preventDefault(); runSQL(); });
+$('sql-text').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); runSQL(); }
+});
+$('sql-cookbook').addEventListener('change', (e) => {
+  const o = e.target.selectedOptions[0];
+  if (o && o.dataset.sql) { $('sql-text').value = o.dataset.sql; runSQL(); }
+});
+$('sql-csv').addEventListener('click', () => {
+  if (!sqlLast) return;
+  const url = URL.createObjectURL(new Blob([csvOf(sqlLast)], {type: 'text/csv'}));
+  const a = h('a', {href: url, download: 'query.csv'});
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+});
+
 // --- sign-in -------------------------------------------------------------------------
 
 function updateAccount() {
@@ -465,6 +573,7 @@ $('signin-form').addEventListener('submit', (e) => {
   scrape();
   loadModels();
   loadBusiness();
+  loadCookbook();
 });
 $('signout').addEventListener('click', () => { clearToken(); updateAccount(); });
 
@@ -479,6 +588,7 @@ function start() {
   scrape();
   loadModels();
   loadBusiness();
+  loadCookbook();
   setInterval(loadModels, 15000);
   setInterval(loadBusiness, 60000);
 }
