@@ -380,6 +380,16 @@ func TestErasureDeletesTheUsersRowsAndKeepsTheRecord(t *testing.T) {
 		require.Greater(t, n, uint64(0), "the victim has rows in %s", table)
 	}
 	others := count(t, conn, "SELECT count() FROM jobs") - before["jobs"]
+	// The rollups agree with the raw rows, before and after the erasure.
+	rollupsMatchRaw := func() bool {
+		daily := queryRows(t, conn, "SELECT toString(day), active_users, jobs FROM jobs_daily ORDER BY day")
+		rawDaily := queryRows(t, conn, "SELECT toString(toDate(submitted_at)) AS d, uniqExact(tenant, user_id), uniqExact(job_id) FROM jobs FINAL GROUP BY d ORDER BY d")
+		hourly := queryRows(t, conn, "SELECT toString(hour) AS h, sum(requests) FROM jobs_hourly GROUP BY h ORDER BY h")
+		rawHourly := queryRows(t, conn, "SELECT toString(toStartOfHour(submitted_at)) AS h, uniqExact(job_id) FROM jobs FINAL GROUP BY h ORDER BY h")
+		return fmt.Sprint(daily) == fmt.Sprint(rawDaily) && fmt.Sprint(hourly) == fmt.Sprint(rawHourly)
+	}
+	require.True(t, rollupsMatchRaw(), "before the erasure, the rollups count what jobs holds")
+	usersBefore := count(t, conn, "SELECT toUInt64(sum(active_users)) FROM jobs_daily")
 
 	requested := time.Now().UTC().Add(time.Hour) // after every event of the dataset
 	req := schemas.ErasureRequest{Schema: schemas.SchemaErasure, ID: "erase-1", Tenant: victim.Tenant, User: victim.User, RequestedAt: requested, RequestedBy: "dpo@" + victim.Tenant}
@@ -394,6 +404,8 @@ func TestErasureDeletesTheUsersRowsAndKeepsTheRecord(t *testing.T) {
 		return count(t, conn, "SELECT count() FROM feedback WHERE tenant = ? AND user_id = ?", victim.Tenant, victim.User) == 0
 	}, "the user's rows disappear once the mutations ran")
 	require.Equal(t, others, count(t, conn, "SELECT count() FROM jobs"), "other users keep their rows")
+	streamstest.Eventually(t, 60*time.Second, rollupsMatchRaw, "the rollups of the erased periods are recomputed without the user")
+	require.Less(t, count(t, conn, "SELECT toUInt64(sum(active_users)) FROM jobs_daily"), usersBefore, "the erased user no longer counts as active")
 
 	rec := queryRows(t, conn, "SELECT actor, action, resource, result FROM audit_log WHERE id = 'erase-1'")
 	require.Equal(t, [][]any{{"dpo@" + victim.Tenant, "erasure", "user/" + victim.User, "applied"}}, rec, "audit_log keeps the erasure record")
@@ -498,4 +510,36 @@ func TestMigrateIsVersionedAndSafeToRerun(t *testing.T) {
 		defer rcancel()
 		require.NoError(t, sink.Run(rctx, cfg, streams.Engine{}), "Run returns quietly when cancelled while waiting")
 	})
+}
+
+// TestErasureReachesTheRollupsOnEveryEngine erases one user through the sink and checks,
+// on each engine, that the user's jobs are gone and that the rollups (whose uniqExact
+// states held the user's ids) were recomputed to match the rows that are left.
+func TestErasureReachesTheRollupsOnEveryEngine(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			cfg := e.config(t)
+			d := newDataset(time.Now().UTC(), 120, 4)
+			in := ingestInto(t, d, cfg)
+			victim := d.jobs[0].ev
+			one := func(q string) string { return fmt.Sprint(e.rows(t, cfg, q)) }
+			match := func() bool {
+				return one("SELECT toString(day), active_users, jobs FROM jobs_daily ORDER BY day") ==
+					one("SELECT toString(toDate(submitted_at)) AS d, uniqExact(tenant, user_id), uniqExact(job_id) FROM jobs FINAL GROUP BY d ORDER BY d") &&
+					one("SELECT toString(hour) AS h, sum(requests) FROM jobs_hourly GROUP BY h ORDER BY h") ==
+						one("SELECT toString(toStartOfHour(submitted_at)) AS h, uniqExact(job_id) FROM jobs FINAL GROUP BY h ORDER BY h")
+			}
+			require.True(t, match(), "before the erasure, the rollups count what jobs holds")
+			users := one("SELECT sum(active_users) FROM jobs_daily")
+
+			req := schemas.ErasureRequest{Schema: schemas.SchemaErasure, ID: "erase-rollups", Tenant: victim.Tenant, User: victim.User,
+				RequestedAt: time.Now().UTC().Add(time.Hour), RequestedBy: "dpo@" + victim.Tenant}
+			publish(t, in.srv, jsonOutput(t, schemas.SubjectErasure, req.ID, req))
+			streamstest.Eventually(t, 60*time.Second, func() bool { return in.sink.Stats().Erasures == 1 }, "the erasure is applied")
+			userJobs := fmt.Sprintf("SELECT count() FROM jobs WHERE tenant = '%s' AND user_id = '%s'", victim.Tenant, victim.User)
+			streamstest.Eventually(t, 60*time.Second, func() bool { return one(userJobs) == "[[0]]" && match() },
+				"the user's jobs are gone and the rollups match the rows left")
+			require.NotEqual(t, users, one("SELECT sum(active_users) FROM jobs_daily"), "the erased user no longer counts as active")
+		})
+	}
 }

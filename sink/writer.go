@@ -133,18 +133,33 @@ func (w *writer) insert(ctx context.Context, t *table, rows []row, idx []int, ms
 }
 
 // applyErasures deletes, in every table with personal data, the rows of each request's
-// user whose event time is at or before the request. ALTER TABLE … DELETE is a
-// mutation: the server records it at once and rewrites the parts in the background.
-// audit_log keeps the erasure records themselves. Rerunning is harmless.
+// user whose event time is at or before the request, and recomputes the rollup periods
+// those rows fell in. ALTER TABLE … DELETE is a mutation: the server records it at once
+// and rewrites the parts in the background. audit_log keeps the erasure records
+// themselves. Rerunning is harmless.
 func (w *writer) applyErasures(ctx context.Context, reqs []*schemas.ErasureRequest) error {
-	for _, t := range erasableTables {
+	userRows := func(t *table) (string, []any) {
 		var conds []string
 		var args []any
 		for _, r := range reqs {
 			conds = append(conds, fmt.Sprintf("(tenant = ? AND %s = ? AND %s <= toDateTime(?))", t.userCol, t.timeCol))
 			args = append(args, r.Tenant, r.User, r.RequestedAt.Unix())
 		}
-		where := strings.Join(conds, " OR ")
+		return strings.Join(conds, " OR "), args
+	}
+	// The periods to recompute are read before the delete: afterwards the rows that
+	// name them may already be gone.
+	periods := make([][]uint32, len(rollups))
+	for i, r := range rollups {
+		where, args := userRows(tableJobs)
+		p, err := w.periods(ctx, "SELECT DISTINCT toUInt32(toDateTime("+r.period+", 'UTC')) FROM jobs WHERE "+where, args)
+		if err != nil {
+			return fmt.Errorf("sink: find the %s periods of the erased users: %w", r.table, err)
+		}
+		periods[i] = p
+	}
+	for _, t := range erasableTables {
+		where, args := userRows(t)
 		if t == tableAudit {
 			where = "action != '" + schemas.ActionErasure + "' AND (" + where + ")"
 		}
@@ -152,7 +167,99 @@ func (w *writer) applyErasures(ctx context.Context, reqs []*schemas.ErasureReque
 			return fmt.Errorf("sink: erase from %s: %w", t.name, err)
 		}
 	}
+	for i, r := range rollups {
+		if len(periods[i]) == 0 {
+			continue
+		}
+		if err := w.recompute(ctx, r, periods[i], userRows); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// rollup is a materialized rollup of jobs (migrations/0002_rollups.sql): its state
+// table, the period column, the expression of jobs that gives a row's period, and the
+// SELECT of the state columns for a set of periods, the view's own SELECT with a WHERE.
+// Their uniqExact states hold job and user ids, so erasure recomputes every period an
+// erased user had jobs in from the rows that remain.
+type rollup struct {
+	table, column, period, sel string
+}
+
+var rollups = []rollup{
+	{
+		table: "jobs_hourly_state", column: "hour", period: "toStartOfHour(submitted_at)",
+		sel: `SELECT
+    toStartOfHour(submitted_at) AS hour,
+    task,
+    model,
+    model_version,
+    uniqExactState(job_id) AS requests,
+    uniqExactIfState(job_id, toUInt8(status = 'succeeded')) AS successes,
+    uniqExactIfState(job_id, toUInt8(status = 'failed')) AS failures,
+    quantilesState(0.5, 0.95, 0.99)(total_ms) AS latency_ms,
+    quantilesIfState(0.5, 0.95, 0.99)(queue_wait_ms, toUInt8(cache_hit = 0)) AS queue_wait_ms
+FROM jobs FINAL
+WHERE %s
+GROUP BY hour, task, model, model_version`,
+	},
+	{
+		table: "jobs_daily_state", column: "day", period: "toDate(submitted_at)",
+		sel: `SELECT
+    toDate(submitted_at) AS day,
+    tenant,
+    uniqExactState(job_id) AS requests,
+    uniqExactIfState(job_id, toUInt8(status = 'succeeded')) AS successes,
+    uniqExactState(tenant, user_id) AS active_users,
+    avgIfState(processing_ms, toUInt8(cache_hit = 0)) AS processing_ms
+FROM jobs FINAL
+WHERE %s
+GROUP BY day, tenant`,
+	},
+}
+
+// recompute replaces the rollup's rows of the given periods (Unix seconds of their
+// start) with states computed from the jobs that are left, leaving out the erased
+// users' rows explicitly: their delete may still be running. The DELETE mutation only
+// touches parts that exist when it is created, so the rows inserted next survive it.
+func (w *writer) recompute(ctx context.Context, r rollup, periods []uint32, userRows func(*table) (string, []any)) error {
+	list := make([]string, len(periods))
+	for i, p := range periods {
+		list[i] = fmt.Sprint(p)
+	}
+	in := strings.Join(list, ", ")
+	if err := w.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE toUInt32(toDateTime(%s, 'UTC')) IN (%s)", r.table, r.column, in)); err != nil {
+		return fmt.Errorf("sink: clear the erased periods of %s: %w", r.table, err)
+	}
+	erased, args := userRows(tableJobs)
+	where := fmt.Sprintf("toUInt32(toDateTime(%s, 'UTC')) IN (%s) AND NOT (%s)", r.period, in, erased)
+	if err := w.conn.Exec(ctx, "INSERT INTO "+r.table+" "+fmt.Sprintf(r.sel, where), args...); err != nil {
+		return fmt.Errorf("sink: recompute the erased periods of %s: %w", r.table, err)
+	}
+	return nil
+}
+
+// periods reads one UInt32 column.
+func (w *writer) periods(ctx context.Context, q string, args []any) ([]uint32, error) {
+	rs, err := w.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for rs.Next() {
+		var p uint32
+		if err := rs.Scan(&p); err != nil {
+			_ = rs.Close()
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	if err := rs.Err(); err != nil {
+		_ = rs.Close()
+		return nil, err
+	}
+	return out, rs.Close()
 }
 
 // erasureSet remembers applied erasure requests so rows of an erased user that arrive
