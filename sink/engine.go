@@ -29,8 +29,10 @@ type conn interface {
 	// Insert writes rows (values in columns' order) into table in one INSERT. A value
 	// that does not fit its column fails the whole insert with a *badRowError.
 	Insert(ctx context.Context, table string, columns []string, rows [][]any) error
-	// Stored returns which of keys the column col of table holds.
-	Stored(ctx context.Context, table, col string, keys []string) (map[string]bool, error)
+	// Stored returns which of keys the column col of table holds among the rows that
+	// also meet within (a condition on the sorting key's leading time column, so the
+	// lookup reads only the matching parts; empty: every row).
+	Stored(ctx context.Context, table, col string, keys []string, within string) (map[string]bool, error)
 	Close() error
 }
 
@@ -104,7 +106,7 @@ func (c serverConn) Insert(ctx context.Context, table string, columns []string, 
 
 // Stored sends the keys as an external table, so a batch of any size is one query
 // that uses the primary key.
-func (c serverConn) Stored(ctx context.Context, table, col string, keys []string) (map[string]bool, error) {
+func (c serverConn) Stored(ctx context.Context, table, col string, keys []string, within string) (map[string]bool, error) {
 	ids, err := ext.NewTable("sink_keys", ext.Column("key", "String"))
 	if err != nil {
 		return nil, err
@@ -115,6 +117,9 @@ func (c serverConn) Stored(ctx context.Context, table, col string, keys []string
 		}
 	}
 	q := fmt.Sprintf("SELECT %[1]s FROM %[2]s WHERE %[1]s IN (SELECT key FROM sink_keys)", col, table)
+	if within != "" {
+		q += " AND " + within
+	}
 	rs, err := c.Conn.Query(clickhouse.Context(ctx, clickhouse.WithExternalTable(ids)), q)
 	if err != nil {
 		return nil, err
@@ -184,7 +189,7 @@ func (c *embeddedConn) Insert(ctx context.Context, table string, columns []strin
 
 // Stored lists the keys in the query: chDB has no external tables, and the engine
 // parses a 10,000-key IN list in milliseconds.
-func (c *embeddedConn) Stored(ctx context.Context, table, col string, keys []string) (map[string]bool, error) {
+func (c *embeddedConn) Stored(ctx context.Context, table, col string, keys []string, within string) (map[string]bool, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "SELECT %s FROM %s WHERE %s IN (", col, table, col)
 	for i, k := range keys {
@@ -194,6 +199,9 @@ func (c *embeddedConn) Stored(ctx context.Context, table, col string, keys []str
 		b.WriteString(quote(k))
 	}
 	b.WriteByte(')')
+	if within != "" {
+		b.WriteString(" AND " + within)
+	}
 	rs, err := c.Query(ctx, b.String())
 	if err != nil {
 		return nil, err

@@ -2,8 +2,10 @@ package sink_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,5 +127,100 @@ func TestMigrationsOnEveryEngine(t *testing.T) {
 				require.NotContains(t, ttl[0][0], "TTL")
 			}
 		})
+	}
+}
+
+// TestSortingKeysRebuildKeepsRowsAndRollups migrates to 0003, writes jobs, then
+// migrates on: 0004 rebuilds the tables around their new sorting keys, and the rows
+// written before, the rollups of them, and the materialized views for later rows all
+// survive it.
+func TestSortingKeysRebuildKeepsRowsAndRollups(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			cfg := e.config(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			_, err := sink.MigrateTo(ctx, cfg, 3)
+			require.NoError(t, err)
+			now := time.Now().UTC().Truncate(time.Second)
+			cols := []string{"job_id", "tenant", "user_id", "task", "model", "model_version", "status", "submitted_at"}
+			require.NoError(t, sink.Insert(ctx, cfg, "jobs", cols, [][]any{
+				{"before-1", "acme", "ann", "upscale", "realesrgan", "general-x4v3", "succeeded", now},
+				{"before-2", "beta", "bob", "upscale", "realesrgan", "general-x4v3", "failed", now},
+			}))
+			applied, err := sink.Migrate(ctx, cfg)
+			require.NoError(t, err)
+			require.Contains(t, applied, "0004_sorting_keys.sql")
+
+			for table, key := range map[string]string{
+				"jobs":          "(toDate(submitted_at), tenant, job_id)",
+				"stage_runs":    "(toDate(started_at), tenant, run_id)",
+				"http_requests": "(toDate(event_time), tenant, id)",
+				"audit_log":     "(toDate(event_time), tenant, id)",
+				"feedback":      "(toDate(event_time), tenant, id)",
+			} {
+				full := e.rows(t, cfg, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = '"+table+"'")
+				require.Contains(t, full[0][0], "ReplacingMergeTree(inserted_at)", table)
+				require.Contains(t, full[0][0], "ORDER BY "+key, table)
+			}
+			require.NoError(t, sink.Insert(ctx, cfg, "jobs", cols, [][]any{
+				{"after-1", "acme", "ann", "upscale", "realesrgan", "general-x4v3", "succeeded", now},
+			}))
+			require.Equal(t, "[[3 2]]", fmt.Sprint(e.rows(t, cfg, "SELECT count(), uniqExact(tenant) FROM jobs FINAL")))
+			require.Equal(t, "[[3]]", fmt.Sprint(e.rows(t, cfg, "SELECT sum(jobs) FROM jobs_daily")),
+				"the daily rollup holds the jobs from before the rebuild and the one after it")
+			require.Equal(t, "[[3]]", fmt.Sprint(e.rows(t, cfg, "SELECT sum(requests) FROM jobs_hourly")))
+			for _, leftover := range []string{"jobs_sorted", "jobs_unsorted"} {
+				require.Equal(t, "[[0]]", fmt.Sprint(e.rows(t, cfg, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = '"+leftover+"'")))
+			}
+		})
+	}
+}
+
+// TestHeaviestCookbookQueriesUseTheSortingKey reads the plans of the two heaviest
+// cookbook queries on the current engine (canary_vs_stable: jobs and feedback with
+// FINAL and a JOIN; slowest_tenants: every job of the window): each read of jobs must
+// filter on the primary key's leading day column, so it skips the days outside the
+// window. Run with -v to print the plans (the README's cookbook quotes them).
+func TestHeaviestCookbookQueriesUseTheSortingKey(t *testing.T) {
+	cfg := embeddedConfig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := sink.Migrate(ctx, cfg)
+	require.NoError(t, err)
+	// 60 days of jobs and ratings (three monthly partitions), so that the plans have
+	// partitions and granules to skip.
+	now := time.Now().UTC().Truncate(time.Second)
+	var jobs, ratings [][]any
+	for d := range 60 {
+		at := now.Add(-time.Duration(d) * 24 * time.Hour)
+		id := fmt.Sprintf("job-%02d", d)
+		jobs = append(jobs, []any{id, "acme", "ann", "upscale", "realesrgan", "general-x4v3", "succeeded", at, at, at.Add(time.Second), 1000.0})
+		ratings = append(ratings, []any{"fb-" + id, id, "acme", "ann", int8(1), "realesrgan", "general-x4v3", at})
+	}
+	require.NoError(t, sink.Insert(ctx, cfg, "jobs",
+		[]string{"job_id", "tenant", "user_id", "task", "model", "model_version", "status", "submitted_at", "started_at", "finished_at", "total_ms"}, jobs))
+	require.NoError(t, sink.Insert(ctx, cfg, "feedback",
+		[]string{"id", "job_id", "tenant", "user_id", "rating", "model", "model_version", "event_time"}, ratings))
+	book, err := sink.Cookbook()
+	require.NoError(t, err)
+	for _, name := range []string{"canary_vs_stable", "slowest_tenants"} {
+		var q string
+		for _, c := range book {
+			if c.Name == name {
+				q = c.SQL
+			}
+		}
+		require.NotEmpty(t, q, name)
+		res, err := sink.SQL(ctx, cfg, "EXPLAIN indexes = 1 "+q)
+		require.NoError(t, err, name)
+		var plan strings.Builder
+		for _, r := range res.Rows {
+			plan.WriteString(fmt.Sprint(r[0]) + "\n")
+		}
+		t.Logf("EXPLAIN indexes = 1 of %s on ClickHouse %s:\n%s", name, res.Engine, plan.String())
+		require.Contains(t, plan.String(), "PrimaryKey", name)
+		require.Regexp(t, `Condition: \(toDate\(submitted_at\) in \[\d+, \+Inf\)\)[\s│]+Parts: [12]/3`, plan.String(),
+			"%s: the read of jobs filters on the key's leading day and skips the older parts", name)
 	}
 }

@@ -383,7 +383,7 @@ func TestErasureDeletesTheUsersRowsAndKeepsTheRecord(t *testing.T) {
 	// The rollups agree with the raw rows, before and after the erasure.
 	rollupsMatchRaw := func() bool {
 		daily := queryRows(t, conn, "SELECT toString(day), active_users, jobs FROM jobs_daily ORDER BY day")
-		rawDaily := queryRows(t, conn, "SELECT toString(toDate(submitted_at)) AS d, uniqExact(tenant, user_id), uniqExact(job_id) FROM jobs FINAL GROUP BY d ORDER BY d")
+		rawDaily := queryRows(t, conn, "SELECT toString(toDate(submitted_at, 'UTC')) AS d, uniqExact(tenant, user_id), uniqExact(job_id) FROM jobs FINAL GROUP BY d ORDER BY d")
 		hourly := queryRows(t, conn, "SELECT toString(hour) AS h, sum(requests) FROM jobs_hourly GROUP BY h ORDER BY h")
 		rawHourly := queryRows(t, conn, "SELECT toString(toStartOfHour(submitted_at)) AS h, uniqExact(job_id) FROM jobs FINAL GROUP BY h ORDER BY h")
 		return fmt.Sprint(daily) == fmt.Sprint(rawDaily) && fmt.Sprint(hourly) == fmt.Sprint(rawHourly)
@@ -525,7 +525,7 @@ func TestErasureReachesTheRollupsOnEveryEngine(t *testing.T) {
 			one := func(q string) string { return fmt.Sprint(e.rows(t, cfg, q)) }
 			match := func() bool {
 				return one("SELECT toString(day), active_users, jobs FROM jobs_daily ORDER BY day") ==
-					one("SELECT toString(toDate(submitted_at)) AS d, uniqExact(tenant, user_id), uniqExact(job_id) FROM jobs FINAL GROUP BY d ORDER BY d") &&
+					one("SELECT toString(toDate(submitted_at, 'UTC')) AS d, uniqExact(tenant, user_id), uniqExact(job_id) FROM jobs FINAL GROUP BY d ORDER BY d") &&
 					one("SELECT toString(hour) AS h, sum(requests) FROM jobs_hourly GROUP BY h ORDER BY h") ==
 						one("SELECT toString(toStartOfHour(submitted_at)) AS h, uniqExact(job_id) FROM jobs FINAL GROUP BY h ORDER BY h")
 			}
