@@ -15,10 +15,13 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// Limits of an analyst query (SQL): rows returned and seconds the engine may spend.
+// Limits of an analyst query (SQL): rows returned, seconds and memory the engine may
+// spend. The memory bound matters most on the embedded engine, which shares the
+// studio's process: a query over it fails instead of taking the process down.
 const (
 	SQLMaxRows    = 10000
 	SQLMaxSeconds = 30
+	SQLMaxMemory  = 1 << 30
 )
 
 // ErrNotReadOnly is returned by SQL for a statement that is not one read-only query.
@@ -107,7 +110,8 @@ func blankLiterals(q string) (string, error) {
 
 // SQL runs one analyst query against the analytics store and returns at most
 // SQLMaxRows rows. The statement runs read-only (readonly, allow_ddl = 0, which also
-// refuses table functions such as file() or url()), for at most SQLMaxSeconds. On the
+// refuses table functions such as file() or url()), for at most SQLMaxSeconds and
+// SQLMaxMemory bytes. On the
 // embedded engine it shares the process's chDB session with the sink, whose writes
 // wait for it. It returns schemas.ErrAnalyticsOff without an analytics store and an
 // error wrapping ErrNotReadOnly for a statement CheckReadOnly refuses.
@@ -164,6 +168,7 @@ var sqlSettings = []struct {
 	value any
 }{
 	{"max_execution_time", SQLMaxSeconds},
+	{"max_memory_usage", SQLMaxMemory},
 	{"max_result_rows", SQLMaxRows + 1},
 	{"result_overflow_mode", "break"},
 	{"output_format_json_quote_64bit_integers", 0},
@@ -205,7 +210,7 @@ func (c serverConn) table(ctx context.Context, q string) (*schemas.SQLResult, er
 	// Old servers take only numeric query settings over the native protocol, so the row
 	// limit is the loop below: it stops reading after SQLMaxRows+1 rows, and closing
 	// the rows cancels the rest of the query.
-	set := clickhouse.Settings{"max_execution_time": SQLMaxSeconds, "allow_ddl": 0, "readonly": 2}
+	set := clickhouse.Settings{"max_execution_time": SQLMaxSeconds, "max_memory_usage": SQLMaxMemory, "allow_ddl": 0, "readonly": 2}
 	rs, err := c.Conn.Query(clickhouse.Context(ctx, clickhouse.WithSettings(set)), q)
 	if err != nil {
 		return nil, err

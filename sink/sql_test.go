@@ -92,6 +92,8 @@ func TestSQLAnswersReadOnlyQueriesOnEveryEngine(t *testing.T) {
 				require.Error(t, err, "%s must be refused", q)
 				require.NotErrorIs(t, err, sink.ErrNotReadOnly)
 			}
+			_, err = sink.SQL(ctx, cfg, "SELECT length(groupArray(repeat('x', 4096))) FROM system.numbers LIMIT 1000000")
+			require.ErrorIs(t, err, schemas.ErrBadQuery, "a query over the memory bound fails instead of taking the process down")
 			_, err = sink.SQL(ctx, cfg, "SELECT * FROM no_such_table")
 			require.ErrorContains(t, err, "no_such_table")
 
