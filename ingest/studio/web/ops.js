@@ -514,9 +514,9 @@ function drawBars(res, numeric) {
   box.append(h('p', {class: 'hint', text: `${res.columns[vi].name} by ${res.columns[li].name}`}));
   for (const r of rows) {
     const v = Number(r[vi]) || 0;
-    const bar = h('span', {class: 'bar'});
+    const bar = h('span', {class: 'sql-bar'});
     bar.style.width = `${(100 * Math.abs(v)) / max}%`;
-    box.append(h('div', {class: 'bar-row'}, h('span', {class: 'bar-label', text: cellText(r[li])}), h('span', {class: 'bar-track'}, bar), h('span', {class: 'num', text: cellText(r[vi])})));
+    box.append(h('div', {class: 'sql-bar-row'}, h('span', {class: 'sql-bar-label', text: cellText(r[li])}), h('span', {class: 'sql-bar-track'}, bar), h('span', {class: 'num', text: cellText(r[vi])})));
   }
   box.dataset.bars = String(rows.length);
   box.hidden = false;
