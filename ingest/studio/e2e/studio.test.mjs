@@ -159,6 +159,42 @@ test('remove-background on a real photo: progress to 100%, before/after, PNG dow
   await page.context().close();
 });
 
+test('several files run as one batch: one card with counts and progress, refusals named, a ZIP of the results, and it reopens after a reload (needs POST /v2/batches)', {skip}, async (t) => {
+  const probe = await fetchServer('/v2/batches/00000000000000000000000000', {method: 'GET'});
+  if (missingRoute(probe)) return t.skip(`GET /v2/batches/{id} answers ${probe.status}: not served`);
+  const page = await open();
+  if (!(await page.$('#task option[value="upscale"]'))) return t.skip('this server does not serve upscale');
+  await page.selectOption('#task', 'upscale');
+  assert.match(await page.textContent('#limits'), /Several files run as one batch/);
+  const files = [0, 1, 2].map((i) => ({name: `tile-${i}.png`, mimeType: 'image/png', buffer: makePNG(24, 16, 1000 + i)}));
+  files.push({name: 'tiny.gif', mimeType: 'image/gif', buffer: GIF});
+  await page.setInputFiles('#file', files);
+  assert.match(await page.textContent('#preview-cap'), /4 images .* one batch/);
+  await page.click('#run');
+  await page.waitForSelector('#batch:not([hidden])');
+  assert.match(await page.textContent('#batch-total'), /3 images/);
+  assert.match(await page.textContent('#batch-refused'), /tiny\.gif/);
+  const id = await page.textContent('#batch-id');
+  assert.match(page.url(), new RegExp(`#batch=${id}$`));
+  await page.waitForFunction(() => document.getElementById('batch-status').dataset.state === 'done', null, {timeout: 180000});
+  assert.match(await page.textContent('#batch-status'), /Done: 3 succeeded, 0 failed, 0 cancelled/);
+  assert.equal(await page.$eval('#batch-bar', (e) => e.value), 100);
+  assert.equal(await page.$$eval('#batch-jobs li[data-status="succeeded"]', (l) => l.length), 3);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#batch-zip')]);
+  assert.equal(download.suggestedFilename(), `batch-${id}.zip`);
+  const chunks = [];
+  for await (const c of await download.createReadStream()) chunks.push(c);
+  const zip = Buffer.concat(chunks);
+  assert.equal(zip.subarray(0, 2).toString(), 'PK', 'the download is a ZIP');
+  await shot(page, 'studio-batch');
+  await page.reload();
+  await page.waitForSelector('#batch:not([hidden])');
+  assert.equal(await page.textContent('#batch-id'), id);
+  await page.click('#batch-jobs a');
+  await page.waitForSelector('#result:not([hidden])', {timeout: 60000});
+  await page.context().close();
+});
+
 test('progress arrives over the WebSocket (needs GET /v1/jobs/{id}/events with Upgrade)', {skip}, async (t) => {
   if (!seen.transports.size) return t.skip('the main flow did not run');
   if (!seen.transports.has('websocket')) {

@@ -81,7 +81,7 @@ async function init() {
     state.config = {...state.config, ...(await json('/static/config.json'))};
   } catch { /* an older server: keep the defaults */ }
   const types = state.config.accepted_types.map((t) => t.replace('image/', '').toUpperCase()).join(', ').replace(/, ([^,]*)$/, ' or $1');
-  $('limits').textContent = `${types}, up to ${fmtBytes(state.config.max_upload_bytes)}. Checked by content on the server.`;
+  $('limits').textContent = `${types}, up to ${fmtBytes(state.config.max_upload_bytes)}. Checked by content on the server. Several files run as one batch.`;
   $('example').hidden = !state.config.example;
   updateAccount();
   if (state.config.auth_required && !token()) showSignIn('This server needs an access token.');
@@ -94,7 +94,7 @@ function bind() {
   $('task').addEventListener('change', () => { fillVersions(); renderParams(); });
   $('version').addEventListener('change', () => { describeModel(); renderParams(); });
   $('job-form').addEventListener('submit', submit);
-  $('file').addEventListener('change', () => { if ($('file').files[0]) chooseFile($('file').files[0]); });
+  $('file').addEventListener('change', () => chooseFiles($('file').files));
   $('example').addEventListener('click', useExample);
   const drop = $('drop');
   for (const t of ['dragenter', 'dragover']) {
@@ -105,10 +105,11 @@ function bind() {
   }
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
-    const f = e.dataTransfer && e.dataTransfer.files[0];
-    if (f) chooseFile(f);
+    if (e.dataTransfer) chooseFiles(e.dataTransfer.files);
   });
   $('cancel').addEventListener('click', cancelJob);
+  $('batch-cancel').addEventListener('click', cancelBatch);
+  $('batch-zip').addEventListener('click', downloadBatch);
   $('cmp-range').addEventListener('input', setSplit);
   $('thumb-up').addEventListener('click', () => rate(1));
   $('thumb-down').addEventListener('click', () => rate(-1));
@@ -312,7 +313,33 @@ function offerMask() {
 
 // --- choosing and sending the image --------------------------------------------------
 
+// chooseFiles takes what a file picker or a drop gave: one image is a job, several are
+// a batch.
+function chooseFiles(list) {
+  const files = Array.from(list || []);
+  if (files.length === 0) return;
+  if (files.length === 1) {
+    chooseFile(files[0]);
+    return;
+  }
+  state.file = null;
+  state.files = files;
+  clearFormError();
+  if (state.previewURL) URL.revokeObjectURL(state.previewURL);
+  state.previewURL = '';
+  const total = files.reduce((n, f) => n + f.size, 0);
+  $('preview-img').removeAttribute('src');
+  $('preview-img').alt = '';
+  $('preview-cap').textContent = `${files.length} images · ${fmtBytes(total)} · they run as one batch`;
+  $('preview').hidden = false;
+  const big = files.filter((f) => f.size > state.config.max_upload_bytes);
+  if (big.length) {
+    showFormError(null, `${big.map((f) => f.name).join(', ')} ${big.length === 1 ? 'is' : 'are'} over the ${fmtBytes(state.config.max_upload_bytes)} limit: compress or resize ${big.length === 1 ? 'it' : 'them'}.`);
+  }
+}
+
 function chooseFile(file) {
+  state.files = null;
   state.file = file;
   clearFormError();
   if (state.previewURL) URL.revokeObjectURL(state.previewURL);
@@ -345,6 +372,10 @@ async function useExample() {
 async function submit(e) {
   e.preventDefault();
   clearFormError();
+  if (state.files && state.files.length > 1) {
+    await submitBatch();
+    return;
+  }
   if (!state.file) {
     showFormError(null, 'Choose an image first: drop one here, pick a file, or try the example photo.');
     return;
@@ -379,6 +410,127 @@ async function submit(e) {
   } finally {
     run.disabled = false;
     run.textContent = 'Run';
+  }
+}
+
+// --- batches -------------------------------------------------------------------------
+
+// formFields returns the task, model and parameter fields a job or a batch sends.
+function formFields() {
+  const fd = new FormData();
+  fd.append('task', $('task').value);
+  const picked = $('version').value && selectedModel();
+  if (picked) {
+    fd.append('model', picked.name);
+    fd.append('version', picked.version);
+  }
+  const params = collectParams();
+  if (Object.keys(params).length) fd.append('params', JSON.stringify(params));
+  return fd;
+}
+
+async function submitBatch() {
+  const files = state.files;
+  const big = files.filter((f) => f.size > state.config.max_upload_bytes);
+  if (big.length) {
+    showFormError(null, `${big.map((f) => f.name).join(', ')}: over the ${fmtBytes(state.config.max_upload_bytes)} limit.`);
+    return;
+  }
+  const fd = formFields();
+  for (const f of files) fd.append('image', f, f.name || 'image');
+  const run = $('run');
+  run.disabled = true;
+  run.textContent = 'Uploading…';
+  try {
+    const res = await api('/v2/batches', {method: 'POST', body: fd});
+    const b = await res.json();
+    stopFollow();
+    $('progress').hidden = true;
+    $('result').hidden = true;
+    showBatch(b);
+    history.pushState(null, '', `#batch=${encodeURIComponent(b.id)}`);
+    followBatch(b.id);
+  } catch (err) {
+    showFormError(err);
+  } finally {
+    run.disabled = false;
+    run.textContent = 'Run';
+  }
+}
+
+// showBatch renders a batch as one card: counts, progress, ETA, each job with a link,
+// the images that were refused.
+function showBatch(b) {
+  state.batch = b;
+  $('batch').hidden = false;
+  $('batch-id').textContent = b.id;
+  $('batch-total').textContent = `${b.total} ${b.total === 1 ? 'image' : 'images'}`;
+  $('batch-bar').value = b.percent;
+  $('batch-pct').textContent = `${b.percent}%`;
+  const c = b.counts;
+  const parts = [`${c.succeeded} succeeded`, `${c.failed} failed`, `${c.cancelled} cancelled`, `${c.running} running`, `${c.queued} queued`];
+  let status = b.status === 'done' ? `Done: ${parts.slice(0, 3).join(', ')}.` : `${parts.join(', ')}.`;
+  if (b.status !== 'done' && b.eta_seconds != null) status += ` About ${fmtSeconds(b.eta_seconds)} left.`;
+  $('batch-status').textContent = status;
+  $('batch-status').dataset.state = b.status;
+  const refused = $('batch-refused');
+  if (b.refused && b.refused.length) {
+    refused.replaceChildren(h('p', {}, `${b.refused.length} ${b.refused.length === 1 ? 'image was' : 'images were'} refused:`),
+      h('ul', {}, b.refused.map((r) => h('li', {}, `${r.filename || `#${r.index + 1}`}: ${(r.problem && r.problem.detail) || 'refused'}`))));
+    refused.hidden = false;
+  } else if (!state.batchRefusedShown) {
+    refused.hidden = true;
+  }
+  if (b.refused && b.refused.length) state.batchRefusedShown = true;
+  $('batch-jobs').replaceChildren(...b.jobs.map((j) => h('li', {'data-status': j.status},
+    h('a', {href: `#job=${encodeURIComponent(j.id)}`, text: j.id}), ` ${j.status}${j.status === 'failed' && j.error ? `: ${j.error.message}` : ''}`)));
+  $('batch-zip').disabled = c.succeeded === 0;
+  $('batch-cancel').hidden = b.status === 'done';
+}
+
+function fmtSeconds(s) {
+  if (s < 60) return `${Math.max(1, Math.round(s))} s`;
+  return `${Math.round(s / 60)} min`;
+}
+
+async function followBatch(id) {
+  const mine = (state.batchFollow = {});
+  while (state.batchFollow === mine) {
+    await sleep(1500);
+    if (state.batchFollow !== mine) return;
+    try {
+      const b = await json(`/v2/batches/${encodeURIComponent(id)}`);
+      showBatch(b);
+      if (b.status === 'done') return;
+    } catch (err) {
+      $('batch-status').textContent = `Could not read the batch: ${err.detail || err.message}. Retrying…`;
+    }
+  }
+}
+
+async function cancelBatch() {
+  const b = state.batch;
+  if (!b) return;
+  try {
+    const res = await api(`/v2/batches/${encodeURIComponent(b.id)}`, {method: 'DELETE'});
+    showBatch(await res.json());
+  } catch (err) {
+    $('batch-status').textContent = `Cancel failed: ${err.detail || err.message}`;
+  }
+}
+
+async function downloadBatch() {
+  const b = state.batch;
+  if (!b) return;
+  try {
+    const {url} = await blobURL(`/v2/batches/${encodeURIComponent(b.id)}/results`);
+    const a = h('a', {href: url, download: `batch-${b.id}.zip`});
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } catch (err) {
+    $('batch-status').textContent = `Download failed: ${err.detail || err.message}`;
   }
 }
 
@@ -419,6 +571,18 @@ function hashJob() {
 // route opens the job named in the URL (so a reload resumes it), or else resumes the
 // last job this browser started while it is still running.
 async function route() {
+  const bm = /(?:^#|&)batch=([^&]+)/.exec(location.hash);
+  if (bm) {
+    const bid = decodeURIComponent(bm[1]);
+    try {
+      const b = await json(`/v2/batches/${encodeURIComponent(bid)}`);
+      showBatch(b);
+      if (b.status !== 'done') followBatch(bid);
+    } catch (err) {
+      showFormError(err, `Batch ${bid} could not be opened`);
+    }
+    return;
+  }
   const id = hashJob();
   if (id) return openJob(id);
   if (state.current) return;
