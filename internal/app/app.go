@@ -62,7 +62,8 @@ func (b *Bus) Close() {
 }
 
 // Connect starts the embedded server (no --nats-url) or dials the external one, then
-// provisions the topology.
+// provisions the topology, waiting (up to 2 minutes, logging what it waits for) while a
+// cluster elects its leaders.
 func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogger) (*Bus, error) {
 	b := &Bus{}
 	var err error
@@ -87,7 +88,18 @@ func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogg
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := topology.Provision(ctx, b.JS, streams.DefaultTopology(cfg.Replicas).WithMaxBytes(cfg.StreamMaxBytes)); err != nil {
+	// Every process provisions at start; on a cluster started at the same moment it
+	// first waits for a meta leader, and retries provisioning while streams elect theirs.
+	wait := streams.Startup{Log: log.WithField("component", "startup")}
+	top := streams.DefaultTopology(cfg.Replicas).WithMaxBytes(cfg.StreamMaxBytes)
+	if err := wait.AwaitJetStream(ctx, b.JS); err != nil {
+		b.Close()
+		return nil, err
+	}
+	wait.Attempt = 15 * time.Second // tries resume where the last one stopped (idempotent)
+	if err := wait.Do(ctx, "provision the topology", func(ctx context.Context) error {
+		return topology.Provision(ctx, b.JS, top)
+	}); err != nil {
 		b.Close()
 		return nil, err
 	}
