@@ -625,8 +625,9 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 }
 
 // RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and
-// publishes their results (processors.Deadlines), until ctx is cancelled. Each ingest
-// replica runs it; they agree through compare-and-swap on the record.
+// publishes their results (processors.Deadlines), until ctx is cancelled. Every ingest
+// replica calls it; one at a time sweeps, holding the "job-deadlines" lease
+// (streams.Lease), and another takes over within the lease's term when it dies.
 func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus, log logrus.FieldLogger) error {
 	if cfg.JobDeadline <= 0 {
 		return nil
@@ -635,11 +636,16 @@ func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus, log logrus.Fiel
 	if err != nil {
 		return err
 	}
+	log = log.WithField("component", "job-deadlines")
 	d := &processors.Deadlines{
-		Jobs: store, Pub: streams.JSPublisher{JS: bus.JS}, Deadline: cfg.JobDeadline,
-		Log: log.WithField("component", "job-deadlines"),
+		Jobs: store, Pub: streams.JSPublisher{JS: bus.JS}, Deadline: cfg.JobDeadline, Log: log,
 	}
-	return d.Run(ctx)
+	kv, err := streams.BindKV(ctx, bus.JS, streams.BucketLeases)
+	if err != nil {
+		return err
+	}
+	lease := &streams.Lease{KV: kv, Name: "job-deadlines", Holder: cfg.Worker, Log: log}
+	return lease.Run(ctx, d.Run)
 }
 
 // RunSlotRelease frees a user's active-job slot whenever a job's final result reaches
