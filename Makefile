@@ -1,7 +1,7 @@
 # The two commands a new user needs:
 #   make up    fetch models and the ONNX Runtime library (first run), build, run everything
 #   make test  install and start MinIO and ClickHouse, fetch models, run every test
-.PHONY: up test build fetch clean faults
+.PHONY: up test build fetch clean faults chaos
 
 STUDIO_FLAGS ?=
 
@@ -24,6 +24,19 @@ FAULTS_ROUNDS ?= 5
 faults:
 	STUDIO_FAULTS_JOBS=$(FAULTS_JOBS) STUDIO_FAULTS_ROUNDS=$(FAULTS_ROUNDS) \
 		go test -count=1 -timeout 20m -run 'TestClusterFaults|TestCluster.*ThroughAnother' -v ./streams/ ./internal/topology/
+
+# The long form of the separate-process fault suite (the short form, 30 jobs and one
+# round, runs in `make test`): a 3-node nats-server cluster, MinIO, `studio ingest` and
+# one `studio worker` per stage, upscale jobs under SIGKILLs of stage processes, kill -9
+# of the meta leader and MinIO outages. It fails if any job is stuck or has two results;
+# CHAOS_TABLE collects the rows (RELIABILITY.md).
+CHAOS_JOBS ?= 300
+CHAOS_ROUNDS ?= 4
+CHAOS_TABLE ?= bin/chaos-table.md
+chaos:
+	@mkdir -p bin
+	STUDIO_CHAOS_JOBS=$(CHAOS_JOBS) STUDIO_CHAOS_ROUNDS=$(CHAOS_ROUNDS) STUDIO_CHAOS_TABLE=$(abspath $(CHAOS_TABLE)) \
+		go test -count=1 -timeout 60m -run 'TestChaos$$' -v ./cmd/studio/
 
 clean:
 	rm -rf bin

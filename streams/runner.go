@@ -52,7 +52,10 @@ type RunnerConfig struct {
 	OnFailure FailureHandler
 	// Observer, when set, is told how every message ended (metrics).
 	Observer Observer
-	Log      logrus.FieldLogger
+	// Startup bounds how long NewRunner waits for a cluster that cannot create its
+	// consumers yet (electing a leader); the zero value waits up to 2 minutes.
+	Startup Startup
+	Log     logrus.FieldLogger
 }
 
 func (c *RunnerConfig) defaults() {
@@ -143,7 +146,9 @@ type tierQueue struct {
 	space chan struct{}
 }
 
-// NewRunner ensures the consumers exist and returns a runner for them.
+// NewRunner ensures the consumers exist and returns a runner for them. While a cluster
+// cannot create them yet (no leader) it retries as cfg.Startup says, so processes may
+// start in any order.
 func NewRunner(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h Handler, cfg RunnerConfig) (*Runner, error) {
 	cfg.defaults()
 	if cfg.Spec.Stream == "" || cfg.Spec.Durable == "" {
@@ -152,11 +157,19 @@ func NewRunner(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h Han
 	if cfg.Stage == "" {
 		return nil, errors.New("streams: runner needs a stage name (it names the DLQ subject)")
 	}
-	cons, err := cfg.Spec.Ensure(ctx, js)
+	log := cfg.Log.WithFields(logrus.Fields{"stage": cfg.Stage, "consumer": cfg.Spec.Durable})
+	if cfg.Startup.Log == nil {
+		cfg.Startup.Log = log
+	}
+	var cons map[schemas.Tier]jetstream.Consumer
+	err := cfg.Startup.Do(ctx, "consumer "+cfg.Spec.Durable+" on "+cfg.Spec.Stream, func(ctx context.Context) error {
+		var err error
+		cons, err = cfg.Spec.Ensure(ctx, js)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Log.WithFields(logrus.Fields{"stage": cfg.Stage, "consumer": cfg.Spec.Durable})
 	pub := JSPublisher{JS: js}
 	r := &Runner{
 		cfg:  cfg,

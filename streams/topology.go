@@ -174,7 +174,7 @@ func IsFull(err error) bool {
 }
 
 // Provision creates or updates every stream (the pipeline's, which the stage table
-// processors.Stages declares, and the rest) and the given KV buckets (each domain package
+// processors.Stages declares, the rest, and ADVISORIES, see AdvisoryConfig) and the given KV buckets (each domain package
 // declares its own; internal/topology lists them all), each with reads answered by its
 // stream leader (see ProvisionKV). It is idempotent and safe to run
 // from several processes at once.
@@ -183,6 +183,9 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, pipelin
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("streams: provision stream %s: %w", cfg.Name, err)
 		}
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, t.AdvisoryConfig()); err != nil {
+		return fmt.Errorf("streams: provision stream %s: %w", StreamAdvisories, err)
 	}
 	for _, cfg := range buckets {
 		if _, err := ProvisionKV(ctx, js, cfg); err != nil {

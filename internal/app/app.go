@@ -62,7 +62,8 @@ func (b *Bus) Close() {
 }
 
 // Connect starts the embedded server (no --nats-url) or dials the external one, then
-// provisions the topology.
+// provisions the topology, waiting (up to 2 minutes, logging what it waits for) while a
+// cluster elects its leaders.
 func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogger) (*Bus, error) {
 	b := &Bus{}
 	var err error
@@ -87,7 +88,18 @@ func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogg
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := topology.Provision(ctx, b.JS, streams.DefaultTopology(cfg.Replicas).WithMaxBytes(cfg.StreamMaxBytes)); err != nil {
+	// Every process provisions at start; on a cluster started at the same moment it
+	// first waits for a meta leader, and retries provisioning while streams elect theirs.
+	wait := streams.Startup{Log: log.WithField("component", "startup")}
+	top := streams.DefaultTopology(cfg.Replicas).WithMaxBytes(cfg.StreamMaxBytes)
+	if err := wait.AwaitJetStream(ctx, b.JS); err != nil {
+		b.Close()
+		return nil, err
+	}
+	wait.Attempt = 15 * time.Second // tries resume where the last one stopped (idempotent)
+	if err := wait.Do(ctx, "provision the topology", func(ctx context.Context) error {
+		return topology.Provision(ctx, b.JS, top)
+	}); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -613,8 +625,9 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 }
 
 // RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and
-// publishes their results (processors.Deadlines), until ctx is cancelled. Each ingest
-// replica runs it; they agree through compare-and-swap on the record.
+// publishes their results (processors.Deadlines), until ctx is cancelled. Every ingest
+// replica calls it; one at a time sweeps, holding the "job-deadlines" lease
+// (streams.Lease), and another takes over within the lease's term when it dies.
 func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus, log logrus.FieldLogger) error {
 	if cfg.JobDeadline <= 0 {
 		return nil
@@ -623,11 +636,16 @@ func RunJobDeadlines(ctx context.Context, cfg *Config, bus *Bus, log logrus.Fiel
 	if err != nil {
 		return err
 	}
+	log = log.WithField("component", "job-deadlines")
 	d := &processors.Deadlines{
-		Jobs: store, Pub: streams.JSPublisher{JS: bus.JS}, Deadline: cfg.JobDeadline,
-		Log: log.WithField("component", "job-deadlines"),
+		Jobs: store, Pub: streams.JSPublisher{JS: bus.JS}, Deadline: cfg.JobDeadline, Log: log,
 	}
-	return d.Run(ctx)
+	kv, err := streams.BindKV(ctx, bus.JS, streams.BucketLeases)
+	if err != nil {
+		return err
+	}
+	lease := &streams.Lease{KV: kv, Name: "job-deadlines", Holder: cfg.Worker, Log: log}
+	return lease.Run(ctx, d.Run)
 }
 
 // RunSlotRelease frees a user's active-job slot whenever a job's final result reaches

@@ -11,6 +11,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // Footprint is what erasure learns about one user before it removes anything: the ids
@@ -100,6 +101,7 @@ func DefaultRegistry() Registry {
 			// Users and sessions come first: no new session or job once erasure starts.
 			{Bucket: auth.BucketUsers, Filters: user("")},
 			{Bucket: auth.BucketRefresh, Filters: user(".>")},
+			{Bucket: streams.BucketLeases, NoUserData: "one key per singleton task naming the process (host and pid) that runs it"},
 			{Bucket: auth.BucketRevoked, NoUserData: "deny-list entries are keyed by random token and family ids and hold an expiry; they name no user or job"},
 			{Bucket: auth.BucketAPIKeys, ScanFilter: every, Scan: func(f *Footprint, v []byte) bool {
 				var k auth.APIKey
@@ -151,6 +153,9 @@ func DefaultRegistry() Registry {
 			{Stream: schemas.StreamAudit, Keep: []string{schemas.SubjectErasure}},
 			{Stream: schemas.StreamFeedback},
 			{Stream: schemas.StreamDLQ},
+			// Max-deliveries advisories: stream names and sequences, no user data; listed
+			// so that the walk covers every stream.
+			{Stream: streams.StreamAdvisories},
 		},
 		Objects: []ObjectData{
 			{What: "job inputs", Prefixes: func(f *Footprint) []string { return eachJob(f, "inputs/"+f.Tenant+"/") }},

@@ -17,12 +17,14 @@ import (
 	"github.com/creativeai-studio/studio/streams"
 )
 
-// Buckets returns every KV bucket of every domain, sized by t.
+// Buckets returns every KV bucket of every domain, and the leases bucket of singleton
+// tasks (streams.LeaseBucket), sized by t.
 func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 	var out []jetstream.KeyValueConfig
 	out = append(out, jobs.Buckets(t)...)
 	out = append(out, auth.Buckets(t)...)
 	out = append(out, quota.Buckets(t)...)
+	out = append(out, streams.LeaseBucket(t))
 	return out
 }
 

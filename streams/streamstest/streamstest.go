@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,6 +146,37 @@ func (c *Cluster) StreamLeader(t testing.TB, name string) int {
 // everything down at cleanup.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	c := StartClusterNodes(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	Eventually(t, 30*time.Second, func() bool {
+		// A request made before there is a leader gets no answer: ask with a short deadline.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := c.JS[0].AccountInfo(ctx)
+		return err == nil
+	}, "the cluster has no JetStream meta leader")
+	top := streams.DefaultTopology(n)
+	if err := topology.Provision(ctx, c.JS[0], top); err != nil {
+		t.Fatalf("provision the cluster: %v", err)
+	}
+	return c
+}
+
+// URLs returns the client URLs of every node, comma-separated, as --nats-url takes them.
+func (c *Cluster) URLs() string {
+	var urls []string
+	for _, srv := range c.Servers {
+		urls = append(urls, srv.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+// StartClusterNodes starts n servers like StartCluster and connects to each, but
+// returns as soon as they accept connections: JetStream has no meta leader yet and
+// nothing is provisioned, as when a whole deployment starts at once.
+func StartClusterNodes(t testing.TB, n int) *Cluster {
+	t.Helper()
 	c := &Cluster{}
 	// A clustered JetStream server needs its routes at start, so the route ports are
 	// chosen first.
@@ -193,19 +225,6 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			t.Fatal(err)
 		}
 		c.NC, c.JS = append(c.NC, nc), append(c.JS, js)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	Eventually(t, 30*time.Second, func() bool {
-		// A request made before there is a leader gets no answer: ask with a short deadline.
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_, err := c.JS[0].AccountInfo(ctx)
-		return err == nil
-	}, "the cluster has no JetStream meta leader")
-	top := streams.DefaultTopology(n)
-	if err := topology.Provision(ctx, c.JS[0], top); err != nil {
-		t.Fatalf("provision the cluster: %v", err)
 	}
 	return c
 }
