@@ -1,5 +1,7 @@
 package assets
 
+import "path"
+
 // The pins below were verified by downloading each package and hashing the
 // file. Never update a digest without knowing why upstream bytes changed.
 
@@ -59,6 +61,31 @@ var (
 	PhotoRocket    = skimagePhoto("rocket.jpg", "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c", 112525)
 )
 
+// PhotoPage is scikit-image's page.png (384x191, grey): a photographed page of a
+// textbook, the OCR test's real-world text.
+var PhotoPage = skimagePhoto("page.png", "341a6f0a61557662b02734a9b6e56ec33a915b2c41886b97509dedf2a43b47a3", 47679)
+
+// Fonts for the OCR tests, which render text images with them: DejaVu (Bitstream Vera
+// licence) and Liberation (SIL OFL 1.1), from Debian's font packages.
+var (
+	FontDejaVuSans      = debFont("fonts-dejavu-core", "dejavu/DejaVuSans.ttf", "abdc775b21b1bc470d50c97e790d276f2054b7504e56e5bd3e64f48d68582322", 759720, "Bitstream-Vera")
+	FontDejaVuSerif     = debFont("fonts-dejavu-core", "dejavu/DejaVuSerif.ttf", "13e61509f5c81d7c3132810f4f903e3523df89c802bf6e0674621e8f659cdfe1", 380660, "Bitstream-Vera")
+	FontLiberationSerif = debFont("fonts-liberation", "liberation/LiberationSerif-Regular.ttf", "1c9c77c2cd0f3c2d2aeef53ea50a4d5d3d684ac73a431d7c70d7864887d194a3", 152408, "OFL-1.1")
+	FontLiberationSans  = debFont("fonts-liberation", "liberation/LiberationSans-Regular.ttf", "f8ace1f892b2bd9dc1792ba7f097fa7588f84fed48321480e04de5390828221f", 139512, "OFL-1.1")
+	FontLiberationMono  = debFont("fonts-liberation", "liberation/LiberationMono-Regular.ttf", "a2e642d350acb1c5e368f375db8a4ef5a2f4ff2b79056d8c3be8bd8a7e9fcb44", 108172, "OFL-1.1")
+)
+
+func debFont(pkg, file, sha string, size int64, license string) Asset {
+	return Asset{
+		Name:    "font-" + path.Base(file),
+		Source:  Source{Deb: pkg, File: "usr/share/fonts/truetype/" + file},
+		SHA256:  sha,
+		Size:    size,
+		Path:    "fonts/" + path.Base(file),
+		License: license,
+	}
+}
+
 func skimagePhoto(name, sha string, size int64) Asset {
 	return Asset{
 		Name:    "photo-" + name,
@@ -72,11 +99,13 @@ func skimagePhoto(name, sha string, size int64) Asset {
 
 // Groups names sets of assets for `studio fetch GROUP`: "runtime" to run
 // inference, "web" for the dashboard's chart library, "photos" for tests and demos,
+// "fonts" for the OCR tests' rendered text,
 // "analytics" for the embedded analytics engine of `studio up`.
 // Models are fetched through their manifests (internal/models).
 var Groups = map[string][]Asset{
 	"runtime":   {ONNXRuntimeCPU},
 	"web":       Web,
-	"photos":    {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket},
+	"photos":    {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket, PhotoPage},
+	"fonts":     {FontDejaVuSans, FontDejaVuSerif, FontLiberationSerif, FontLiberationSans, FontLiberationMono},
 	"analytics": {ChDB},
 }

@@ -16,6 +16,47 @@ import (
 // (downloading on first use), or from disk for path sources (checked against the
 // manifest's sha256 on every start, so a swapped file is refused).
 func Fetch(ctx context.Context, cache *assets.Cache, m Manifest) (Spec, error) {
+	spec, err := fetchMain(ctx, cache, m)
+	if err != nil {
+		return spec, err
+	}
+	if len(m.Parts)+len(m.Files) == 0 {
+		return spec, nil
+	}
+	spec.Local = map[string]string{}
+	fetchOne := func(role string, s Source) error {
+		if s.Path != "" {
+			p := s.Path
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(m.Dir, p)
+			}
+			if err := verifyFile(p, s.SHA256, s.Size); err != nil {
+				return fmt.Errorf("%w: %s: %s: %v", ErrBadManifest, m.File, role, err)
+			}
+			spec.Local[role] = p
+			return nil
+		}
+		p, err := cache.Ensure(ctx, m.PartAsset(role, s))
+		if err != nil {
+			return fmt.Errorf("model %s (%s), %s: %w", m.ID(), m.File, role, err)
+		}
+		spec.Local[role] = p
+		return nil
+	}
+	for _, role := range sortedKeys(m.Parts) {
+		if err := fetchOne(role, m.Parts[role].Source); err != nil {
+			return Spec{}, err
+		}
+	}
+	for _, role := range sortedKeys(m.Files) {
+		if err := fetchOne(role, m.Files[role]); err != nil {
+			return Spec{}, err
+		}
+	}
+	return spec, nil
+}
+
+func fetchMain(ctx context.Context, cache *assets.Cache, m Manifest) (Spec, error) {
 	switch {
 	case m.Source.Path != "":
 		p := m.Source.Path

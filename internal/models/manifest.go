@@ -51,6 +51,13 @@ type Manifest struct {
 	Scale int `yaml:"scale"`
 	// Tile runs large images as overlapping tiles; zero Size runs them whole.
 	Tile Tile `yaml:"tile"`
+	// Parts are the further models of a task that chains several, by role (ocr: the
+	// angle classifier "cls" and the recogniser "rec", run after the detector that
+	// source, input and output describe). Spec.Part opens them as specs of their own.
+	Parts map[string]Part `yaml:"parts"`
+	// Files are data files the task reads beside its models, by role (ocr: the
+	// recogniser's dictionary "dict"); fetched and verified like the weights.
+	Files map[string]Source `yaml:"files"`
 
 	// File is the manifest's path, for error messages.
 	File string `yaml:"-"`
@@ -99,6 +106,14 @@ type Tensor struct {
 	Resize string `yaml:"resize"`
 }
 
+// Part is one further model of a multi-model task: its weights and its tensors. The
+// output may have any rank (a classifier's [N,2], a recogniser's [N,T,classes]).
+type Part struct {
+	Source Source `yaml:"source"`
+	Input  Tensor `yaml:"input"`
+	Output Tensor `yaml:"output"`
+}
+
 // Tile sizes the tiles of tiled models.
 type Tile struct {
 	Size    int `yaml:"size"`
@@ -138,6 +153,23 @@ func (m *Manifest) setDefaults() {
 		if t.Std == ([3]float32{}) {
 			t.Std = [3]float32{1, 1, 1}
 		}
+	}
+	for role, p := range m.Parts {
+		for _, t := range []*Tensor{&p.Input, &p.Output} {
+			if t.DType == "" {
+				t.DType = "float32"
+			}
+			if t.Layout == "" {
+				t.Layout = "NCHW"
+			}
+			if t.Color == "" {
+				t.Color = "RGB"
+			}
+			if t.Std == ([3]float32{}) {
+				t.Std = [3]float32{1, 1, 1}
+			}
+		}
+		m.Parts[role] = p
 	}
 	if m.Input.Resize == "" {
 		m.Input.Resize = "bilinear"
@@ -264,10 +296,62 @@ func (m Manifest) Validate() error {
 	if m.Tile.Size != 0 && (m.Tile.Size < 16 || m.Tile.Overlap < 0 || 2*m.Tile.Overlap >= m.Tile.Size) {
 		bad("tile", "size %d overlap %d: size >= 16 and overlap < size/2", m.Tile.Size, m.Tile.Overlap)
 	}
+	for _, role := range sortedKeys(m.Parts) {
+		p := m.Parts[role]
+		field := "parts." + role
+		checkFileSource(bad, field+".source", p.Source)
+		if p.Input.Name == "" || p.Output.Name == "" {
+			bad(field, "input.name and output.name are required")
+		}
+		if len(p.Input.Shape) != 4 {
+			bad(field+".input.shape", "%v must have 4 dimensions (N, C, H, W)", p.Input.Shape)
+		}
+	}
+	for _, role := range sortedKeys(m.Files) {
+		checkFileSource(bad, "files."+role, m.Files[role])
+	}
+	if m.Task == schemas.TaskOCR {
+		for _, role := range []string{"rec"} {
+			if _, ok := m.Parts[role]; !ok {
+				bad("parts", "an ocr model needs a recogniser part %q", role)
+			}
+		}
+		if _, ok := m.Files["dict"]; !ok {
+			bad("files", "an ocr model needs its dictionary as files.dict")
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s: %s", ErrBadManifest, m.File, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// checkFileSource validates the source of a part or a file: one whole file from an
+// npm package or a local path, with its digest.
+func checkFileSource(bad func(field, format string, args ...any), field string, s Source) {
+	switch {
+	case s.NPM != "" && s.Path != "":
+		bad(field, "set one of npm or path")
+	case s.NPM != "" && s.File == "":
+		bad(field, "an npm source needs file")
+	case s.NPM == "" && s.Path == "":
+		bad(field, "set npm + file or path")
+	}
+	if s.NCNN != nil || s.ChunkIndex != "" {
+		bad(field, "only whole files are supported here")
+	}
+	if !hexRE.MatchString(s.SHA256) {
+		bad(field+".sha256", "%q must be 64 lower-case hex digits", s.SHA256)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // ID is "name@version".
@@ -282,6 +366,19 @@ func (m Manifest) Asset() assets.Asset {
 		SHA256:  m.Source.SHA256,
 		Size:    m.Source.Size,
 		Path:    "models/" + m.Name + "/" + m.Version + "/model.onnx",
+		License: m.License,
+	}
+}
+
+// PartAsset returns the cache entry of a part's model or a file (role names it) from
+// an npm source; the cached file keeps the source's extension.
+func (m Manifest) PartAsset(role string, s Source) assets.Asset {
+	return assets.Asset{
+		Name:    m.Name + "-" + m.Version + "-" + role,
+		Source:  assets.Source{NPM: s.NPM, File: s.File},
+		SHA256:  s.SHA256,
+		Size:    s.Size,
+		Path:    "models/" + m.Name + "/" + m.Version + "/" + role + path.Ext(s.File),
 		License: m.License,
 	}
 }

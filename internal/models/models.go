@@ -36,6 +36,39 @@ type Spec struct {
 	Manifest
 	// Path is the ONNX file on local disk.
 	Path string
+	// Local are the local files of the manifest's Parts and Files, by role.
+	Local map[string]string
+}
+
+// Part returns the spec of the part model role (see Manifest.Parts): its own tensors
+// and file, named "<name>-<role>" so it loads and is observed as a model of its own.
+func (s Spec) Part(role string) (Spec, error) {
+	p, ok := s.Parts[role]
+	if !ok {
+		return Spec{}, fmt.Errorf("%w: %s has no part %q", ErrUnknownModel, s.ID(), role)
+	}
+	path, ok := s.Local[role]
+	if !ok {
+		return Spec{}, fmt.Errorf("models: %s: part %q was not fetched (run `studio fetch models`)", s.ID(), role)
+	}
+	m := s.Manifest
+	m.Name = s.Name + "-" + role
+	m.Default, m.Weight, m.Fallback = false, 0, ""
+	m.Source, m.Input, m.Output = p.Source, p.Input, p.Output
+	m.Parts, m.Files = nil, nil
+	return Spec{Manifest: m, Path: path}, nil
+}
+
+// File returns the local path of the data file role (see Manifest.Files).
+func (s Spec) File(role string) (string, error) {
+	if _, ok := s.Manifest.Files[role]; !ok {
+		return "", fmt.Errorf("%w: %s has no file %q", ErrUnknownModel, s.ID(), role)
+	}
+	p, ok := s.Local[role]
+	if !ok {
+		return "", fmt.Errorf("models: %s: file %q was not fetched (run `studio fetch models`)", s.ID(), role)
+	}
+	return p, nil
 }
 
 // H and W return the fixed spatial size of a tensor, or 0 for dynamic dimensions.
