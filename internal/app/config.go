@@ -140,7 +140,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.ORTSpin, "ort-spin", envBool("ort-spin", false), "let idle ONNX Runtime threads spin (lower latency on a dedicated machine, wasted CPU on a shared one) ["+envName("ort-spin")+"]")
 	integer(&c.Sessions, "sessions", 1, "sessions per model version (parallel runs of batch-1 models)")
 	integer(&c.TileBatch, "tile-batch", 0, "tiles of one image per model call, for tiled models with a dynamic batch dimension (Real-ESRGAN); 0: 1 on the CPU, 4 on a GPU")
-	str(&c.Models, "models", "isnet@small,realesrgan@general-x4v3", "shipped model versions to serve, comma separated ('studio models list' shows them)")
+	str(&c.Models, "models", "isnet@small,realesrgan@general-x4v3,ppocr@v4", "shipped model versions to serve, comma separated ('studio models list' shows them)")
 	str(&c.ModelDir, "model-dir", "", "folder of your own model manifests (*.yaml); every model in it is served")
 	integer(&c.Concurrency, "concurrency", 2, "messages handled at once per stage (inference: per model)")
 	fs.Int64Var(&c.MaxUpload, "max-upload-bytes", envInt64("max-upload-bytes", imageio.DefaultMaxBytes), "largest accepted upload ["+envName("max-upload-bytes")+"]")

@@ -34,6 +34,7 @@ var layers = map[string]int{
 	"internal/blob/s3":       1,
 	"internal/blob/blobtest": 1,
 	"internal/models/...":    1,
+	"internal/ocr/...":       1,
 	"internal/metrics/...":   1,
 	// 2: the JetStream transport, no domain.
 	"streams": 2,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/internal/ocr"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
@@ -52,6 +55,7 @@ type Step struct {
 
 	mu    sync.Mutex
 	pools map[string]*pool
+	dicts map[string]*ocr.Dictionary
 }
 
 var _ processors.Step = (*Step)(nil)
@@ -113,6 +117,9 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion)
 	if err != nil {
 		return processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "%v", err)
+	}
+	if spec.Task == schemas.TaskOCR {
+		return s.ocr(ctx, ev, spec)
 	}
 	in, ok := ev.Artifacts["tensor"]
 	if !ok {
@@ -221,8 +228,19 @@ func (s *Step) runTimeout() time.Duration {
 // Preload opens the sessions of spec now instead of on the first job, so readiness can
 // wait for it.
 func (s *Step) Preload(spec models.Spec) error {
-	_, err := s.pool(spec)
-	return err
+	if _, err := s.pool(spec); err != nil {
+		return err
+	}
+	for _, role := range slices.Sorted(maps.Keys(spec.Parts)) {
+		part, err := spec.Part(role)
+		if err != nil {
+			return err
+		}
+		if _, err := s.pool(part); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pool returns the session pool of spec, loading it on first use. Concurrent first

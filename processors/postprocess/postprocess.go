@@ -1,6 +1,6 @@
 // Package postprocess turns model outputs back into images: for background removal it
 // scales the mask to the original size, cuts the subject out as an RGBA PNG, and writes
-// the mask and a thumbnail.
+// the mask and a thumbnail; for OCR it draws the text boxes over the input.
 package postprocess
 
 import (
@@ -13,6 +13,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/internal/ocr"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
@@ -42,6 +43,8 @@ func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
 			errs[i] = s.removeBackground(ctx, ev)
 		case schemas.TaskUpscale, schemas.TaskStyleTransfer:
 			errs[i] = s.imageToImage(ctx, ev)
+		case schemas.TaskOCR:
+			errs[i] = s.ocr(ctx, ev)
 		default:
 			errs[i] = processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "no postprocessing for task %q", ev.Task)
 		}
@@ -79,6 +82,32 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 		return err
 	}
 	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(cut, ThumbnailSide))
+}
+
+// ocr draws the boxes of the lines the inference stage read over the input (the
+// "overlay" result, with a thumbnail); the lines themselves ("text") are already a
+// result.
+func (s *Step) ocr(ctx context.Context, ev *schemas.JobEvent) error {
+	ref, ok := ev.Artifacts["text"]
+	if !ok {
+		return processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "ocr event has no text")
+	}
+	res, err := artifact.GetOCR(ctx, s.Blobs, ref)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return processors.Permanent(schemas.StagePostprocess, processors.CodeMissingObject, "OCR result is gone: %v", err)
+	case err != nil:
+		return err
+	}
+	img, _, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	if err != nil {
+		return err
+	}
+	over := ocr.Overlay(img, res.Lines)
+	if err := s.put(ctx, ev, "overlay", over); err != nil {
+		return err
+	}
+	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(over, ThumbnailSide))
 }
 
 // put encodes im as PNG under work/<job>/<name>.png and records it as an artifact.

@@ -11,6 +11,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/internal/ocr"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
@@ -57,6 +58,9 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if err := CheckParams(ev.Task, ev.Params); err != nil {
 		return err
 	}
+	if ev.Task == schemas.TaskOCR {
+		return s.ocr(ctx, ev, img, spec)
+	}
 	var px artifact.Pixels
 	switch spec.Input.Resize {
 	case "none":
@@ -83,6 +87,27 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		ev.Artifacts = map[string]schemas.ObjectRef{}
 	}
 	ev.Artifacts["tensor"] = ref
+	return nil
+}
+
+// ocr stores what the OCR models need: the detector's input (the image resized as
+// PaddleOCR's detector expects, see ocr.DetSize and ocr.ResizeLinear) as "tensor", and
+// the upright image itself as "image", from which the inference stage cuts each text
+// line at full resolution.
+func (s *Step) ocr(ctx context.Context, ev *schemas.JobEvent, img *image.NRGBA, spec models.Spec) error {
+	w, h := ocr.DetSize(img.Bounds().Dx(), img.Bounds().Dy(), ocr.DetLimitSide, ocr.DetMultiple)
+	det, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/input.u8", ToPixels(ocr.ResizeLinear(img, w, h), spec.Input))
+	if err != nil {
+		return fmt.Errorf("store detector input: %w", err)
+	}
+	full, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/image.u8", artifact.RGBPixels(img))
+	if err != nil {
+		return fmt.Errorf("store image: %w", err)
+	}
+	if ev.Artifacts == nil {
+		ev.Artifacts = map[string]schemas.ObjectRef{}
+	}
+	ev.Artifacts["tensor"], ev.Artifacts["image"] = det, full
 	return nil
 }
 

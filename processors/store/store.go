@@ -21,6 +21,7 @@ var ResultNames = map[schemas.Task][]string{
 	schemas.TaskRemoveBackground: {"cutout", "mask", "thumbnail"},
 	schemas.TaskUpscale:          {"image", "thumbnail"},
 	schemas.TaskStyleTransfer:    {"image", "thumbnail"},
+	schemas.TaskOCR:              {"text", "overlay", "thumbnail"},
 }
 
 // Step is the store stage. Safe for concurrent use.
