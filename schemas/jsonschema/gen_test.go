@@ -40,6 +40,7 @@ var exported = []struct {
 	{AuditEvent, schemas.AuditEvent{}, false, "Audit trail: studio.audit.<action>"},
 	{ErasureRequest, schemas.ErasureRequest{}, false, "Erasure request: studio.audit.erasure"},
 	{HTTPRequest, schemas.HTTPRequest{}, false, "HTTP telemetry: studio.telemetry.http"},
+	{OCRResult, schemas.OCRResult{}, false, "OCR result: the text.json result of an ocr job"},
 }
 
 // generate renders every schema file from the Go types.

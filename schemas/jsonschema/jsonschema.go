@@ -36,4 +36,5 @@ const (
 	AuditEvent     = "audit-event.json"     // schemas.AuditEvent: studio.audit.<action>
 	ErasureRequest = "erasure-request.json" // schemas.ErasureRequest: studio.audit.erasure
 	HTTPRequest    = "http-request.json"    // schemas.HTTPRequest: studio.telemetry.http
+	OCRResult      = "ocr-result.json"      // schemas.OCRResult: an ocr job's text.json result
 )
