@@ -160,6 +160,28 @@ func (c *client) saveResults(ctx context.Context, job *ingest.JobV2, dir, base s
 			return err
 		}
 		fmt.Fprintf(stdout, "  wrote %s\n", dst)
+		if res.Name == "text" && filepath.Ext(dst) == ".json" {
+			if err := printOCRText(dst, stdout); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// printOCRText prints the lines of an ocr job's text result, in reading order.
+func printOCRText(path string, stdout io.Writer) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res schemas.OCRResult
+	if err := json.Unmarshal(data, &res); err != nil {
+		return fmt.Errorf("%s is not an OCR result: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "  text (%d lines):\n", len(res.Lines))
+	for _, l := range res.Lines {
+		fmt.Fprintf(stdout, "    %s\n", l.Text)
 	}
 	return nil
 }
