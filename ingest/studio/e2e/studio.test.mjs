@@ -4,7 +4,7 @@
 import {test, before, after} from 'node:test';
 import assert from 'node:assert/strict';
 import {readFile} from 'node:fs/promises';
-import {BASE, skipReason, launch, newPage, shot, photo, fetchServer, missingRoute, submitJob, waitJob,
+import {BASE, PHOTO, skipReason, launch, newPage, shot, photo, fetchServer, missingRoute, submitJob, waitJob,
   makePNG, pngHeader, alphaStats, GIF} from './harness.mjs';
 
 const skip = skipReason() || false;
@@ -192,6 +192,38 @@ test('several files run as one batch: one card with counts and progress, refusal
   assert.equal(await page.textContent('#batch-id'), id);
   await page.click('#batch-jobs a');
   await page.waitForSelector('#result:not([hidden])', {timeout: 60000});
+  await page.context().close();
+});
+
+test('ocr on a photographed page: boxes over the image, the lines in reading order, a copy button (needs an ocr model)', {skip}, async (t) => {
+  const models = (await (await fetchServer('/v1/models')).json()).models;
+  if (!models.some((m) => m.task === 'ocr')) return t.skip('the server serves no ocr model');
+  const page = await newPage(browser, {permissions: ['clipboard-read', 'clipboard-write']});
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('#task option[value="ocr"]', {state: 'attached'});
+  await page.selectOption('#task', 'ocr');
+  assert.equal(await page.getAttribute('#p-min_confidence', 'max'), '1');
+  // A confidence of its own keeps the result cache from answering a repeat run.
+  const conf = (50 + Math.floor(Math.random() * 9)) / 100;
+  await page.fill('#p-min_confidence', String(conf));
+  const pagePNG = await readFile(PHOTO.replace(/[^/]+$/, 'page.png'));
+  await page.setInputFiles('#file', {name: 'page.png', mimeType: 'image/png', buffer: pagePNG});
+  await page.waitForFunction(() => document.getElementById('preview-img').naturalWidth > 0);
+  await page.click('#run');
+  await watchUntilResult(page);
+  await page.waitForSelector('#ocr:not([hidden])');
+  await page.waitForFunction(() => document.getElementById('after').naturalWidth === 384);
+  const lines = await page.$$eval('#ocr-lines .ocr-text', (es) => es.map((e) => e.textContent));
+  assert.equal(lines[0], 'Region-based segmentation', `lines: ${lines}`);
+  assert.ok(lines.length >= 6 && lines.some((l) => l.includes('markers of the coins')), `lines: ${lines}`);
+  await shot(page, 'studio-ocr-result');
+  await page.click('#ocr-copy');
+  await page.waitForFunction(() => document.getElementById('ocr-copied').textContent !== '');
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(copied, lines.join('\n'));
+  const names = await page.$$eval('#downloads button', (bs) => bs.map((b) => b.dataset.name));
+  assert.deepEqual(names.filter((n) => n !== 'thumbnail').sort(), ['overlay', 'text']);
+  assert.deepEqual(page.errors, []);
   await page.context().close();
 });
 

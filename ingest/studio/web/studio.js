@@ -22,12 +22,13 @@ function h(tag, attrs = {}, ...kids) {
   return e;
 }
 
-// Tasks this page knows how to present. The API may serve others (OCR, generation);
-// they are left out until their pre- and post-processing exist.
+// Tasks this page knows how to present. The API may serve others (generation); they
+// are left out until their pre- and post-processing exist.
 const TASKS = {
   'remove-background': {label: 'Remove background', desc: 'Cut the subject out: a PNG with a transparent background, and its mask.'},
   'upscale': {label: 'Upscale', desc: 'Enlarge the image with a super-resolution model.'},
   'style-transfer': {label: 'Style transfer', desc: "Repaint the image in the model's style."},
+  'ocr': {label: 'Read text (OCR)', desc: 'Find and read the text: boxes over the image, and the lines in reading order to copy.'},
 };
 
 // PARAMS are the controls per task: only parameters the pipeline applies, with the
@@ -37,6 +38,10 @@ const PARAMS = {
   'remove-background': [
     {name: 'threshold', kind: 'range', label: 'Mask threshold', min: 0, max: 1, step: 0.01, value: 0,
       help: 'Mask values below it become fully transparent; 0 keeps the soft edge.'},
+  ],
+  'ocr': [
+    {name: 'min_confidence', kind: 'range', label: 'Minimum confidence', min: 0, max: 1, step: 0.05, value: 0.5,
+      help: 'Lines read with less confidence are left out.'},
   ],
   'upscale': [
     {name: 'scale', kind: 'select', label: 'Scale', options: [2, 4], value: 4, format: (v) => `${v}×`,
@@ -51,7 +56,7 @@ const LAST_KEY = 'studio.lastJob';
 const STAGES = ['preprocess', 'inference', 'postprocess', 'store'];
 const STAGE_LABEL = {ingest: 'Received', preprocess: 'Preparing the image', inference: 'Running the model',
   postprocess: 'Finishing the result', store: 'Saving'};
-const RESULT_LABEL = {cutout: 'cut-out', image: 'result', mask: 'mask', thumbnail: 'thumbnail'};
+const RESULT_LABEL = {cutout: 'cut-out', image: 'result', mask: 'mask', thumbnail: 'thumbnail', overlay: 'text boxes', text: 'text (JSON)'};
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 const state = {
@@ -65,6 +70,7 @@ const state = {
   follow: null,
   rating: 0,
   resultURLs: [],
+  ocrText: '', // the text of the ocr job on show, for the copy button
   cursor: '',
   galleryMode: 'server', // or 'local' when the server cannot list jobs
   localOffset: 0,
@@ -111,6 +117,7 @@ function bind() {
   $('batch-cancel').addEventListener('click', cancelBatch);
   $('batch-zip').addEventListener('click', downloadBatch);
   $('cmp-range').addEventListener('input', setSplit);
+  $('ocr-copy').addEventListener('click', copyText);
   $('thumb-up').addEventListener('click', () => rate(1));
   $('thumb-down').addEventListener('click', () => rate(-1));
   $('feedback').addEventListener('submit', sendFeedback);
@@ -872,8 +879,8 @@ async function cancelJob() {
 
 function mainResult(job) {
   const d = job.downloads || {};
-  for (const name of ['cutout', 'image']) if (d[name]) return name;
-  return Object.keys(d).find((n) => n !== 'thumbnail' && n !== 'mask') || Object.keys(d)[0];
+  for (const name of ['cutout', 'image', 'overlay']) if (d[name]) return name;
+  return Object.keys(d).find((n) => n !== 'thumbnail' && n !== 'mask' && n !== 'text') || Object.keys(d)[0];
 }
 
 async function renderResult(job, live) {
@@ -907,10 +914,56 @@ async function renderResult(job, live) {
   setSplit();
   renderDownloads(job);
   renderMeta(job);
+  await renderText(job);
   resetFeedback();
   $('result').hidden = false;
   $('result').dataset.job = job.id;
   if (live) $('result-h').focus({preventScroll: false});
+}
+
+// renderText lists the lines an ocr job read, in reading order, with their confidence;
+// the overlay (the "after" image) shows their boxes over the input.
+async function renderText(job) {
+  const box = $('ocr');
+  const list = $('ocr-lines');
+  list.replaceChildren();
+  $('ocr-copied').textContent = '';
+  state.ocrText = '';
+  box.hidden = true;
+  const url = (job.downloads || {}).text;
+  if (job.task !== 'ocr' || !url) return;
+  try {
+    const res = await json(url);
+    if (state.current !== job.id) return;
+    const lines = res.lines || [];
+    state.ocrText = res.text || lines.map((l) => l.text).join('\n');
+    for (const l of lines) {
+      list.append(h('li', {'data-index': l.index}, h('span', {class: 'ocr-text', text: l.text}), ' ',
+        h('small', {text: `${Math.round(100 * l.confidence)}%`, title: 'confidence'})));
+    }
+    if (!lines.length) list.append(h('li', {class: 'hint', text: 'No text found.'}));
+    $('ocr-copy').disabled = !lines.length;
+    box.hidden = false;
+  } catch (e) {
+    showJobError(`The text could not be loaded: ${e.detail || e.message}`);
+  }
+}
+
+async function copyText() {
+  const status = $('ocr-copied');
+  try {
+    await navigator.clipboard.writeText(state.ocrText);
+    status.textContent = 'Copied.';
+  } catch {
+    // No clipboard access (an insecure origin, or permission refused): select the
+    // lines so the user can copy them by hand.
+    const range = document.createRange();
+    range.selectNodeContents($('ocr-lines'));
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    status.textContent = 'Selected: press Ctrl+C to copy.';
+  }
 }
 
 function setSplit() {
