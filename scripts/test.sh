@@ -20,7 +20,7 @@ CGO_ENABLED=0 go build ./...
 go vet ./...
 
 step "fetch and verify assets (cached in $STUDIO_CACHE)"
-bin/studio fetch runtime models web photos analytics
+bin/studio fetch runtime models web photos fonts analytics
 
 cleanup() {
 	scripts/minio.sh stop >/dev/null 2>&1 || true

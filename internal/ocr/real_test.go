@@ -315,3 +315,34 @@ func TestCharacterErrorRate(t *testing.T) {
 		t.Errorf("page.png CER %.2f%%, want at most 10%%", 100*p.rate())
 	}
 }
+
+// BenchmarkReadPage reads scikit-image's page.png (384x191, 7 lines) with the three
+// models on ONNX Runtime (CPU): the detector alone (one raw model call), then the whole
+// read (detector, classifier and recogniser batches, and the Go work around them).
+func BenchmarkReadPage(b *testing.B) {
+	r, spec, asset := realReader(b)
+	data, err := os.ReadFile(asset(assets.PhotoPage))
+	if err != nil {
+		b.Fatal(err)
+	}
+	img, _, err := imageio.Decode(data, imageio.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := ocr.DetInput(img, spec.Input.Mean, spec.Input.Std)
+	ctx := context.Background()
+	b.Run("detector", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := r.Det(ctx, x); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("read", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := r.Read(ctx, img, ocr.DetInput(img, spec.Input.Mean, spec.Input.Std)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
