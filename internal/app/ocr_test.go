@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image"
 	"image/png"
 	"net/http"
 	"os"
@@ -87,6 +88,25 @@ func TestEndToEndOCR(t *testing.T) {
 	c := got.Lines[0].Box[0]
 	if r, g, b, _ := over.At(c[0], c[1]).RGBA(); !(r>>8 > 200 && g>>8 < 60 && b>>8 > 60) {
 		t.Errorf("overlay at the first box's corner %v is rgb(%d,%d,%d), want the box colour", c, r>>8, g>>8, b>>8)
+	}
+
+	// An image without text succeeds with no lines (an empty list, not null).
+	blank := image.NewGray(image.Rect(0, 0, 200, 100))
+	for i := range blank.Pix {
+		blank.Pix[i] = 255
+	}
+	var buf bytes.Buffer
+	_ = png.Encode(&buf, blank)
+	resp, body = submit(t, api, "blank.png", buf.Bytes(), map[string]string{"task": "ocr"})
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST blank = %s: %s", resp.Status, body)
+	}
+	var blankJob ingest.JobResponse
+	_ = json.Unmarshal(body, &blankJob)
+	if j := waitFinal(t, api, blankJob.ID, 5*time.Minute); j.Status != schemas.StatusSucceeded {
+		t.Errorf("blank image: %s %+v, want succeeded", j.Status, j.Error)
+	} else if raw := string(download(t, api, j.Downloads["text"])); !strings.Contains(raw, `"lines": []`) || !strings.Contains(raw, `"text": ""`) {
+		t.Errorf("blank image result %s, want no lines and no text", raw)
 	}
 
 	// The NATS entry admits the same job (inline image) and the result event names the
