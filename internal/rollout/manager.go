@@ -79,7 +79,7 @@ func (m *Manager) Start(ctx context.Context, req Request) (*Rollout, error) {
 	}
 	now := m.clock()
 	r := &Rollout{
-		ID: string(req.Task) + "-" + now.Format("20060102T150405Z"), Task: req.Task, Model: model, Stable: stable, Canary: canary,
+		ID: string(req.Task) + "-" + now.Format("20060102T150405.000Z"), Task: req.Task, Model: model, Stable: stable, Canary: canary,
 		Steps: steps, HoldSeconds: hold.Seconds(), Thresholds: th, State: StatePending, Step: -1,
 		CreatedBy: by, CreatedAt: now, UpdatedAt: now, Timeline: []Transition{},
 	}
