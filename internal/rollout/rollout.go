@@ -61,22 +61,22 @@ func (s State) Final() bool {
 type Thresholds struct {
 	// MaxErrorRate: a canary failure share (failed jobs, bad input excluded) at or above
 	// this, and above stable's, rolls back at once. Default 0.01.
-	MaxErrorRate float64 `json:"max_error_rate"`
+	MaxErrorRate float64 `json:"max_error_rate,omitempty"`
 	// MaxFallbackRate: a share of canary jobs that fell back to another version at or
 	// above this rolls back at once. Default 0.01.
-	MaxFallbackRate float64 `json:"max_fallback_rate"`
+	MaxFallbackRate float64 `json:"max_fallback_rate,omitempty"`
 	// LatencyRatio: a canary stage p95 at or above this multiple of stable's pauses.
 	// Default 2.
-	LatencyRatio float64 `json:"latency_ratio"`
+	LatencyRatio float64 `json:"latency_ratio,omitempty"`
 	// LatencyFloorMS: stage p95s under this never count as a breach (noise). Default 20.
-	LatencyFloorMS float64 `json:"latency_floor_ms"`
+	LatencyFloorMS float64 `json:"latency_floor_ms,omitempty"`
 	// MaxThumbsDownIncrease: a canary thumbs-down share this much above stable's pauses.
 	// Default 0.1.
-	MaxThumbsDownIncrease float64 `json:"max_thumbs_down_increase"`
+	MaxThumbsDownIncrease float64 `json:"max_thumbs_down_increase,omitempty"`
 	// MinSamples: canary jobs a window needs before it is judged. Default 20.
-	MinSamples int `json:"min_samples"`
+	MinSamples int `json:"min_samples,omitempty"`
 	// MinFeedback: ratings a version needs before its thumbs-down share counts. Default 10.
-	MinFeedback int `json:"min_feedback"`
+	MinFeedback int `json:"min_feedback,omitempty"`
 	// IgnoreCodes are failure codes caused by the input, not the model; they never
 	// count as errors. Default: the pipeline's bad-input codes.
 	IgnoreCodes []string `json:"ignore_codes,omitempty"`
