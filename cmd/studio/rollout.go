@@ -65,6 +65,10 @@ func runRollout(ctx context.Context, args []string, stdout io.Writer) error {
 		fs.Float64Var(&th.MaxErrorRate, "max-error-rate", 0.01, "roll back when the canary's failed share (bad input excluded) reaches this")
 		fs.Float64Var(&th.MaxFallbackRate, "max-fallback-rate", 0.01, "roll back when the canary's share of fallbacks reaches this")
 		fs.Float64Var(&th.LatencyRatio, "latency-ratio", 2, "pause when a stage's canary p95 reaches this multiple of stable's")
+		fs.Func("latency-stages", "stages whose p95 is judged, comma separated (total: all stages summed); default inference,total", func(v string) error {
+			th.LatencyStages = strings.Split(v, ",")
+			return nil
+		})
 		fs.Float64Var(&th.LatencyFloorMS, "latency-floor-ms", 20, "stage p95s under this many ms never pause")
 		fs.IntVar(&th.MinSamples, "min-samples", 20, "canary jobs a step needs before it is judged")
 	}

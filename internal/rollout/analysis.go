@@ -182,12 +182,7 @@ func Judge(th Thresholds, canary, stable, baseline *Figures, holdDone bool) (Ver
 			100*canary.FallbackRate, canary.Fallbacks, canary.Jobs, 100*th.MaxFallbackRate)
 	}
 	if ref != nil && ref.Jobs >= th.MinSamples {
-		stages := make([]string, 0, len(canary.P95MS))
-		for s := range canary.P95MS {
-			stages = append(stages, s)
-		}
-		sort.Strings(stages)
-		for _, s := range stages {
+		for _, s := range th.LatencyStages {
 			c, st := canary.P95MS[s], ref.P95MS[s]
 			if st > 0 && c >= th.LatencyFloorMS && c >= th.LatencyRatio*st {
 				return Pause, fmt.Sprintf("%s p95 %.0f ms is %.1fx stable's %.0f ms (limit %.1fx)", s, c, c/st, st, th.LatencyRatio)
@@ -202,15 +197,24 @@ func Judge(th Thresholds, canary, stable, baseline *Figures, holdDone bool) (Ver
 	if !holdDone {
 		return Wait, "within thresholds; holding"
 	}
-	return Advance, fmt.Sprintf("clean hold: %d canary jobs, error rate %.1f%%, p95 total %.0f ms (stable %s)",
-		canary.Jobs, 100*canary.ErrorRate, canary.P95MS["total"], refSummary(ref))
+	return Advance, fmt.Sprintf("clean hold: %d canary jobs, error rate %.1f%%, p95 total %.0f ms (%s)",
+		canary.Jobs, 100*canary.ErrorRate, canary.P95MS["total"], refSummary(ref, stable, th.MinSamples))
 }
 
-func refSummary(f *Figures) string {
-	if f == nil {
-		return "no jobs"
+// refSummary says what the canary was compared with.
+func refSummary(ref, stable *Figures, need int) string {
+	if ref == nil {
+		n := 0
+		if stable != nil {
+			n = stable.Jobs
+		}
+		return fmt.Sprintf("stable had %d jobs, under the %d needed to compare: judged on errors alone", n, need)
 	}
-	return fmt.Sprintf("%d jobs, %.1f%%, %.0f ms", f.Jobs, 100*f.ErrorRate, f.P95MS["total"])
+	which := "stable"
+	if ref != stable {
+		which = "stable's previous step"
+	}
+	return fmt.Sprintf("%s: %d jobs, %.1f%%, %.0f ms", which, ref.Jobs, 100*ref.ErrorRate, ref.P95MS["total"])
 }
 
 func codes(m map[string]int) string {

@@ -119,7 +119,8 @@ func (c *Controller) advance(ctx context.Context, task schemas.Task) error {
 			return err
 		}
 		canary, stable := tally.Figures(r.Canary), tally.Figures(r.Stable)
-		verdict, why := Judge(r.Thresholds, canary, stable, r.Baseline, now.Sub(r.StepStartedAt) >= r.Hold())
+		// Defaults fill in thresholds added after the rollout was stored.
+		verdict, why := Judge(r.Thresholds.WithDefaults(), canary, stable, r.Baseline, now.Sub(r.StepStartedAt) >= r.Hold())
 		r.CanaryFigures, r.StableFigures = canary, stable
 		switch verdict {
 		case Wait:

@@ -68,6 +68,11 @@ type Thresholds struct {
 	// LatencyRatio: a canary stage p95 at or above this multiple of stable's pauses.
 	// Default 2.
 	LatencyRatio float64 `json:"latency_ratio,omitempty"`
+	// LatencyStages are the stages whose p95 is judged ("total" is the sum of every
+	// stage's time). Default inference and total: the stages around the model do the same
+	// work for both versions, and on a few dozen jobs their p95s differ by noise alone
+	// (a first manual rollout paused on preprocess 147 ms against 45 ms, 8 jobs each).
+	LatencyStages []string `json:"latency_stages,omitempty"`
 	// LatencyFloorMS: stage p95s under this never count as a breach (noise). Default 20.
 	LatencyFloorMS float64 `json:"latency_floor_ms,omitempty"`
 	// MaxThumbsDownIncrease: a canary thumbs-down share this much above stable's pauses.
@@ -99,6 +104,9 @@ func (t Thresholds) WithDefaults() Thresholds {
 	}
 	if t.LatencyRatio == 0 {
 		t.LatencyRatio = 2
+	}
+	if t.LatencyStages == nil {
+		t.LatencyStages = []string{"inference", "total"}
 	}
 	if t.LatencyFloorMS == 0 {
 		t.LatencyFloorMS = 20
