@@ -218,6 +218,14 @@ func TestEndToEndRolloutPromotesAGoodVersionAndRollsABadOneBack(t *testing.T) {
 	if v.Routing == nil || v.Routing.Weights["v2"] != 100 || v.Routing.Weights["v1"] != 0 {
 		t.Errorf("routing after promotion: %+v", v.Routing)
 	}
+	var ml ingest.ModelList
+	admin(t, api, http.MethodGet, "/v1/models", "", &ml)
+	for _, m := range ml.Models {
+		want := map[string]int{"v1": 0, "v2": 100}[m.Version]
+		if m.Version != "v3" && (m.RoutedWeight == nil || *m.RoutedWeight != want) {
+			t.Errorf("GET /v1/models: %s routed_weight %v, want %d", m.ID, m.RoutedWeight, want)
+		}
+	}
 	versions := map[string]int{}
 	for _, id := range good {
 		j := waitFinal(t, api, id, time.Minute)

@@ -365,7 +365,8 @@ async function loadModels() {
   body.replaceChildren();
   for (const m of models) {
     const lt = loadTimes.get(prom.key({model: m.name, version: m.version}, ['model', 'version']));
-    const routing = [m.default ? 'default' : '', m.weight ? `canary ${m.weight}%` : '', m.fallback ? `falls back to ${m.fallback}` : ''].filter(Boolean).join(', ') || '–';
+    const routing = [m.default ? 'default' : '', m.routed_weight !== undefined ? `rollout ${m.routed_weight}%` : (m.weight ? `canary ${m.weight}%` : ''),
+      m.fallback ? `falls back to ${m.fallback}` : ''].filter(Boolean).join(', ') || '–';
     const loaded = m.loaded === undefined ? h('span', {text: 'not in this process'})
       : m.loaded ? h('span', {class: 'ok-dot', text: 'loaded'}) : h('span', {class: 'bad-dot', text: 'not loaded'});
     body.append(h('tr', {'data-model': m.id}, h('th', {scope: 'row', text: `${m.name} ${m.version}`}), h('td', {text: m.task}),
