@@ -73,6 +73,7 @@ func (s *Service) Handler() http.Handler {
 	s.registerPredictRoutes(api)
 	s.registerBatchRoutes(api)
 	s.registerRoutes(api)
+	s.registerRolloutRoutes(api)
 	if s.sec != nil {
 		s.registerAuthRoutes(api)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/internal/rollout"
 	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
@@ -144,6 +145,7 @@ type Service struct {
 	closing    chan struct{}
 	closeOnce  sync.Once
 	sec        *Security
+	rollouts   *rollout.Manager
 }
 
 // Close ends the open event streams (WebSocket clients are told to reconnect) so that

@@ -41,6 +41,9 @@ type ModelInfo struct {
 	License  string       `json:"license,omitempty"`
 	// Loaded is set when this process runs inference and has the version in memory.
 	Loaded *bool `json:"loaded,omitempty"`
+	// RoutedWeight is the version's share of unversioned jobs in the task's runtime
+	// routing table (a rollout's), which replaces the manifest weights; absent without one.
+	RoutedWeight *int `json:"routed_weight,omitempty"`
 }
 
 // TaskInfo is one task in GET /v1/tasks: its parameters with their ranges (what the
@@ -238,6 +241,10 @@ func (s *Service) models() []ModelInfo {
 		if s.loaded != nil {
 			l := loaded[m.ID()]
 			mi.Loaded = &l
+		}
+		if r, ok := s.catalog.RoutingFor(m.Task); ok && r.Model == m.Name {
+			w := r.Weights[m.Version]
+			mi.RoutedWeight = &w
 		}
 		out = append(out, mi)
 	}

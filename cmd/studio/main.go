@@ -34,6 +34,7 @@ Usage:
   studio models   import-ncnn --param P --bin B ...  convert an ncnn model to ONNX and write its manifest
   studio bench    --task T --jobs N --concurrency C  load the pipeline and compare with raw ONNX Runtime
   studio users    create|list|set-tier|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
+  studio rollout  start|status|list|pause|resume|abort   move a task to another model version in judged steps
   studio help     [COMMAND [VERB]]   flags of a command
 
 Every flag can also be set through the environment variable shown in its help.
@@ -64,6 +65,7 @@ var commands = []command{
 	{name: "models", run: runModels, verbs: []string{"list", "import-ncnn"}},
 	{name: "bench", run: runBench},
 	{name: "users", run: runUsers, verbs: usersVerbs},
+	{name: "rollout", run: runRollout, verbs: rolloutVerbs},
 }
 
 func main() {

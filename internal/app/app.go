@@ -440,6 +440,14 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 		UploadSecret: cfg.UploadSecret, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
 	}
 	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index)}
+	rollouts, err := NewRolloutManager(ctx, cfg, d.Bus, d.Catalog, d.Log)
+	if err != nil {
+		return nil, err
+	}
+	if err := LoadRouting(ctx, d.Bus, d.Catalog); err != nil {
+		return nil, err
+	}
+	opts = append(opts, ingest.WithRollouts(rollouts))
 	if cfg.AuthOn() {
 		sec, err := NewSecurity(ctx, cfg, d)
 		if err != nil {
@@ -603,8 +611,10 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, m *metrics.Metrics, log logrus.FieldLogger, h http.Handler, started func(net.Addr)) error {
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
+	// Routing weights follow the bucket "routing"; one replica's controller moves them.
+	go func() { errs <- RunRollouts(bg, cfg, bus, svc.Catalog(), log) }()
 	go func() { errs <- RunJobDeadlines(bg, cfg, bus, log) }()
 	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker, observer(m)) }()
 	go func() {
@@ -621,7 +631,7 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	}()
 	err := ServeHTTPWith(ctx, cfg.HTTPListen, h, cfg.HTTPTimeouts, started)
 	stop()
-	return errors.Join(err, <-errs, <-errs, <-errs, <-errs)
+	return errors.Join(err, <-errs, <-errs, <-errs, <-errs, <-errs)
 }
 
 // RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and

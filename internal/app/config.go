@@ -51,7 +51,9 @@ type Config struct {
 	// OpsCacheTTL is how long the operations dashboard's business report is served from
 	// memory (0: the default, 60 s; negative: no caching).
 	OpsCacheTTL time.Duration
-	S3          s3.Config
+	// Rollouts configures the rollout controller and its alerts (rollouts.go).
+	Rollouts RolloutConfig
+	S3       s3.Config
 	// Sink is the ClickHouse writer, run by `studio sink` and inside `studio up`.
 	Sink sink.Config
 	// Analytics selects the engine `studio up` writes analytics to: AnalyticsAuto (the
@@ -119,6 +121,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	dur(&c.HTTPTimeouts.Write, "http-write-timeout", ht.Write, "time to send an answer after the request headers; above POST /v2/predict's 60 s wait plus a download; WebSocket and SSE event streams are exempt")
 	dur(&c.HTTPTimeouts.Idle, "http-idle-timeout", ht.Idle, "how long a keep-alive connection may wait for its next request")
 	dur(&c.OpsCacheTTL, "ops-cache-ttl", 60*time.Second, "how long the operations dashboard's business report is served from memory, so analytics see one query per window per period; negative: no caching")
+	str(&c.Rollouts.Webhook, "rollout-webhook", "", "URL that receives a JSON POST (studio.rollout.transition/v1) for every rollout transition: the alert hook; empty sends none")
+	dur(&c.Rollouts.Interval, "rollout-interval", 2*time.Second, "how often the rollout controller judges running rollouts")
+	dur(&c.Rollouts.LockTTL, "rollout-lock-ttl", 15*time.Second, "how long the rollout controller's lease outlives its last renewal (a successor waits this long after a crash)")
 	str(&c.PublicURL, "public-url", "", "URL printed for people to open (default http://<http address>)")
 	str(&c.CORSOrigins, "cors-origins", "", "browser origins allowed to call the API, comma separated (* for any); empty sends no CORS headers")
 	str(&c.UploadSecret, "upload-secret", "", "key that signs presigned upload URLs; every ingest replica needs the same one (empty: random per process)")

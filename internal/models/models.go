@@ -103,11 +103,22 @@ type Catalog struct {
 	specs    map[string]Spec // by ID
 	order    []string
 	defaults map[schemas.Task]string
+	routing  map[schemas.Task]Routing // runtime weight tables (rollouts), replacing manifest weights
+}
+
+// Routing is a task's weight table set at runtime (by a rollout): it replaces the
+// manifests' weight lines for the unversioned jobs of Model. It is applied whole, so a
+// reader sees either the old table or the new one, never a mix.
+type Routing struct {
+	// Model is the model name whose versions the table routes between.
+	Model string `json:"model"`
+	// Weights maps a version to its share; versions at 0 or absent get no new jobs.
+	Weights map[string]int `json:"weights"`
 }
 
 // NewCatalog returns an empty catalog.
 func NewCatalog() *Catalog {
-	return &Catalog{specs: map[string]Spec{}, defaults: map[schemas.Task]string{}}
+	return &Catalog{specs: map[string]Spec{}, defaults: map[schemas.Task]string{}, routing: map[schemas.Task]Routing{}}
 }
 
 // Add registers a spec. A spec marked Default becomes its task's default; otherwise the
@@ -131,9 +142,34 @@ func (c *Catalog) Add(s Spec) error {
 	return nil
 }
 
+// SetRouting replaces task's runtime weight table; a nil or empty table removes it, and
+// the manifests' weights apply again. Safe for concurrent use with Resolve.
+func (c *Catalog) SetRouting(task schemas.Task, r *Routing) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r == nil || len(r.Weights) == 0 {
+		delete(c.routing, task)
+		return
+	}
+	w := make(map[string]int, len(r.Weights))
+	for v, n := range r.Weights {
+		w[v] = n
+	}
+	c.routing[task] = Routing{Model: r.Model, Weights: w}
+}
+
+// RoutingFor returns task's runtime weight table, if one is set.
+func (c *Catalog) RoutingFor(task schemas.Task) (Routing, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	r, ok := c.routing[task]
+	return r, ok
+}
+
 // Resolve picks the version for a job that names task and optionally a model and a
-// version. With no version, versions of the model that carry a Weight share the jobs by
-// weight (u is a uniform random number in [0,1) supplied by the caller, so routing is
+// version. With no version, a runtime weight table for the task and model (SetRouting)
+// decides; otherwise versions of the model that carry a Weight share the jobs by weight
+// (u is a uniform random number in [0,1) supplied by the caller, so routing is
 // testable); without weights the default version runs.
 func (c *Catalog) Resolve(task schemas.Task, name, version string, u float64) (Spec, error) {
 	c.mu.RLock()
@@ -151,6 +187,11 @@ func (c *Catalog) Resolve(task schemas.Task, name, version string, u float64) (S
 			return Spec{}, fmt.Errorf("%w: %s@%s for task %q", ErrUnknownModel, name, version, task)
 		}
 		return s, nil
+	}
+	if r, ok := c.routing[task]; ok && r.Model == name {
+		if s, ok := c.pickRouted(task, r, u); ok {
+			return s, nil
+		}
 	}
 	var weighted []Spec
 	total := 0
@@ -188,6 +229,32 @@ func (c *Catalog) Resolve(task schemas.Task, name, version string, u float64) (S
 		return *def, nil
 	}
 	return *first, nil
+}
+
+// pickRouted picks a version from a runtime table, in version order so that u maps to
+// the same version on every replica. Versions this catalog lacks are skipped; ok is false
+// when none is left.
+func (c *Catalog) pickRouted(task schemas.Task, r Routing, u float64) (Spec, bool) {
+	versions := make([]string, 0, len(r.Weights))
+	total := 0
+	for v, w := range r.Weights {
+		if s, ok := c.specs[r.Model+"@"+v]; ok && w > 0 && s.Task == task {
+			versions = append(versions, v)
+			total += w
+		}
+	}
+	if total == 0 {
+		return Spec{}, false
+	}
+	sort.Strings(versions)
+	pick := u * float64(total)
+	for _, v := range versions {
+		if w := r.Weights[v]; pick < float64(w) {
+			return c.specs[r.Model+"@"+v], true
+		}
+		pick -= float64(r.Weights[v])
+	}
+	return c.specs[r.Model+"@"+versions[len(versions)-1]], true
 }
 
 // Get returns the spec with the given name and version.

@@ -168,6 +168,34 @@ func TestResolve(t *testing.T) {
 			t.Errorf("routing %v; want ~95%% small, ~5%% medium, no large", n)
 		}
 	})
+	t.Run("a runtime weight table replaces the manifest weights and its removal restores them", func(t *testing.T) {
+		c.SetRouting(schemas.TaskRemoveBackground, &Routing{Model: "isnet", Weights: map[string]int{"large": 50, "small": 50, "missing": 100}})
+		got := map[string]bool{}
+		for _, u := range []float64{0, 0.2, 0.49, 0.51, 0.8, 0.99} {
+			s, err := c.Resolve(schemas.TaskRemoveBackground, "", "", u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[s.Version] = true
+		}
+		if !got["large"] || !got["small"] || got["medium"] || len(got) != 2 {
+			t.Errorf("routed to %v; want large and small only (a version not in the catalog is skipped)", got)
+		}
+		if s, _ := c.Resolve(schemas.TaskRemoveBackground, "isnet", "medium", 0); s.Version != "medium" {
+			t.Errorf("an explicit version routed to %s", s.Version)
+		}
+		c.SetRouting(schemas.TaskRemoveBackground, &Routing{Model: "isnet", Weights: map[string]int{"large": 100}})
+		if s, _ := c.Resolve(schemas.TaskRemoveBackground, "", "", 0.99); s.Version != "large" {
+			t.Errorf("100%% large routed to %s", s.Version)
+		}
+		c.SetRouting(schemas.TaskRemoveBackground, nil)
+		if _, ok := c.RoutingFor(schemas.TaskRemoveBackground); ok {
+			t.Error("the table is still set after removal")
+		}
+		if s, _ := c.Resolve(schemas.TaskRemoveBackground, "", "", 0.99); s.Version != "medium" {
+			t.Errorf("after removal u=0.99 routed to %s, want the manifest canary medium", s.Version)
+		}
+	})
 	t.Run("a fallback is found by version", func(t *testing.T) {
 		s := stable
 		s.Fallback = "large"

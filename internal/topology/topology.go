@@ -1,5 +1,5 @@
 // Package topology provisions everything the product keeps in NATS: the streams
-// (streams.Topology; the pipeline's from the stage table processors.Stages), the KV buckets each domain package declares (jobs, auth, quota)
+// (streams.Topology; the pipeline's from the stage table processors.Stages), the KV buckets each domain package declares (jobs, auth, quota, rollout)
 // and the JetStream object store. It is the one list of them; processes call Provision
 // at start, tests through streamstest.
 package topology
@@ -13,6 +13,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/internal/rollout"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -25,6 +26,7 @@ func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 	out = append(out, auth.Buckets(t)...)
 	out = append(out, quota.Buckets(t)...)
 	out = append(out, streams.LeaseBucket(t))
+	out = append(out, rollout.Buckets(t)...)
 	return out
 }
 

@@ -365,13 +365,82 @@ async function loadModels() {
   body.replaceChildren();
   for (const m of models) {
     const lt = loadTimes.get(prom.key({model: m.name, version: m.version}, ['model', 'version']));
-    const routing = [m.default ? 'default' : '', m.weight ? `canary ${m.weight}%` : '', m.fallback ? `falls back to ${m.fallback}` : ''].filter(Boolean).join(', ') || '–';
+    const routing = [m.default ? 'default' : '', m.routed_weight !== undefined ? `rollout ${m.routed_weight}%` : (m.weight ? `canary ${m.weight}%` : ''),
+      m.fallback ? `falls back to ${m.fallback}` : ''].filter(Boolean).join(', ') || '–';
     const loaded = m.loaded === undefined ? h('span', {text: 'not in this process'})
       : m.loaded ? h('span', {class: 'ok-dot', text: 'loaded'}) : h('span', {class: 'bad-dot', text: 'not loaded'});
     body.append(h('tr', {'data-model': m.id}, h('th', {scope: 'row', text: `${m.name} ${m.version}`}), h('td', {text: m.task}),
       h('td', {text: routing}), h('td', {}, loaded), h('td', {class: 'num', text: lt ? fmtMS(lt.value * 1000) : '–'})));
   }
   $('models-note').textContent = models.length ? '' : 'No model is served.';
+}
+
+// --- rollouts ------------------------------------------------------------------------
+
+const pct = (v) => `${(100 * (v || 0)).toFixed(1)}%`;
+
+function figureRows(stable, canary) {
+  const ms = (f, k) => (f && f.p95_ms && f.p95_ms[k] ? fmtMS(f.p95_ms[k]) : '–');
+  const rows = [
+    ['Jobs', (f) => String(f.jobs || 0)],
+    ['Failed (bad input excluded)', (f) => String(f.failed || 0)],
+    ['Error rate', (f) => pct(f.error_rate)],
+    ['Fallbacks', (f) => String(f.fallbacks || 0)],
+    ['p95 inference', (f) => ms(f, 'inference')],
+    ['p95 all stages', (f) => ms(f, 'total')],
+    ['Thumbs down', (f) => `${f.thumbs_down || 0} of ${f.ratings || 0}`],
+  ];
+  return rows.map(([name, cell]) => h('tr', {}, h('th', {scope: 'row', text: name}),
+    h('td', {class: 'num', text: stable ? cell(stable) : '–'}), h('td', {class: 'num', text: canary ? cell(canary) : '–'})));
+}
+
+function rolloutCard(r) {
+  const live = r.live || {};
+  const stable = live.stable || r.stable_figures, canary = live.canary || r.canary_figures;
+  const actions = h('div', {class: 'row'});
+  const act = (verb) => h('button', {type: 'button', text: verb, 'data-verb': verb});
+  if (r.state === 'running' || r.state === 'pending') actions.append(act('pause'));
+  if (r.state === 'paused') actions.append(act('resume'));
+  if (!['promoted', 'rolled-back', 'aborted'].includes(r.state)) actions.append(act('abort'));
+  actions.addEventListener('click', async (e) => {
+    const verb = e.target.dataset && e.target.dataset.verb;
+    if (!verb || (verb === 'abort' && !window.confirm(`Send every ${r.task} job back to ${r.stable}?`))) return;
+    try {
+      await json(`/v2/admin/rollouts/${encodeURIComponent(r.task)}/${verb}`, {method: 'POST'});
+    } catch (err) {
+      $('rollouts-note').hidden = false;
+      $('rollouts-note').textContent = `Could not ${verb} the rollout: ${err.detail || err.message}`;
+    }
+    loadRollouts();
+  });
+  const table = h('table', {class: 'rollout-figures'},
+    h('caption', {text: 'This step, since ' + (r.step_started_at ? new Date(r.step_started_at).toLocaleTimeString() : '–')}),
+    h('thead', {}, h('tr', {}, h('th', {scope: 'col', text: ''}), h('th', {scope: 'col', class: 'num', text: `stable ${r.stable}`}), h('th', {scope: 'col', class: 'num', text: `canary ${r.canary}`}))),
+    h('tbody', {}, ...figureRows(stable, canary)));
+  const timeline = h('ol', {class: 'timeline'}, ...(r.timeline || []).map((t) => h('li', {'data-state': t.to},
+    h('time', {datetime: t.at, text: new Date(t.at).toLocaleTimeString()}), ' ',
+    h('strong', {text: t.to}), ` ${t.weight}% · ${t.actor}: ${t.reason}`)));
+  return h('article', {class: 'rollout', 'data-task': r.task, 'data-state': r.state},
+    h('h3', {text: `${r.task}: ${r.model} ${r.stable} → ${r.canary} · ${r.state} at ${r.weight}%`}),
+    actions, h('div', {class: 'table-wrap'}, table), h('h4', {text: 'Timeline'}), timeline);
+}
+
+async function loadRollouts() {
+  const note = $('rollouts-note'), list = $('rollouts-list');
+  let rollouts;
+  try {
+    rollouts = (await json('/v2/admin/rollouts')).rollouts || [];
+  } catch (e) {
+    note.hidden = false;
+    note.textContent = e.status === 401 || e.status === 403
+      ? 'Rollouts are for operators: sign in with a token that holds the admin scope.'
+      : `Rollouts are unavailable: ${e.detail || e.message}`;
+    return;
+  }
+  const views = await Promise.all(rollouts.map((r) => json(`/v2/admin/rollouts/${encodeURIComponent(r.task)}`).catch(() => r)));
+  list.replaceChildren(...views.map(rolloutCard));
+  note.hidden = views.length > 0;
+  if (!views.length) note.textContent = 'No rollout yet.';
 }
 
 // --- business ------------------------------------------------------------------------
@@ -574,6 +643,7 @@ $('signin-form').addEventListener('submit', (e) => {
   loadModels();
   loadBusiness();
   loadCookbook();
+  loadRollouts();
 });
 $('signout').addEventListener('click', () => { clearToken(); updateAccount(); });
 
@@ -589,7 +659,9 @@ function start() {
   loadModels();
   loadBusiness();
   loadCookbook();
+  loadRollouts();
   setInterval(loadModels, 15000);
+  setInterval(loadRollouts, 5000);
   setInterval(loadBusiness, 60000);
 }
 
