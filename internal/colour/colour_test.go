@@ -68,7 +68,7 @@ func TestConversionToSRGBMatchesTheDoublePrecisionReference(t *testing.T) {
 			// The file's pixels: the cube as the profile encodes it.
 			file := cube()
 			require.NoError(t, p.FromSRGB(file))
-			want, err := p.ToLab(file)
+			want, err := p.SRGBReference(file)
 			require.NoError(t, err)
 
 			got := clone(file)

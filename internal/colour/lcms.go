@@ -19,6 +19,7 @@ static cmsUInt32Number fmt_rgba(void)  { return FMT_RGBA; }
 static cmsUInt32Number fmt_grayx(void) { return FMT_GRAYX; }
 static cmsUInt32Number fmt_cmyk(void)  { return FMT_CMYK; }
 static cmsUInt32Number fmt_lab(void)   { return FMT_LAB; }
+static cmsUInt32Number fmt_rgb_dbl(void) { return TYPE_RGB_DBL; }
 
 static cmsHPROFILE new_rgb(const char *desc, double wx, double wy, const double xy[6], const double curve[5]) {
 	cmsCIExyY white = {wx, wy, 1};
@@ -293,11 +294,22 @@ func (p *Profile) runRows(k kind, in []byte, inStride, w, h int, out []byte, out
 }
 
 // ToLab converts the device values of img to CIE Lab (D50) in double
-// precision, with no 8-bit shortcuts: the reference that tests and
-// benchmarks measure the 8-bit conversions against. img is an *image.NRGBA
-// for RGB and grey profiles (grey read from the red byte) or an *image.CMYK
-// for CMYK ones; the result is in row-major order.
+// precision, with no 8-bit shortcuts. img is an *image.NRGBA for RGB and
+// grey profiles (grey read from the red byte) or an *image.CMYK for CMYK
+// ones; the result is in row-major order.
 func (p *Profile) ToLab(img image.Image) ([]Lab, error) {
+	return p.lab(img, false)
+}
+
+// SRGBReference is the colour an exact conversion of img to sRGB gives, as
+// Lab: device values to sRGB in double precision, clipped to the sRGB gamut
+// (as any sRGB pixel must be), then to Lab. It is the reference that tests
+// and benchmarks measure the 8-bit conversions against; img is as for ToLab.
+func (p *Profile) SRGBReference(img image.Image) ([]Lab, error) {
+	return p.lab(img, true)
+}
+
+func (p *Profile) lab(img image.Image, viaSRGB bool) ([]Lab, error) {
 	var pix []byte
 	var stride, w, h int
 	var format C.cmsUInt32Number
@@ -331,14 +343,40 @@ func (p *Profile) ToLab(img image.Image) ([]Lab, error) {
 	defer C.cmsCloseProfile(src)
 	lab := C.cmsCreateLab4Profile(nil)
 	defer C.cmsCloseProfile(lab)
-	x := C.cmsCreateTransform(src, format, lab, C.fmt_lab(), intent, flags|C.cmsFLAGS_NOOPTIMIZE|C.cmsFLAGS_NOCACHE)
-	if x == nil {
-		return nil, fmt.Errorf("%w: no transform to Lab", ErrUnsupported)
+	const exact = flags | C.cmsFLAGS_NOOPTIMIZE | C.cmsFLAGS_NOCACHE
+	// Lab and [3]float64 are three float64s, the layouts of TYPE_Lab_DBL and
+	// TYPE_RGB_DBL.
+	if !viaSRGB {
+		x := C.cmsCreateTransform(src, format, lab, C.fmt_lab(), intent, exact)
+		if x == nil {
+			return nil, fmt.Errorf("%w: no transform to Lab", ErrUnsupported)
+		}
+		defer C.cmsDeleteTransform(x)
+		C.cmsDoTransformLineStride(x, unsafe.Pointer(&pix[0]), unsafe.Pointer(&out[0]),
+			C.cmsUInt32Number(w), C.cmsUInt32Number(h), C.cmsUInt32Number(stride), C.cmsUInt32Number(24*w), 0, 0)
+		return out, nil
 	}
-	defer C.cmsDeleteTransform(x)
-	// Lab is three float64s, the layout of cmsCIELab and of TYPE_Lab_DBL.
-	C.cmsDoTransformLineStride(x, unsafe.Pointer(&pix[0]), unsafe.Pointer(&out[0]),
+	s := C.cmsCreate_sRGBProfile()
+	defer C.cmsCloseProfile(s)
+	toRGB := C.cmsCreateTransform(src, format, s, C.fmt_rgb_dbl(), intent, exact)
+	if toRGB == nil {
+		return nil, fmt.Errorf("%w: no transform to sRGB", ErrUnsupported)
+	}
+	defer C.cmsDeleteTransform(toRGB)
+	toLab := C.cmsCreateTransform(s, C.fmt_rgb_dbl(), lab, C.fmt_lab(), intent, exact)
+	if toLab == nil {
+		return nil, fmt.Errorf("%w: no transform from sRGB to Lab", ErrUnsupported)
+	}
+	defer C.cmsDeleteTransform(toLab)
+	rgb := make([][3]float64, w*h)
+	C.cmsDoTransformLineStride(toRGB, unsafe.Pointer(&pix[0]), unsafe.Pointer(&rgb[0]),
 		C.cmsUInt32Number(w), C.cmsUInt32Number(h), C.cmsUInt32Number(stride), C.cmsUInt32Number(24*w), 0, 0)
+	for i := range rgb {
+		for c := range 3 {
+			rgb[i][c] = max(0, min(1, rgb[i][c]))
+		}
+	}
+	C.cmsDoTransform(toLab, unsafe.Pointer(&rgb[0]), unsafe.Pointer(&out[0]), C.cmsUInt32Number(len(rgb)))
 	return out, nil
 }
 

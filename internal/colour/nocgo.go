@@ -33,6 +33,9 @@ func (p *Profile) FromSRGB(img *image.NRGBA) error { return unavailable() }
 // CMYKToSRGB returns ErrUnavailable in a build without cgo.
 func (p *Profile) CMYKToSRGB(src *image.CMYK) (*image.NRGBA, error) { return nil, unavailable() }
 
+// SRGBReference returns ErrUnavailable in a build without cgo.
+func (p *Profile) SRGBReference(img image.Image) ([]Lab, error) { return nil, unavailable() }
+
 // ToLab returns ErrUnavailable in a build without cgo.
 func (p *Profile) ToLab(img image.Image) ([]Lab, error) { return nil, unavailable() }
 
