@@ -195,3 +195,26 @@ func TestErrorsWrapTheirSentinels(t *testing.T) {
 	_, err := Parse([]byte("x"))
 	require.True(t, errors.Is(err, ErrInvalid))
 }
+
+func TestSRGBProfilesAreRecognisedAndLeavePixelsAlone(t *testing.T) {
+	s, err := SRGB()
+	require.NoError(t, err)
+	// The same colour space written by another tool: built from its definition.
+	b, err := NewRGB("sRGB IEC61966-2.1 (rebuilt)", D65, XY{0.64, 0.33}, XY{0.30, 0.60}, XY{0.15, 0.06}, SRGBCurve)
+	require.NoError(t, err)
+	rebuilt, err := Parse(b)
+	require.NoError(t, err)
+	for _, p := range []*Profile{s, rebuilt} {
+		x, err := transforms.get(p, toSRGB)
+		require.NoError(t, err)
+		require.True(t, x.identity, "%s is sRGB", p.Name())
+		img := cube()
+		want := bytes.Clone(img.Pix)
+		require.NoError(t, p.ToSRGB(img))
+		require.NoError(t, p.FromSRGB(img))
+		require.Equal(t, want, img.Pix)
+	}
+	x, err := transforms.get(mustProfile(t, AdobeRGB), toSRGB)
+	require.NoError(t, err)
+	require.False(t, x.identity, "Adobe RGB is not sRGB")
+}

@@ -280,6 +280,9 @@ func (p *Profile) runRows(k kind, in []byte, inStride, w, h int, out []byte, out
 		if err != nil {
 			return err
 		}
+		if x.identity && &in[0] == &out[0] {
+			return nil // an sRGB profile under another name: nothing to do
+		}
 		x.mu.RLock()
 		if x.h == nil { // evicted between get and lock: build it again
 			x.mu.RUnlock()
@@ -419,6 +422,35 @@ func build(p *Profile, k kind) (C.cmsHTRANSFORM, error) {
 type xform struct {
 	mu sync.RWMutex
 	h  C.cmsHTRANSFORM // nil once freed
+	// identity is set when the transform maps every probe colour to itself:
+	// the profile is sRGB (most phone and web images carry one), so in-place
+	// conversions are skipped.
+	identity bool
+}
+
+// isIdentity runs an RGBA transform over probe colours (every grey, every
+// level of each primary, a 9-level cube) and reports whether each comes out
+// unchanged.
+func isIdentity(h C.cmsHTRANSFORM) bool {
+	var probe []byte
+	for v := range 256 {
+		probe = append(probe, byte(v), byte(v), byte(v), 255, byte(v), 0, 0, 255, 0, byte(v), 0, 255, 0, 0, byte(v), 255)
+	}
+	for r := 0; r <= 256; r += 32 {
+		for g := 0; g <= 256; g += 32 {
+			for b := 0; b <= 256; b += 32 {
+				probe = append(probe, byte(min(r, 255)), byte(min(g, 255)), byte(min(b, 255)), 255)
+			}
+		}
+	}
+	out := make([]byte, len(probe))
+	C.cmsDoTransform(h, unsafe.Pointer(&probe[0]), unsafe.Pointer(&out[0]), C.cmsUInt32Number(len(probe)/4))
+	for i := range probe {
+		if i%4 != 3 && probe[i] != out[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (x *xform) close() {
@@ -435,5 +467,5 @@ var transforms = newCache[*xform](maxTransforms, func(p *Profile, k kind) (*xfor
 	if err != nil {
 		return nil, err
 	}
-	return &xform{h: h}, nil
+	return &xform{h: h, identity: p.space == SpaceRGB && isIdentity(h)}, nil
 }, (*xform).close)

@@ -243,7 +243,7 @@ func webpProfile(data []byte) ([]byte, error) {
 			return fourcc == "VP8X" && len(p) >= 1 && p[0]&webpICCFlag != 0
 		}
 		if fourcc == "ICCP" {
-			icc, err = p, nil
+			icc, err = bytes.Clone(p), nil // the profile outlives the file's bytes
 			return false
 		}
 		return true
