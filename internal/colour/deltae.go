@@ -82,10 +82,10 @@ func CompareLab(got, want []Lab) DeltaEStats {
 		sum += d[i]
 		mx = max(mx, d[i])
 	}
-	// p99 by counting: errors are small, a 0.01 histogram is exact enough.
-	var hist [1001]int
+	// p99 by counting in 0.01 steps (capped at 50, far past any match).
+	var hist [5001]int
 	for _, v := range d {
-		hist[min(1000, int(v*100))]++
+		hist[min(5000, int(v*100))]++
 	}
 	var p99 float64
 	need, seen := int(math.Ceil(0.99*float64(len(d)))), 0
