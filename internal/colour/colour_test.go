@@ -218,3 +218,34 @@ func TestSRGBProfilesAreRecognisedAndLeavePixelsAlone(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, x.identity, "Adobe RGB is not sRGB")
 }
+
+// Builds without cgo accept sRGB profiles through looksSRGB; it must know
+// sRGB when it sees it and nothing else.
+func TestLooksSRGBRecognisesOnlySRGB(t *testing.T) {
+	s, err := SRGB()
+	require.NoError(t, err)
+	rebuilt, err := NewRGB("sRGB", D65, XY{0.64, 0.33}, XY{0.30, 0.60}, XY{0.15, 0.06}, SRGBCurve)
+	require.NoError(t, err)
+	gamma22, err := NewRGB("sRGB-ish gamma 2.2", D65, XY{0.64, 0.33}, XY{0.30, 0.60}, XY{0.15, 0.06}, Gamma(2.2))
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		icc  func() ([]byte, error)
+		want bool
+	}{
+		{"Little CMS's sRGB is sRGB", func() ([]byte, error) { return s.Bytes(), nil }, true},
+		{"sRGB rebuilt from its definition is sRGB", func() ([]byte, error) { return rebuilt, nil }, true},
+		{"sRGB primaries with a 2.2 gamma are not", func() ([]byte, error) { return gamma22, nil }, false},
+		{"Adobe RGB is not", AdobeRGB, false},
+		{"Display P3 is not", DisplayP3, false},
+		{"a grey profile is not", GrayGamma22, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := tt.icc()
+			require.NoError(t, err)
+			require.Equal(t, tt.want, looksSRGB(b))
+		})
+	}
+	require.Equal(t, s.Description(), descriptionOf(s.Bytes()))
+}

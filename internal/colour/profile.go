@@ -12,6 +12,7 @@ type Profile struct {
 	sum   [32]byte
 	space Space
 	desc  string
+	srgb  bool // recognised as sRGB without Little CMS (builds without cgo)
 }
 
 // Bytes returns the profile as it was embedded, byte for byte. The caller
