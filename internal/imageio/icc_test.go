@@ -8,11 +8,14 @@ import (
 	"image"
 	"image/jpeg"
 	"image/png"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/image/webp"
 
+	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/colour"
 	"github.com/creativeai-studio/studio/internal/imageio/imagetest"
 )
@@ -331,4 +334,22 @@ func TestGreyProfiledOutputsAreGreyPNGs(t *testing.T) {
 	cfg, err := png.DecodeConfig(bytes.NewReader(out))
 	require.NoError(t, err)
 	require.Equal(t, 32, cfg.Width)
+}
+
+// rocket.jpg (scikit-image) is a real camera JPEG tagged with Adobe's own Adobe RGB
+// (1998) profile (560 bytes, v2).
+func TestARealAdobeRGBPhotoDecodesWithinBounds(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(assets.DefaultDir(), "photos", "rocket.jpg"))
+	if err != nil {
+		t.Skipf("cached photos absent (run `studio fetch photos`): %v", err)
+	}
+	img, hdr, err := Decode(data, Limits{})
+	require.NoError(t, err)
+	require.NotNil(t, hdr.Profile)
+	require.Equal(t, "Adobe RGB (1998)", hdr.Profile.Description())
+	st := deltaE(t, hdr.Profile, data, img)
+	raw := deltaE(t, hdr.Profile, data, rawPixels(t, data))
+	t.Logf("rocket.jpg: ΔE2000 mean %.3f p99 %.2f max %.2f; read as sRGB: mean %.3f p99 %.2f max %.2f", st.Mean, st.P99, st.Max, raw.Mean, raw.P99, raw.Max)
+	require.Less(t, st.Mean, 1.0)
+	require.Less(t, st.Max, 3.0)
 }
