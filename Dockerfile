@@ -27,11 +27,16 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 
 # ---------------------------------------------------------------------------------------
 # build: the studio binary. CGO is on because the ONNX Runtime backend
-# (github.com/yalue/onnxruntime_go) dlopens the library through cgo; the binary links
-# only glibc, so any Debian 12 / Ubuntu 24.04 userland runs it.
+# (github.com/yalue/onnxruntime_go) dlopens the library through cgo, and internal/colour
+# converts ICC profiles with Little CMS; the binary links glibc and liblcms2.so.2 (Debian
+# and Ubuntu package liblcms2-2), so any Debian 12 / Ubuntu 24.04 userland with it runs it.
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 ENV CGO_ENABLED=1 GOFLAGS=-buildvcs=false
+# Little CMS 2 headers: internal/colour converts embedded ICC profiles through cgo.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends liblcms2-dev \
+ && rm -rf /var/lib/apt/lists/*
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/root/go/pkg/mod \
     go mod download
@@ -50,6 +55,10 @@ RUN --mount=type=cache,target=/root/go/pkg/mod \
 # ONNX, so the runtime image never needs npm or a writable cache. The npm tarballs are
 # dropped: only verified files ship.
 FROM ${NODE_IMAGE} AS fetch
+# studio links liblcms2 (colour profiles), which the node image lacks.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends liblcms2-2 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/studio /usr/local/bin/studio
 ARG FETCH_GROUPS="runtime models web"
 ARG MODELS=""
@@ -67,9 +76,10 @@ LABEL org.opencontainers.image.title="CreativeAI Studio" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Proprietary; bundled IS-Net weights AGPL-3.0, Real-ESRGAN weights BSD-3-Clause, ONNX Runtime MIT"
 # ca-certificates: TLS to S3, NATS and ClickHouse. curl: the HEALTHCHECK below.
+# liblcms2-2: colour profile conversion (internal/colour).
 # libstdc++6 and libgcc-s1 (needed by ONNX Runtime) are already part of the base image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl liblcms2-2 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 studio \
  && useradd --system --uid 10001 --gid studio --home-dir /var/lib/studio --shell /usr/sbin/nologin studio \

@@ -12,6 +12,7 @@ test:
 	scripts/test.sh
 
 build:
+	scripts/deps.sh
 	go build -o bin/studio ./cmd/studio
 
 fetch: build

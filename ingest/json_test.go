@@ -97,6 +97,7 @@ func TestPostJobJSONRefusesBadRequests(t *testing.T) {
 		{"a negative parameter names its minimum", ok(map[string]any{"params": map[string]any{"feather": -1}}), 422, "invalid_params", "params.feather", "minimum"},
 		{"a fractional integer parameter names its type", ok(map[string]any{"params": map[string]any{"feather": 1.5}}), 422, "invalid_params", "params.feather", "type"},
 		{"an unknown parameter is refused", ok(map[string]any{"params": map[string]any{"radius": 2}}), 422, "invalid_params", "params.radius", "additionalProperties"},
+		{"an unknown output colour space is refused", ok(map[string]any{"params": map[string]any{"color": "cmyk"}}), 422, "invalid_params", "params.color", "enum"},
 		{"an unknown task is refused", ok(map[string]any{"task": "paint-a-cat"}), 422, "unknown_model", "task", "enum"},
 		{"a known task no model serves is refused", ok(map[string]any{"task": "ocr"}), 422, "unknown_model", "task", "enum"},
 		{"an unknown tier is refused", ok(map[string]any{"tier": "gold"}), 422, "invalid_tier", "tier", "enum"},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -149,6 +150,8 @@ type ParamSpec struct {
 	Step        float64  `json:"step,omitempty"`
 	Default     any      `json:"default,omitempty"`
 	MaxLength   int      `json:"max_length,omitempty"`
+	// Enum lists the accepted values of a string parameter; empty means any.
+	Enum []string `json:"enum,omitempty"`
 }
 
 // TaskSpec describes a task and its parameters.
@@ -160,19 +163,35 @@ type TaskSpec struct {
 
 func ptr(v float64) *float64 { return &v }
 
+// Values of the color parameter of tasks that return an image.
+const (
+	// ColorKeep writes the result in the input's colour space with the input's
+	// ICC profile embedded (sRGB, tagged, when the input had none).
+	ColorKeep = "keep"
+	// ColorSRGB writes the result in sRGB, tagged sRGB, whatever the input was.
+	ColorSRGB = "srgb"
+)
+
+// colorParam is the output colour space choice of every task that returns an image.
+var colorParam = ParamSpec{Name: "color", Type: "string", Enum: []string{ColorKeep, ColorSRGB}, Default: ColorKeep,
+	Description: "colour space of the result: keep = the input's ICC profile, embedded (what you sent); srgb = converted to sRGB and tagged sRGB"}
+
 // taskSpecs is the parameter contract of every task. Ranges are what the models and
 // post-processing accept; a request outside them is refused at the edge.
 var taskSpecs = []TaskSpec{
 	{Task: TaskRemoveBackground, Description: "cut the subject out of its background", Params: []ParamSpec{
 		{Name: "threshold", Type: "number", Description: "mask values below this become fully transparent; 0 keeps the soft mask", Minimum: ptr(0), Maximum: ptr(1), Step: 0.01, Default: 0.0},
 		{Name: "feather", Type: "integer", Description: "edge softening radius in pixels", Minimum: ptr(0), Maximum: ptr(64), Step: 1, Default: 0},
+		colorParam,
 	}},
 	{Task: TaskUpscale, Description: "enlarge an image with a super-resolution model", Params: []ParamSpec{
 		{Name: "scale", Type: "integer", Description: "output size as a multiple of the input", Minimum: ptr(2), Maximum: ptr(4), Step: 1, Default: 4},
 		{Name: "denoise", Type: "number", Description: "noise removal strength", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
+		colorParam,
 	}},
 	{Task: TaskStyleTransfer, Description: "repaint an image in a model's style", Params: []ParamSpec{
 		{Name: "strength", Type: "number", Description: "blend of stylised and original pixels", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 1.0},
+		colorParam,
 	}},
 	{Task: TaskOCR, Description: "find and read text", Params: []ParamSpec{
 		{Name: "min_confidence", Type: "number", Description: "drop text lines recognised with less confidence", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
@@ -243,6 +262,9 @@ func checkParam(p ParamSpec, v any) (FieldError, bool) {
 		}
 		if p.MaxLength > 0 && len([]rune(s)) > p.MaxLength {
 			return FieldError{Constraint: "maxLength", Message: fmt.Sprintf("must be at most %d characters", p.MaxLength)}, true
+		}
+		if len(p.Enum) > 0 && !slices.Contains(p.Enum, s) {
+			return FieldError{Constraint: "enum", Message: fmt.Sprintf("must be one of %s, not %q", strings.Join(p.Enum, ", "), s)}, true
 		}
 		return FieldError{}, false
 	case "boolean":

@@ -42,6 +42,9 @@ type ImageInfo struct {
 	Width       int    `json:"width"`
 	Height      int    `json:"height"`
 	Orientation int    `json:"orientation,omitempty"`
+	// ColorProfile is the description of the embedded ICC profile the input
+	// was converted to sRGB from ("Adobe RGB (1998)"); empty for untagged input.
+	ColorProfile string `json:"color_profile,omitempty"`
 }
 
 // ResultEvent is published on studio.results.<tenant>.<task> when a job reaches a final

@@ -14,6 +14,7 @@ GO_TEST_FLAGS=${GO_TEST_FLAGS:--race -count=1 -timeout 60m}
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "build"
+scripts/deps.sh # Little CMS headers for the cgo colour conversion (apt-get when missing)
 go build -o bin/studio ./cmd/studio
 # Everything but the cgo inference backend must build without cgo.
 CGO_ENABLED=0 go build ./...

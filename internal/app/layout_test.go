@@ -26,6 +26,7 @@ var layers = map[string]int{
 	// 1: libraries: no NATS, no domain rule.
 	"internal/trace/...":     1,
 	"internal/imageio/...":   1,
+	"internal/colour/...":    1,
 	"internal/ncnn/...":      1,
 	"internal/onnx/...":      1,
 	"internal/assets/...":    1,

@@ -45,7 +45,33 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Header, error) {
 	if b := img.Bounds(); b.Dx() != w || b.Dy() != ht {
 		return nil, Header{}, corrupt(h.Format, fmt.Errorf("header says %dx%d but pixel data is %dx%d", w, ht, b.Dx(), b.Dy()))
 	}
-	return orient(toNRGBA(img, true), h.Orientation), h, nil
+	out, err := toSRGB(img, h)
+	if err != nil {
+		return nil, Header{}, err
+	}
+	return orient(out, h.Orientation), h, nil
+}
+
+// toSRGB converts decoded pixels to sRGB NRGBA through the embedded profile,
+// if any. A CMYK JPEG with a profile is converted from its CMYK values
+// directly; without one, image/jpeg's naive CMYK to RGB formula applies.
+func toSRGB(img image.Image, h Header) (*image.NRGBA, error) {
+	if h.Profile == nil {
+		return toNRGBA(img, true), nil
+	}
+	var out *image.NRGBA
+	var err error
+	if c, ok := img.(*image.CMYK); ok {
+		out, err = h.Profile.CMYKToSRGB(c)
+	} else {
+		out = toNRGBA(img, true)
+		err = h.Profile.ToSRGB(out)
+	}
+	if err != nil {
+		return nil, &inputError{kind: ErrCorrupt, cause: err,
+			msg: fmt.Sprintf("the %s file's pixels cannot be converted from its colour profile %q (%v): convert the image to sRGB and upload it again", h.Format.name(), h.Profile.Name(), err)}
+	}
+	return out, nil
 }
 
 // orient returns src transformed as EXIF orientation o prescribes; for o == 1

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	"image/png"
 
 	"golang.org/x/image/webp"
+
+	"github.com/creativeai-studio/studio/internal/colour"
 )
 
 // Header describes an image as read from its header, without decoding pixels.
@@ -19,6 +22,10 @@ type Header struct {
 	// Orientation is the EXIF orientation tag as stored (1..8); 1 when the
 	// file has none or is not a JPEG.
 	Orientation int
+	// Profile is the embedded ICC colour profile, checked and ready to
+	// convert; nil when the file has none (its pixels are taken as sRGB).
+	// Decode has already converted the pixels it returns to sRGB.
+	Profile *colour.Profile
 }
 
 // Inspect identifies the format and reads only the header: it checks the file
@@ -61,6 +68,9 @@ func Inspect(data []byte, lim Limits) (Header, error) {
 	if err := checkSize(h.Width, h.Height, lim); err != nil {
 		return Header{}, err
 	}
+	if h.Profile, err = parseProfile(f, data, pixelSpace(f, data, cfg), lim.MaxProfileBytes); err != nil {
+		return Header{}, err
+	}
 	return h, nil
 }
 
@@ -68,6 +78,26 @@ var configDecoders = map[Format]func(r *bytes.Reader) (image.Config, error){
 	FormatJPEG: func(r *bytes.Reader) (image.Config, error) { return jpeg.DecodeConfig(r) },
 	FormatPNG:  func(r *bytes.Reader) (image.Config, error) { return png.DecodeConfig(r) },
 	FormatWebP: func(r *bytes.Reader) (image.Config, error) { return webp.DecodeConfig(r) },
+}
+
+// pixelSpace says whether the file stores grey, RGB or CMYK pixels, which
+// its embedded profile must match.
+func pixelSpace(f Format, data []byte, cfg image.Config) colour.Space {
+	switch f {
+	case FormatJPEG:
+		switch cfg.ColorModel {
+		case color.GrayModel:
+			return colour.SpaceGray
+		case color.CMYKModel:
+			return colour.SpaceCMYK
+		}
+	case FormatPNG:
+		// Grey and grey+alpha colour types; Go decodes the latter to NRGBA.
+		if len(data) > 25 && (data[25] == ctGray || data[25] == ctGrayAlpha) {
+			return colour.SpaceGray
+		}
+	}
+	return colour.SpaceRGB
 }
 
 func checkSize(w, h int, lim Limits) error {

@@ -6,6 +6,10 @@ const (
 	DefaultMaxBytes  int64 = 10 << 20
 	DefaultMaxPixels int64 = 40_000_000
 	DefaultMaxSide         = 12000
+	// DefaultMaxProfileBytes bounds an embedded ICC profile. Camera and
+	// display profiles are a few KB; the largest printer (CMYK LUT) profiles
+	// are 1-3 MB. More than this is not a colour profile worth converting.
+	DefaultMaxProfileBytes int64 = 4 << 20
 )
 
 // Limits bounds what Inspect and Decode accept. A zero or negative field
@@ -14,11 +18,13 @@ type Limits struct {
 	MaxBytes  int64 // file size in bytes
 	MaxPixels int64 // width × height
 	MaxSide   int   // longest side in pixels
+	// MaxProfileBytes bounds the embedded ICC profile, decompressed.
+	MaxProfileBytes int64
 }
 
 // DefaultLimits returns the limits used for zero fields.
 func DefaultLimits() Limits {
-	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxSide: DefaultMaxSide}
+	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxSide: DefaultMaxSide, MaxProfileBytes: DefaultMaxProfileBytes}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -30,6 +36,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxSide <= 0 {
 		l.MaxSide = DefaultMaxSide
+	}
+	if l.MaxProfileBytes <= 0 {
+		l.MaxProfileBytes = DefaultMaxProfileBytes
 	}
 	return l
 }

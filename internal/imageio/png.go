@@ -3,11 +3,12 @@ package imageio
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/klauspost/compress/zlib"
 	"hash/crc32"
 	"image"
 	"io"
 	"sync"
+
+	"github.com/klauspost/compress/zlib"
 )
 
 // This file is a PNG encoder for the image types the pipeline produces
@@ -52,6 +53,7 @@ import (
 const (
 	ctGray      = 0
 	ctTrueColor = 2
+	ctGrayAlpha = 4
 	ctRGBA      = 6
 )
 
@@ -114,6 +116,30 @@ func pngLayoutOf(img image.Image) (l pngLayout, ok bool) {
 	return l, true
 }
 
+// grayLayoutOf describes the NRGBA image m, whose R, G and B are equal, as
+// a grey PNG (grey+alpha unless opaque), taking grey from the red byte.
+func grayLayoutOf(m *image.NRGBA) pngLayout {
+	l := pngLayout{pix: m.Pix[m.PixOffset(m.Rect.Min.X, m.Rect.Min.Y):], stride: m.Stride, srcLen: 4 * m.Rect.Dx()}
+	if l.opaque(m.Rect.Dy()) {
+		l.colorType, l.bpp, l.convert = ctGray, 1, redOnly
+	} else {
+		l.colorType, l.bpp, l.convert = ctGrayAlpha, 2, redAlpha
+	}
+	return l
+}
+
+func redOnly(dst, src []byte) {
+	for i := 0; i < len(dst) && 4*i < len(src); i++ {
+		dst[i] = src[4*i]
+	}
+}
+
+func redAlpha(dst, src []byte) {
+	for i := 0; 2*i+1 < len(dst) && 4*i+3 < len(src); i++ {
+		dst[2*i], dst[2*i+1] = src[4*i], src[4*i+3]
+	}
+}
+
 // opaque reports whether the alpha byte of every 4-byte pixel in the first
 // h rows is 0xff.
 func (l pngLayout) opaque(h int) bool {
@@ -130,7 +156,7 @@ func (l pngLayout) opaque(h int) bool {
 
 // writePNG encodes the image of bounds b, described by l, as a
 // non-interlaced 8-bit PNG.
-func writePNG(w io.Writer, b image.Rectangle, l pngLayout) error {
+func writePNG(w io.Writer, b image.Rectangle, l pngLayout, extra []byte) error {
 	width, height := b.Dx(), b.Dy()
 	if width <= 0 || height <= 0 || int64(width) > 1<<31-1 || int64(height) > 1<<31-1 {
 		return fmt.Errorf("invalid image size %dx%d", width, height)
@@ -161,6 +187,11 @@ func writePNG(w io.Writer, b image.Rectangle, l pngLayout) error {
 	binary.BigEndian.PutUint32(ihdr[21:], crc32.ChecksumIEEE(ihdr[4:21]))
 	if _, err := w.Write(hdr); err != nil {
 		return err
+	}
+	if len(extra) > 0 { // ancillary chunks that belong before IDAT
+		if _, err := w.Write(extra); err != nil {
+			return err
+		}
 	}
 
 	n := l.bpp * width

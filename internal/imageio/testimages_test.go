@@ -3,6 +3,7 @@ package imageio
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/colour"
 )
 
 // Test images are generated rather than committed so that every case says
@@ -81,6 +83,9 @@ func cachedPhotos(tb testing.TB) map[string]*image.NRGBA {
 			tb.Skipf("cached photos absent (run `studio fetch photos`): %v", err)
 		}
 		img, _, err := Decode(data, Limits{})
+		if errors.Is(err, colour.ErrUnavailable) {
+			continue // rocket.jpg is Adobe RGB: a build without cgo refuses it, as it should
+		}
 		require.NoError(tb, err, a.Path)
 		photos[filepath.Base(a.Path)] = img
 	}

@@ -1,6 +1,8 @@
 // Package postprocess turns model outputs back into images: for background removal it
 // scales the mask to the original size, cuts the subject out as an RGBA PNG, and writes
-// the mask and a thumbnail; for OCR it draws the text boxes over the input.
+// the mask and a thumbnail; for OCR it draws the text boxes over the input. Results are
+// written in the input's colour profile (embedded) or in sRGB (tagged), as the job's
+// color parameter says; thumbnails and OCR overlays are always sRGB.
 package postprocess
 
 import (
@@ -9,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"io"
 
 	"github.com/creativeai-studio/studio/internal/blob"
+	"github.com/creativeai-studio/studio/internal/colour"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/internal/ocr"
@@ -65,7 +69,7 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
-	img, _, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	img, hdr, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
 	if err != nil {
 		return err
 	}
@@ -75,13 +79,38 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	}
 	cut := Cutout(img, full)
 
-	if err := s.put(ctx, ev, "cutout", cut); err != nil {
+	if err := s.putColour(ctx, ev, "cutout", cut, OutputProfile(ev.Params, hdr.Profile)); err != nil {
 		return err
 	}
-	if err := s.put(ctx, ev, "mask", full); err != nil {
+	if err := s.put(ctx, ev, "mask", full, imageio.EncodePNG); err != nil {
 		return err
 	}
-	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(cut, ThumbnailSide))
+	return s.putColour(ctx, ev, "thumbnail", imageio.Thumbnail(cut, ThumbnailSide), nil)
+}
+
+// OutputProfile returns the colour profile a result is written in: the
+// input's own (params color=keep, the default) when it has one that PNG can
+// hold, or nil for sRGB (color=srgb, an untagged input, or a CMYK input:
+// PNG has no CMYK).
+func OutputProfile(params map[string]any, input *colour.Profile) *colour.Profile {
+	if input == nil || params["color"] == schemas.ColorSRGB || input.Space() == colour.SpaceCMYK {
+		return nil
+	}
+	return input
+}
+
+// putColour stores the sRGB image img as a PNG in profile's colour space with
+// the profile embedded, or, for a nil profile, as sRGB tagged sRGB. img itself
+// is not changed.
+func (s *Step) putColour(ctx context.Context, ev *schemas.JobEvent, name string, img *image.NRGBA, profile *colour.Profile) error {
+	if profile != nil {
+		conv := imageio.ToNRGBA(img)
+		if err := profile.FromSRGB(conv); err != nil {
+			return processors.Permanent(schemas.StagePostprocess, processors.CodeInvalidImage, "convert the %s back to the input's colour profile %q: %v", name, profile.Name(), err)
+		}
+		img = conv
+	}
+	return s.put(ctx, ev, name, img, func(w io.Writer, im image.Image) error { return imageio.EncodePNGTagged(w, im, profile) })
 }
 
 // ocr draws the boxes of the lines the inference stage read over the input (the
@@ -104,16 +133,16 @@ func (s *Step) ocr(ctx context.Context, ev *schemas.JobEvent) error {
 		return err
 	}
 	over := ocr.Overlay(img, res.Lines)
-	if err := s.put(ctx, ev, "overlay", over); err != nil {
+	if err := s.putColour(ctx, ev, "overlay", over, nil); err != nil {
 		return err
 	}
-	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(over, ThumbnailSide))
+	return s.putColour(ctx, ev, "thumbnail", imageio.Thumbnail(over, ThumbnailSide), nil)
 }
 
 // put encodes im as PNG under work/<job>/<name>.png and records it as an artifact.
-func (s *Step) put(ctx context.Context, ev *schemas.JobEvent, name string, im image.Image) error {
+func (s *Step) put(ctx context.Context, ev *schemas.JobEvent, name string, im image.Image, encode func(io.Writer, image.Image) error) error {
 	var buf bytes.Buffer
-	if err := imageio.EncodePNG(&buf, im); err != nil {
+	if err := encode(&buf, im); err != nil {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
 	key := "work/" + ev.JobID + "/" + name + ".png"
@@ -143,7 +172,7 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
-	src, _, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	src, hdr, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
 	if err != nil {
 		return err
 	}
@@ -165,10 +194,10 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 			img.Pix[i] = alpha.Pix[i]
 		}
 	}
-	if err := s.put(ctx, ev, "image", img); err != nil {
+	if err := s.putColour(ctx, ev, "image", img, OutputProfile(ev.Params, hdr.Profile)); err != nil {
 		return err
 	}
-	return s.put(ctx, ev, "thumbnail", imageio.Thumbnail(img, ThumbnailSide))
+	return s.putColour(ctx, ev, "thumbnail", imageio.Thumbnail(img, ThumbnailSide), nil)
 }
 
 // output loads the event's model output as 8-bit pixels.

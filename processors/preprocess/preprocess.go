@@ -55,6 +55,9 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		return err
 	}
 	ev.Image = &schemas.ImageInfo{Format: string(hdr.Format), Width: hdr.Width, Height: hdr.Height, Orientation: hdr.Orientation}
+	if hdr.Profile != nil { // img is already sRGB; postprocess reads the profile again from the input
+		ev.Image.ColorProfile = hdr.Profile.Name()
+	}
 	if err := CheckParams(ev.Task, ev.Params); err != nil {
 		return err
 	}
@@ -113,6 +116,9 @@ func (s *Step) ocr(ctx context.Context, ev *schemas.JobEvent, img *image.NRGBA, 
 
 // CheckParams validates a task's parameters; a bad value is a permanent error.
 func CheckParams(task schemas.Task, params map[string]any) error {
+	if v, ok := params["color"]; ok && v != schemas.ColorKeep && v != schemas.ColorSRGB {
+		return processors.Permanent(schemas.StagePreprocess, processors.CodeInvalidParams, "color %v: use %q or %q", v, schemas.ColorKeep, schemas.ColorSRGB)
+	}
 	if task == schemas.TaskUpscale {
 		if v, ok := params["scale"]; ok {
 			f, isNum := v.(float64)

@@ -94,6 +94,9 @@ func extendJobRequest(root *invopop.Schema) {
 			if p.Default != nil {
 				ps.Default = p.Default
 			}
+			for _, v := range p.Enum {
+				ps.Enum = append(ps.Enum, v)
+			}
 			props.Set(p.Name, ps)
 		}
 		ifTask := invopop.NewProperties()
@@ -188,6 +191,8 @@ func TestJobRequestSchemaAcceptsAndRefusesLikeTheServer(t *testing.T) {
 		{"an unknown tier is refused", `{"task":"ocr","tier":"gold","image":{"key":"uploads/a/b"}}`, false},
 		{"an unknown task is refused", `{"task":"paint-a-cat","image":{"key":"uploads/a/b"}}`, false},
 		{"a callback that is not http(s) is refused", `{"task":"ocr","image":{"key":"uploads/a/b"},"callback_url":"ftp://x/y"}`, false},
+		{"an output colour choice is valid", `{"task":"upscale","image":{"key":"uploads/a/b"},"params":{"color":"srgb"}}`, true},
+		{"an unknown output colour choice is refused", `{"task":"upscale","image":{"key":"uploads/a/b"},"params":{"color":"cmyk"}}`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

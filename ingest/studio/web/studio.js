@@ -38,6 +38,9 @@ const PARAMS = {
   'remove-background': [
     {name: 'threshold', kind: 'range', label: 'Mask threshold', min: 0, max: 1, step: 0.01, value: 0,
       help: 'Mask values below it become fully transparent; 0 keeps the soft edge.'},
+  {name: 'color', kind: 'choice', label: 'Colour profile', value: 'keep',
+    options: [['keep', "Keep the image's own profile"], ['srgb', 'Convert to sRGB']],
+    help: 'Keep writes the result in the colour space you uploaded (Adobe RGB, Display P3, grey…) with its profile embedded; sRGB suits the web.'},
   ],
   'ocr': [
     {name: 'min_confidence', kind: 'range', label: 'Minimum confidence', min: 0, max: 1, step: 0.05, value: 0.5,
@@ -46,6 +49,9 @@ const PARAMS = {
   'upscale': [
     {name: 'scale', kind: 'select', label: 'Scale', options: [2, 4], value: 4, format: (v) => `${v}×`,
       help: 'The output is this many times wider and taller than the input.'},
+  {name: 'color', kind: 'choice', label: 'Colour profile', value: 'keep',
+    options: [['keep', "Keep the image's own profile"], ['srgb', 'Convert to sRGB']],
+    help: 'Keep writes the result in the colour space you uploaded (Adobe RGB, Display P3, grey…) with its profile embedded; sRGB suits the web.'},
   ],
 };
 
@@ -260,6 +266,9 @@ function effectiveParams(task) {
       q.options = q.options.filter((v) => v >= lo && v <= hi && !(p.name === 'scale' && model && model.scale && v > model.scale));
       if (!q.options.length) continue;
       if (!q.options.includes(q.value)) q.value = q.options[q.options.length - 1];
+    } else if (q.kind === 'choice' && s && Array.isArray(s.enum)) {
+      q.options = q.options.filter(([v]) => s.enum.includes(v));
+      if (!q.options.length) continue;
     }
     out.push(q);
   }
@@ -287,6 +296,11 @@ function renderParams() {
         p.options.map((v) => h('option', {value: v, selected: v === p.value, text: p.format ? p.format(v) : String(v)})));
       box.append(h('div', {class: 'field'}, h('label', {for: id, text: p.label}), sel,
         h('p', {class: 'hint', id: help, text: p.help})));
+    } else if (p.kind === 'choice') {
+      const sel = h('select', {id, name: p.name, 'aria-describedby': help, 'data-kind': 'string'},
+        p.options.map(([v, text]) => h('option', {value: v, selected: v === p.value, text})));
+      box.append(h('div', {class: 'field'}, h('label', {for: id, text: p.label}), sel,
+        h('p', {class: 'hint', id: help, text: p.help})));
     }
   }
   if (task === 'remove-background') {
@@ -310,6 +324,7 @@ function collectParams() {
   for (const el of $('param-fields').querySelectorAll('[data-kind]')) {
     if (el.dataset.kind === 'number') out[el.name] = Number(el.value);
     else if (el.dataset.kind === 'boolean') out[el.name] = el.checked;
+    else if (el.dataset.kind === 'string') out[el.name] = el.value;
   }
   return out;
 }
