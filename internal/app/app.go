@@ -353,6 +353,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 			return nil, closeOnError(err, closer)
 		}
 		h := processors.NewHandler(step, jobStore, pub, cfg.Worker, log)
+		h.Deadline = cfg.StageDeadline
 		if d.Metrics != nil {
 			h.Observe = d.Metrics
 		}
@@ -513,7 +514,11 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 	if err != nil {
 		return nil, err
 	}
-	audit := auth.NewAuditLog(streams.JSPublisher{JS: js})
+	var counter auth.AuditCounter
+	if d.Metrics != nil {
+		counter = d.Metrics
+	}
+	audit := auth.NewSampledAuditor(auth.NewAuditLog(streams.JSPublisher{JS: js}), cfg.AuditAnonPerSource, cfg.AuditAnonTotal, counter)
 	return &ingest.Security{
 		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,

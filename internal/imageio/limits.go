@@ -6,6 +6,10 @@ const (
 	DefaultMaxBytes  int64 = 10 << 20
 	DefaultMaxPixels int64 = 40_000_000
 	DefaultMaxSide         = 12000
+	// DefaultMaxScans bounds the scans of a JPEG. A baseline JPEG has one scan per
+	// component at most, the usual progressive encodings (libjpeg, mozjpeg) 10 or so;
+	// past 100 a file only adds decoding work (see jpegScans).
+	DefaultMaxScans = 100
 )
 
 // Limits bounds what Inspect and Decode accept. A zero or negative field
@@ -14,11 +18,12 @@ type Limits struct {
 	MaxBytes  int64 // file size in bytes
 	MaxPixels int64 // width × height
 	MaxSide   int   // longest side in pixels
+	MaxScans  int   // scans (SOS segments) of a JPEG; the decoding work is pixels × scans
 }
 
 // DefaultLimits returns the limits used for zero fields.
 func DefaultLimits() Limits {
-	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxSide: DefaultMaxSide}
+	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxSide: DefaultMaxSide, MaxScans: DefaultMaxScans}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -30,6 +35,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxSide <= 0 {
 		l.MaxSide = DefaultMaxSide
+	}
+	if l.MaxScans <= 0 {
+		l.MaxScans = DefaultMaxScans
 	}
 	return l
 }
