@@ -28,7 +28,7 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Header, error) {
 }
 
 // DecodeContext is Decode that gives up when ctx ends: the codecs read their input in
-// chunks (a few KiB), and each read checks ctx, so a decode past its deadline stops
+// chunks (of at most 512 bytes here), and each read checks ctx, so a decode past its deadline stops
 // within one chunk's work and returns ctx's error (wrapped, not ErrCorrupt). Go's
 // codecs take no context; this is how a stage deadline reaches them.
 func DecodeContext(ctx context.Context, data []byte, lim Limits) (*image.NRGBA, Header, error) {
@@ -109,6 +109,12 @@ func orient(src *image.NRGBA, o int) *image.NRGBA {
 	return dst
 }
 
+// ctxChunk is the most one read hands a codec. The codecs ask for 4 KiB; a progressive
+// JPEG scan can be 12 bytes, so 4 KiB can hold hundreds of scans of decoding work
+// between two checks of ctx, 512 bytes a few dozen. Short reads cost the codecs nothing
+// measurable (they buffer anyway).
+const ctxChunk = 512
+
 // ctxReader fails its reads once ctx has ended.
 type ctxReader struct {
 	ctx context.Context
@@ -118,6 +124,9 @@ type ctxReader struct {
 func (c ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
+	}
+	if len(p) > ctxChunk {
+		p = p[:ctxChunk]
 	}
 	return c.r.Read(p)
 }
