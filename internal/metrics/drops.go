@@ -96,15 +96,16 @@ func (m *Metrics) observeStreams(d *streamDropper, samples []StreamSample, now t
 			continue
 		}
 		m.drops.streamDrops.WithLabelValues(s.Stream) // at zero from the first poll
+		first := max(s.FirstSeq, 1) // a stream that never held a message reports 0
 		prev, seen := d.first[s.Stream]
-		d.first[s.Stream] = s.FirstSeq
-		if !seen || s.FirstSeq <= prev {
+		d.first[s.Stream] = first
+		if !seen || first <= prev {
 			continue
 		}
 		if s.MaxAge > 0 && !s.FirstTime.IsZero() && now.Sub(s.FirstTime) >= s.MaxAge {
 			continue // expiring by age: removals are retention, not drops
 		}
-		n := s.FirstSeq - prev
+		n := first - prev
 		out[s.Stream] = n
 		m.drops.streamDrops.WithLabelValues(s.Stream).Add(float64(n))
 	}
