@@ -18,8 +18,8 @@ import (
 // decoding work itself: the scan count before decoding, and the stage deadline during.
 func TestPreprocessBoundsDecodingWork(t *testing.T) {
 	tests := []struct {
-		name string
-		set  func(*app.Config)
+		name    string
+		set     func(*app.Config)
 		img     []byte
 		code    string
 		message string

@@ -96,7 +96,7 @@ func (m *Metrics) observeStreams(d *streamDropper, samples []StreamSample, now t
 			continue
 		}
 		m.drops.streamDrops.WithLabelValues(s.Stream) // at zero from the first poll
-		first := max(s.FirstSeq, 1) // a stream that never held a message reports 0
+		first := max(s.FirstSeq, 1)                   // a stream that never held a message reports 0
 		prev, seen := d.first[s.Stream]
 		d.first[s.Stream] = first
 		if !seen || first <= prev {
