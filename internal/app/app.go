@@ -438,7 +438,7 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	}
 	icfg := ingest.Config{
 		Limits: cfg.Limits(), PublicURL: cfg.PublicURL, CORSOrigins: origins,
-		UploadSecret: cfg.UploadSecret, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
+		UploadSecret: cfg.UploadSecret, UploadQuota: cfg.UploadQuota, UploadQuotaBytes: cfg.UploadQuotaBytes, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
 	}
 	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index)}
 	if cfg.AuthOn() {
@@ -608,9 +608,10 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, m *metrics.Metrics, log logrus.FieldLogger, h http.Handler, started func(net.Addr)) error {
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
 	go func() { errs <- RunJobDeadlines(bg, cfg, bus, log) }()
+	go func() { errs <- RunRetention(bg, cfg, bus, svc.Blobs(), log) }()
 	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker, observer(m)) }()
 	go func() {
 		// Frees a user's active-job slot when a job ends.
@@ -626,7 +627,33 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	}()
 	err := ServeHTTPWith(ctx, cfg.HTTPListen, h, cfg.HTTPTimeouts, started)
 	stop()
-	return errors.Join(err, <-errs, <-errs, <-errs, <-errs)
+	return errors.Join(err, <-errs, <-errs, <-errs, <-errs, <-errs)
+}
+
+// RunRetention deletes the objects no record reaches any more (erasure.Retention:
+// expired uploads, inputs and results of expired jobs, stale intermediate artifacts)
+// every --retention-interval until ctx is cancelled. Every ingest replica runs it; a KV
+// lock lets one sweep at a time. A negative interval turns it off.
+func RunRetention(ctx context.Context, cfg *Config, bus *Bus, blobs blob.Store, log logrus.FieldLogger) error {
+	if cfg.RetentionInterval < 0 || blobs == nil {
+		return nil
+	}
+	store, err := jobs.Open(ctx, bus.JS)
+	if err != nil {
+		return err
+	}
+	lock, err := erasure.OpenLock(ctx, bus.JS)
+	if err != nil {
+		return err
+	}
+	t := streams.DefaultTopology(1)
+	r := &erasure.Retention{
+		Blobs: blobs, Jobs: store, Lock: lock,
+		UploadTTL: cfg.UploadTTL, WorkTTL: cfg.WorkTTL, Interval: cfg.RetentionInterval,
+		ObjectTTL: t.JobsMaxAge + t.ResultsMaxAge,
+		Log:       log.WithField("component", "retention"),
+	}
+	return r.Run(ctx)
 }
 
 // RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and
