@@ -75,3 +75,12 @@ func TestPreprocessBoundsDecodingWork(t *testing.T) {
 		})
 	}
 }
+
+func TestEveryStageHasADeadlineWithinItsTimeout(t *testing.T) {
+	for _, s := range processors.Stages {
+		t.Run(string(s.Name), func(t *testing.T) {
+			require.Positive(t, s.Deadline, "a stage without a deadline can hold a worker for MaxDeliver x Timeout")
+			require.Less(t, s.Deadline, s.Timeout, "the deadline must end a run before the transient timeout does")
+		})
+	}
+}
