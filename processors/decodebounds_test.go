@@ -34,15 +34,15 @@ func TestPreprocessBoundsDecodingWork(t *testing.T) {
 		{
 			name: "a decode that runs past the stage deadline fails the job instead of holding the worker",
 			set: func(c *app.Config) {
-				c.MaxJPEGScans = 10000
+				c.MaxJPEGScans = 100000
 				// Long enough for the good photo's preprocess under -race on a busy
 				// machine, far shorter than the crafted decode.
-				c.StageDeadline = 5 * time.Second
+				c.StageDeadline = 15 * time.Second
 			},
-			// About 40 s of decoding (5 ms a scan at 16.8 MP; minutes under -race).
-			img:     imagetest.ManyScanJPEG(4096, 4096, 8000),
+			// About 100 s of decoding (5 ms a scan at 16.8 MP; many minutes under -race).
+			img:     imagetest.ManyScanJPEG(4096, 4096, 20000),
 			code:    processors.CodeStageDeadline,
-			message: "ran past its deadline of 5s",
+			message: "ran past its deadline of 15s",
 		},
 	}
 	for _, tt := range tests {
@@ -71,7 +71,7 @@ func TestPreprocessBoundsDecodingWork(t *testing.T) {
 			p.requireForwarded(t, good, 640, 480)
 			held := rec.FinishedAt.Sub(rec.Stages[schemas.StagePreprocess].StartedAt)
 			t.Logf("the worker held the job %s (%s after the stage started)", held, time.Since(start))
-			require.Less(t, held, 25*time.Second, "the worker was held for the deadline, not the decode")
+			require.Less(t, held, 45*time.Second, "the worker was held for the deadline, not the decode")
 		})
 	}
 }
