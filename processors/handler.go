@@ -395,8 +395,19 @@ func (h *Handler) retryTelemetry(ctx context.Context, it *item, batchSize int, e
 	}
 	it.log.WithError(err).Warn("stage attempt failed; will retry")
 	if tel, terr := h.telemetry(it, batchSize, "retry", err, h.now().Sub(it.started)); terr == nil {
-		_ = h.Pub.Publish(ctx, tel)
+		if perr := h.Pub.Publish(ctx, tel); perr != nil {
+			// The retry goes on without its telemetry; count what was lost.
+			if c, ok := h.Observe.(TelemetryLossCounter); ok {
+				c.TelemetryLost(string(h.Step.Stage()))
+			}
+		}
 	}
+}
+
+// TelemetryLossCounter is implemented by an Observer that counts telemetry events a
+// stage could not publish (internal/metrics does). Must not block.
+type TelemetryLossCounter interface {
+	TelemetryLost(stage string)
 }
 
 func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error, dur time.Duration) (streams.Output, error) {

@@ -209,8 +209,9 @@ func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inferenc
 // engine (streams.Observer, below), stage runs and finished jobs (processors.Observer)
 // and model work (inference.Observer).
 var (
-	_ processors.Observer = (*metrics.Metrics)(nil)
-	_ inference.Observer  = (*metrics.Metrics)(nil)
+	_ processors.Observer             = (*metrics.Metrics)(nil)
+	_ processors.TelemetryLossCounter = (*metrics.Metrics)(nil)
+	_ inference.Observer              = (*metrics.Metrics)(nil)
 )
 
 // Stage is a runnable pipeline stage.

@@ -15,6 +15,7 @@ type drops struct {
 	auditLost    *prometheus.CounterVec
 	streamDrops  *prometheus.CounterVec
 	streamBytes  *prometheus.GaugeVec
+	telLost      *prometheus.CounterVec
 }
 
 func newDrops() drops {
@@ -35,11 +36,15 @@ func newDrops() drops {
 			Name: "studio_stream_bytes",
 			Help: "Bytes stored in a stream, polled from JetStream stream info; compare with its MaxBytes.",
 		}, []string{"stream"}),
+		telLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "studio_telemetry_lost_total",
+			Help: "Stage telemetry events (studio.telemetry.<stage>) a stage could not publish; the work itself went on.",
+		}, []string{"stage"}),
 	}
 }
 
 func (d drops) collectors() []prometheus.Collector {
-	return []prometheus.Collector{d.auditSampled, d.auditLost, d.streamDrops, d.streamBytes}
+	return []prometheus.Collector{d.auditSampled, d.auditLost, d.streamDrops, d.streamBytes, d.telLost}
 }
 
 // AuditSampledOut counts an unauthenticated failure not stored (auth.AuditCounter).
@@ -56,6 +61,15 @@ func (m *Metrics) AuditLost(action string) {
 		return
 	}
 	m.drops.auditLost.WithLabelValues(action).Inc()
+}
+
+// TelemetryLost counts a stage telemetry event that could not be published
+// (processors.TelemetryLossCounter).
+func (m *Metrics) TelemetryLost(stage string) {
+	if m == nil {
+		return
+	}
+	m.drops.telLost.WithLabelValues(stage).Inc()
 }
 
 // StreamSample is the state of one stream, from JetStream stream info.
