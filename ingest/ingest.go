@@ -57,6 +57,11 @@ type Config struct {
 	UploadSecret string
 	// UploadURLExpiry bounds how long a presigned upload URL works (default 15m).
 	UploadURLExpiry time.Duration
+	// UploadQuota and UploadQuotaBytes bound the presigned uploads one user has stored
+	// at once, in count and bytes (defaults DefaultUploadQuota, DefaultUploadQuotaBytes);
+	// the retention sweeper deletes uploads after --upload-ttl.
+	UploadQuota      int
+	UploadQuotaBytes int64
 	// WebhookSecret is the key each tenant's signing secret is derived from
 	// (TenantWebhookSecret). Empty refuses callback_url.
 	WebhookSecret string
@@ -97,6 +102,12 @@ func (c *Config) defaults() {
 	}
 	if c.UploadURLExpiry <= 0 {
 		c.UploadURLExpiry = 15 * time.Minute
+	}
+	if c.UploadQuota <= 0 {
+		c.UploadQuota = DefaultUploadQuota
+	}
+	if c.UploadQuotaBytes <= 0 {
+		c.UploadQuotaBytes = DefaultUploadQuotaBytes
 	}
 	if c.WebhookAttempts <= 0 {
 		c.WebhookAttempts = 8

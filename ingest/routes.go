@@ -95,7 +95,7 @@ func (s *Service) registerRoutes(api huma.API) {
 		if _, err := s.activeUser(ctx, tenant, user); err != nil {
 			return nil, err
 		}
-		tk, err := s.newUploadTicket(tenant, user)
+		tk, err := s.newUploadTicket(ctx, tenant, user)
 		if err != nil {
 			return nil, s.asProblem(err, "upload")
 		}

@@ -38,6 +38,43 @@ type UploadedObject struct {
 	Height      int    `json:"height"`
 }
 
+// Defaults of Config.UploadQuota and UploadQuotaBytes: enough for a batch of large
+// photos, far from what fills a disk.
+const (
+	DefaultUploadQuota            = 50
+	DefaultUploadQuotaBytes int64 = 256 << 20
+)
+
+// Blobs returns the object store the service writes inputs and uploads to.
+func (s *Service) Blobs() blob.Store { return s.blobs }
+
+// uploadUsage returns the count and bytes of the presigned uploads a user has stored.
+func (s *Service) uploadUsage(ctx context.Context, tenant, user string) (int, int64, error) {
+	objs, err := s.blobs.List(ctx, UserUploadPrefix(tenant, user))
+	if err != nil {
+		return 0, 0, fmt.Errorf("count uploads: %w", err)
+	}
+	var n int64
+	for _, o := range objs {
+		n += o.Size
+	}
+	return len(objs), n, nil
+}
+
+// uploadQuotaProblem is the 429 of a user whose stored uploads reached the quota.
+func (s *Service) uploadQuotaProblem(count int, bytes int64) *Problem {
+	return problem(http.StatusTooManyRequests, "upload_quota_exceeded",
+		fmt.Sprintf("you have %d uploads (%s) stored, the most one user may have is %d (%s): submit jobs for them or wait; uploads are deleted %s after they were made",
+			count, humanSize(bytes), s.cfg.UploadQuota, humanSize(s.cfg.UploadQuotaBytes), "a day"))
+}
+
+func humanSize(n int64) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
 // uploadSignature signs one upload URL: the key and its expiry.
 func (s *Service) uploadSignature(key string, expires int64) string {
 	m := hmac.New(sha256.New, s.uploadKey)
@@ -60,9 +97,14 @@ func UserUploadPrefix(tenant, user string) string {
 // newUploadTicket presigns an upload for one user. The URL is signed by ingest rather
 // than by the object store, so it works with every backend and the bytes are checked
 // (type by content, pixel count) and stripped of metadata as they arrive.
-func (s *Service) newUploadTicket(tenant, user string) (UploadTicket, error) {
+func (s *Service) newUploadTicket(ctx context.Context, tenant, user string) (UploadTicket, error) {
 	if _, err := schemas.UserKey(tenant, user); err != nil {
 		return UploadTicket{}, problem(422, "invalid_user", "uploads need a tenant and user made of letters, digits, '-' and '_': "+err.Error())
+	}
+	if count, size, err := s.uploadUsage(ctx, tenant, user); err != nil {
+		return UploadTicket{}, err
+	} else if count >= s.cfg.UploadQuota || size >= s.cfg.UploadQuotaBytes {
+		return UploadTicket{}, s.uploadQuotaProblem(count, size)
 	}
 	id := NewJobID()
 	key := uploadKey(tenant, user, id)
@@ -98,10 +140,20 @@ func (s *Service) acceptUpload(ctx context.Context, w http.ResponseWriter, r *ht
 	} else if !errors.Is(err, blob.ErrNotFound) {
 		return nil, err
 	}
-	lim := s.cfg.Limits.MaxBytes
+	count, size, err := s.uploadUsage(ctx, tenant, user)
+	if err != nil {
+		return nil, err
+	}
+	if count >= s.cfg.UploadQuota || size >= s.cfg.UploadQuotaBytes {
+		return nil, s.uploadQuotaProblem(count, size)
+	}
+	lim := min(s.cfg.Limits.MaxBytes, s.cfg.UploadQuotaBytes-size)
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lim))
 	if err != nil {
 		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) && lim < s.cfg.Limits.MaxBytes {
+			return nil, s.uploadQuotaProblem(count, size) // it would not fit in the quota
+		}
 		if errors.As(err, &mbe) {
 			return nil, problem(413, "image_too_large", fmt.Sprintf("the upload is larger than the %d byte limit", lim), FieldProblem{Field: "body", Constraint: "maxBytes", Message: "over the size limit"})
 		}

@@ -52,6 +52,12 @@ type pipeline struct {
 
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
+	return newPipelineWith(t, func(*app.Config) {})
+}
+
+// newPipelineWith is newPipeline with the configuration changed by set.
+func newPipelineWith(t *testing.T, set func(*app.Config)) *pipeline {
+	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
 	blobs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
@@ -61,6 +67,7 @@ func newPipeline(t *testing.T) *pipeline {
 	cat := models.NewCatalog()
 	require.NoError(t, cat.Add(models.ISNet("small", "/nonexistent")))
 	cfg := &app.Config{Worker: "test-preprocess", Concurrency: 2, DrainTimeout: 10 * time.Second}
+	set(cfg)
 	deps := app.Deps{Bus: &app.Bus{NC: s.NC, JS: s.JS}, Blobs: blobs, Catalog: cat, Log: quietLog()}
 	// Built now so its consumers exist, run later so tests can arrange inputs first.
 	stages, err := app.NewStage(ctx, cfg, schemas.StagePreprocess, deps)

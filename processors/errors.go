@@ -23,7 +23,9 @@ const (
 	CodeMaxDeliveries    = "max_deliveries"
 	// CodeDeadlineExceeded: the job was not final within its deadline (see Deadlines).
 	CodeDeadlineExceeded = "deadline_exceeded"
-	CodeInternal         = "internal"
+	// CodeStageDeadline: one stage ran past its per-message deadline (Stage.Deadline).
+	CodeStageDeadline = "stage_deadline_exceeded"
+	CodeInternal      = "internal"
 )
 
 // Permanent returns an error that fails the job without retrying.

@@ -42,7 +42,9 @@ type Handler struct {
 	Log    logrus.FieldLogger
 	// Observe, when set, is told about every stage run and finished job.
 	Observe Observer
-	now     func() time.Time
+	// Deadline, when positive, replaces the stage row's per-image Deadline.
+	Deadline time.Duration
+	now      func() time.Time
 }
 
 var _ streams.Handler = (*Handler)(nil)
@@ -107,11 +109,15 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 	for i, it := range live {
 		events[i] = it.ev
 	}
-	errs := h.Step.Process(ctx, events)
+	errs, late := h.process(ctx, events)
 	for i, it := range live {
 		var err error
 		if i < len(errs) {
 			err = errs[i]
+		}
+		if err != nil && late > 0 && !isJobError(err) {
+			err = Permanent(stage, CodeStageDeadline,
+				"the %s stage ran past its deadline of %s per image (%v); the input takes too long to process: send a smaller or simpler image", stage, late, err)
 		}
 		if err != nil {
 			it.res.Err = err
@@ -126,6 +132,30 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 		}
 	}
 	return results
+}
+
+// process runs the Step under the stage's Deadline (n × Deadline for n events). late is
+// the per-image deadline when it ended the run (the outer context still live), else 0.
+func (h *Handler) process(ctx context.Context, events []*schemas.JobEvent) (errs []error, late time.Duration) {
+	per := h.Deadline
+	if row, err := Lookup(h.Step.Stage()); per <= 0 && err == nil {
+		per = row.Deadline
+	}
+	if per <= 0 {
+		return h.Step.Process(ctx, events), 0
+	}
+	dctx, cancel := context.WithTimeout(ctx, per*time.Duration(len(events)))
+	defer cancel()
+	errs = h.Step.Process(dctx, events)
+	if ctx.Err() == nil && errors.Is(dctx.Err(), context.DeadlineExceeded) {
+		late = per
+	}
+	return errs, late
+}
+
+func isJobError(err error) bool {
+	var jerr *schemas.JobError
+	return errors.As(err, &jerr)
 }
 
 // outcomeOf names a failed run as the telemetry event does: permanent errors fail the
@@ -365,8 +395,19 @@ func (h *Handler) retryTelemetry(ctx context.Context, it *item, batchSize int, e
 	}
 	it.log.WithError(err).Warn("stage attempt failed; will retry")
 	if tel, terr := h.telemetry(it, batchSize, "retry", err, h.now().Sub(it.started)); terr == nil {
-		_ = h.Pub.Publish(ctx, tel)
+		if perr := h.Pub.Publish(ctx, tel); perr != nil {
+			// The retry goes on without its telemetry; count what was lost.
+			if c, ok := h.Observe.(TelemetryLossCounter); ok {
+				c.TelemetryLost(string(h.Step.Stage()))
+			}
+		}
 	}
+}
+
+// TelemetryLossCounter is implemented by an Observer that counts telemetry events a
+// stage could not publish (internal/metrics does). Must not block.
+type TelemetryLossCounter interface {
+	TelemetryLost(stage string)
 }
 
 func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error, dur time.Duration) (streams.Output, error) {

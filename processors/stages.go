@@ -37,6 +37,12 @@ type Stage struct {
 	Concurrency int
 	// Timeout bounds the handling of one batch; past it the work is cancelled and retried.
 	Timeout time.Duration
+	// Deadline bounds one message's run of the Step on one delivery (a batch of n gets
+	// n × Deadline): past it the run's context ends (decoders stop within a chunk, see
+	// imageio.DecodeContext) and the job fails with CodeStageDeadline instead of being
+	// retried, so an input that is slow to process holds a worker once, for Deadline, not
+	// MaxDeliver × Timeout. It is shorter than Timeout, which stays the transient bound.
+	Deadline time.Duration
 	// Percent is the job's progress when the stage begins.
 	Percent int
 }
@@ -59,6 +65,7 @@ var Stages = []Stage{
 		MaxAckPending: 64,
 		Concurrency:   2,
 		Timeout:       2 * time.Minute,
+		Deadline:      time.Minute,
 		Percent:       10,
 	},
 	{
@@ -78,6 +85,7 @@ var Stages = []Stage{
 		MaxAckPending: 16,
 		Concurrency:   2,
 		Timeout:       10 * time.Minute,
+		Deadline:      5 * time.Minute,
 		Percent:       25,
 	},
 	{
@@ -95,6 +103,7 @@ var Stages = []Stage{
 		MaxAckPending: 64,
 		Concurrency:   2,
 		Timeout:       2 * time.Minute,
+		Deadline:      time.Minute,
 		Percent:       80,
 	},
 	{
@@ -112,6 +121,7 @@ var Stages = []Stage{
 		MaxAckPending: 64,
 		Concurrency:   2,
 		Timeout:       time.Minute,
+		Deadline:      45 * time.Second,
 		Percent:       90,
 	},
 }

@@ -232,16 +232,16 @@ func subjectTable() string {
 		"`"+schemas.SchemaStageRun+"` (`schemas.StageRun`)", "every stage, per attempt")
 	line("`"+schemas.DLQSubject("<stage>")+"`", stream(schemas.StreamDLQ), "the original message, plus headers", "the stage runner")
 	line("`studio.audit.<action>`, `studio.feedback`", stream(schemas.StreamAudit, schemas.StreamFeedback), "see `schemas/`", "ingest")
-	b.WriteString("\nEach stage, as `processors.Stages` declares it (`--ack-wait` and `--concurrency` override\nthe defaults for every stage):\n\n")
-	line("stage", "consumes", "consumer group (per tier)", "AckWait", "MaxDeliver", "MaxAckPending", "concurrency", "timeout", "progress")
-	line("---", "---", "---", "---", "---", "---", "---", "---", "---")
+	b.WriteString("\nEach stage, as `processors.Stages` declares it (`--ack-wait`, `--concurrency` and\n`--stage-deadline` override the defaults for every stage; the timeout bounds a batch and is\nretried, the deadline bounds one image and fails its job with `stage_deadline_exceeded`):\n\n")
+	line("stage", "consumes", "consumer group (per tier)", "AckWait", "MaxDeliver", "MaxAckPending", "concurrency", "timeout", "deadline", "progress")
+	line("---", "---", "---", "---", "---", "---", "---", "---", "---", "---")
 	for _, r := range rows {
 		group := r.Durable + "-<tier>"
 		if r.PerModel {
 			group = r.Durable + "-<model>-<tier>"
 		}
 		line(string(r.Name), "`"+r.Filter("<tier>", "<model>")+"`", "`"+group+"`", r.AckWait.String(),
-			fmt.Sprint(r.MaxDeliver), fmt.Sprint(r.MaxAckPending), fmt.Sprint(r.Concurrency), r.Timeout.String(), fmt.Sprintf("%d%%", r.Percent))
+			fmt.Sprint(r.MaxDeliver), fmt.Sprint(r.MaxAckPending), fmt.Sprint(r.Concurrency), r.Timeout.String(), r.Deadline.String(), fmt.Sprintf("%d%%", r.Percent))
 	}
 	b.WriteString(readmeEnd)
 	return b.String()

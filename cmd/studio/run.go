@@ -105,6 +105,7 @@ func runIngest(ctx context.Context, args []string, _ io.Writer) error {
 	// Ingest reports every stage's queues, so a stage with no live worker still shows
 	// its growing backlog.
 	go m.PollQueues(ctx, metrics.DefaultQueueInterval, app.QueueSource(bus, nil, cat), log)
+	go m.PollStreams(ctx, metrics.DefaultQueueInterval, app.StreamSource(bus), log)
 	return app.ServeIngest(ctx, cfg, bus, svc, m, log, m.Serve(svc.Handler()), func(a net.Addr) {
 		log.WithField("addr", a.String()).Info("ingest listening")
 	})

@@ -209,8 +209,9 @@ func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inferenc
 // engine (streams.Observer, below), stage runs and finished jobs (processors.Observer)
 // and model work (inference.Observer).
 var (
-	_ processors.Observer = (*metrics.Metrics)(nil)
-	_ inference.Observer  = (*metrics.Metrics)(nil)
+	_ processors.Observer             = (*metrics.Metrics)(nil)
+	_ processors.TelemetryLossCounter = (*metrics.Metrics)(nil)
+	_ inference.Observer              = (*metrics.Metrics)(nil)
 )
 
 // Stage is a runnable pipeline stage.
@@ -353,6 +354,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 			return nil, closeOnError(err, closer)
 		}
 		h := processors.NewHandler(step, jobStore, pub, cfg.Worker, log)
+		h.Deadline = cfg.StageDeadline
 		if d.Metrics != nil {
 			h.Observe = d.Metrics
 		}
@@ -437,7 +439,7 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	}
 	icfg := ingest.Config{
 		Limits: cfg.Limits(), PublicURL: cfg.PublicURL, CORSOrigins: origins,
-		UploadSecret: cfg.UploadSecret, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
+		UploadSecret: cfg.UploadSecret, UploadQuota: cfg.UploadQuota, UploadQuotaBytes: cfg.UploadQuotaBytes, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
 	}
 	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index)}
 	rollouts, err := NewRolloutManager(ctx, cfg, d.Bus, d.Catalog, d.Log)
@@ -521,7 +523,11 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 	if err != nil {
 		return nil, err
 	}
-	audit := auth.NewAuditLog(streams.JSPublisher{JS: js})
+	var counter auth.AuditCounter
+	if d.Metrics != nil {
+		counter = d.Metrics
+	}
+	audit := auth.NewSampledAuditor(auth.NewAuditLog(streams.JSPublisher{JS: js}), cfg.AuditAnonPerSource, cfg.AuditAnonTotal, counter)
 	return &ingest.Security{
 		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
@@ -611,27 +617,65 @@ func QueueSource(bus *Bus, stages []schemas.Stage, cat *models.Catalog) metrics.
 func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service, m *metrics.Metrics, log logrus.FieldLogger, h http.Handler, started func(net.Addr)) error {
 	bg, stop := context.WithCancel(ctx)
 	defer stop()
-	errs := make(chan error, 5)
-	go func() { errs <- svc.ServeNATS(bg, streams.RequestServer{NC: bus.NC}) }()
-	// Routing weights follow the bucket "routing"; one replica's controller moves them.
-	go func() { errs <- RunRollouts(bg, cfg, bus, svc.Catalog(), log) }()
-	go func() { errs <- RunJobDeadlines(bg, cfg, bus, log) }()
-	go func() { errs <- svc.RunWebhooks(bg, streams.Engine{JS: bus.JS}, cfg.Worker, observer(m)) }()
-	go func() {
-		// Frees a user's active-job slot when a job ends.
-		if sec := svc.Security(); sec != nil {
-			errs <- RunSlotRelease(bg, cfg, bus, sec.Active, m, log)
-			return
-		}
-		errs <- nil
-	}()
+	// The background work of an ingest replica; each runs until bg ends.
+	tasks := []func(context.Context) error{
+		func(ctx context.Context) error { return svc.ServeNATS(ctx, streams.RequestServer{NC: bus.NC}) },
+		// Routing weights follow the bucket "routing"; one replica's controller moves them.
+		func(ctx context.Context) error { return RunRollouts(ctx, cfg, bus, svc.Catalog(), log) },
+		func(ctx context.Context) error { return RunJobDeadlines(ctx, cfg, bus, log) },
+		func(ctx context.Context) error { return RunRetention(ctx, cfg, bus, svc.Blobs(), log) },
+		func(ctx context.Context) error {
+			return svc.RunWebhooks(ctx, streams.Engine{JS: bus.JS}, cfg.Worker, observer(m))
+		},
+		func(ctx context.Context) error {
+			// Frees a user's active-job slot when a job ends.
+			if sec := svc.Security(); sec != nil {
+				return RunSlotRelease(ctx, cfg, bus, sec.Active, m, log)
+			}
+			return nil
+		},
+	}
+	errs := make(chan error, len(tasks))
+	for _, run := range tasks {
+		go func() { errs <- run(bg) }()
+	}
 	go func() {
 		<-ctx.Done()
 		svc.Close()
 	}()
 	err := ServeHTTPWith(ctx, cfg.HTTPListen, h, cfg.HTTPTimeouts, started)
 	stop()
-	return errors.Join(err, <-errs, <-errs, <-errs, <-errs, <-errs)
+	all := []error{err}
+	for range tasks {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// RunRetention deletes the objects no record reaches any more (erasure.Retention:
+// expired uploads, inputs and results of expired jobs, stale intermediate artifacts)
+// every --retention-interval until ctx is cancelled. Every ingest replica runs it; a KV
+// lock lets one sweep at a time. A negative interval turns it off.
+func RunRetention(ctx context.Context, cfg *Config, bus *Bus, blobs blob.Store, log logrus.FieldLogger) error {
+	if cfg.RetentionInterval < 0 || blobs == nil {
+		return nil
+	}
+	store, err := jobs.Open(ctx, bus.JS)
+	if err != nil {
+		return err
+	}
+	lock, err := erasure.OpenLock(ctx, bus.JS)
+	if err != nil {
+		return err
+	}
+	t := streams.DefaultTopology(1)
+	r := &erasure.Retention{
+		Blobs: blobs, Jobs: store, Lock: lock,
+		UploadTTL: cfg.UploadTTL, WorkTTL: cfg.WorkTTL, Interval: cfg.RetentionInterval,
+		ObjectTTL: t.JobsMaxAge + t.ResultsMaxAge,
+		Log:       log.WithField("component", "retention"),
+	}
+	return r.Run(ctx)
 }
 
 // RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and

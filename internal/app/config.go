@@ -14,9 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob/s3"
+	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/processors"
@@ -73,8 +75,24 @@ type Config struct {
 	MaxUpload    int64
 	MaxPixels    int64
 	MaxOutPixels int64
-	DrainTimeout time.Duration
-	AckWait      time.Duration
+	// AuditAnonPerSource and AuditAnonTotal sample unauthenticated failures in the audit
+	// log, per source address and in all, per minute (auth.SampledAuditor).
+	AuditAnonPerSource int
+	AuditAnonTotal     int
+	// UploadTTL, WorkTTL and RetentionInterval drive the retention sweeper
+	// (erasure.Retention); a negative interval turns it off.
+	UploadTTL, WorkTTL, RetentionInterval time.Duration
+	// UploadQuota and UploadQuotaBytes bound one user's stored presigned uploads.
+	UploadQuota      int
+	UploadQuotaBytes int64
+	// MaxJPEGScans bounds the scans of an uploaded JPEG (its decoding work is pixels ×
+	// scans); 0 is imageio.DefaultMaxScans.
+	MaxJPEGScans int
+	// StageDeadline, when positive, replaces every stage's per-image Deadline of the
+	// stage table (processors.Stage.Deadline).
+	StageDeadline time.Duration
+	DrainTimeout  time.Duration
+	AckWait       time.Duration
 	// JobDeadline fails a job still not final this long after its submission (ingest
 	// enforces it; 0 disables).
 	JobDeadline  time.Duration
@@ -151,6 +169,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxUpload, "max-upload-bytes", envInt64("max-upload-bytes", imageio.DefaultMaxBytes), "largest accepted upload ["+envName("max-upload-bytes")+"]")
 	fs.Int64Var(&c.MaxPixels, "max-pixels", envInt64("max-pixels", imageio.DefaultMaxPixels), "largest accepted width x height ["+envName("max-pixels")+"]")
 	fs.Int64Var(&c.MaxOutPixels, "max-output-pixels", envInt64("max-output-pixels", 16<<20), "largest image an image-to-image model may produce (upscale x4 of 1024x1024 = 16 MP) ["+envName("max-output-pixels")+"]")
+	integer(&c.AuditAnonPerSource, "audit-anon-per-source", auth.DefaultAnonPerSource, "unauthenticated failures of one source address stored in the audit log per minute; the rest are counted (studio_audit_sampled_out_total)")
+	integer(&c.AuditAnonTotal, "audit-anon-total", auth.DefaultAnonTotal, "unauthenticated failures of all sources stored in the audit log per minute; the rest are counted")
+	fs.DurationVar(&c.UploadTTL, "upload-ttl", envDuration("upload-ttl", erasure.DefaultUploadTTL), "presigned uploads older than this are deleted, used or not (a job copies what it uses) ["+envName("upload-ttl")+"]")
+	fs.DurationVar(&c.WorkTTL, "work-ttl", envDuration("work-ttl", erasure.DefaultWorkTTL), "intermediate artifacts of finished or forgotten jobs older than this are deleted ["+envName("work-ttl")+"]")
+	fs.DurationVar(&c.RetentionInterval, "retention-interval", envDuration("retention-interval", erasure.DefaultSweepInterval), "how often one ingest replica deletes expired uploads and the objects of expired jobs; negative turns it off ["+envName("retention-interval")+"]")
+	integer(&c.UploadQuota, "upload-quota", ingest.DefaultUploadQuota, "presigned uploads one user may have stored at once (until used and expired); more answer 429 upload_quota_exceeded")
+	fs.Int64Var(&c.UploadQuotaBytes, "upload-quota-bytes", envInt64("upload-quota-bytes", ingest.DefaultUploadQuotaBytes), "bytes of presigned uploads one user may have stored at once ["+envName("upload-quota-bytes")+"]")
+	integer(&c.MaxJPEGScans, "max-jpeg-scans", imageio.DefaultMaxScans, "most scans (progressive passes) an uploaded JPEG may have; decoding work is pixels x scans, so more is refused (413 image_too_large)")
+	fs.DurationVar(&c.StageDeadline, "stage-deadline", envDuration("stage-deadline", 0), "per-image run bound of every stage; past it the job fails with stage_deadline_exceeded, not retried; 0 keeps each stage's own (preprocess 1m, inference 5m, postprocess 1m, store 45s) ["+envName("stage-deadline")+"]")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("drain-timeout", 25*time.Second), "how long in-flight work may finish on shutdown ["+envName("drain-timeout")+"]")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("ack-wait", 0), "redeliver a message this long after its worker stopped reporting progress; 0 keeps each stage's default ["+envName("ack-wait")+"]")
 	fs.DurationVar(&c.JobDeadline, "job-deadline", envDuration("job-deadline", processors.DefaultJobDeadline()), "fail a job with code deadline_exceeded when it is not finished this long after submission; the default covers every retry of every stage; 0 disables ["+envName("job-deadline")+"]")
@@ -273,7 +300,7 @@ func (c *Config) UpStages() (map[string]bool, error) {
 
 // Limits returns the upload limits.
 func (c *Config) Limits() imageio.Limits {
-	return imageio.Limits{MaxBytes: c.MaxUpload, MaxPixels: c.MaxPixels}
+	return imageio.Limits{MaxBytes: c.MaxUpload, MaxPixels: c.MaxPixels, MaxScans: c.MaxJPEGScans}
 }
 
 func envName(flag string) string {

@@ -128,6 +128,11 @@ func UpWithToken(ctx context.Context, cfg *Config, log logrus.FieldLogger, start
 		defer wg.Done()
 		m.PollQueues(stageCtx, metrics.DefaultQueueInterval, QueueSource(bus, nil, cat), log)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.PollStreams(stageCtx, metrics.DefaultQueueInterval, StreamSource(bus), log)
+	}()
 
 	if !parts["ingest"] {
 		// Without the API the HTTP port still serves /metrics and health.

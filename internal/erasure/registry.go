@@ -103,6 +103,7 @@ func DefaultRegistry() Registry {
 			{Bucket: auth.BucketRefresh, Filters: user(".>")},
 			{Bucket: streams.BucketLeases, NoUserData: "one key per singleton task naming the process (host and pid) that runs it"},
 			{Bucket: auth.BucketRevoked, NoUserData: "deny-list entries are keyed by random token and family ids and hold an expiry; they name no user or job"},
+			{Bucket: BucketLocks, NoUserData: "leader locks of the periodic sweepers: one key per sweeper holding a random holder id"},
 			{Bucket: auth.BucketAPIKeys, ScanFilter: every, Scan: func(f *Footprint, v []byte) bool {
 				var k auth.APIKey
 				return json.Unmarshal(v, &k) == nil && k.Tenant == f.Tenant && k.Owner == f.User

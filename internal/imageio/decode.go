@@ -2,6 +2,7 @@ package imageio
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -23,6 +24,17 @@ var decoders = map[Format]func(r io.Reader) (image.Image, error){
 // truncated file gives ErrCorrupt, never a panic. Memory use is bounded by
 // lim.MaxPixels: at peak about 10 bytes per pixel, for a rotated JPEG.
 func Decode(data []byte, lim Limits) (*image.NRGBA, Header, error) {
+	return DecodeContext(context.Background(), data, lim)
+}
+
+// DecodeContext is Decode that gives up when ctx ends: the codecs read their input in
+// chunks (of at most 512 bytes here), and each read checks ctx, so a decode past its deadline stops
+// within one chunk's work and returns ctx's error (wrapped, not ErrCorrupt). Go's
+// codecs take no context; this is how a stage deadline reaches them.
+func DecodeContext(ctx context.Context, data []byte, lim Limits) (*image.NRGBA, Header, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, Header{}, fmt.Errorf("imageio: decode not started: %w", err)
+	}
 	h, err := Inspect(data, lim)
 	if err != nil {
 		return nil, Header{}, err
@@ -30,9 +42,12 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Header, error) {
 	var img image.Image
 	err = safely(func() error {
 		var err error
-		img, err = decoders[h.Format](bytes.NewReader(data))
+		img, err = decoders[h.Format](ctxReader{ctx: ctx, r: bytes.NewReader(data)})
 		return err
 	})
+	if cerr := ctx.Err(); err != nil && cerr != nil {
+		return nil, Header{}, fmt.Errorf("imageio: %s decode stopped: %w", h.Format.name(), cerr)
+	}
 	if err != nil {
 		return nil, Header{}, corrupt(h.Format, err)
 	}
@@ -118,4 +133,26 @@ func orient(src *image.NRGBA, o int) *image.NRGBA {
 		}
 	}
 	return dst
+}
+
+// ctxChunk is the most one read hands a codec. The codecs ask for 4 KiB; a progressive
+// JPEG scan can be 12 bytes, so 4 KiB can hold hundreds of scans of decoding work
+// between two checks of ctx, 512 bytes a few dozen. Short reads cost the codecs nothing
+// measurable (they buffer anyway).
+const ctxChunk = 512
+
+// ctxReader fails its reads once ctx has ended.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(p) > ctxChunk {
+		p = p[:ctxChunk]
+	}
+	return c.r.Read(p)
 }

@@ -15,7 +15,8 @@ var (
 	ErrUnsupportedFormat = errors.New("imageio: unsupported image format")
 	// ErrNotImage means the bytes are not a recognised image format.
 	ErrNotImage = errors.New("imageio: not an image")
-	// ErrTooLarge means the file or its pixel dimensions exceed the Limits.
+	// ErrTooLarge means the file, its pixel dimensions or its decoding work (JPEG
+	// scans) exceed the Limits.
 	ErrTooLarge = errors.New("imageio: image too large")
 	// ErrCorrupt means the file claims a supported format but is damaged or
 	// truncated.

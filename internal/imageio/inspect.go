@@ -31,7 +31,8 @@ type Header struct {
 // Inspect identifies the format and reads only the header: it checks the file
 // size and pixel dimensions against lim before any pixel memory is allocated,
 // so a small file that claims a huge image is refused cheaply with
-// ErrTooLarge. It does not verify the pixel data; Decode does.
+// ErrTooLarge. A JPEG with more than lim.MaxScans scans is refused the same way, as
+// its decoding work is pixels × scans. It does not verify the pixel data; Decode does.
 func Inspect(data []byte, lim Limits) (Header, error) {
 	lim = lim.withDefaults()
 	f, err := Sniff(data)
@@ -59,6 +60,11 @@ func Inspect(data []byte, lim Limits) (Header, error) {
 	}
 	h := Header{Format: f, Width: cfg.Width, Height: cfg.Height, Orientation: orientNormal}
 	if f == FormatJPEG {
+		if n := jpegScans(data, lim.MaxScans); n > lim.MaxScans {
+			return Header{}, newError(ErrTooLarge,
+				"the JPEG has more than %d scans (progressive passes), which only makes it slow to decode: re-save it as a baseline (non-progressive) JPEG or with standard progressive settings and upload it again",
+				lim.MaxScans)
+		}
 		h.Orientation = jpegOrientation(data)
 	}
 	if swapsAxes(h.Orientation) {

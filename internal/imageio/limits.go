@@ -10,6 +10,10 @@ const (
 	// display profiles are a few KB; the largest printer (CMYK LUT) profiles
 	// are 1-3 MB. More than this is not a colour profile worth converting.
 	DefaultMaxProfileBytes int64 = 4 << 20
+	// DefaultMaxScans bounds the scans of a JPEG. A baseline JPEG has one scan per
+	// component at most, the usual progressive encodings (libjpeg, mozjpeg) 10 or so;
+	// past 100 a file only adds decoding work (see jpegScans).
+	DefaultMaxScans = 100
 )
 
 // Limits bounds what Inspect and Decode accept. A zero or negative field
@@ -20,11 +24,12 @@ type Limits struct {
 	MaxSide   int   // longest side in pixels
 	// MaxProfileBytes bounds the embedded ICC profile, decompressed.
 	MaxProfileBytes int64
+	MaxScans        int // scans (SOS segments) of a JPEG; the decoding work is pixels × scans
 }
 
 // DefaultLimits returns the limits used for zero fields.
 func DefaultLimits() Limits {
-	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxSide: DefaultMaxSide, MaxProfileBytes: DefaultMaxProfileBytes}
+	return Limits{MaxBytes: DefaultMaxBytes, MaxPixels: DefaultMaxPixels, MaxSide: DefaultMaxSide, MaxProfileBytes: DefaultMaxProfileBytes, MaxScans: DefaultMaxScans}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -39,6 +44,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxProfileBytes <= 0 {
 		l.MaxProfileBytes = DefaultMaxProfileBytes
+	}
+	if l.MaxScans <= 0 {
+		l.MaxScans = DefaultMaxScans
 	}
 	return l
 }

@@ -57,6 +57,7 @@ type Metrics struct {
 	batchSize     *prometheus.HistogramVec
 	modelLoad     *prometheus.GaugeVec
 	blobOp        *prometheus.HistogramVec
+	drops         drops
 }
 
 // Option configures New.
@@ -139,6 +140,8 @@ func New(opts ...Option) *Metrics {
 		m.jobs, m.stageDuration, m.httpDuration, m.queueDepth, m.consumerLag, m.dlq,
 		m.retries, m.handled, m.inference, m.batchSize, m.modelLoad, m.blobOp,
 	)
+	m.drops = newDrops()
+	m.reg.MustRegister(m.drops.collectors()...)
 	for _, o := range opts {
 		o(m)
 	}

@@ -15,7 +15,7 @@ import (
 
 // LoadImage reads the object ref points at and decodes it upright. Image problems are
 // permanent job errors with a stable code; storage problems are returned as they are
-// (retried).
+// (retried), and so is a decode that ctx stopped (see imageio.DecodeContext).
 func LoadImage(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim imageio.Limits) (*image.NRGBA, imageio.Header, error) {
 	rc, info, err := store.Get(ctx, ref.Key)
 	if err != nil {
@@ -36,7 +36,12 @@ func LoadImage(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim
 	if err != nil {
 		return nil, imageio.Header{}, fmt.Errorf("read input %s: %w", ref.Key, err)
 	}
-	img, hdr, err := imageio.Decode(data, lim)
+	img, hdr, err := imageio.DecodeContext(ctx, data, lim)
+	if err != nil && ctx.Err() != nil {
+		// Stopped by the stage's deadline or a shutdown: the handler decides (see
+		// processors.Stage.Deadline), not the image's classification.
+		return nil, imageio.Header{}, fmt.Errorf("decode input %s: %w", ref.Key, err)
+	}
 	if err != nil {
 		return nil, imageio.Header{}, Classify(err)
 	}
