@@ -272,9 +272,9 @@ type ddim struct {
 	final float64
 }
 
-func (d *ddim) Timesteps() []float64     { return d.ts }
-func (d *ddim) InitNoiseSigma() float64  { return 1 }
-func (d *ddim) InputScale(int) float64   { return 1 }
+func (d *ddim) Timesteps() []float64    { return d.ts }
+func (d *ddim) InitNoiseSigma() float64 { return 1 }
+func (d *ddim) InputScale(int) float64  { return 1 }
 
 func (d *ddim) Step(i int, out, x []float32, _ *Noise) {
 	t := int(d.ts[i])
