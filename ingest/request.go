@@ -135,6 +135,9 @@ func schemaErrors(err error) []FieldProblem {
 				out = append(out, FieldProblem{Field: join(m), Constraint: "required", Message: "is required"})
 			}
 			return
+		case *kind.FalseSchema:
+			out = append(out, FieldProblem{Field: loc, Constraint: "not", Message: "must be left out for this task"})
+			return
 		case *kind.AdditionalProperties:
 			for _, p := range k.Properties {
 				out = append(out, FieldProblem{Field: join(p), Constraint: "additionalProperties", Message: "is not a known field"})

@@ -113,7 +113,7 @@ func extendJobRequest(root *invopop.Schema) {
 		if schemas.TakesImage(ts.Task) {
 			then.Required = []string{"image"}
 		} else {
-			then.Not = &invopop.Schema{Required: []string{"image"}}
+			thenParams.Set("image", invopop.FalseSchema) // generate takes no image
 		}
 		if len(required) > 0 {
 			then.Required = append(then.Required, "params")
