@@ -162,9 +162,9 @@ func TestSchedulers(t *testing.T) {
 		noiseScale float64 // sigma_up of the first step (ancestral)
 	}{
 		{"euler ancestral, leading spacing", "EulerAncestralDiscreteScheduler", "leading", "epsilon", 4, []float64{751, 501, 251, 1},
-			math.Sqrt(4.116696479276066*4.116696479276066+1), 1 / math.Sqrt(4.116696479276066*4.116696479276066+1), -0.738142950172421, 1.4920624202660862},
+			math.Sqrt(4.116696479276066*4.116696479276066 + 1), 1 / math.Sqrt(4.116696479276066*4.116696479276066+1), -0.738142950172421, 1.4920624202660862},
 		{"euler, leading spacing", "EulerDiscreteScheduler", "leading", "epsilon", 4, []float64{751, 501, 251, 1},
-			math.Sqrt(4.116696479276066*4.116696479276066+1), 1 / math.Sqrt(4.116696479276066*4.116696479276066+1), -0.2465021988801015, 0},
+			math.Sqrt(4.116696479276066*4.116696479276066 + 1), 1 / math.Sqrt(4.116696479276066*4.116696479276066+1), -0.2465021988801015, 0},
 		{"turbo: one euler step, trailing spacing, lands on the prediction of x0", "EulerDiscreteScheduler", "trailing", "epsilon", 1, []float64{999},
 			14.614641229333643, 1 / math.Sqrt(14.614641229333643*14.614641229333643+1), 1 - 14.614641229333643*0.5, 0},
 		{"euler ancestral, one step: no noise is added at sigma 0", "EulerAncestralDiscreteScheduler", "trailing", "epsilon", 1, []float64{999},
