@@ -325,15 +325,11 @@ func (s *Service) refusal(err error, where string) (*Problem, string) {
 	return s.asProblem(err, where), ""
 }
 
-// checkImagePresence applies rule 5 to the image itself: a task that takes an image
-// needs one, and generate, which makes its images from a prompt, takes none.
+// checkImagePresence applies rule 5 to a task without an input image (generate, which
+// makes its images from a prompt): one sent anyway is refused. A missing image of the
+// other tasks is refused by the transports' parsers and, at the latest, by rule 7.
 func checkImagePresence(req *SubmitRequest) *Problem {
-	has := req.Image != nil || req.ImageKey != ""
-	switch {
-	case schemas.TakesImage(req.Task) && !has:
-		return problem(422, "missing_field", "the image is required for "+string(req.Task),
-			FieldProblem{Field: "image", Constraint: "required", Message: "required: a JPEG, PNG or WebP file"})
-	case !schemas.TakesImage(req.Task) && has:
+	if !schemas.TakesImage(req.Task) && (req.Image != nil || req.ImageKey != "") {
 		return problem(422, "invalid_image", string(req.Task)+" takes no input image: send the prompt in params and leave the image out",
 			FieldProblem{Field: "image", Constraint: "not", Message: "must be left out for " + string(req.Task)})
 	}
