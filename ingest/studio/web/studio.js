@@ -273,14 +273,23 @@ function effectiveParams(task) {
 function renderParams() {
   const task = $('task').value;
   const box = $('param-fields');
-  box.replaceChildren();
   const noImage = !!(TASKS[task] && TASKS[task].noImage);
   $('drop').hidden = noImage;
   if (noImage) $('preview').hidden = true;
   if (task === 'generate') {
+    // The form is drawn again when the catalog or the task specs arrive: what the user
+    // has typed (a prompt, a seed) survives that.
+    const kept = {};
+    for (const el of box.querySelectorAll('textarea, input, select')) if (el.id) kept[el.id] = el.value;
+    box.replaceChildren();
     renderGenerateParams(box);
+    for (const [id, v] of Object.entries(kept)) {
+      const el = document.getElementById(id);
+      if (el && v !== '') el.value = v;
+    }
     return;
   }
+  box.replaceChildren();
   for (const p of effectiveParams(task)) {
     const id = `p-${p.name}`;
     const help = `${id}-help`;
