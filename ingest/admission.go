@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net/http"
 
 	"github.com/sirupsen/logrus"
@@ -136,6 +138,9 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 	if p != nil {
 		return Submission{}, p
 	}
+	if p := checkImagePresence(&req); p != nil {
+		return Submission{}, p
+	}
 	if req.Image == nil && req.ImageKey != "" {
 		if req.Image, err = s.readUpload(ctx, &req); err != nil {
 			return Submission{}, err
@@ -160,10 +165,15 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 		}
 	}
 
-	// 7: the image, from its header: nothing is decoded here.
-	hdr, err := imageio.Inspect(req.Image, s.cfg.Limits)
-	if err != nil {
-		return Submission{}, imageProblem(err, req.ImageField)
+	// 7: the image, from its header: nothing is decoded here. A task without one
+	// (generate) stores its parameters as the job's input document instead.
+	var hdr imageio.Header
+	if schemas.TakesImage(req.Task) {
+		if hdr, err = imageio.Inspect(req.Image, s.cfg.Limits); err != nil {
+			return Submission{}, imageProblem(err, req.ImageField)
+		}
+	} else if req.Image, err = promptDocument(&req); err != nil {
+		return Submission{}, err
 	}
 
 	// 8: the active-job cap, now that the job has its id.
@@ -313,4 +323,35 @@ func (s *Service) refusal(err error, where string) (*Problem, string) {
 		return problem(http.StatusServiceUnavailable, "unavailable", "the service could not complete the request; retry shortly"), ""
 	}
 	return s.asProblem(err, where), ""
+}
+
+// checkImagePresence applies rule 5 to a task without an input image (generate, which
+// makes its images from a prompt): one sent anyway is refused. A missing image of the
+// other tasks is refused by the transports' parsers and, at the latest, by rule 7.
+func checkImagePresence(req *SubmitRequest) *Problem {
+	if !schemas.TakesImage(req.Task) && (req.Image != nil || req.ImageKey != "") {
+		return problem(422, "invalid_image", string(req.Task)+" takes no input image: send the prompt in params and leave the image out",
+			FieldProblem{Field: "image", Constraint: "not", Message: "must be left out for " + string(req.Task)})
+	}
+	return nil
+}
+
+// promptDocument is the input of a job without an image (generate): its parameters as
+// JSON, stored where an image would be, so the claim check, the result cache (same
+// prompt, seed and settings, same images) and erasure treat it like any input. A
+// missing seed is drawn here, after the idempotency check (a retry without a seed is
+// the same request) and before the cache lookup (a drawn seed is a new picture), and is
+// recorded in the job's parameters so the result can be repeated.
+func promptDocument(req *SubmitRequest) ([]byte, error) {
+	if req.Params == nil {
+		req.Params = map[string]any{}
+	}
+	if _, ok := req.Params["seed"]; !ok {
+		req.Params["seed"] = float64(mathrand.Uint32())
+	}
+	doc, err := json.Marshal(req.Params) // sorted keys: equal requests, equal bytes
+	if err != nil {
+		return nil, fmt.Errorf("encode the parameters of %s: %w", req.Task, err)
+	}
+	return doc, nil
 }

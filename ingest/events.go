@@ -36,7 +36,10 @@ type EventFrame struct {
 	Stage         schemas.Stage  `json:"stage"`
 	Percent       int            `json:"percent"`
 	QueuePosition int            `json:"queue_position,omitempty"`
-	Job           JobResponse    `json:"job"`
+	// Step and Steps count the denoising steps of a generate job while it runs.
+	Step  int         `json:"step,omitempty"`
+	Steps int         `json:"steps,omitempty"`
+	Job   JobResponse `json:"job"`
 }
 
 // errClosing ends event streams when the service shuts down.
@@ -173,7 +176,7 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request, rec *sc
 		return wsjson.Write(wctx, c, v)
 	}
 	emit := func(kind string, rec *schemas.JobRecord) error {
-		return write(EventFrame{Type: kind, Status: rec.Status, Stage: rec.Stage, Percent: rec.Percent, QueuePosition: rec.QueuePosition, Job: viewV1(rec, ws)})
+		return write(EventFrame{Type: kind, Status: rec.Status, Stage: rec.Stage, Percent: rec.Percent, QueuePosition: rec.QueuePosition, Step: rec.Step, Steps: rec.Steps, Job: viewV1(rec, ws)})
 	}
 	ping := func() error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

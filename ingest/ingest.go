@@ -239,7 +239,10 @@ func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*schemas.JobRe
 // key, indexes it and publishes it (or completes it from the result cache). The bool
 // reports that a concurrent identical request created the job first.
 func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.Spec, jobID, idemKey, fp string, hdr imageio.Header) (rec *schemas.JobRecord, replayed bool, err error) {
-	stored := stripMetadata(req.Image, hdr)
+	stored, ext, ctype := req.Image, "json", "application/json"
+	if schemas.TakesImage(req.Task) {
+		stored, ext, ctype = stripMetadata(req.Image, hdr), extOf(hdr.Format), hdr.Format.ContentType()
+	}
 	if idemKey != "" {
 		id, err := s.claimIdempotency(ctx, idemKey, fp, jobID)
 		switch {
@@ -265,12 +268,12 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 		return nil, false, err
 	}
 	sum := sha256.Sum256(stored)
-	key := "inputs/" + req.Tenant + "/" + jobID + "/original." + extOf(hdr.Format)
-	info, err := s.blobs.Put(ctx, key, bytes.NewReader(stored), int64(len(stored)), hdr.Format.ContentType())
+	key := "inputs/" + req.Tenant + "/" + jobID + "/original." + ext
+	info, err := s.blobs.Put(ctx, key, bytes.NewReader(stored), int64(len(stored)), ctype)
 	if err != nil {
 		return nil, false, fmt.Errorf("store input: %w", err)
 	}
-	rec.Input = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: hdr.Format.ContentType(), Width: hdr.Width, Height: hdr.Height}
+	rec.Input = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: ctype, Width: hdr.Width, Height: hdr.Height}
 	if hit, ok, err := s.cached(ctx, rec); ok || err != nil {
 		return s.settleCreate(ctx, hit, jobID, err)
 	}

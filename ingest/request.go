@@ -84,7 +84,7 @@ func decodeJobRequest(data []byte, subjectTask schemas.Task) (schemas.JobRequest
 		return jr, problem(422, "invalid_image", "image.data is not base64: "+err.Error(),
 			FieldProblem{Field: "image.data", Constraint: "contentEncoding", Message: "must be standard base64"})
 	}
-	if len(jr.Image.Data) > schemas.MaxInlineImageBytes {
+	if jr.Image != nil && len(jr.Image.Data) > schemas.MaxInlineImageBytes {
 		return jr, problem(413, "image_too_large", fmt.Sprintf("an inline image may be at most %d bytes; upload larger ones (POST /v1/uploads) and send the key", schemas.MaxInlineImageBytes),
 			FieldProblem{Field: "image.data", Constraint: "maxBytes", Message: "too large to send inline"})
 	}
@@ -134,6 +134,9 @@ func schemaErrors(err error) []FieldProblem {
 			for _, m := range k.Missing {
 				out = append(out, FieldProblem{Field: join(m), Constraint: "required", Message: "is required"})
 			}
+			return
+		case *kind.FalseSchema:
+			out = append(out, FieldProblem{Field: loc, Constraint: "not", Message: "must be left out for this task"})
 			return
 		case *kind.AdditionalProperties:
 			for _, p := range k.Properties {
@@ -300,7 +303,7 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 		}
 		part.Close()
 	}
-	if !sawImage {
+	if !sawImage && schemas.TakesImage(req.Task) {
 		return req, problem(422, "missing_field", "the image part is required", FieldProblem{Field: "image", Constraint: "required", Message: "required: a JPEG, PNG or WebP file"})
 	}
 	return req, nil

@@ -36,10 +36,13 @@ type JobV2 struct {
 	Status  schemas.Status `json:"status" enum:"queued,running,succeeded,failed,cancelled"`
 	Stage   schemas.Stage  `json:"stage"`
 	Percent int            `json:"percent" minimum:"0" maximum:"100"`
-	Task    schemas.Task   `json:"task"`
-	Tier    schemas.Tier   `json:"tier"`
-	Model   ModelRef       `json:"model"`
-	Params  map[string]any `json:"params,omitempty"`
+	// Step and Steps count the denoising steps of a generate job while it runs.
+	Step   int            `json:"step,omitempty"`
+	Steps  int            `json:"steps,omitempty"`
+	Task   schemas.Task   `json:"task"`
+	Tier   schemas.Tier   `json:"tier"`
+	Model  ModelRef       `json:"model"`
+	Params map[string]any `json:"params,omitempty"`
 	// Queue is set while the job waits for its first stage.
 	Queue    *QueueInfo        `json:"queue,omitempty"`
 	Input    FileV2            `json:"input"`
@@ -169,7 +172,7 @@ func viewV1(rec *schemas.JobRecord, wsBase string) JobResponse {
 func viewV2(rec *schemas.JobRecord, wsBase string) JobV2 {
 	l := linksFor("v2", rec.ID, wsBase)
 	v := JobV2{
-		ID: rec.ID, Status: rec.Status, Stage: rec.Stage, Percent: rec.Percent, Task: rec.Task, Tier: rec.Tier,
+		ID: rec.ID, Status: rec.Status, Stage: rec.Stage, Percent: rec.Percent, Step: rec.Step, Steps: rec.Steps, Task: rec.Task, Tier: rec.Tier,
 		Model:  ModelRef{Name: rec.Model, Version: rec.ModelVersion, FallbackFrom: rec.FallbackFrom},
 		Params: rec.Params, Error: rec.Error, CacheHit: rec.CacheHit, TraceID: rec.TraceID, Batch: rec.Batch,
 		Input:   fileV2("input", "/v1/jobs/"+rec.ID+"/input", rec.Input),

@@ -41,7 +41,8 @@ type JobRequest struct {
 	Tier    Tier   `json:"tier,omitempty" jsonschema:"enum=premium,enum=normal,enum=free,description=priority tier (default normal)"`
 	// Params are the task's parameters; TaskSpecs lists names and ranges.
 	Params map[string]any `json:"params,omitempty" jsonschema:"description=task parameters; see GET /v1/tasks for names and ranges"`
-	Image  *ImageInput    `json:"image" jsonschema:"required"`
+	// Image is required by every task that takes one (TakesImage); generate takes none.
+	Image *ImageInput `json:"image,omitempty"`
 	// CallbackURL receives the final state as a signed POST (see the README, Webhooks).
 	CallbackURL string `json:"callback_url,omitempty" jsonschema:"format=uri,maxLength=2048,pattern=^https?://"`
 	// IdempotencyKey makes a retried request return the first job instead of creating a
@@ -152,6 +153,8 @@ type ParamSpec struct {
 	MaxLength   int      `json:"max_length,omitempty"`
 	// Enum lists the accepted values of a string parameter; empty means any.
 	Enum []string `json:"enum,omitempty"`
+	// Required parameters must be present (generate's prompt).
+	Required bool `json:"required,omitempty"`
 }
 
 // TaskSpec describes a task and its parameters.
@@ -196,13 +199,21 @@ var taskSpecs = []TaskSpec{
 	{Task: TaskOCR, Description: "find and read text", Params: []ParamSpec{
 		{Name: "min_confidence", Type: "number", Description: "drop text lines recognised with less confidence", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
 	}},
-	{Task: TaskGenerate, Description: "generate an image guided by a prompt", Params: []ParamSpec{
-		{Name: "prompt", Type: "string", Description: "what to draw", MaxLength: 1000},
-		{Name: "steps", Type: "integer", Description: "denoising steps", Minimum: ptr(1), Maximum: ptr(150), Step: 1, Default: 30},
-		{Name: "guidance", Type: "number", Description: "how closely to follow the prompt", Minimum: ptr(0), Maximum: ptr(30), Step: 0.5, Default: 7.5},
-		{Name: "seed", Type: "integer", Description: "random seed; the same seed repeats a result", Minimum: ptr(0), Maximum: ptr(math.MaxUint32), Step: 1},
+	{Task: TaskGenerate, Description: "generate images from a prompt with a Stable Diffusion model; takes no input image", Params: []ParamSpec{
+		{Name: "prompt", Type: "string", Description: "what to draw", MaxLength: 1000, Required: true},
+		{Name: "negative_prompt", Type: "string", Description: "what to steer away from (used when guidance > 1)", MaxLength: 1000},
+		{Name: "seed", Type: "integer", Description: "random seed; the same seed and settings repeat a result (drawn when left out)", Minimum: ptr(0), Maximum: ptr(math.MaxUint32), Step: 1},
+		{Name: "steps", Type: "integer", Description: "denoising steps (default: the model's, 1 for SD-Turbo)", Minimum: ptr(1), Maximum: ptr(150), Step: 1},
+		{Name: "guidance", Type: "number", Description: "classifier-free guidance scale; 0 or 1 turns it off (default: the model's, 0 for SD-Turbo)", Minimum: ptr(0), Maximum: ptr(30), Step: 0.5},
+		{Name: "width", Type: "integer", Description: "image width in pixels, a multiple of 8 (default: the model's)", Minimum: ptr(64), Maximum: ptr(1024), Step: 8},
+		{Name: "height", Type: "integer", Description: "image height in pixels, a multiple of 8 (default: the model's)", Minimum: ptr(64), Maximum: ptr(1024), Step: 8},
+		{Name: "num_images", Type: "integer", Description: "images to make from the prompt", Minimum: ptr(1), Maximum: ptr(4), Step: 1, Default: 1},
 	}},
 }
+
+// TakesImage reports whether jobs of task t need an input image; generate makes its
+// images from a prompt.
+func TakesImage(t Task) bool { return t != TaskGenerate }
 
 // TaskSpecs returns every task with its parameters.
 func TaskSpecs() []TaskSpec {
@@ -249,6 +260,11 @@ func ValidateParams(t Task, params map[string]any) []FieldError {
 			errs = append(errs, fe)
 		}
 	}
+	for _, p := range spec.Params {
+		if _, ok := params[p.Name]; p.Required && !ok {
+			errs = append(errs, FieldError{Field: "params." + p.Name, Constraint: "required", Message: fmt.Sprintf("%s needs %s: %s", t, p.Name, p.Description)})
+		}
+	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Field < errs[j].Field })
 	return errs
 }
@@ -285,6 +301,9 @@ func checkParam(p ParamSpec, v any) (FieldError, bool) {
 	}
 	if p.Maximum != nil && f > *p.Maximum {
 		return FieldError{Constraint: "maximum", Message: fmt.Sprintf("must be <= %v", *p.Maximum)}, true
+	}
+	if p.Type == "integer" && p.Step > 1 && math.Mod(f, p.Step) != 0 {
+		return FieldError{Constraint: "multipleOf", Message: fmt.Sprintf("must be a multiple of %v", p.Step)}, true
 	}
 	return FieldError{}, false
 }

@@ -122,17 +122,20 @@ type JobRecord struct {
 	Model        string `json:"model"`
 	ModelVersion string `json:"model_version"`
 	// FallbackFrom is the version the job asked for when its fallback ran instead.
-	FallbackFrom  string               `json:"fallback_from,omitempty"`
-	Params        map[string]any       `json:"params,omitempty"`
-	Status        Status               `json:"status"`
-	Stage         Stage                `json:"stage"`
-	Percent       int                  `json:"percent"`
-	QueuePosition int                  `json:"queue_position,omitempty"`
-	Input         ObjectRef            `json:"input"`
-	Results       map[string]ObjectRef `json:"results,omitempty"`
-	Error         *JobError            `json:"error,omitempty"`
-	CacheHit      bool                 `json:"cache_hit,omitempty"`
-	TraceID       string               `json:"trace_id,omitempty"`
+	FallbackFrom  string         `json:"fallback_from,omitempty"`
+	Params        map[string]any `json:"params,omitempty"`
+	Status        Status         `json:"status"`
+	Stage         Stage          `json:"stage"`
+	Percent       int            `json:"percent"`
+	QueuePosition int            `json:"queue_position,omitempty"`
+	// Step and Steps count the denoising steps of a generate job while it runs.
+	Step     int                  `json:"step,omitempty"`
+	Steps    int                  `json:"steps,omitempty"`
+	Input    ObjectRef            `json:"input"`
+	Results  map[string]ObjectRef `json:"results,omitempty"`
+	Error    *JobError            `json:"error,omitempty"`
+	CacheHit bool                 `json:"cache_hit,omitempty"`
+	TraceID  string               `json:"trace_id,omitempty"`
 	// Batch is the batch the job belongs to (POST /v2/batches); such jobs travel on the
 	// batch lane, the lowest tier's subjects.
 	Batch       string                 `json:"batch,omitempty"`

@@ -70,10 +70,15 @@ HTTP_PORT=$(free_port)
 NATS_PORT=$(free_port)
 API=http://127.0.0.1:$HTTP_PORT
 
+# A tiny test Stable Diffusion export (synthetic weights) so the generate page can run.
+step "test export for generate (synthetic weights)"
+mkdir -p "$TMP/models"
+go run ./internal/diffusion/diffusiontest/writeexport "$TMP/models"
+
 step "start studio up on $API (log: test-artifacts/studio-up.log)"
 # shellcheck disable=SC2086
 "$BIN" up --data-dir "$TMP/data" --http "127.0.0.1:$HTTP_PORT" --nats-listen "127.0.0.1:$NATS_PORT" \
-	--nats-monitor= --cache-dir "$STUDIO_CACHE" ${STUDIO_UP_FLAGS:---auth off} >"$ART/studio-up.log" 2>&1 &
+	--nats-monitor= --cache-dir "$STUDIO_CACHE" --model-dir "$TMP/models" ${STUDIO_UP_FLAGS:---auth off} >"$ART/studio-up.log" 2>&1 &
 STUDIO_PID=$!
 for i in $(seq 1 300); do
 	if curl -fsS -o /dev/null "$API/health/ready" 2>/dev/null; then break; fi

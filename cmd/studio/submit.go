@@ -41,8 +41,11 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	wait := fs.Bool("wait", false, "run each image with POST /v2/predict: the server waits for the result (up to 60 s, within --timeout); a job that takes longer is followed as without --wait")
 	var params paramFlags
 	fs.Var(&params, "param", "task parameter name=value (repeatable)")
+	prompt := fs.String("prompt", "", "what to draw (task generate; no image is sent); --param seed=, steps=, guidance=, width=, height=, num_images= set the rest")
+	negative := fs.String("negative-prompt", "", "what to steer away from (task generate)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: studio submit [flags] IMAGE... | DIR")
+		fmt.Fprintln(fs.Output(), "       studio submit --task generate --prompt TEXT [--param seed=42 ...]")
 		fmt.Fprintln(fs.Output(), "A directory is submitted as one batch (POST /v2/batches) of its .png, .jpg, .jpeg and .webp files.")
 		fs.PrintDefaults()
 	}
@@ -54,6 +57,24 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	c := sf.client()
 	if *tasks {
 		return c.listTasks(ctx, stdout)
+	}
+	if !schemas.TakesImage(schemas.Task(*task)) {
+		if fs.NArg() > 0 {
+			return fmt.Errorf("%s takes no image: drop %s and describe the picture with --prompt", *task, strings.Join(fs.Args(), " "))
+		}
+		if params == nil {
+			params = paramFlags{}
+		}
+		if *prompt != "" {
+			params["prompt"] = *prompt // always a string, even "42"
+		}
+		if *negative != "" {
+			params["negative_prompt"] = *negative
+		}
+		return c.runGenerate(ctx, map[string]string{
+			"task": *task, "model": *model, "version": *version, "tier": *tier,
+			"params": params.json(), "callback_url": *callback,
+		}, *out, stdout)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
@@ -131,6 +152,10 @@ func printProgress(w io.Writer) func(ingest.EventFrame) {
 	return func(f ingest.EventFrame) {
 		if f.Type == ingest.FrameQueue {
 			fmt.Fprintf(w, "  queued    position %d\n", f.QueuePosition)
+			return
+		}
+		if f.Steps > 0 {
+			fmt.Fprintf(w, "  %-9s %-11s %3d%%  step %d/%d\n", f.Status, f.Stage, f.Percent, f.Step, f.Steps)
 			return
 		}
 		fmt.Fprintf(w, "  %-9s %-11s %3d%%\n", f.Status, f.Stage, f.Percent)
@@ -214,10 +239,6 @@ func (c *client) predict(ctx context.Context, path string, fields map[string]str
 // post sends the image and fields as a multipart form to route with an
 // Idempotency-Key, retrying network failures and 503s; want lists the good statuses.
 func (c *client) post(ctx context.Context, route string, header http.Header, path string, fields map[string]string, want ...int) (*ingest.JobV2, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	for k, v := range fields {
@@ -225,11 +246,17 @@ func (c *client) post(ctx context.Context, route string, header http.Header, pat
 			_ = mw.WriteField(k, v)
 		}
 	}
-	fw, err := mw.CreateFormFile("image", filepath.Base(path))
-	if err != nil {
-		return nil, err
+	if path != "" { // "" for a task without an image (generate)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		fw, err := mw.CreateFormFile("image", filepath.Base(path))
+		if err != nil {
+			return nil, err
+		}
+		_, _ = fw.Write(data)
 	}
-	_, _ = fw.Write(data)
 	_ = mw.Close()
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
@@ -565,5 +592,30 @@ func (c *client) runBatch(ctx context.Context, dir string, fields map[string]str
 	if len(failed) > 0 || len(b.Refused) > 0 {
 		return fmt.Errorf("batch %s: %d refused, %d not succeeded: %s", b.ID, len(b.Refused), len(failed), strings.Join(failed, "; "))
 	}
+	return nil
+}
+
+// runGenerate submits one job without an image (task generate), follows its
+// per-step progress and saves its images as <job id>.image.png, <job id>.image-2.png ...
+func (c *client) runGenerate(ctx context.Context, fields map[string]string, out string, stdout io.Writer) error {
+	start := time.Now()
+	job, err := c.submit(ctx, "", fields)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "job %s queued (seed %v)\n", job.ID, job.Params["seed"])
+	final := job
+	if !job.Status.Final() {
+		if final, err = c.follow(ctx, job, printProgress(stdout)); err != nil {
+			return err
+		}
+	}
+	if err := failure(final); err != nil {
+		return err
+	}
+	if err := c.saveResults(ctx, final, out, final.ID, stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "  done in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
 }

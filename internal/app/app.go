@@ -264,11 +264,18 @@ var steps = map[schemas.Stage]newStep{
 
 // newInference builds the inference step and loads each task's default model version
 // now, so readiness means "can serve"; other versions load on first use.
-func newInference(_ context.Context, cfg *Config, d Deps, log logrus.FieldLogger) (processors.Step, func() error, error) {
+func newInference(ctx context.Context, cfg *Config, d Deps, log logrus.FieldLogger) (processors.Step, func() error, error) {
 	if d.Backend == nil {
 		return nil, nil, errors.New("inference stage needs a backend")
 	}
 	step := &inference.Step{Blobs: d.Blobs, Catalog: d.Catalog, Backend: d.Backend, Config: inference.Config{SessionsPerModel: cfg.Sessions, TileBatch: cfg.TileBatch}, Log: log}
+	if d.Bus != nil {
+		store, err := jobs.Open(ctx, d.Bus.JS)
+		if err != nil {
+			return nil, nil, err
+		}
+		step.Progress = stepProgress(store, log)
+	}
 	if d.Metrics != nil {
 		step.Observe = d.Metrics
 	}

@@ -29,6 +29,7 @@ var layers = map[string]int{
 	"internal/colour/...":    1,
 	"internal/ncnn/...":      1,
 	"internal/onnx/...":      1,
+	"internal/diffusion/...": 1,
 	"internal/assets/...":    1,
 	"internal/chdb/...":      1,
 	"internal/blob":          1,

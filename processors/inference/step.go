@@ -52,10 +52,13 @@ type Step struct {
 	Log     logrus.FieldLogger
 	// Observe, when set, is told about model runs, loads and batch sizes.
 	Observe Observer
+	// Progress, when set, is told after every denoising step of a generate job.
+	Progress Progress
 
-	mu    sync.Mutex
-	pools map[string]*pool
-	dicts map[string]*ocr.Dictionary
+	mu        sync.Mutex
+	pools     map[string]*pool
+	dicts     map[string]*ocr.Dictionary
+	diffusers map[string]*diffusionModel
 }
 
 var _ processors.Step = (*Step)(nil)
@@ -114,6 +117,9 @@ func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
 }
 
 func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
+	if ev.Task == schemas.TaskGenerate {
+		return s.generate(ctx, ev)
+	}
 	spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion)
 	if err != nil {
 		return processors.Permanent(schemas.StageInference, processors.CodeModelUnavailable, "%v", err)
@@ -228,6 +234,10 @@ func (s *Step) runTimeout() time.Duration {
 // Preload opens the sessions of spec now instead of on the first job, so readiness can
 // wait for it.
 func (s *Step) Preload(spec models.Spec) error {
+	if spec.Task == schemas.TaskGenerate {
+		_, err := s.pipeline(spec)
+		return err
+	}
 	if _, err := s.pool(spec); err != nil {
 		return err
 	}
@@ -291,7 +301,7 @@ func (s *Step) pool(spec models.Spec) (*pool, error) {
 func (s *Step) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs []error
+	errs := []error{s.closeDiffusers()}
 	for _, p := range s.pools {
 		p.mu.Lock()
 		if p.sessions != nil {
@@ -310,6 +320,11 @@ func (s *Step) Loaded() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
+	for id, m := range s.diffusers {
+		if m.ready {
+			out = append(out, id)
+		}
+	}
 	for id, p := range s.pools {
 		p.mu.Lock()
 		if p.sessions != nil {

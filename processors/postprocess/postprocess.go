@@ -49,6 +49,8 @@ func (s *Step) Process(ctx context.Context, batch []*schemas.JobEvent) []error {
 			errs[i] = s.imageToImage(ctx, ev)
 		case schemas.TaskOCR:
 			errs[i] = s.ocr(ctx, ev)
+		case schemas.TaskGenerate:
+			errs[i] = s.generate(ctx, ev)
 		default:
 			errs[i] = processors.Permanent(schemas.StagePostprocess, processors.CodeBadEvent, "no postprocessing for task %q", ev.Task)
 		}

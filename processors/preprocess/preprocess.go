@@ -50,6 +50,9 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if err != nil {
 		return processors.Permanent(schemas.StagePreprocess, processors.CodeModelUnavailable, "%v", err)
 	}
+	if ev.Task == schemas.TaskGenerate {
+		return s.generate(ctx, ev, spec)
+	}
 	img, hdr, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
 	if err != nil {
 		return err

@@ -4,9 +4,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +24,8 @@ var ResultNames = map[schemas.Task][]string{
 	schemas.TaskUpscale:          {"image", "thumbnail"},
 	schemas.TaskStyleTransfer:    {"image", "thumbnail"},
 	schemas.TaskOCR:              {"text", "overlay", "thumbnail"},
+	// generate also keeps "image-2" ... "image-N" when a job asked for several images.
+	schemas.TaskGenerate: {"image", "thumbnail"},
 }
 
 // Step is the store stage. Safe for concurrent use.
@@ -55,6 +59,9 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	names, ok := ResultNames[ev.Task]
 	if !ok {
 		return processors.Permanent(schemas.StageStore, processors.CodeBadEvent, "no results defined for task %q", ev.Task)
+	}
+	if ev.Task == schemas.TaskGenerate {
+		names = append(slices.Clone(names), extraImages(ev.Artifacts)...)
 	}
 	final := make(map[string]schemas.ObjectRef, len(names))
 	for _, name := range names {
@@ -118,4 +125,17 @@ func ext(key string) string {
 		return key[i:]
 	}
 	return ""
+}
+
+// extraImages are the "image-<k>" artifacts of a generate job that asked for several
+// images, in order.
+func extraImages(artifacts map[string]schemas.ObjectRef) []string {
+	var out []string
+	for name := range artifacts {
+		if strings.HasPrefix(name, "image-") {
+			out = append(out, name)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return cmp.Compare(len(a), len(b))*2 + cmp.Compare(a, b) })
+	return out
 }

@@ -97,15 +97,33 @@ func extendJobRequest(root *invopop.Schema) {
 			for _, v := range p.Enum {
 				ps.Enum = append(ps.Enum, v)
 			}
+			if p.Type == "integer" && p.Step > 1 {
+				ps.MultipleOf = json.Number(strconv.FormatFloat(p.Step, 'f', -1, 64))
+			}
 			props.Set(p.Name, ps)
+		}
+		var required []string
+		for _, p := range ts.Params {
+			if p.Required {
+				required = append(required, p.Name)
+			}
 		}
 		ifTask := invopop.NewProperties()
 		ifTask.Set("task", &invopop.Schema{Const: string(ts.Task)})
 		thenParams := invopop.NewProperties()
-		thenParams.Set("params", &invopop.Schema{Type: "object", Properties: props, AdditionalProperties: invopop.FalseSchema})
+		thenParams.Set("params", &invopop.Schema{Type: "object", Properties: props, AdditionalProperties: invopop.FalseSchema, Required: required})
+		then := &invopop.Schema{Properties: thenParams}
+		if schemas.TakesImage(ts.Task) {
+			then.Required = []string{"image"}
+		} else {
+			thenParams.Set("image", invopop.FalseSchema) // generate takes no image
+		}
+		if len(required) > 0 {
+			then.Required = append(then.Required, "params")
+		}
 		def.AllOf = append(def.AllOf, &invopop.Schema{
 			If:   &invopop.Schema{Properties: ifTask, Required: []string{"task"}},
-			Then: &invopop.Schema{Properties: thenParams},
+			Then: then,
 		})
 	}
 }
@@ -186,6 +204,10 @@ func TestJobRequestSchemaAcceptsAndRefusesLikeTheServer(t *testing.T) {
 		{"a request with inline data is valid", `{"task":"remove-background","tier":"premium","image":{"data":"iVBORw0KGgo="},"params":{"threshold":0.4,"feather":2}}`, true},
 		{"a request without a task is valid (the NATS subject names it)", `{"image":{"key":"uploads/acme/a.png"}}`, true},
 		{"a missing image is refused", `{"task":"remove-background"}`, false},
+		{"a generate request needs no image", `{"task":"generate","params":{"prompt":"a red cat","seed":7}}`, true},
+		{"a generate request with an image is refused", `{"task":"generate","image":{"key":"uploads/a/b"},"params":{"prompt":"a red cat"}}`, false},
+		{"a generate request without a prompt is refused", `{"task":"generate","params":{"seed":7}}`, false},
+		{"a generate size that is not a multiple of 8 is refused", `{"task":"generate","params":{"prompt":"x","width":500}}`, false},
 		{"an image with both key and data is refused", `{"task":"ocr","image":{"key":"uploads/a/b","data":"AAAA"}}`, false},
 		{"an unknown field is refused", `{"task":"ocr","image":{"key":"uploads/a/b"},"priority":1}`, false},
 		{"an unknown tier is refused", `{"task":"ocr","tier":"gold","image":{"key":"uploads/a/b"}}`, false},
@@ -233,6 +255,10 @@ func TestJobRequestSchemaAndValidateParamsAgree(t *testing.T) {
 		{schemas.TaskGenerate, `{"prompt":"a cat","steps":150,"seed":4294967295}`},
 		{schemas.TaskGenerate, `{"steps":0}`},
 		{schemas.TaskGenerate, `{"seed":4294967296}`},
+		{schemas.TaskGenerate, `{"prompt":"a cat","width":512,"height":768,"num_images":4}`},
+		{schemas.TaskGenerate, `{"prompt":"a cat","width":500}`},
+		{schemas.TaskGenerate, `{"prompt":"a cat","num_images":5}`},
+		{schemas.TaskGenerate, `{"negative_prompt":"no prompt"}`},
 		{schemas.TaskStyleTransfer, `{}`},
 	}
 	for _, c := range cases {
@@ -241,7 +267,11 @@ func TestJobRequestSchemaAndValidateParamsAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 		goOK := len(schemas.ValidateParams(c.task, params)) == 0
-		body := `{"task":"` + string(c.task) + `","image":{"key":"uploads/a/b"},"params":` + c.params + `}`
+		image := `"image":{"key":"uploads/a/b"},`
+		if !schemas.TakesImage(c.task) {
+			image = ""
+		}
+		body := `{"task":"` + string(c.task) + `",` + image + `"params":` + c.params + `}`
 		v, err := santhosh.UnmarshalJSON(bytes.NewReader([]byte(body)))
 		if err != nil {
 			t.Fatal(err)

@@ -22,14 +22,18 @@ function h(tag, attrs = {}, ...kids) {
   return e;
 }
 
-// Tasks this page knows how to present. The API may serve others (generation); they
-// are left out until their pre- and post-processing exist.
+// Tasks this page knows how to present. noImage tasks send a prompt instead of an image.
 const TASKS = {
   'remove-background': {label: 'Remove background', desc: 'Cut the subject out: a PNG with a transparent background, and its mask.'},
   'upscale': {label: 'Upscale', desc: 'Enlarge the image with a super-resolution model.'},
   'style-transfer': {label: 'Style transfer', desc: "Repaint the image in the model's style."},
   'ocr': {label: 'Read text (OCR)', desc: 'Find and read the text: boxes over the image, and the lines in reading order to copy.'},
+  'generate': {label: 'Generate from a prompt', desc: "Draw new images from a text prompt with the operator's Stable Diffusion model. No image is uploaded.", noImage: true},
 };
+
+// SIZES are the image sizes offered for generate (multiples of 8); the model's default
+// is used when none is picked.
+const SIZES = [[512, 512], [768, 512], [512, 768], [768, 768], [1024, 1024], [256, 256], [64, 64]];
 
 // PARAMS are the controls per task: only parameters the pipeline applies, with the
 // values it accepts. When the server publishes its parameter specs (GET /v1/tasks),
@@ -278,6 +282,22 @@ function effectiveParams(task) {
 function renderParams() {
   const task = $('task').value;
   const box = $('param-fields');
+  const noImage = !!(TASKS[task] && TASKS[task].noImage);
+  $('drop').hidden = noImage;
+  if (noImage) $('preview').hidden = true;
+  if (task === 'generate') {
+    // The form is drawn again when the catalog or the task specs arrive: what the user
+    // has typed (a prompt, a seed) survives that.
+    const kept = {};
+    for (const el of box.querySelectorAll('textarea, input, select')) if (el.id) kept[el.id] = el.value;
+    box.replaceChildren();
+    renderGenerateParams(box);
+    for (const [id, v] of Object.entries(kept)) {
+      const el = document.getElementById(id);
+      if (el && v !== '') el.value = v;
+    }
+    return;
+  }
   box.replaceChildren();
   for (const p of effectiveParams(task)) {
     const id = `p-${p.name}`;
@@ -324,9 +344,47 @@ function collectParams() {
   for (const el of $('param-fields').querySelectorAll('[data-kind]')) {
     if (el.dataset.kind === 'number') out[el.name] = Number(el.value);
     else if (el.dataset.kind === 'boolean') out[el.name] = el.checked;
-    else if (el.dataset.kind === 'string') out[el.name] = el.value;
+    else if (el.dataset.kind === 'string' && el.value.trim() !== '') out[el.name] = el.value;
+    else if (el.dataset.kind === 'optional-number' && el.value.trim() !== '') out[el.name] = Number(el.value);
+    else if (el.dataset.kind === 'size' && el.value) {
+      const [w, hgt] = el.value.split('x').map(Number);
+      out.width = w;
+      out.height = hgt;
+    }
   }
   return out;
+}
+
+// renderGenerateParams draws the controls of generate: the prompt, the negative prompt,
+// seed, steps, guidance, size and image count. Empty optional fields use the model's
+// defaults (SD-Turbo: 1 step, no guidance), so nothing is sent for them.
+function renderGenerateParams(box) {
+  const field = (id, label, input, help) => h('div', {class: 'field'},
+    h('label', {for: id, text: label}), input, h('p', {class: 'hint', id: `${id}-help`, text: help}));
+  box.append(
+    field('p-prompt', 'Prompt', h('textarea', {id: 'p-prompt', name: 'prompt', rows: 3, maxlength: 1000, required: true,
+      'data-kind': 'string', 'aria-describedby': 'p-prompt-help', placeholder: 'a photo of a red cat on a windowsill'}),
+    'What to draw, in English; at most 75 tokens are read.'),
+    field('p-negative_prompt', 'Negative prompt', h('textarea', {id: 'p-negative_prompt', name: 'negative_prompt', rows: 2, maxlength: 1000,
+      'data-kind': 'string', 'aria-describedby': 'p-negative_prompt-help', placeholder: 'blurry, low quality'}),
+    'What to steer away from; used when guidance is above 1.'),
+    h('div', {class: 'grid2'},
+      field('p-seed', 'Seed', h('input', {id: 'p-seed', name: 'seed', type: 'number', min: 0, max: 4294967295, step: 1, inputmode: 'numeric',
+        'data-kind': 'optional-number', 'aria-describedby': 'p-seed-help', placeholder: 'random'}),
+      'The same seed and settings give the same image. Empty: a random seed, shown with the result.'),
+      field('p-steps', 'Steps', h('input', {id: 'p-steps', name: 'steps', type: 'number', min: 1, max: 150, step: 1, inputmode: 'numeric',
+        'data-kind': 'optional-number', 'aria-describedby': 'p-steps-help', placeholder: "model's default"}),
+      'Denoising steps, 1 to 150; SD-Turbo needs 1 to 4.'),
+      field('p-guidance', 'Guidance', h('input', {id: 'p-guidance', name: 'guidance', type: 'number', min: 0, max: 30, step: 0.5,
+        'data-kind': 'optional-number', 'aria-describedby': 'p-guidance-help', placeholder: "model's default"}),
+      'How closely to follow the prompt, 0 to 30; 0 or 1 turns guidance off (SD-Turbo).'),
+      field('p-size', 'Size', h('select', {id: 'p-size', name: 'size', 'data-kind': 'size', 'aria-describedby': 'p-size-help'},
+        h('option', {value: '', text: "Model's default"}),
+        SIZES.map(([w, hgt]) => h('option', {value: `${w}x${hgt}`, text: `${w} × ${hgt}`}))),
+      'Width × height in pixels; larger sizes take longer.'),
+      field('p-num_images', 'Images', h('select', {id: 'p-num_images', name: 'num_images', 'data-kind': 'number', 'aria-describedby': 'p-num_images-help'},
+        [1, 2, 3, 4].map((v) => h('option', {value: v, text: String(v)}))),
+      'How many images to make from the prompt.')));
 }
 
 function offerMask() {
@@ -394,15 +452,21 @@ async function useExample() {
 async function submit(e) {
   e.preventDefault();
   clearFormError();
-  if (state.files && state.files.length > 1) {
+  const noImage = !!(TASKS[$('task').value] && TASKS[$('task').value].noImage);
+  if (noImage && !$('p-prompt').value.trim()) {
+    showFormError(null, 'Write a prompt first: what should the image show?');
+    $('p-prompt').focus();
+    return;
+  }
+  if (!noImage && state.files && state.files.length > 1) {
     await submitBatch();
     return;
   }
-  if (!state.file) {
+  if (!noImage && !state.file) {
     showFormError(null, 'Choose an image first: drop one here, pick a file, or try the example photo.');
     return;
   }
-  if (state.file.size > state.config.max_upload_bytes) {
+  if (!noImage && state.file.size > state.config.max_upload_bytes) {
     showFormError(null, `The image is ${fmtBytes(state.file.size)}, over the ${fmtBytes(state.config.max_upload_bytes)} limit: compress or resize it.`);
     return;
   }
@@ -416,10 +480,10 @@ async function submit(e) {
   }
   const params = collectParams();
   if (Object.keys(params).length) fd.append('params', JSON.stringify(params));
-  fd.append('image', state.file, state.file.name || 'image');
+  if (!noImage) fd.append('image', state.file, state.file.name || 'image');
   const run = $('run');
   run.disabled = true;
-  run.textContent = 'Uploading…';
+  run.textContent = noImage ? 'Sending…' : 'Uploading…';
   try {
     const res = await api('/v1/jobs', {method: 'POST', body: fd});
     const job = await res.json();
@@ -712,7 +776,7 @@ function connectWS(f) {
     try { frame = JSON.parse(m.data); } catch { return; }
     const job = frame.job ? {...frame.job} : (state.job ? {...state.job} : null);
     if (!job) return;
-    for (const k of ['status', 'stage', 'percent', 'queue_position']) {
+    for (const k of ['status', 'stage', 'percent', 'queue_position', 'step', 'steps']) {
       if (frame[k] !== undefined) job[k] = frame[k];
     }
     over = onJob(f, job) || over;
@@ -831,6 +895,8 @@ function renderProgress(job) {
       break;
     case 'running':
       text = `${STAGE_LABEL[job.stage] || job.stage || 'Working'} (${job.stage || 'running'}) · ${pct}%`;
+      // A generate job reports its denoising steps while the model runs.
+      if (job.steps && job.stage === 'inference') text += ` · step ${job.step || 0} of ${job.steps}`;
       break;
     case 'succeeded':
       text = `Done · 100%${job.cache_hit ? ' · answered from the result cache' : ''}`;
@@ -905,9 +971,14 @@ async function renderResult(job, live) {
   const out = (job.results || {})[name] || {};
   const inp = job.input || {};
   $('result-h').textContent = `Result: ${TASKS[job.task] ? TASKS[job.task].label.toLowerCase() : job.task}`;
+  const generated = !!(TASKS[job.task] && TASKS[job.task].noImage);
+  $('side').classList.toggle('single', generated);
+  $('before').closest('figure').hidden = generated;
+  document.querySelector('.compare-block').hidden = generated;
   try {
     const [before, after] = await Promise.all([
-      blobURL(`/v1/jobs/${encodeURIComponent(job.id)}/input`),
+      // A generate job's input is its prompt document, not a picture: show the image only.
+      generated ? Promise.resolve({url: ''}) : blobURL(`/v1/jobs/${encodeURIComponent(job.id)}/input`),
       blobURL(job.downloads[name]),
     ]);
     if (state.current !== job.id) {
@@ -915,7 +986,7 @@ async function renderResult(job, live) {
       URL.revokeObjectURL(after.url);
       return;
     }
-    state.resultURLs.push(before.url, after.url);
+    state.resultURLs.push(...[before.url, after.url].filter(Boolean));
     const beforeAlt = `Input image${inp.width ? `, ${inp.width} × ${inp.height}` : ''}`;
     const afterAlt = `Result (${RESULT_LABEL[name] || name})${out.width ? `, ${out.width} × ${out.height}` : ''}`;
     for (const [id, u, alt] of [['before', before.url, beforeAlt], ['cmp-before', before.url, ''], ['after', after.url, afterAlt], ['cmp-after', after.url, '']]) {

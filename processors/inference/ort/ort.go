@@ -99,13 +99,19 @@ func probeCUDA() error {
 	return so.AppendExecutionProviderCUDA(o)
 }
 
-// Open creates a session for spec.
-func (b *Backend) Open(spec models.Spec) (inference.Session, error) {
+// sessionOptions are the options every session of this backend is created with; the
+// caller destroys them.
+func (b *Backend) sessionOptions() (*ortgo.SessionOptions, error) {
 	so, err := ortgo.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("ort: session options: %w", err)
 	}
-	defer so.Destroy()
+	ok := false
+	defer func() {
+		if !ok {
+			so.Destroy()
+		}
+	}()
 	if b.cfg.IntraOpThreads > 0 {
 		if err := so.SetIntraOpNumThreads(b.cfg.IntraOpThreads); err != nil {
 			return nil, fmt.Errorf("ort: intra-op threads: %w", err)
@@ -136,6 +142,17 @@ func (b *Backend) Open(spec models.Spec) (inference.Session, error) {
 			return nil, fmt.Errorf("ort: CUDA provider: %w", err)
 		}
 	}
+	ok = true
+	return so, nil
+}
+
+// Open creates a session for spec.
+func (b *Backend) Open(spec models.Spec) (inference.Session, error) {
+	so, err := b.sessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer so.Destroy()
 	s, err := ortgo.NewDynamicAdvancedSession(spec.Path, []string{spec.Input.Name}, []string{spec.Output.Name}, so)
 	if err != nil {
 		return nil, fmt.Errorf("ort: load %s from %s: %w", spec.ID(), spec.Path, err)

@@ -12,7 +12,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/models"
 )
 
-func cpuLibrary(t *testing.T) string {
+func cpuLibrary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the ONNX Runtime library; skipped with -short")

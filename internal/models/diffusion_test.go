@@ -1,0 +1,104 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/diffusion"
+	"github.com/creativeai-studio/studio/internal/diffusion/diffusiontest"
+)
+
+func TestDiffusionManifests(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		problem    string // "" when valid
+	}{
+		{"an export directory is all a generate manifest needs", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: sd-turbo-onnx\n", ""},
+		{"SD-Turbo defaults: one step, no guidance", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  steps: 1\n  guidance: 0\n", ""},
+		{"generate without an export is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  path: model.onnx\n  sha256: " + strings.Repeat("a", 64) + "\n", "source.export"},
+		{"an export for another task is refused", "name: sd\nversion: v1\ntask: upscale\nsource:\n  export: x\n", "serves task generate"},
+		{"an unknown scheduler is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  scheduler: pndm\n", "diffusion.scheduler"},
+		{"a default size off the 8-pixel grid is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  width: 500\n", "diffusion.width"},
+		{"too many steps are refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  steps: 151\n", "diffusion.steps"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseManifest("sd.yaml", []byte(c.yaml))
+			switch {
+			case c.problem == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.problem != "" && (err == nil || !strings.Contains(err.Error(), c.problem)):
+				t.Errorf("err = %v, want one naming %q", err, c.problem)
+			}
+		})
+	}
+}
+
+func TestFetchChecksTheExportDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := diffusiontest.WriteExport(filepath.Join(dir, "good"), diffusiontest.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := diffusiontest.WriteExport(filepath.Join(dir, "partial"), diffusiontest.Options{Omit: []string{diffusion.VAEDecoderFile, diffusion.VocabFile}}); err != nil {
+		t.Fatal(err)
+	}
+	cache := &assets.Cache{Dir: t.TempDir()}
+	t.Run("a complete export resolves to its directory", func(t *testing.T) {
+		m, err := ParseManifest(filepath.Join(dir, "sd.yaml"), []byte("name: sd\nversion: v1\ntask: generate\nsource:\n  export: good\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := Fetch(context.Background(), cache, m)
+		if err != nil || spec.Path != filepath.Join(dir, "good") {
+			t.Fatalf("spec %q, %v", spec.Path, err)
+		}
+	})
+	t.Run("a missing file is named, with what to do", func(t *testing.T) {
+		m, err := ParseManifest(filepath.Join(dir, "sd.yaml"), []byte("name: sd\nversion: v1\ntask: generate\nsource:\n  export: partial\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Fetch(context.Background(), cache, m)
+		if !errors.Is(err, ErrBadManifest) || !strings.Contains(err.Error(), diffusion.VAEDecoderFile) || !strings.Contains(err.Error(), diffusion.VocabFile) || !strings.Contains(err.Error(), "optimum-cli export onnx") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func TestGeneration(t *testing.T) {
+	m, err := ParseManifest("sd.yaml", []byte("name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  steps: 1\n  guidance: 0\n  max_side: 768\n  max_images: 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("left-out settings take the manifest's defaults", func(t *testing.T) {
+		g, err := m.Generation(map[string]any{"prompt": "a cat", "seed": float64(7)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Generation{Prompt: "a cat", Seed: 7, Steps: 1, Guidance: 0, Width: 512, Height: 512, Images: 1}
+		if g != want {
+			t.Errorf("got %+v, want %+v", g, want)
+		}
+	})
+	bad := []struct {
+		name   string
+		params map[string]any
+		want   string
+	}{
+		{"a side over the manifest's max_side is refused", map[string]any{"width": float64(1024)}, "width"},
+		{"more images than max_images are refused", map[string]any{"num_images": float64(3)}, "num_images"},
+		{"a height off the 8-pixel grid is refused", map[string]any{"height": float64(100)}, "multiple of 8"},
+		{"a fractional seed is refused", map[string]any{"seed": 1.5}, "seed"},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := m.Generation(c.params); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want one naming %q", err, c.want)
+			}
+		})
+	}
+}
