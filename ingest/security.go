@@ -97,10 +97,14 @@ func isTokenEndpoint(p string) bool {
 // serve, carrying the principal, or nil after answering 401/429/503 itself.
 func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) *http.Request {
 	header := r.Header.Get("Authorization")
-	if header == "" && strings.HasSuffix(r.URL.Path, "/events") {
-		// Browsers cannot set headers on WebSocket or EventSource requests.
-		if tok := r.URL.Query().Get("access_token"); tok != "" {
-			header = "Bearer " + tok
+	if header == "" {
+		// Browsers cannot set headers on WebSocket or EventSource requests: event
+		// streams take a single-use ticket in the query instead (tickets.go).
+		if r = s.queryCredential(w, r); r == nil {
+			return nil
+		}
+		if _, ok := auth.FromContext(r.Context()); ok {
+			return r
 		}
 	}
 	if publicRoute(r) && (header == "" || !isTokenEndpoint(r.URL.Path)) {
