@@ -30,6 +30,10 @@ type Security struct {
 	// DevLogin lets POST /v1/auth/login issue tokens for any existing user without an
 	// admin credential (development only: `studio up --auth-dev`).
 	DevLogin bool
+	// NATSAccounts maps a NATS account to a tenant (--nats-accounts): a NATS request
+	// from a user of that account is a job of the studio user of the same name
+	// (natsCaller). Read-only once the service runs.
+	NATSAccounts map[string]string
 }
 
 // WithSecurity requires a bearer token or API key on every route but health, docs,

@@ -522,7 +522,12 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 		return nil, err
 	}
 	audit := auth.NewAuditLog(streams.JSPublisher{JS: js})
+	natsAccounts, err := ingest.ParseNATSAccounts(cfg.NATSAccounts)
+	if err != nil {
+		return nil, err
+	}
 	return &ingest.Security{
+		NATSAccounts:  natsAccounts,
 		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
 		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev,
