@@ -126,3 +126,23 @@ func TestRevokingAKeyRevokesEveryKeyMintedFromIt(t *testing.T) {
 		require.Equal(t, i >= 1, revoked[k.ID], "key %d revoked", i)
 	}
 }
+
+func TestDeletingAUserStopsEveryKeyAndTokenOfTheirsAtOnce(t *testing.T) {
+	e := newSecureEnv(t)
+	status, key, body := e.mint(t, e.tokens["carol"], `{"scopes":["jobs:read","keys:manage"]}`)
+	require.Equal(t, http.StatusCreated, status, body)
+	status, child, body := e.mint(t, key.Key, `{"scopes":["jobs:read"]}`)
+	require.Equal(t, http.StatusCreated, status, body)
+	creds := map[string]string{"access token": e.tokens["carol"], "API key": key.Key, "minted key": child.Key}
+	for name, c := range creds {
+		require.Equal(t, http.StatusOK, e.call(t, http.MethodGet, "/v2/jobs", c, nil, "").status, name)
+	}
+	r := e.call(t, http.MethodDelete, "/v1/users/carol", e.tokens["alice"], nil, "")
+	require.Equal(t, http.StatusNoContent, r.status, string(r.body))
+	for name, c := range creds {
+		for _, rt := range [][2]string{{http.MethodGet, "/v2/jobs"}, {http.MethodPost, "/v1/keys"}, {http.MethodDelete, "/v1/users/carol/data"}} {
+			r := e.call(t, rt[0], rt[1], c, []byte(`{}`), "application/json")
+			require.Equal(t, http.StatusUnauthorized, r.status, "%s of the deleted user: %s %s: %s", name, rt[0], rt[1], r.body)
+		}
+	}
+}

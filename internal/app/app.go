@@ -528,7 +528,7 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 	}
 	return &ingest.Security{
 		NATSAccounts:  natsAccounts,
-		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit},
+		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit, Users: users},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
 		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev,
 	}, nil
