@@ -133,7 +133,7 @@ func TestNATSConfigs(t *testing.T) {
 			}
 		}
 		slices.Sort(users)
-		want := []string{"acme@TENANT_ACME", "inference@STUDIO", "ingest@STUDIO", "operator@STUDIO", "postprocess@STUDIO", "preprocess@STUDIO", "sink@STUDIO", "store@STUDIO", "submitter@STUDIO", "sys@SYS"}
+		want := []string{"acme@TENANT_ACME", "inference@STUDIO", "ingest@STUDIO", "operator@STUDIO", "postprocess@STUDIO", "preprocess@STUDIO", "sink@STUDIO", "store@STUDIO", "submitter@SUBMITTERS", "sys@SYS"}
 		if !slices.Equal(users, want) {
 			t.Errorf("users %q, want %q", users, want)
 		}
@@ -437,7 +437,11 @@ func TestProductionNATSPermissions(t *testing.T) {
 	})
 
 	t.Run("an upstream submitter may only submit", func(t *testing.T) {
-		sub, err := ingest.nc.Subscribe("studio.submit.>", func(m *nats.Msg) { _ = m.Respond([]byte(`{"job_id":"j3"}`)) })
+		info := make(chan string, 1)
+		sub, err := ingest.nc.Subscribe("studio.submit.>", func(m *nats.Msg) {
+			info <- m.Header.Get("Nats-Request-Info")
+			_ = m.Respond([]byte(`{"job_id":"j3"}`))
+		})
 		noErr(t, err)
 		defer sub.Unsubscribe()
 		noErr(t, ingest.nc.Flush())
@@ -449,9 +453,25 @@ func TestProductionNATSPermissions(t *testing.T) {
 		if string(reply.Data) != `{"job_id":"j3"}` {
 			t.Errorf("reply %q", reply.Data)
 		}
+		if got := <-info; !strings.Contains(got, `"acc":"SUBMITTERS"`) || !strings.Contains(got, `"user":"submitter"`) {
+			t.Errorf("the request reached ingest with Nats-Request-Info %q, want the SUBMITTERS account's user submitter", got)
+		}
 		rc.noErrors(t)
 		ingest.noErrors(t)
-		rc.denied(t, schemas.RequestSubject(tier, task))
+		// The submitter lives outside STUDIO: what it publishes elsewhere never reaches
+		// the pipeline's streams.
+		st, err := ingest.js.Stream(ctx, schemas.StreamRequests)
+		noErr(t, err)
+		before, err := st.Info(ctx)
+		noErr(t, err)
+		noErr(t, rc.nc.Publish(schemas.RequestSubject(tier, task), []byte(`{"job_id":"forged"}`)))
+		noErr(t, rc.nc.Flush())
+		time.Sleep(200 * time.Millisecond) // a stored message would be there by now
+		after, err := st.Info(ctx)
+		noErr(t, err)
+		if after.State.Msgs != before.State.Msgs {
+			t.Errorf("REQUESTS went from %d to %d messages after the submitter published to it", before.State.Msgs, after.State.Msgs)
+		}
 	})
 }
 

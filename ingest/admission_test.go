@@ -249,9 +249,12 @@ func TestEveryAdmissionRuleHoldsOnBothEntries(t *testing.T) {
 			key := e.apiKey(t, "tb", "bob", auth.ScopeJobsWrite)
 			require.NoError(t, e.sec.Users.Delete(ctx, "tb", "bob"))
 			out := entry.submit(t, e.secureEnv, submission{bearer: key, body: jobBody(t)})
-			require.Equal(t, http.StatusForbidden, out.status, "%s", out.raw)
-			require.Equal(t, "user_not_found", out.code)
-			e.audit.requireEvent(t, auth.ActionJobSubmit, auth.ResultDenied, "user_not_found", "")
+			// The credential itself stops working (auth.Authenticator.Users), before
+			// admission: 401, and the refusal is audited as an authentication.
+			require.Equal(t, http.StatusUnauthorized, out.status, "%s", out.raw)
+			require.Equal(t, "invalid_token", out.code)
+			require.Contains(t, string(out.raw), "no longer exists")
+			e.audit.requireEvent(t, auth.ActionAuthenticate, auth.ResultDenied, "", "")
 		}},
 		{"the tier comes from the user record even when the request and the key say premium", func(t *testing.T, e *admissionEnv, entry admissionEntry) {
 			key := e.apiKey(t, "tb", "bob", auth.ScopeJobsWrite) // a premium key of a normal user

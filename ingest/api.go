@@ -76,6 +76,7 @@ func (s *Service) Handler() http.Handler {
 	s.registerRolloutRoutes(api)
 	if s.sec != nil {
 		s.registerAuthRoutes(api)
+		s.registerTicketRoutes(api)
 	}
 
 	mux.HandleFunc("GET /docs", s.handleDocs)

@@ -133,7 +133,7 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 
 	keyTags := []string{"keys"}
 	route(s, api, v, huma.Operation{OperationID: "create-key", Method: http.MethodPost, Path: "/keys", Tags: keyTags,
-		Summary: "Create an API key", Description: "A key for a program, acting for you with at most your scopes. The secret is returned once.",
+		Summary: "Create an API key", Description: "A key for a program, acting for you with at most your scopes. The secret is returned once. A key with keys:manage may mint keys too: each holds a subset of its parent's scopes, expires no later and has no larger daily quota (both default to the parent's), chains are at most " + fmt.Sprint(auth.MaxKeyDepth) + " keys deep, and revoking a key revokes every key minted from it.",
 		Security: bearer, DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 422, 503},
 	}, func(ctx context.Context, in *struct{ Body KeyRequest }) (*bodyOutput[CreatedKey], error) {
 		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
@@ -164,10 +164,21 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 		if err != nil {
 			return nil, s.userProblem(err, p.User)
 		}
-		rec, full, err := auth.NewAPIKey(p.Tenant, p.User, in.Body.Name, u.Tier, scopes, expires, in.Body.DailyQuota, time.Now())
+		dailyQuota := in.Body.DailyQuota
+		var parent string
+		if p.KeyID != "" {
+			// A key minting a key: the child is bounded by its parent (scopes, expiry,
+			// quota, depth) and dies with it.
+			if expires, dailyQuota, err = s.childKeyTerms(ctx, p.KeyID, scopes, expires, dailyQuota); err != nil {
+				return nil, err
+			}
+			parent = p.KeyID
+		}
+		rec, full, err := auth.NewAPIKey(p.Tenant, p.User, in.Body.Name, u.Tier, scopes, expires, dailyQuota, time.Now())
 		if err != nil {
 			return nil, problem(422, "invalid_key", err.Error())
 		}
+		rec.Parent = parent
 		if err := s.sec.Keys.Create(ctx, rec); err != nil {
 			return nil, s.asProblem(err, "create key")
 		}
@@ -197,7 +208,7 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 		return &bodyOutput[[]auth.KeyInfo]{Status: http.StatusOK, Body: out}, nil
 	})
 	route(s, api, v, huma.Operation{OperationID: "revoke-key", Method: http.MethodDelete, Path: "/keys/{id}", Tags: keyTags,
-		Summary: "Revoke an API key", Description: "The key stops working at once on every replica.",
+		Summary: "Revoke an API key", Description: "The key, and every key minted from it, stops working at once on every replica.",
 		Security: bearer, DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503},
 	}, func(ctx context.Context, in *struct {
 		ID string `path:"id"`
@@ -227,6 +238,27 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 	})
 
 	s.registerUserRoutes(api, v, bearer)
+}
+
+// childKeyTerms bounds a key that the key parentID mints (auth.ChildKeyTerms) and
+// answers 403 when the request asks for more than the parent has.
+func (s *Service) childKeyTerms(ctx context.Context, parentID string, scopes []auth.Scope, expires time.Time, dailyQuota int) (time.Time, int, error) {
+	parent, err := s.sec.Keys.Get(ctx, parentID)
+	if err != nil {
+		return time.Time{}, 0, s.asProblem(err, "create key")
+	}
+	depth, err := s.sec.Keys.Depth(ctx, parent)
+	if err != nil {
+		return time.Time{}, 0, s.asProblem(err, "create key")
+	}
+	if depth >= auth.MaxKeyDepth {
+		return time.Time{}, 0, problem(http.StatusForbidden, "key_depth", fmt.Sprintf("key %s is %d keys deep; a chain of keys minted by keys is at most %d long", parent.ID, depth, auth.MaxKeyDepth))
+	}
+	expires, dailyQuota, err = auth.ChildKeyTerms(parent, scopes, expires, dailyQuota)
+	if err != nil {
+		return time.Time{}, 0, problem(http.StatusForbidden, "forbidden", err.Error())
+	}
+	return expires, dailyQuota, nil
 }
 
 // userProblem maps a user lookup error.

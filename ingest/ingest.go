@@ -75,6 +75,10 @@ type Config struct {
 	WebhookBackoff, WebhookMaxBackoff time.Duration
 	// WebhookTimeout bounds one call (default 10s).
 	WebhookTimeout time.Duration
+	// WebhookTenantConcurrency bounds one tenant's webhook calls in flight per ingest
+	// process (default 4), so one slow receiver cannot take the senders of every
+	// tenant (tenantGate).
+	WebhookTenantConcurrency int
 	// AllowPrivateCallbacks lets callback URLs reach loopback and private networks
 	// (development and tests). Off, such addresses are refused when connecting, which
 	// also defeats DNS rebinding.
@@ -120,6 +124,9 @@ func (c *Config) defaults() {
 	}
 	if c.WebhookTimeout <= 0 {
 		c.WebhookTimeout = 10 * time.Second
+	}
+	if c.WebhookTenantConcurrency <= 0 {
+		c.WebhookTenantConcurrency = 4
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second

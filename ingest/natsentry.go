@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,10 +19,11 @@ import (
 // ServeNATS answers job requests that upstream systems send on studio.submit.<task>
 // (schemas.JobRequest, validated against schemas/jsonschema/job-request.json) until
 // ctx is cancelled. Requests go through Admit, as POST /v1/jobs does: with security on
-// each carries a credential in an Authorization: Bearer header (an API key or access
-// token, checked by the same Authenticator as HTTP) and is submitted as that
-// credential's user; tenant and user in the body must be left out or match it, and
-// the tier is the user's. A request-reply gets a schemas.SubmitReply, or a
+// the caller is the connection's identity when the request crossed a service import
+// from an account in Security.NATSAccounts (natsCaller), else the credential in an
+// Authorization: Bearer header (an API key or access token, checked by the same
+// Authenticator as HTTP); tenant and user in the body must be left out or match the
+// caller, and the tier is the user's. A request-reply gets a schemas.SubmitReply, or a
 // schemas.Problem with the NATS micro error headers (Nats-Service-Error-Code is the
 // HTTP-style status; a limit adds Retry-After). Every ingest process joins the queue
 // group "ingest", so each request is handled once; a handler panic answers 500.
@@ -43,8 +46,12 @@ func (s *Service) handleNATSSubmit(ctx context.Context, m streams.Request) strea
 	log := s.log.WithFields(logrus.Fields{"stage": "ingest", "subject": m.Subject, "request_id": requestID})
 	var who *auth.Principal
 	if s.sec != nil {
-		p, err := s.sec.Authenticator.Authenticate(ctx, first(m.Header, "Authorization"), auth.Request{RequestID: requestID, TraceID: traceIDFor(requestID)})
+		p, err := s.natsCaller(ctx, m.Header, auth.Request{RequestID: requestID, TraceID: traceIDFor(requestID)})
 		if err != nil {
+			var prob *Problem
+			if errors.As(err, &prob) {
+				return s.natsProblem(log, m, prob, nil, requestID)
+			}
 			prob, h := s.credentialRefusal(err, requestID)
 			return s.natsProblem(log, m, prob, h, requestID)
 		}
@@ -107,4 +114,104 @@ func first(h map[string][]string, names ...string) string {
 		}
 	}
 	return ""
+}
+
+// HeaderRequestInfo is the header nats-server adds to a request that crossed a service
+// import marked share: true: JSON naming the sender's account ("acc") and user
+// ("user"). The server replaces any such header the sender wrote, so across an import
+// it is the connection's authenticated identity.
+const HeaderRequestInfo = "Nats-Request-Info"
+
+// NATSSender is the sender of a NATS request as the server stamped it
+// (HeaderRequestInfo).
+type NATSSender struct {
+	Account string `json:"acc"`
+	User    string `json:"user"`
+}
+
+// ParseNATSSender reads HeaderRequestInfo from h; ok is false when the header is
+// absent or names no account.
+func ParseNATSSender(h map[string][]string) (NATSSender, bool) {
+	raw := first(h, HeaderRequestInfo)
+	if raw == "" {
+		return NATSSender{}, false
+	}
+	var ns NATSSender
+	if err := json.Unmarshal([]byte(raw), &ns); err != nil || ns.Account == "" {
+		return NATSSender{}, false
+	}
+	return ns, true
+}
+
+// ParseNATSAccounts parses --nats-accounts: "ACCOUNT=tenant" pairs separated by
+// commas, each account a NATS account whose users submit as users of that tenant.
+func ParseNATSAccounts(spec string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, pair := range strings.Split(spec, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		acc, tenant, ok := strings.Cut(pair, "=")
+		acc, tenant = strings.TrimSpace(acc), strings.TrimSpace(tenant)
+		if !ok || acc == "" {
+			return nil, fmt.Errorf("--nats-accounts: %q is not ACCOUNT=tenant", pair)
+		}
+		if err := schemas.ValidToken(tenant); err != nil {
+			return nil, fmt.Errorf("--nats-accounts: tenant of account %s: %w", acc, err)
+		}
+		if _, dup := out[acc]; dup {
+			return nil, fmt.Errorf("--nats-accounts: account %s is mapped twice", acc)
+		}
+		out[acc] = tenant
+	}
+	return out, nil
+}
+
+// natsCaller is who submits a NATS request. A request the server stamped with the
+// sender's account (HeaderRequestInfo) from an account in Security.NATSAccounts is the
+// studio user of the same name in the mapped tenant, with that user's scopes and tier:
+// the identity is the connection's, and nothing in the message (tenant, user, an
+// Authorization header) changes it. Any other request (from the service's own account,
+// or from an account that names nobody, such as SUBMITTERS) must carry a credential in
+// Authorization: Bearer, checked as on HTTP. Each decision is audited.
+func (s *Service) natsCaller(ctx context.Context, h map[string][]string, req auth.Request) (auth.Principal, error) {
+	sender, stamped := ParseNATSSender(h)
+	tenant, mapped := s.sec.NATSAccounts[sender.Account]
+	if !stamped || !mapped {
+		return s.sec.Authenticator.Authenticate(ctx, first(h, "Authorization"), req)
+	}
+	resource := "nats/" + sender.Account + "/" + sender.User
+	audit := func(p auth.Principal, result string) error {
+		if s.sec.Audit == nil {
+			return nil
+		}
+		if err := s.sec.Audit.Audit(ctx, auth.Event(p, auth.ActionAuthenticate, resource, result, req)); err != nil {
+			return fmt.Errorf("auth: audit unavailable, request refused: %w", err)
+		}
+		return nil
+	}
+	if schemas.ValidToken(sender.User) != nil {
+		if err := audit(auth.Principal{Tenant: tenant}, auth.ResultDenied); err != nil {
+			return auth.Principal{}, err
+		}
+		return auth.Principal{}, problem(http.StatusForbidden, "nats_user_invalid",
+			fmt.Sprintf("NATS user %q of account %s is not a valid studio user id (letters, digits, '-', '_'); rename it", sender.User, sender.Account))
+	}
+	u, err := s.sec.Users.Get(ctx, tenant, sender.User)
+	switch {
+	case errors.Is(err, auth.ErrUserNotFound):
+		if err := audit(auth.Principal{Tenant: tenant, User: sender.User}, auth.ResultDenied); err != nil {
+			return auth.Principal{}, err
+		}
+		return auth.Principal{}, problem(http.StatusForbidden, "user_not_found",
+			fmt.Sprintf("NATS user %q of account %s submits as studio user %q of tenant %q, which does not exist; an admin creates it with `studio users create`", sender.User, sender.Account, sender.User, tenant))
+	case err != nil:
+		return auth.Principal{}, err
+	}
+	p := u.Principal()
+	if err := audit(p, auth.ResultAllowed); err != nil {
+		return auth.Principal{}, err
+	}
+	return p, nil
 }

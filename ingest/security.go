@@ -30,6 +30,10 @@ type Security struct {
 	// DevLogin lets POST /v1/auth/login issue tokens for any existing user without an
 	// admin credential (development only: `studio up --auth-dev`).
 	DevLogin bool
+	// NATSAccounts maps a NATS account to a tenant (--nats-accounts): a NATS request
+	// from a user of that account is a job of the studio user of the same name
+	// (natsCaller). Read-only once the service runs.
+	NATSAccounts map[string]string
 }
 
 // WithSecurity requires a bearer token or API key on every route but health, docs,
@@ -97,10 +101,14 @@ func isTokenEndpoint(p string) bool {
 // serve, carrying the principal, or nil after answering 401/429/503 itself.
 func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) *http.Request {
 	header := r.Header.Get("Authorization")
-	if header == "" && strings.HasSuffix(r.URL.Path, "/events") {
-		// Browsers cannot set headers on WebSocket or EventSource requests.
-		if tok := r.URL.Query().Get("access_token"); tok != "" {
-			header = "Bearer " + tok
+	if header == "" {
+		// Browsers cannot set headers on WebSocket or EventSource requests: event
+		// streams take a single-use ticket in the query instead (tickets.go).
+		if r = s.queryCredential(w, r); r == nil {
+			return nil
+		}
+		if _, ok := auth.FromContext(r.Context()); ok {
+			return r
 		}
 	}
 	if publicRoute(r) && (header == "" || !isTokenEndpoint(r.URL.Path)) {

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -128,16 +129,25 @@ func (s *Service) RunWebhooks(ctx context.Context, engine streams.Engine, worker
 		return nil
 	}
 	client := s.webhookClient()
-	r, err := engine.NewRunner(ctx, streams.HandlerFunc(func(ctx context.Context, m *streams.Msg) ([]streams.Output, error) {
-		return nil, s.deliverWebhook(ctx, client, m)
+	gate := newTenantGate(s.cfg.WebhookTenantConcurrency, webhookTenantQueue*s.cfg.WebhookTenantConcurrency)
+	attempts := newAttemptLog()
+	r, err := engine.NewRunner(ctx, streams.BatchHandlerFunc(func(ctx context.Context, batch []*streams.Msg) []streams.Result {
+		out := make([]streams.Result, len(batch))
+		for i, m := range batch {
+			out[i] = s.deliverFairly(ctx, gate, attempts, client, m)
+		}
+		return out
 	}), streams.RunnerConfig{
 		Stage: StageWebhooks, Worker: worker, Observer: obs,
 		Spec: streams.ConsumerSpec{
 			Stream: schemas.StreamResults, Durable: DurableWebhooks, Description: "sends webhooks for final job states",
-			AckWait: 3 * s.cfg.WebhookTimeout, MaxAckPending: 256, MaxDeliver: s.cfg.WebhookAttempts,
+			// No delivery limit: deferrals are deliveries too; deliverFairly counts calls.
+			AckWait: 3 * s.cfg.WebhookTimeout, MaxAckPending: 4 * webhookSenders, MaxDeliver: -1,
 		},
 		// One message per batch: a batch would wait to fill, and calls run concurrently.
-		Concurrency: 16, MaxBatch: 1,
+		// A tenant holds at most webhookTenantQueue*WebhookTenantConcurrency of the
+		// senders (tenantGate), so the others stay free for other tenants.
+		Concurrency: webhookSenders, MaxBatch: 1,
 		BackoffBase: s.cfg.WebhookBackoff, BackoffMax: s.cfg.WebhookMaxBackoff,
 		Log: s.log,
 	})
@@ -150,14 +160,148 @@ func (s *Service) RunWebhooks(ctx context.Context, engine streams.Engine, worker
 	return r.Run(ctx)
 }
 
+// Webhook sender sizing: webhookSenders messages are handled at once per process; a
+// tenant may hold webhookTenantQueue times its call limit of them (calling or waiting
+// for one of its call slots), and its further results are handed back for later.
+const (
+	webhookSenders     = 64
+	webhookTenantQueue = 4
+)
+
+// deliverFairly delivers one result under its tenant's bounds (tenantGate): when the
+// tenant already holds its share of the senders the message is handed back without
+// calling anyone, to be redelivered with backoff. The server counts such a
+// deferral as a delivery, so the consumer has no delivery limit and the attempts that
+// did call the receiver are counted here (attempts): after WebhookAttempts failed
+// calls the result is dead-lettered, and retries back off by calls, not deliveries.
+func (s *Service) deliverFairly(ctx context.Context, gate *tenantGate, attempts *attemptLog, client *http.Client, m *streams.Msg) streams.Result {
+	var res schemas.ResultEvent
+	if err := json.Unmarshal(m.Data, &res); err != nil || res.JobID == "" || schemas.ValidToken(res.Tenant) != nil {
+		return streams.Result{Err: streams.Permanent(fmt.Errorf("not a result event: %v", err))}
+	}
+	release, ok, err := gate.acquire(ctx, res.Tenant)
+	if err != nil {
+		return streams.Result{Err: err}
+	}
+	policy := streams.RetryPolicy{BackoffBase: s.cfg.WebhookBackoff, BackoffMax: s.cfg.WebhookMaxBackoff}
+	if !ok {
+		// A slot frees when a call ends, within WebhookTimeout; and the busy tenant's
+		// results come back ever more rarely, so their redeliveries (which the server
+		// sends before new messages) leave room for every other tenant's.
+		wait := streams.RetryPolicy{BackoffBase: max(s.cfg.WebhookBackoff, s.cfg.WebhookTimeout/4), BackoffMax: s.cfg.WebhookMaxBackoff}
+		return streams.Result{Action: streams.ActionRetry, Delay: wait.Backoff(m.Delivered)}
+	}
+	defer release()
+	attempt := attempts.begin(m.StreamSeq)
+	err = s.deliverWebhook(ctx, client, m, attempt)
+	switch {
+	case err == nil || streams.IsPermanent(err):
+		attempts.end(m.StreamSeq)
+		return streams.Result{Err: err}
+	case ctx.Err() != nil:
+		return streams.Result{Err: err} // shutdown: handed back at once (streams.Retry)
+	case attempt >= s.cfg.WebhookAttempts:
+		attempts.end(m.StreamSeq)
+		return streams.Result{Err: streams.Permanent(fmt.Errorf("%w after %d calls: %w", streams.ErrMaxDeliveries, attempt, err))}
+	}
+	m.Log(s.log).WithError(err).WithField("attempt", attempt).Warn("webhook call failed; retrying")
+	return streams.Result{Err: err, Action: streams.ActionRetry, Delay: policy.Backoff(attempt)}
+}
+
+// attemptLog counts the calls made for each RESULTS message (by stream sequence) in
+// this process. With several ingest processes, or after a restart, a result may be
+// tried more often than WebhookAttempts, never less. Safe for concurrent use.
+type attemptLog struct {
+	mu sync.Mutex
+	n  map[uint64]int
+}
+
+// maxTrackedAttempts bounds attemptLog: past it the log starts afresh (results
+// another process finished are never ended here).
+const maxTrackedAttempts = 1 << 16
+
+func newAttemptLog() *attemptLog { return &attemptLog{n: map[uint64]int{}} }
+
+// begin counts one more call for seq and returns its number, from 1.
+func (a *attemptLog) begin(seq uint64) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.n) >= maxTrackedAttempts {
+		a.n = map[uint64]int{}
+	}
+	a.n[seq]++
+	return a.n[seq]
+}
+
+// end forgets seq: its result was delivered or dead-lettered.
+func (a *attemptLog) end(seq uint64) {
+	a.mu.Lock()
+	delete(a.n, seq)
+	a.mu.Unlock()
+}
+
+// tenantGate bounds webhook work per tenant: at most calls calls in flight, and at
+// most held messages holding a sender (calling or waiting for a call slot). Tenants
+// are independent: a tenant whose receiver hangs fills only its own slots. Safe for
+// concurrent use; idle tenants take no memory.
+type tenantGate struct {
+	calls, held int
+	mu          sync.Mutex
+	tenants     map[string]*tenantSlots
+}
+
+type tenantSlots struct {
+	sem  chan struct{}
+	held int
+}
+
+func newTenantGate(calls, held int) *tenantGate {
+	return &tenantGate{calls: calls, held: max(held, calls), tenants: map[string]*tenantSlots{}}
+}
+
+// acquire waits for one of tenant's call slots and returns its release. ok is false,
+// at once, when the tenant already holds its share of senders. err is ctx's error when
+// ctx ends while waiting.
+func (g *tenantGate) acquire(ctx context.Context, tenant string) (release func(), ok bool, err error) {
+	g.mu.Lock()
+	t := g.tenants[tenant]
+	if t == nil {
+		t = &tenantSlots{sem: make(chan struct{}, g.calls)}
+		g.tenants[tenant] = t
+	}
+	if t.held >= g.held {
+		g.mu.Unlock()
+		return nil, false, nil
+	}
+	t.held++
+	g.mu.Unlock()
+	leave := func() {
+		g.mu.Lock()
+		if t.held--; t.held == 0 {
+			delete(g.tenants, tenant)
+		}
+		g.mu.Unlock()
+	}
+	select {
+	case t.sem <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, false, ctx.Err()
+	}
+	return func() {
+		<-t.sem
+		leave()
+	}, true, nil
+}
+
 // deliverWebhook calls the job's callback URL with its result event, if it has one. An
 // error is retried by the runner (a message that is not a result event fails for good).
-func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *streams.Msg) error {
+func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *streams.Msg, attempt int) error {
 	var res schemas.ResultEvent
 	if err := json.Unmarshal(m.Data, &res); err != nil || res.JobID == "" || schemas.ValidToken(res.Tenant) != nil {
 		return streams.Permanent(fmt.Errorf("not a result event: %v", err))
 	}
-	log := s.log.WithFields(logrus.Fields{"job_id": res.JobID, "tenant": res.Tenant, "stage": "webhooks", "attempt": m.Delivered})
+	log := s.log.WithFields(logrus.Fields{"job_id": res.JobID, "tenant": res.Tenant, "stage": "webhooks", "attempt": attempt})
 	entry, ok, err := s.index.Get(ctx, res.Tenant, res.User, res.JobID)
 	if err != nil {
 		return fmt.Errorf("webhooks: job index unavailable: %w", err)
@@ -165,7 +309,7 @@ func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *st
 	if !ok || entry.CallbackURL == "" {
 		return nil // not submitted through this ingest, expired, or no callback
 	}
-	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, m)
+	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, m.Data, attempt)
 	log = log.WithFields(logrus.Fields{"callback_url": redactURL(entry.CallbackURL), "status_code": status})
 	if err != nil {
 		return fmt.Errorf("webhook to %s: %w", redactURL(entry.CallbackURL), err)
@@ -175,8 +319,7 @@ func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *st
 }
 
 // callWebhook POSTs the result event, signed; any 2xx is success.
-func (s *Service) callWebhook(ctx context.Context, client *http.Client, target string, res *schemas.ResultEvent, m *streams.Msg) (int, error) {
-	body := m.Data
+func (s *Service) callWebhook(ctx context.Context, client *http.Client, target string, res *schemas.ResultEvent, body []byte, attempt int) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
@@ -186,7 +329,7 @@ func (s *Service) callWebhook(ctx context.Context, client *http.Client, target s
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "studio-webhooks/1")
 	req.Header.Set(HeaderEvent, res.Schema)
-	req.Header.Set(HeaderDelivery, res.JobID+"."+strconv.Itoa(m.Delivered))
+	req.Header.Set(HeaderDelivery, res.JobID+"."+strconv.Itoa(attempt))
 	req.Header.Set("Studio-Job-Id", res.JobID)
 	req.Header.Set(HeaderSignature, SignWebhook(time.Now(), body,
 		TenantWebhookSecret(s.cfg.WebhookSecret, res.Tenant), s.previousTenantSecret(res.Tenant)))

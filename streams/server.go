@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -105,11 +107,16 @@ func (e *Embedded) Shutdown() {
 }
 
 // Dial connects to an external NATS server or cluster. url may list several servers
-// separated by commas; creds is an optional .creds file.
+// separated by commas; creds is an optional .creds file. When url names a user, replies
+// to this connection arrive under InboxPrefix(url), so that a server can let each role
+// read only its own replies (deploy/nats/nats-server.conf).
 func Dial(url, name, creds string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
 	if creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if p := InboxPrefix(url); p != "_INBOX" {
+		opts = append(opts, nats.CustomInboxPrefix(p))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -128,4 +135,22 @@ func splitHostPort(hp string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q is not a number", p)
 	}
 	return host, port, nil
+}
+
+// InboxPrefix returns the reply-subject prefix of a connection to url: "_INBOX.<user>"
+// when the first server URL names a user that is a valid subject token, else "_INBOX".
+// JetStream API answers, pull-consumer deliveries and KV watches all arrive there; a
+// production server allows each role to subscribe to its own prefix only, so no role
+// reads another's replies (job records, user records, objects).
+func InboxPrefix(url string) string {
+	first, _, _ := strings.Cut(url, ",")
+	u, err := neturl.Parse(strings.TrimSpace(first))
+	if err != nil || u.User == nil {
+		return "_INBOX"
+	}
+	name := u.User.Username()
+	if name == "" || strings.ContainsAny(name, ".*> \t\r\n") {
+		return "_INBOX"
+	}
+	return "_INBOX." + name
 }

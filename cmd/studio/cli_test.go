@@ -836,3 +836,66 @@ func TestBench(t *testing.T) {
 		t.Fatalf("--json: %v", err)
 	}
 }
+
+// TestWebhooksSecretAndRotate runs `studio webhooks`: the secret it prints for a tenant
+// is the one deliveries to that tenant are signed with, it differs per tenant, and a
+// rotation's "next" secrets are what `secret` prints once the new key is set.
+func TestWebhooksSecretAndRotate(t *testing.T) {
+	const root, old = "root-secret-for-the-test", "old-root-secret"
+	env := testEnv("STUDIO_WEBHOOK_SECRET=" + root)
+	secrets := map[string]string{}
+	r := studio(t, env, "webhooks", "secret", "--tenant", "acme", "--tenant", "globex")
+	expect(t, r, 0, "acme\tcurrent\t", "globex\tcurrent\t")
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			t.Fatalf("line %q: want tenant, kind, secret", line)
+		}
+		secrets[f[0]] = f[2]
+	}
+	body := []byte(`{"job_id":"j1","tenant":"acme"}`)
+	now := time.Now()
+	sig := ingest.SignWebhook(now, body, ingest.TenantWebhookSecret(root, "acme")) // what ingest sends
+	if !ingest.VerifyWebhook(sig, body, secrets["acme"], now, time.Minute) {
+		t.Error("acme's printed secret does not verify a delivery to acme")
+	}
+	if ingest.VerifyWebhook(sig, body, secrets["globex"], now, time.Minute) || secrets["acme"] == secrets["globex"] {
+		t.Error("globex's printed secret verifies a delivery to acme")
+	}
+
+	r = studio(t, append(slices.Clone(env), "STUDIO_WEBHOOK_PREVIOUS_SECRET="+old), "webhooks", "secret", "--tenant", "acme")
+	expect(t, r, 0, "acme\tcurrent\t"+secrets["acme"], "acme\tprevious\t"+ingest.TenantWebhookSecret(old, "acme"))
+
+	r = studio(t, env, "webhooks", "rotate", "--tenant", "acme")
+	expect(t, r, 0, "new webhook secret: ", "STUDIO_WEBHOOK_PREVIOUS_SECRET", "acme\tnext\t")
+	next := strings.Fields(strings.SplitN(r.stdout, "new webhook secret: ", 2)[1])[0]
+	var nextAcme string
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if v, ok := strings.CutPrefix(line, "acme\tnext\t"); ok {
+			nextAcme = v
+		}
+	}
+	if nextAcme == secrets["acme"] {
+		t.Error("rotate printed the current secret as the next one")
+	}
+	r = studio(t, testEnv("STUDIO_WEBHOOK_SECRET="+next), "webhooks", "secret", "--tenant", "acme")
+	expect(t, r, 0, "acme\tcurrent\t"+nextAcme)
+
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"without a tenant it says which flag is missing", env, []string{"webhooks", "secret"}, "--tenant"},
+		{"without a webhook secret it says webhooks are off", testEnv(), []string{"webhooks", "secret", "--tenant", "acme"}, "STUDIO_WEBHOOK_SECRET"},
+		{"a tenant id that is no subject token is refused", env, []string{"webhooks", "secret", "--tenant", "a.b"}, "tenant"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := studio(t, tc.env, tc.args...)
+			if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("want a failure naming %q\n%s", tc.want, r)
+			}
+		})
+	}
+}

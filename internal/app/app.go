@@ -535,8 +535,13 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 		counter = d.Metrics
 	}
 	audit := auth.NewSampledAuditor(auth.NewAuditLog(streams.JSPublisher{JS: js}), cfg.AuditAnonPerSource, cfg.AuditAnonTotal, counter)
+	natsAccounts, err := ingest.ParseNATSAccounts(cfg.NATSAccounts)
+	if err != nil {
+		return nil, err
+	}
 	return &ingest.Security{
-		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit},
+		NATSAccounts:  natsAccounts,
+		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit, Users: users},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
 		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev,
 	}, nil

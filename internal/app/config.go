@@ -106,6 +106,10 @@ type Config struct {
 	Auth string
 	// AuthDev lets POST /v1/auth/login issue tokens for any existing user (development).
 	AuthDev bool
+	// NATSAccounts maps NATS accounts to tenants ("TENANT_ACME=acme,..."): a NATS
+	// submission from such an account is a job of the sending NATS user
+	// (ingest.ParseNATSAccounts).
+	NATSAccounts string
 	// JWT configures token signing and lifetimes; Quota the per-tier limits.
 	JWT   auth.Config
 	Quota quota.Policy
@@ -188,6 +192,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.Worker, "worker-id", defaultWorker(), "this process's name in logs and telemetry")
 	str(&c.Auth, "auth", "on", "on: every API call needs a bearer token or API key; off: no authentication, every caller is tenant \"local\" (development only)")
 	fs.BoolVar(&c.AuthDev, "auth-dev", envBool("auth-dev", false), "let POST /v1/auth/login issue tokens for any existing user without an admin credential (development only) ["+envName("auth-dev")+"]")
+	str(&c.NATSAccounts, "nats-accounts", "", "NATS accounts whose users submit jobs as themselves, ACCOUNT=tenant, comma separated (the account imports studio.submit.> with share: true; see deploy/nats/nats-server.conf)")
 	c.JWT.RegisterFlags(fs)
 	c.Quota.RegisterFlags(fs)
 }
@@ -200,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is required for the embedded NATS server"))
+	}
+	if _, err := ingest.ParseNATSAccounts(c.NATSAccounts); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: use 1 to 5", c.Replicas))

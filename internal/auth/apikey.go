@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,45 @@ type APIKey struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// DailyQuota caps requests per UTC day; 0 means no cap. Usage is counted either way.
 	DailyQuota int `json:"daily_quota,omitempty"`
+	// Parent is the id of the key that minted this one (empty for a key a person made).
+	// A child never holds more scopes, a later expiry or a larger quota than its
+	// parent, and stops working when any ancestor is revoked or expires.
+	Parent string `json:"parent,omitempty"`
+}
+
+// MaxKeyDepth bounds a chain of keys minted by keys (a person's key is depth 1), so
+// that checking a key's ancestry costs a bounded number of reads.
+const MaxKeyDepth = 4
+
+// ChildKeyTerms returns the scopes, expiry and daily quota a key minted by parent may
+// have, given what the caller asked for (zero expiry and quota: "as long and as much as
+// the parent allows"). It refuses, wrapping ErrForbidden, a scope the parent lacks, an
+// expiry after the parent's, or a quota above the parent's: a key never out-scopes,
+// outlives or out-spends the key that made it.
+func ChildKeyTerms(parent *APIKey, scopes []Scope, expires time.Time, dailyQuota int) (time.Time, int, error) {
+	held := parent.Principal()
+	for _, s := range scopes {
+		if !slices.Contains(held.Scopes, s) {
+			return time.Time{}, 0, fmt.Errorf("%w: key %s does not hold %s, so it cannot grant it", ErrForbidden, parent.ID, s)
+		}
+	}
+	if !parent.ExpiresAt.IsZero() {
+		switch {
+		case expires.IsZero():
+			expires = parent.ExpiresAt
+		case expires.After(parent.ExpiresAt):
+			return time.Time{}, 0, fmt.Errorf("%w: key %s expires at %s; a key it mints cannot outlive it", ErrForbidden, parent.ID, parent.ExpiresAt.Format(time.RFC3339))
+		}
+	}
+	if parent.DailyQuota > 0 {
+		switch {
+		case dailyQuota == 0:
+			dailyQuota = parent.DailyQuota
+		case dailyQuota > parent.DailyQuota:
+			return time.Time{}, 0, fmt.Errorf("%w: key %s may make %d requests a day; a key it mints cannot have more", ErrForbidden, parent.ID, parent.DailyQuota)
+		}
+	}
+	return expires, dailyQuota, nil
 }
 
 // NewAPIKey makes a key for owner with a fresh secret and returns the record to store

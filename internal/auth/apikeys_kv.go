@@ -106,10 +106,38 @@ func (s *APIKeys) List(ctx context.Context, tenant string) ([]KeyInfo, error) {
 	return out, nil
 }
 
-// Revoke marks a key of tenant revoked; it stops working at once on every replica. A
-// key of another tenant is reported as ErrKeyNotFound. Revoking twice is not an
-// error.
+// Revoke marks a key of tenant revoked, and every key it minted (and they minted) with
+// it; they stop working at once on every replica. A key of another tenant is reported
+// as ErrKeyNotFound. Revoking twice is not an error. Authenticate also checks each
+// key's ancestors, so a child minted while its parent was being revoked is refused
+// too.
 func (s *APIKeys) Revoke(ctx context.Context, tenant, id string) error {
+	if err := s.revokeOne(ctx, tenant, id); err != nil {
+		return err
+	}
+	children := map[string][]string{}
+	err := streams.ScanJSON(ctx, s.keys, ">", func(_ string, k APIKey) error {
+		if k.Tenant == tenant && k.Parent != "" {
+			children[k.Parent] = append(children[k.Parent], k.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("auth: revoke the keys %s minted: %w", id, err)
+	}
+	queue := children[id]
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		if err := s.revokeOne(ctx, tenant, c); err != nil && !errors.Is(err, ErrKeyNotFound) {
+			return fmt.Errorf("auth: revoke key %s, minted by %s: %w", c, id, err)
+		}
+		queue = append(queue, children[c]...)
+	}
+	return nil
+}
+
+func (s *APIKeys) revokeOne(ctx context.Context, tenant, id string) error {
 	if err := schemas.ValidToken(id); err != nil {
 		return fmt.Errorf("%w: %v", ErrKeyNotFound, err)
 	}
@@ -173,6 +201,9 @@ func (s *APIKeys) Authenticate(ctx context.Context, token string) (Principal, er
 	if err := k.Check(secret, now); err != nil {
 		return Principal{}, err
 	}
+	if err := s.checkAncestors(ctx, k, now); err != nil {
+		return Principal{}, err
+	}
 	p := k.Principal()
 	_, err = streams.UpdateJSON(ctx, s.usage, usageKey(k.ID, now), func(c *dayCount, _ bool) error {
 		if k.DailyQuota > 0 && c.N >= k.DailyQuota {
@@ -200,4 +231,40 @@ func (s *APIKeys) OwnedBy(ctx context.Context, tenant, user string) ([]string, e
 		return nil
 	})
 	return ids, err
+}
+
+// checkAncestors refuses a key whose parent, or any key above it, is revoked, expired
+// or gone: a minted key lives no longer than the chain that made it.
+func (s *APIKeys) checkAncestors(ctx context.Context, k *APIKey, now time.Time) error {
+	for depth, parent := 1, k.Parent; parent != ""; depth++ {
+		if depth >= MaxKeyDepth {
+			return fmt.Errorf("%w: key %s is minted %d keys deep", ErrInvalidKey, k.ID, depth)
+		}
+		p, err := s.Get(ctx, parent)
+		switch {
+		case errors.Is(err, ErrKeyNotFound):
+			return fmt.Errorf("%w: %w: the key that minted it is gone", ErrInvalidKey, ErrKeyRevoked)
+		case err != nil:
+			return err
+		case !p.RevokedAt.IsZero():
+			return fmt.Errorf("%w: %w: the key that minted it (%s) is revoked", ErrInvalidKey, ErrKeyRevoked, p.ID)
+		case !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt):
+			return fmt.Errorf("%w: %w: the key that minted it (%s) expired", ErrInvalidKey, ErrKeyExpired, p.ID)
+		}
+		parent = p.Parent
+	}
+	return nil
+}
+
+// Depth returns how many keys deep k is minted: 1 for a key a person made.
+func (s *APIKeys) Depth(ctx context.Context, k *APIKey) (int, error) {
+	d := 1
+	for parent := k.Parent; parent != "" && d <= MaxKeyDepth; d++ {
+		p, err := s.Get(ctx, parent)
+		if err != nil {
+			return 0, err
+		}
+		parent = p.Parent
+	}
+	return d, nil
 }

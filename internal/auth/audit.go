@@ -37,6 +37,8 @@ const (
 	ActionJobCancel    = "job-cancel"
 	ActionJobDelete    = "job-delete"
 	ActionDownload     = "download"
+	ActionTicketIssue  = "ticket-issue"  // a single-use event-stream ticket minted
+	ActionTicketRedeem = "ticket-redeem" // a ticket presented on an event stream
 )
 
 // Anonymous is the actor of a decision about a caller who could not be identified.

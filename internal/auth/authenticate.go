@@ -28,6 +28,9 @@ type Authenticator struct {
 	Tokens TokenVerifier
 	Keys   KeyAuthenticator
 	Audit  Auditor
+	// Users, when set, is asked whether the credential's user still exists: deleting a
+	// user stops every key and token of theirs at once, on every route and entry.
+	Users UserStore
 }
 
 // Authenticate returns the caller. Errors: ErrNoCredentials, ErrInvalidToken or
@@ -76,11 +79,30 @@ func (a *Authenticator) check(ctx context.Context, authorization string) (Princi
 		if a.Keys == nil {
 			return Principal{}, fmt.Errorf("%w: API keys are not accepted here", ErrInvalidKey)
 		}
-		return a.Keys.Authenticate(ctx, tok)
+		p, err := a.Keys.Authenticate(ctx, tok)
+		if err != nil {
+			return p, err
+		}
+		return p, a.userExists(ctx, p, ErrInvalidKey)
 	}
 	if a.Tokens == nil {
 		return Principal{}, fmt.Errorf("%w: tokens are not accepted here", ErrInvalidToken)
 	}
 	p, _, err := a.Tokens.Verify(ctx, tok)
-	return p, err
+	if err != nil {
+		return p, err
+	}
+	return p, a.userExists(ctx, p, ErrInvalidToken)
+}
+
+// userExists returns an error wrapping refused when p's user has been deleted.
+func (a *Authenticator) userExists(ctx context.Context, p Principal, refused error) error {
+	if a.Users == nil {
+		return nil
+	}
+	_, err := a.Users.Get(ctx, p.Tenant, p.User)
+	if errors.Is(err, ErrUserNotFound) {
+		return fmt.Errorf("%w: %w: the user no longer exists", refused, ErrTokenRevoked)
+	}
+	return err
 }

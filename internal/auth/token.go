@@ -47,6 +47,8 @@ type Claims struct {
 	Use    TokenUse     `json:"token_use"`
 	// Family is the refresh-token family: one login and every token rotated from it.
 	Family string `json:"fam"`
+	// Jobs are the job ids a ticket (UseTicket) may follow.
+	Jobs []string `json:"jobs,omitempty"`
 }
 
 // TokenPair is what a login or refresh returns, shaped like an OAuth 2 token response.
@@ -87,6 +89,10 @@ type TokenStore interface {
 	Deny(ctx context.Context, id string, until time.Time) error
 	// Denied reports whether any of ids is on the deny list.
 	Denied(ctx context.Context, ids ...string) (bool, error)
+	// Claim puts id on the deny list until the given time and reports whether this
+	// call put it there: of any number of concurrent claims on any replicas, exactly
+	// one gets true (single-use tickets).
+	Claim(ctx context.Context, id string, until time.Time) (bool, error)
 }
 
 // Token lifetimes.
@@ -361,11 +367,11 @@ func (i *Issuer) parse(token string, want TokenUse) (*Claims, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	switch {
-	case c.ID == "" || c.Subject == "" || c.Tenant == "" || c.Family == "":
+	case c.ID == "" || c.Subject == "" || c.Tenant == "" || (c.Family == "" && c.Use != UseTicket):
 		return nil, fmt.Errorf("%w: missing jti, sub, tnt or fam", ErrInvalidToken)
 	case want != "" && c.Use != want:
 		return nil, fmt.Errorf("%w: a %s token was given where a %s token is needed", ErrInvalidToken, c.Use, want)
-	case c.Use != UseAccess && c.Use != UseRefresh:
+	case c.Use != UseAccess && c.Use != UseRefresh && (c.Use != UseTicket || want != UseTicket):
 		return nil, fmt.Errorf("%w: unknown token_use %q", ErrInvalidToken, c.Use)
 	}
 	return &c, nil

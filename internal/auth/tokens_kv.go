@@ -128,3 +128,19 @@ func (t *Tokens) Denied(ctx context.Context, ids ...string) (bool, error) {
 	}
 	return false, nil
 }
+
+// Claim creates the deny-list entry id (with a TTL until the given time) and reports
+// whether it was new: the KV create is atomic on the stream leader, so exactly one of
+// any number of concurrent claims wins.
+func (t *Tokens) Claim(ctx context.Context, id string, until time.Time) (bool, error) {
+	ttl := max(until.Sub(t.now()), time.Second)
+	ttl = (ttl + time.Second - 1).Truncate(time.Second)
+	_, err := t.revoked.Create(ctx, id, []byte(until.UTC().Format(time.RFC3339)), jetstream.KeyTTL(ttl))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("auth: claim %s: %w", id, err)
+	}
+	return true, nil
+}

@@ -754,11 +754,24 @@ function onJob(f, job) {
   return false;
 }
 
-function connectWS(f) {
+async function connectWS(f) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   let url = `${scheme}//${location.host}/v1/jobs/${encodeURIComponent(f.id)}/events`;
-  // Browsers cannot set headers on a WebSocket: the token travels as a query parameter.
-  if (token()) url += `?access_token=${encodeURIComponent(token())}`;
+  // Browsers cannot set headers on a WebSocket, and a URL ends up in access logs: the
+  // socket carries a single-use ticket that expires in seconds, never the token.
+  if (token()) {
+    try {
+      const t = await json('/v1/tickets', {method: 'POST', headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({jobs: [f.id]}), signal: f.ctrl.signal});
+      url += `?ticket=${encodeURIComponent(t.ticket)}`;
+    } catch {
+      if (f.stopped) return;
+      f.mode = 'sse';
+      connect(f);
+      return;
+    }
+    if (f.stopped) return;
+  }
   let opened = false;
   let over = false;
   let ws;
