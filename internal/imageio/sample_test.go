@@ -16,7 +16,9 @@ func grayRow(v ...byte) *image.Gray {
 // TestResamplingHandComputed checks each convention against values worked
 // out by hand (the arithmetic is in the comments).
 func TestResamplingHandComputed(t *testing.T) {
-	bil := func(c Coordinates, r Rounding) Resampling { return Resampling{Kernel: KernelBilinear, Coordinates: c, Rounding: r} }
+	bil := func(c Coordinates, r Rounding) Resampling {
+		return Resampling{Kernel: KernelBilinear, Coordinates: c, Rounding: r}
+	}
 	tests := []struct {
 		name string
 		r    Resampling
