@@ -244,18 +244,18 @@ func TestEndToEndRemoveBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := preprocess.ToTensor(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
+	x := preprocess.ToTensor(spec.Input.Resampling().ResizeNRGBA(img, spec.Input.W(), spec.Input.H()), spec.Input)
 	inferStart := time.Now()
 	y, err := sess.Run(context.Background(), x)
 	inferTime := time.Since(inferStart)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := postprocess.MaskFromTensor(y)
+	m, err := postprocess.MaskFromTensor(y, spec.Output)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := postprocess.ScaleMask(m, 512, 512)
+	want := postprocess.ScaleMask(m, 512, 512, spec.Output.Resampling())
 	iou := maskIoU(t, gotMask, want)
 	if iou < 0.99 {
 		t.Errorf("mask IoU with a direct ONNX Runtime call = %.4f, want >= 0.99", iou)
