@@ -16,7 +16,7 @@ CACHE=${STUDIO_CACHE:-$HOME/.cache/studio}
 BASE=$CACHE/imgly-reference
 NODE_DIR=$BASE/node
 REF=$BASE/ref
-PHOTOS=(astronaut.png coffee.png chelsea.png page.png hubble_deep_field.jpg camera.png)
+PHOTOS=(astronaut.png coffee.png chelsea.png page.png hubble_deep_field.jpg camera.png rocket.jpg)
 
 # name@version and the sha256 of its npm tarball: the packages with native code or the
 # model weights. The pure-JS rest is pinned by version below and checked by npm.
