@@ -249,6 +249,10 @@ func taps(conv Coordinates, n, m int) []tap {
 // change the last bit on some CPUs.
 func twoTap(src, dst plane, c int, conv Coordinates, rnd Rounding) {
 	tx, ty := taps(conv, src.w, dst.w), taps(conv, src.h, dst.h)
+	up := 0.0 // added before truncation: Round's halves go up
+	if rnd == Round {
+		up = 1
+	}
 	for y, v := range ty {
 		r1 := src.pix[v.i1*src.stride:]
 		r2 := src.pix[v.i2*src.stride:]
@@ -259,14 +263,28 @@ func twoTap(src, dst plane, c int, conv Coordinates, rnd Rounding) {
 			cc := float64(u.e * v.d)
 			d := float64(u.d * v.d)
 			o1, o2 := c*u.i1, c*u.i2
-			for k := range c {
-				s := float64(a*float64(r1[o1+k])) + float64(b*float64(r1[o2+k]))
-				s = float64(s + float64(cc*float64(r2[o1+k])))
-				s = float64(s + float64(d*float64(r2[o2+k])))
-				drow[c*x+k] = level(s, rnd)
+			p1, p2 := r1[o1:o1+c:o1+c], r1[o2:o2+c:o2+c]
+			p3, p4 := r2[o1:o1+c:o1+c], r2[o2:o2+c:o2+c]
+			out := drow[c*x : c*x+c : c*x+c]
+			for k := range out {
+				s := float64(a*float64(p1[k])) + float64(b*float64(p2[k]))
+				s = float64(s + float64(cc*float64(p3[k])))
+				s = float64(s + float64(d*float64(p4[k])))
+				out[k] = blend8(s, up)
 			}
 		}
 	}
+}
+
+// blend8 is level for a weighted mean of 8-bit values, which never leaves
+// 0..255 by more than rounding: the fraction is dropped, and with up = 1 a
+// fraction of at least one half rounds up (v - trunc(v) is exact).
+func blend8(v, up float64) byte {
+	i := int(v)
+	if up != 0 && v-float64(i) >= 0.5 {
+		i++
+	}
+	return byte(min(max(i, 0), 255))
 }
 
 // weights is one destination index's filter along an axis: source pixel
