@@ -371,21 +371,44 @@ func (r Resampling) filter(n, m int) []weights {
 }
 
 // separable filters rows into a float buffer of dst.w x src.h, then columns
-// into dst, rounding once at the end.
+// into dst, rounding once at the end. Only the source rows some destination
+// row reads are filtered.
 func (r Resampling) separable(src, dst plane, c int) {
 	fx, fy := r.filter(src.w, dst.w), r.filter(src.h, dst.h)
 	rowLen := c * dst.w
+	need := make([]bool, src.h)
+	for _, f := range fy {
+		for _, i := range f.idx {
+			need[i] = true
+		}
+	}
 	tmp := make([]float64, rowLen*src.h)
 	for y := range src.h {
-		srow := src.pix[y*src.stride:]
+		if !need[y] {
+			continue
+		}
+		srow := src.pix[y*src.stride : y*src.stride+c*src.w]
 		trow := tmp[y*rowLen : (y+1)*rowLen]
 		for x, f := range fx {
-			for k := range c {
+			out := trow[c*x : c*x+c : c*x+c]
+			if c == 4 {
+				var s0, s1, s2, s3 float64
+				for j, i := range f.idx {
+					w, p := f.w[j], srow[4*i:4*i+4:4*i+4]
+					s0 += w * float64(p[0])
+					s1 += w * float64(p[1])
+					s2 += w * float64(p[2])
+					s3 += w * float64(p[3])
+				}
+				out[0], out[1], out[2], out[3] = s0, s1, s2, s3
+				continue
+			}
+			for k := range out {
 				s := 0.0
 				for j, i := range f.idx {
 					s += f.w[j] * float64(srow[c*i+k])
 				}
-				trow[c*x+k] = s
+				out[k] = s
 			}
 		}
 	}
