@@ -342,6 +342,10 @@ input:
   shape: [1, 3, 1024, 1024]
   mean: [128, 128, 128]
   std: [256, 256, 256]
+  # The same preprocessing as small, so that small can run on the tensor made for it.
+  coordinates: asymmetric
+  antialias: false
+  orientation: stored
 output:
   name: output
   shape: [1, 1, 1024, 1024]
