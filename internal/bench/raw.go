@@ -11,7 +11,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/creativeai-studio/studio/internal/app"
-	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/inference"
@@ -54,7 +53,7 @@ func modelTensor(in Input, spec models.Spec) artifact.Tensor {
 	if spec.Input.Resize == "none" {
 		return preprocess.ToTensor(in.Pixels, spec.Input)
 	}
-	return preprocess.ToTensor(imageio.ResizeBilinear(in.Pixels, spec.Input.W(), spec.Input.H()), spec.Input)
+	return preprocess.ToTensor(spec.Input.Resampling().ResizeNRGBA(in.Pixels, spec.Input.W(), spec.Input.H()), spec.Input)
 }
 
 // runModel runs x as the inference stage does: whole, or tiled for manifests with a

@@ -5,15 +5,16 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"image/jpeg"
 	"image/png"
 	"io"
 
 	"golang.org/x/image/webp"
+
+	ljpeg "github.com/creativeai-studio/studio/internal/imageio/jpeg"
 )
 
 var decoders = map[Format]func(r io.Reader) (image.Image, error){
-	FormatJPEG: jpeg.Decode,
+	FormatJPEG: ljpeg.Decode, // libjpeg-turbo's arithmetic, as model references decode
 	FormatPNG:  png.Decode,
 	FormatWebP: webp.Decode,
 }

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -106,9 +107,44 @@ type Tensor struct {
 	// Mean and Std map 0..255 pixel values to tensor values: (v - mean) / std.
 	Mean [3]float32 `yaml:"mean"`
 	Std  [3]float32 `yaml:"std"`
-	// Resize is how an input image meets a fixed Shape: bilinear; or none for
-	// dynamic spatial dimensions.
+	// Resize is the interpolation kernel: on the input, how an image meets a fixed
+	// Shape (bilinear, bicubic, nearest or area; none for dynamic spatial
+	// dimensions); on a mask output, how the mask goes back to the image's size.
 	Resize string `yaml:"resize"`
+	// Coordinates is where destination pixels sample the source: align_corners,
+	// half_pixel or asymmetric (see imageio.Coordinates). Default half_pixel.
+	Coordinates string `yaml:"coordinates"`
+	// Antialias widens bilinear and bicubic kernels when shrinking. Default true
+	// for bilinear and bicubic, false for nearest and area.
+	Antialias *bool `yaml:"antialias"`
+	// Rounding is how resized values become 8-bit levels: round or truncate.
+	// Default round.
+	Rounding string `yaml:"rounding"`
+	// Quantize (outputs only) is how model values become 8-bit levels: round or
+	// truncate (a mask's 0..1 times 255; an image's v*std+mean). Default round.
+	Quantize string `yaml:"quantize"`
+	// ColorManagement (inputs only): srgb converts images with an embedded
+	// colour profile to sRGB before the model sees them; none passes the stored
+	// values. Default srgb.
+	ColorManagement string `yaml:"color_management"`
+	// Orientation (inputs only): upright applies the EXIF orientation before the
+	// model; stored gives the model the pixels as stored (as a reference that
+	// never rotates does) and turns the result upright afterwards. Default upright.
+	Orientation string `yaml:"orientation"`
+}
+
+// Resampling is the tensor's resize as imageio implements it. Call it on a
+// validated manifest's tensor whose Resize is not none.
+func (t Tensor) Resampling() imageio.Resampling {
+	r := imageio.Resampling{
+		Kernel:      imageio.Kernel(t.Resize),
+		Coordinates: imageio.Coordinates(t.Coordinates),
+		Rounding:    imageio.Rounding(t.Rounding),
+	}
+	if t.Antialias != nil {
+		r.Antialias = *t.Antialias
+	}
+	return r
 }
 
 // Part is one further model of a multi-model task: its weights and its tensors. The
@@ -178,6 +214,30 @@ func (m *Manifest) setDefaults() {
 	}
 	if m.Input.Resize == "" {
 		m.Input.Resize = "bilinear"
+	}
+	if m.Output.Resize == "" {
+		m.Output.Resize = "bilinear"
+	}
+	for _, t := range []*Tensor{&m.Input, &m.Output} {
+		if t.Coordinates == "" {
+			t.Coordinates = string(imageio.HalfPixel)
+		}
+		if t.Rounding == "" {
+			t.Rounding = string(imageio.Round)
+		}
+		if t.Antialias == nil {
+			aa := t.Resize == "bilinear" || t.Resize == "bicubic"
+			t.Antialias = &aa
+		}
+	}
+	if m.Output.Quantize == "" {
+		m.Output.Quantize = string(imageio.Round)
+	}
+	if m.Input.ColorManagement == "" {
+		m.Input.ColorManagement = "srgb"
+	}
+	if m.Input.Orientation == "" {
+		m.Input.Orientation = "upright"
 	}
 	if m.Provider == "" {
 		m.Provider = "auto"
@@ -277,23 +337,40 @@ func (m Manifest) Validate() error {
 	}
 	if len(m.Input.Shape) == 4 {
 		fixed := m.Input.Shape[2] > 0 && m.Input.Shape[3] > 0
-		switch m.Input.Resize {
-		case "bilinear":
-			if !fixed {
-				bad("input.resize", "bilinear needs fixed H and W in input.shape")
-			}
-		case "none":
+		if m.Input.Resize == "none" {
 			if fixed && m.Tile.Size == 0 {
 				bad("input.resize", "none needs dynamic H and W (-1) or a tile size")
 			}
-		default:
-			bad("input.resize", "%q must be bilinear or none", m.Input.Resize)
+		} else if !fixed {
+			bad("input.resize", "%s needs fixed H and W in input.shape", m.Input.Resize)
 		}
 		if m.Input.Shape[0] != 1 && m.Input.Shape[0] != -1 {
 			bad("input.shape", "batch dimension %d must be 1 or -1", m.Input.Shape[0])
 		}
 		if m.DynamicBatch && m.Input.Shape[0] != -1 {
 			bad("dynamic_batch", "true needs -1 as the batch dimension of input.shape")
+		}
+	}
+	checkResampling("input", m.Input, bad)
+	checkResampling("output", m.Output, bad)
+	switch m.Output.Quantize {
+	case string(imageio.Round), string(imageio.Truncate):
+	default:
+		bad("output.quantize", "%q must be round or truncate", m.Output.Quantize)
+	}
+	switch m.Input.ColorManagement {
+	case "srgb", "none":
+	default:
+		bad("input.color_management", "%q must be srgb (convert embedded profiles to sRGB) or none", m.Input.ColorManagement)
+	}
+	switch m.Input.Orientation {
+	case "upright", "stored":
+	default:
+		bad("input.orientation", "%q must be upright (apply EXIF orientation first) or stored (as the file stores the pixels)", m.Input.Orientation)
+	}
+	for field, v := range map[string]string{"input.quantize": m.Input.Quantize, "output.color_management": m.Output.ColorManagement, "output.orientation": m.Output.Orientation} {
+		if v != "" {
+			bad(field, "%q: this field applies to the other tensor only", v)
 		}
 	}
 	if m.MaxBatch < 0 || m.MaxBatch > 64 {
@@ -372,6 +449,41 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// checkResampling reports a tensor's resize fields that imageio cannot run.
+func checkResampling(field string, t Tensor, bad func(field, format string, args ...any)) {
+	ok := true
+	switch k := imageio.Kernel(t.Resize); k {
+	case "none":
+		ok = field == "input" // no resize: the other fields are checked, not combined
+		if !ok {
+			bad(field+".resize", "none is for inputs; a mask must be resized back with bilinear, bicubic, nearest or area")
+		}
+	case imageio.KernelNearest, imageio.KernelBilinear, imageio.KernelBicubic, imageio.KernelArea:
+	default:
+		none := ""
+		if field == "input" {
+			none = ", or none for a model that takes any size"
+		}
+		bad(field+".resize", "%q must be bilinear, bicubic, nearest or area%s", t.Resize, none)
+		ok = false
+	}
+	switch imageio.Coordinates(t.Coordinates) {
+	case imageio.AlignCorners, imageio.HalfPixel, imageio.Asymmetric:
+	default:
+		bad(field+".coordinates", "%q must be align_corners, half_pixel or asymmetric", t.Coordinates)
+		ok = false
+	}
+	switch imageio.Rounding(t.Rounding) {
+	case imageio.Round, imageio.Truncate:
+	default:
+		bad(field+".rounding", "%q must be round or truncate", t.Rounding)
+		ok = false
+	}
+	if err := t.Resampling().Validate(); ok && t.Resize != "none" && err != nil {
+		bad(field, "%s", strings.TrimPrefix(err.Error(), imageio.ErrBadResampling.Error()+": "))
+	}
 }
 
 // ID is "name@version".

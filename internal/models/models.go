@@ -84,17 +84,23 @@ func dim(s []int64, i int) int {
 	return 0
 }
 
-// ISNet returns the IS-Net background-removal contract with weights at path: RGB,
-// bilinear resize to 1024x1024, (v-128)/256, one-channel mask out, batch fixed at 1.
+// ISNet returns the IS-Net background-removal contract with weights at path, whatever
+// the version is called: the tensors of the shipped isnet-small manifest (RGB,
+// 1024x1024 by @imgly's resize, (v-128)/256, one-channel mask out, batch fixed at 1).
 func ISNet(version, path string) Spec {
-	return Spec{Path: path, Manifest: Manifest{
-		Name: "isnet", Version: version, Task: schemas.TaskRemoveBackground, Default: version == "small",
-		License: "AGPL-3.0", Provider: "auto", Scale: 1,
-		Input: Tensor{Name: "input", Shape: []int64{1, 3, 1024, 1024}, DType: "float32", Layout: "NCHW", Color: "RGB",
-			Mean: [3]float32{128, 128, 128}, Std: [3]float32{256, 256, 256}, Resize: "bilinear"},
-		Output: Tensor{Name: "output", Shape: []int64{1, 1, 1024, 1024}, DType: "float32", Layout: "NCHW", Color: "GRAY",
-			Std: [3]float32{1, 1, 1}},
-	}}
+	ms, err := Shipped()
+	if err != nil {
+		panic(fmt.Sprintf("models: shipped manifests: %v", err)) // embedded and tested
+	}
+	for _, m := range ms {
+		if m.Name == "isnet" && m.Version == "small" {
+			return Spec{Path: path, Manifest: Manifest{
+				Name: "isnet", Version: version, Task: schemas.TaskRemoveBackground, Default: version == "small",
+				License: m.License, Provider: "auto", Scale: 1, Input: m.Input, Output: m.Output,
+			}}
+		}
+	}
+	panic("models: no shipped isnet-small manifest")
 }
 
 // Catalog holds the available model versions. Safe for concurrent use.

@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -47,6 +48,52 @@ func TestShippedManifestsAreValid(t *testing.T) {
 	}
 }
 
+// TestISNetStatesItsReferencePreprocessing pins the contract the parity test
+// (processors/parity_test.go) checks against @imgly/background-removal-node.
+func TestISNetStatesItsReferencePreprocessing(t *testing.T) {
+	ms, err := Shipped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgly := imageio.Resampling{Kernel: imageio.KernelBilinear, Coordinates: imageio.Asymmetric, Antialias: false, Rounding: imageio.Round}
+	n := 0
+	for _, m := range ms {
+		if m.Name != "isnet" {
+			continue
+		}
+		n++
+		if got := m.Input.Resampling(); got != imgly {
+			t.Errorf("%s input resize %v, want %v", m.ID(), got, imgly)
+		}
+		if got := m.Output.Resampling(); got != imgly {
+			t.Errorf("%s mask resize %v, want %v", m.ID(), got, imgly)
+		}
+		if m.Output.Quantize != "truncate" || m.Input.ColorManagement != "srgb" || m.Input.Orientation != "stored" {
+			t.Errorf("%s: quantize %q, color_management %q, orientation %q; want truncate, srgb, stored", m.ID(), m.Output.Quantize, m.Input.ColorManagement, m.Input.Orientation)
+		}
+	}
+	if n != 2 {
+		t.Errorf("found %d isnet manifests, want small and medium", n)
+	}
+}
+
+// TestManifestDefaultsKeepTheEarlierResize: a manifest that states no resize
+// convention gets the antialiased half-pixel bilinear every stage used before.
+func TestManifestDefaultsKeepTheEarlierResize(t *testing.T) {
+	yaml := strings.ReplaceAll(strings.Replace(goodManifest, "resize: none", "resize: bilinear", 1), "-1, -1]", "256, 256]")
+	m, err := ParseManifest("ops/styler.yaml", []byte(strings.ReplaceAll(yaml, "%SHA%", strings.Repeat("ab", 32))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := imageio.Resampling{Kernel: imageio.KernelBilinear, Coordinates: imageio.HalfPixel, Antialias: true, Rounding: imageio.Round}
+	if m.Input.Resampling() != want || m.Output.Resampling() != want {
+		t.Errorf("defaults: input %v, output %v; want %v", m.Input.Resampling(), m.Output.Resampling(), want)
+	}
+	if m.Output.Quantize != "round" || m.Input.ColorManagement != "srgb" || m.Input.Orientation != "upright" {
+		t.Errorf("defaults: quantize %q, color_management %q, orientation %q", m.Output.Quantize, m.Input.ColorManagement, m.Input.Orientation)
+	}
+}
+
 func TestManifestErrorsNameTheFileAndField(t *testing.T) {
 	sha := strings.Repeat("ab", 32)
 	good := strings.ReplaceAll(goodManifest, "%SHA%", sha)
@@ -61,6 +108,16 @@ func TestManifestErrorsNameTheFileAndField(t *testing.T) {
 		{"a zero std is refused", strings.Replace(good, "std: [255, 255, 255]\n  resize", "std: [255, 0, 255]\n  resize", 1), "input.std"},
 		{"a missing source is refused", strings.Replace(good, "  path: model.onnx\n", "", 1), "source"},
 		{"a bad version is refused", strings.Replace(good, "version: v1", "version: V 1", 1), "version"},
+		{"an unknown input kernel is refused", strings.Replace(good, "resize: none", "resize: lanczos", 1), `input.resize: "lanczos" must be bilinear, bicubic, nearest or area`},
+		{"an unknown coordinate convention is refused", strings.Replace(good, "resize: none", "resize: none\n  coordinates: corner", 1), `input.coordinates: "corner" must be align_corners, half_pixel or asymmetric`},
+		{"an unknown mask kernel is refused", good + "  resize: cubic\n", `output.resize: "cubic"`},
+		{"an unknown rounding is refused", good + "  rounding: ceil\n", `output.rounding: "ceil" must be round or truncate`},
+		{"an unknown quantisation is refused", good + "  quantize: floor\n", `output.quantize: "floor" must be round or truncate`},
+		{"antialiased nearest is refused", good + "  resize: nearest\n  antialias: true\n", "output: antialias applies to bilinear and bicubic"},
+		{"area with asymmetric coordinates is refused", good + "  resize: area\n  coordinates: asymmetric\n", "output: area averages"},
+		{"an unknown colour handling is refused", strings.Replace(good, "resize: none", "resize: none\n  color_management: p3", 1), `input.color_management: "p3" must be srgb`},
+		{"an unknown orientation is refused", strings.Replace(good, "resize: none", "resize: none\n  orientation: sideways", 1), `input.orientation: "sideways" must be upright`},
+		{"an input field on the output is refused", good + "  orientation: stored\n", "output.orientation"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -180,10 +180,13 @@ func Normalize(p Pixels, spec models.Tensor) (Tensor, error) {
 }
 
 // Quantize turns a model output into 8-bit pixels. A [1,3,H,W] image undoes the
-// normalisation (v*std + mean, as Normalize's inverse) and rounds; a one-channel output
+// normalisation (v*std + mean, as Normalize's inverse); a one-channel output
 // ([1,1,H,W], [1,H,W] or [H,W]) is a probability map whose 0..1 becomes 0..255. Values
-// outside the range clamp; NaN becomes 0.
+// are rounded, or truncated where spec.Quantize says truncate (a mask's v*255 is then
+// computed in float64, as JavaScript does); values outside the range clamp; NaN
+// becomes 0.
 func Quantize(t Tensor, spec models.Tensor) (Pixels, error) {
+	trunc := spec.Quantize == "truncate"
 	if len(t.Shape) == 4 && t.Shape[0] == 1 && t.Shape[1] == 3 {
 		if Elements(t.Shape) != int64(len(t.Data)) {
 			return Pixels{}, fmt.Errorf("image tensor %v has %d values", t.Shape, len(t.Data))
@@ -195,7 +198,11 @@ func Quantize(t Tensor, spec models.Tensor) (Pixels, error) {
 			mean, std := spec.Mean[c], spec.Std[c]
 			src, dst := t.Data[k*plane:(k+1)*plane], data[k*plane:(k+1)*plane]
 			for i, v := range src {
-				dst[i] = clampByte(v*std + mean)
+				if trunc {
+					dst[i] = truncByte(float64(v*std + mean))
+				} else {
+					dst[i] = clampByte(v*std + mean)
+				}
 			}
 		}
 		return Pixels{Shape: append([]int64(nil), t.Shape...), Data: data}, nil
@@ -208,10 +215,27 @@ func Quantize(t Tensor, spec models.Tensor) (Pixels, error) {
 		return Pixels{}, fmt.Errorf("mask tensor has shape %v with %d values", t.Shape, len(t.Data))
 	}
 	data := make([]byte, len(t.Data))
-	for i, v := range t.Data {
-		data[i] = clampByte(v * 255)
+	if trunc {
+		for i, v := range t.Data {
+			data[i] = truncByte(float64(v) * 255)
+		}
+	} else {
+		for i, v := range t.Data {
+			data[i] = clampByte(v * 255)
+		}
 	}
 	return Pixels{Shape: []int64{1, 1, h, w}, Data: data}, nil
+}
+
+// truncByte drops v's fraction, clamping to 0..255; NaN becomes 0.
+func truncByte(v float64) uint8 {
+	switch {
+	case !(v > 0):
+		return 0
+	case v >= 255:
+		return 255
+	}
+	return uint8(v)
 }
 
 // clampByte rounds v to the nearest of 0..255; NaN becomes 0.

@@ -221,7 +221,8 @@ func (s *Step) run(ctx context.Context, spec models.Spec, x artifact.Tensor) (ar
 
 func sameInput(a, b models.Spec) bool {
 	return a.Input.Name == b.Input.Name && a.Input.Mean == b.Input.Mean && a.Input.Std == b.Input.Std &&
-		a.Input.Resize == b.Input.Resize && fmt.Sprint(a.Input.Shape) == fmt.Sprint(b.Input.Shape)
+		a.Input.Resampling() == b.Input.Resampling() && a.Input.ColorManagement == b.Input.ColorManagement &&
+		a.Input.Orientation == b.Input.Orientation && fmt.Sprint(a.Input.Shape) == fmt.Sprint(b.Input.Shape)
 }
 
 func (s *Step) runTimeout() time.Duration {

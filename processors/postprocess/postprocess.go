@@ -1,8 +1,9 @@
 // Package postprocess turns model outputs back into images: for background removal it
-// scales the mask to the original size, cuts the subject out as an RGBA PNG, and writes
-// the mask and a thumbnail; for OCR it draws the text boxes over the input. Results are
-// written in the input's colour profile (embedded) or in sRGB (tagged), as the job's
-// color parameter says; thumbnails and OCR overlays are always sRGB.
+// scales the mask to the original size as the manifest's output section says, cuts the
+// subject out as an RGBA PNG, and writes the mask and a thumbnail; for OCR it draws the
+// text boxes over the input. Results are written in the input's colour profile
+// (embedded) or in sRGB (tagged), as the job's color parameter says; thumbnails and OCR
+// overlays are always sRGB.
 package postprocess
 
 import (
@@ -75,7 +76,15 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	if err != nil {
 		return err
 	}
-	full := ScaleMask(mask, img.Bounds().Dx(), img.Bounds().Dy())
+	w, h, o := img.Bounds().Dx(), img.Bounds().Dy(), 1
+	if spec.Input.Orientation == "stored" {
+		// The model saw the pixels as stored: scale the mask to that size, then
+		// turn it upright with the image.
+		if o = hdr.Orientation; imageio.SwapsAxes(o) {
+			w, h = h, w
+		}
+	}
+	full := imageio.OrientGray(ScaleMask(mask, w, h, spec.Output.Resampling()), o)
 	if t, ok := ev.Params["threshold"].(float64); ok && t > 0 && t < 1 {
 		Threshold(full, t)
 	}
@@ -258,9 +267,10 @@ func hasAlpha(img *image.NRGBA) bool {
 }
 
 // MaskFromTensor converts a [1,1,H,W] (or [1,H,W]) probability map in 0..1 into an
-// 8-bit mask, clamping values outside the range.
-func MaskFromTensor(t artifact.Tensor) (*image.Gray, error) {
-	px, err := artifact.Quantize(t, models.Tensor{})
+// 8-bit mask as spec.Quantize says (round or truncate), clamping values outside the
+// range.
+func MaskFromTensor(t artifact.Tensor, spec models.Tensor) (*image.Gray, error) {
+	px, err := artifact.Quantize(t, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -289,13 +299,13 @@ func Threshold(m *image.Gray, t float64) {
 	}
 }
 
-// ScaleMask resizes a mask to w x h with bilinear filtering. A mask that is
-// already that size is returned as is.
-func ScaleMask(m *image.Gray, w, h int) *image.Gray {
+// ScaleMask resizes a mask to w x h as r says (the manifest's output section:
+// models.Tensor.Resampling). A mask that is already that size is returned as is.
+func ScaleMask(m *image.Gray, w, h int, r imageio.Resampling) *image.Gray {
 	if m.Bounds().Dx() == w && m.Bounds().Dy() == h {
 		return m
 	}
-	return imageio.ResizeGray(m, w, h)
+	return r.ResizeGray(m, w, h)
 }
 
 // Cutout returns img with the mask as its alpha channel.

@@ -28,19 +28,22 @@ func maskTensor(side int) artifact.Tensor {
 	return t
 }
 
+// isnet is the shipped remove-background contract the benchmarks run.
+var isnet = models.ISNet("small", "")
+
 func BenchmarkMaskFromTensor(b *testing.B) {
 	t := maskTensor(1024)
 	b.SetBytes(int64(4 * len(t.Data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := postprocess.MaskFromTensor(t); err != nil {
+		if _, err := postprocess.MaskFromTensor(t, isnet.Output); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkScaleMask(b *testing.B) {
-	mask, err := postprocess.MaskFromTensor(maskTensor(1024))
+	mask, err := postprocess.MaskFromTensor(maskTensor(1024), isnet.Output)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,10 +51,18 @@ func BenchmarkScaleMask(b *testing.B) {
 		name string
 		w, h int
 	}{{"1024 to 512x512", 512, 512}, {"1024 to 1920x1080", 1920, 1080}} {
-		b.Run(size.name, func(b *testing.B) {
+		// The manifest's two-tap bilinear against the antialiased fixed-point
+		// resize every mask went through before.
+		b.Run(size.name+"/imgly two-tap", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				postprocess.ScaleMask(mask, size.w, size.h)
+				postprocess.ScaleMask(mask, size.w, size.h, isnet.Output.Resampling())
+			}
+		})
+		b.Run(size.name+"/antialiased fixed point", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				imageio.ResizeGray(mask, size.w, size.h)
 			}
 		})
 	}
@@ -59,11 +70,11 @@ func BenchmarkScaleMask(b *testing.B) {
 
 func BenchmarkCutout(b *testing.B) {
 	img := imagetest.Photo(1920, 1080)
-	m, err := postprocess.MaskFromTensor(maskTensor(1024))
+	m, err := postprocess.MaskFromTensor(maskTensor(1024), isnet.Output)
 	if err != nil {
 		b.Fatal(err)
 	}
-	mask := postprocess.ScaleMask(m, 1920, 1080)
+	mask := postprocess.ScaleMask(m, 1920, 1080, isnet.Output.Resampling())
 	b.SetBytes(int64(len(img.Pix)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -93,11 +104,11 @@ func BenchmarkFromTensor(b *testing.B) {
 // the RGBA cut-out, the mask and the thumbnail.
 func BenchmarkEncodeResults(b *testing.B) {
 	img := imagetest.Photo(512, 512)
-	m, err := postprocess.MaskFromTensor(maskTensor(1024))
+	m, err := postprocess.MaskFromTensor(maskTensor(1024), isnet.Output)
 	if err != nil {
 		b.Fatal(err)
 	}
-	mask := postprocess.ScaleMask(m, 512, 512)
+	mask := postprocess.ScaleMask(m, 512, 512, isnet.Output.Resampling())
 	cut := postprocess.Cutout(img, mask)
 	thumb := imageio.Thumbnail(cut, postprocess.ThumbnailSide)
 	for _, bb := range []struct {

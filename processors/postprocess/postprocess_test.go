@@ -3,6 +3,8 @@ package postprocess
 import (
 	"image"
 	"testing"
+
+	"github.com/creativeai-studio/studio/internal/imageio"
 )
 
 func TestThresholdMakesTheMaskBinary(t *testing.T) {
@@ -26,16 +28,19 @@ func TestScaleMask(t *testing.T) {
 			}
 		}
 	}
-	if got := ScaleMask(m, 1024, 1024); got != m {
+	r := imageio.Resampling{Kernel: imageio.KernelBilinear, Coordinates: imageio.Asymmetric, Rounding: imageio.Round}
+	if got := ScaleMask(m, 1024, 1024, r); got != m {
 		t.Error("a mask already the right size is copied, want it returned as is")
 	}
-	got := ScaleMask(m, 640, 427)
+	got := ScaleMask(m, 640, 427, r)
 	if got.Rect != image.Rect(0, 0, 640, 427) {
 		t.Fatalf("bounds = %v, want (0,0)-(640,427)", got.Rect)
 	}
 	for _, tt := range []struct{ x, y, lo, hi int }{
 		{0, 0, 0, 0}, {150, 200, 0, 0}, {170, 200, 255, 255}, {639, 426, 255, 255},
-		{160, 213, 1, 254}, // on the edge
+		// Column 160 samples source 160*1024/640 = 256 exactly: already opaque
+		// under the asymmetric convention; 159 samples 254.4, still clear.
+		{160, 213, 255, 255}, {159, 213, 0, 0},
 	} {
 		if v := int(got.GrayAt(tt.x, tt.y).Y); v < tt.lo || v > tt.hi {
 			t.Errorf("(%d, %d) = %d, want %d..%d", tt.x, tt.y, v, tt.lo, tt.hi)

@@ -1,6 +1,7 @@
 // Package preprocess is the first pipeline stage: it decodes the uploaded image by its
 // sniffed type (never its name), refuses what is not a safe image, applies EXIF
-// orientation, and writes the model-ready tensor to object storage.
+// orientation (unless the manifest's input.orientation is stored), resizes as the
+// manifest's input section states, and writes the model-ready tensor to object storage.
 package preprocess
 
 import (
@@ -67,6 +68,11 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if ev.Task == schemas.TaskOCR {
 		return s.ocr(ctx, ev, img, spec)
 	}
+	if spec.Input.Orientation == "stored" {
+		// The model's reference never rotates: it sees the pixels as stored, and
+		// postprocess turns the result upright.
+		img = imageio.Unorient(img, hdr.Orientation)
+	}
 	var px artifact.Pixels
 	switch spec.Input.Resize {
 	case "none":
@@ -83,7 +89,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		}
 		px = ToPixels(img, spec.Input)
 	default:
-		px = ToPixels(imageio.ResizeBilinear(img, spec.Input.W(), spec.Input.H()), spec.Input)
+		px = ToPixels(spec.Input.Resampling().ResizeNRGBA(img, spec.Input.W(), spec.Input.H()), spec.Input)
 	}
 	ref, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/input.u8", px)
 	if err != nil {

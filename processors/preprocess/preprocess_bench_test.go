@@ -50,6 +50,6 @@ func BenchmarkPreprocessImage(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		preprocess.ToTensor(imageio.ResizeBilinear(img, spec.W(), spec.H()), spec)
+		preprocess.ToTensor(spec.Resampling().ResizeNRGBA(img, spec.W(), spec.H()), spec)
 	}
 }
