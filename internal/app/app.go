@@ -666,8 +666,9 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 
 // RunRetention deletes the objects no record reaches any more (erasure.Retention:
 // expired uploads, inputs and results of expired jobs, stale intermediate artifacts)
-// every --retention-interval until ctx is cancelled. Every ingest replica runs it; a KV
-// lock lets one sweep at a time. A negative interval turns it off.
+// every --retention-interval until ctx is cancelled. Every ingest replica runs it; one at
+// a time sweeps, holding the "retention" lease (streams.Lease), as the job-deadline
+// sweeper does. A negative interval turns it off.
 func RunRetention(ctx context.Context, cfg *Config, bus *Bus, blobs blob.Store, log logrus.FieldLogger) error {
 	if cfg.RetentionInterval < 0 || blobs == nil {
 		return nil
@@ -676,18 +677,20 @@ func RunRetention(ctx context.Context, cfg *Config, bus *Bus, blobs blob.Store, 
 	if err != nil {
 		return err
 	}
-	lock, err := erasure.OpenLock(ctx, bus.JS)
+	log = log.WithField("component", "retention")
+	t := streams.DefaultTopology(1)
+	r := &erasure.Retention{
+		Blobs: blobs, Jobs: store,
+		UploadTTL: cfg.UploadTTL, WorkTTL: cfg.WorkTTL, Interval: cfg.RetentionInterval,
+		ObjectTTL: t.JobsMaxAge + t.ResultsMaxAge,
+		Log:       log,
+	}
+	kv, err := streams.BindKV(ctx, bus.JS, streams.BucketLeases)
 	if err != nil {
 		return err
 	}
-	t := streams.DefaultTopology(1)
-	r := &erasure.Retention{
-		Blobs: blobs, Jobs: store, Lock: lock,
-		UploadTTL: cfg.UploadTTL, WorkTTL: cfg.WorkTTL, Interval: cfg.RetentionInterval,
-		ObjectTTL: t.JobsMaxAge + t.ResultsMaxAge,
-		Log:       log.WithField("component", "retention"),
-	}
-	return r.Run(ctx)
+	lease := &streams.Lease{KV: kv, Name: "retention", Holder: cfg.Worker, Log: log}
+	return lease.Run(ctx, r.Run)
 }
 
 // RunJobDeadlines fails the jobs not final cfg.JobDeadline after their submission and

@@ -10,6 +10,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob/natsobj"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/internal/rollout"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -102,8 +103,10 @@ func DefaultRegistry() Registry {
 			{Bucket: auth.BucketUsers, Filters: user("")},
 			{Bucket: auth.BucketRefresh, Filters: user(".>")},
 			{Bucket: streams.BucketLeases, NoUserData: "one key per singleton task naming the process (host and pid) that runs it"},
+			{Bucket: rollout.BucketRollouts, NoUserData: "one rollout per task: model versions, steps, figures, and the operator or controller that moved it (an audit trail of operators, not of users' data)"},
+			{Bucket: rollout.BucketRouting, NoUserData: "one routing table per task: model versions and their weights"},
+			{Bucket: rollout.BucketLock, NoUserData: "the rollout controller's lease: the process that holds it and until when"},
 			{Bucket: auth.BucketRevoked, NoUserData: "deny-list entries are keyed by random token and family ids and hold an expiry; they name no user or job"},
-			{Bucket: BucketLocks, NoUserData: "leader locks of the periodic sweepers: one key per sweeper holding a random holder id"},
 			{Bucket: auth.BucketAPIKeys, ScanFilter: every, Scan: func(f *Footprint, v []byte) bool {
 				var k auth.APIKey
 				return json.Unmarshal(v, &k) == nil && k.Tenant == f.Tenant && k.Owner == f.User

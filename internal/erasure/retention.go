@@ -24,21 +24,11 @@ const (
 	DefaultWorkTTL = 24 * time.Hour
 	// DefaultSweepInterval is how often Retention.Run sweeps.
 	DefaultSweepInterval = 10 * time.Minute
-	// LockTTL bounds how long a sweeper that died keeps the others waiting: the lock
-	// bucket's TTL.
-	LockTTL = 30 * time.Minute
 )
 
 // RecordGetter reads job records; jobs.Store implements it.
 type RecordGetter interface {
 	Get(ctx context.Context, id string) (*schemas.JobRecord, error)
-}
-
-// Locker elects one sweeper among the replicas; the KV implementation is KVLock.
-type Locker interface {
-	// TryLock takes the named lock unless another holder has it (held false); unlock
-	// releases it. A holder that dies loses the lock after LockTTL.
-	TryLock(ctx context.Context, name string) (unlock func(), held bool, err error)
 }
 
 // Retention deletes the objects nothing can reach any more, so that no image outlives
@@ -49,13 +39,11 @@ type Locker interface {
 //   - intermediate artifacts (work/<job>/...) older than WorkTTL whose job is gone or
 //     final.
 //
-// Several replicas may run it; Lock lets one sweep at a time. Run blocks; the fields
-// must not change while it runs.
+// With several replicas, run it under a lease (streams.Lease) so that one sweeps at a
+// time. Run blocks; the fields must not change while it runs.
 type Retention struct {
 	Blobs blob.Store
 	Jobs  RecordGetter
-	// Lock elects one sweeper; nil sweeps without one (a single replica).
-	Lock Locker
 	// UploadTTL, WorkTTL and Interval default to DefaultUploadTTL, DefaultWorkTTL and
 	// DefaultSweepInterval.
 	UploadTTL, WorkTTL, Interval time.Duration
@@ -71,8 +59,6 @@ type Retention struct {
 // Swept counts what one sweep deleted.
 type Swept struct {
 	Uploads, JobObjects, Work int
-	// Skipped is true when another replica held the lock.
-	Skipped bool
 }
 
 func (r *Retention) defaults() {
@@ -107,7 +93,7 @@ func (r *Retention) Run(ctx context.Context) error {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.Log.WithError(err).Warn("retention sweep failed; trying again at the next interval")
-		case err == nil && !s.Skipped && s.Uploads+s.JobObjects+s.Work > 0:
+		case err == nil && s.Uploads+s.JobObjects+s.Work > 0:
 			r.Log.WithFields(logrus.Fields{"uploads": s.Uploads, "job_objects": s.JobObjects, "work": s.Work}).Info("retention: deleted unreachable objects")
 		}
 		select {
@@ -118,19 +104,9 @@ func (r *Retention) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep runs one pass under the lock.
+// Sweep runs one pass.
 func (r *Retention) Sweep(ctx context.Context) (Swept, error) {
 	r.defaults()
-	if r.Lock != nil {
-		unlock, held, err := r.Lock.TryLock(ctx, "retention")
-		if err != nil {
-			return Swept{}, err
-		}
-		if !held {
-			return Swept{Skipped: true}, nil
-		}
-		defer unlock()
-	}
 	var s Swept
 	now := r.Now()
 	objs, err := r.Blobs.List(ctx, schemas.UploadPrefix)

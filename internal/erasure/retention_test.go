@@ -27,8 +27,6 @@ func TestRetentionDeletesWhatNoRecordReaches(t *testing.T) {
 	require.NoError(t, err)
 	store, err := jobs.Open(ctx, s.JS)
 	require.NoError(t, err)
-	lock, err := erasure.OpenLock(ctx, s.JS)
-	require.NoError(t, err)
 
 	put := func(key string) {
 		_, err := blobs.Put(ctx, key, bytes.NewReader([]byte("x")), 1, "application/octet-stream")
@@ -57,7 +55,7 @@ func TestRetentionDeletesWhatNoRecordReaches(t *testing.T) {
 	for _, tt := range tests {
 		put(tt.key)
 	}
-	r := &erasure.Retention{Blobs: blobs, Jobs: store, Lock: lock, Log: quietLog()}
+	r := &erasure.Retention{Blobs: blobs, Jobs: store, Log: quietLog()}
 
 	swept, err := r.Sweep(ctx)
 	require.NoError(t, err)
@@ -81,38 +79,6 @@ func TestRetentionDeletesWhatNoRecordReaches(t *testing.T) {
 
 // With several replicas, one sweeps at a time: the others skip while the lock is held,
 // and the lock is free again once the holder is done.
-func TestRetentionSweepsOnOneReplicaAtATime(t *testing.T) {
-	ctx := context.Background()
-	s := streamstest.Start(t)
-	blobs, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
-	require.NoError(t, err)
-	store, err := jobs.Open(ctx, s.JS)
-	require.NoError(t, err)
-	lock, err := erasure.OpenLock(ctx, s.JS)
-	require.NoError(t, err)
-	_, err = blobs.Put(ctx, "uploads/t/u/x", bytes.NewReader([]byte("x")), 1, "")
-	require.NoError(t, err)
-	later := func() time.Time { return time.Now().Add(25 * time.Hour) }
-
-	unlock, held, err := lock.TryLock(ctx, "retention") // another replica sweeping
-	require.NoError(t, err)
-	require.True(t, held)
-	r := &erasure.Retention{Blobs: blobs, Jobs: store, Lock: lock, Log: quietLog(), Now: later}
-	swept, err := r.Sweep(ctx)
-	require.NoError(t, err)
-	require.True(t, swept.Skipped)
-	_, err = blobs.Stat(ctx, "uploads/t/u/x")
-	require.NoError(t, err, "a skipped sweep deletes nothing")
-
-	unlock()
-	swept, err = r.Sweep(ctx)
-	require.NoError(t, err)
-	require.Equal(t, erasure.Swept{Uploads: 1}, swept)
-	_, held2, err := lock.TryLock(ctx, "retention")
-	require.NoError(t, err)
-	require.True(t, held2, "the sweeper released the lock")
-}
-
 func quietLog() logrus.FieldLogger {
 	l := logrus.New()
 	l.SetLevel(logrus.WarnLevel)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/blob/natsobj"
-	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/internal/rollout"
@@ -28,7 +27,6 @@ func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 	out = append(out, quota.Buckets(t)...)
 	out = append(out, streams.LeaseBucket(t))
 	out = append(out, rollout.Buckets(t)...)
-	out = append(out, erasure.Buckets(t)...)
 	return out
 }
 
