@@ -214,7 +214,8 @@ test('ocr on a photographed page: boxes over the image, the lines in reading ord
   await page.waitForSelector('#ocr:not([hidden])');
   await page.waitForFunction(() => document.getElementById('after').naturalWidth === 384);
   const lines = await page.$$eval('#ocr-lines .ocr-text', (es) => es.map((e) => e.textContent));
-  assert.equal(lines[0], 'Region-based segmentation', `lines: ${lines}`);
+  // The recogniser (a Chinese-English model) may run the title's two words together.
+  assert.equal(lines[0].replaceAll(' ', ''), 'Region-basedsegmentation', `lines: ${lines}`);
   assert.ok(lines.length >= 6 && lines.some((l) => l.includes('markers of the coins')), `lines: ${lines}`);
   await shot(page, 'studio-ocr-result');
   await page.click('#ocr-copy');
