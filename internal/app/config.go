@@ -145,7 +145,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	dur(&c.OpsCacheTTL, "ops-cache-ttl", 60*time.Second, "how long the operations dashboard's business report is served from memory, so analytics see one query per window per period; negative: no caching")
 	str(&c.Rollouts.Webhook, "rollout-webhook", "", "URL that receives a JSON POST (studio.rollout.transition/v1) for every rollout transition: the alert hook; empty sends none")
 	dur(&c.Rollouts.Interval, "rollout-interval", 2*time.Second, "how often the rollout controller judges running rollouts")
-	dur(&c.Rollouts.LockTTL, "rollout-lock-ttl", 15*time.Second, "how long the rollout controller's lease outlives its last renewal (a successor waits this long after a crash)")
 	str(&c.PublicURL, "public-url", "", "URL printed for people to open (default http://<http address>)")
 	str(&c.CORSOrigins, "cors-origins", "", "browser origins allowed to call the API, comma separated (* for any); empty sends no CORS headers")
 	str(&c.UploadSecret, "upload-secret", "", "key that signs presigned upload URLs; every ingest replica needs the same one (empty: random per process)")

@@ -3,9 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -22,8 +19,8 @@ import (
 type RolloutConfig struct {
 	// Webhook receives a JSON POST for every transition (the alert hook).
 	Webhook string
-	// Interval between the controller's looks; LockTTL is its lease.
-	Interval, LockTTL time.Duration
+	// Interval between the controller's looks.
+	Interval time.Duration
 }
 
 // RolloutNotifier sends every rollout transition to the log, the audit trail
@@ -76,22 +73,17 @@ func RunRollouts(ctx context.Context, cfg *Config, bus *Bus, cat *models.Catalog
 	if err != nil {
 		return err
 	}
-	// Unique per process even where replicas share a --worker name: two controllers
-	// under one holder name would both believe they hold the lease.
-	host, _ := os.Hostname()
-	holder := fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
-	ttl := cfg.Rollouts.LockTTL
-	if ttl <= 0 {
-		ttl = 15 * time.Second
+	c := &rollout.Controller{
+		Store: store, Source: rollout.StreamSource{JS: bus.JS}, Notify: RolloutNotifier(cfg, bus, log), Log: log,
+		Config: rollout.ControllerConfig{Interval: cfg.Rollouts.Interval},
 	}
-	lock, err := rollout.NewLock(ctx, bus.JS, holder, ttl)
+	leases, err := streams.BindKV(ctx, bus.JS, streams.BucketLeases)
 	if err != nil {
 		return err
 	}
-	c := &rollout.Controller{
-		Store: store, Lock: lock, Source: rollout.StreamSource{JS: bus.JS}, Notify: RolloutNotifier(cfg, bus, log), Log: log,
-		Config: rollout.ControllerConfig{Holder: holder, Interval: cfg.Rollouts.Interval, LockTTL: ttl},
-	}
+	// One replica's controller acts at a time, under the "rollouts" lease: the same
+	// lease (and bucket) as the job-deadline and retention sweepers.
+	lease := &streams.Lease{KV: leases, Name: "rollouts", Holder: cfg.Worker, Log: log}
 	errs := make(chan error, 2)
 	go func() {
 		errs <- rollout.WatchRouting(ctx, bus.JS, func(task schemas.Task, r *models.Routing) {
@@ -101,6 +93,6 @@ func RunRollouts(ctx context.Context, cfg *Config, bus *Bus, cat *models.Catalog
 			}
 		})
 	}()
-	go func() { errs <- c.Run(ctx) }()
+	go func() { errs <- lease.Run(ctx, c.Run) }()
 	return errors.Join(<-errs, <-errs)
 }

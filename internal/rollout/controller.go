@@ -11,24 +11,21 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// ControllerConfig sets how often the controller looks and how long its lease lasts.
+// ControllerConfig sets how often the controller looks.
 type ControllerConfig struct {
-	// Holder names this controller in the lease (host and process, say).
-	Holder string
 	// Interval between looks at every rollout. Default 2s.
 	Interval time.Duration
-	// LockTTL: a controller that stops renewing loses the lease after this. Default 15s.
-	LockTTL time.Duration
 }
 
 // Controller advances every rollout: it starts pending ones, judges each running step
 // over its window (canary against stable, from Source) and promotes, pauses or rolls
-// back, writing the routing table after each transition. Only the holder of the lease
-// (Lock) acts, so any number may run (one per ingest replica); all state is in KV, so a
-// new holder resumes where the last one stopped, mid-step included. Run blocks.
+// back, writing the routing table after each transition. Run it under a lease
+// (streams.Lease, as internal/app does) so that one replica acts at a time; all state is
+// in KV, so a new holder resumes where the last one stopped, mid-step included. Every
+// write is revision-checked, so a brief overlap of two holders moves a rollout once.
+// Run blocks.
 type Controller struct {
 	Store  *Store
-	Lock   *Lock
 	Source Source
 	Notify Notifier
 	Log    logrus.FieldLogger
@@ -43,31 +40,19 @@ func (c *Controller) clock() time.Time {
 	return time.Now().UTC()
 }
 
-// Run looks at the rollouts every Interval while it holds the lease, until ctx is
-// cancelled; it then gives the lease up. Errors of one look are logged and the next
-// look tries again.
+// Run looks at the rollouts every Interval until ctx is cancelled. Errors of one look
+// are logged and the next look tries again.
 func (c *Controller) Run(ctx context.Context) error {
 	interval := c.Config.Interval
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = c.Lock.Release(rctx)
-	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	held := false
 	for {
-		ok, err := c.Tick(ctx)
-		if err != nil && ctx.Err() == nil && c.Log != nil {
+		if err := c.Tick(ctx); err != nil && ctx.Err() == nil && c.Log != nil {
 			c.Log.WithError(err).Warn("rollout controller: this look failed; trying again")
 		}
-		if ok != held && c.Log != nil {
-			c.Log.WithField("holder", c.Config.Holder).WithField("leader", ok).Info("rollout controller lease changed")
-		}
-		held = ok
 		select {
 		case <-ctx.Done():
 			return nil
@@ -76,16 +61,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Tick takes or renews the lease and, if held, advances every rollout once. It
-// reports whether this controller held the lease.
-func (c *Controller) Tick(ctx context.Context) (bool, error) {
-	held, err := c.Lock.Acquire(ctx)
-	if err != nil || !held {
-		return false, err
-	}
+// Tick advances every rollout once.
+func (c *Controller) Tick(ctx context.Context) error {
 	list, err := c.Store.List(ctx)
 	if err != nil {
-		return true, err
+		return err
 	}
 	var errs []error
 	for _, r := range list {
@@ -93,7 +73,7 @@ func (c *Controller) Tick(ctx context.Context) (bool, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", r.ID, err))
 		}
 	}
-	return true, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // advance moves task's rollout on by at most one transition and makes sure the

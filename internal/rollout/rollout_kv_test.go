@@ -79,13 +79,8 @@ func setup(t *testing.T) (*streamstest.Server, *rollout.Store, *rollout.Manager,
 	return srv, store, m, rec
 }
 
-func controller(t *testing.T, srv *streamstest.Server, store *rollout.Store, holder string, ttl time.Duration, n rollout.Notifier) *rollout.Controller {
-	t.Helper()
-	lock, err := rollout.NewLock(context.Background(), srv.JS, holder, ttl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rollout.Controller{Store: store, Lock: lock, Source: rollout.StreamSource{JS: srv.JS}, Notify: n, Config: rollout.ControllerConfig{Holder: holder}}
+func controller(srv *streamstest.Server, store *rollout.Store, n rollout.Notifier) *rollout.Controller {
+	return &rollout.Controller{Store: store, Source: rollout.StreamSource{JS: srv.JS}, Notify: n}
 }
 
 func TestManagerRefusesBadRequestsWithReasons(t *testing.T) {
@@ -135,56 +130,6 @@ func TestManagerRefusesBadRequestsWithReasons(t *testing.T) {
 	})
 }
 
-func TestOneControllerHoldsTheLeaseAndASuccessorTakesOverAfterItsTTL(t *testing.T) {
-	srv := streamstest.Start(t)
-	ctx := context.Background()
-	a, _ := rollout.NewLock(ctx, srv.JS, "a", 1500*time.Millisecond)
-	b, _ := rollout.NewLock(ctx, srv.JS, "b", 1500*time.Millisecond)
-	if ok, err := a.Acquire(ctx); !ok || err != nil {
-		t.Fatalf("a: %v %v", ok, err)
-	}
-	if ok, _ := b.Acquire(ctx); ok {
-		t.Fatal("b took a lease a holds")
-	}
-	if ok, _ := a.Acquire(ctx); !ok {
-		t.Fatal("a could not renew")
-	}
-	// a stops renewing (killed): b gets the lease once it expires, and a cannot take it back.
-	streamstest.Eventually(t, 5*time.Second, func() bool { ok, _ := b.Acquire(ctx); return ok }, "b never took the expired lease")
-	if ok, _ := a.Acquire(ctx); ok {
-		t.Fatal("a took the lease back from b")
-	}
-	if err := b.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := a.Acquire(ctx); !ok {
-		t.Fatal("a could not take a released lease at once")
-	}
-
-	t.Run("of many contenders at once exactly one wins", func(t *testing.T) {
-		_ = a.Release(ctx)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		wins := 0
-		for i := range 8 {
-			l, _ := rollout.NewLock(ctx, srv.Replicas(t, 2)[1], "c"+string(rune('0'+i)), time.Minute)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if ok, _ := l.Acquire(ctx); ok {
-					mu.Lock()
-					wins++
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		if wins != 1 {
-			t.Errorf("%d contenders hold the lease", wins)
-		}
-	})
-}
-
 func TestWatchedWeightsReachEveryReplica(t *testing.T) {
 	srv := streamstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -226,7 +171,7 @@ func TestWatchedWeightsReachEveryReplica(t *testing.T) {
 func TestControllerPromotesAGoodCanaryAndRollsABadOneBack(t *testing.T) {
 	srv, store, m, rec := setup(t)
 	ctx := context.Background()
-	c := controller(t, srv, store, "c1", time.Minute, rec)
+	c := controller(srv, store, rec)
 	th := rollout.Thresholds{MinSamples: 10}
 	r, err := m.Start(ctx, rollout.Request{Task: schemas.TaskUpscale, To: "m@b", Steps: []int{10, 100}, Hold: "1s", Thresholds: th, By: "ops"})
 	if err != nil {
@@ -234,8 +179,8 @@ func TestControllerPromotesAGoodCanaryAndRollsABadOneBack(t *testing.T) {
 	}
 	tick := func() {
 		t.Helper()
-		if held, err := c.Tick(ctx); !held || err != nil {
-			t.Fatalf("Tick = %v, %v", held, err)
+		if err := c.Tick(ctx); err != nil {
+			t.Fatalf("Tick = %v", err)
 		}
 	}
 	tick() // pending -> running at 10%
@@ -289,7 +234,7 @@ func TestControllerPromotesAGoodCanaryAndRollsABadOneBack(t *testing.T) {
 func TestControllerPausesOnSlowCanaryAndResumes(t *testing.T) {
 	srv, store, m, rec := setup(t)
 	ctx := context.Background()
-	c := controller(t, srv, store, "c1", time.Minute, rec)
+	c := controller(srv, store, rec)
 	if _, err := m.Start(ctx, rollout.Request{Task: schemas.TaskUpscale, To: "m@b", Steps: []int{50, 100}, Hold: "1h", Thresholds: rollout.Thresholds{MinSamples: 10}}); err != nil {
 		t.Fatal(err)
 	}
@@ -318,10 +263,10 @@ func TestControllerPausesOnSlowCanaryAndResumes(t *testing.T) {
 	}
 }
 
-func TestARestartedControllerResumesMidStep(t *testing.T) {
+func TestANewControllerResumesMidStep(t *testing.T) {
 	srv, store, m, rec := setup(t)
 	ctx := context.Background()
-	first := controller(t, srv, store, "first", 1500*time.Millisecond, rec)
+	first := controller(srv, store, rec)
 	if _, err := m.Start(ctx, rollout.Request{Task: schemas.TaskUpscale, To: "m@b", Steps: []int{10, 60, 100}, Hold: "1s", Thresholds: rollout.Thresholds{MinSamples: 5}}); err != nil {
 		t.Fatal(err)
 	}
@@ -329,19 +274,20 @@ func TestARestartedControllerResumesMidStep(t *testing.T) {
 	publishResults(t, srv.JS, "a", 5, 0, 100)
 	publishResults(t, srv.JS, "b", 5, 0, 100)
 	time.Sleep(1100 * time.Millisecond)
-	first.Tick(ctx) // now at 60%, then the first controller is killed (no release)
+	first.Tick(ctx) // now at 60%, then the first controller's process is killed
 	mid, _ := m.Get(ctx, schemas.TaskUpscale)
 	if mid.Step != 1 || mid.Weight != 60 {
 		t.Fatalf("step %d weight %d; want step 2 at 60%%", mid.Step, mid.Weight)
 	}
 
-	second := controller(t, srv, store, "second", 1500*time.Millisecond, rec)
-	if held, _ := second.Tick(ctx); held {
-		t.Fatal("the second controller acted while the first's lease was live")
-	}
+	second := controller(srv, store, rec)
 	publishResults(t, srv.JS, "a", 5, 0, 100)
 	publishResults(t, srv.JS, "b", 5, 0, 100)
-	streamstest.Eventually(t, 5*time.Second, func() bool { held, _ := second.Tick(ctx); return held }, "the lease never passed on")
+	streamstest.Eventually(t, 5*time.Second, func() bool {
+		second.Tick(ctx)
+		got, _ := m.Get(ctx, schemas.TaskUpscale)
+		return got.Step == 2
+	}, "the second controller never moved the stored step on")
 	got, _ := m.Get(ctx, schemas.TaskUpscale)
 	// The second controller continued the stored step: its window began when the first
 	// controller started it, so the step advanced instead of starting over.

@@ -21,8 +21,6 @@ const (
 	BucketRollouts = "rollouts"
 	// BucketRouting: "<task>" -> Table, the weights every ingest replica routes by.
 	BucketRouting = "routing"
-	// BucketLock: "controller" -> Lease, the one controller allowed to act.
-	BucketLock = "rollout_lock"
 )
 
 // rolloutHistory is how many rollouts of one task the bucket keeps.
@@ -36,7 +34,6 @@ func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 	return []jetstream.KeyValueConfig{
 		kv(BucketRollouts, "model rollouts per task: steps, state, timeline", rolloutHistory),
 		kv(BucketRouting, "runtime routing weights per task, watched by every ingest replica", 8),
-		kv(BucketLock, "the rollout controller's lease", 1),
 	}
 }
 
