@@ -46,6 +46,12 @@ type secureEnv struct {
 // (MountPages, for one).
 func newSecureEnv(t *testing.T, setup ...func(*ingest.Service)) *secureEnv {
 	t.Helper()
+	return newSecureEnvWith(t, ingest.Config{}, setup...)
+}
+
+// newSecureEnvWith is newSecureEnv with the service's configuration.
+func newSecureEnvWith(t *testing.T, conf ingest.Config, setup ...func(*ingest.Service)) *secureEnv {
+	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
 	jobStore, err := jobs.Open(ctx, s.JS)
@@ -68,7 +74,7 @@ func newSecureEnv(t *testing.T, setup ...func(*ingest.Service)) *secureEnv {
 			Tiers: map[schemas.Tier]quota.Limits{schemas.TierFree: {RequestsPerHour: 2}}}}
 	sec, err := app.NewSecurity(ctx, cfg, app.Deps{Bus: &app.Bus{NC: s.NC, JS: s.JS}, Blobs: blobs})
 	require.NoError(t, err)
-	svc := ingest.NewService(ingest.Config{}, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat,
+	svc := ingest.NewService(conf, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat,
 		func(context.Context, schemas.Tier) (int, error) { return 0, nil }, nil, quietLog(),
 		ingest.WithIdempotency(idem), ingest.WithJobIndex(index), ingest.WithSecurity(sec))
 	for _, f := range setup {

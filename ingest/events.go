@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -53,9 +54,26 @@ func isWebSocket(r *http.Request) bool {
 		})
 }
 
+// errUserGone ends an event stream whose user was deleted while it ran.
+var errUserGone = errors.New("the stream's user no longer exists")
+
+// stillActive returns errUserGone once the caller's user record is gone (deleted or
+// erased): a stream outlives no credential. A lookup that fails for another reason is
+// tried again at the next ping.
+func (s *Service) stillActive(ctx context.Context) error {
+	if s.sec == nil {
+		return nil
+	}
+	p := s.principal(ctx)
+	if _, err := s.sec.Users.Get(ctx, p.Tenant, p.User); errors.Is(err, auth.ErrUserNotFound) {
+		return errUserGone
+	}
+	return nil
+}
+
 // follow calls emit with the job's current state, then after every change and every
 // queue move, until the job is final, ctx ends or emit fails. tick runs every
-// PingInterval (keep-alives).
+// PingInterval (keep-alives), after checking that the caller's user still exists.
 func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(kind string, rec *schemas.JobRecord) error, tick func() error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -76,6 +94,9 @@ func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(
 		case <-s.closing:
 			return errClosing
 		case <-ping.C:
+			if err := s.stillActive(ctx); err != nil {
+				return err
+			}
 			if err := tick(); err != nil {
 				return err
 			}
@@ -188,6 +209,10 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request, rec *sc
 		c.Close(websocket.StatusGoingAway, "server shutting down; reconnect")
 		return
 	}
+	if errors.Is(err, errUserGone) {
+		c.Close(websocket.StatusPolicyViolation, "your user no longer exists")
+		return
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WithError(err).WithField("job_id", rec.ID).Warn("job event stream failed")
@@ -233,7 +258,12 @@ func (s *Service) serveSSE(w http.ResponseWriter, r *http.Request, rec *schemas.
 		flusher.Flush()
 		return err
 	}
-	if err := s.follow(r.Context(), rec, emit, tick); err != nil && r.Context().Err() == nil && !errors.Is(err, errClosing) {
+	err := s.follow(r.Context(), rec, emit, tick)
+	switch {
+	case errors.Is(err, errUserGone):
+		_, _ = io.WriteString(w, "event: revoked\ndata: your user no longer exists\n\n")
+		flusher.Flush()
+	case err != nil && r.Context().Err() == nil && !errors.Is(err, errClosing):
 		s.log.WithError(err).WithField("job_id", rec.ID).Warn("job event stream failed")
 	}
 }

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -177,4 +178,44 @@ func TestAnEventStreamTakesASingleUseTicketAndNoLongLivedCredential(t *testing.T
 		status, _ := e.openEvents(t, danJob, "ticket="+url.QueryEscape(tk))
 		require.Equal(t, http.StatusUnauthorized, status)
 	})
+}
+
+// TestDeletingAUserEndsTheirLiveEventStreams opens a WebSocket and a server-sent event
+// stream of one user's queued job, deletes the user, and requires both streams to end
+// within a ping interval, saying why.
+func TestDeletingAUserEndsTheirLiveEventStreams(t *testing.T) {
+	e := newSecureEnvWith(t, ingest.Config{PingInterval: 100 * time.Millisecond})
+	job := jobID(t, e.submitAs(t, e.tokens["carol"]))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	u := "ws" + strings.TrimPrefix(e.api.URL, "http") + "/v1/jobs/" + job + "/events?ticket=" + url.QueryEscape(e.ticketFor(t, e.tokens["carol"], job))
+	ws, _, err := websocket.Dial(ctx, u, nil)
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	var f ingest.EventFrame
+	require.NoError(t, wsjson.Read(ctx, ws, &f))
+	require.Equal(t, ingest.FrameState, f.Type)
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.api.URL+"/v1/jobs/"+job+"/events?ticket="+url.QueryEscape(e.ticketFor(t, e.tokens["carol"], job)), nil)
+	require.NoError(t, err)
+	sse, err := e.api.Client().Do(req)
+	require.NoError(t, err)
+	defer sse.Body.Close()
+	require.Equal(t, http.StatusOK, sse.StatusCode)
+
+	r := e.call(t, http.MethodDelete, "/v1/users/carol", e.tokens["alice"], nil, "")
+	require.Equal(t, http.StatusNoContent, r.status, string(r.body))
+
+	for {
+		err := wsjson.Read(ctx, ws, &f)
+		if err == nil {
+			continue // frames sent before the next ping
+		}
+		require.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err), "the WebSocket ends with a policy close: %v", err)
+		break
+	}
+	body, err := io.ReadAll(sse.Body) // ends when the server closes the stream
+	require.NoError(t, err)
+	require.Contains(t, string(body), "event: revoked")
 }
