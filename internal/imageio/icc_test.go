@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	ljpeg "github.com/creativeai-studio/studio/internal/imageio/jpeg"
+
 	"github.com/stretchr/testify/require"
 	"golang.org/x/image/webp"
 
@@ -58,15 +60,16 @@ func inProfile(t testing.TB, p *colour.Profile, w, h int) *image.NRGBA {
 	return img
 }
 
-// rawPixels decodes data with the standard codecs, ignoring any profile:
-// the device values stored in the file.
+// rawPixels decodes data with the codecs Decode uses (libjpeg-turbo's
+// arithmetic for JPEG), ignoring any profile: the device values stored in the
+// file, as the product reads them.
 func rawPixels(t testing.TB, data []byte) *image.NRGBA {
 	t.Helper()
 	var img image.Image
 	var err error
 	switch {
 	case bytes.HasPrefix(data, []byte{0xFF, 0xD8}):
-		img, err = jpeg.Decode(bytes.NewReader(data))
+		img, err = ljpeg.Decode(bytes.NewReader(data))
 	case bytes.HasPrefix(data, []byte(pngSignature)):
 		img, err = png.Decode(bytes.NewReader(data))
 	default:
