@@ -90,7 +90,7 @@ func Connect(ctx context.Context, cfg *Config, name string, log logrus.FieldLogg
 	}
 	// Every process provisions at start; on a cluster started at the same moment it
 	// first waits for a meta leader, and retries provisioning while streams elect theirs.
-	wait := streams.Startup{Log: log.WithField("component", "startup")}
+	wait := streams.Startup{Wait: cfg.StartupWait, Log: log.WithField("component", "startup")}
 	top := streams.DefaultTopology(cfg.Replicas).WithMaxBytes(cfg.StreamMaxBytes)
 	if err := wait.AwaitJetStream(ctx, b.JS); err != nil {
 		b.Close()

@@ -93,6 +93,9 @@ type Config struct {
 	StageDeadline time.Duration
 	DrainTimeout  time.Duration
 	AckWait       time.Duration
+	// StartupWait bounds how long a starting process waits for JetStream (a meta
+	// leader) and for its streams and buckets to be provisioned.
+	StartupWait time.Duration
 	// JobDeadline fails a job still not final this long after its submission (ingest
 	// enforces it; 0 disables).
 	JobDeadline  time.Duration
@@ -183,6 +186,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.StageDeadline, "stage-deadline", envDuration("stage-deadline", 0), "per-image run bound of every stage; past it the job fails with stage_deadline_exceeded, not retried; 0 keeps each stage's own (preprocess 1m, inference 5m, postprocess 1m, store 45s) ["+envName("stage-deadline")+"]")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", envDuration("drain-timeout", 25*time.Second), "how long in-flight work may finish on shutdown ["+envName("drain-timeout")+"]")
 	fs.DurationVar(&c.AckWait, "ack-wait", envDuration("ack-wait", 0), "redeliver a message this long after its worker stopped reporting progress; 0 keeps each stage's default ["+envName("ack-wait")+"]")
+	fs.DurationVar(&c.StartupWait, "startup-wait", envDuration("startup-wait", 2*time.Minute), "how long a starting process waits for JetStream to elect its leaders and for provisioning to finish, retrying, before it gives up ["+envName("startup-wait")+"]")
 	fs.DurationVar(&c.JobDeadline, "job-deadline", envDuration("job-deadline", processors.DefaultJobDeadline()), "fail a job with code deadline_exceeded when it is not finished this long after submission; the default covers every retry of every stage; 0 disables ["+envName("job-deadline")+"]")
 	str(&c.Stages, "stages", "ingest,preprocess,inference,postprocess,store", "parts `studio up` runs in-process; leave some out to run them as `studio worker` processes")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")

@@ -54,7 +54,9 @@ func TestEveryProcessStartsAtOnceOnAFreshCluster(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				cfg := &Config{NATSURL: c.Servers[node].ClientURL(), Replicas: 3, Worker: p.name}
+				// Twelve processes provisioning every stream and bucket at R3 on one
+				// machine that also runs the other test packages: give the elections time.
+				cfg := &Config{NATSURL: c.Servers[node].ClientURL(), Replicas: 3, Worker: p.name, StartupWait: 6 * time.Minute}
 				if p.bus, p.err = Connect(ctx, cfg, p.name, log); p.err != nil {
 					return
 				}
