@@ -57,12 +57,9 @@ fi
 step "go test"
 # shellcheck disable=SC2086
 go test $GO_TEST_FLAGS -skip '^TestChaos$' ./...
-
-step "fault suite, short form (make chaos is the long one)"
-# Alone, after the rest: it kills processes of a 3-node cluster and counts every job,
-# and its elections and timeouts assume a machine not also running the other packages.
-# shellcheck disable=SC2086
-go test $GO_TEST_FLAGS -run '^TestChaos$' ./cmd/studio/
+# TestChaos (separate processes on a 3-node cluster) is `make chaos`, out of this path:
+# on a loaded 2-core machine its cluster sometimes needs longer than its waits to start
+# or to recover (issue 15). The embedded-cluster fault tests above stay in it.
 
 step "go benchmarks (a few iterations each: they must run, not measure)"
 # Every hot-path benchmark, real models included. Figures worth quoting come from
