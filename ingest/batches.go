@@ -61,13 +61,7 @@ type BatchV2 struct {
 }
 
 // BatchCounts counts a batch's jobs by status.
-type BatchCounts struct {
-	Queued    int `json:"queued"`
-	Running   int `json:"running"`
-	Succeeded int `json:"succeeded"`
-	Failed    int `json:"failed"`
-	Cancelled int `json:"cancelled"`
-}
+type BatchCounts = schemas.BatchCounts
 
 // BatchRefusal is an image of a batch that Admit refused, with the problem it answered.
 type BatchRefusal struct {
@@ -104,22 +98,25 @@ func (s *Service) registerBatchRoutes(api huma.API) {
 			"Each image becomes a job, admitted exactly as POST /jobs admits one; the batch is charged once against the rate limit, and the active-job cap applies per job. "+
 			"Images that are refused (an unreadable image, the active-job cap reached) are listed in `refused` with their problem, and the others form the batch (**partial admission**); "+
 			"if no image is admitted the answer is the first refusal. Batch jobs run on the batch lane (the lowest tier's queue), which yields to interactive work without starving. "+
-			"Idempotency keys are not taken. Answers 202 with the batch and `Location`.", MaxBatchImages, MaxBatchBytes>>20),
+			"`callback_url` receives one signed webhook (`studio.batch.completed/v1`, counts per status) when every job of the batch has ended; the batch's jobs send none of their own. "+
+			"Idempotency keys are not taken. The same batch request is taken on NATS at `studio.submit.batch.<task>`. Answers 202 with the batch and `Location`.", MaxBatchImages, MaxBatchBytes>>20),
 		DefaultStatus: http.StatusAccepted, Errors: []int{400, 401, 403, 413, 415, 422, 429, 503},
 		RequestBody: &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{
 			"multipart/form-data": {Schema: &huma.Schema{Type: "object", Properties: map[string]*huma.Schema{
-				"image":   {Type: "array", Items: &huma.Schema{Type: "string", Format: "binary"}, Description: "one part per image"},
-				"task":    {Type: "string"},
-				"model":   {Type: "string"},
-				"version": {Type: "string"},
-				"params":  {Type: "string", Description: "task parameters as a JSON object"},
+				"image":        {Type: "array", Items: &huma.Schema{Type: "string", Format: "binary"}, Description: "one part per image"},
+				"task":         {Type: "string"},
+				"model":        {Type: "string"},
+				"version":      {Type: "string"},
+				"params":       {Type: "string", Description: "task parameters as a JSON object"},
+				"callback_url": {Type: "string", Format: "uri", Description: "receives one signed POST (studio.batch.completed/v1) when every job of the batch has ended"},
 			}, Required: []string{"image", "task"}}},
 			"application/json": {Schema: &huma.Schema{Type: "object", Description: "schemas.BatchRequest", Properties: map[string]*huma.Schema{
-				"task":    {Type: "string"},
-				"model":   {Type: "string"},
-				"version": {Type: "string"},
-				"params":  {Type: "object", Description: "task parameters; ranges in GET /v1/tasks"},
-				"images":  {Type: "array", Items: &huma.Schema{Ref: "#/components/schemas/ImageInput"}, Description: "uploaded objects by key; inline data is not taken"},
+				"task":         {Type: "string"},
+				"model":        {Type: "string"},
+				"version":      {Type: "string"},
+				"params":       {Type: "object", Description: "task parameters; ranges in GET /v1/tasks"},
+				"images":       {Type: "array", Items: &huma.Schema{Ref: "#/components/schemas/ImageInput"}, Description: "uploaded objects by key; inline data is not taken"},
+				"callback_url": {Type: "string", Format: "uri", Description: "receives one signed POST (studio.batch.completed/v1) when every job of the batch has ended"},
 			}, Required: []string{"task", "images"}}},
 		}},
 	}, func(ctx context.Context, _ *struct{}) (*submitOutput[BatchV2], error) {
@@ -164,17 +161,32 @@ func (s *Service) registerBatchRoutes(api huma.API) {
 
 func batchPath(id string) string { return "/v2/batches/" + id }
 
-// handleBatch admits each image of a batch through Admit. The first image's reader
-// parses the whole body, so a caller refused by Admit's rules 1 to 3 never has it read.
+// handleBatch admits each image of a batch through Admit (admitBatch). The first
+// image's reader parses the whole body, so a caller refused by Admit's rules 1 to 3
+// never has it read.
 func (s *Service) handleBatch(ctx context.Context) (*BatchV2, error) {
 	w, r := exchangeFrom(ctx)
-	who := s.httpCaller(ctx)
 	entry := Entry{RequestID: RequestIDFrom(ctx), IP: s.auditRequest(r).IP, Batch: NewJobID()}
+	admitted, refused, err := s.admitBatch(ctx, s.httpCaller(ctx), entry, r.URL.Path, func() ([]batchItem, *Problem) {
+		return s.parseBatchBody(w, r)
+	})
+	if err != nil {
+		return nil, s.batchRefusal(err, r)
+	}
+	b := s.batchView(entry.Batch, admitted, r)
+	b.Refused = refused
+	return b, nil
+}
+
+// admitBatch is the batch admission of both entries (HTTP and NATS): each item that
+// parse returns is admitted through Admit as a member of entry.Batch, the rate limit
+// charged by the first only. Refused items are listed with their problem (where names
+// the entry in them) and the others form the batch; when parse fails or no item is
+// admitted, err is the first refusal. admitted[i] and refused are in request order.
+func (s *Service) admitBatch(ctx context.Context, who *auth.Principal, entry Entry, where string, parse func() ([]batchItem, *Problem)) (admitted []*schemas.JobRecord, refused []BatchRefusal, err error) {
 	var (
-		items    []batchItem
-		admitted []*schemas.JobRecord
-		refused  []BatchRefusal
-		first    error
+		items []batchItem
+		first error
 	)
 	for i := 0; i == 0 || i < len(items); i++ {
 		e := entry
@@ -182,7 +194,7 @@ func (s *Service) handleBatch(ctx context.Context) (*BatchV2, error) {
 		sub, err := s.Admit(ctx, who, e, func() (SubmitRequest, error) {
 			if items == nil {
 				var p *Problem
-				if items, p = s.parseBatchBody(w, r); p != nil {
+				if items, p = parse(); p != nil {
 					return SubmitRequest{}, p
 				}
 			}
@@ -193,20 +205,18 @@ func (s *Service) handleBatch(ctx context.Context) (*BatchV2, error) {
 			continue
 		}
 		if items == nil {
-			return nil, s.batchRefusal(err, r)
+			return nil, nil, err
 		}
 		if first == nil {
 			first = err
 		}
-		prob, _ := s.refusal(err, r.URL.Path)
+		prob, _ := s.refusal(err, where)
 		refused = append(refused, BatchRefusal{Index: i, Filename: items[i].filename, Key: items[i].req.ImageKey, Problem: prob})
 	}
 	if len(admitted) == 0 {
-		return nil, s.batchRefusal(first, r)
+		return nil, refused, first
 	}
-	b := s.batchView(entry.Batch, admitted, r)
-	b.Refused = refused
-	return b, nil
+	return admitted, refused, nil
 }
 
 // batchRefusal renders an Admit refusal as the answer (with Retry-After for a limit).
@@ -230,29 +240,35 @@ func (s *Service) parseBatchBody(w http.ResponseWriter, r *http.Request) ([]batc
 		if err != nil {
 			return nil, problem(413, "body_too_large", fmt.Sprintf("a JSON batch may be at most %d bytes: it names uploaded images by key", maxBatchJSON))
 		}
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		var br schemas.BatchRequest
-		if err := dec.Decode(&br); err != nil {
-			return nil, problem(400, "bad_json", "the body is not a batch request: "+err.Error())
-		}
-		base := SubmitRequest{Task: br.Task, Model: br.Model, Version: br.Version, Params: br.Params}
-		var items []batchItem
-		for i, img := range br.Images {
-			if img.Key == "" || img.Data != nil {
-				f := fmt.Sprintf("images[%d].key", i)
-				return nil, problem(422, "invalid_image", "each image of a JSON batch names an uploaded object by key (POST /v1/uploads); inline data is not taken",
-					FieldProblem{Field: f, Constraint: "required", Message: "an upload key is required"})
-			}
-			req := base
-			req.ImageKey, req.ImageField = img.Key, fmt.Sprintf("images[%d].key", i)
-			items = append(items, batchItem{req: req})
-		}
-		return checkBatchSize(items)
+		return parseBatchJSON(body)
 	}
 	return nil, problem(415, "unsupported_media_type",
 		"send multipart/form-data with one image part per file and a task field, or application/json naming uploaded images by key",
 		FieldProblem{Field: "Content-Type", Constraint: "enum", Message: "must be multipart/form-data or application/json"})
+}
+
+// parseBatchJSON reads a JSON batch request (schemas.BatchRequest): the body of a JSON
+// POST /v2/batches and of a batch on studio.submit.batch.<task>.
+func parseBatchJSON(body []byte) ([]batchItem, *Problem) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var br schemas.BatchRequest
+	if err := dec.Decode(&br); err != nil {
+		return nil, problem(400, "bad_json", "the body is not a batch request: "+err.Error())
+	}
+	base := SubmitRequest{Task: br.Task, Model: br.Model, Version: br.Version, Params: br.Params, CallbackURL: br.CallbackURL}
+	var items []batchItem
+	for i, img := range br.Images {
+		if img.Key == "" || img.Data != nil {
+			f := fmt.Sprintf("images[%d].key", i)
+			return nil, problem(422, "invalid_image", "each image of a JSON batch names an uploaded object by key (POST /v1/uploads); inline data is not taken",
+				FieldProblem{Field: f, Constraint: "required", Message: "an upload key is required"})
+		}
+		req := base
+		req.ImageKey, req.ImageField = img.Key, fmt.Sprintf("images[%d].key", i)
+		items = append(items, batchItem{req: req})
+	}
+	return checkBatchSize(items)
 }
 
 // parseBatchMultipart reads the fields and every image part of a multipart batch.
@@ -298,7 +314,7 @@ func (s *Service) parseBatchMultipart(r *http.Request) ([]batchItem, *Problem) {
 			if len(items) > MaxBatchImages {
 				return checkBatchSize(items)
 			}
-		case "task", "model", "version", "params":
+		case "task", "model", "version", "params", "callback_url":
 			v, err := io.ReadAll(io.LimitReader(part, 64<<10))
 			if err != nil {
 				return nil, problem(400, "bad_multipart", "reading field "+name+": "+err.Error())
@@ -311,6 +327,8 @@ func (s *Service) parseBatchMultipart(r *http.Request) ([]batchItem, *Problem) {
 				base.Model = val
 			case "version":
 				base.Version = val
+			case "callback_url":
+				base.CallbackURL = val
 			case "params":
 				if val != "" {
 					if err := json.Unmarshal([]byte(val), &base.Params); err != nil {

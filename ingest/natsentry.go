@@ -215,3 +215,86 @@ func (s *Service) natsCaller(ctx context.Context, h map[string][]string, req aut
 	}
 	return p, nil
 }
+
+// ServeNATSBatches answers batches that upstream systems send on
+// studio.submit.batch.<task> (schemas.BatchRequest: uploaded images by key, one task
+// and parameter set) until ctx is cancelled. The caller is found as on
+// studio.submit.<task> (natsCaller or the Authorization header), and the batch goes
+// through admitBatch, the admission of POST /v2/batches: each image through Admit,
+// the rate limit charged once, the active-job cap per job, partial admission. The reply
+// is a schemas.BatchReply, or a schemas.Problem when nothing was admitted. Every ingest
+// process joins the queue group "ingest".
+func (s *Service) ServeNATSBatches(ctx context.Context, rs streams.RequestServer) error {
+	return rs.Serve(ctx, streams.ServiceConfig{
+		Name: "studio-ingest-batches", Version: "1.0.0", Description: "CreativeAI Studio batch submission",
+		Endpoint: "submit-batch", Subject: schemas.SubmitBatchSubjectPattern, QueueGroup: "ingest", Log: s.log,
+	}, s.handleNATSBatch)
+}
+
+// handleNATSBatch is the NATS entry's adapter to admitBatch.
+func (s *Service) handleNATSBatch(ctx context.Context, m streams.Request) streams.Reply {
+	task := schemas.Task(strings.TrimPrefix(m.Subject, "studio.submit.batch."))
+	requestID := first(m.Header, "Studio-Request-Id", "X-Request-ID")
+	if !acceptRequestID(requestID) {
+		requestID = newRequestID()
+	}
+	log := s.log.WithFields(logrus.Fields{"stage": "ingest", "subject": m.Subject, "request_id": requestID})
+	var who *auth.Principal
+	if s.sec != nil {
+		p, err := s.natsCaller(ctx, m.Header, auth.Request{RequestID: requestID, TraceID: traceIDFor(requestID)})
+		if err != nil {
+			var prob *Problem
+			if errors.As(err, &prob) {
+				return s.natsProblem(log, m, prob, nil, requestID)
+			}
+			prob, h := s.credentialRefusal(err, requestID)
+			return s.natsProblem(log, m, prob, h, requestID)
+		}
+		who = &p
+	}
+	entry := Entry{RequestID: requestID, TraceParent: first(m.Header, "traceparent"), Batch: NewJobID()}
+	admitted, refused, err := s.admitBatch(ctx, who, entry, m.Subject, func() ([]batchItem, *Problem) {
+		if len(m.Data) > maxBatchJSON {
+			return nil, problem(413, "body_too_large", fmt.Sprintf("a batch request may be at most %d bytes: it names uploaded images by key", maxBatchJSON))
+		}
+		items, p := parseBatchJSON(m.Data)
+		if p != nil {
+			return nil, p
+		}
+		for i := range items {
+			switch t := items[i].req.Task; {
+			case t == "":
+				items[i].req.Task = task
+			case t != task:
+				return nil, problem(422, "task_mismatch", fmt.Sprintf("the body asks for %q but was sent on the %s subject", t, schemas.SubmitBatchSubject(task)),
+					FieldProblem{Field: "task", Constraint: "const", Message: "must match the subject's task " + string(task)})
+			}
+		}
+		return items, nil
+	})
+	if err != nil {
+		prob, retry := s.refusal(err, m.Subject)
+		var h http.Header
+		if retry != "" {
+			h = http.Header{"Retry-After": {retry}}
+		}
+		return s.natsProblem(log, m, prob, h, requestID)
+	}
+	reply := schemas.BatchReply{Schema: schemas.SchemaBatchSubmitted, BatchID: entry.Batch, Jobs: []schemas.BatchJob{}, StatusURL: batchPath(entry.Batch)}
+	skipped := map[int]bool{}
+	for _, r := range refused {
+		skipped[r.Index] = true
+		reply.Refused = append(reply.Refused, schemas.BatchRefused{Index: r.Index, Key: r.Key, Problem: *r.Problem})
+	}
+	i := 0
+	for _, rec := range admitted {
+		for skipped[i] {
+			i++
+		}
+		reply.Jobs = append(reply.Jobs, schemas.BatchJob{Index: i, JobID: rec.ID, Status: rec.Status})
+		i++
+	}
+	log.WithFields(logrus.Fields{"batch": entry.Batch, "jobs": len(admitted), "refused": len(refused)}).Info("batch queued")
+	data, _ := json.Marshal(reply)
+	return streams.Reply{Data: data, Header: map[string][]string{"Content-Type": {"application/json"}, "Studio-Request-Id": {requestID}}}
+}

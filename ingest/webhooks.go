@@ -309,6 +309,9 @@ func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *st
 	if !ok || entry.CallbackURL == "" {
 		return nil // not submitted through this ingest, expired, or no callback
 	}
+	if entry.Batch != "" {
+		return s.deliverBatchWebhook(ctx, client, m, &res, entry, attempt)
+	}
 	status, err := s.callWebhook(ctx, client, entry.CallbackURL, &res, m.Data, attempt)
 	log = log.WithFields(logrus.Fields{"callback_url": redactURL(entry.CallbackURL), "status_code": status})
 	if err != nil {
@@ -320,22 +323,32 @@ func (s *Service) deliverWebhook(ctx context.Context, client *http.Client, m *st
 
 // callWebhook POSTs the result event, signed; any 2xx is success.
 func (s *Service) callWebhook(ctx context.Context, client *http.Client, target string, res *schemas.ResultEvent, body []byte, attempt int) (int, error) {
+	h := http.Header{}
+	h.Set("Studio-Job-Id", res.JobID)
+	if res.TraceParent != "" {
+		h.Set("traceparent", res.TraceParent)
+	}
+	return s.postWebhook(ctx, client, target, res.Tenant, res.Schema, res.JobID+"."+strconv.Itoa(attempt), h, body)
+}
+
+// postWebhook POSTs body to target, signed with tenant's secret, with the event and
+// delivery headers and extra; any 2xx is success.
+func (s *Service) postWebhook(ctx context.Context, client *http.Client, target, tenant, event, delivery string, extra http.Header, body []byte) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return 0, errors.New("callback URL cannot be requested")
 	}
+	for k, v := range extra {
+		req.Header[k] = v
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "studio-webhooks/1")
-	req.Header.Set(HeaderEvent, res.Schema)
-	req.Header.Set(HeaderDelivery, res.JobID+"."+strconv.Itoa(attempt))
-	req.Header.Set("Studio-Job-Id", res.JobID)
+	req.Header.Set(HeaderEvent, event)
+	req.Header.Set(HeaderDelivery, delivery)
 	req.Header.Set(HeaderSignature, SignWebhook(time.Now(), body,
-		TenantWebhookSecret(s.cfg.WebhookSecret, res.Tenant), s.previousTenantSecret(res.Tenant)))
-	if res.TraceParent != "" {
-		req.Header.Set("traceparent", res.TraceParent)
-	}
+		TenantWebhookSecret(s.cfg.WebhookSecret, tenant), s.previousTenantSecret(tenant)))
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error

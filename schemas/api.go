@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Schema identifiers of the submission API (HTTP JSON body and the NATS entry).
@@ -64,7 +65,72 @@ type BatchRequest struct {
 	Version string         `json:"version,omitempty"`
 	Params  map[string]any `json:"params,omitempty"`
 	// Images name uploaded objects by key; inline data is not taken in a batch.
-	Images []ImageInput `json:"images"`
+	Images []ImageInput `json:"images" jsonschema:"minItems=1"`
+	// CallbackURL receives one signed POST with a BatchCompleted summary once every
+	// job of the batch has ended; the batch's jobs send no webhook of their own.
+	CallbackURL string `json:"callback_url,omitempty" jsonschema:"format=uri,maxLength=2048,pattern=^https?://"`
+}
+
+// Schema identifiers of batches.
+const (
+	SchemaBatchSubmitted = "studio.batch.submitted/v1"
+	SchemaBatchCompleted = "studio.batch.completed/v1"
+)
+
+// SubmitBatchSubjectPattern is where the NATS entry takes batches (a BatchRequest):
+// studio.submit.batch.<task>. It lies under studio.submit.>, so the accounts that may
+// submit jobs may submit batches.
+const SubmitBatchSubjectPattern = "studio.submit.batch.*"
+
+// SubmitBatchSubject is the NATS subject for a batch of task.
+func SubmitBatchSubject(task Task) string { return "studio.submit.batch." + string(task) }
+
+// BatchReply answers a batch on studio.submit.batch.<task>: the batch, its jobs (in
+// request order) and the images that were refused.
+type BatchReply struct {
+	Schema  string         `json:"schema" jsonschema:"enum=studio.batch.submitted/v1"`
+	BatchID string         `json:"batch_id"`
+	Jobs    []BatchJob     `json:"jobs"`
+	Refused []BatchRefused `json:"refused,omitempty"`
+	// StatusURL is GET /v2/batches/{id} on the HTTP API.
+	StatusURL string `json:"status_url"`
+}
+
+// BatchJob is one admitted job of a batch.
+type BatchJob struct {
+	Index  int    `json:"index" jsonschema:"description=the image's position in the request, from 0"`
+	JobID  string `json:"job_id"`
+	Status Status `json:"status"`
+}
+
+// BatchRefused is one image of a batch that admission refused, with the problem.
+type BatchRefused struct {
+	Index   int     `json:"index"`
+	Key     string  `json:"key,omitempty"`
+	Problem Problem `json:"problem"`
+}
+
+// BatchCounts counts a batch's jobs by status.
+type BatchCounts struct {
+	Queued    int `json:"queued"`
+	Running   int `json:"running"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+}
+
+// BatchCompleted is the body of the batch webhook, sent once when every job of a
+// batch has ended (Studio-Event: studio.batch.completed/v1).
+type BatchCompleted struct {
+	Schema      string      `json:"schema" jsonschema:"enum=studio.batch.completed/v1"`
+	BatchID     string      `json:"batch_id"`
+	Tenant      string      `json:"tenant"`
+	User        string      `json:"user"`
+	Task        Task        `json:"task"`
+	Total       int         `json:"total"`
+	Counts      BatchCounts `json:"counts"`
+	JobIDs      []string    `json:"job_ids"`
+	CompletedAt time.Time   `json:"completed_at"`
 }
 
 // ImageInput is the image of a JobRequest: exactly one of Key (an object already in the

@@ -632,6 +632,7 @@ func ServeIngest(ctx context.Context, cfg *Config, bus *Bus, svc *ingest.Service
 	// The background work of an ingest replica; each runs until bg ends.
 	tasks := []func(context.Context) error{
 		func(ctx context.Context) error { return svc.ServeNATS(ctx, streams.RequestServer{NC: bus.NC}) },
+		func(ctx context.Context) error { return svc.ServeNATSBatches(ctx, streams.RequestServer{NC: bus.NC}) },
 		// Routing weights follow the bucket "routing"; one replica's controller moves them.
 		func(ctx context.Context) error { return RunRollouts(ctx, cfg, bus, svc.Catalog(), log) },
 		func(ctx context.Context) error { return RunJobDeadlines(ctx, cfg, bus, log) },

@@ -127,7 +127,8 @@ func DefaultRegistry() Registry {
 				return json.Unmarshal(v, &ce) == nil && (f.Jobs[ce.JobID] || ce.User == f.User)
 			}},
 			{Bucket: jobs.BucketIndex, Filters: user(".>")},
-			{Bucket: jobs.BucketIdempotency, Filters: func(f *Footprint) []string { return []string{"k." + f.prefix() + ".>"} },
+			// "k.": Idempotency-Key claims; "b.": claims on batch completion webhooks.
+			{Bucket: jobs.BucketIdempotency, Filters: func(f *Footprint) []string { return []string{"k." + f.prefix() + ".>", "b." + f.prefix() + ".>"} },
 				// Claims written before keys named the user ("k.<tenant>.<hash>") are
 				// found by the job they name.
 				ScanFilter: func(f *Footprint) string { return "k." + f.Tenant + ".*" },

@@ -20,7 +20,8 @@ const (
 	// listing, webhooks and erasure read.
 	BucketIndex = "userjobs"
 	// BucketIdempotency: "k.<tenant>.<user>.<hash of the Idempotency-Key>" -> the claim
-	// binding the key to a job (ingest).
+	// binding the key to a job (ingest); "b.<tenant>.<user>.<batch>" -> the claim on a
+	// batch's completion webhook, so that one delivery goes out across replicas.
 	BucketIdempotency = "idempotency"
 )
 

@@ -41,6 +41,9 @@ var exported = []struct {
 	{ErasureRequest, schemas.ErasureRequest{}, false, "Erasure request: studio.audit.erasure"},
 	{HTTPRequest, schemas.HTTPRequest{}, false, "HTTP telemetry: studio.telemetry.http"},
 	{OCRResult, schemas.OCRResult{}, false, "OCR result: the text.json result of an ocr job"},
+	{BatchRequest, schemas.BatchRequest{}, true, "Batch request: POST /v2/batches (JSON) and studio.submit.batch.<task>"},
+	{BatchReply, schemas.BatchReply{}, false, "Reply on studio.submit.batch.<task>"},
+	{BatchCompleted, schemas.BatchCompleted{}, false, "Batch webhook body: every job of a batch has ended"},
 }
 
 // generate renders every schema file from the Go types.

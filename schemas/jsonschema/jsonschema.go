@@ -37,4 +37,7 @@ const (
 	ErasureRequest = "erasure-request.json" // schemas.ErasureRequest: studio.audit.erasure
 	HTTPRequest    = "http-request.json"    // schemas.HTTPRequest: studio.telemetry.http
 	OCRResult      = "ocr-result.json"      // schemas.OCRResult: an ocr job's text.json result
+	BatchRequest   = "batch-request.json"   // schemas.BatchRequest: POST /v2/batches JSON, studio.submit.batch.<task>
+	BatchReply     = "batch-reply.json"     // schemas.BatchReply: the reply on studio.submit.batch.<task>
+	BatchCompleted = "batch-completed.json" // schemas.BatchCompleted: the batch webhook's body
 )
