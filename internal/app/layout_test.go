@@ -47,6 +47,7 @@ var layers = map[string]int{
 	"internal/blob/natsobj": 3,
 	"internal/erasure/...":  3,
 	"internal/rollout/...":  3,
+	"internal/replay/...":   3,
 	// 4: the pipeline: the stage table and handler, then one package per stage.
 	"processors":          4,
 	"processors/artifact": 4,
@@ -95,7 +96,7 @@ var ceilings = map[string]int{"sink/...": 2, "ingest/studio/...": 1}
 // generator (an upstream NATS client) and the deployment checks.
 var natsAllowed = []string{
 	"streams", "streams/streamstest",
-	"internal/jobs", "internal/quota", "internal/auth", "internal/blob/natsobj", "internal/erasure", "internal/rollout",
+	"internal/jobs", "internal/quota", "internal/auth", "internal/blob/natsobj", "internal/erasure", "internal/rollout", "internal/replay",
 	"internal/topology", "internal/app", "internal/bench", "deploy",
 }
 
