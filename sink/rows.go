@@ -65,13 +65,25 @@ var (
 			"id", "job_id", "tenant", "user_id", "rating", "comment", "model", "model_version", "event_time",
 		},
 	}
+	// tableReplay holds shadow replays (`studio replay`); timeCol is the original
+	// request's time, so a replay of a request made before its user's erasure is
+	// erased (or dropped on arrival) like the original's rows.
+	tableReplay = &table{
+		name: "replay_results", key: "id", userCol: "user_id", timeCol: "submitted_at",
+		columns: []string{
+			"id", "replay_id", "job_id", "shadow_job_id", "tenant", "user_id", "task", "model",
+			"original_version", "shadow_version", "outcome", "error", "output",
+			"iou", "psnr", "ssim", "text_equal", "cer", "original_ms", "shadow_ms",
+			"submitted_at", "replayed_at",
+		},
+	}
 	tableErasures = &table{
 		name: "erasures", key: "id",
 		columns: []string{"id", "tenant", "user_id", "requested_at", "requested_by", "applied_at"},
 	}
 
 	// erasableTables hold personal data and are cleaned by erasure requests.
-	erasableTables = []*table{tableJobs, tableStageRuns, tableHTTP, tableAudit, tableFeedback}
+	erasableTables = []*table{tableJobs, tableStageRuns, tableHTTP, tableAudit, tableFeedback, tableReplay}
 )
 
 // row is one row for one table, with what the erasure filter needs.
@@ -118,6 +130,7 @@ var sinkStreams = []streamSpec{
 		schemas: map[string]func([]byte) (decoded, error){
 			schemas.SchemaStageRun:    decodeStageRun,
 			schemas.SchemaHTTPRequest: decodeHTTPRequest,
+			schemas.SchemaReplayResult: decodeReplay,
 		},
 	},
 	{
@@ -426,4 +439,47 @@ func decodeErasure(data []byte) (decoded, error) {
 			},
 		},
 	}, nil
+}
+
+// decodeReplay writes one replay_results row. A metric that does not apply to the task
+// is nan (text_equal: 255), so aggregates skip it with isNaN.
+func decodeReplay(data []byte) (decoded, error) {
+	var r schemas.ReplayResult
+	if err := json.Unmarshal(data, &r); err != nil {
+		return decoded{}, err
+	}
+	if err := r.Validate(); err != nil {
+		return decoded{}, err
+	}
+	replayed, err := required("replayed_at", r.ReplayedAt)
+	if err != nil {
+		return decoded{}, err
+	}
+	submitted, err := optional("submitted_at", r.SubmittedAt)
+	if err != nil {
+		return decoded{}, err
+	}
+	metric := func(v *float64) float64 {
+		if v == nil {
+			return math.NaN()
+		}
+		return *v
+	}
+	textEqual := uint8(255)
+	if r.TextEqual != nil {
+		textEqual = 0
+		if *r.TextEqual {
+			textEqual = 1
+		}
+	}
+	id := r.ReplayID + ":" + r.JobID
+	return decoded{rows: []row{{
+		table: tableReplay, key: id, tenant: r.Tenant, user: r.User, at: submitted,
+		values: []any{
+			id, r.ReplayID, r.JobID, r.ShadowJobID, r.Tenant, r.User, string(r.Task), r.Model,
+			r.OriginalVersion, r.ShadowVersion, r.Outcome, r.Error, r.Output,
+			metric(r.IoU), metric(r.PSNR), metric(r.SSIM), textEqual, metric(r.CER), r.OriginalMS, r.ShadowMS,
+			submitted, replayed,
+		},
+	}}}, nil
 }

@@ -32,7 +32,7 @@ func (e *rowError) Error() string { return e.err.Error() }
 func (e *rowError) Unwrap() error { return e.err }
 
 // insertOrder is the order in which a batch's tables are written.
-var insertOrder = []*table{tableJobs, tableStageRuns, tableHTTP, tableFeedback, tableAudit, tableErasures}
+var insertOrder = []*table{tableJobs, tableStageRuns, tableHTTP, tableFeedback, tableReplay, tableAudit, tableErasures}
 
 // write drops rows of erased users, skips rows whose key is already stored, inserts the
 // rest table by table, then applies the erasure requests of the batch. msgOf maps a
