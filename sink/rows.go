@@ -128,8 +128,8 @@ var sinkStreams = []streamSpec{
 	{
 		stream: schemas.StreamTelemetry, durable: "sink-telemetry", filters: []string{"studio.telemetry.>"},
 		schemas: map[string]func([]byte) (decoded, error){
-			schemas.SchemaStageRun:    decodeStageRun,
-			schemas.SchemaHTTPRequest: decodeHTTPRequest,
+			schemas.SchemaStageRun:     decodeStageRun,
+			schemas.SchemaHTTPRequest:  decodeHTTPRequest,
 			schemas.SchemaReplayResult: decodeReplay,
 		},
 	},
