@@ -44,6 +44,7 @@ var exported = []struct {
 	{BatchRequest, schemas.BatchRequest{}, true, "Batch request: POST /v2/batches (JSON) and studio.submit.batch.<task>"},
 	{BatchReply, schemas.BatchReply{}, false, "Reply on studio.submit.batch.<task>"},
 	{BatchCompleted, schemas.BatchCompleted{}, false, "Batch webhook body: every job of a batch has ended"},
+	{ReplayResult, schemas.ReplayResult{}, false, "Shadow replay row: studio.telemetry.replay"},
 }
 
 // generate renders every schema file from the Go types.

@@ -40,4 +40,5 @@ const (
 	BatchRequest   = "batch-request.json"   // schemas.BatchRequest: POST /v2/batches JSON, studio.submit.batch.<task>
 	BatchReply     = "batch-reply.json"     // schemas.BatchReply: the reply on studio.submit.batch.<task>
 	BatchCompleted = "batch-completed.json" // schemas.BatchCompleted: the batch webhook's body
+	ReplayResult   = "replay-result.json"   // schemas.ReplayResult: studio.telemetry.replay
 )
