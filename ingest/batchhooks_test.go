@@ -91,7 +91,7 @@ func TestBatchWebhookCountsCancelledJobs(t *testing.T) {
 	require.Equal(t, 2, ev.Total)
 }
 
-func TestBatchCallbackURLIsCheckedAsAJobs(t *testing.T) {
+func TestBatchCallbackURLIsRefusedWithoutAWebhookSecret(t *testing.T) {
 	e := newEnv(t, ingest.Config{}) // no webhook secret: callbacks are refused
 	body, ct := batchForm(t, 1, field("task", "remove-background"), field("callback_url", "http://example.test/hook"))
 	r := e.do(t, http.MethodPost, "/v2/batches", body, ct)

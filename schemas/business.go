@@ -28,6 +28,33 @@ type BusinessReport struct {
 	Tenants []TenantStats `json:"tenants"`
 	// Errors are failed jobs by error code and stage, most frequent first.
 	Errors []ErrorCount `json:"errors"`
+	// Replays are the shadow replays of the window (replay_results), at most 20, the
+	// latest first.
+	Replays []ReplayStats `json:"replays"`
+}
+
+// ReplayStats is one replay's comparison of a shadow version with the original one,
+// per task. A metric that no row of the replay has is absent.
+type ReplayStats struct {
+	ReplayID string   `json:"replay_id"`
+	Task     string   `json:"task"`
+	Model    string   `json:"model"`
+	Original string   `json:"original_version"`
+	Shadow   string   `json:"shadow_version"`
+	Requests int64    `json:"requests"`
+	Compared int64    `json:"compared"`
+	Failed   int64    `json:"failed"`
+	MeanIoU  *float64 `json:"mean_iou,omitempty"`
+	MinIoU   *float64 `json:"min_iou,omitempty"`
+	MeanPSNR *float64 `json:"mean_psnr,omitempty"`
+	MeanSSIM *float64 `json:"mean_ssim,omitempty"`
+	// TextEqualShare is the share of OCR replays whose text equals the original's.
+	TextEqualShare *float64 `json:"text_equal_share,omitempty"`
+	MeanCER        *float64 `json:"mean_cer,omitempty"`
+	// OriginalP50MS and ShadowP50MS are the median processing times of the compared
+	// requests' two runs.
+	OriginalP50MS float64 `json:"original_p50_ms"`
+	ShadowP50MS   float64 `json:"shadow_p50_ms"`
 }
 
 // BusinessTotals are the window's headline numbers.

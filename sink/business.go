@@ -138,11 +138,73 @@ GROUP BY error_code, error_stage
 ORDER BY n DESC, error_code, error_stage`
 )
 
+// queryReplays summarises the replays of the window; a metric that does not apply is
+// nan in the table and left out here (the count beside each says whether any row had it).
+const queryReplays = `SELECT
+    replay_id,
+    task,
+    model,
+    original_version,
+    shadow_version,
+    count(),
+    countIf(outcome = 'compared'),
+    countIf(outcome = 'failed'),
+    countIf(NOT isNaN(iou)),
+    avgIf(iou, NOT isNaN(iou)),
+    minIf(iou, NOT isNaN(iou)),
+    countIf(NOT isNaN(psnr)),
+    avgIf(psnr, NOT isNaN(psnr)),
+    avgIf(ssim, NOT isNaN(ssim)),
+    countIf(text_equal != 255),
+    avgIf(text_equal, text_equal != 255),
+    avgIf(cer, NOT isNaN(cer)),
+    quantileIf(0.5)(original_ms, outcome = 'compared'),
+    quantileIf(0.5)(shadow_ms, outcome = 'compared'),
+    max(replayed_at) AS last
+FROM replay_results FINAL
+WHERE replayed_at >= toDateTime(?) AND replayed_at < toDateTime(?)
+GROUP BY replay_id, task, model, original_version, shadow_version
+ORDER BY last DESC, replay_id, task
+LIMIT 20`
+
+// replays reads the Replays of the business report.
+func replays(ctx context.Context, conn conn, lo, hi uint32) ([]schemas.ReplayStats, error) {
+	out := []schemas.ReplayStats{}
+	rows, err := conn.Query(ctx, queryReplays, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var r schemas.ReplayStats
+		var n, ok, failed, nIoU, nImg, nText uint64
+		var iou, minIoU, psnr, ssim, eq, cer float64
+		var last time.Time
+		if err := rows.Scan(&r.ReplayID, &r.Task, &r.Model, &r.Original, &r.Shadow, &n, &ok, &failed,
+			&nIoU, &iou, &minIoU, &nImg, &psnr, &ssim, &nText, &eq, &cer, &r.OriginalP50MS, &r.ShadowP50MS, &last); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		r.Requests, r.Compared, r.Failed = int64(n), int64(ok), int64(failed)
+		some := func(count uint64, v float64) *float64 {
+			if count == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil
+			}
+			return &v
+		}
+		r.MeanIoU, r.MinIoU = some(nIoU, iou), some(nIoU, minIoU)
+		r.MeanPSNR, r.MeanSSIM = some(nImg, psnr), some(nImg, ssim)
+		r.TextEqualShare, r.MeanCER = some(nText, eq), some(nText, cer)
+		r.OriginalP50MS, r.ShadowP50MS = milliseconds(r.OriginalP50MS), milliseconds(r.ShadowP50MS)
+		out = append(out, r)
+	}
+	return out, closeRows(rows)
+}
+
 func business(ctx context.Context, conn conn, window string, from, to time.Time) (*schemas.BusinessReport, error) {
 	b := &schemas.BusinessReport{
 		Window: window, From: from, To: to,
 		Series: []schemas.BusinessBucket{}, Models: []schemas.ModelStats{},
-		Tenants: []schemas.TenantStats{}, Errors: []schemas.ErrorCount{},
+		Tenants: []schemas.TenantStats{}, Errors: []schemas.ErrorCount{}, Replays: []schemas.ReplayStats{},
 	}
 	lo, hi := uint32(from.Unix()), uint32(to.Unix())
 	fail := func(what string, err error) (*schemas.BusinessReport, error) {
@@ -270,6 +332,9 @@ func business(ctx context.Context, conn conn, window string, from, to time.Time)
 	}
 	if err := closeRows(rows); err != nil {
 		return fail("errors", err)
+	}
+	if b.Replays, err = replays(ctx, conn, lo, hi); err != nil {
+		return fail("replays", err)
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package sink_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/sink"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
@@ -49,6 +51,25 @@ func TestReplayResultsAreWrittenAndErasedOnEveryEngine(t *testing.T) {
 			require.InDelta(t, 0.25, toFloat(rows[1][7]), 1e-12)
 			require.Equal(t, schemas.ReplayFailed, rows[2][2])
 			require.True(t, math.IsNaN(toFloat(rows[2][4])))
+
+			// The dashboard's business report shows the replay per task.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			b, err := sink.Business(ctx, cfg, "24h")
+			require.NoError(t, err)
+			require.Len(t, b.Replays, 2)
+			byTask := map[string]schemas.ReplayStats{}
+			for _, r := range b.Replays {
+				byTask[r.Task] = r
+			}
+			rb := byTask[string(schemas.TaskRemoveBackground)]
+			require.Equal(t, schemas.ReplayStats{ReplayID: "r1", Task: "remove-background", Model: "isnet", Original: "1", Shadow: "2",
+				Requests: 2, Compared: 1, Failed: 1, MeanIoU: &one, MinIoU: &one, OriginalP50MS: 120, ShadowP50MS: 95.5}, rb)
+			ocr := byTask[string(schemas.TaskOCR)]
+			require.Nil(t, ocr.MeanIoU, "no IoU for ocr")
+			require.Nil(t, ocr.MeanPSNR)
+			require.Equal(t, 0.0, *ocr.TextEqualShare)
+			require.InDelta(t, 0.25, *ocr.MeanCER, 1e-12)
 
 			// ann's erasure deletes her replay rows; bob's stay.
 			publish(t, srv, jsonOutput(t, schemas.SubjectErasure, "erasure:e1", schemas.ErasureRequest{

@@ -103,13 +103,16 @@ test('business panels render the figures /ops/api/business returns', {skip}, asy
     series: Array.from({length: 7}, (_, i) => ({start: new Date(now - (7 - i) * day).toISOString(), jobs: 10 + i * 3, succeeded: 9 + i * 3, failed: 1})),
     models: [{task: 'remove-background', model: 'isnet', version: 'small', jobs: 100, failed: 4, p50_ms: 4100, p95_ms: 6900, thumbs_up: 28, thumbs_down: 3}],
     tenants: [{tenant: 'acme', jobs: 80, users: 5, input_bytes: 150e6}],
-    errors: [{code: 'corrupt_image', stage: 'preprocess', count: 4}]};
+    errors: [{code: 'corrupt_image', stage: 'preprocess', count: 4}],
+    replays: [{replay_id: '01jreplay', task: 'remove-background', model: 'isnet', original_version: 'small', shadow_version: 'large',
+      requests: 10, compared: 9, failed: 1, mean_iou: 0.987, min_iou: 0.91, original_p50_ms: 4100, shadow_p50_ms: 5200}]};
   await page.route('**/ops/api/business?*', (r) => r.fulfill({status: 200, contentType: 'application/json', body: JSON.stringify(body)}));
   await page.goto(`${BASE}/ops`);
   await page.waitForSelector('#biz-body:not([hidden])');
   assert.match(await page.textContent('#biz-kpis'), /120/);
   assert.match(await page.textContent('#biz-models'), /isnet small/);
   assert.match(await page.textContent('#biz-errors'), /corrupt_image/);
+  assert.match(await page.textContent('#biz-replays'), /isnet small → large.*0\.9870 \/ 0\.9100/s);
   const c = await chart(page, 'biz');
   assert.equal(c.points, 7);
   await page.locator('#business').scrollIntoViewIfNeeded();

@@ -506,6 +506,13 @@ async function loadBusiness() {
     h('td', {class: 'num', text: `${m.thumbs_up || 0} / ${m.thumbs_down || 0}`})]);
   fill('biz-tenants', b.tenants || [], (x) => [h('th', {scope: 'row', text: x.tenant}), num(x.jobs), num(x.users), h('td', {class: 'num', text: fmtBytes(x.input_bytes || 0)})]);
   fill('biz-errors', b.errors || [], (x) => [h('th', {scope: 'row'}, h('code', {text: x.code})), h('td', {text: x.stage || '–'}), num(x.count)]);
+  const metric = (v, digits) => (v === undefined || v === null ? '–' : v.toFixed(digits));
+  fill('biz-replays', b.replays || [], (r) => [h('th', {scope: 'row'}, h('code', {text: r.replay_id})), h('td', {text: r.task}),
+    h('td', {text: `${r.model} ${r.original_version} → ${r.shadow_version}`}), num(r.requests), num(r.failed),
+    h('td', {class: 'num', text: `${metric(r.mean_iou, 4)} / ${metric(r.min_iou, 4)}`}),
+    h('td', {class: 'num', text: `${metric(r.mean_psnr, 2)} / ${metric(r.mean_ssim, 4)}`}),
+    h('td', {class: 'num', text: r.text_equal_share === undefined ? '–' : `${(100 * r.text_equal_share).toFixed(1)}% / ${metric(r.mean_cer, 4)}`}),
+    h('td', {class: 'num', text: r.compared ? `${fmtMS(r.original_p50_ms)} / ${fmtMS(r.shadow_p50_ms)}` : '–'})]);
 }
 
 // --- SQL -----------------------------------------------------------------------------
