@@ -146,13 +146,23 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 			return Submission{}, err
 		}
 	}
+	if req.Style == nil && req.StyleKey != "" {
+		if req.Style, err = s.readUploadKey(ctx, req.StyleKey, req.StyleField); err != nil {
+			return Submission{}, err
+		}
+	}
 
 	// 6: idempotency. An earlier job for the same key and request is the answer.
 	jobID := NewJobID()
 	var idemKey, fp string
 	if req.IdempotencyKey != "" {
 		digest := sha256.Sum256(req.Image)
-		idemKey, fp = idempotencyKey(req.Tenant, req.User, req.IdempotencyKey), fingerprint(&req, hex.EncodeToString(digest[:]))
+		input := hex.EncodeToString(digest[:])
+		if req.Style != nil {
+			sdigest := sha256.Sum256(req.Style)
+			input += "+" + hex.EncodeToString(sdigest[:])
+		}
+		idemKey, fp = idempotencyKey(req.Tenant, req.User, req.IdempotencyKey), fingerprint(&req, input)
 		prev, prevID, err := s.checkIdempotency(ctx, idemKey, fp)
 		if err != nil {
 			return Submission{}, err
@@ -167,13 +177,20 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 
 	// 7: the image, from its header: nothing is decoded here. A task without one
 	// (generate) stores its parameters as the job's input document instead.
-	var hdr imageio.Header
+	var hdr, styleHdr imageio.Header
 	if schemas.TakesImage(req.Task) {
 		if hdr, err = imageio.Inspect(req.Image, s.cfg.Limits); err != nil {
 			return Submission{}, imageProblem(err, req.ImageField)
 		}
 	} else if req.Image, err = promptDocument(&req); err != nil {
 		return Submission{}, err
+	}
+	if req.Style != nil {
+		// The style image meets the content image's bounds: same formats, bytes and
+		// pixels.
+		if styleHdr, err = imageio.Inspect(req.Style, s.cfg.Limits); err != nil {
+			return Submission{}, imageProblem(err, req.StyleField)
+		}
 	}
 
 	// 8: the active-job cap, now that the job has its id.
@@ -190,7 +207,7 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 		}()
 	}
 
-	rec, replayed, err := s.enqueue(ctx, &req, spec, jobID, idemKey, fp, hdr)
+	rec, replayed, err := s.enqueue(ctx, &req, spec, jobID, idemKey, fp, hdr, styleHdr)
 	if err != nil {
 		return Submission{}, err
 	}

@@ -158,6 +158,9 @@ func newFootprintEnv(t *testing.T, b backend) *footprintEnv {
 	require.NoError(t, err)
 	cat := models.NewCatalog()
 	require.NoError(t, cat.Add(models.ISNet("small", "/nonexistent")))
+	// An arbitrary-style model: its jobs carry a style image as well.
+	require.NoError(t, cat.Add(models.Spec{Manifest: models.Manifest{Name: "isnet", Version: "arbitrary", Task: schemas.TaskStyleTransfer,
+		Style: &models.Tensor{Name: "style", Shape: []int64{1, 3, -1, -1}, Resize: "none"}}, Path: "/nonexistent"}))
 	idem, err := jobs.OpenIdempotency(ctx, s.JS)
 	require.NoError(t, err)
 	index, err := jobs.OpenIndex(ctx, s.JS)
@@ -281,6 +284,8 @@ func (e *footprintEnv) waitStatus(t *testing.T, id string, want schemas.Status) 
 type footprint struct {
 	jobs      []string
 	uploadKey string
+	// styleKey is the presigned upload a style-transfer job took its style image from.
+	styleKey string
 }
 
 // createFootprint leaves data of footUser through every entry point: login and
@@ -326,6 +331,20 @@ func (e *footprintEnv) createFootprint(t *testing.T) footprint {
 	e.do(t, http.MethodPut, ticket.UploadURL, "", withEXIF(encodeJPEG(t, photoImage(32, 24)), "GPS 51.5007N 0.1246W"), "application/octet-stream", nil, http.StatusCreated, nil)
 	fp.jobs = append(fp.jobs, e.submitJSON(t, session, map[string]any{"task": "remove-background", "image": map[string]any{"key": ticket.Key}}))
 
+	// A style-transfer job with a style image from a presigned upload: the stored
+	// style image and the upload are part of the footprint.
+	var styleTicket ingest.UploadTicket
+	e.do(t, http.MethodPost, "/v1/uploads", session, nil, "", nil, http.StatusCreated, &styleTicket)
+	fp.styleKey = styleTicket.Key
+	e.do(t, http.MethodPut, styleTicket.UploadURL, "", encodePNG(t, gridImage(8, 8)), "application/octet-stream", nil, http.StatusCreated, nil)
+	styled := e.submitJSON(t, session, map[string]any{"task": "style-transfer", "model": "isnet", "version": "arbitrary",
+		"image": map[string]any{"data": encodePNG(t, gridImage(5, 6))}, "style": map[string]any{"key": styleTicket.Key}})
+	styledRec, err := e.jobs.Get(context.Background(), styled)
+	require.NoError(t, err)
+	require.NotNil(t, styledRec.Style, "the job records its stored style image")
+	_, err = e.blobs.Stat(context.Background(), styledRec.Style.Key)
+	require.NoError(t, err, "the style image is stored with the job")
+
 	// A job the pipeline fails.
 	failed := e.submitJSON(t, session, map[string]any{"task": "remove-background", "image": map[string]any{"data": encodePNG(t, gridImage(7, 7))}, "params": map[string]any{"threshold": failThreshold}})
 	fp.jobs = append(fp.jobs, failed)
@@ -334,6 +353,11 @@ func (e *footprintEnv) createFootprint(t *testing.T) footprint {
 		e.waitStatus(t, id, schemas.StatusSucceeded)
 	}
 	e.waitStatus(t, failed, schemas.StatusFailed)
+	streamsEventually(t, func() bool {
+		rec, err := e.jobs.Get(context.Background(), styled)
+		return err == nil && rec.Status.Final()
+	}, "the style-transfer job %s did not end", styled)
+	fp.jobs = append(fp.jobs, styled)
 
 	// The first image again: served from the cache.
 	body, ct = form(t, file(img), field("task", "remove-background"))
@@ -341,7 +365,7 @@ func (e *footprintEnv) createFootprint(t *testing.T) footprint {
 	e.do(t, http.MethodPost, "/v2/jobs", session, body, ct, nil, http.StatusAccepted, &hit)
 	rec, err := e.jobs.Get(context.Background(), hit.ID)
 	require.NoError(t, err)
-	require.True(t, rec.CacheHit, "the repeated request is a cache hit")
+	require.True(t, rec.CacheHit, "the repeated request is a cache hit: %+v", rec)
 	fp.jobs = append(fp.jobs, hit.ID)
 
 	e.do(t, http.MethodPost, "/v1/feedback", session, jsonBody(t, map[string]any{"job_id": first.ID, "rating": "up", "comment": "great, " + footUser}), "application/json", nil, http.StatusAccepted, nil)
@@ -379,7 +403,8 @@ func TestEraseLeavesNothingOfAUsersFullFootprint(t *testing.T) {
 			bobJob := e.submitJSON(t, e.tokens["bob"], map[string]any{"task": "remove-background", "image": map[string]any{"data": encodePNG(t, gridImage(9, 9))}})
 			bobRec := e.waitStatus(t, bobJob, schemas.StatusSucceeded)
 
-			needles := append([]string{footUser, fp.uploadKey, fp.uploadKey[strings.LastIndexByte(fp.uploadKey, '/')+1:]}, fp.jobs...)
+			needles := append([]string{footUser, fp.uploadKey, fp.uploadKey[strings.LastIndexByte(fp.uploadKey, '/')+1:],
+				fp.styleKey, fp.styleKey[strings.LastIndexByte(fp.styleKey, '/')+1:]}, fp.jobs...)
 			find := func(haystack string) string {
 				h := strings.ToLower(haystack)
 				for _, n := range needles {

@@ -221,7 +221,12 @@ type SubmitRequest struct {
 	ImageKey string
 	// ImageField names where the image came from in the caller's request ("image",
 	// "image.data", "image.key") so problems point at the right field.
-	ImageField     string
+	ImageField string
+	// Style and StyleKey are the style image of an arbitrary-style job (a model with
+	// a style input), as Image and ImageKey; StyleField names where it came from.
+	Style          []byte
+	StyleKey       string
+	StyleField     string
 	TraceParent    string
 	RequestID      string
 	CallbackURL    string
@@ -245,7 +250,7 @@ func (s *Service) Submit(ctx context.Context, req SubmitRequest) (*schemas.JobRe
 // enqueue stores an admitted job's input without its metadata, claims its idempotency
 // key, indexes it and publishes it (or completes it from the result cache). The bool
 // reports that a concurrent identical request created the job first.
-func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.Spec, jobID, idemKey, fp string, hdr imageio.Header) (rec *schemas.JobRecord, replayed bool, err error) {
+func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.Spec, jobID, idemKey, fp string, hdr, styleHdr imageio.Header) (rec *schemas.JobRecord, replayed bool, err error) {
 	stored, ext, ctype := req.Image, "json", "application/json"
 	if schemas.TakesImage(req.Task) {
 		stored, ext, ctype = stripMetadata(req.Image, hdr), extOf(hdr.Format), hdr.Format.ContentType()
@@ -281,6 +286,18 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 		return nil, false, fmt.Errorf("store input: %w", err)
 	}
 	rec.Input = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: ctype, Width: hdr.Width, Height: hdr.Height}
+	if req.Style != nil {
+		// Beside the input, under the job's prefix: erasure and retention remove it
+		// with the job.
+		style := stripMetadata(req.Style, styleHdr)
+		ssum := sha256.Sum256(style)
+		skey := "inputs/" + req.Tenant + "/" + jobID + "/style." + extOf(styleHdr.Format)
+		sinfo, err := s.blobs.Put(ctx, skey, bytes.NewReader(style), int64(len(style)), styleHdr.Format.ContentType())
+		if err != nil {
+			return nil, false, fmt.Errorf("store style image: %w", err)
+		}
+		rec.Style = &schemas.ObjectRef{Key: skey, Size: sinfo.Size, SHA256: hex.EncodeToString(ssum[:]), ContentType: styleHdr.Format.ContentType(), Width: styleHdr.Width, Height: styleHdr.Height}
+	}
 	if hit, ok, err := s.cached(ctx, rec); ok || err != nil {
 		return s.settleCreate(ctx, hit, jobID, err)
 	}
@@ -295,7 +312,7 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 	ev := schemas.JobEvent{
 		Schema: schemas.SchemaJobRequested, JobID: jobID, Tenant: req.Tenant, User: req.User,
 		Tier: req.Tier, Task: req.Task, Model: spec.Name, ModelVersion: spec.Version,
-		Params: req.Params, Input: rec.Input, TraceParent: req.TraceParent, SubmittedAt: now,
+		Params: req.Params, Input: rec.Input, Style: rec.Style, TraceParent: req.TraceParent, SubmittedAt: now,
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
@@ -403,7 +420,37 @@ func (s *Service) validate(req *SubmitRequest) (models.Spec, *Problem) {
 				FieldProblem{Field: "image.key", Constraint: "pattern", Message: "must start with " + prefix})
 		}
 	}
+	if p := checkStyle(req, spec); p != nil {
+		return models.Spec{}, p
+	}
 	return spec, nil
+}
+
+// checkStyle applies the style-image rules: a model with a style input needs exactly
+// one style image (data or an uploaded key under the caller's tenant); every other
+// model takes none.
+func checkStyle(req *SubmitRequest, spec models.Spec) *Problem {
+	if req.StyleField == "" {
+		req.StyleField = "style"
+	}
+	sent := req.Style != nil || req.StyleKey != ""
+	switch {
+	case !spec.TakesStyle() && sent:
+		return problem(422, "invalid_style", fmt.Sprintf("model %s takes no style image (its style is in its weights); leave style out or pick an arbitrary-style model (GET /v1/models: takes_style)", spec.ID()),
+			FieldProblem{Field: req.StyleField, Constraint: "not", Message: "must be left out for this model"})
+	case spec.TakesStyle() && !sent:
+		return problem(422, "missing_field", fmt.Sprintf("model %s repaints the image in the style of a second image: send it as the style part (multipart) or style.key / style.data (JSON)", spec.ID()),
+			FieldProblem{Field: "style", Constraint: "required", Message: "required: a JPEG, PNG or WebP style image"})
+	case req.Style != nil && req.StyleKey != "":
+		return problem(422, "invalid_style", "send the style image or a key, not both", FieldProblem{Field: "style", Constraint: "oneOf", Message: "set exactly one of style.key and style.data"})
+	case req.StyleKey != "":
+		prefix := schemas.UploadPrefix + req.Tenant + "/"
+		if !strings.HasPrefix(req.StyleKey, prefix) || strings.Contains(req.StyleKey, "..") {
+			return problem(422, "invalid_style", "a style key must name an object under "+prefix+" (POST /v1/uploads returns one)",
+				FieldProblem{Field: "style.key", Constraint: "pattern", Message: "must start with " + prefix})
+		}
+	}
+	return nil
 }
 
 // validIdempotencyKey accepts 1 to 255 printable ASCII characters.
@@ -452,13 +499,18 @@ func (s *Service) checkCallbackURL(raw string) *Problem {
 
 // readUpload fetches an image a request referenced by key, bounded by the size limit.
 func (s *Service) readUpload(ctx context.Context, req *SubmitRequest) ([]byte, error) {
-	field := req.ImageField
-	rc, info, err := s.blobs.Get(ctx, req.ImageKey)
+	return s.readUploadKey(ctx, req.ImageKey, req.ImageField)
+}
+
+// readUploadKey fetches the uploaded object key for the request field field, bounded
+// by the size limit.
+func (s *Service) readUploadKey(ctx context.Context, key, field string) ([]byte, error) {
+	rc, info, err := s.blobs.Get(ctx, key)
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, problem(422, "missing_object", "no object "+req.ImageKey+": upload it first (POST /v1/uploads)", FieldProblem{Field: field, Constraint: "exists", Message: "no such object"})
+		return nil, problem(422, "missing_object", "no object "+key+": upload it first (POST /v1/uploads)", FieldProblem{Field: field, Constraint: "exists", Message: "no such object"})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read upload %s: %w", req.ImageKey, err)
+		return nil, fmt.Errorf("read upload %s: %w", key, err)
 	}
 	defer rc.Close()
 	if info.Size > s.cfg.Limits.MaxBytes {
@@ -466,7 +518,7 @@ func (s *Service) readUpload(ctx context.Context, req *SubmitRequest) ([]byte, e
 	}
 	data, err := io.ReadAll(io.LimitReader(rc, s.cfg.Limits.MaxBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read upload %s: %w", req.ImageKey, err)
+		return nil, fmt.Errorf("read upload %s: %w", key, err)
 	}
 	if data == nil {
 		data = []byte{}
@@ -481,7 +533,11 @@ func (s *Service) cached(ctx context.Context, rec *schemas.JobRecord) (*schemas.
 	if s.cache == nil {
 		return nil, false, nil
 	}
-	key := jobs.CacheKey(rec.Tenant, rec.Input.SHA256, rec.Task, rec.Model, rec.ModelVersion, rec.Params)
+	input := rec.Input.SHA256
+	if rec.Style != nil {
+		input += "+" + rec.Style.SHA256 // another style image is another picture
+	}
+	key := jobs.CacheKey(rec.Tenant, input, rec.Task, rec.Model, rec.ModelVersion, rec.Params)
 	ce, ok, err := s.cache.Get(ctx, key)
 	if err != nil || !ok {
 		return nil, false, nil

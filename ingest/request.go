@@ -84,6 +84,10 @@ func decodeJobRequest(data []byte, subjectTask schemas.Task) (schemas.JobRequest
 		return jr, problem(422, "invalid_image", "image.data is not base64: "+err.Error(),
 			FieldProblem{Field: "image.data", Constraint: "contentEncoding", Message: "must be standard base64"})
 	}
+	if jr.Style != nil && len(jr.Style.Data) > schemas.MaxInlineImageBytes {
+		return jr, problem(413, "image_too_large", fmt.Sprintf("an inline style image may be at most %d bytes; upload larger ones (POST /v1/uploads) and send the key", schemas.MaxInlineImageBytes),
+			FieldProblem{Field: "style.data", Constraint: "maxBytes", Message: "too large to send inline"})
+	}
 	if jr.Image != nil && len(jr.Image.Data) > schemas.MaxInlineImageBytes {
 		return jr, problem(413, "image_too_large", fmt.Sprintf("an inline image may be at most %d bytes; upload larger ones (POST /v1/uploads) and send the key", schemas.MaxInlineImageBytes),
 			FieldProblem{Field: "image.data", Constraint: "maxBytes", Message: "too large to send inline"})
@@ -104,6 +108,16 @@ func submitRequestOf(jr schemas.JobRequest) SubmitRequest {
 			req.Image, req.ImageField = jr.Image.Data, "image.data"
 			if req.Image == nil {
 				req.Image = []byte{}
+			}
+		}
+	}
+	if jr.Style != nil {
+		if jr.Style.Key != "" {
+			req.StyleKey, req.StyleField = jr.Style.Key, "style.key"
+		} else {
+			req.Style, req.StyleField = jr.Style.Data, "style.data"
+			if req.Style == nil {
+				req.Style = []byte{}
 			}
 		}
 	}
@@ -210,7 +224,8 @@ func (s *Service) parseSubmitBody(w http.ResponseWriter, r *http.Request) (Submi
 		lim := s.cfg.Limits.MaxBytes
 		// The form around the file costs a little; anything past that is refused while
 		// reading instead of after buffering it.
-		r.Body = http.MaxBytesReader(w, r.Body, lim+64<<10)
+		// A style-transfer job may carry a style image beside the image.
+		r.Body = http.MaxBytesReader(w, r.Body, 2*lim+64<<10)
 		return s.parseMultipart(r, lim)
 	case err == nil && mt == "application/json":
 		body, p := readJSONBody(w, r)
@@ -276,6 +291,23 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 				data = []byte{}
 			}
 			req.Image, sawImage = data, true
+		case "style":
+			data, err := io.ReadAll(io.LimitReader(part, maxImage+1))
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					return req, tooLarge("upload")
+				}
+				return req, problem(400, "bad_multipart", "reading the style part: "+err.Error())
+			}
+			if int64(len(data)) > maxImage {
+				return req, problem(413, "image_too_large", fmt.Sprintf("the style image is larger than the %d byte limit: compress or resize it", maxImage),
+					FieldProblem{Field: "style", Constraint: "maxBytes", Message: "over the size limit"})
+			}
+			if data == nil {
+				data = []byte{}
+			}
+			req.Style = data
 		case "task", "model", "version", "tier", "params", "callback_url":
 			v, err := io.ReadAll(io.LimitReader(part, 64<<10))
 			if err != nil {

@@ -148,7 +148,7 @@ func (s *Service) indexJob(ctx context.Context, rec *schemas.JobRecord, req *Sub
 	if s.index == nil {
 		return nil
 	}
-	e := jobs.IndexEntry{JobID: rec.ID, Task: rec.Task, CallbackURL: req.CallbackURL, Upload: req.ImageKey, Batch: rec.Batch, SubmittedAt: rec.SubmittedAt}
+	e := jobs.IndexEntry{JobID: rec.ID, Task: rec.Task, CallbackURL: req.CallbackURL, Upload: req.ImageKey, StyleUpload: req.StyleKey, Batch: rec.Batch, SubmittedAt: rec.SubmittedAt}
 	if err := s.index.Add(ctx, rec.Tenant, rec.User, e); err != nil {
 		return fmt.Errorf("index job: %w", err)
 	}

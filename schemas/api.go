@@ -44,6 +44,9 @@ type JobRequest struct {
 	Params map[string]any `json:"params,omitempty" jsonschema:"description=task parameters; see GET /v1/tasks for names and ranges"`
 	// Image is required by every task that takes one (TakesImage); generate takes none.
 	Image *ImageInput `json:"image,omitempty"`
+	// Style is the style image of a style-transfer job whose model takes one
+	// (arbitrary-style models; GET /v1/models says which): key or data, like Image.
+	Style *ImageInput `json:"style,omitempty"`
 	// CallbackURL receives the final state as a signed POST (see the README, Webhooks).
 	CallbackURL string `json:"callback_url,omitempty" jsonschema:"format=uri,maxLength=2048,pattern=^https?://"`
 	// IdempotencyKey makes a retried request return the first job instead of creating a

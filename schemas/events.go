@@ -26,6 +26,8 @@ type JobEvent struct {
 	ModelVersion string         `json:"model_version"`
 	Params       map[string]any `json:"params,omitempty"`
 	Input        ObjectRef      `json:"input"`
+	// Style is the style image of an arbitrary-style job (JobRecord.Style).
+	Style *ObjectRef `json:"style,omitempty"`
 	// Artifacts are the named objects produced so far: "tensor", "mask", "cutout", ...
 	Artifacts map[string]ObjectRef `json:"artifacts,omitempty"`
 	// Image describes the decoded input after EXIF orientation.

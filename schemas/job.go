@@ -129,9 +129,12 @@ type JobRecord struct {
 	Percent       int            `json:"percent"`
 	QueuePosition int            `json:"queue_position,omitempty"`
 	// Step and Steps count the denoising steps of a generate job while it runs.
-	Step     int                  `json:"step,omitempty"`
-	Steps    int                  `json:"steps,omitempty"`
-	Input    ObjectRef            `json:"input"`
+	Step  int       `json:"step,omitempty"`
+	Steps int       `json:"steps,omitempty"`
+	Input ObjectRef `json:"input"`
+	// Style is the stored style image of an arbitrary-style job, stored under the
+	// job's input prefix.
+	Style    *ObjectRef           `json:"style,omitempty"`
 	Results  map[string]ObjectRef `json:"results,omitempty"`
 	Error    *JobError            `json:"error,omitempty"`
 	CacheHit bool                 `json:"cache_hit,omitempty"`

@@ -251,6 +251,9 @@ func (e *Eraser) discover(ctx context.Context, f *Footprint) error {
 		return err
 	}
 	for _, en := range entries {
+		if en.StyleUpload != "" {
+			f.Uploads = append(f.Uploads, en.StyleUpload)
+		}
 		if en.Upload != "" {
 			f.Uploads = append(f.Uploads, en.Upload)
 		}

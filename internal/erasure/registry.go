@@ -177,11 +177,14 @@ func DefaultRegistry() Registry {
 				}
 				return out
 			}},
-			{What: "inputs stored under an unusual key", Keys: func(f *Footprint) []string {
+			{What: "inputs and style images stored under an unusual key", Keys: func(f *Footprint) []string {
 				var out []string
 				for _, rec := range f.Records {
 					if k := rec.Input.Key; k != "" && strings.Contains(k, "/"+rec.ID+"/") {
 						out = append(out, k)
+					}
+					if rec.Style != nil && strings.Contains(rec.Style.Key, "/"+rec.ID+"/") {
+						out = append(out, rec.Style.Key) // style images of arbitrary-style jobs
 					}
 				}
 				return out

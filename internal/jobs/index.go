@@ -25,6 +25,9 @@ type IndexEntry struct {
 	// Upload is the uploads/ object the job's input was read from, when it was
 	// submitted by key; erasure deletes it with the job.
 	Upload string `json:"upload,omitempty"`
+	// StyleUpload is the uploads/ object the job's style image was read from, when
+	// it was submitted by key; erasure deletes it with the job.
+	StyleUpload string `json:"style_upload,omitempty"`
 	// Batch is the batch the job belongs to, when it came in one (POST /v2/batches).
 	Batch       string    `json:"batch,omitempty"`
 	SubmittedAt time.Time `json:"submitted_at"`

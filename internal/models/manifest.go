@@ -59,6 +59,12 @@ type Manifest struct {
 	// Files are data files the task reads beside its models, by role (ocr: the
 	// recogniser's dictionary "dict"); fetched and verified like the weights.
 	Files map[string]Source `yaml:"files"`
+	// Style, on a style-transfer model, is its second image input: the style image
+	// of an arbitrary-style model (AdaIN and the like: content and style in, the
+	// stylised content out). Nil for fast-neural-style models, whose style is in
+	// their weights. Its name, shape, mean, std and resize say how the job's style
+	// image becomes that tensor, as Input does for the content image.
+	Style *Tensor `yaml:"style"`
 	// Diffusion configures a text-to-image model (task generate; see diffusion.go).
 	Diffusion *Diffusion `yaml:"diffusion"`
 
@@ -181,7 +187,11 @@ func ParseManifest(file string, data []byte) (Manifest, error) {
 }
 
 func (m *Manifest) setDefaults() {
-	for _, t := range []*Tensor{&m.Input, &m.Output} {
+	tensors := []*Tensor{&m.Input, &m.Output}
+	if m.Style != nil {
+		tensors = append(tensors, m.Style)
+	}
+	for _, t := range tensors {
 		if t.DType == "" {
 			t.DType = "float32"
 		}
@@ -214,6 +224,21 @@ func (m *Manifest) setDefaults() {
 	}
 	if m.Input.Resize == "" {
 		m.Input.Resize = "bilinear"
+	}
+	if m.Style != nil {
+		if m.Style.Resize == "" {
+			m.Style.Resize = "bilinear"
+		}
+		if m.Style.Coordinates == "" {
+			m.Style.Coordinates = string(imageio.HalfPixel)
+		}
+		if m.Style.Rounding == "" {
+			m.Style.Rounding = string(imageio.Round)
+		}
+		if m.Style.Antialias == nil {
+			aa := m.Style.Resize == "bilinear" || m.Style.Resize == "bicubic"
+			m.Style.Antialias = &aa
+		}
 	}
 	if m.Output.Resize == "" {
 		m.Output.Resize = "bilinear"
@@ -407,6 +432,9 @@ func (m Manifest) Validate() error {
 	for _, role := range sortedKeys(m.Files) {
 		checkFileSource(bad, "files."+role, m.Files[role])
 	}
+	if m.Style != nil {
+		m.styleProblems(bad)
+	}
 	if m.Task == schemas.TaskOCR {
 		for _, role := range []string{"rec"} {
 			if _, ok := m.Parts[role]; !ok {
@@ -422,6 +450,47 @@ func (m Manifest) Validate() error {
 	}
 	return nil
 }
+
+// styleProblems checks the style input of an arbitrary-style model: an RGB float32
+// NCHW image tensor of batch 1, with its own name, resized to a fixed shape or taken
+// at any size (resize none), on a model that runs whole images one job at a time.
+func (m Manifest) styleProblems(bad func(field, format string, args ...any)) {
+	st := *m.Style
+	if m.Task != schemas.TaskStyleTransfer {
+		bad("style", "only a style-transfer model takes a style image")
+	}
+	if st.Name == "" || st.Name == m.Input.Name {
+		bad("style.name", "%q must name the model's style-image input, other than input.name", st.Name)
+	}
+	if len(st.Shape) != 4 || st.Shape[0] != 1 || st.Shape[1] != 3 {
+		bad("style.shape", "%v must be [1, 3, H, W] (H and W fixed, or -1 with resize none)", st.Shape)
+	} else {
+		fixed := st.Shape[2] > 0 && st.Shape[3] > 0
+		if st.Resize == "none" && fixed || st.Resize != "none" && !fixed {
+			bad("style.resize", "%s does not fit the shape %v: resize needs fixed H and W, none needs -1", st.Resize, st.Shape)
+		}
+	}
+	if st.DType != "float32" || st.Layout != "NCHW" || st.Color != "RGB" && st.Color != "BGR" {
+		bad("style", "dtype %s, layout %s, color %s: an arbitrary-style model takes float32 NCHW RGB or BGR", st.DType, st.Layout, st.Color)
+	}
+	for c, v := range st.Std {
+		if v == 0 {
+			bad("style.std", "channel %d is zero", c)
+		}
+	}
+	checkResampling("style", st, bad)
+	if m.Tile.Size != 0 || m.DynamicBatch || m.MaxBatch > 1 {
+		bad("style", "an arbitrary-style model runs whole images, one job per call: leave out tile, dynamic_batch and max_batch")
+	}
+	for field, v := range map[string]string{"style.quantize": st.Quantize, "style.color_management": st.ColorManagement, "style.orientation": st.Orientation} {
+		if v != "" {
+			bad(field, "%q: the style image follows input's colour management and orientation", v)
+		}
+	}
+}
+
+// TakesStyle reports whether jobs of this model carry a style image.
+func (m Manifest) TakesStyle() bool { return m.Style != nil }
 
 // checkFileSource validates the source of a part or a file: one whole file from an
 // npm package or a local path, with its digest.
@@ -456,14 +525,14 @@ func checkResampling(field string, t Tensor, bad func(field, format string, args
 	ok := true
 	switch k := imageio.Kernel(t.Resize); k {
 	case "none":
-		ok = field == "input" // no resize: the other fields are checked, not combined
+		ok = field == "input" || field == "style" // no resize: the other fields are checked, not combined
 		if !ok {
 			bad(field+".resize", "none is for inputs; a mask must be resized back with bilinear, bicubic, nearest or area")
 		}
 	case imageio.KernelNearest, imageio.KernelBilinear, imageio.KernelBicubic, imageio.KernelArea:
 	default:
 		none := ""
-		if field == "input" {
+		if field == "input" || field == "style" {
 			none = ", or none for a model that takes any size"
 		}
 		bad(field+".resize", "%q must be bilinear, bicubic, nearest or area%s", t.Resize, none)

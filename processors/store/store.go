@@ -95,7 +95,11 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	}
 	ev.Artifacts = final
 	if s.Cache != nil {
-		key := jobs.CacheKey(ev.Tenant, ev.Input.SHA256, ev.Task, ev.Model, ev.ModelVersion, ev.Params)
+		input := ev.Input.SHA256
+		if ev.Style != nil {
+			input += "+" + ev.Style.SHA256 // as ingest looks it up: another style, another picture
+		}
+		key := jobs.CacheKey(ev.Tenant, input, ev.Task, ev.Model, ev.ModelVersion, ev.Params)
 		if err := s.Cache.Put(ctx, key, jobs.CacheEntry{JobID: ev.JobID, User: ev.User, Results: final, Stored: time.Now().UTC()}); err != nil {
 			return err
 		}

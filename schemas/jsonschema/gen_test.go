@@ -122,6 +122,9 @@ func extendJobRequest(root *invopop.Schema) {
 		} else {
 			thenParams.Set("image", invopop.FalseSchema) // generate takes no image
 		}
+		if ts.Task != schemas.TaskStyleTransfer {
+			thenParams.Set("style", invopop.FalseSchema) // only arbitrary-style models take one
+		}
 		if len(required) > 0 {
 			then.Required = append(then.Required, "params")
 		}
