@@ -39,6 +39,9 @@ type ModelInfo struct {
 	Fallback string       `json:"fallback,omitempty"`
 	Scale    int          `json:"scale,omitempty"`
 	License  string       `json:"license,omitempty"`
+	// TakesStyle says the model repaints in the style of a second image, sent with the
+	// job as its style image (arbitrary-style models).
+	TakesStyle bool `json:"takes_style,omitempty"`
 	// Loaded is set when this process runs inference and has the version in memory.
 	Loaded *bool `json:"loaded,omitempty"`
 	// RoutedWeight is the version's share of unversioned jobs in the task's runtime
@@ -237,7 +240,7 @@ func (s *Service) models() []ModelInfo {
 	out := []ModelInfo{}
 	for _, m := range s.catalog.All() {
 		mi := ModelInfo{ID: m.ID(), Name: m.Name, Version: m.Version, Task: m.Task, Default: s.catalog.IsDefault(m),
-			Weight: m.Weight, Fallback: m.Fallback, Scale: m.Scale, License: m.License}
+			Weight: m.Weight, Fallback: m.Fallback, Scale: m.Scale, License: m.License, TakesStyle: m.TakesStyle()}
 		if s.loaded != nil {
 			l := loaded[m.ID()]
 			mi.Loaded = &l

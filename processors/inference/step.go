@@ -59,6 +59,7 @@ type Step struct {
 	pools     map[string]*pool
 	dicts     map[string]*ocr.Dictionary
 	diffusers map[string]*diffusionModel
+	stylers   map[string]*styleModel
 }
 
 var _ processors.Step = (*Step)(nil)
@@ -126,6 +127,9 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	}
 	if spec.Task == schemas.TaskOCR {
 		return s.ocr(ctx, ev, spec)
+	}
+	if spec.TakesStyle() {
+		return s.styleTransfer(ctx, ev, spec)
 	}
 	in, ok := ev.Artifacts["tensor"]
 	if !ok {
@@ -239,6 +243,10 @@ func (s *Step) Preload(spec models.Spec) error {
 		_, err := s.pipeline(spec)
 		return err
 	}
+	if spec.TakesStyle() {
+		_, err := s.styleGraph(spec)
+		return err
+	}
 	if _, err := s.pool(spec); err != nil {
 		return err
 	}
@@ -302,7 +310,7 @@ func (s *Step) pool(spec models.Spec) (*pool, error) {
 func (s *Step) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	errs := []error{s.closeDiffusers()}
+	errs := []error{s.closeDiffusers(), s.closeStylers()}
 	for _, p := range s.pools {
 		p.mu.Lock()
 		if p.sessions != nil {
@@ -322,6 +330,11 @@ func (s *Step) Loaded() []string {
 	defer s.mu.Unlock()
 	var out []string
 	for id, m := range s.diffusers {
+		if m.ready {
+			out = append(out, id)
+		}
+	}
+	for id, m := range s.stylers {
 		if m.ready {
 			out = append(out, id)
 		}
@@ -354,7 +367,7 @@ func (p *pool) release(s Session) { p.sessions <- s }
 
 // batchable reports whether jobs of spec can share one model call.
 func batchable(spec models.Spec) bool {
-	return spec.DynamicBatch && spec.MaxBatch > 1 && spec.Tile.Size == 0 && spec.Input.H() > 0 && spec.Input.W() > 0
+	return !spec.TakesStyle() && spec.DynamicBatch && spec.MaxBatch > 1 && spec.Tile.Size == 0 && spec.Input.H() > 0 && spec.Input.W() > 0
 }
 
 // batched runs the jobs batch[idx] (one model version) as a single call. If their

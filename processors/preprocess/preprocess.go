@@ -99,6 +99,36 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		ev.Artifacts = map[string]schemas.ObjectRef{}
 	}
 	ev.Artifacts["tensor"] = ref
+	if spec.TakesStyle() {
+		return s.style(ctx, ev, spec)
+	}
+	return nil
+}
+
+// style prepares the style image of an arbitrary-style job as the model's style input
+// ("style"): decoded under the same limits as the content image, upright or as stored
+// like the content, resized as the manifest's style section says.
+func (s *Step) style(ctx context.Context, ev *schemas.JobEvent, spec models.Spec) error {
+	if ev.Style == nil {
+		return processors.Permanent(schemas.StagePreprocess, processors.CodeBadEvent,
+			"model %s takes a style image and the job has none: submit it with a style image", spec.ID())
+	}
+	img, hdr, err := artifact.LoadImage(ctx, s.Blobs, *ev.Style, s.Limits)
+	if err != nil {
+		return err
+	}
+	if spec.Input.Orientation == "stored" {
+		img = imageio.Unorient(img, hdr.Orientation)
+	}
+	st := *spec.Style
+	if st.Resize != "none" {
+		img = st.Resampling().ResizeNRGBA(img, st.W(), st.H())
+	}
+	ref, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/style.u8", ToPixels(img, st))
+	if err != nil {
+		return fmt.Errorf("store style tensor: %w", err)
+	}
+	ev.Artifacts["style"] = ref
 	return nil
 }
 
