@@ -43,6 +43,7 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Var(&params, "param", "task parameter name=value (repeatable)")
 	prompt := fs.String("prompt", "", "what to draw (task generate; no image is sent); --param seed=, steps=, guidance=, width=, height=, num_images= set the rest")
 	negative := fs.String("negative-prompt", "", "what to steer away from (task generate)")
+	style := fs.String("style", "", "style image `FILE` sent with each image (task style-transfer with an arbitrary-style model: GET /v1/models, takes_style)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: studio submit [flags] IMAGE... | DIR")
 		fmt.Fprintln(fs.Output(), "       studio submit --task generate --prompt TEXT [--param seed=42 ...]")
@@ -55,6 +56,7 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	c := sf.client()
+	c.style = *style
 	if *tasks {
 		return c.listTasks(ctx, stdout)
 	}
@@ -85,6 +87,9 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if fs.NArg() == 1 {
 		if st, err := os.Stat(fs.Arg(0)); err == nil && st.IsDir() {
+			if *style != "" {
+				return errors.New("a batch (a directory) takes no style image: name the image files instead")
+			}
 			fields := map[string]string{"task": *task, "model": *model, "version": *version, "params": params.json()}
 			return c.runBatch(ctx, fs.Arg(0), fields, *out, stdout)
 		}
@@ -215,6 +220,8 @@ type client struct {
 	base  string
 	token string
 	http  *http.Client
+	// style is the style image file sent with each job (arbitrary-style models).
+	style string
 }
 
 // submit posts the image to /v2/jobs. Each image gets its own Idempotency-Key, so the
@@ -252,6 +259,17 @@ func (c *client) post(ctx context.Context, route string, header http.Header, pat
 			return nil, err
 		}
 		fw, err := mw.CreateFormFile("image", filepath.Base(path))
+		if err != nil {
+			return nil, err
+		}
+		_, _ = fw.Write(data)
+	}
+	if c.style != "" && path != "" {
+		data, err := os.ReadFile(c.style)
+		if err != nil {
+			return nil, fmt.Errorf("style image: %w", err)
+		}
+		fw, err := mw.CreateFormFile("style", filepath.Base(c.style))
 		if err != nil {
 			return nil, err
 		}

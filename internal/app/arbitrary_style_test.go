@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"image"
 	"image/png"
 	"io"
@@ -13,79 +12,17 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/imageio"
-	"github.com/creativeai-studio/studio/internal/onnx"
+	"github.com/creativeai-studio/studio/internal/models/styletest"
 	"github.com/creativeai-studio/studio/schemas"
 )
-
-// adainModel writes an arbitrary-style graph with the signature of a PyTorch AdaIN
-// export (torch.onnx.export of pytorch-AdaIN's style_transfer with input names
-// "content" and "style"): content float32 [1, 3, H, W] and style float32 [1, 3, H', W'],
-// values 0..1, to "output" float32 [1, 3, H, W]. Its body is adaptive instance
-// normalisation on the pixels themselves, without the VGG encoder and decoder: each
-// channel of the content is shifted and scaled to the style's channel mean and
-// standard deviation. It is a synthetic graph, not a style model; it makes the result
-// depend on both images in a way the test can check.
-func adainModel(t *testing.T, dir string) {
-	t.Helper()
-	var g onnx.Graph
-	g.Name = "adain"
-	image := func(name string) onnx.ValueInfo {
-		return onnx.ValueInfo{Name: name, Dims: []onnx.Dim{{Value: 1}, {Value: 3}, {Param: name + "_height"}, {Param: name + "_width"}}}
-	}
-	g.Inputs = []onnx.ValueInfo{image("content"), image("style")}
-	g.Outputs = []onnx.ValueInfo{{Name: "output", Dims: []onnx.Dim{{Value: 1}, {Value: 3}, {Param: "content_height"}, {Param: "content_width"}}}}
-	g.Initializers = []onnx.Tensor{{Name: "eps", Dims: []int64{}, Floats: []float32{1e-5}}}
-	for _, x := range []string{"content", "style"} {
-		g.Add("ReduceMean", []string{x}, []string{x + "_mean"}, onnx.AttrInts("axes", 2, 3), onnx.AttrInt("keepdims", 1))
-		g.Add("Sub", []string{x, x + "_mean"}, []string{x + "_centred"})
-		g.Add("Mul", []string{x + "_centred", x + "_centred"}, []string{x + "_sq"})
-		g.Add("ReduceMean", []string{x + "_sq"}, []string{x + "_var"}, onnx.AttrInts("axes", 2, 3), onnx.AttrInt("keepdims", 1))
-		g.Add("Add", []string{x + "_var", "eps"}, []string{x + "_var_eps"})
-		g.Add("Sqrt", []string{x + "_var_eps"}, []string{x + "_std"})
-	}
-	g.Add("Div", []string{"content_centred", "content_std"}, []string{"normalised"})
-	g.Add("Mul", []string{"normalised", "style_std"}, []string{"scaled"})
-	g.Add("Add", []string{"scaled", "style_mean"}, []string{"output"})
-	m := onnx.Model{Producer: "studio-test", Graph: g}
-	data := m.Marshal()
-	if err := os.WriteFile(filepath.Join(dir, "adain.onnx"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	manifest := fmt.Sprintf(`name: adain
-version: test
-task: style-transfer
-license: test-only
-source:
-  path: adain.onnx
-  sha256: %s
-  size: %d
-input:
-  name: content
-  shape: [1, 3, -1, -1]
-  std: [255, 255, 255]
-  resize: none
-style:
-  name: style
-  shape: [1, 3, 64, 64]
-  std: [255, 255, 255]
-  resize: bilinear
-output:
-  name: output
-  shape: [1, 3, -1, -1]
-  std: [255, 255, 255]
-`, hex.EncodeToString(sum[:]), len(data))
-	if err := os.WriteFile(filepath.Join(dir, "adain-test.yaml"), []byte(manifest), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // submitStyled posts a multipart job with an image part and, when style is not nil,
 // a style part.
@@ -134,9 +71,11 @@ func channelStats(img image.Image) (mean, std [3]float64) {
 func TestArbitraryStyleTransferRunsContentAndStyle(t *testing.T) {
 	_, _, photo := realAssets(t)
 	dir := t.TempDir()
-	adainModel(t, dir)
+	if err := styletest.WriteAdaIN(dir); err != nil {
+		t.Fatal(err)
+	}
 	negativeModel(t, dir, "any-size", 0, "none") // a fast-neural-style model: no style image
-	api, _ := startUp(t, func(c *Config) { c.ModelDir = dir })
+	api, natsURL := startUp(t, func(c *Config) { c.ModelDir = dir })
 	content, err := os.ReadFile(photo(assets.PhotoChelsea))
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +156,66 @@ func TestArbitraryStyleTransferRunsContentAndStyle(t *testing.T) {
 		final := waitFinal(t, api, j.ID, 2*time.Minute)
 		if final.Status != schemas.StatusSucceeded || final.CacheHit {
 			t.Fatalf("job: %s cache hit %v %+v", final.Status, final.CacheHit, final.Error)
+		}
+	})
+
+	t.Run("the NATS entry takes the style image inline and gives the same pixels", func(t *testing.T) {
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		// Another tenant, so the result cache (per tenant) cannot answer.
+		body, _ := json.Marshal(schemas.JobRequest{Tenant: "other", User: "u1", Model: "adain", Version: "test",
+			Image: &schemas.ImageInput{Data: content}, Style: &schemas.ImageInput{Data: style}})
+		msg, err := nc.Request(schemas.SubmitSubject(schemas.TaskStyleTransfer), body, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply schemas.SubmitReply
+		if err := json.Unmarshal(msg.Data, &reply); err != nil || reply.JobID == "" {
+			t.Fatalf("reply %s: %v", msg.Data, err)
+		}
+		final := waitFinal(t, api, reply.JobID, 2*time.Minute)
+		if final.Status != schemas.StatusSucceeded || final.CacheHit {
+			t.Fatalf("job %s cache hit %v: %+v", final.Status, final.CacheHit, final.Error)
+		}
+		got, err := png.Decode(bytes.NewReader(download(t, api, final.Downloads["image"])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256(imageio.ToNRGBA(got).Pix); hex.EncodeToString(sum[:]) != adainGolden {
+			t.Errorf("the NATS job's pixels differ from the multipart job's")
+		}
+	})
+
+	t.Run("POST /v2/predict takes the style image as an uploaded key", func(t *testing.T) {
+		resp, body := postJSON(t, api+"/v1/uploads", nil)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST /v1/uploads = %s %s", resp.Status, body)
+		}
+		var ticket ingest.UploadTicket
+		_ = json.Unmarshal(body, &ticket)
+		req, _ := http.NewRequest(http.MethodPut, api+ticket.UploadURL, bytes.NewReader(style))
+		put, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		put.Body.Close()
+		if put.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT upload = %s", put.Status)
+		}
+		resp, body = postJSON(t, api+"/v2/predict", map[string]any{"task": "style-transfer", "model": "adain", "version": "test",
+			"image": map[string]any{"data": content}, "style": map[string]any{"key": ticket.Key}})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /v2/predict = %s %s", resp.Status, body)
+		}
+		var job ingest.JobV2
+		_ = json.Unmarshal(body, &job)
+		// The same content and style bytes as the first job: the result cache, whose
+		// key includes the style image's digest, answers.
+		if job.Status != schemas.StatusSucceeded || !job.CacheHit {
+			t.Errorf("predict: %s cache hit %v, want succeeded from the cache: %s", job.Status, job.CacheHit, body)
 		}
 	})
 
