@@ -159,6 +159,7 @@ func (s *Service) deprecation(ctx huma.Context, next func(huma.Context)) {
 // multipartJob documents the multipart form of POST /vN/jobs.
 type multipartJob struct {
 	Image       []byte `json:"image" format:"binary" contentMediaType:"image/*" doc:"the image: JPEG, PNG or WebP, recognised by content; at most the configured size (10 MB by default)"`
+	Style       []byte `json:"style,omitempty" format:"binary" contentMediaType:"image/*" doc:"the style image of a style-transfer job whose model takes one (GET /v1/models: takes_style); same formats and limits as image"`
 	Task        string `json:"task" doc:"what to do: remove-background, upscale, style-transfer, ocr, generate (GET /v1/tasks)"`
 	Model       string `json:"model,omitempty" doc:"model name (default: the task's default)"`
 	Version     string `json:"version,omitempty" doc:"model version (GET /v1/models)"`

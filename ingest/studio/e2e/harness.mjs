@@ -40,9 +40,18 @@ export async function newPage(browser, opts = {}) {
   return page;
 }
 
+// shot saves a full-page screenshot and puts the scroll position back. Chromium takes
+// a full-page shot by stretching the viewport to the page's height; when it shrinks the
+// viewport again, a page scrolled less than its new maximum reports the maximum
+// (window.scrollY) while the screen keeps the old offset, and the next mouse press snaps
+// back to it: a click right after a shot then moves the page between mousedown and
+// mouseup, the mouseup lands on another element, and the click never reaches its target
+// (the generate test's Run button on a short page: a fresh server's empty gallery).
 export async function shot(page, name, opts = {}) {
   const path = join(ARTIFACTS, `${name}.png`);
+  const at = await page.evaluate(() => [window.scrollX, window.scrollY]);
   await page.screenshot({path, fullPage: true, ...opts});
+  await page.evaluate(([x, y]) => window.scrollTo(x, y), at);
   return path;
 }
 
