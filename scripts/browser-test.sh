@@ -74,6 +74,8 @@ API=http://127.0.0.1:$HTTP_PORT
 step "test export for generate (synthetic weights)"
 mkdir -p "$TMP/models"
 go run ./internal/diffusion/diffusiontest/writeexport "$TMP/models"
+# And a synthetic arbitrary-style graph, so the studio's style-image upload can run.
+go run ./internal/models/styletest/writeadain "$TMP/models"
 
 step "start studio up on $API (log: test-artifacts/studio-up.log)"
 # shellcheck disable=SC2086

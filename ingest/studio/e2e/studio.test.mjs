@@ -474,3 +474,39 @@ test('generate: a prompt box instead of the image drop, step-by-step progress, t
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });
+
+test('style transfer with an arbitrary-style model: a style-image upload appears, is required, and goes with the job (needs a model with takes_style; browser-test.sh serves a synthetic one)', {skip}, async (t) => {
+  const models = (await (await fetchServer('/v1/models')).json()).models;
+  const styler = models.find((m) => m.task === 'style-transfer' && m.takes_style);
+  if (!styler) { t.skip('the server serves no arbitrary-style model'); return; }
+  const page = await open();
+  await page.waitForSelector('#task option[value="style-transfer"]', {state: 'attached'});
+  await page.selectOption('#task', 'style-transfer');
+  const plain = models.find((m) => m.task === 'style-transfer' && !m.takes_style);
+  if (plain) {
+    await page.selectOption('#version', plain.id);
+    assert.ok(await page.isHidden('#style-field'), 'no style upload for a model whose style is in its weights');
+  }
+  await page.selectOption('#version', styler.id);
+  assert.ok(await page.isVisible('#style-field'), 'the style upload is shown');
+  await page.setInputFiles('#file', {name: 'astronaut.png', mimeType: 'image/png', buffer: await photo()});
+  // Running without a style image is refused in the page.
+  await page.click('#run');
+  assert.match(await page.textContent('#form-error'), /style image/i);
+  // The photo as its own style: a rerun on the same server is answered by the result
+  // cache, which the page shows the same way.
+  await page.setInputFiles('#style-file', {name: 'style.png', mimeType: 'image/png', buffer: await photo()});
+  await shot(page, 'studio-style-01-form');
+  const posted = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/v1/jobs'), {timeout: 30000});
+  await page.click('#run');
+  await posted;
+  // The server refuses a job of this model without a style image (422 missing_field),
+  // so a result means the style image went with it.
+  await watchUntilResult(page);
+  const job = await (await fetchServer(`/v1/jobs/${decodeURIComponent(new URL(page.url()).hash.slice(5))}`)).json();
+  assert.equal(`${job.model}@${job.model_version}`, styler.id);
+  assert.ok(await page.isVisible('#after'));
+  await shot(page, 'studio-style-02-result');
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});

@@ -279,9 +279,17 @@ function effectiveParams(task) {
   return out;
 }
 
+// takesStyle reports whether the chosen model repaints in the style of a second image
+// the job carries (GET /v1/models: takes_style).
+function takesStyle() {
+  const m = selectedModel();
+  return !!(m && m.takes_style);
+}
+
 function renderParams() {
   const task = $('task').value;
   const box = $('param-fields');
+  $('style-field').hidden = !takesStyle();
   const noImage = !!(TASKS[task] && TASKS[task].noImage);
   $('drop').hidden = noImage;
   if (noImage) $('preview').hidden = true;
@@ -458,7 +466,21 @@ async function submit(e) {
     $('p-prompt').focus();
     return;
   }
+  const style = takesStyle() ? $('style-file').files[0] : null;
+  if (takesStyle() && !style) {
+    showFormError(null, 'Choose a style image too: this model paints your image in its style.');
+    $('style-file').focus();
+    return;
+  }
+  if (style && style.size > state.config.max_upload_bytes) {
+    showFormError(null, `The style image is ${fmtBytes(style.size)}, over the ${fmtBytes(state.config.max_upload_bytes)} limit: compress or resize it.`);
+    return;
+  }
   if (!noImage && state.files && state.files.length > 1) {
+    if (style) {
+      showFormError(null, 'A style image goes with one image at a time: choose a single image for this model.');
+      return;
+    }
     await submitBatch();
     return;
   }
@@ -481,6 +503,7 @@ async function submit(e) {
   const params = collectParams();
   if (Object.keys(params).length) fd.append('params', JSON.stringify(params));
   if (!noImage) fd.append('image', state.file, state.file.name || 'image');
+  if (style) fd.append('style', style, style.name || 'style');
   const run = $('run');
   run.disabled = true;
   run.textContent = noImage ? 'Sending…' : 'Uploading…';
