@@ -13,8 +13,8 @@ import (
 // Diffusion configures a text-to-image model (task generate, source.export): the
 // defaults a job gets for what it leaves out, and the bounds it may ask for.
 type Diffusion struct {
-	// Scheduler overrides the export's scheduler class: euler-ancestral, euler or ddim
-	// (needed for SD 1.5, whose export ships PNDMScheduler).
+	// Scheduler overrides the export's scheduler class: euler-ancestral, euler, ddim or
+	// pndm (PNDMScheduler with skip_prk_steps, SD 1.5's).
 	Scheduler string `yaml:"scheduler"`
 	// Steps and Guidance are the defaults (SD-Turbo: 1 and 0; SD 1.5: 25 and 7.5).
 	Steps    int      `yaml:"steps"`
@@ -82,7 +82,7 @@ func (m Manifest) diffusionProblems() []string {
 	d.setDefaults()
 	if d.Scheduler != "" {
 		if _, err := (diffusion.SchedulerConfig{}).Kind(d.Scheduler); err != nil {
-			bad("diffusion.scheduler", "%q must be euler-ancestral, euler or ddim", d.Scheduler)
+			bad("diffusion.scheduler", "%q must be euler-ancestral, euler, ddim or pndm", d.Scheduler)
 		}
 	}
 	if d.Steps < 1 || d.Steps > MaxDiffusionSteps {

@@ -100,7 +100,7 @@ func WriteExport(dir string, o Options) error {
 	sched, err := json.MarshalIndent(map[string]any{
 		"_class_name": o.Scheduler, "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
 		"beta_schedule": "scaled_linear", "prediction_type": "epsilon", "timestep_spacing": o.Spacing,
-		"steps_offset": 1, "set_alpha_to_one": false, "clip_sample": false,
+		"steps_offset": 1, "set_alpha_to_one": false, "clip_sample": false, "skip_prk_steps": true, // as SD 1.5's
 	}, "", "  ")
 	if err != nil {
 		return err
