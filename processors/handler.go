@@ -383,7 +383,7 @@ func FailedRecord(ev *schemas.JobEvent, jerr *schemas.JobError, now time.Time) *
 	return &schemas.JobRecord{
 		ID: ev.JobID, Tenant: ev.Tenant, User: ev.User, Tier: ev.Tier, Task: ev.Task,
 		Model: ev.Model, ModelVersion: ev.ModelVersion, Params: ev.Params,
-		Status: schemas.StatusFailed, Stage: jerr.Stage, Input: ev.Input, Error: jerr,
+		Status: schemas.StatusFailed, Stage: jerr.Stage, Input: ev.Input, Style: ev.Style, Error: jerr,
 		TraceID: trace.ID(ev.TraceParent), SubmittedAt: ev.SubmittedAt, FinishedAt: now,
 	}
 }
