@@ -21,7 +21,7 @@ func TestDiffusionManifests(t *testing.T) {
 		{"SD-Turbo defaults: one step, no guidance", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  steps: 1\n  guidance: 0\n", ""},
 		{"generate without an export is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  path: model.onnx\n  sha256: " + strings.Repeat("a", 64) + "\n", "source.export"},
 		{"an export for another task is refused", "name: sd\nversion: v1\ntask: upscale\nsource:\n  export: x\n", "serves task generate"},
-		{"an unknown scheduler is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  scheduler: pndm\n", "diffusion.scheduler"},
+		{"an unknown scheduler is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  scheduler: lms\n", "diffusion.scheduler"},
 		{"a default size off the 8-pixel grid is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  width: 500\n", "diffusion.width"},
 		{"too many steps are refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  steps: 151\n", "diffusion.steps"},
 	}
