@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -61,7 +62,12 @@ type item struct {
 	res     *streams.Result
 	log     logrus.FieldLogger
 	end     func(outcome string, err error, d time.Duration)
-	skipped schemas.Status // the final status that made begin skip the job
+	skipped schemas.Status // the record's status when begin skipped the job
+	// resend is the result event a skipped redelivery publishes again: the job ended in
+	// this stage (store succeeded it, or this stage failed it), and the run that ended
+	// it may have died before its result was published. Its message id de-duplicates.
+	resend *schemas.JobRecord
+	inputs map[string]schemas.ObjectRef // the artifacts the event carried into the stage
 }
 
 // Handle implements streams.Handler.
@@ -91,14 +97,24 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 			it.res.Err = err
 			it.end(outcomeOf(err), err, h.now().Sub(it.started))
 		case skip:
-			it.log.Info("job is cancelled or already failed; skipping")
+			it.log.WithField("status", it.skipped).Info("job is final or already past this stage; acking the message and dropping it")
 			it.end("skipped", nil, h.now().Sub(it.started))
+			if it.resend != nil {
+				if out, err := resultOutput(it.resend, ev.TraceParent); err == nil {
+					it.res.Outputs = []streams.Output{out}
+				}
+				if it.resend.Status == schemas.StatusSucceeded {
+					// The run that succeeded the job may have died before its clean-up.
+					h.finished(ctx, it, ev.Artifacts)
+				}
+			}
 			if it.skipped == schemas.StatusCancelled && h.Observe != nil {
 				// Cancellation is counted where the pipeline notices it: the skip acks the
 				// message and nothing goes downstream, so one stage sees it.
 				h.Observe.JobFinished(ev, schemas.StatusCancelled)
 			}
 		default:
+			it.inputs = maps.Clone(ev.Artifacts)
 			live = append(live, it)
 		}
 	}
@@ -169,12 +185,17 @@ func outcomeOf(err error) string {
 }
 
 // begin records that the stage started on the job; skip is true for jobs that must not
-// run (cancelled, failed).
+// run: final ones (succeeded, failed, cancelled) and ones a later stage has begun (see
+// Superseded).
 func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool, err error) {
 	stage := h.Step.Stage()
 	_, err = h.Jobs.Update(ctx, it.ev.JobID, func(r *schemas.JobRecord) error {
-		if r.Status == schemas.StatusCancelled || r.Status == schemas.StatusFailed {
+		skip, it.skipped, it.resend = false, "", nil
+		if Superseded(r, stage) {
 			skip, it.skipped = true, r.Status
+			if endedHere(r, stage) {
+				it.resend = r
+			}
 			return streams.ErrNoChange
 		}
 		if r.Status == schemas.StatusQueued {
@@ -260,6 +281,9 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			return nil, err
 		}
 		outs = append(outs, out)
+		if rec.Status == schemas.StatusSucceeded {
+			h.finished(ctx, it, it.inputs)
+		}
 	} else {
 		ev.Schema = nextSchema(stage)
 		data, err := json.Marshal(ev)
@@ -283,6 +307,26 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 		h.Observe.JobFinished(ev, schemas.StatusSucceeded)
 	}
 	return outs, nil
+}
+
+// Finisher is implemented by a Step with work to do once its job's record is final:
+// the store stage deletes the job's scratch artifacts then, and not before, so that a
+// stale redelivery of an earlier stage never finds its input gone while the job runs.
+type Finisher interface {
+	// Finished is called after the record says succeeded, with the artifacts the
+	// event carried into the stage; it may run more than once for a job. Its error is
+	// logged, not retried: what it leaves the retention sweep removes later.
+	Finished(ctx context.Context, ev *schemas.JobEvent, inputs map[string]schemas.ObjectRef) error
+}
+
+func (h *Handler) finished(ctx context.Context, it *item, inputs map[string]schemas.ObjectRef) {
+	f, ok := h.Step.(Finisher)
+	if !ok {
+		return
+	}
+	if err := f.Finished(ctx, it.ev, inputs); err != nil {
+		it.log.WithError(err).Warn("job succeeded but its scratch artifacts were not all removed; the retention sweep removes them later")
+	}
 }
 
 // Fail marks the job failed and tells result subscribers; the runner calls it for
@@ -313,7 +357,15 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) error {
 		"stage": stage, "job_id": ev.JobID, "trace_id": trace.ID(ev.TraceParent),
 		"tenant": ev.Tenant, "user_id": ev.User, "error_code": jerr.Code,
 	})
-	rec, failed, err := MarkFailed(ctx, h.Jobs, ev.JobID, stage, jerr, now)
+	rec, failed, stale, err := markFailed(ctx, h.Jobs, ev.JobID, stage, jerr, now, func(r *schemas.JobRecord) bool {
+		return Superseded(r, stage) && !failedHere(r, stage)
+	})
+	if stale {
+		// A redelivery that lost a race with the job (its input artifact consumed, its
+		// job ended): the job is fine, the message is dropped.
+		log.WithFields(logrus.Fields{"status": rec.Status, "job_stage": rec.Stage, "cause": jerr.Message}).Info("failure of a superseded message; the job has moved on, dropping it")
+		return fmt.Errorf("%s of job %s: %w", stage, ev.JobID, streams.ErrSuperseded)
+	}
 	if err != nil {
 		log.WithError(err).Error("could not mark job failed; publishing its failed result from the event")
 		rec, failed = FailedRecord(ev, jerr, now), true
@@ -347,10 +399,21 @@ const markFailedAttempts = 3
 // (may be empty) gets its finish time. It returns the record as it now is and whether
 // this call failed it. A store error other than jobs.ErrNotFound is retried a few times.
 func MarkFailed(ctx context.Context, store JobStore, id string, stage schemas.Stage, jerr *schemas.JobError, now time.Time) (*schemas.JobRecord, bool, error) {
+	rec, failed, _, err := markFailed(ctx, store, id, stage, jerr, now, nil)
+	return rec, failed, err
+}
+
+// markFailed is MarkFailed that leaves the record alone, and reports stale, when keep
+// says so of the record as read in the same compare-and-swap.
+func markFailed(ctx context.Context, store JobStore, id string, stage schemas.Stage, jerr *schemas.JobError, now time.Time, keep func(*schemas.JobRecord) bool) (rec *schemas.JobRecord, failed, stale bool, err error) {
 	for attempt := 1; ; attempt++ {
-		failed := false
-		rec, err := store.Update(ctx, id, func(r *schemas.JobRecord) error {
-			failed = false
+		failed, stale = false, false
+		rec, err = store.Update(ctx, id, func(r *schemas.JobRecord) error {
+			failed, stale = false, false
+			if keep != nil && keep(r) {
+				stale = true
+				return streams.ErrNoChange
+			}
 			if r.Status.Final() {
 				return streams.ErrNoChange
 			}
@@ -365,16 +428,50 @@ func MarkFailed(ctx context.Context, store JobStore, id string, stage schemas.St
 			return nil
 		})
 		if err == nil || errors.Is(err, jobs.ErrNotFound) || attempt == markFailedAttempts {
-			return rec, failed, err
+			return rec, failed, stale, err
 		}
 		t := time.NewTimer(time.Duration(attempt) * 200 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return rec, false, err
+			return rec, false, false, err
 		case <-t.C:
 		}
 	}
+}
+
+// Superseded reports whether a message for stage is out of date for the job as its
+// record r stands: the job is final (succeeded, failed or cancelled), or a later stage
+// has begun it (r.Stage, the cursor every stage's begin moves forward, is past stage).
+// A later stage begins only on the message this stage published, so its output is
+// safely downstream. Such a message is acked and dropped, never failed or dead-lettered.
+// A job whose record only shows this stage finished (the cursor still here) is not
+// superseded: the run may have died before publishing, so the stage runs again and its
+// output's message id de-duplicates.
+func Superseded(r *schemas.JobRecord, stage schemas.Stage) bool {
+	return r.Status.Final() || stageIndex(r.Stage) > stageIndex(stage)
+}
+
+// endedHere reports whether stage is the one that ended the job: store succeeded it, or
+// stage failed it. A redelivery then publishes the job's result again, in case the run
+// that ended it died before publishing (the result's message id de-duplicates).
+func endedHere(r *schemas.JobRecord, stage schemas.Stage) bool {
+	return (r.Status == schemas.StatusSucceeded && stage == schemas.StageStore) || failedHere(r, stage)
+}
+
+// failedHere reports whether stage failed the job.
+func failedHere(r *schemas.JobRecord, stage schemas.Stage) bool {
+	return r.Status == schemas.StatusFailed && r.Error != nil && r.Error.Stage == stage
+}
+
+// stageIndex is a stage's place in Stages; -1 for ingest and anything not a stage.
+func stageIndex(s schemas.Stage) int {
+	for i, st := range Stages {
+		if st.Name == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // FailedRecord is the record of a failed job as far as its event tells: what Fail

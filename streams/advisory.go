@@ -192,13 +192,17 @@ func (r *Runner) handleMaxDeliveries(ctx context.Context, adv maxDeliveriesAdvis
 		StreamSeq: raw.Sequence, Published: raw.Time, Received: time.Now()}
 	m.JobID, m.TraceID = m.Header.Get(HeaderJobID), trace.ID(m.Header.Get("traceparent"))
 	reason := fmt.Errorf("%w (%d); the worker never finished it (crash or timeout)", ErrMaxDeliveries, adv.Deliveries)
-	if err := r.dead.send(ctx, m, reason); err != nil {
+	switch err := r.dead.send(ctx, m, reason); {
+	case errors.Is(err, ErrSuperseded):
+		log.Info("message exhausted its deliveries but its job has moved on; dropping it")
+	case err != nil:
 		return fmt.Errorf("write the dead letter: %w", err)
+	default:
+		if r.cfg.Observer != nil {
+			r.cfg.Observer.DeadLettered(string(r.cfg.Stage))
+		}
+		log.Warn("message exhausted its deliveries; moved to the DLQ")
 	}
-	if r.cfg.Observer != nil {
-		r.cfg.Observer.DeadLettered(string(r.cfg.Stage))
-	}
-	log.Warn("message exhausted its deliveries; moved to the DLQ")
 	// A work-queue stream keeps such a message until it is deleted; the request log
 	// (limits retention) keeps it for replay.
 	info, err := stream.Info(ctx)

@@ -71,10 +71,14 @@ type DeadLetterConfig struct {
 }
 
 // send tells OnFailure and writes the dead letter; the max-deliveries advisory uses it
-// too.
+// too. When OnFailure says the message is superseded (ErrSuperseded) nothing is written
+// and that error is returned.
 func (c *DeadLetterConfig) send(ctx context.Context, m *Msg, reason error) error {
 	if c.OnFailure != nil {
 		if err := c.OnFailure(ctx, m, reason); err != nil {
+			if errors.Is(err, ErrSuperseded) {
+				return err
+			}
 			return fmt.Errorf("record the failure before dead-lettering: %w", err)
 		}
 	}
@@ -110,6 +114,11 @@ func DeadLetters(c DeadLetterConfig) Middleware {
 				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 				err := c.send(dctx, m, res.Err)
 				cancel()
+				if errors.Is(err, ErrSuperseded) {
+					m.Log(c.Log).WithField("cause", res.Err.Error()).Info("failed message is superseded (its job moved on); acking it and dropping it")
+					res.Action, res.Err = ActionNone, nil
+					continue
+				}
 				if err != nil {
 					log.WithField("dlq_error", err.Error()).Error("could not write to the DLQ; the message will be redelivered")
 					res.Action, res.Delay = ActionRetry, c.RetryDelay

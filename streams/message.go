@@ -132,6 +132,12 @@ type Middleware func(Handler) Handler
 // must be idempotent: it runs again on that redelivery, and after a failed DLQ write.
 type FailureHandler func(ctx context.Context, m *Msg, err error) error
 
+// ErrSuperseded is what a FailureHandler returns (wrapped) when the failed message is
+// out of date: its job has already moved past the message's stage or ended, so the
+// failure is a stale redelivery's, not the job's. Such a message is acked and dropped:
+// no dead letter, nothing failed.
+var ErrSuperseded = errors.New("message superseded: its job has moved on")
+
 // Publisher publishes side messages (telemetry, failure results) and waits for the
 // server to confirm them.
 type Publisher interface {

@@ -1,6 +1,7 @@
 // Package store is the last pipeline stage: it promotes a job's results from the
-// scratch area (work/<job>/) to their final keys (results/<tenant>/<job>/), removes the
-// scratch objects, and lets the handler mark the job succeeded and publish the result.
+// scratch area (work/<job>/) to their final keys (results/<tenant>/<job>/), lets the
+// handler mark the job succeeded and publish the result, and then removes the scratch
+// objects (Finished).
 package store
 
 import (
@@ -36,7 +37,10 @@ type Step struct {
 	Cache *jobs.Cache
 }
 
-var _ processors.Step = (*Step)(nil)
+var (
+	_ processors.Step     = (*Step)(nil)
+	_ processors.Finisher = (*Step)(nil)
+)
 
 // Stage implements processors.Step.
 func (s *Step) Stage() schemas.Stage { return schemas.StageStore }
@@ -84,15 +88,8 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		}
 		final[name] = dst
 	}
-	// Every scratch object of the job is one of its artifacts, so delete those by key:
-	// listing the bucket would cost O(objects in the store) per job.
-	for _, ref := range ev.Artifacts {
-		if strings.HasPrefix(ref.Key, "work/"+ev.JobID+"/") {
-			if err := s.Blobs.Delete(ctx, ref.Key); err != nil {
-				return err
-			}
-		}
-	}
+	// The scratch objects stay until the record says succeeded (Finished): a stale
+	// redelivery of an earlier stage may still read them until then.
 	ev.Artifacts = final
 	if s.Cache != nil {
 		input := ev.Input.SHA256
@@ -105,6 +102,22 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		}
 	}
 	return nil
+}
+
+// Finished implements processors.Finisher: once the job's record says succeeded it
+// deletes the job's scratch objects. Every scratch object of the job is one of the
+// artifacts its event carried, so they are deleted by key: listing the bucket would cost
+// O(objects in the store) per job. Deleting a key already gone is no error.
+func (s *Step) Finished(ctx context.Context, ev *schemas.JobEvent, inputs map[string]schemas.ObjectRef) error {
+	var errs []error
+	for _, ref := range inputs {
+		if strings.HasPrefix(ref.Key, "work/"+ev.JobID+"/") {
+			if err := s.Blobs.Delete(ctx, ref.Key); err != nil {
+				errs = append(errs, fmt.Errorf("delete scratch %s: %w", ref.Key, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Copy streams src to dst within one store and checks the digest survived.
