@@ -36,6 +36,8 @@ Usage:
   studio users    create|list|set-tier|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
   studio rollout  start|status|list|pause|resume|abort   move a task to another model version in judged steps
   studio webhooks secret|rotate --tenant T   print a tenant's webhook signing secret; rotate the key
+  studio backup   --to DIR           snapshot every JetStream stream, KV bucket and object store to DIR
+  studio restore  --from DIR         load a backup into a fresh NATS server or cluster
   studio help     [COMMAND [VERB]]   flags of a command
 
 Every flag can also be set through the environment variable shown in its help.
@@ -68,6 +70,8 @@ var commands = []command{
 	{name: "users", run: runUsers, verbs: usersVerbs},
 	{name: "rollout", run: runRollout, verbs: rolloutVerbs},
 	{name: "webhooks", run: runWebhooks, verbs: webhooksVerbs},
+	{name: "backup", run: runBackup},
+	{name: "restore", run: runRestore},
 }
 
 func main() {

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/auth"
+	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
+)
+
+// TestBackupAndRestore runs jobs on a cluster of separate processes, backs the
+// JetStream state up with `studio backup` while more jobs are submitted, restores it
+// with `studio restore` into a fresh NATS server, starts `studio ingest` on that, and
+// checks that every job finished before the backup reads as it did (status and the
+// result bytes), and that every job the backup shows succeeded has its results.
+func TestBackupAndRestore(t *testing.T) {
+	needCached(t, "jobs that run to the end", assets.ONNXRuntimeCPU)
+	c := startCluster(t)
+	c.worker(t, schemas.StageInference, "--threads", "1", "--concurrency", "1")
+	expect(t, studio(t, c.env, "users", "create", "--tenant", "acme", "--user", "alice"), 0, "created acme/alice")
+	token := tokenOf(t, c, "acme", "alice")
+
+	// Jobs finished before the backup, with the results the client saved.
+	finished := map[string]string{} // job id -> results directory
+	for i := range 3 {
+		out := t.TempDir()
+		r := studio(t, c.as(token), "submit", "--task", "style-transfer", "--timeout", "90s", "-o", out, testPNG(t, 16+2*i, 12))
+		expect(t, r, 0, "wrote "+out)
+		finished[queuedLine.FindStringSubmatch(r.stdout)[1]] = out
+	}
+
+	// More jobs while the backup runs.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		extra []string
+	)
+	var photos []string
+	for i := range 4 {
+		photos = append(photos, testPNG(t, 10+2*i, 10))
+	}
+	discard := t.TempDir()
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cmd := exec.Command(studioBinary(t), "submit", "--task", "style-transfer", "--timeout", "60s", "-o", discard, photos[i%len(photos)])
+			cmd.Env = c.as(token)
+			out, _ := cmd.Output()
+			if m := queuedLine.FindSubmatch(out); m != nil {
+				mu.Lock()
+				extra = append(extra, string(m[1]))
+				mu.Unlock()
+			}
+		}
+	}()
+	dir := filepath.Join(t.TempDir(), "backup")
+	time.Sleep(500 * time.Millisecond) // let the first extra job be in flight
+	r := studio(t, c.env, "backup", "--to", dir)
+	close(stop)
+	wg.Wait()
+	expect(t, r, 0, "KV_jobs", "OBJ_", "backed up ")
+	t.Logf("backup, with %d jobs submitted around it:\n%s", len(extra), r.stdout)
+	if order := r.stdout; strings.Index(order, "KV_jobs") > strings.Index(order, "OBJ_") {
+		t.Fatalf("the object store was taken before the job records\n%s", r)
+	}
+	t.Run("backup refuses a directory that holds a backup", func(t *testing.T) {
+		r := studio(t, c.env, "backup", "--to", dir)
+		if r.code != 1 || !strings.Contains(r.stderr, "already holds a backup") {
+			t.Fatalf("want exit 1 and 'already holds a backup'\n%s", r)
+		}
+	})
+
+	// A fresh server, restored before any studio process starts.
+	e, err := streams.StartEmbedded(streams.EmbeddedConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	restoreEnv := testEnv("STUDIO_NATS_URL=" + e.ClientURL())
+	start := time.Now()
+	r = studio(t, restoreEnv, "restore", "--from", dir)
+	expect(t, r, 0, "restored KV_jobs", "restored ")
+	t.Logf("restore took %s:\n%s", time.Since(start).Round(time.Millisecond), r.stdout)
+	t.Run("restore refuses a server that has the streams", func(t *testing.T) {
+		r := studio(t, restoreEnv, "restore", "--from", dir)
+		if r.code != 1 || !strings.Contains(r.stderr, "already exists") {
+			t.Fatalf("want exit 1 and 'already exists'\n%s", r)
+		}
+	})
+
+	// The restored cluster: ingest only (with the same signing keys), read-only use.
+	c2 := &cluster{owner: t, natsURL: e.ClientURL(), dataDir: c.dataDir, modelDir: c.modelDir}
+	c2.api = fmt.Sprintf("http://127.0.0.1:%d", port(t))
+	c2.env = testEnv("STUDIO_NATS_URL="+c2.natsURL, "STUDIO_DATA_DIR="+c2.dataDir, "STUDIO_MODEL_DIR="+c2.modelDir,
+		"STUDIO_MODELS="+testModelID, "STUDIO_SERVER="+c2.api)
+	ing := c2.start(t, "ingest", "--http", strings.TrimPrefix(c2.api, "http://"), "--worker-id", "restored-ingest")
+	waitFor(t, ing, time.Minute, "studio ingest on the restored server", func() bool { return httpOK(c2.api + "/health/live") })
+
+	t.Run("every job finished before the backup reads as it did, results byte for byte", func(t *testing.T) {
+		for id, before := range finished {
+			j := c2.jobOf(t, token, id)
+			if j.Status != schemas.StatusSucceeded {
+				t.Fatalf("restored job %s is %s, want succeeded", id, j.Status)
+			}
+			after := t.TempDir()
+			expect(t, studio(t, c2.as(token), "jobs", "watch", id, "-o", after), 0, id+" succeeded", "wrote "+after)
+			requireSameFiles(t, before, after)
+		}
+	})
+	t.Run("every job the backup shows succeeded has its results", func(t *testing.T) {
+		for _, id := range extra {
+			r := studio(t, c2.as(token), "jobs", "get", id, "--json")
+			if r.code != 0 {
+				continue // submitted after the job records were taken
+			}
+			j := c2.jobOf(t, token, id)
+			if j.Status != schemas.StatusSucceeded {
+				continue
+			}
+			expect(t, studio(t, c2.as(token), "jobs", "watch", id, "-o", t.TempDir()), 0, id+" succeeded", "wrote ")
+		}
+	})
+}
+
+// tokenOf returns an access token of tenant/user.
+func tokenOf(t *testing.T, c *cluster, tenant, user string) string {
+	t.Helper()
+	r := studio(t, c.env, "users", "token", "--tenant", tenant, "--user", user)
+	expect(t, r, 0, "access_token")
+	var pair auth.TokenPair
+	if err := json.Unmarshal([]byte(r.stdout), &pair); err != nil || pair.AccessToken == "" {
+		t.Fatalf("token pair: %v\n%s", err, r)
+	}
+	return pair.AccessToken
+}
+
+// requireSameFiles checks that two directories hold files of the same contents (the
+// names differ: submit names them after the input, jobs watch after the job).
+func requireSameFiles(t *testing.T, a, b string) {
+	t.Helper()
+	contents := func(dir string) []string {
+		files, _ := filepath.Glob(filepath.Join(dir, "*"))
+		var out []string
+		for _, p := range files {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, string(data))
+		}
+		slices.Sort(out)
+		return out
+	}
+	want, got := contents(a), contents(b)
+	if len(want) == 0 {
+		t.Fatalf("no files in %s", a)
+	}
+	if !slices.Equal(want, got) {
+		t.Fatalf("the restored results (%d files in %s) differ from the originals (%d files in %s)", len(got), b, len(want), a)
+	}
+}
