@@ -176,3 +176,27 @@ func requireSameFiles(t *testing.T, a, b string) {
 		t.Fatalf("the restored results (%d files in %s) differ from the originals (%d files in %s)", len(got), b, len(want), a)
 	}
 }
+
+// TestBackupAndRestoreRefuseBadInput: the commands say what is missing or wrong and
+// exit 1 before touching anything.
+func TestBackupAndRestoreRefuseBadInput(t *testing.T) {
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"backup without --to", []string{"backup", "--nats-url", "nats://127.0.0.1:9"}, "--to DIR is required"},
+		{"backup without a server", []string{"backup", "--nats-url", "", "--nats-listen", "", "--to", t.TempDir()}, "--nats-url is required"},
+		{"restore without --from", []string{"restore", "--nats-url", "nats://127.0.0.1:9"}, "--from DIR is required"},
+		{"restore of a directory that holds no backup", []string{"restore", "--nats-url", "nats://127.0.0.1:9", "--from", empty}, "is not a backup"},
+		{"backup with an argument", []string{"backup", "--to", empty, "extra"}, `unexpected argument "extra"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := studio(t, testEnv(), tc.args...)
+			if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("want exit 1 and %q\n%s", tc.want, r)
+			}
+		})
+	}
+}
