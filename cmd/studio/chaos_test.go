@@ -115,6 +115,8 @@ func TestChaos(t *testing.T) {
 			time.Sleep(3 * time.Second)
 			faults = append(faults, ch.killMetaLeader(10*time.Second))
 			time.Sleep(3 * time.Second)
+			faults = append(faults, ch.pauseNode(r, 10*time.Second))
+			time.Sleep(3 * time.Second)
 			if ch.minio != nil {
 				faults = append(faults, ch.killMinIO(10*time.Second))
 				time.Sleep(3 * time.Second)
@@ -143,11 +145,19 @@ func TestChaos(t *testing.T) {
 		}
 		return open
 	}
-	deadline := time.Now().Add(4 * time.Minute)
+	// The wait follows progress, not the wall clock: on a loaded machine the cluster may
+	// take minutes to drain, but it keeps finishing jobs. It ends when every job is
+	// final, when no job has become final for chaosStall (past the stages' retries:
+	// AckWait 5 s x 5 deliveries plus backoff), or after chaosWaitMax in all.
+	const chaosStall, chaosWaitMax = 2 * time.Minute, 15 * time.Minute
 	stuck := final()
-	for len(stuck) > 0 && time.Now().Before(deadline) {
+	for waitStart, lastProgress := time.Now(), time.Now(); len(stuck) > 0 && time.Since(lastProgress) < chaosStall && time.Since(waitStart) < chaosWaitMax; {
 		time.Sleep(2 * time.Second)
-		stuck = final()
+		open := final()
+		if len(open) < len(stuck) {
+			lastProgress = time.Now()
+		}
+		stuck = open
 	}
 	c := ch.count(js, want)
 	c.submitted, c.refused, c.stuck = int(submitted.Load()), int(refused.Load()), len(stuck)
@@ -258,6 +268,7 @@ func (ch *chaos) stopAll() {
 	}
 	for _, p := range all {
 		if p.cmd != nil && p.cmd.Process != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT) // a node left paused cannot stop
 			_ = p.cmd.Process.Signal(os.Interrupt)
 		}
 	}
@@ -361,10 +372,10 @@ func (ch *chaos) killStage() string {
 	return "SIGKILL " + p.name
 }
 
-// killMetaLeader kill -9s the JetStream meta leader and starts it again after down.
-func (ch *chaos) killMetaLeader(down time.Duration) string {
+// metaLeader is the index of the node that is the JetStream meta leader, or -1.
+func (ch *chaos) metaLeader() int {
 	leader := -1
-	for i, mp := range ch.monitorPorts {
+	for _, mp := range ch.monitorPorts {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", mp))
 		if err != nil {
 			continue
@@ -380,8 +391,13 @@ func (ch *chaos) killMetaLeader(down time.Duration) string {
 			fmt.Sscanf(v.Meta.Leader, "n%d", &leader)
 			break
 		}
-		_ = i
 	}
+	return leader
+}
+
+// killMetaLeader kill -9s the JetStream meta leader and starts it again after down.
+func (ch *chaos) killMetaLeader(down time.Duration) string {
+	leader := ch.metaLeader()
 	if leader < 0 {
 		return "no meta leader found"
 	}
@@ -389,6 +405,25 @@ func (ch *chaos) killMetaLeader(down time.Duration) string {
 	time.Sleep(down)
 	ch.start(ch.nodes[leader])
 	return fmt.Sprintf("kill -9 meta leader n%d, %s down", leader, down)
+}
+
+// pauseNode partitions a node from the cluster: SIGSTOP for down (longer than the
+// election timeout), then SIGCONT. Even rounds pause the meta leader (the others elect
+// a new one; the old one must step down when it wakes), odd rounds a follower.
+func (ch *chaos) pauseNode(round int, down time.Duration) string {
+	leader := ch.metaLeader()
+	n, role := leader, "meta leader"
+	if round%2 == 1 || leader < 0 {
+		n, role = (max(leader, 0)+1+rand.IntN(len(ch.nodes)-1))%len(ch.nodes), "follower"
+	}
+	p := ch.nodes[n]
+	if p.cmd == nil || p.cmd.Process == nil {
+		return "no node to pause"
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(down)
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	return fmt.Sprintf("SIGSTOP %s n%d, %s", role, n, down)
 }
 
 func (ch *chaos) killMinIO(down time.Duration) string {

@@ -19,6 +19,12 @@ var ErrNotFound = errors.New("jobs: job not found")
 // ErrExists is returned by Create when the id is taken.
 var ErrExists = errors.New("jobs: job already exists")
 
+// CallTimeout bounds one read or write of a record (one round trip to the bucket's
+// stream leader). A call that outlasts it (a node paused or partitioned, a leader
+// election) fails instead of holding its stage for the stage's whole timeout; the stage
+// retries the message. Callers' own shorter deadlines still apply.
+const CallTimeout = 10 * time.Second
+
 // Store keeps job records in the KV bucket "jobs". Updates are compare-and-swap loops,
 // so stages and ingest (cancellation) can change one record concurrently without
 // losing writes. Safe for concurrent use.
@@ -43,7 +49,9 @@ func (j *Store) Create(ctx context.Context, rec *schemas.JobRecord) error {
 	if err != nil {
 		return fmt.Errorf("jobs: encode job %s: %w", rec.ID, err)
 	}
-	if _, err := j.kv.Create(ctx, rec.ID, data); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	if _, err := j.kv.Create(cctx, rec.ID, data); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("%w: %s", ErrExists, rec.ID)
 		}
@@ -59,7 +67,9 @@ func (j *Store) Get(ctx context.Context, id string) (*schemas.JobRecord, error) 
 }
 
 func (j *Store) get(ctx context.Context, id string) (*schemas.JobRecord, uint64, error) {
-	e, err := j.kv.Get(ctx, id)
+	cctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	e, err := j.kv.Get(cctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
 		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -93,7 +103,9 @@ func (j *Store) Update(ctx context.Context, id string, fn func(*schemas.JobRecor
 		if err != nil {
 			return nil, fmt.Errorf("jobs: encode job %s: %w", id, err)
 		}
-		_, err = j.kv.Update(ctx, id, data, rev)
+		cctx, cancel := context.WithTimeout(ctx, CallTimeout)
+		_, err = j.kv.Update(cctx, id, data, rev)
+		cancel()
 		if err == nil {
 			return rec, nil
 		}
