@@ -2,8 +2,10 @@ package sink_test
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,25 +15,37 @@ import (
 )
 
 // BenchmarkSinkThroughput measures end to end: fetch from JetStream, decode, look up
-// stored ids, insert, ack. Messages are published before the timer starts; the schema is
-// migrated before too. Run with a fixed count, e.g.
+// stored ids, insert, ack, into the ClickHouse server and into the embedded engine.
+// Messages are published before the timer starts; the schema is migrated before too.
+// Besides rows/s it reports the CPU the test process (sink and the in-process NATS
+// server) spent per row, and, with STUDIO_BENCH_CLICKHOUSE_PID naming the server's
+// process, the server's CPU per row: on a shared machine those vary less than rows/s.
+// Run with a fixed count, e.g.
 //
 //	go test ./sink -run '^$' -bench SinkThroughput -benchtime 100000x
 func BenchmarkSinkThroughput(b *testing.B) {
-	addr := clickhouseAddr(b)
 	for _, bc := range []struct {
-		name  string
-		batch int
-		jobs  bool
+		name     string
+		embedded bool
+		batch    int
+		jobs     bool
 	}{
-		{"stage_runs/batch=10000", 10000, false},
-		{"stage_runs/batch=1000", 1000, false},
-		{"jobs/batch=10000", 10000, true},
+		{"server/stage_runs/batch=10000", false, 10000, false},
+		{"server/stage_runs/batch=1000", false, 1000, false},
+		{"server/jobs/batch=10000", false, 10000, true},
+		{"embedded/stage_runs/batch=10000", true, 10000, false},
+		{"embedded/jobs/batch=10000", true, 10000, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := streamstest.Start(b)
-			cfg := testConfig(b, addr)
+			var cfg sink.Config
+			if bc.embedded {
+				cfg = embeddedConfig(b)
+			} else {
+				cfg = testConfig(b, clickhouseAddr(b))
+			}
 			cfg.BatchRows, cfg.FlushInterval, cfg.AckWait = bc.batch, 200*time.Millisecond, time.Minute
+			cfg.QueryTimeout = time.Minute
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if _, err := sink.Migrate(ctx, cfg); err != nil {
@@ -55,16 +69,46 @@ func BenchmarkSinkThroughput(b *testing.B) {
 				outs[i].Data = uniqueID(outs[i].Data, i)
 			}
 			publish(b, srv, outs...)
+			chPID := os.Getenv("STUDIO_BENCH_CLICKHOUSE_PID")
+			selfCPU, serverCPU := processCPU(""), processCPU(chPID)
 			b.ResetTimer()
 			s := startSink(b, srv, cfg)
 			waitWritten(b, s, uint64(b.N), 10*time.Minute)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			b.ReportMetric((processCPU("")-selfCPU).Seconds()*1e6/float64(b.N), "proc-cpu-µs/row")
+			if chPID != "" && !bc.embedded {
+				b.ReportMetric((processCPU(chPID)-serverCPU).Seconds()*1e6/float64(b.N), "ch-cpu-µs/row")
+			}
 			if s.Stats().Duplicates != 0 {
 				b.Fatalf("%d rows were duplicates; the benchmark data should be distinct", s.Stats().Duplicates)
 			}
 		})
 	}
+}
+
+// processCPU returns the user and system CPU time a process has used: this one for
+// pid "", else the one /proc/<pid>/stat describes (0 when it cannot be read).
+func processCPU(pid string) time.Duration {
+	if pid == "" {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	data, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64) // clock ticks, 100 per second
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // uniqueID rewrites the job_id in a JSON event so that every message is distinct.

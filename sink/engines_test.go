@@ -39,7 +39,7 @@ func engines() []engine {
 		},
 		{
 			name:   "on embedded chDB 26.7",
-			config: embeddedConfig,
+			config: func(t *testing.T) sink.Config { return embeddedConfig(t) },
 			rows: func(t *testing.T, cfg sink.Config, q string) [][]any {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
@@ -61,7 +61,7 @@ var (
 // embeddedConfig returns a sink config for a fresh database in the process's chDB
 // engine, dropped at cleanup. It skips when chDB is not in the asset cache, and fails
 // then under STUDIO_REQUIRE_ASSETS=1 (make test fetches it).
-func embeddedConfig(t *testing.T) sink.Config {
+func embeddedConfig(t testing.TB) sink.Config {
 	t.Helper()
 	lib := filepath.Join(assets.DefaultDir(), filepath.FromSlash(assets.ChDB.Path))
 	if _, err := os.Stat(lib); err != nil {

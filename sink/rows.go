@@ -1,11 +1,12 @@
 package sink
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
@@ -117,16 +118,21 @@ type streamSpec struct {
 	stream  string
 	durable string
 	filters []string
+	// primary is the schema most of the stream's events have: decode tries it first,
+	// reading the event once.
+	primary string
 	schemas map[string]func(data []byte) (decoded, error)
 }
 
 var sinkStreams = []streamSpec{
 	{
 		stream: schemas.StreamResults, durable: "sink-results", filters: []string{"studio.results.>"},
+		primary: schemas.SchemaJobResult,
 		schemas: map[string]func([]byte) (decoded, error){schemas.SchemaJobResult: decodeResult},
 	},
 	{
 		stream: schemas.StreamTelemetry, durable: "sink-telemetry", filters: []string{"studio.telemetry.>"},
+		primary: schemas.SchemaStageRun,
 		schemas: map[string]func([]byte) (decoded, error){
 			schemas.SchemaStageRun:     decodeStageRun,
 			schemas.SchemaHTTPRequest:  decodeHTTPRequest,
@@ -135,6 +141,7 @@ var sinkStreams = []streamSpec{
 	},
 	{
 		stream: schemas.StreamAudit, durable: "sink-audit", filters: []string{"studio.audit.>"},
+		primary: schemas.SchemaAudit,
 		schemas: map[string]func([]byte) (decoded, error){
 			schemas.SchemaAudit:   decodeAudit,
 			schemas.SchemaErasure: decodeErasure,
@@ -142,6 +149,7 @@ var sinkStreams = []streamSpec{
 	},
 	{
 		stream: schemas.StreamFeedback, durable: "sink-feedback", filters: []string{schemas.SubjectFeedback},
+		primary: schemas.SchemaFeedback,
 		schemas: map[string]func([]byte) (decoded, error){schemas.SchemaFeedback: decodeFeedback},
 	},
 }
@@ -149,6 +157,10 @@ var sinkStreams = []streamSpec{
 // decode turns a message of the stream into rows, or returns an error wrapping
 // errMalformed that says what is wrong with it.
 func (s *streamSpec) decode(subject string, data []byte) (decoded, error) {
+	if d, err := s.schemas[s.primary](data); err == nil {
+		return d, nil
+	}
+	// Another schema, or a malformed event: read the envelope to tell which.
 	var env struct {
 		Schema string `json:"schema"`
 	}
@@ -171,6 +183,17 @@ func (s *streamSpec) decode(subject string, data []byte) (decoded, error) {
 		return decoded{}, err
 	}
 	return d, nil
+}
+
+// errOtherSchema says an event is not of the schema its decoder reads.
+var errOtherSchema = errors.New("event of another schema")
+
+// is checks that an event's schema field names the schema its decoder reads.
+func is(want, got string) error {
+	if got != want {
+		return errOtherSchema
+	}
+	return nil
 }
 
 // maxDateTime is the last second a ClickHouse DateTime (UInt32 seconds) can hold.
@@ -208,6 +231,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func decodeResult(data []byte) (decoded, error) {
 	var ev schemas.ResultEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
+		return decoded{}, err
+	}
+	if err := is(schemas.SchemaJobResult, ev.Schema); err != nil {
 		return decoded{}, err
 	}
 	if ev.JobID == "" {
@@ -309,6 +335,9 @@ func decodeStageRun(data []byte) (decoded, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return decoded{}, err
 	}
+	if err := is(schemas.SchemaStageRun, r.Schema); err != nil {
+		return decoded{}, err
+	}
 	switch {
 	case r.JobID == "":
 		return decoded{}, errors.New("missing job_id")
@@ -347,6 +376,9 @@ func decodeHTTPRequest(data []byte) (decoded, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return decoded{}, err
 	}
+	if err := is(schemas.SchemaHTTPRequest, r.Schema); err != nil {
+		return decoded{}, err
+	}
 	if err := r.Validate(); err != nil {
 		return decoded{}, err
 	}
@@ -376,6 +408,9 @@ func decodeAudit(data []byte) (decoded, error) {
 	if err := json.Unmarshal(data, &e); err != nil {
 		return decoded{}, err
 	}
+	if err := is(schemas.SchemaAudit, e.Schema); err != nil {
+		return decoded{}, err
+	}
 	if err := e.Validate(); err != nil {
 		return decoded{}, err
 	}
@@ -392,6 +427,9 @@ func decodeAudit(data []byte) (decoded, error) {
 func decodeFeedback(data []byte) (decoded, error) {
 	var f schemas.Feedback
 	if err := json.Unmarshal(data, &f); err != nil {
+		return decoded{}, err
+	}
+	if err := is(schemas.SchemaFeedback, f.Schema); err != nil {
 		return decoded{}, err
 	}
 	if err := f.Validate(); err != nil {
@@ -412,6 +450,9 @@ func decodeFeedback(data []byte) (decoded, error) {
 func decodeErasure(data []byte) (decoded, error) {
 	var r schemas.ErasureRequest
 	if err := json.Unmarshal(data, &r); err != nil {
+		return decoded{}, err
+	}
+	if err := is(schemas.SchemaErasure, r.Schema); err != nil {
 		return decoded{}, err
 	}
 	if err := r.Validate(); err != nil {

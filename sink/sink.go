@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,6 +205,11 @@ func (s *Sink) prepare(ctx context.Context) (conn, error) {
 // the first, into one batch; it keeps them alive with InProgress while the handler
 // retries through a ClickHouse outage, and never gives up on a message (MaxDeliver -1):
 // only a malformed one leaves the stream unwritten, for studio.dlq.sink.
+//
+// Up to inFlight batches of the stream are handled at once: while one is written, the
+// next is decoded and the one after it fetched. Their writes take turns (mu), so the
+// stored-id lookup and the insert of one batch never interleave with another's and a
+// row is never inserted twice.
 func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*streams.Runner, error) {
 	log := s.log.WithField("stream", spec.stream)
 	cfg := streams.RunnerConfig{
@@ -211,17 +217,17 @@ func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*str
 		Spec: streams.ConsumerSpec{
 			Stream: spec.stream, Durable: spec.durable, FilterSubjects: spec.filters,
 			Description: "ClickHouse sink", AckWait: s.cfg.AckWait,
-			MaxAckPending: 2*s.cfg.BatchRows + 256, MaxDeliver: -1,
+			// The batches in flight plus one prefetched.
+			MaxAckPending: (inFlight+1)*s.cfg.BatchRows + 256, MaxDeliver: -1,
 		},
-		// One batch at a time per stream: the next one is pulled while this one is
-		// written, and inserts never race each other.
-		Concurrency: 1, MaxBatch: s.cfg.BatchRows, MaxWait: s.cfg.FlushInterval,
+		Concurrency: inFlight, MaxBatch: s.cfg.BatchRows, MaxWait: s.cfg.FlushInterval,
 		PullExpiry:   max(min(s.cfg.FlushInterval, 5*time.Second), 100*time.Millisecond),
 		DrainTimeout: s.cfg.DrainTimeout, AckAsync: true,
 		Observer: sinkObserver{&s.stats}, Log: log,
 	}
+	var mu sync.Mutex
 	h := streams.BatchHandlerFunc(func(ctx context.Context, batch []*streams.Msg) []streams.Result {
-		return s.handle(ctx, spec, w, batch, log)
+		return s.handle(ctx, spec, w, &mu, batch, log)
 	})
 	delay := 500 * time.Millisecond
 	for {
@@ -243,23 +249,27 @@ type held struct {
 	dec decoded
 }
 
+// inFlight is how many batches of one stream the sink handles at once.
+const inFlight = 2
+
 // handle decodes a batch and writes it. Malformed messages fail permanently (the
 // runner moves them to the DLQ); the rest are committed together, after which the
-// runner acknowledges them.
-func (s *Sink) handle(ctx context.Context, spec *streamSpec, w *writer, batch []*streams.Msg, log logrus.FieldLogger) []streams.Result {
+// runner acknowledges them. Writes of one stream take turns through mu.
+func (s *Sink) handle(ctx context.Context, spec *streamSpec, w *writer, mu *sync.Mutex, batch []*streams.Msg, log logrus.FieldLogger) []streams.Result {
 	results := make([]streams.Result, len(batch))
+	decs := make([]decoded, len(batch))
+	decodeAll(spec, batch, decs, results)
 	buf := make([]held, 0, len(batch))
-	for i, m := range batch {
-		dec, err := spec.decode(m.Subject, m.Data)
-		if err != nil {
-			results[i].Err = streams.Permanent(err)
-			continue
+	for i := range batch {
+		if results[i].Err == nil {
+			buf = append(buf, held{i: i, dec: decs[i]})
 		}
-		buf = append(buf, held{i: i, dec: dec})
 	}
 	if len(buf) == 0 {
 		return results
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	buf, err := s.flush(ctx, spec, w, buf, results, log)
 	if err != nil {
 		for _, h := range buf {
@@ -267,6 +277,39 @@ func (s *Sink) handle(ctx context.Context, spec *streamSpec, w *writer, batch []
 		}
 	}
 	return results
+}
+
+// minDecodeShare is the fewest messages worth a goroutine of their own in decodeAll.
+const minDecodeShare = 512
+
+// decodeAll decodes batch into decs, on every core for a large batch; a malformed
+// message gets a permanent error in results instead.
+func decodeAll(spec *streamSpec, batch []*streams.Msg, decs []decoded, results []streams.Result) {
+	one := func(from, to int) {
+		for i := from; i < to; i++ {
+			dec, err := spec.decode(batch[i].Subject, batch[i].Data)
+			if err != nil {
+				results[i].Err = streams.Permanent(err)
+				continue
+			}
+			decs[i] = dec
+		}
+	}
+	parts := min(runtime.GOMAXPROCS(0), len(batch)/minDecodeShare)
+	if parts <= 1 {
+		one(0, len(batch))
+		return
+	}
+	var wg sync.WaitGroup
+	share := (len(batch) + parts - 1) / parts
+	for from := 0; from < len(batch); from += share {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one(from, min(from+share, len(batch)))
+		}()
+	}
+	wg.Wait()
 }
 
 // flush writes a batch, retrying with backoff while ClickHouse fails (the runner keeps

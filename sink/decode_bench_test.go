@@ -1,0 +1,46 @@
+package sink
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/creativeai-studio/studio/schemas"
+)
+
+// BenchmarkDecode measures turning one telemetry or result event into its row, the
+// sink's CPU cost per message before the insert.
+func BenchmarkDecode(b *testing.B) {
+	at := time.Date(2026, 12, 7, 18, 0, 0, 123456789, time.UTC)
+	run, _ := json.Marshal(schemas.StageRun{
+		Schema: schemas.SchemaStageRun, JobID: "01JF8Y4W3K8Z5Q2N7M6V4T9R0A", Tenant: "acme", User: "user-42",
+		Tier: "premium", Task: "remove-background", Model: "isnet", ModelVersion: "small",
+		Stage: schemas.StageInference, Worker: "host-1:1234", Attempt: 1, BatchSize: 4, Outcome: "ok",
+		StartedAt: at, DurationMS: 123.456, QueueWaitMS: 7.5,
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	})
+	for _, bc := range []struct {
+		name   string
+		stream string
+		data   []byte
+	}{
+		{"stage_run", schemas.StreamTelemetry, run},
+	} {
+		var spec *streamSpec
+		for i := range sinkStreams {
+			if sinkStreams[i].stream == bc.stream {
+				spec = &sinkStreams[i]
+			}
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := spec.decode("studio.telemetry.x", bc.data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	_ = fmt.Sprint
+}
