@@ -224,3 +224,35 @@ func TestHeaviestCookbookQueriesUseTheSortingKey(t *testing.T) {
 			"%s: the read of jobs filters on the key's leading day and skips the older parts", name)
 	}
 }
+
+// A full default batch of stage-run ids (10,000 of about 40 bytes) is larger than the
+// embedded engine's max_query_size; the lookup of stored ids must still answer, or the
+// sink would retry that batch forever.
+func TestStoredLooksUpAFullBatchOfLongIDs(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			cfg := e.config(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := sink.Migrate(ctx, cfg)
+			require.NoError(t, err)
+			keys := make([]string, sink.DefaultBatchRows)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("job-%08d-0123456789abcdef:inference:1:ok", i)
+			}
+			stored := []string{keys[0], keys[5000], keys[len(keys)-1]}
+			rows := make([][]any, len(stored))
+			for i, k := range stored {
+				rows[i] = []any{k, "acme", time.Now().UTC().Truncate(time.Second)}
+			}
+			require.NoError(t, sink.Insert(ctx, cfg, "stage_runs", []string{"run_id", "tenant", "started_at"}, rows))
+			got, err := sink.Stored(ctx, cfg, "stage_runs", "run_id", keys)
+			require.NoError(t, err)
+			want := map[string]bool{}
+			for _, k := range stored {
+				want[k] = true
+			}
+			require.Equal(t, want, got)
+		})
+	}
+}

@@ -147,3 +147,13 @@ func Decode(stream, subject string, data []byte) ([]string, error) {
 
 // ErrMalformed is the error malformed messages wrap.
 var ErrMalformed = errMalformed
+
+// Stored returns which of keys the column col of table in cfg's database holds.
+func Stored(ctx context.Context, cfg Config, table, col string, keys []string) (map[string]bool, error) {
+	c, err := open(&cfg, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Stored(ctx, table, col, keys, "")
+}
