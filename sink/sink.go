@@ -205,11 +205,6 @@ func (s *Sink) prepare(ctx context.Context) (conn, error) {
 // the first, into one batch; it keeps them alive with InProgress while the handler
 // retries through a ClickHouse outage, and never gives up on a message (MaxDeliver -1):
 // only a malformed one leaves the stream unwritten, for studio.dlq.sink.
-//
-// Up to inFlight batches of the stream are handled at once: while one is written, the
-// next is decoded and the one after it fetched. Their writes take turns (mu), so the
-// stored-id lookup and the insert of one batch never interleave with another's and a
-// row is never inserted twice.
 func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*streams.Runner, error) {
 	log := s.log.WithField("stream", spec.stream)
 	cfg := streams.RunnerConfig{
@@ -217,17 +212,19 @@ func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*str
 		Spec: streams.ConsumerSpec{
 			Stream: spec.stream, Durable: spec.durable, FilterSubjects: spec.filters,
 			Description: "ClickHouse sink", AckWait: s.cfg.AckWait,
-			// The batches in flight plus one prefetched.
-			MaxAckPending: (inFlight+1)*s.cfg.BatchRows + 256, MaxDeliver: -1,
+			MaxAckPending: 2*s.cfg.BatchRows + 256, MaxDeliver: -1,
 		},
-		Concurrency: inFlight, MaxBatch: s.cfg.BatchRows, MaxWait: s.cfg.FlushInterval,
+		// One batch at a time per stream: the next one is pulled while this one is
+		// written, and inserts never race each other. (Two in flight were slower: the
+		// second batch is gathered while the first is written, so FlushInterval cuts it
+		// short, and the server pays for more, smaller inserts.)
+		Concurrency: 1, MaxBatch: s.cfg.BatchRows, MaxWait: s.cfg.FlushInterval,
 		PullExpiry:   max(min(s.cfg.FlushInterval, 5*time.Second), 100*time.Millisecond),
 		DrainTimeout: s.cfg.DrainTimeout, AckAsync: true,
 		Observer: sinkObserver{&s.stats}, Log: log,
 	}
-	var mu sync.Mutex
 	h := streams.BatchHandlerFunc(func(ctx context.Context, batch []*streams.Msg) []streams.Result {
-		return s.handle(ctx, spec, w, &mu, batch, log)
+		return s.handle(ctx, spec, w, batch, log)
 	})
 	delay := 500 * time.Millisecond
 	for {
@@ -249,13 +246,10 @@ type held struct {
 	dec decoded
 }
 
-// inFlight is how many batches of one stream the sink handles at once.
-const inFlight = 2
-
 // handle decodes a batch and writes it. Malformed messages fail permanently (the
 // runner moves them to the DLQ); the rest are committed together, after which the
-// runner acknowledges them. Writes of one stream take turns through mu.
-func (s *Sink) handle(ctx context.Context, spec *streamSpec, w *writer, mu *sync.Mutex, batch []*streams.Msg, log logrus.FieldLogger) []streams.Result {
+// runner acknowledges them.
+func (s *Sink) handle(ctx context.Context, spec *streamSpec, w *writer, batch []*streams.Msg, log logrus.FieldLogger) []streams.Result {
 	results := make([]streams.Result, len(batch))
 	decs := make([]decoded, len(batch))
 	decodeAll(spec, batch, decs, results)
@@ -268,8 +262,6 @@ func (s *Sink) handle(ctx context.Context, spec *streamSpec, w *writer, mu *sync
 	if len(buf) == 0 {
 		return results
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	buf, err := s.flush(ctx, spec, w, buf, results, log)
 	if err != nil {
 		for _, h := range buf {
