@@ -2,7 +2,6 @@ package sink
 
 import (
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
@@ -42,5 +41,4 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 	}
-	_ = fmt.Sprint
 }
