@@ -530,6 +530,10 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 	if err != nil {
 		return nil, err
 	}
+	storage, err := quota.OpenStorage(ctx, js, d.Blobs, cfg.StorageQuota)
+	if err != nil {
+		return nil, err
+	}
 	var counter auth.AuditCounter
 	if d.Metrics != nil {
 		counter = d.Metrics
@@ -543,7 +547,7 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 		NATSAccounts:  natsAccounts,
 		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit, Users: users},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
-		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev,
+		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev, Storage: storage,
 	}, nil
 }
 

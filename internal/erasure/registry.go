@@ -140,6 +140,7 @@ func DefaultRegistry() Registry {
 				}},
 			{Bucket: quota.BucketActive, Filters: user("")},
 			{Bucket: quota.BucketRateLimit, Filters: user("")},
+			{Bucket: quota.BucketStorage, NoUserData: "one byte count per tenant, summed from the object store; erasure makes ingest count again"},
 			// Ingest's own job index of older versions: "j.<tenant>.<hash of user>.<job>".
 			{Bucket: "job_index", Legacy: true, Filters: func(f *Footprint) []string {
 				h := sha256.Sum256([]byte(f.User + "\x00"))
