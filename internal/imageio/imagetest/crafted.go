@@ -120,11 +120,11 @@ func VP8L(w, h int) []byte {
 	bw.write(0x2f, 8) // signature
 	bw.write(uint32(w-1), 14)
 	bw.write(uint32(h-1), 14)
-	bw.write(0, 1) // alpha hint
-	bw.write(0, 3) // version
-	bw.write(0, 1) // no transforms
-	bw.write(0, 1) // no colour cache
-	bw.write(0, 1) // no meta prefix codes
+	bw.write(0, 1)                // alpha hint
+	bw.write(0, 3)                // version
+	bw.write(0, 1)                // no transforms
+	bw.write(0, 1)                // no colour cache
+	bw.write(0, 1)                // no meta prefix codes
 	oneSymbol := func(v uint32) { // simple prefix code with one 8-bit symbol: 0 bits a pixel
 		bw.write(1, 1)
 		bw.write(0, 1)
