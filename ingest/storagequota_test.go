@@ -11,20 +11,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/ingest"
+	"github.com/creativeai-studio/studio/internal/app"
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/quota"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// withStorageQuota gives tenant tb a storage quota of limit bytes, counted from the
-// object store at every check (so that the test sees deletions at once; the caching
-// of the count is TestStorageUsageIsKeptBetweenCountsAndCorrectedByTheNext in quota).
-func withStorageQuota(t *testing.T, e *secureEnv, limit int64) {
-	t.Helper()
-	st, err := quota.OpenStorage(context.Background(), e.srv.JS, e.svc.Blobs(),
-		quota.StorageLimits{Default: 1 << 40, Tenants: map[string]int64{"tb": limit}, Recount: -1})
-	require.NoError(t, err)
-	e.sec.Storage = st // before the first request
+// storageQuota gives tenant tb a storage quota of limit bytes, counted from the object
+// store at every check (so that the test sees deletions at once; the caching of the
+// count is TestStorageUsageIsKeptBetweenCountsAndCorrectedByTheNext in quota).
+func storageQuota(limit int64) func(*app.Config) {
+	return func(c *app.Config) {
+		c.StorageQuota = quota.StorageLimits{Default: 1 << 40, Tenants: map[string]int64{"tb": limit}, Recount: -1}
+	}
 }
 
 // A tenant fills its storage quota with inputs and results; the next submission is
@@ -37,8 +36,7 @@ func TestTheTenantStorageQuotaRefusesWhenFullAndAdmitsAfterDeletionOnBothEntries
 	size := int64(len(img))
 	for _, entry := range admissionEntries {
 		t.Run(entry.name, func(t *testing.T) {
-			e := newAdmissionEnv(t)
-			withStorageQuota(t, e.secureEnv, 2*size+size/2)
+			e := admissionEnvOn(t, newSecureEnvOpts(t, ingest.Config{}, storageQuota(2*size+size/2), nil))
 			dave := auth.User{Tenant: "tb", ID: "dave", Tier: schemas.TierNormal, Scopes: auth.UserScopes}
 			require.NoError(t, e.sec.Users.Create(ctx, &dave))
 			pair, err := e.sec.Issuer.Issue(ctx, "tb", "dave")
@@ -104,9 +102,8 @@ func TestTheTenantStorageQuotaRefusesWhenFullAndAdmitsAfterDeletionOnBothEntries
 // a PUT that would not fit stores nothing.
 func TestUploadsCountAgainstTheTenantStorageQuota(t *testing.T) {
 	ctx := context.Background()
-	e := newSecureEnv(t)
 	img := encodeJPEG(t, photoImage(320, 240))
-	withStorageQuota(t, e, int64(len(img))*3/2)
+	e := newSecureEnvOpts(t, ingest.Config{}, storageQuota(int64(len(img))*3/2), nil)
 	ticket := func() (ingest.UploadTicket, authResponse) {
 		r := e.call(t, http.MethodPost, "/v1/uploads", e.tokens["bob"], nil, "")
 		var tk ingest.UploadTicket

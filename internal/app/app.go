@@ -448,7 +448,11 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 		Limits: cfg.Limits(), PublicURL: cfg.PublicURL, CORSOrigins: origins,
 		UploadSecret: cfg.UploadSecret, UploadQuota: cfg.UploadQuota, UploadQuotaBytes: cfg.UploadQuotaBytes, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
 	}
-	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index)}
+	webhookSecrets, err := auth.OpenWebhookSecrets(ctx, d.Bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index), ingest.WithWebhookSecrets(webhookSecrets)}
 	rollouts, err := NewRolloutManager(ctx, cfg, d.Bus, d.Catalog, d.Log)
 	if err != nil {
 		return nil, err

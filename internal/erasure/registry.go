@@ -105,6 +105,7 @@ func DefaultRegistry() Registry {
 			{Bucket: streams.BucketLeases, NoUserData: "one key per singleton task naming the process (host and pid) that runs it"},
 			{Bucket: rollout.BucketRollouts, NoUserData: "one rollout per task: model versions, steps, figures, and the operator or controller that moved it (an audit trail of operators, not of users' data)"},
 			{Bucket: rollout.BucketRouting, NoUserData: "one routing table per task: model versions and their weights"},
+			{Bucket: auth.BucketWebhookSecrets, NoUserData: "one secret generation and rotation time per tenant; the secrets are derived, never stored"},
 			{Bucket: auth.BucketRevoked, NoUserData: "deny-list entries are keyed by random token and family ids and hold an expiry; they name no user or job"},
 			{Bucket: auth.BucketAPIKeys, ScanFilter: every, Scan: func(f *Footprint, v []byte) bool {
 				var k auth.APIKey
