@@ -103,7 +103,7 @@ func TestPreprocessBoundsPNGAndWebPDecodingWork(t *testing.T) {
 			code: processors.CodeImageTooLarge, message: "of metadata"},
 		{name: "a 36-megapixel interlaced PNG", img: imagetest.PNGHeader(6000, 6000, 8, 6, true),
 			code: processors.CodeImageTooLarge, message: "interlaced"},
-		{name: "a zlib bomb: a 64x64 PNG whose IDAT inflates to 256 MiB", img: imagetest.InflateBombPNG(64, 64, 256<<20),
+		{name: "a zlib bomb: a 64x64 PNG whose IDAT inflates to 64 MiB", img: imagetest.InflateBombPNG(64, 64, 64<<20),
 			code: processors.CodeCorruptImage, message: "too much pixel data"},
 		{name: "a PNG declaring 36 megapixels over 40 bytes of data", img: imagetest.PNGHeader(6000, 6000, 8, 6, false),
 			code: processors.CodeCorruptImage, message: "cannot inflate"},
