@@ -87,7 +87,10 @@ type RequestReader func() (SubmitRequest, error)
 //     (Submission.Replayed, no new job, no slot taken); another request with that key
 //     is 409 idempotency_conflict. It needs the image bytes, hence after step 5.
 //  7. The image: format, bytes and pixels, read from its header (413, 415, 422).
-//  8. The tier's active-job cap (429 too_many_active_jobs). The slot is given back if
+//  8. The tenant's storage quota: what it stores (inputs, results, uploads) plus this
+//     input (403 storage_quota_exceeded naming the quota and the usage; see
+//     quota.Storage).
+//  9. The tier's active-job cap (429 too_many_active_jobs). The slot is given back if
 //     the job is not queued after all, and when it ends (quota.ActiveJobs.Run).
 //
 // Then the input is stored without its metadata, the job indexed, answered from the
@@ -193,7 +196,12 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 		}
 	}
 
-	// 8: the active-job cap, now that the job has its id.
+	// 8: the tenant's storage quota, for the input about to be stored.
+	if err := s.checkStorage(ctx, req.Tenant, int64(len(req.Image))); err != nil {
+		return Submission{}, err
+	}
+
+	// 9: the active-job cap, now that the job has its id.
 	if s.sec != nil {
 		if err := s.sec.Active.Acquire(ctx, req.Tenant, req.User, jobID, limits.MaxActive); err != nil {
 			return Submission{}, err
@@ -210,6 +218,9 @@ func (s *Service) Admit(ctx context.Context, who *auth.Principal, in Entry, read
 	rec, replayed, err := s.enqueue(ctx, &req, spec, jobID, idemKey, fp, hdr, styleHdr)
 	if err != nil {
 		return Submission{}, err
+	}
+	if !replayed {
+		s.reserveStorage(ctx, req.Tenant, int64(len(req.Image)))
 	}
 	return Submission{Job: rec, Replayed: replayed}, nil
 }

@@ -127,7 +127,12 @@ type admissionEnv struct {
 
 func newAdmissionEnv(t *testing.T) *admissionEnv {
 	t.Helper()
-	e := newSecureEnv(t)
+	return admissionEnvOn(t, newSecureEnv(t))
+}
+
+// admissionEnvOn serves the NATS entry of e and follows its audit trail.
+func admissionEnvOn(t *testing.T, e *secureEnv) *admissionEnv {
+	t.Helper()
 	trail := followAudit(t, e)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -77,6 +77,7 @@ func (s *Service) Handler() http.Handler {
 	if s.sec != nil {
 		s.registerAuthRoutes(api)
 		s.registerTicketRoutes(api)
+		s.registerWebhookSecretRoutes(api)
 	}
 
 	mux.HandleFunc("GET /docs", s.handleDocs)

@@ -52,6 +52,14 @@ func newSecureEnv(t *testing.T, setup ...func(*ingest.Service)) *secureEnv {
 // newSecureEnvWith is newSecureEnv with the service's configuration.
 func newSecureEnvWith(t *testing.T, conf ingest.Config, setup ...func(*ingest.Service)) *secureEnv {
 	t.Helper()
+	return newSecureEnvOpts(t, conf, nil, nil, setup...)
+}
+
+// newSecureEnvOpts is newSecureEnvWith that also adjusts the app configuration
+// app.NewSecurity reads (appSet, may be nil) and adds service options made on the
+// server (opts, may be nil).
+func newSecureEnvOpts(t *testing.T, conf ingest.Config, appSet func(*app.Config), opts func(*streamstest.Server) []ingest.Option, setup ...func(*ingest.Service)) *secureEnv {
+	t.Helper()
 	ctx := context.Background()
 	s := streamstest.Start(t)
 	jobStore, err := jobs.Open(ctx, s.JS)
@@ -72,11 +80,17 @@ func newSecureEnvWith(t *testing.T, conf ingest.Config, setup ...func(*ingest.Se
 		JWT: auth.Config{JWTKeys: spec, AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour},
 		Quota: quota.Policy{Default: quota.Limits{MaxActive: 3},
 			Tiers: map[schemas.Tier]quota.Limits{schemas.TierFree: {RequestsPerHour: 2}}}}
+	if appSet != nil {
+		appSet(cfg)
+	}
 	sec, err := app.NewSecurity(ctx, cfg, app.Deps{Bus: &app.Bus{NC: s.NC, JS: s.JS}, Blobs: blobs})
 	require.NoError(t, err)
+	options := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index), ingest.WithSecurity(sec)}
+	if opts != nil {
+		options = append(options, opts(s)...)
+	}
 	svc := ingest.NewService(conf, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat,
-		func(context.Context, schemas.Tier) (int, error) { return 0, nil }, nil, quietLog(),
-		ingest.WithIdempotency(idem), ingest.WithJobIndex(index), ingest.WithSecurity(sec))
+		func(context.Context, schemas.Tier) (int, error) { return 0, nil }, nil, quietLog(), options...)
 	for _, f := range setup {
 		f(svc)
 	}

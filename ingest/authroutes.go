@@ -381,6 +381,7 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 			s.audit(ctx, actionUserErase, "user/"+in.ID, auth.ResultError)
 			return nil, s.asProblem(err, "erase user")
 		}
+		s.forgetStorage(ctx, p.Tenant) // the tenant's next admission counts what is left
 		// No audit event here: it would name the user the erasure just removed. The
 		// ErasureRequest the Eraser published (who, whom, when) is the erasure's record.
 		return &bodyOutput[erasure.ErasureReport]{Status: http.StatusOK, Body: *rep}, nil

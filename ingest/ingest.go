@@ -158,12 +158,14 @@ type Service struct {
 	loaded     func() []string
 	idem       *streams.KV
 	index      *jobs.Index
-	uploadKey  []byte
-	started    time.Time
-	closing    chan struct{}
-	closeOnce  sync.Once
-	sec        *Security
-	rollouts   *rollout.Manager
+	// webhookSecrets holds each tenant's webhook secret generation (nil: generation 0).
+	webhookSecrets *auth.WebhookSecrets
+	uploadKey      []byte
+	started        time.Time
+	closing        chan struct{}
+	closeOnce      sync.Once
+	sec            *Security
+	rollouts       *rollout.Manager
 }
 
 // Close ends the open event streams (WebSocket clients are told to reconnect) so that
@@ -180,6 +182,13 @@ func WithIdempotency(kv *streams.KV) Option { return func(s *Service) { s.idem =
 // WithJobIndex keeps the per-caller job index and webhook targets in index. Without
 // it GET /v1/jobs answers 503 and callback_url is refused.
 func WithJobIndex(index *jobs.Index) Option { return func(s *Service) { s.index = index } }
+
+// WithWebhookSecrets reads each tenant's webhook secret generation from ws, so that a
+// tenant's secret can be rotated on its own (POST /v2/admin/webhook-secret/rotate,
+// `studio webhooks rotate-tenant`). Without it every tenant signs with generation 0.
+func WithWebhookSecrets(ws *auth.WebhookSecrets) Option {
+	return func(s *Service) { s.webhookSecrets = ws }
+}
 
 // ReportLoaded sets where GET /v1/models and readiness learn which versions are loaded
 // in this process.

@@ -25,6 +25,9 @@ type Security struct {
 	Limiter       *quota.RateLimiter
 	Active        *quota.ActiveJobs
 	Audit         auth.Auditor
+	// Storage is the per-tenant storage quota, applied at admission and to uploads;
+	// nil: none.
+	Storage *quota.Storage
 	// Policy holds the per-tier limits: requests per hour and active jobs.
 	Policy quota.Policy
 	// DevLogin lets POST /v1/auth/login issue tokens for any existing user without an

@@ -106,6 +106,9 @@ func (s *Service) newUploadTicket(ctx context.Context, tenant, user string) (Upl
 	} else if count >= s.cfg.UploadQuota || size >= s.cfg.UploadQuotaBytes {
 		return UploadTicket{}, s.uploadQuotaProblem(count, size)
 	}
+	if err := s.checkStorage(ctx, tenant, 1); err != nil {
+		return UploadTicket{}, err // the tenant's storage is full already
+	}
 	id := NewJobID()
 	key := uploadKey(tenant, user, id)
 	exp := time.Now().Add(s.cfg.UploadURLExpiry).UTC().Truncate(time.Second)
@@ -164,9 +167,13 @@ func (s *Service) acceptUpload(ctx context.Context, w http.ResponseWriter, r *ht
 		return nil, imageProblem(err, "body")
 	}
 	data = stripMetadata(data, hdr)
+	if err := s.checkStorage(ctx, tenant, int64(len(data))); err != nil {
+		return nil, err
+	}
 	info, err := s.blobs.Put(ctx, key, bytes.NewReader(data), int64(len(data)), hdr.Format.ContentType())
 	if err != nil {
 		return nil, fmt.Errorf("store upload: %w", err)
 	}
+	s.reserveStorage(ctx, tenant, info.Size)
 	return &UploadedObject{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: hdr.Format.ContentType(), Width: hdr.Width, Height: hdr.Height}, nil
 }

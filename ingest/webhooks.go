@@ -19,6 +19,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams"
 )
@@ -43,15 +44,14 @@ const DurableWebhooks = "webhooks"
 // StageWebhooks names the dead-letter subject studio.dlq.webhooks.
 const StageWebhooks schemas.Stage = "webhooks"
 
-// TenantWebhookSecret derives a tenant's webhook signing secret from the configured
-// secret: hex(HMAC-SHA256(key=secret, "studio-webhook-secret/v1/" + tenant)). Each
-// tenant verifies with its own secret, so one tenant's signature is no signature for
-// another; the operator hands each tenant its derived secret, never the configured one.
+// TenantWebhookSecret is generation 0 of a tenant's webhook signing secret, derived
+// from the configured secret (auth.WebhookSecret): hex(HMAC-SHA256(key=secret,
+// "studio-webhook-secret/v1/" + tenant)). Each tenant verifies with its own secret, so
+// one tenant's signature is no signature for another; the operator hands each tenant
+// its derived secret, never the configured one. After a tenant's own rotation its
+// deliveries sign with later generations (WithWebhookSecrets).
 func TenantWebhookSecret(secret, tenant string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte("studio-webhook-secret/v1/"))
-	m.Write([]byte(tenant))
-	return hex.EncodeToString(m.Sum(nil))
+	return auth.WebhookSecret(secret, tenant, 0)
 }
 
 // SignWebhook returns the Studio-Signature value for body at time t, signed with each
@@ -347,8 +347,11 @@ func (s *Service) postWebhook(ctx context.Context, client *http.Client, target, 
 	req.Header.Set("User-Agent", "studio-webhooks/1")
 	req.Header.Set(HeaderEvent, event)
 	req.Header.Set(HeaderDelivery, delivery)
-	req.Header.Set(HeaderSignature, SignWebhook(time.Now(), body,
-		TenantWebhookSecret(s.cfg.WebhookSecret, tenant), s.previousTenantSecret(tenant)))
+	keys, err := s.webhookKeys(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set(HeaderSignature, SignWebhook(time.Now(), body, keys...))
 	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -365,13 +368,23 @@ func (s *Service) postWebhook(ctx context.Context, client *http.Client, target, 
 	return resp.StatusCode, nil
 }
 
-// previousTenantSecret is the tenant's secret under Config.WebhookPreviousSecret, or ""
-// when no rotation is under way.
-func (s *Service) previousTenantSecret(tenant string) string {
-	if s.cfg.WebhookPreviousSecret == "" {
-		return ""
+// webhookKeys returns the secrets that sign tenant's deliveries now: each valid
+// generation of the tenant (two during its own rotation's window) under the configured
+// secret, then under Config.WebhookPreviousSecret while a rotation of that lasts.
+func (s *Service) webhookKeys(ctx context.Context, tenant string) ([]string, error) {
+	var g auth.WebhookGeneration
+	if s.webhookSecrets != nil {
+		var err error
+		if g, err = s.webhookSecrets.Get(ctx, tenant); err != nil {
+			return nil, err
+		}
 	}
-	return TenantWebhookSecret(s.cfg.WebhookPreviousSecret, tenant)
+	now := time.Now()
+	keys := g.Secrets(s.cfg.WebhookSecret, tenant, now)
+	if s.cfg.WebhookPreviousSecret != "" {
+		keys = append(keys, g.Secrets(s.cfg.WebhookPreviousSecret, tenant, now)...)
+	}
+	return keys, nil
 }
 
 // webhookClient connects only to public addresses unless AllowPrivateCallbacks (see

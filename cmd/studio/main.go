@@ -35,7 +35,7 @@ Usage:
   studio bench    --task T --jobs N --concurrency C  load the pipeline and compare with raw ONNX Runtime
   studio users    create|list|set-tier|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
   studio rollout  start|status|list|pause|resume|abort   move a task to another model version in judged steps
-  studio webhooks secret|rotate --tenant T   print a tenant's webhook signing secret; rotate the key
+  studio webhooks secret|rotate-tenant|rotate --tenant T   print a tenant's webhook signing secret; rotate one tenant's; rotate the root key
   studio backup   --to DIR           snapshot every JetStream stream, KV bucket and object store to DIR
   studio restore  --from DIR         load a backup into a fresh NATS server or cluster
   studio help     [COMMAND [VERB]]   flags of a command

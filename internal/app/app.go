@@ -448,7 +448,11 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 		Limits: cfg.Limits(), PublicURL: cfg.PublicURL, CORSOrigins: origins,
 		UploadSecret: cfg.UploadSecret, UploadQuota: cfg.UploadQuota, UploadQuotaBytes: cfg.UploadQuotaBytes, WebhookSecret: cfg.WebhookSecret, WebhookPreviousSecret: cfg.WebhookPrevSecret, AllowPrivateCallbacks: cfg.WebhookAllowPrivate,
 	}
-	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index)}
+	webhookSecrets, err := auth.OpenWebhookSecrets(ctx, d.Bus.JS)
+	if err != nil {
+		return nil, err
+	}
+	opts := []ingest.Option{ingest.WithIdempotency(idem), ingest.WithJobIndex(index), ingest.WithWebhookSecrets(webhookSecrets)}
 	rollouts, err := NewRolloutManager(ctx, cfg, d.Bus, d.Catalog, d.Log)
 	if err != nil {
 		return nil, err
@@ -530,6 +534,10 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 	if err != nil {
 		return nil, err
 	}
+	storage, err := quota.OpenStorage(ctx, js, d.Blobs, cfg.StorageQuota)
+	if err != nil {
+		return nil, err
+	}
 	var counter auth.AuditCounter
 	if d.Metrics != nil {
 		counter = d.Metrics
@@ -543,7 +551,7 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 		NATSAccounts:  natsAccounts,
 		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit, Users: users},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
-		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev,
+		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev, Storage: storage,
 	}, nil
 }
 

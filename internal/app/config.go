@@ -116,6 +116,9 @@ type Config struct {
 	// JWT configures token signing and lifetimes; Quota the per-tier limits.
 	JWT   auth.Config
 	Quota quota.Policy
+	// StorageQuota is the per-tenant storage quota (--storage-quota,
+	// --storage-quota-tenants), enforced while --auth is on.
+	StorageQuota quota.StorageLimits
 }
 
 // AuthOn reports whether the HTTP API requires credentials.
@@ -198,6 +201,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.NATSAccounts, "nats-accounts", "", "NATS accounts whose users submit jobs as themselves, ACCOUNT=tenant, comma separated (the account imports studio.submit.> with share: true; see deploy/nats/nats-server.conf)")
 	c.JWT.RegisterFlags(fs)
 	c.Quota.RegisterFlags(fs)
+	c.StorageQuota.RegisterFlags(fs)
 }
 
 // Validate checks the settings and says which flag to fix.
@@ -264,6 +268,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--auth %q: use on or off", c.Auth))
 	}
 	if err := c.Quota.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.StorageQuota.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

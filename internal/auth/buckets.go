@@ -22,6 +22,9 @@ const (
 	BucketRefresh = "refresh"
 	// BucketRevoked: "jti.<id>" / "fam.<id>" -> deny-list entry with a per-key TTL.
 	BucketRevoked = "revoked"
+	// BucketWebhookSecrets: "<tenant>" -> WebhookGeneration, which of the tenant's
+	// derived webhook signing secrets are valid.
+	BucketWebhookSecrets = "webhook_secrets"
 )
 
 // keyUsageMaxAge keeps per-day API key counters for a month of history.
@@ -48,5 +51,6 @@ func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 		// Families are rewritten at each rotation; one outlives its last refresh token.
 		kv(BucketRefresh, "refresh-token families: current token, revoked flag", MaxRefreshTTL+24*time.Hour),
 		revoked,
+		kv(BucketWebhookSecrets, "webhook secret generation per tenant (the secrets are derived, never stored)", 0),
 	}
 }

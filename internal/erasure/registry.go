@@ -105,6 +105,7 @@ func DefaultRegistry() Registry {
 			{Bucket: streams.BucketLeases, NoUserData: "one key per singleton task naming the process (host and pid) that runs it"},
 			{Bucket: rollout.BucketRollouts, NoUserData: "one rollout per task: model versions, steps, figures, and the operator or controller that moved it (an audit trail of operators, not of users' data)"},
 			{Bucket: rollout.BucketRouting, NoUserData: "one routing table per task: model versions and their weights"},
+			{Bucket: auth.BucketWebhookSecrets, NoUserData: "one secret generation and rotation time per tenant; the secrets are derived, never stored"},
 			{Bucket: auth.BucketRevoked, NoUserData: "deny-list entries are keyed by random token and family ids and hold an expiry; they name no user or job"},
 			{Bucket: auth.BucketAPIKeys, ScanFilter: every, Scan: func(f *Footprint, v []byte) bool {
 				var k auth.APIKey
@@ -140,6 +141,7 @@ func DefaultRegistry() Registry {
 				}},
 			{Bucket: quota.BucketActive, Filters: user("")},
 			{Bucket: quota.BucketRateLimit, Filters: user("")},
+			{Bucket: quota.BucketStorage, NoUserData: "one byte count per tenant, summed from the object store; erasure makes ingest count again"},
 			// Ingest's own job index of older versions: "j.<tenant>.<hash of user>.<job>".
 			{Bucket: "job_index", Legacy: true, Filters: func(f *Footprint) []string {
 				h := sha256.Sum256([]byte(f.User + "\x00"))

@@ -40,6 +40,11 @@ func DecodeContext(ctx context.Context, data []byte, lim Limits) (*image.NRGBA, 
 	if err != nil {
 		return nil, Header{}, err
 	}
+	if h.Format == FormatPNG {
+		if err := checkPNGData(data, lim.withDefaults()); err != nil {
+			return nil, Header{}, err
+		}
+	}
 	var img image.Image
 	err = safely(func() error {
 		var err error

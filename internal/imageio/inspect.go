@@ -32,7 +32,8 @@ type Header struct {
 // size and pixel dimensions against lim before any pixel memory is allocated,
 // so a small file that claims a huge image is refused cheaply with
 // ErrTooLarge. A JPEG with more than lim.MaxScans scans is refused the same way, as
-// its decoding work is pixels × scans. It does not verify the pixel data; Decode does.
+// its decoding work is pixels × scans; a PNG or WebP over lim's chunk, metadata or
+// decoded-bytes bounds too (see chunks.go). It does not verify the pixel data; Decode does.
 func Inspect(data []byte, lim Limits) (Header, error) {
 	lim = lim.withDefaults()
 	f, err := Sniff(data)
@@ -72,6 +73,15 @@ func Inspect(data []byte, lim Limits) (Header, error) {
 	}
 	// Checked on the upright size so the message matches what people see.
 	if err := checkSize(h.Width, h.Height, lim); err != nil {
+		return Header{}, err
+	}
+	switch f {
+	case FormatPNG:
+		err = checkPNGWork(data, lim)
+	case FormatWebP:
+		err = checkWebPWork(data, lim)
+	}
+	if err != nil {
 		return Header{}, err
 	}
 	if h.Profile, err = parseProfile(f, data, pixelSpace(f, data, cfg), lim.MaxProfileBytes); err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/creativeai-studio/studio/streams"
 )
 
-// KV buckets of the per-user limits.
+// KV buckets of the per-user and per-tenant limits.
 const (
 	// BucketActive: "<tenant>.<user>" -> ActiveSet, the user's queued or running jobs.
 	BucketActive = "active"
@@ -25,5 +25,6 @@ func Buckets(t streams.Topology) []jetstream.KeyValueConfig {
 		kv(BucketActive, "jobs queued or running per user (the concurrency cap)", t.JobsMaxAge),
 		// A window idle for longer than it spans holds nothing that still counts.
 		kv(BucketRateLimit, "sliding-window request counts per user", RateWindow+RateWindow/RateSlots+time.Minute),
+		kv(BucketStorage, "bytes each tenant stores in the object store, counted from it (the storage quota)", 0),
 	}
 }
