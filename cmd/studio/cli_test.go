@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -817,6 +818,26 @@ func TestFetchFromAWarmCache(t *testing.T) {
 		want = append(want, a.Name, filepath.Join(assets.DefaultDir(), filepath.FromSlash(a.Path)))
 	}
 	expect(t, r, 0, want...)
+}
+
+// TestFetchGPURuntimeFromAWarmCache runs `studio fetch runtime --gpu` (the flag after
+// the group) on a cache that holds the CUDA build: the three libraries are verified and
+// listed in their own directory, beside and not over the CPU build, without a download.
+func TestFetchGPURuntimeFromAWarmCache(t *testing.T) {
+	needCached(t, "fetch runtime --gpu from a warm cache", assets.RuntimeGPU...)
+	r := studio(t, testEnv(), "fetch", "runtime", "--gpu")
+	var want []string
+	for _, a := range assets.RuntimeGPU {
+		want = append(want, a.Name, a.SHA256[:12], filepath.Join(assets.DefaultDir(), "lib", "onnxruntime-cuda-1.29.0", path.Base(a.Path)))
+	}
+	expect(t, r, 0, want...)
+	if strings.Contains(r.stdout, assets.ONNXRuntimeCPU.Path) {
+		t.Errorf("--gpu listed the CPU runtime:\n%s", r)
+	}
+	r = studio(t, testEnv(), "fetch", "--gpu", "web")
+	if r.code != 1 || !strings.Contains(r.stderr, "--gpu selects the CUDA build of the runtime group") {
+		t.Errorf("--gpu without the runtime group: want exit 1 and a hint\n%s", r)
+	}
 }
 
 // TestBench runs the shortest useful `studio bench`: five identity jobs through the

@@ -184,22 +184,33 @@ func Catalog(ctx context.Context, cfg *Config, log logrus.FieldLogger) (*models.
 	return cat, nil
 }
 
-// Backend loads ONNX Runtime.
+// Backend loads ONNX Runtime: --ort-lib when set, else the fetched CUDA build for
+// --device cuda (`studio fetch runtime --gpu`) and the fetched CPU build otherwise. When
+// --device auto settles on the CPU it logs why.
 func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inference.Backend, error) {
 	lib := cfg.ORTLib
 	if lib == "" {
-		var err error
-		lib, err = (&assets.Cache{Dir: cfg.CacheDir, Log: log}).Ensure(ctx, assets.ONNXRuntimeCPU)
-		if err != nil {
-			return nil, err
+		runtime := []assets.Asset{assets.ONNXRuntimeCPU}
+		if cfg.Device == "cuda" {
+			runtime = assets.RuntimeGPU
+		}
+		cache := &assets.Cache{Dir: cfg.CacheDir, Log: log}
+		for i, a := range runtime {
+			p, err := cache.Ensure(ctx, a)
+			if err != nil {
+				return nil, err
+			}
+			if i == 0 {
+				lib = p
+			}
 		}
 	}
 	b, err := ort.New(ort.Config{LibraryPath: lib, Device: cfg.Device, IntraOpThreads: cfg.Threads, Spin: cfg.ORTSpin})
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Device != "cpu" && b.Device() == "cpu" {
-		log.Warn("no CUDA-capable ONNX Runtime or GPU found; running inference on CPU")
+	if why := b.Fallback(); why != nil {
+		log.WithError(why).WithField("ort_lib", lib).Warn("--device auto: CUDA unavailable; running inference on CPU")
 	}
 	log.WithField("device", b.Device()).Info("inference device selected")
 	return b, nil
