@@ -380,7 +380,11 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		// before the message goes to the DLQ.
 		rc.OnFailure, rc.Log = h.Fail, log
 		rc.Observer = observer(d.Metrics)
-		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, rc)
+		var sh streams.Handler = h
+		if d.Metrics != nil {
+			sh = processors.MeasureCPU(string(stage), d.Metrics.StageCPU)(h)
+		}
+		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, sh, rc)
 		if err != nil {
 			return nil, closeOnError(err, closer)
 		}
