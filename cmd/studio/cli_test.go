@@ -853,8 +853,26 @@ func TestBench(t *testing.T) {
 	if !regexp.MustCompile(`succeeded / failed\s+5 / 0`).MatchString(r.stdout) {
 		t.Fatalf("not every bench job succeeded\n%s", r)
 	}
-	if b, err := os.ReadFile(jsonFile); err != nil || !json.Valid(b) {
+	// Core-ms per job per stage, each stage having handled the five jobs.
+	for _, stage := range []string{"preprocess", "inference", "postprocess", "store"} {
+		if !regexp.MustCompile(`(?m)^\s+` + stage + `\s+[0-9.]+\s+[0-9]+%\s+5$`).MatchString(r.stdout) {
+			t.Errorf("no CPU PER JOB row for %s with 5 job messages\n%s", stage, r)
+		}
+	}
+	b, err := os.ReadFile(jsonFile)
+	if err != nil || !json.Valid(b) {
 		t.Fatalf("--json: %v", err)
+	}
+	var rep struct {
+		Pipeline struct {
+			StageCPU []struct {
+				Stage        string  `json:"stage"`
+				CoreMSPerJob float64 `json:"core_ms_per_job"`
+			} `json:"stage_cpu"`
+		} `json:"pipeline"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Pipeline.StageCPU) != 5 || rep.Pipeline.StageCPU[0].CoreMSPerJob <= 0 {
+		t.Errorf("--json stage_cpu = %+v (%v), want four stages and the rest, preprocess above 0", rep.Pipeline.StageCPU, err)
 	}
 }
 
