@@ -177,6 +177,12 @@ func Catalog(ctx context.Context, cfg *Config, log logrus.FieldLogger) (*models.
 		if err != nil {
 			return nil, err
 		}
+		if cfg.Device == "cuda" {
+			// Only a node that will run on the GPU fetches a manifest's GPU variant.
+			if spec, err = models.FetchVariant(ctx, cache, spec, cfg.Device); err != nil {
+				return nil, err
+			}
+		}
 		if err := cat.Add(spec); err != nil {
 			return nil, err
 		}

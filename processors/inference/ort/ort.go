@@ -202,9 +202,11 @@ func (b *Backend) Open(spec models.Spec) (inference.Session, error) {
 		return nil, err
 	}
 	defer so.Destroy()
-	s, err := ortgo.NewDynamicAdvancedSession(spec.Path, []string{spec.Input.Name}, []string{spec.Output.Name}, so)
+	// A manifest's variant for this device (an fp16 file on CUDA) replaces the file.
+	file := spec.PathFor(b.device)
+	s, err := ortgo.NewDynamicAdvancedSession(file, []string{spec.Input.Name}, []string{spec.Output.Name}, so)
 	if err != nil {
-		return nil, fmt.Errorf("ort: load %s from %s: %w", spec.ID(), spec.Path, err)
+		return nil, fmt.Errorf("ort: load %s from %s: %w", spec.ID(), file, err)
 	}
 	return &session{s: s, spec: spec}, nil
 }
