@@ -25,7 +25,9 @@ func newStageCPU() stageCPU {
 	}
 }
 
-func (c stageCPU) collectors() []prometheus.Collector { return []prometheus.Collector{c.seconds, c.jobs} }
+func (c stageCPU) collectors() []prometheus.Collector {
+	return []prometheus.Collector{c.seconds, c.jobs}
+}
 
 // StageCPU records that a stage's handler used cpu on jobs job messages; its signature
 // is processors.CPURecorder's. Safe for concurrent use; never blocks.
