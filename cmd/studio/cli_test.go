@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -819,6 +820,26 @@ func TestFetchFromAWarmCache(t *testing.T) {
 	expect(t, r, 0, want...)
 }
 
+// TestFetchGPURuntimeFromAWarmCache runs `studio fetch runtime --gpu` (the flag after
+// the group) on a cache that holds the CUDA build: the three libraries are verified and
+// listed in their own directory, beside and not over the CPU build, without a download.
+func TestFetchGPURuntimeFromAWarmCache(t *testing.T) {
+	needCached(t, "fetch runtime --gpu from a warm cache", assets.RuntimeGPU...)
+	r := studio(t, testEnv(), "fetch", "runtime", "--gpu")
+	var want []string
+	for _, a := range assets.RuntimeGPU {
+		want = append(want, a.Name, a.SHA256[:12], filepath.Join(assets.DefaultDir(), "lib", "onnxruntime-cuda-1.29.0", path.Base(a.Path)))
+	}
+	expect(t, r, 0, want...)
+	if strings.Contains(r.stdout, assets.ONNXRuntimeCPU.Path) {
+		t.Errorf("--gpu listed the CPU runtime:\n%s", r)
+	}
+	r = studio(t, testEnv(), "fetch", "--gpu", "web")
+	if r.code != 1 || !strings.Contains(r.stderr, "--gpu selects the CUDA build of the runtime group") {
+		t.Errorf("--gpu without the runtime group: want exit 1 and a hint\n%s", r)
+	}
+}
+
 // TestBench runs the shortest useful `studio bench`: five identity jobs through the
 // whole pipeline in-process.
 func TestBench(t *testing.T) {
@@ -832,8 +853,26 @@ func TestBench(t *testing.T) {
 	if !regexp.MustCompile(`succeeded / failed\s+5 / 0`).MatchString(r.stdout) {
 		t.Fatalf("not every bench job succeeded\n%s", r)
 	}
-	if b, err := os.ReadFile(jsonFile); err != nil || !json.Valid(b) {
+	// Core-ms per job per stage, each stage having handled the five jobs.
+	for _, stage := range []string{"preprocess", "inference", "postprocess", "store"} {
+		if !regexp.MustCompile(`(?m)^\s+` + stage + `\s+[0-9.]+\s+[0-9]+%\s+5$`).MatchString(r.stdout) {
+			t.Errorf("no CPU PER JOB row for %s with 5 job messages\n%s", stage, r)
+		}
+	}
+	b, err := os.ReadFile(jsonFile)
+	if err != nil || !json.Valid(b) {
 		t.Fatalf("--json: %v", err)
+	}
+	var rep struct {
+		Pipeline struct {
+			StageCPU []struct {
+				Stage        string  `json:"stage"`
+				CoreMSPerJob float64 `json:"core_ms_per_job"`
+			} `json:"stage_cpu"`
+		} `json:"pipeline"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || len(rep.Pipeline.StageCPU) != 5 || rep.Pipeline.StageCPU[0].CoreMSPerJob <= 0 {
+		t.Errorf("--json stage_cpu = %+v (%v), want four stages and the rest, preprocess above 0", rep.Pipeline.StageCPU, err)
 	}
 }
 

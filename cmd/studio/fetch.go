@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 
 	"github.com/creativeai-studio/studio/internal/app"
@@ -16,21 +17,25 @@ import (
 func runFetch(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("studio fetch", flag.ContinueOnError)
 	dir := fs.String("cache-dir", assets.DefaultDir(), "cache directory [STUDIO_CACHE]")
+	gpu := fs.Bool("gpu", false, "runtime: fetch the CUDA build of ONNX Runtime and its CUDA provider libraries (into a directory of their own) instead of the CPU build")
 	fs.Usage = func() {
 		var groups []string
 		for g := range assets.Groups {
 			groups = append(groups, g)
 		}
 		sort.Strings(groups)
-		fmt.Fprintf(fs.Output(), "usage: studio fetch [--cache-dir DIR] [GROUP...]\ngroups: %v (default: runtime models web)\n", groups)
+		fmt.Fprintf(fs.Output(), "usage: studio fetch [--cache-dir DIR] [--gpu] [GROUP...]\ngroups: %v (default: runtime models web)\n", groups)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	groups, err := parseInterspersed(fs, args) // studio fetch runtime --gpu
+	if err != nil {
 		return err
 	}
-	groups := fs.Args()
 	if len(groups) == 0 {
 		groups = []string{"runtime", "models", "web"}
+	}
+	if *gpu && !slices.Contains(groups, "runtime") {
+		return fmt.Errorf("--gpu selects the CUDA build of the runtime group: name it (studio fetch runtime --gpu)")
 	}
 	for _, g := range groups {
 		if _, ok := assets.Groups[g]; !ok && g != "models" && g != "models-all" {
@@ -50,12 +55,16 @@ func runFetch(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			continue
 		}
-		for _, a := range assets.Groups[g] {
+		as := assets.Groups[g]
+		if g == "runtime" && *gpu {
+			as = assets.RuntimeGPU
+		}
+		for _, a := range as {
 			p, err := cache.Ensure(ctx, a)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%-16s %s  %s\n", a.Name, a.SHA256[:12], p)
+			fmt.Fprintf(stdout, "%-28s %s  %s\n", a.Name, a.SHA256[:12], p)
 		}
 	}
 	return nil

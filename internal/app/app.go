@@ -177,6 +177,12 @@ func Catalog(ctx context.Context, cfg *Config, log logrus.FieldLogger) (*models.
 		if err != nil {
 			return nil, err
 		}
+		if cfg.Device == "cuda" {
+			// Only a node that will run on the GPU fetches a manifest's GPU variant.
+			if spec, err = models.FetchVariant(ctx, cache, spec, cfg.Device); err != nil {
+				return nil, err
+			}
+		}
 		if err := cat.Add(spec); err != nil {
 			return nil, err
 		}
@@ -184,22 +190,33 @@ func Catalog(ctx context.Context, cfg *Config, log logrus.FieldLogger) (*models.
 	return cat, nil
 }
 
-// Backend loads ONNX Runtime.
+// Backend loads ONNX Runtime: --ort-lib when set, else the fetched CUDA build for
+// --device cuda (`studio fetch runtime --gpu`) and the fetched CPU build otherwise. When
+// --device auto settles on the CPU it logs why.
 func Backend(ctx context.Context, cfg *Config, log logrus.FieldLogger) (inference.Backend, error) {
 	lib := cfg.ORTLib
 	if lib == "" {
-		var err error
-		lib, err = (&assets.Cache{Dir: cfg.CacheDir, Log: log}).Ensure(ctx, assets.ONNXRuntimeCPU)
-		if err != nil {
-			return nil, err
+		runtime := []assets.Asset{assets.ONNXRuntimeCPU}
+		if cfg.Device == "cuda" {
+			runtime = assets.RuntimeGPU
+		}
+		cache := &assets.Cache{Dir: cfg.CacheDir, Log: log}
+		for i, a := range runtime {
+			p, err := cache.Ensure(ctx, a)
+			if err != nil {
+				return nil, err
+			}
+			if i == 0 {
+				lib = p
+			}
 		}
 	}
 	b, err := ort.New(ort.Config{LibraryPath: lib, Device: cfg.Device, IntraOpThreads: cfg.Threads, Spin: cfg.ORTSpin})
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Device != "cpu" && b.Device() == "cpu" {
-		log.Warn("no CUDA-capable ONNX Runtime or GPU found; running inference on CPU")
+	if why := b.Fallback(); why != nil {
+		log.WithError(why).WithField("ort_lib", lib).Warn("--device auto: CUDA unavailable; running inference on CPU")
 	}
 	log.WithField("device", b.Device()).Info("inference device selected")
 	return b, nil
@@ -369,7 +386,11 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		// before the message goes to the DLQ.
 		rc.OnFailure, rc.Log = h.Fail, log
 		rc.Observer = observer(d.Metrics)
-		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, h, rc)
+		var sh streams.Handler = h
+		if d.Metrics != nil {
+			sh = processors.MeasureCPU(string(stage), d.Metrics.StageCPU)(h)
+		}
+		r, err := streams.NewRunner(ctx, d.Bus.NC, d.Bus.JS, sh, rc)
 		if err != nil {
 			return nil, closeOnError(err, closer)
 		}

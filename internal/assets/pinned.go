@@ -17,6 +17,51 @@ var ONNXRuntimeCPU = Asset{
 	License: "MIT",
 }
 
+// The CUDA build of ONNX Runtime, assembled from two npm packages into one directory
+// of its own (never the CPU runtime's): the host library must sit beside the provider
+// libraries, which ONNX Runtime loads from its own directory. `studio fetch runtime
+// --gpu` fetches them. The asus4 base package's libonnxruntime.so is a CPU build, so the
+// host library comes from the Node.js binding (tarball sha256
+// cfdfb45ec4044b1fdca43e5d2e180fb6817e649ff8ad1e0dfc90e18e51b67037) and the providers
+// from the asus4 GPU package (tarball sha256
+// 2b459e0c17f340c92970c10ed86de4f37a3009f93c14053e6ad4334cbb6be412). Both are ONNX
+// Runtime 1.29.0, which still serves the 1.24 C API onnxruntime_go v1.27 asks for. The
+// CUDA provider needs the CUDA 13 runtime and cuDNN 9 from the host or the image
+// (Dockerfile.cuda); no package here carries them.
+var (
+	ONNXRuntimeCUDA = Asset{
+		Name:    "onnxruntime-cuda",
+		Source:  Source{NPM: "onnxruntime-node@1.29.0", File: "package/bin/napi-v6/linux/x64/libonnxruntime.so.1"},
+		SHA256:  "89688f5cf51c7e31befbb7b9101bc027799009b18d1baa9a5b1146a72e69538d",
+		Size:    44726808,
+		Path:    CUDARuntimeDir + "/libonnxruntime.so",
+		License: "MIT",
+	}
+	ONNXRuntimeProvidersCUDA = Asset{
+		Name:    "onnxruntime-providers-cuda",
+		Source:  Source{NPM: "com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9", File: "package/Plugins/Linux/x64/libonnxruntime_providers_cuda.so"},
+		SHA256:  "56cf3254b118ad837ccc4ed8f6d1b23504bbf7ef91b34cbc0b289cb7f10b3037",
+		Size:    229780440,
+		Path:    CUDARuntimeDir + "/libonnxruntime_providers_cuda.so",
+		License: "MIT",
+	}
+	ONNXRuntimeProvidersShared = Asset{
+		Name:    "onnxruntime-providers-shared",
+		Source:  Source{NPM: "com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9", File: "package/Plugins/Linux/x64/libonnxruntime_providers_shared.so"},
+		SHA256:  "c6a12593396095f5670160e284c35d1700b7708cf3037b7042e2a5200ccae772",
+		Size:    14632,
+		Path:    CUDARuntimeDir + "/libonnxruntime_providers_shared.so",
+		License: "MIT",
+	}
+)
+
+// CUDARuntimeDir is the cache-relative directory of the CUDA build of ONNX Runtime.
+const CUDARuntimeDir = "lib/onnxruntime-cuda-1.29.0"
+
+// RuntimeGPU is what `studio fetch runtime --gpu` fetches; the host library comes first,
+// so its path is the one to pass as --ort-lib.
+var RuntimeGPU = []Asset{ONNXRuntimeCUDA, ONNXRuntimeProvidersShared, ONNXRuntimeProvidersCUDA}
+
 // ISNetSmall is IS-Net background removal, int8 quantised (input
 // f32[1,3,1024,1024], output "output" f32[1,1,1024,1024]). AGPL-3.0: fetched
 // at setup time, never committed or redistributed.

@@ -117,6 +117,9 @@ type Pipeline struct {
 	// CPU is the CPU use of the measured window. With --server this process is only
 	// the client.
 	CPU *CPUUse `json:"cpu,omitempty"`
+	// StageCPU is core-ms per job per stage, from the studio's stage CPU counters; with
+	// an in-process pipeline its last row is the rest of the process.
+	StageCPU []StageCPU `json:"stage_cpu,omitempty"`
 }
 
 // Memory is the process's memory during the load run (in-process pipeline only).
@@ -326,6 +329,10 @@ func (r *Report) Print(w io.Writer) error {
 	line("  all queues\t\t\t%s\t%s", fmtMS(p.QueueWaitTotal.P50), fmtMS(p.QueueWaitTotal.P95))
 	line("  inference batch sizes\t%s", fmtCounts(p.BatchSizes))
 	line("")
+	if len(p.StageCPU) > 0 {
+		fmtStageCPU(p.StageCPU, line)
+		line("")
+	}
 	m := r.Memory
 	if m.Skipped != "" {
 		line("MEMORY\t%s", m.Skipped)

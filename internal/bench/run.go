@@ -188,6 +188,8 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		}
 	}
 	var outs []outcome
+	metricsClient := &http.Client{Timeout: 10 * time.Second}
+	stageCPUStart := readStageCPU(ctx, metricsClient, api)
 	cpuStart := markCPU()
 	if cfg.Burst > 0 {
 		say("burst: queueing %d jobs, %d submissions in flight", cfg.Burst, cfg.Concurrency)
@@ -199,6 +201,7 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		outs = lg.closedLoop(ctx, warmup, cfg.Jobs)
 	}
 	cpuEnd := markCPU()
+	stageCPUEnd := readStageCPU(ctx, metricsClient, api)
 	stopProfile()
 	if smp != nil {
 		samples, peakRSS, peakHeap := smp.Stop()
@@ -219,6 +222,11 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 	lg.readRecords(ctx, outs)
 	rep.Pipeline = withCompletion(summarise(outs), rep.Pipeline)
 	rep.Pipeline.CPU = cpuUse(cpuStart, cpuEnd, rep.Machine.CPUs, rep.Pipeline.Succeeded)
+	var self float64
+	if rep.Settings.InProcess {
+		self = rep.Pipeline.CPU.SelfCPUSeconds
+	}
+	rep.Pipeline.StageCPU = stageCPUTable(stageCPUStart, stageCPUEnd, rep.Pipeline.Succeeded, self)
 	if s := rep.Settings; s.InProcess && s.StageConcurrency > s.Sessions {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("inference time includes waiting for a session: the runner holds up to %d messages (--stage-concurrency) for %d session(s) (--sessions)", s.StageConcurrency, s.Sessions))
 	}

@@ -58,6 +58,7 @@ type Metrics struct {
 	modelLoad     *prometheus.GaugeVec
 	blobOp        *prometheus.HistogramVec
 	drops         drops
+	stageCPU      stageCPU
 }
 
 // Option configures New.
@@ -142,6 +143,8 @@ func New(opts ...Option) *Metrics {
 	)
 	m.drops = newDrops()
 	m.reg.MustRegister(m.drops.collectors()...)
+	m.stageCPU = newStageCPU()
+	m.reg.MustRegister(m.stageCPU.collectors()...)
 	for _, o := range opts {
 		o(m)
 	}

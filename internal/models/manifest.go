@@ -67,6 +67,9 @@ type Manifest struct {
 	Style *Tensor `yaml:"style"`
 	// Diffusion configures a text-to-image model (task generate; see diffusion.go).
 	Diffusion *Diffusion `yaml:"diffusion"`
+	// Variants are other files of the model by device (cuda: an fp16 export), loaded
+	// instead of source on that device and ignored elsewhere (variant.go).
+	Variants map[string]Variant `yaml:"variants"`
 
 	// File is the manifest's path, for error messages.
 	File string `yaml:"-"`
@@ -435,6 +438,7 @@ func (m Manifest) Validate() error {
 	if m.Style != nil {
 		m.styleProblems(bad)
 	}
+	m.checkVariants(bad)
 	if m.Task == schemas.TaskOCR {
 		for _, role := range []string{"rec"} {
 			if _, ok := m.Parts[role]; !ok {

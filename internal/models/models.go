@@ -38,6 +38,9 @@ type Spec struct {
 	Path string
 	// Local are the local files of the manifest's Parts and Files, by role.
 	Local map[string]string
+	// VariantPaths are the fetched files of the manifest's Variants, by device kind
+	// (FetchVariant); PathFor picks one.
+	VariantPaths map[string]string
 }
 
 // Part returns the spec of the part model role (see Manifest.Parts): its own tensors

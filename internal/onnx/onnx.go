@@ -28,6 +28,9 @@ const (
 	Int32 DataType = 6
 	Int64 DataType = 7
 	Bool  DataType = 9
+	// Float16 is IEEE half precision; this package writes no float16 data, but a graph
+	// can compute in it (Cast to=Float16), as fp16 exports with float32 inputs do.
+	Float16 DataType = 10
 )
 
 // Model is a whole ONNX file: one graph and the operator set it uses.

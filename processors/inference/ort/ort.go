@@ -16,6 +16,7 @@ import (
 	ortgo "github.com/yalue/onnxruntime_go"
 
 	"github.com/creativeai-studio/studio/internal/models"
+	"github.com/creativeai-studio/studio/internal/onnx"
 	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/inference"
 )
@@ -42,13 +43,16 @@ var (
 
 // Backend opens ONNX Runtime sessions. Safe for concurrent use.
 type Backend struct {
-	cfg    Config
-	device string
+	cfg      Config
+	device   string
+	fallback error
 }
 
 var _ inference.Backend = (*Backend)(nil)
 
-// New loads the shared library (once per process) and returns a backend.
+// New loads the shared library (once per process) and returns a backend. With Device
+// "cuda" it fails unless a CUDA session runs; with "auto" it settles on the CPU and
+// Fallback says why.
 func New(cfg Config) (*Backend, error) {
 	if cfg.LibraryPath == "" {
 		return nil, errors.New("ort: no ONNX Runtime library path: run `studio fetch` or set --ort-lib")
@@ -64,18 +68,15 @@ func New(cfg Config) (*Backend, error) {
 	switch cfg.Device {
 	case "", "cpu":
 	case "cuda", "auto":
-		// The CUDA provider is a separate library next to the runtime; without it the
-		// probe can only fail (noisily), so auto settles on CPU at once.
-		if _, err := os.Stat(filepath.Join(filepath.Dir(cfg.LibraryPath), "libonnxruntime_providers_cuda.so")); err != nil && cfg.Device == "auto" {
+		err := probeCUDA(cfg.LibraryPath)
+		if err == nil {
+			b.device = "cuda:0"
 			break
 		}
-		if err := probeCUDA(); err != nil {
-			if cfg.Device == "cuda" {
-				return nil, fmt.Errorf("ort: --device cuda requested but CUDA is unavailable: %w", err)
-			}
-		} else {
-			b.device = "cuda:0"
+		if cfg.Device == "cuda" {
+			return nil, fmt.Errorf("ort: --device cuda requested but CUDA is unavailable: %w", err)
 		}
+		b.fallback = err
 	default:
 		return nil, fmt.Errorf("ort: unknown device %q (want auto, cpu or cuda)", cfg.Device)
 	}
@@ -85,10 +86,25 @@ func New(cfg Config) (*Backend, error) {
 // Device reports where sessions run.
 func (b *Backend) Device() string { return b.device }
 
-func probeCUDA() error {
+// Fallback is why Device "auto" settled on the CPU; nil when CUDA was picked or never
+// asked for.
+func (b *Backend) Fallback() error { return b.fallback }
+
+// ErrNoCUDAProvider means the runtime library has no CUDA provider library beside it.
+var ErrNoCUDAProvider = errors.New("no CUDA provider library beside the ONNX Runtime library")
+
+// probeCUDA checks that the CUDA provider loads and a device runs a session: the
+// provider library must sit beside lib, the provider must append (CUDA 13 runtime and
+// cuDNN 9 found), and a one-node graph must run on it (a GPU answers).
+func probeCUDA(lib string) error {
+	provider := filepath.Join(filepath.Dir(lib), "libonnxruntime_providers_cuda.so")
+	if _, err := os.Stat(provider); err != nil {
+		// Without it the provider can only fail (noisily), so say what to fetch.
+		return fmt.Errorf("%w: %s is missing; run `studio fetch runtime --gpu` and pass its libonnxruntime.so as --ort-lib", ErrNoCUDAProvider, provider)
+	}
 	o, err := ortgo.NewCUDAProviderOptions()
 	if err != nil {
-		return err
+		return fmt.Errorf("CUDA provider options: %w (is %s a CUDA build of ONNX Runtime?)", err, lib)
 	}
 	defer o.Destroy()
 	so, err := ortgo.NewSessionOptions()
@@ -96,7 +112,40 @@ func probeCUDA() error {
 		return err
 	}
 	defer so.Destroy()
-	return so.AppendExecutionProviderCUDA(o)
+	if err := so.AppendExecutionProviderCUDA(o); err != nil {
+		if why := loadError(provider); why != "" {
+			err = fmt.Errorf("%w: %s", err, why)
+		}
+		return fmt.Errorf("CUDA provider did not load: %w; it needs the CUDA 13 runtime and cuDNN 9 on the library path (an NVIDIA CUDA 13 + cuDNN 9 image, see Dockerfile.cuda) and an NVIDIA driver", err)
+	}
+	return runProbeGraph(so)
+}
+
+// runProbeGraph runs Identity on one float with so's providers, so a machine whose CUDA
+// libraries load but whose GPU does not answer is found at start-up, not at the first job.
+func runProbeGraph(so *ortgo.SessionOptions) error {
+	m := onnx.Model{Producer: "studio-probe", Graph: onnx.Graph{
+		Name:    "probe",
+		Inputs:  []onnx.ValueInfo{{Name: "x", Dims: onnx.Dims(1)}},
+		Outputs: []onnx.ValueInfo{{Name: "y", Dims: onnx.Dims(1)}},
+	}}
+	m.Graph.Add("Identity", []string{"x"}, []string{"y"})
+	s, err := ortgo.NewDynamicAdvancedSessionWithONNXData(m.Marshal(), []string{"x"}, []string{"y"}, so)
+	if err != nil {
+		return fmt.Errorf("CUDA session: %w", err)
+	}
+	defer s.Destroy()
+	in, err := ortgo.NewTensor(ortgo.NewShape(1), []float32{1})
+	if err != nil {
+		return err
+	}
+	defer in.Destroy()
+	outs := []ortgo.Value{nil}
+	if err := s.Run([]ortgo.Value{in}, outs); err != nil {
+		return fmt.Errorf("CUDA run: %w", err)
+	}
+	outs[0].Destroy()
+	return nil
 }
 
 // sessionOptions are the options every session of this backend is created with; the
@@ -153,9 +202,11 @@ func (b *Backend) Open(spec models.Spec) (inference.Session, error) {
 		return nil, err
 	}
 	defer so.Destroy()
-	s, err := ortgo.NewDynamicAdvancedSession(spec.Path, []string{spec.Input.Name}, []string{spec.Output.Name}, so)
+	// A manifest's variant for this device (an fp16 file on CUDA) replaces the file.
+	file := spec.PathFor(b.device)
+	s, err := ortgo.NewDynamicAdvancedSession(file, []string{spec.Input.Name}, []string{spec.Output.Name}, so)
 	if err != nil {
-		return nil, fmt.Errorf("ort: load %s from %s: %w", spec.ID(), spec.Path, err)
+		return nil, fmt.Errorf("ort: load %s from %s: %w", spec.ID(), file, err)
 	}
 	return &session{s: s, spec: spec}, nil
 }

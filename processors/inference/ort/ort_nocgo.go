@@ -28,5 +28,8 @@ func New(Config) (*Backend, error) { return nil, inference.ErrNoBackend }
 // Device implements inference.Backend.
 func (*Backend) Device() string { return "none" }
 
+// Fallback is never set without cgo.
+func (*Backend) Fallback() error { return nil }
+
 // Open implements inference.Backend; it always fails.
 func (*Backend) Open(models.Spec) (inference.Session, error) { return nil, inference.ErrNoBackend }

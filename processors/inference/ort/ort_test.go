@@ -4,7 +4,9 @@ package ort
 
 import (
 	"context"
+	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,10 +38,13 @@ func TestDeviceSelection(t *testing.T) {
 		if b.Device() != "cpu" {
 			t.Errorf("Device() = %q, want cpu", b.Device())
 		}
+		if why := b.Fallback(); !errors.Is(why, ErrNoCUDAProvider) || !strings.Contains(why.Error(), "studio fetch runtime --gpu") {
+			t.Errorf("Fallback() = %v, want ErrNoCUDAProvider naming the fetch command", why)
+		}
 	})
 	t.Run("cuda on a CPU-only runtime is refused with a reason", func(t *testing.T) {
-		if _, err := New(Config{LibraryPath: lib, Device: "cuda"}); err == nil {
-			t.Error("--device cuda accepted without a CUDA provider")
+		if _, err := New(Config{LibraryPath: lib, Device: "cuda"}); !errors.Is(err, ErrNoCUDAProvider) {
+			t.Errorf("--device cuda without a CUDA provider: %v, want ErrNoCUDAProvider", err)
 		}
 	})
 	t.Run("an unknown device is refused", func(t *testing.T) {
