@@ -196,6 +196,9 @@ func (s *Service) registerJobRoutes(api huma.API) {
 		}
 		ref, ok := rec.Results[strings.TrimSuffix(in.Name, path.Ext(in.Name))]
 		if !ok {
+			ref, ok = rec.Results[in.Name] // a chain's step names hold dots: "step0.upscale.image"
+		}
+		if !ok {
 			return nil, problem(404, "no_such_result", fmt.Sprintf("job %s has no result %q (status %s)", rec.ID, in.Name, rec.Status),
 				FieldProblem{Field: "name", Constraint: "enum", Message: "not a result of this job"})
 		}
