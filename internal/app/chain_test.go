@@ -164,6 +164,37 @@ func TestEndToEndChainedSteps(t *testing.T) {
 		t.Errorf("result events = %+v, want one, succeeded, with both steps", re)
 	}
 
+	t.Run("predict with the same JSON steps is answered from the cache at once", func(t *testing.T) {
+		body, _ := json.Marshal(map[string]any{"image": map[string]any{"data": input}, "steps": []map[string]any{
+			{"task": "remove-background"}, {"task": "upscale", "params": map[string]any{"scale": 2}}}})
+		req, _ := http.NewRequest(http.MethodPost, api+"/v2/predict", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Prefer", "wait=30")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := readAll(resp)
+		var job ingest.JobV2
+		if err := json.Unmarshal(b, &job); err != nil || resp.StatusCode != http.StatusOK || job.Status != schemas.StatusSucceeded {
+			t.Fatalf("POST /v2/predict = %s %s", resp.Status, b)
+		}
+		if len(job.Chain) != 2 || !job.Chain[0].CacheHit || !job.Chain[1].CacheHit || !job.CacheHit {
+			t.Errorf("chain = %+v, want both steps from the cache", job.Chain)
+		}
+		names := map[string]bool{}
+		for _, r := range job.Results {
+			names[r.Name] = true
+		}
+		if !names["step0.remove-background.cutout"] || !names["step1.upscale.image"] || !names["image"] {
+			t.Errorf("results %v", names)
+		}
+		if se, re := waitEvents(job.ID, 2); len(se) != 2 || len(re) != 1 {
+			t.Errorf("cached chain: %d step events, %d results; want 2 and 1", len(se), len(re))
+		}
+	})
+
 	t.Run("a redelivered step message does not run the step twice", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
