@@ -3,6 +3,7 @@ package processors
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -93,4 +94,21 @@ func chainOutputs(ev *schemas.JobEvent, rec *schemas.JobRecord) ([]streams.Outpu
 		MsgID:   stepMsgID(&req, "requested"),
 		Data:    data, Header: headers(ev),
 	}), nil
+}
+
+// keepDurations is chain (from the event) with the stage times of the steps before
+// step i taken from the record's chain, and step i's from the record's stages.
+func keepDurations(chain, recorded []schemas.ChainStep, i int, stages map[schemas.Stage]*schemas.StageTiming) []schemas.ChainStep {
+	out := slices.Clone(chain)
+	for j := 0; j < i && j < len(out) && j < len(recorded); j++ {
+		out[j].DurationsMS = recorded[j].DurationsMS
+	}
+	if i < len(out) && !out[i].CacheHit {
+		d := make(map[schemas.Stage]float64, len(stages))
+		for s, t := range stages {
+			d[s] = t.DurationMS
+		}
+		out[i].DurationsMS = d
+	}
+	return out
 }

@@ -271,8 +271,9 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 		}
 		if stage == schemas.StageStore && len(ev.Chain) > 0 {
 			// The store step recorded this step's outputs (and those of the following
-			// steps the cache answered) in ev.Chain.
-			r.Chain = ev.Chain
+			// steps the cache answered) in ev.Chain; the record adds each step's stage
+			// times, which r.Stages holds only until the next step runs.
+			r.Chain = keepDurations(ev.Chain, r.Chain, ev.ChainStep, r.Stages)
 			if next := schemas.NextStep(ev.Chain); next < len(ev.Chain) {
 				r.ChainStep = next
 				if !r.Status.Final() {

@@ -51,6 +51,9 @@ type ChainStep struct {
 	// CacheHit is set when the step reused an identical earlier run instead of running.
 	CacheHit   bool      `json:"cache_hit,omitempty"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// DurationsMS holds each stage's processing time of this step in milliseconds (the
+	// record's stages show the last step's).
+	DurationsMS map[Stage]float64 `json:"durations_ms,omitempty"`
 }
 
 // StepEvent is published on studio.steps.<tenant>.<task> when one step of a chained

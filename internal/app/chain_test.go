@@ -138,8 +138,8 @@ func TestEndToEndChainedSteps(t *testing.T) {
 		t.Errorf("image is not the last step's output: %+v", final.Results)
 	}
 	for i, st := range final.Chain {
-		if st.Status != schemas.StatusSucceeded || len(st.Results) == 0 {
-			t.Errorf("step %d: %+v", i, st)
+		if st.Status != schemas.StatusSucceeded || len(st.Results) == 0 || st.DurationsMS[schemas.StageInference] <= 0 {
+			t.Errorf("step %d: %+v, want succeeded with results and its inference time", i, st)
 		}
 	}
 
