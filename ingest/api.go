@@ -161,12 +161,13 @@ func (s *Service) deprecation(ctx huma.Context, next func(huma.Context)) {
 type multipartJob struct {
 	Image       []byte `json:"image" format:"binary" contentMediaType:"image/*" doc:"the image: JPEG, PNG or WebP, recognised by content; at most the configured size (10 MB by default)"`
 	Style       []byte `json:"style,omitempty" format:"binary" contentMediaType:"image/*" doc:"the style image of a style-transfer job whose model takes one (GET /v1/models: takes_style); same formats and limits as image"`
-	Task        string `json:"task" doc:"what to do: remove-background, upscale, style-transfer, ocr, generate (GET /v1/tasks)"`
+	Task        string `json:"task,omitempty" doc:"what to do: remove-background, upscale, style-transfer, ocr, generate (GET /v1/tasks); required unless steps is given"`
 	Model       string `json:"model,omitempty" doc:"model name (default: the task's default)"`
 	Version     string `json:"version,omitempty" doc:"model version (GET /v1/models)"`
 	Tier        string `json:"tier,omitempty" enum:"premium,normal,free" doc:"priority tier (default normal)"`
 	Params      string `json:"params,omitempty" doc:"task parameters as a JSON object, e.g. {\"threshold\":0.5}; ranges in GET /v1/tasks"`
 	CallbackURL string `json:"callback_url,omitempty" format:"uri" doc:"receives the final state as a signed POST"`
+	Steps       string `json:"steps,omitempty" doc:"chained steps, each run on the previous step's image: task[@model[@version]][:name=value;…] separated by commas (remove-background,upscale:scale=2), or the JSON array of the steps field; at most 4; replaces task, model, version and params"`
 }
 
 // documentRequestTypes puts the request bodies huma does not parse itself into the

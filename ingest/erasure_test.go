@@ -359,6 +359,14 @@ func (e *footprintEnv) createFootprint(t *testing.T) footprint {
 	}, "the style-transfer job %s did not end", styled)
 	fp.jobs = append(fp.jobs, styled)
 
+	// A chained job: every step's outputs, its step events and each step's requests.
+	chained := e.submitJSON(t, session, map[string]any{"image": map[string]any{"data": encodePNG(t, gridImage(8, 8))},
+		"steps": []map[string]any{{"task": "remove-background"}, {"task": "remove-background", "params": map[string]any{"feather": 1}}}})
+	chainRec := e.waitStatus(t, chained, schemas.StatusSucceeded)
+	require.Contains(t, chainRec.Results, "step1.remove-background.cutout", "both steps' outputs are kept")
+	require.Contains(t, chainRec.Results, "step0.remove-background.cutout", "both steps' outputs are kept")
+	fp.jobs = append(fp.jobs, chained)
+
 	// The first image again: served from the cache.
 	body, ct = form(t, file(img), field("task", "remove-background"))
 	var hit struct{ ID string }
@@ -423,7 +431,7 @@ func TestEraseLeavesNothingOfAUsersFullFootprint(t *testing.T) {
 					held[m.stream] = true
 				}
 			}
-			want := []string{"REQUESTS", "RESULTS", "TELEMETRY", "AUDIT", "FEEDBACK", "DLQ", "KV_users", "KV_refresh", "KV_apikeys",
+			want := []string{"REQUESTS", "RESULTS", "STEPS", "TELEMETRY", "AUDIT", "FEEDBACK", "DLQ", "KV_users", "KV_refresh", "KV_apikeys",
 				"KV_jobs", "KV_userjobs", "KV_idempotency", "KV_cache", "KV_active", "KV_ratelimit"}
 			if b.name == "jetstream" {
 				want = append(want, "OBJ_"+natsobj.Bucket)

@@ -242,6 +242,10 @@ type SubmitRequest struct {
 	IdempotencyKey string
 	// Batch is the batch the job belongs to; Admit sets it from Entry.Batch.
 	Batch string
+	// Steps chains tasks (schemas.JobRequest.Steps); validation moves the first step
+	// into Task, Model, Version and Params and resolves every step's model into chain.
+	Steps []schemas.StepRequest
+	chain []schemas.ChainStep
 }
 
 // Submit admits a job for the principal in ctx (auth.NewContext), or for nobody: it is
@@ -281,7 +285,7 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 		ID: jobID, Tenant: req.Tenant, User: req.User, Tier: req.Tier, Task: req.Task,
 		Model: spec.Name, ModelVersion: spec.Version, Params: req.Params,
 		Status: schemas.StatusQueued, Stage: schemas.StageIngest,
-		TraceID: trace.ID(req.TraceParent), Batch: req.Batch, SubmittedAt: now,
+		TraceID: trace.ID(req.TraceParent), Batch: req.Batch, SubmittedAt: now, Chain: req.chain,
 	}
 	// The index entry comes first: it is what ties the job, and so its input object, to
 	// the user for erasure; an input stored without it could outlive its user.
@@ -306,6 +310,9 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 			return nil, false, fmt.Errorf("store style image: %w", err)
 		}
 		rec.Style = &schemas.ObjectRef{Key: skey, Size: sinfo.Size, SHA256: hex.EncodeToString(ssum[:]), ContentType: styleHdr.Format.ContentType(), Width: styleHdr.Width, Height: styleHdr.Height}
+	}
+	if len(rec.Chain) > 0 {
+		return s.enqueueChain(ctx, req, rec)
 	}
 	if hit, ok, err := s.cached(ctx, rec); ok || err != nil {
 		return s.settleCreate(ctx, hit, jobID, err)
@@ -394,6 +401,11 @@ func (s *Service) validate(req *SubmitRequest) (models.Spec, *Problem) {
 	}
 	if !req.Tier.Valid() {
 		return models.Spec{}, problem(422, "invalid_tier", fmt.Sprintf("tier %q is not one of premium, normal, free", req.Tier), FieldProblem{Field: "tier", Constraint: "enum", Message: "must be premium, normal or free"})
+	}
+	if len(req.Steps) > 0 {
+		if p := s.resolveChain(req); p != nil {
+			return models.Spec{}, p
+		}
 	}
 	if req.Task == "" {
 		return models.Spec{}, problem(422, "missing_field", "the task field is required", FieldProblem{Field: "task", Constraint: "required", Message: "required: e.g. remove-background"})

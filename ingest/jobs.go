@@ -63,7 +63,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 		return huma.Operation{
 			OperationID: "submit-job", Method: http.MethodPost, Path: "/jobs", Tags: tags,
 			Summary:       "Submit a job",
-			Description:   "Validates the image by content (JPEG, PNG, WebP), its size and pixel count (read from the header before decoding) and the task's parameter ranges; strips EXIF/XMP metadata (keeping the orientation); stores it and queues the job. Answers 202 with the job, its status and WebSocket URLs and its queue position.",
+			Description:   "Validates the image by content (JPEG, PNG, WebP), its size and pixel count (read from the header before decoding) and the task's parameter ranges; strips EXIF/XMP metadata (keeping the orientation); stores it and queues the job. With `steps` (at most 4) the job is a chain: each step runs through the pipeline on the previous step's image, its outputs are kept as `step<i>.<task>.<name>`, and a chain whose step cannot take the previous step's output is refused with 422 `invalid_chain` naming `steps.<i>`. Answers 202 with the job, its status and WebSocket URLs and its queue position.",
 			DefaultStatus: http.StatusAccepted, RequestBody: jsonAndMultipart(),
 			Errors: []int{400, 409, 413, 415, 422, 503},
 		}
@@ -195,6 +195,9 @@ func (s *Service) registerJobRoutes(api huma.API) {
 			return nil, err
 		}
 		ref, ok := rec.Results[strings.TrimSuffix(in.Name, path.Ext(in.Name))]
+		if !ok {
+			ref, ok = rec.Results[in.Name] // a chain's step names hold dots: "step0.upscale.image"
+		}
 		if !ok {
 			return nil, problem(404, "no_such_result", fmt.Sprintf("job %s has no result %q (status %s)", rec.ID, in.Name, rec.Status),
 				FieldProblem{Field: "name", Constraint: "enum", Message: "not a result of this job"})

@@ -100,6 +100,7 @@ func submitRequestOf(jr schemas.JobRequest) SubmitRequest {
 	req := SubmitRequest{
 		Tenant: jr.Tenant, User: jr.User, Tier: jr.Tier, Task: jr.Task, Model: jr.Model, Version: jr.Version,
 		Params: jr.Params, CallbackURL: jr.CallbackURL, IdempotencyKey: jr.IdempotencyKey, TraceParent: jr.TraceParent,
+		Steps: jr.Steps,
 	}
 	if jr.Image != nil {
 		if jr.Image.Key != "" {
@@ -237,7 +238,7 @@ func (s *Service) parseSubmitBody(w http.ResponseWriter, r *http.Request) (Submi
 			return SubmitRequest{}, p
 		}
 		req := submitRequestOf(jr)
-		if jr.Task == "" {
+		if jr.Task == "" && len(jr.Steps) == 0 {
 			return req, problem(422, "missing_field", "the task field is required", FieldProblem{Field: "task", Constraint: "required", Message: "required: e.g. remove-background"})
 		}
 		return req, nil
@@ -308,7 +309,7 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 				data = []byte{}
 			}
 			req.Style = data
-		case "task", "model", "version", "tier", "params", "callback_url":
+		case "task", "model", "version", "tier", "params", "callback_url", "steps":
 			v, err := io.ReadAll(io.LimitReader(part, 64<<10))
 			if err != nil {
 				return req, problem(400, "bad_multipart", "reading field "+name+": "+err.Error())
@@ -325,6 +326,12 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 				req.Tier = schemas.Tier(val)
 			case "callback_url":
 				req.CallbackURL = val
+			case "steps":
+				steps, err := schemas.ParseSteps(val)
+				if err != nil {
+					return req, problem(422, "invalid_chain", err.Error(), FieldProblem{Field: "steps", Constraint: "format", Message: "task[@model[@version]][:name=value;…], steps separated by commas, or a JSON array"})
+				}
+				req.Steps = steps
 			case "params":
 				if val != "" {
 					if err := json.Unmarshal([]byte(val), &req.Params); err != nil {
@@ -334,6 +341,9 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 			}
 		}
 		part.Close()
+	}
+	if req.Task == "" && len(req.Steps) > 0 {
+		req.Task = req.Steps[0].Task
 	}
 	if !sawImage && schemas.TakesImage(req.Task) {
 		return req, problem(422, "missing_field", "the image part is required", FieldProblem{Field: "image", Constraint: "required", Message: "required: a JPEG, PNG or WebP file"})

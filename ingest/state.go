@@ -51,6 +51,10 @@ func idempotencyKey(tenant, user, key string) string {
 // request, so a retry after an admin changed the tier is still the same request.
 func fingerprint(req *SubmitRequest, imageDigest string) string {
 	params, _ := json.Marshal(req.Params) // encoding/json sorts map keys
+	if len(req.Steps) > 0 {
+		steps, _ := json.Marshal(req.Steps)
+		params = append(params, steps...)
+	}
 	return hashHex(string(req.Task), req.Model, req.Version, string(params), req.CallbackURL, req.ImageKey, imageDigest)
 }
 

@@ -52,8 +52,12 @@ type JobV2 struct {
 	CacheHit bool              `json:"cache_hit,omitempty"`
 	TraceID  string            `json:"trace_id,omitempty"`
 	// Batch is the batch the job belongs to (GET /v2/batches/{id}).
-	Batch string  `json:"batch,omitempty"`
-	Links LinksV2 `json:"links"`
+	Batch string `json:"batch,omitempty"`
+	// Chain lists the steps of a chained job with each finished step's outputs, and
+	// ChainStep is the step running now.
+	Chain     []schemas.ChainStep `json:"chain,omitempty"`
+	ChainStep int                 `json:"chain_step,omitempty"`
+	Links     LinksV2             `json:"links"`
 
 	SubmittedAt time.Time `json:"submitted_at"`
 	StartedAt   time.Time `json:"started_at,omitzero"`
@@ -175,6 +179,7 @@ func viewV2(rec *schemas.JobRecord, wsBase string) JobV2 {
 		ID: rec.ID, Status: rec.Status, Stage: rec.Stage, Percent: rec.Percent, Step: rec.Step, Steps: rec.Steps, Task: rec.Task, Tier: rec.Tier,
 		Model:  ModelRef{Name: rec.Model, Version: rec.ModelVersion, FallbackFrom: rec.FallbackFrom},
 		Params: rec.Params, Error: rec.Error, CacheHit: rec.CacheHit, TraceID: rec.TraceID, Batch: rec.Batch,
+		Chain: rec.Chain, ChainStep: rec.ChainStep,
 		Input:   fileV2("input", "/v1/jobs/"+rec.ID+"/input", rec.Input),
 		Results: []FileV2{}, Timings: []StageTimingV2{},
 		Links:       LinksV2{Self: l.status, Events: l.events, WebSocket: l.websocket, Cancel: l.status},

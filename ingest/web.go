@@ -88,6 +88,7 @@ var ProblemCodes = map[string]string{
 	"invalid_field":            "422: a field breaks its constraint (see errors).",
 	"invalid_image":            "422: the image field is malformed: not base64, both key and data, or a key outside uploads/<tenant>/.",
 	"invalid_params":           "422: a parameter is unknown, of the wrong type or out of range for the task (GET /v1/tasks).",
+	"invalid_chain":            "422: the steps of a chained job cannot run: errors[].field names the step (steps.<i>.task: a task that cannot take the previous step's output, or unknown; steps: more than 4 steps).",
 	"invalid_tenant":           "422: tenant names use letters, digits, '-' and '_'.",
 	"invalid_user":             "422: user ids use letters, digits, '-' and '_' (at most 64).",
 	"invalid_tier":             "422: the tier is not premium, normal or free.",

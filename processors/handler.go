@@ -96,6 +96,9 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 		case err != nil:
 			it.res.Err = err
 			it.end(outcomeOf(err), err, h.now().Sub(it.started))
+		case skip && it.skipped == schemas.StatusSucceeded:
+			it.log.WithField("chain_step", ev.ChainStep).Info("this step of the chain is already done; skipping the redelivery")
+			it.end("skipped", nil, h.now().Sub(it.started))
 		case skip:
 			it.log.WithField("status", it.skipped).Info("job is final or already past this stage; acking the message and dropping it")
 			it.end("skipped", nil, h.now().Sub(it.started))
@@ -198,6 +201,13 @@ func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool
 			}
 			return streams.ErrNoChange
 		}
+		// A step of a chain runs once: a redelivered message of a step that is done (its
+		// outputs are in the record) is acknowledged without work. The store stage is
+		// exempt: it must be able to publish what a crashed run of it did not.
+		if stepDone(r, it.ev) && stage != schemas.StageStore {
+			skip, it.skipped = true, schemas.StatusSucceeded
+			return streams.ErrNoChange
+		}
 		if r.Status == schemas.StatusQueued {
 			r.Status = schemas.StatusRunning
 		}
@@ -206,7 +216,7 @@ func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool
 		}
 		if r.Status != schemas.StatusSucceeded {
 			r.Stage = stage
-			r.Percent = max(r.Percent, StagePercent(stage))
+			r.Percent = max(r.Percent, eventPercent(it.ev, StagePercent(stage)))
 			r.QueuePosition = 0
 		}
 		if r.Stages == nil {
@@ -249,8 +259,29 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			st.FinishedAt = done.UTC()
 			st.DurationMS = ms(dur)
 		}
-		if ev.ModelVersion != r.ModelVersion {
+		if len(ev.Chain) > 0 {
+			if ev.ChainStep < len(r.Chain) && ev.ModelVersion != r.Chain[ev.ChainStep].ModelVersion && r.Chain[ev.ChainStep].Status == "" {
+				r.Chain[ev.ChainStep].ModelVersion = ev.ModelVersion
+			}
+			if ev.ChainStep == 0 && ev.ModelVersion != r.ModelVersion {
+				r.FallbackFrom, r.ModelVersion = r.ModelVersion, ev.ModelVersion
+			}
+		} else if ev.ModelVersion != r.ModelVersion {
 			r.FallbackFrom, r.ModelVersion = r.ModelVersion, ev.ModelVersion
+		}
+		if stage == schemas.StageStore && len(ev.Chain) > 0 {
+			// The store step recorded this step's outputs (and those of the following
+			// steps the cache answered) in ev.Chain; the record adds each step's stage
+			// times, which r.Stages holds only until the next step runs.
+			r.Chain = keepDurations(ev.Chain, r.Chain, ev.ChainStep, r.Stages)
+			if next := schemas.NextStep(ev.Chain); next < len(ev.Chain) {
+				r.ChainStep = next
+				if !r.Status.Final() {
+					r.Percent = max(r.Percent, schemas.ChainPercent(next, len(ev.Chain), 0))
+				}
+				return nil
+			}
+			r.ChainStep = len(ev.Chain) - 1
 		}
 		if stage == schemas.StageStore {
 			succeeded = r.Status != schemas.StatusSucceeded
@@ -262,7 +293,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			return nil
 		}
 		if next := nextStage(stage); next != "" && !r.Status.Final() {
-			r.Percent = max(r.Percent, StagePercent(next)-1)
+			r.Percent = max(r.Percent, eventPercent(ev, StagePercent(next)-1))
 		}
 		return nil
 	})
@@ -275,7 +306,13 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 	}
 
 	var outs []streams.Output
-	if stage == schemas.StageStore {
+	if stage == schemas.StageStore && len(ev.Chain) > 0 {
+		outs, err = chainOutputs(ev, rec)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if stage == schemas.StageStore && rec.Status == schemas.StatusSucceeded {
 		out, err := resultOutput(rec, ev.TraceParent)
 		if err != nil {
 			return nil, err
@@ -284,7 +321,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 		if rec.Status == schemas.StatusSucceeded {
 			h.finished(ctx, it, it.inputs)
 		}
-	} else {
+	} else if stage != schemas.StageStore {
 		ev.Schema = nextSchema(stage)
 		data, err := json.Marshal(ev)
 		if err != nil {
@@ -292,7 +329,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 		}
 		outs = append(outs, streams.Output{
 			Subject: nextSubject(stage, ev),
-			MsgID:   ev.JobID + ":" + string(nextStage(stage)),
+			MsgID:   stepMsgID(ev, string(nextStage(stage))),
 			Data:    data,
 			Header:  headers(ev),
 		})
@@ -477,10 +514,17 @@ func stageIndex(s schemas.Stage) int {
 // FailedRecord is the record of a failed job as far as its event tells: what Fail
 // publishes when the job's own record cannot be read.
 func FailedRecord(ev *schemas.JobEvent, jerr *schemas.JobError, now time.Time) *schemas.JobRecord {
+	if len(ev.Chain) > 0 && ev.ChainStep > 0 {
+		// The job's record names the first step (so does its result subject).
+		first := ev.Chain[0]
+		c := *ev
+		c.Task, c.Model, c.ModelVersion, c.Params = first.Task, first.Model, first.ModelVersion, first.Params
+		ev = &c
+	}
 	return &schemas.JobRecord{
 		ID: ev.JobID, Tenant: ev.Tenant, User: ev.User, Tier: ev.Tier, Task: ev.Task,
 		Model: ev.Model, ModelVersion: ev.ModelVersion, Params: ev.Params,
-		Status: schemas.StatusFailed, Stage: jerr.Stage, Input: ev.Input, Style: ev.Style, Error: jerr,
+		Status: schemas.StatusFailed, Stage: jerr.Stage, Input: ev.Input, Style: ev.Style, Error: jerr, Chain: ev.Chain, ChainStep: ev.ChainStep,
 		TraceID: trace.ID(ev.TraceParent), SubmittedAt: ev.SubmittedAt, FinishedAt: now,
 	}
 }
@@ -527,7 +571,7 @@ func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error
 	}
 	return streams.Output{
 		Subject: schemas.TelemetrySubject(h.Step.Stage()),
-		MsgID:   fmt.Sprintf("%s:%s:%d:%s", ev.JobID, h.Step.Stage(), it.msg.Delivered, outcome),
+		MsgID:   fmt.Sprintf("%s:%s:%d:%s", stepMsgID(ev, ""), h.Step.Stage(), it.msg.Delivered, outcome),
 		Data:    data,
 	}, nil
 }

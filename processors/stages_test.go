@@ -174,7 +174,7 @@ func TestStageTable(t *testing.T) {
 			t.Error("Consumers(ingest) succeeded; ingest is not a stage of the table")
 		}
 	})
-	t.Run("the stream list is the table's, then results, telemetry, audit, feedback and the DLQ", func(t *testing.T) {
+	t.Run("the stream list is the table's, then results, steps, telemetry, audit, feedback and the DLQ", func(t *testing.T) {
 		var names []string
 		for _, c := range streams.DefaultTopology(1).StreamConfigs(processors.Streams()) {
 			names = append(names, c.Name)
@@ -183,7 +183,7 @@ func TestStageTable(t *testing.T) {
 		for _, r := range rows {
 			want = append(want, r.Stream.Name)
 		}
-		want = append(want, schemas.StreamResults, schemas.StreamTelemetry, schemas.StreamAudit, schemas.StreamFeedback, schemas.StreamDLQ)
+		want = append(want, schemas.StreamResults, schemas.StreamSteps, schemas.StreamTelemetry, schemas.StreamAudit, schemas.StreamFeedback, schemas.StreamDLQ)
 		if !slices.Equal(names, want) {
 			t.Errorf("streams %v, want %v", names, want)
 		}
@@ -228,6 +228,8 @@ func subjectTable() string {
 	last := rows[len(rows)-1]
 	line("`"+last.Next(ev)+"`", stream(schemas.StreamResults), "`"+last.NextSchema+"` (`schemas.ResultEvent`)",
 		string(last.Name)+" (success), any stage (failure)")
+	line("`"+schemas.StepSubject("<tenant>", "<task>")+"`", stream(schemas.StreamSteps), "`"+schemas.SchemaJobStep+"` (`schemas.StepEvent`)",
+		string(last.Name)+", for each finished step of a chained job (see [Chained steps](#chained-steps))")
 	line("`"+schemas.TelemetrySubject("<stage>")+"`", stream(schemas.StreamTelemetry),
 		"`"+schemas.SchemaStageRun+"` (`schemas.StageRun`)", "every stage, per attempt")
 	line("`"+schemas.DLQSubject("<stage>")+"`", stream(schemas.StreamDLQ), "the original message, plus headers", "the stage runner")

@@ -47,6 +47,10 @@ type JobRequest struct {
 	// Style is the style image of a style-transfer job whose model takes one
 	// (arbitrary-style models; GET /v1/models says which): key or data, like Image.
 	Style *ImageInput `json:"style,omitempty"`
+	// Steps chains tasks: each step runs on the previous step's image output. With
+	// steps, task is optional (it must equal the first step's) and model, version and
+	// params go in the steps.
+	Steps []StepRequest `json:"steps,omitempty" jsonschema:"minItems=1,maxItems=4,description=chained steps run in order on the previous step's image (at most 4)"`
 	// CallbackURL receives the final state as a signed POST (see the README, Webhooks).
 	CallbackURL string `json:"callback_url,omitempty" jsonschema:"format=uri,maxLength=2048,pattern=^https?://"`
 	// IdempotencyKey makes a retried request return the first job instead of creating a

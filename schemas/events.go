@@ -36,6 +36,11 @@ type JobEvent struct {
 	SubmittedAt time.Time  `json:"submitted_at"`
 	// Stamps records when each stage finished, keyed by stage name.
 	Stamps map[Stage]time.Time `json:"stamps,omitempty"`
+	// Chain holds every step of a chained job (JobRequest.Steps) and ChainStep the
+	// index of the step this event belongs to; Task, Model, ModelVersion, Params and
+	// Input are that step's. Empty for a one-step job.
+	Chain     []ChainStep `json:"chain,omitempty"`
+	ChainStep int         `json:"chain_step,omitempty"`
 }
 
 // ImageInfo describes a decoded input image.
@@ -75,6 +80,9 @@ type ResultEvent struct {
 	StartedAt time.Time `json:"started_at,omitzero"`
 	// DurationsMS holds each stage's processing time in milliseconds.
 	DurationsMS map[Stage]float64 `json:"durations_ms,omitempty"`
+	// Chain lists the steps of a chained job with each step's outputs (also in Results
+	// under their step names).
+	Chain []ChainStep `json:"chain,omitempty"`
 }
 
 // StageRun is telemetry for one attempt of one stage on one job, published on
@@ -107,6 +115,7 @@ func ResultFromRecord(rec *JobRecord, traceparent string) ResultEvent {
 		Tier: rec.Tier, Task: rec.Task, Model: rec.Model, ModelVersion: rec.ModelVersion, FallbackFrom: rec.FallbackFrom, Status: rec.Status,
 		Error: rec.Error, Input: rec.Input, Results: rec.Results, CacheHit: rec.CacheHit, TraceParent: traceparent,
 		SubmittedAt: rec.SubmittedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, DurationsMS: map[Stage]float64{},
+		Chain: rec.Chain,
 	}
 	for s, t := range rec.Stages {
 		res.DurationsMS[s] = t.DurationMS

@@ -141,7 +141,12 @@ type JobRecord struct {
 	TraceID  string               `json:"trace_id,omitempty"`
 	// Batch is the batch the job belongs to (POST /v2/batches); such jobs travel on the
 	// batch lane, the lowest tier's subjects.
-	Batch       string                 `json:"batch,omitempty"`
+	Batch string `json:"batch,omitempty"`
+	// Chain holds the steps of a chained job, each with its outputs once done, and
+	// ChainStep the index of the step running now; Task, Model and Params are the first
+	// step's. Empty for a one-step job.
+	Chain       []ChainStep            `json:"chain,omitempty"`
+	ChainStep   int                    `json:"chain_step,omitempty"`
 	SubmittedAt time.Time              `json:"submitted_at"`
 	StartedAt   time.Time              `json:"started_at,omitzero"`
 	FinishedAt  time.Time              `json:"finished_at,omitzero"`

@@ -107,7 +107,7 @@ func (t Topology) WithMaxBytes(n int64) Topology {
 }
 
 // StreamConfigs lists every stream: the pipeline's (in order) followed by results,
-// telemetry, audit, feedback and the DLQ.
+// steps, telemetry, audit, feedback and the DLQ.
 func (t Topology) StreamConfigs(pipeline []StreamSpec) []jetstream.StreamConfig {
 	bound := func(n int64) int64 {
 		if n <= 0 {
@@ -129,7 +129,7 @@ func (t Topology) StreamConfigs(pipeline []StreamSpec) []jetstream.StreamConfig 
 			Duplicates:  t.Duplicates,
 		}
 	}
-	out := make([]jetstream.StreamConfig, 0, len(pipeline)+5)
+	out := make([]jetstream.StreamConfig, 0, len(pipeline)+6)
 	for _, p := range pipeline {
 		if p.WorkQueue {
 			out = append(out, s(p.Name, p.Description, p.Subjects, jetstream.WorkQueuePolicy, 0, t.WorkMaxBytes, jetstream.DiscardNew))
@@ -140,6 +140,7 @@ func (t Topology) StreamConfigs(pipeline []StreamSpec) []jetstream.StreamConfig 
 	old := jetstream.DiscardOld
 	return append(out,
 		s(schemas.StreamResults, "final job outcomes per tenant", []string{schemas.RootResults + ".>"}, jetstream.LimitsPolicy, t.ResultsMaxAge, t.ResultsMaxBytes, old),
+		s(schemas.StreamSteps, "finished steps of chained jobs per tenant", []string{schemas.RootSteps + ".>"}, jetstream.LimitsPolicy, t.ResultsMaxAge, t.ResultsMaxBytes, old),
 		s(schemas.StreamTelemetry, "stage runs and HTTP requests for the sink", []string{"studio.telemetry.>"}, jetstream.LimitsPolicy, t.ResultsMaxAge, t.TelemetryMaxBytes, old),
 		s(schemas.StreamAudit, "audit trail", []string{"studio.audit.>"}, jetstream.LimitsPolicy, t.DLQMaxAge, t.AuditMaxBytes, old),
 		s(schemas.StreamFeedback, "user feedback on results", []string{"studio.feedback"}, jetstream.LimitsPolicy, t.DLQMaxAge, t.FeedbackMaxBytes, old),

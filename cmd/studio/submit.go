@@ -39,6 +39,7 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting after this long")
 	tasks := fs.Bool("tasks", false, "list the tasks and their parameter ranges, then exit")
 	wait := fs.Bool("wait", false, "run each image with POST /v2/predict: the server waits for the result (up to 60 s, within --timeout); a job that takes longer is followed as without --wait")
+	steps := fs.String("steps", "", "chain of steps, each run on the previous step's image: task[@model[@version]][:name=value;…], comma-separated, e.g. remove-background,upscale:scale=2 (replaces --task, --model, --version and --param)")
 	var params paramFlags
 	fs.Var(&params, "param", "task parameter name=value (repeatable)")
 	prompt := fs.String("prompt", "", "what to draw (task generate; no image is sent); --param seed=, steps=, guidance=, width=, height=, num_images= set the rest")
@@ -52,6 +53,17 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	chainField := ""
+	if *steps != "" {
+		chain, err := schemas.ParseSteps(*steps)
+		if err != nil {
+			return fmt.Errorf("--steps: %w", err)
+		}
+		if len(params) > 0 || *model != "" || *version != "" {
+			return errors.New("--steps carries each step's model and parameters (upscale@realesrgan:scale=2): drop --model, --version and --param")
+		}
+		*task, chainField = string(chain[0].Task), *steps
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -90,6 +102,9 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 			if *style != "" {
 				return errors.New("a batch (a directory) takes no style image: name the image files instead")
 			}
+			if chainField != "" {
+				return errors.New("--steps takes image files, not a directory: a batch runs one task")
+			}
 			fields := map[string]string{"task": *task, "model": *model, "version": *version, "params": params.json()}
 			return c.runBatch(ctx, fs.Arg(0), fields, *out, stdout)
 		}
@@ -99,6 +114,9 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 		fields := map[string]string{
 			"task": *task, "model": *model, "version": *version, "tier": *tier,
 			"params": params.json(), "callback_url": *callback,
+		}
+		if chainField != "" {
+			fields["steps"], fields["params"] = chainField, ""
 		}
 		var job *ingest.JobV2
 		var err error
@@ -161,6 +179,10 @@ func printProgress(w io.Writer) func(ingest.EventFrame) {
 		}
 		if f.Steps > 0 {
 			fmt.Fprintf(w, "  %-9s %-11s %3d%%  step %d/%d\n", f.Status, f.Stage, f.Percent, f.Step, f.Steps)
+			return
+		}
+		if rec := f.Job.JobRecord; rec != nil && len(rec.Chain) > 1 && rec.ChainStep < len(rec.Chain) {
+			fmt.Fprintf(w, "  %-9s %-11s %3d%%  chain step %d/%d %s\n", f.Status, f.Stage, f.Percent, rec.ChainStep+1, len(rec.Chain), rec.Chain[rec.ChainStep].Task)
 			return
 		}
 		fmt.Fprintf(w, "  %-9s %-11s %3d%%\n", f.Status, f.Stage, f.Percent)

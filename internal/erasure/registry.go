@@ -155,6 +155,8 @@ func DefaultRegistry() Registry {
 			{Stream: schemas.StreamPostprocessed},
 			// Result subjects carry the tenant.
 			{Stream: schemas.StreamResults, Filter: func(f *Footprint) string { return "studio.results." + f.Tenant + ".>" }},
+			// Step events of chained jobs; their subjects carry the tenant too.
+			{Stream: schemas.StreamSteps, Filter: func(f *Footprint) string { return schemas.RootSteps + "." + f.Tenant + ".>" }},
 			{Stream: schemas.StreamTelemetry},
 			{Stream: schemas.StreamAudit, Keep: []string{schemas.SubjectErasure}},
 			{Stream: schemas.StreamFeedback},

@@ -92,3 +92,40 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// SkipSteps answers steps of a chained job out of the cache, in order from index from,
+// while each step's input and parameters hit an entry whose objects all still exist
+// (stat returns nil for an existing key). Step from takes input; each later step takes
+// the image output of the step before it. An answered step gets its cached results
+// under its step names, status succeeded and CacheHit. It returns the index of the
+// first step that must run (len(chain) when the cache answered all). Cache trouble is
+// a miss, never an error. It blocks on the cache bucket and stat.
+func (c *Cache) SkipSteps(ctx context.Context, stat func(ctx context.Context, key string) error, tenant string, chain []schemas.ChainStep, from int, input schemas.ObjectRef, now time.Time) int {
+	for j := from; j < len(chain); j++ {
+		in := input
+		if j > from {
+			var ok bool
+			if in, ok = schemas.StepInput(chain, j); !ok {
+				return j
+			}
+		}
+		st := &chain[j]
+		key := CacheKey(tenant, in.SHA256, st.Task, st.Model, st.ModelVersion, st.Params)
+		ce, ok, err := c.Get(ctx, key)
+		if err != nil || !ok || len(ce.Results) == 0 {
+			return j
+		}
+		for _, ref := range ce.Results {
+			if stat(ctx, ref.Key) != nil {
+				_ = c.Delete(ctx, key) // erased or expired results: recompute
+				return j
+			}
+		}
+		st.Results = make(map[string]schemas.ObjectRef, len(ce.Results))
+		for name, ref := range ce.Results {
+			st.Results[schemas.StepResultName(j, st.Task, name)] = ref
+		}
+		st.Status, st.CacheHit, st.FinishedAt = schemas.StatusSucceeded, true, now
+	}
+	return len(chain)
+}

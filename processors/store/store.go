@@ -67,17 +67,33 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if ev.Task == schemas.TaskGenerate {
 		names = append(slices.Clone(names), extraImages(ev.Artifacts)...)
 	}
+	chained := len(ev.Chain) > 0
+	if chained && ev.ChainStep >= len(ev.Chain) {
+		return processors.Permanent(schemas.StageStore, processors.CodeBadEvent, "chain step %d of %d does not exist", ev.ChainStep, len(ev.Chain))
+	}
 	final := make(map[string]schemas.ObjectRef, len(names))
+	plain := make(map[string]schemas.ObjectRef, len(names)) // by task output name, for the cache
 	for _, name := range names {
 		src, ok := ev.Artifacts[name]
 		if !ok {
+			if ref, done := ev.Artifacts[schemas.StepResultName(ev.ChainStep, ev.Task, name)]; chained && done {
+				// A redelivery after the step's results were promoted and renamed.
+				final[schemas.StepResultName(ev.ChainStep, ev.Task, name)], plain[name] = ref, ref
+				continue
+			}
 			return processors.Permanent(schemas.StageStore, processors.CodeBadEvent, "event lacks result %q", name)
 		}
 		dst := src
-		dst.Key = ResultKey(ev.Tenant, ev.JobID, name, ext(src.Key))
+		// A chained job keeps every step's outputs, named for the step.
+		outName := name
+		if chained {
+			outName = schemas.StepResultName(ev.ChainStep, ev.Task, name)
+		}
+		dst.Key = ResultKey(ev.Tenant, ev.JobID, outName, ext(src.Key))
+		plain[name] = dst
 		// A redelivery finds the result already promoted (and the scratch copy gone).
 		if info, err := s.Blobs.Stat(ctx, dst.Key); err == nil && info.SHA256 == src.SHA256 {
-			final[name] = dst
+			final[outName] = dst
 			continue
 		}
 		if err := Copy(ctx, s.Blobs, src.Key, dst.Key, src.ContentType); err != nil {
@@ -86,20 +102,24 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 			}
 			return err
 		}
-		final[name] = dst
+		final[outName] = dst
 	}
 	// The scratch objects stay until the record says succeeded (Finished): a stale
 	// redelivery of an earlier stage may still read them until then.
 	ev.Artifacts = final
+	now := time.Now().UTC()
 	if s.Cache != nil {
 		input := ev.Input.SHA256
 		if ev.Style != nil {
 			input += "+" + ev.Style.SHA256 // as ingest looks it up: another style, another picture
 		}
 		key := jobs.CacheKey(ev.Tenant, input, ev.Task, ev.Model, ev.ModelVersion, ev.Params)
-		if err := s.Cache.Put(ctx, key, jobs.CacheEntry{JobID: ev.JobID, User: ev.User, Results: final, Stored: time.Now().UTC()}); err != nil {
+		if err := s.Cache.Put(ctx, key, jobs.CacheEntry{JobID: ev.JobID, User: ev.User, Results: plain, Stored: now}); err != nil {
 			return err
 		}
+	}
+	if chained {
+		s.advance(ctx, ev, final, now)
 	}
 	return nil
 }
@@ -118,6 +138,28 @@ func (s *Step) Finished(ctx context.Context, ev *schemas.JobEvent, inputs map[st
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// advance records a chain step's outputs in ev.Chain and answers the following steps
+// from the cache where it can; the handler then hands the job to the first step left
+// (or finishes it, with every step's results).
+func (s *Step) advance(ctx context.Context, ev *schemas.JobEvent, final map[string]schemas.ObjectRef, now time.Time) {
+	chain := slices.Clone(ev.Chain)
+	st := &chain[ev.ChainStep]
+	if st.Status != schemas.StatusSucceeded {
+		st.Status, st.FinishedAt = schemas.StatusSucceeded, now
+	}
+	st.Results, st.ModelVersion = final, ev.ModelVersion
+	if s.Cache != nil && ev.Style == nil && ev.ChainStep+1 < len(chain) { // a style image is not part of SkipSteps' keys
+		if in, ok := schemas.StepInput(chain, ev.ChainStep+1); ok {
+			stat := func(ctx context.Context, key string) error { _, err := s.Blobs.Stat(ctx, key); return err }
+			s.Cache.SkipSteps(ctx, stat, ev.Tenant, chain, ev.ChainStep+1, in, now)
+		}
+	}
+	ev.Chain = chain
+	if schemas.NextStep(chain) == len(chain) {
+		ev.Artifacts = schemas.ChainResults(chain)
+	}
 }
 
 // Copy streams src to dst within one store and checks the digest survived.

@@ -45,6 +45,7 @@ var exported = []struct {
 	{BatchReply, schemas.BatchReply{}, false, "Reply on studio.submit.batch.<task>"},
 	{BatchCompleted, schemas.BatchCompleted{}, false, "Batch webhook body: every job of a batch has ended"},
 	{ReplayResult, schemas.ReplayResult{}, false, "Shadow replay row: studio.telemetry.replay"},
+	{StepEvent, schemas.StepEvent{}, false, "Finished step of a chained job: studio.steps.<tenant>.<task>"},
 }
 
 // generate renders every schema file from the Go types.
@@ -80,8 +81,10 @@ func extendJobRequest(root *invopop.Schema) {
 	data.MinLength = &one
 	data.Description = fmt.Sprintf("the image file itself, base64 (at most %d bytes decoded)", schemas.MaxInlineImageBytes)
 	task, _ := def.Properties.Get("task")
+	stepTask, _ := root.Definitions["StepRequest"].Properties.Get("task")
 	for _, ts := range schemas.TaskSpecs() {
 		task.Enum = append(task.Enum, string(ts.Task))
+		stepTask.Enum = append(stepTask.Enum, string(ts.Task))
 		props := invopop.NewProperties()
 		for _, p := range ts.Params {
 			ps := &invopop.Schema{Type: p.Type, Description: p.Description}

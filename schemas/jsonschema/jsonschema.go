@@ -41,4 +41,5 @@ const (
 	BatchReply     = "batch-reply.json"     // schemas.BatchReply: the reply on studio.submit.batch.<task>
 	BatchCompleted = "batch-completed.json" // schemas.BatchCompleted: the batch webhook's body
 	ReplayResult   = "replay-result.json"   // schemas.ReplayResult: studio.telemetry.replay
+	StepEvent      = "step-event.json"      // schemas.StepEvent: studio.steps.<tenant>.<task>
 )

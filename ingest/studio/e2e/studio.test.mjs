@@ -159,6 +159,32 @@ test('remove-background on a real photo: progress to 100%, before/after, PNG dow
   await page.context().close();
 });
 
+test('the "cut out and upscale" preset runs one chained job: one progress bar, the upscaled cut-out, every step\'s downloads (needs chained steps and an upscale model)', {skip}, async (t) => {
+  const page = await open();
+  if (await page.$eval('#preset-field', (e) => e.hidden)) {
+    t.skip('no preset offered: the server serves no upscale model');
+    await page.context().close();
+    return;
+  }
+  await page.selectOption('#preset', 'cutout-upscale');
+  await page.setInputFiles('#file', {name: 'chain.png', mimeType: 'image/png', buffer: makePNG(96, 64, Date.now() + 7)});
+  await page.waitForFunction(() => document.getElementById('preview-img').naturalWidth > 0);
+  await page.click('#run');
+  await page.waitForFunction(() => location.hash.startsWith('#job='));
+  const id = decodeURIComponent(new URL(page.url()).hash.slice(5));
+  const values = await watchUntilResult(page, 600000);
+  const bars = values.map((v) => v.bar);
+  assert.equal(Math.max(...bars), 100, `progress values ${bars}`);
+  for (let i = 1; i < bars.length; i++) assert.ok(bars[i] >= bars[i - 1], `progress went back: ${bars}`);
+  await shot(page, 'studio-preset-chain');
+  const job = await (await fetchServer(`/v1/jobs/${id}`)).json();
+  assert.deepEqual(job.chain.map((s) => s.task), ['remove-background', 'upscale']);
+  const names = await page.$$eval('#downloads button', (bs) => bs.map((b) => b.dataset.name));
+  for (const n of ['image', 'step0.remove-background.cutout', 'step1.upscale.image']) assert.ok(names.includes(n), `downloads ${names}`);
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
 test('several files run as one batch: one card with counts and progress, refusals named, a ZIP of the results, and it reopens after a reload (needs POST /v2/batches)', {skip}, async (t) => {
   const probe = await fetchServer('/v2/batches/00000000000000000000000000', {method: 'GET'});
   if (missingRoute(probe)) return t.skip(`GET /v2/batches/{id} answers ${probe.status}: not served`);

@@ -183,6 +183,25 @@ function signOut() {
 
 // --- task, model and parameters ------------------------------------------------------
 
+// PRESETS are chained jobs (the steps field, README "Chained steps"): offered when every
+// step's task is served; a chosen preset replaces the task, model and parameters.
+const PRESETS = [
+  {id: 'cutout-upscale', label: 'Cut out and upscale ×2', steps: 'remove-background,upscale:scale=2'},
+];
+
+function fillPresets() {
+  const served = (t) => state.models.some((m) => m.task === t);
+  const usable = PRESETS.filter((p) => p.steps.split(',').every((s) => served(s.split(/[:@]/)[0])));
+  const sel = $('preset');
+  sel.replaceChildren(h('option', {value: '', text: 'None: the task above'}),
+    ...usable.map((p) => h('option', {value: p.id, text: p.label})));
+  $('preset-field').hidden = !usable.length;
+}
+
+function chosenPreset() {
+  return PRESETS.find((p) => p.id === $('preset').value);
+}
+
 async function loadCatalog() {
   try {
     const m = await json('/v1/models');
@@ -209,6 +228,7 @@ async function loadCatalog() {
   if (tasks.includes(before)) sel.value = before;
   fillVersions();
   renderParams();
+  fillPresets();
 }
 
 function modelsFor(task) {
@@ -460,20 +480,25 @@ async function useExample() {
 async function submit(e) {
   e.preventDefault();
   clearFormError();
-  const noImage = !!(TASKS[$('task').value] && TASKS[$('task').value].noImage);
+  const preset = chosenPreset();
+  const noImage = !preset && !!(TASKS[$('task').value] && TASKS[$('task').value].noImage);
   if (noImage && !$('p-prompt').value.trim()) {
     showFormError(null, 'Write a prompt first: what should the image show?');
     $('p-prompt').focus();
     return;
   }
-  const style = takesStyle() ? $('style-file').files[0] : null;
-  if (takesStyle() && !style) {
+  const style = !preset && takesStyle() ? $('style-file').files[0] : null;
+  if (!preset && takesStyle() && !style) {
     showFormError(null, 'Choose a style image too: this model paints your image in its style.');
     $('style-file').focus();
     return;
   }
   if (style && style.size > state.config.max_upload_bytes) {
     showFormError(null, `The style image is ${fmtBytes(style.size)}, over the ${fmtBytes(state.config.max_upload_bytes)} limit: compress or resize it.`);
+    return;
+  }
+  if (preset && state.files && state.files.length > 1) {
+    showFormError(null, 'A preset runs on one image at a time: choose one file, or no preset for a batch.');
     return;
   }
   if (!noImage && state.files && state.files.length > 1) {
@@ -494,14 +519,18 @@ async function submit(e) {
   }
   const task = $('task').value;
   const fd = new FormData();
-  fd.append('task', task);
-  const picked = $('version').value && selectedModel();
-  if (picked) {
-    fd.append('model', picked.name);
-    fd.append('version', picked.version);
+  if (preset) {
+    fd.append('steps', preset.steps);
+  } else {
+    fd.append('task', task);
+    const picked = $('version').value && selectedModel();
+    if (picked) {
+      fd.append('model', picked.name);
+      fd.append('version', picked.version);
+    }
+    const params = collectParams();
+    if (Object.keys(params).length) fd.append('params', JSON.stringify(params));
   }
-  const params = collectParams();
-  if (Object.keys(params).length) fd.append('params', JSON.stringify(params));
   if (!noImage) fd.append('image', state.file, state.file.name || 'image');
   if (style) fd.append('style', style, style.name || 'style');
   const run = $('run');
