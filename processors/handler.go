@@ -194,7 +194,7 @@ func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool
 	stage := h.Step.Stage()
 	_, err = h.Jobs.Update(ctx, it.ev.JobID, func(r *schemas.JobRecord) error {
 		skip, it.skipped, it.resend = false, "", nil
-		if Superseded(r, stage) {
+		if Superseded(r, it.ev.ChainStep, stage) {
 			skip, it.skipped = true, r.Status
 			if endedHere(r, stage) {
 				it.resend = r
@@ -276,6 +276,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			r.Chain = keepDurations(ev.Chain, r.Chain, ev.ChainStep, r.Stages)
 			if next := schemas.NextStep(ev.Chain); next < len(ev.Chain) {
 				r.ChainStep = next
+				r.Stage = schemas.StageIngest // no stage of the next step has begun (see Superseded)
 				if !r.Status.Final() {
 					r.Percent = max(r.Percent, schemas.ChainPercent(next, len(ev.Chain), 0))
 				}
@@ -395,7 +396,7 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) error {
 		"tenant": ev.Tenant, "user_id": ev.User, "error_code": jerr.Code,
 	})
 	rec, failed, stale, err := markFailed(ctx, h.Jobs, ev.JobID, stage, jerr, now, func(r *schemas.JobRecord) bool {
-		return Superseded(r, stage) && !failedHere(r, stage)
+		return Superseded(r, ev.ChainStep, stage) && !failedHere(r, stage)
 	})
 	if stale {
 		// A redelivery that lost a race with the job (its input artifact consumed, its
@@ -485,8 +486,25 @@ func markFailed(ctx context.Context, store JobStore, id string, stage schemas.St
 // A job whose record only shows this stage finished (the cursor still here) is not
 // superseded: the run may have died before publishing, so the stage runs again and its
 // output's message id de-duplicates.
-func Superseded(r *schemas.JobRecord, stage schemas.Stage) bool {
-	return r.Status.Final() || stageIndex(r.Stage) > stageIndex(stage)
+//
+// A chained job goes through the stages once per step, so the cursor is the pair (step,
+// stage), compared in that order: a message of an earlier step is superseded once a
+// stage of a later step has begun. Between steps (the store stage advanced r.ChainStep
+// and reset r.Stage to ingest) the cursor still stands at the previous step's store, so
+// a redelivered store message of that step runs again and republishes the next step's
+// request (its message id de-duplicates).
+func Superseded(r *schemas.JobRecord, step int, stage schemas.Stage) bool {
+	if r.Status.Final() {
+		return true
+	}
+	at, in := r.ChainStep, stageIndex(r.Stage)
+	if at > 0 && in < 0 {
+		at, in = at-1, stageIndex(schemas.StageStore)
+	}
+	if at != step {
+		return at > step
+	}
+	return in > stageIndex(stage)
 }
 
 // endedHere reports whether stage is the one that ended the job: store succeeded it, or

@@ -351,3 +351,36 @@ func (s stageOnly) Stage() schemas.Stage { return schemas.Stage(s) }
 func (s stageOnly) Process(context.Context, []*schemas.JobEvent) []error {
 	panic("not run")
 }
+
+// TestSupersededComparesStepThenStage: a chained job runs the stages once per step, so
+// a message is out of date only when the record's (step, stage) cursor is past the
+// message's; between steps the cursor stands at the previous step's store.
+func TestSupersededComparesStepThenStage(t *testing.T) {
+	rec := func(step int, stage schemas.Stage, status schemas.Status) *schemas.JobRecord {
+		return &schemas.JobRecord{ChainStep: step, Stage: stage, Status: status}
+	}
+	tests := []struct {
+		name  string
+		r     *schemas.JobRecord
+		step  int
+		stage schemas.Stage
+		want  bool
+	}{
+		{"a final job supersedes every message", rec(0, schemas.StagePreprocess, schemas.StatusSucceeded), 1, schemas.StagePreprocess, true},
+		{"a later stage of the same step supersedes", rec(0, schemas.StageInference, schemas.StatusRunning), 0, schemas.StagePreprocess, true},
+		{"the same stage runs again", rec(0, schemas.StageInference, schemas.StatusRunning), 0, schemas.StageInference, false},
+		{"the next step's first stage runs after the previous step's store", rec(0, schemas.StageStore, schemas.StatusRunning), 1, schemas.StagePreprocess, false},
+		{"between steps the next step's preprocess is not superseded", rec(1, schemas.StageIngest, schemas.StatusRunning), 1, schemas.StagePreprocess, false},
+		{"between steps the previous step's store runs again (it may not have published)", rec(1, schemas.StageIngest, schemas.StatusRunning), 0, schemas.StageStore, false},
+		{"between steps the previous step's inference is superseded", rec(1, schemas.StageIngest, schemas.StatusRunning), 0, schemas.StageInference, true},
+		{"once the next step began, the previous step's store is superseded", rec(1, schemas.StagePreprocess, schemas.StatusRunning), 0, schemas.StageStore, true},
+		{"a later step's stages are never superseded by an earlier step's cursor", rec(0, schemas.StageStore, schemas.StatusRunning), 2, schemas.StagePreprocess, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := processors.Superseded(tt.r, tt.step, tt.stage); got != tt.want {
+				t.Fatalf("Superseded(step %d %s, message step %d %s) = %v, want %v", tt.r.ChainStep, tt.r.Stage, tt.step, tt.stage, got, tt.want)
+			}
+		})
+	}
+}

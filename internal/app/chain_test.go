@@ -95,6 +95,9 @@ func TestEndToEndChainedSteps(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if final.JobRecord == nil {
+		t.Fatalf("chained job did not finish in 8 minutes (last seen %+v)", seen[len(seen)-1].JobRecord)
+	}
 	if final.Status != schemas.StatusSucceeded {
 		t.Fatalf("chained job: %s %+v (last seen %+v)", final.Status, final.Error, seen[len(seen)-1].JobRecord)
 	}
