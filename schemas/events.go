@@ -36,6 +36,10 @@ type JobEvent struct {
 	SubmittedAt time.Time  `json:"submitted_at"`
 	// Stamps records when each stage finished, keyed by stage name.
 	Stamps map[Stage]time.Time `json:"stamps,omitempty"`
+	// Shadow marks a replay's run of a past request (studio replay) on the lowest
+	// tier's lane: it publishes no result event and no stage telemetry, and ingest
+	// hides it from its user; replay.ReadWindow never selects it.
+	Shadow bool `json:"shadow,omitempty"`
 }
 
 // ImageInfo describes a decoded input image.

@@ -141,7 +141,12 @@ type JobRecord struct {
 	TraceID  string               `json:"trace_id,omitempty"`
 	// Batch is the batch the job belongs to (POST /v2/batches); such jobs travel on the
 	// batch lane, the lowest tier's subjects.
-	Batch       string                 `json:"batch,omitempty"`
+	Batch string `json:"batch,omitempty"`
+	// Shadow marks a replay's run of a past request (see JobEvent.Shadow); ShadowOf is
+	// the original job. Such a record is owned by the original's user (erasure finds it
+	// by its tenant and user) but never shown to them.
+	Shadow      bool                   `json:"shadow,omitempty"`
+	ShadowOf    string                 `json:"shadow_of,omitempty"`
 	SubmittedAt time.Time              `json:"submitted_at"`
 	StartedAt   time.Time              `json:"started_at,omitzero"`
 	FinishedAt  time.Time              `json:"finished_at,omitzero"`

@@ -68,6 +68,8 @@ type Skipped struct {
 	OverLimit int `json:"over_limit"`
 	// Malformed: not a job request event.
 	Malformed int `json:"malformed"`
+	// Shadow: a replay's own run (JobEvent.Shadow), never replayed again.
+	Shadow int `json:"shadow"`
 }
 
 // ReadWindow reads the requests of w from the REQUESTS stream with an ordered
@@ -96,6 +98,10 @@ func ReadWindow(ctx context.Context, js jetstream.JetStream, store *jobs.Store, 
 		var ev schemas.JobEvent
 		if json.Unmarshal(data, &ev) != nil || ev.Schema != schemas.SchemaJobRequested || ev.JobID == "" {
 			skipped.Malformed++
+			return true, nil
+		}
+		if ev.Shadow {
+			skipped.Shadow++
 			return true, nil
 		}
 		if at, ok := erased[userKey(ev.Tenant, ev.User)]; ok && !at.Before(ev.SubmittedAt) {

@@ -91,7 +91,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	// The scratch objects stay until the record says succeeded (Finished): a stale
 	// redelivery of an earlier stage may still read them until then.
 	ev.Artifacts = final
-	if s.Cache != nil {
+	if s.Cache != nil && !ev.Shadow { // a shadow run answers no one's request
 		input := ev.Input.SHA256
 		if ev.Style != nil {
 			input += "+" + ev.Style.SHA256 // as ingest looks it up: another style, another picture
