@@ -275,15 +275,16 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 	}
 
 	var outs []streams.Output
-	if stage == schemas.StageStore && ev.Shadow {
+	if stage == schemas.StageStore {
 		// A shadow run (studio replay) ends in its record only: no result event, so
 		// no webhook, notification, slot release or analytics row of the user's.
-	} else if stage == schemas.StageStore {
-		out, err := resultOutput(rec, ev.TraceParent)
-		if err != nil {
-			return nil, err
+		if !ev.Shadow {
+			out, err := resultOutput(rec, ev.TraceParent)
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, out)
 		}
-		outs = append(outs, out)
 		if rec.Status == schemas.StatusSucceeded {
 			h.finished(ctx, it, it.inputs)
 		}
