@@ -290,6 +290,9 @@ func (s *Service) lookupField(ctx context.Context, id, field string) (*schemas.J
 	if err != nil {
 		return nil, s.asProblem(err, "job lookup")
 	}
+	if rec.Shadow { // a replay's run (studio replay) is no job of the user's
+		return nil, jobNotFound(id, field)
+	}
 	if err := s.visible(ctx, rec, field); err != nil {
 		return nil, err
 	}

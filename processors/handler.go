@@ -314,11 +314,15 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 		}
 	}
 	if stage == schemas.StageStore && rec.Status == schemas.StatusSucceeded {
-		out, err := resultOutput(rec, ev.TraceParent)
-		if err != nil {
-			return nil, err
+		// A shadow run (studio replay) ends in its record only: no result event, so
+		// no webhook, notification, slot release or analytics row of the user's.
+		if !ev.Shadow {
+			out, err := resultOutput(rec, ev.TraceParent)
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, out)
 		}
-		outs = append(outs, out)
 		if rec.Status == schemas.StatusSucceeded {
 			h.finished(ctx, it, it.inputs)
 		}
@@ -341,7 +345,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 	}
 	it.log.WithFields(logrus.Fields{"latency_ms": ms(dur), "batch_size": batchSize, "queue_wait_ms": ms(it.msg.Received.Sub(it.msg.Published))}).Info("stage done")
 	it.end("ok", nil, dur)
-	if succeeded && h.Observe != nil {
+	if succeeded && h.Observe != nil && !ev.Shadow {
 		h.Observe.JobFinished(ev, schemas.StatusSucceeded)
 	}
 	return outs, nil
@@ -409,11 +413,11 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) error {
 		rec, failed = FailedRecord(ev, jerr, now), true
 	}
 	log.WithField("reason", jerr.Message).Warn("job failed")
-	if failed && h.Observe != nil {
+	if failed && h.Observe != nil && !ev.Shadow {
 		h.Observe.JobFinished(ev, schemas.StatusFailed)
 	}
 	outs := []streams.Output{}
-	if rec.Status == schemas.StatusFailed {
+	if rec.Status == schemas.StatusFailed && !ev.Shadow {
 		if out, err := resultOutput(rec, ev.TraceParent); err == nil {
 			outs = append(outs, out)
 		}
@@ -569,8 +573,15 @@ type TelemetryLossCounter interface {
 	TelemetryLost(stage string)
 }
 
+// errShadowTelemetry: a shadow run publishes no stage telemetry, so the user's
+// analytics and a rollout's canary figures never count it; replay_results is its record.
+var errShadowTelemetry = errors.New("shadow runs publish no stage telemetry")
+
 func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error, dur time.Duration) (streams.Output, error) {
 	ev := it.ev
+	if ev.Shadow {
+		return streams.Output{}, errShadowTelemetry
+	}
 	run := schemas.StageRun{
 		Schema: schemas.SchemaStageRun, JobID: ev.JobID, Tenant: ev.Tenant, User: ev.User, Tier: ev.Tier,
 		Task: ev.Task, Model: ev.Model, ModelVersion: ev.ModelVersion, Stage: h.Step.Stage(),

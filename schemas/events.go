@@ -41,6 +41,10 @@ type JobEvent struct {
 	// Input are that step's. Empty for a one-step job.
 	Chain     []ChainStep `json:"chain,omitempty"`
 	ChainStep int         `json:"chain_step,omitempty"`
+	// Shadow marks a replay's run of a past request (studio replay) on the lowest
+	// tier's lane: it publishes no result event and no stage telemetry, and ingest
+	// hides it from its user; replay.ReadWindow never selects it.
+	Shadow bool `json:"shadow,omitempty"`
 }
 
 // ImageInfo describes a decoded input image.

@@ -147,6 +147,11 @@ type JobRecord struct {
 	// step's. Empty for a one-step job.
 	Chain       []ChainStep            `json:"chain,omitempty"`
 	ChainStep   int                    `json:"chain_step,omitempty"`
+	// Shadow marks a replay's run of a past request (see JobEvent.Shadow); ShadowOf is
+	// the original job. Such a record is owned by the original's user (erasure finds it
+	// by its tenant and user) but never shown to them.
+	Shadow      bool                   `json:"shadow,omitempty"`
+	ShadowOf    string                 `json:"shadow_of,omitempty"`
 	SubmittedAt time.Time              `json:"submitted_at"`
 	StartedAt   time.Time              `json:"started_at,omitzero"`
 	FinishedAt  time.Time              `json:"finished_at,omitzero"`

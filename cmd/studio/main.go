@@ -35,6 +35,7 @@ Usage:
   studio bench    --task T --jobs N --concurrency C  load the pipeline and compare with raw ONNX Runtime
   studio users    create|list|set-tier|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
   studio rollout  start|status|list|pause|resume|abort   move a task to another model version in judged steps
+  studio replay   --task T --since 24h --to model@version [--sample 10%]   re-run past requests on another version (shadow lane) and compare
   studio webhooks secret|rotate-tenant|rotate --tenant T   print a tenant's webhook signing secret; rotate one tenant's; rotate the root key
   studio backup   --to DIR           snapshot every JetStream stream, KV bucket and object store to DIR
   studio restore  --from DIR         load a backup into a fresh NATS server or cluster
@@ -69,6 +70,7 @@ var commands = []command{
 	{name: "bench", run: runBench},
 	{name: "users", run: runUsers, verbs: usersVerbs},
 	{name: "rollout", run: runRollout, verbs: rolloutVerbs},
+	{name: "replay", run: runReplay},
 	{name: "webhooks", run: runWebhooks, verbs: webhooksVerbs},
 	{name: "backup", run: runBackup},
 	{name: "restore", run: runRestore},

@@ -68,6 +68,11 @@ type Skipped struct {
 	OverLimit int `json:"over_limit"`
 	// Malformed: not a job request event.
 	Malformed int `json:"malformed"`
+	// Shadow: a replay's own run (JobEvent.Shadow), never replayed again.
+	Shadow int `json:"shadow"`
+	// Chained: a step of a chained job (JobEvent.Chain): its input is the previous
+	// step's output and its outputs feed the next, so it is not replayed alone.
+	Chained int `json:"chained"`
 }
 
 // ReadWindow reads the requests of w from the REQUESTS stream with an ordered
@@ -96,6 +101,14 @@ func ReadWindow(ctx context.Context, js jetstream.JetStream, store *jobs.Store, 
 		var ev schemas.JobEvent
 		if json.Unmarshal(data, &ev) != nil || ev.Schema != schemas.SchemaJobRequested || ev.JobID == "" {
 			skipped.Malformed++
+			return true, nil
+		}
+		if ev.Shadow {
+			skipped.Shadow++
+			return true, nil
+		}
+		if len(ev.Chain) > 0 {
+			skipped.Chained++
 			return true, nil
 		}
 		if at, ok := erased[userKey(ev.Tenant, ev.User)]; ok && !at.Before(ev.SubmittedAt) {

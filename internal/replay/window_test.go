@@ -92,11 +92,25 @@ func TestReadWindowSelectsReplayableRequests(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []string{"job-a", "job-e", "job-f"}, ids(got))
 	})
+	t.Run("a shadow run is never selected", func(t *testing.T) {
+		ev := schemas.JobEvent{Schema: schemas.SchemaJobRequested, JobID: "shadow-x-job-a", Tenant: "acme", User: "ann", Tier: replay.ShadowTier,
+			Task: schemas.TaskRemoveBackground, Model: "isnet", ModelVersion: "2", SubmittedAt: now, Shadow: true}
+		data, err := json.Marshal(ev)
+		require.NoError(t, err)
+		_, err = w.js.Publish(ctx, schemas.RequestSubject(ev.Tier, ev.Task), data)
+		require.NoError(t, err)
+		require.NoError(t, w.store.Create(ctx, &schemas.JobRecord{ID: ev.JobID, Tenant: "acme", User: "ann", Task: ev.Task, Status: schemas.StatusSucceeded, Shadow: true}))
+		got, skipped, err := replay.ReadWindow(ctx, w.js, w.store, all)
+		require.NoError(t, err)
+		require.NotContains(t, ids(got), ev.JobID)
+		require.Equal(t, 1, skipped.Shadow)
+	})
 	t.Run("the limit bounds the selection", func(t *testing.T) {
 		got, skipped, err := replay.ReadWindow(ctx, w.js, w.store, replay.Window{Task: schemas.TaskRemoveBackground, Since: all.Since, Limit: 1})
 		require.NoError(t, err)
 		require.Equal(t, []string{"job-a"}, ids(got))
 		require.Equal(t, 3, skipped.OverLimit, "every later request of the window, unchecked")
+		require.Equal(t, 1, skipped.Shadow, "shadow runs are left out before the limit counts")
 	})
 	t.Run("a start after every request selects nothing", func(t *testing.T) {
 		got, _, err := replay.ReadWindow(ctx, w.js, w.store, replay.Window{Task: schemas.TaskRemoveBackground, Since: time.Now().Add(time.Hour)})

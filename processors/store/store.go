@@ -108,7 +108,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	// redelivery of an earlier stage may still read them until then.
 	ev.Artifacts = final
 	now := time.Now().UTC()
-	if s.Cache != nil {
+	if s.Cache != nil && !ev.Shadow { // a shadow run answers no one's request
 		input := ev.Input.SHA256
 		if ev.Style != nil {
 			input += "+" + ev.Style.SHA256 // as ingest looks it up: another style, another picture
