@@ -145,8 +145,8 @@ type JobRecord struct {
 	// Chain holds the steps of a chained job, each with its outputs once done, and
 	// ChainStep the index of the step running now; Task, Model and Params are the first
 	// step's. Empty for a one-step job.
-	Chain       []ChainStep            `json:"chain,omitempty"`
-	ChainStep   int                    `json:"chain_step,omitempty"`
+	Chain     []ChainStep `json:"chain,omitempty"`
+	ChainStep int         `json:"chain_step,omitempty"`
 	// Shadow marks a replay's run of a past request (see JobEvent.Shadow); ShadowOf is
 	// the original job. Such a record is owned by the original's user (erasure finds it
 	// by its tenant and user) but never shown to them.
