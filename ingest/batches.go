@@ -314,6 +314,13 @@ func (s *Service) parseBatchMultipart(r *http.Request) ([]batchItem, *Problem) {
 			if len(items) > MaxBatchImages {
 				return checkBatchSize(items)
 			}
+		case "steps":
+			// Chains run one job at a time (POST /v2/jobs with steps); a batch takes one task.
+			return nil, problem(422, "invalid_chain", "a batch runs one task on every image; submit chained jobs one by one to /v2/jobs",
+				FieldProblem{Field: "steps", Constraint: "not", Message: "not taken by a batch"})
+		case "style":
+			return nil, problem(422, "invalid_style", "a batch does not take a style image; submit arbitrary-style jobs one by one to /v2/jobs",
+				FieldProblem{Field: "style", Constraint: "not", Message: "not taken by a batch"})
 		case "task", "model", "version", "params", "callback_url":
 			v, err := io.ReadAll(io.LimitReader(part, 64<<10))
 			if err != nil {

@@ -157,6 +157,8 @@ func TestBatchRefusesWhatNoJobCouldTake(t *testing.T) {
 	noTask, noTaskCT := batchForm(t, 2)
 	junk, junkCT := form(t, file([]byte("not an image at all")), file([]byte("nor this")), field("task", "remove-background"))
 	inline, _ := json.Marshal(schemas.BatchRequest{Task: schemas.TaskRemoveBackground, Images: []schemas.ImageInput{{Data: []byte("x")}}})
+	steps, stepsCT := batchForm(t, 2, field("task", "remove-background"), field("steps", "remove-background,upscale:scale=2"))
+	style, styleCT := batchForm(t, 2, field("task", "style-transfer"), field("style", "a style image"))
 	cases := []struct {
 		name        string
 		body        []byte
@@ -170,6 +172,8 @@ func TestBatchRefusesWhatNoJobCouldTake(t *testing.T) {
 		{"a batch of unreadable images answers the first image's problem", junk, junkCT, 415, "not_an_image"},
 		{"a JSON batch with inline data is refused", inline, "application/json", 422, "invalid_image"},
 		{"another content type is refused", []byte("x"), "text/plain", 415, "unsupported_media_type"},
+		{"a batch with steps is refused, not run as one step", steps, stepsCT, 422, "invalid_chain"},
+		{"a batch with a style image is refused, not run without it", style, styleCT, 422, "invalid_style"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
