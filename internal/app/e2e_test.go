@@ -33,7 +33,7 @@ import (
 
 // realAssets returns the cached ONNX Runtime library, IS-Net small and a photo, fetching
 // them when missing. Without them the test skips under -short and fails otherwise.
-func realAssets(t *testing.T) (lib, model string, photo func(assets.Asset) string) {
+func realAssets(t testing.TB) (lib, model string, photo func(assets.Asset) string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("real-model test skipped with -short")
@@ -57,7 +57,7 @@ func realAssets(t *testing.T) (lib, model string, photo func(assets.Asset) strin
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -69,7 +69,7 @@ func freePort(t *testing.T) int {
 
 // startUp runs Up in the background and returns the API URL and the NATS URL. Logs are
 // discarded unless STUDIO_TEST_LOGS is set.
-func startUp(t *testing.T, mod func(*Config)) (api, natsURL string) {
+func startUp(t testing.TB, mod func(*Config)) (api, natsURL string) {
 	t.Helper()
 	log := logrus.New()
 	log.SetFormatter(&logrus.JSONFormatter{})
@@ -99,7 +99,7 @@ func submit(t *testing.T, api, filename string, data []byte, fields map[string]s
 	return resp, b
 }
 
-func getJob(t *testing.T, api, id string) ingest.JobResponse {
+func getJob(t testing.TB, api, id string) ingest.JobResponse {
 	t.Helper()
 	resp, err := http.Get(api + "/v1/jobs/" + id)
 	if err != nil {

@@ -340,7 +340,7 @@ func TestMetricsLogsAndSpansOfIngestAndPreprocess(t *testing.T) {
 
 // startUpLogged is startUp with the caller's logger, so tests can read the logs.
 // startUpLogged is startUp with the process's logs going to log.
-func startUpLogged(t *testing.T, log logrus.FieldLogger, mod func(*Config)) (api, natsURL string) {
+func startUpLogged(t testing.TB, log logrus.FieldLogger, mod func(*Config)) (api, natsURL string) {
 	t.Helper()
 	natsPort := freePort(t)
 	cfg := &Config{
