@@ -49,13 +49,7 @@ func natsOnly(name string, args []string, extra func(*flag.FlagSet)) (*app.Confi
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q\n\n%s", fs.Arg(0), backupUsage)
 	}
-	if cfg.NATSURL == "" {
-		if cfg.NATSListen == "" {
-			return nil, errors.New("--nats-url is required")
-		}
-		cfg.NATSURL = "nats://" + cfg.NATSListen // a running `studio up`
-	}
-	return cfg, nil
+	return cfg, defaultNATSURL(cfg)
 }
 
 // runBackup is `studio backup`.

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -85,17 +84,7 @@ func runReplay(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.NATSURL == "" {
-		if cfg.NATSListen == "" {
-			return errors.New("--nats-url is required")
-		}
-		cfg.NATSURL = "nats://" + cfg.NATSListen // a running `studio up`
-	}
-	log, err := newLogger(cfg.LogLevel, os.Stderr)
-	if err != nil {
-		return err
-	}
-	bus, err := app.Connect(ctx, cfg, "studio-replay", log)
+	bus, log, err := connectCLI(ctx, cfg, "studio-replay")
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,17 +110,7 @@ func runRollout(ctx context.Context, args []string, stdout io.Writer) error {
 			req.Steps = append(req.Steps, n)
 		}
 	}
-	if cfg.NATSURL == "" {
-		if cfg.NATSListen == "" {
-			return errors.New("--nats-url is required")
-		}
-		cfg.NATSURL = "nats://" + cfg.NATSListen // a running `studio up`
-	}
-	log, err := newLogger(cfg.LogLevel, os.Stderr)
-	if err != nil {
-		return err
-	}
-	bus, err := app.Connect(ctx, cfg, "studio-rollout", log)
+	bus, log, err := connectCLI(ctx, cfg, "studio-rollout")
 	if err != nil {
 		return err
 	}

@@ -79,17 +79,7 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := cfg.JWT.Validate(); err != nil {
 		return err
 	}
-	if cfg.NATSURL == "" {
-		if cfg.NATSListen == "" {
-			return errors.New("--nats-url is required")
-		}
-		cfg.NATSURL = "nats://" + cfg.NATSListen // a running `studio up`
-	}
-	log, err := newLogger(cfg.LogLevel, os.Stderr)
-	if err != nil {
-		return err
-	}
-	bus, err := app.Connect(ctx, cfg, "studio-users", log)
+	bus, log, err := connectCLI(ctx, cfg, "studio-users")
 	if err != nil {
 		return err
 	}
