@@ -182,6 +182,15 @@ func (p *pipeline) results(t *testing.T, jobID string) []schemas.ResultEvent {
 	return out
 }
 
+// endResults waits for a job's result events: a failed job's record is written before
+// its result is published, so a test that saw the record must wait for the event.
+func (p *pipeline) endResults(t *testing.T, jobID string) []schemas.ResultEvent {
+	t.Helper()
+	var out []schemas.ResultEvent
+	streamstest.Eventually(t, settle, func() bool { out = p.results(t, jobID); return len(out) > 0 }, "job %s published no result event", jobID)
+	return out
+}
+
 func (p *pipeline) preprocessed(t *testing.T, jobID string) []*jetstream.RawStreamMsg {
 	t.Helper()
 	all := p.msgs(t, schemas.StreamPreprocessed, schemas.PreprocessedSubject(schemas.TierNormal, "isnet"))
@@ -276,7 +285,7 @@ func TestPreprocessFailsBadInputsWithoutHarmingGoodOnes(t *testing.T) {
 			require.NoError(t, json.Unmarshal(dead[0].Data, &deadEv), "the DLQ keeps the original event")
 			require.Equal(t, id, deadEv.JobID)
 
-			results := p.results(t, id)
+			results := p.endResults(t, id)
 			require.Len(t, results, 1, "exactly one result event")
 			require.Equal(t, schemas.StatusFailed, results[0].Status)
 			require.NotNil(t, results[0].Error)

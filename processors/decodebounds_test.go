@@ -64,7 +64,7 @@ func TestPreprocessBoundsDecodingWork(t *testing.T) {
 			require.Equal(t, tt.code, rec.Error.Code, rec.Error.Message)
 			require.Contains(t, rec.Error.Message, tt.message)
 			require.Equal(t, 1, rec.Stages[schemas.StagePreprocess].Attempts, "failed on its first delivery, not retried")
-			results := p.results(t, slow.ID)
+			results := p.endResults(t, slow.ID)
 			require.Len(t, results, 1)
 			require.Equal(t, tt.code, results[0].Error.Code)
 
