@@ -34,28 +34,40 @@ func (s *Service) ServeNATS(ctx context.Context, rs streams.RequestServer) error
 	}, s.handleNATSSubmit)
 }
 
+// natsIdentify is where both NATS entries (jobs and batches) start: the request id
+// (the caller's when acceptable), a logger carrying it, and the caller found from the
+// connection or the Authorization header (nil while security is off). refusal is the
+// reply to send when the caller is not accepted.
+func (s *Service) natsIdentify(ctx context.Context, m streams.Request) (requestID string, log logrus.FieldLogger, who *auth.Principal, refusal *streams.Reply) {
+	requestID = first(m.Header, "Studio-Request-Id", "X-Request-ID")
+	if !acceptRequestID(requestID) {
+		requestID = newRequestID()
+	}
+	log = s.log.WithFields(logrus.Fields{"stage": "ingest", "subject": m.Subject, "request_id": requestID})
+	if s.sec == nil {
+		return requestID, log, nil, nil
+	}
+	p, err := s.natsCaller(ctx, m.Header, auth.Request{RequestID: requestID, TraceID: traceIDFor(requestID)})
+	if err != nil {
+		var prob *Problem
+		var h http.Header
+		if !errors.As(err, &prob) {
+			prob, h = s.credentialRefusal(err, requestID)
+		}
+		r := s.natsProblem(log, m, prob, h, requestID)
+		return requestID, log, nil, &r
+	}
+	return requestID, log, &p, nil
+}
+
 // handleNATSSubmit is the NATS entry's adapter to Admit: authenticate the message's
 // credential, admit (which parses the body once the caller may submit), and render
 // the outcome as a reply.
 func (s *Service) handleNATSSubmit(ctx context.Context, m streams.Request) streams.Reply {
 	task := schemas.Task(strings.TrimPrefix(m.Subject, "studio.submit."))
-	requestID := first(m.Header, "Studio-Request-Id", "X-Request-ID")
-	if !acceptRequestID(requestID) {
-		requestID = newRequestID()
-	}
-	log := s.log.WithFields(logrus.Fields{"stage": "ingest", "subject": m.Subject, "request_id": requestID})
-	var who *auth.Principal
-	if s.sec != nil {
-		p, err := s.natsCaller(ctx, m.Header, auth.Request{RequestID: requestID, TraceID: traceIDFor(requestID)})
-		if err != nil {
-			var prob *Problem
-			if errors.As(err, &prob) {
-				return s.natsProblem(log, m, prob, nil, requestID)
-			}
-			prob, h := s.credentialRefusal(err, requestID)
-			return s.natsProblem(log, m, prob, h, requestID)
-		}
-		who = &p
+	requestID, log, who, refusal := s.natsIdentify(ctx, m)
+	if refusal != nil {
+		return *refusal
 	}
 	sub, err := s.Admit(ctx, who, Entry{
 		RequestID: requestID, TraceParent: first(m.Header, "traceparent"),
@@ -234,23 +246,9 @@ func (s *Service) ServeNATSBatches(ctx context.Context, rs streams.RequestServer
 // handleNATSBatch is the NATS entry's adapter to admitBatch.
 func (s *Service) handleNATSBatch(ctx context.Context, m streams.Request) streams.Reply {
 	task := schemas.Task(strings.TrimPrefix(m.Subject, "studio.submit.batch."))
-	requestID := first(m.Header, "Studio-Request-Id", "X-Request-ID")
-	if !acceptRequestID(requestID) {
-		requestID = newRequestID()
-	}
-	log := s.log.WithFields(logrus.Fields{"stage": "ingest", "subject": m.Subject, "request_id": requestID})
-	var who *auth.Principal
-	if s.sec != nil {
-		p, err := s.natsCaller(ctx, m.Header, auth.Request{RequestID: requestID, TraceID: traceIDFor(requestID)})
-		if err != nil {
-			var prob *Problem
-			if errors.As(err, &prob) {
-				return s.natsProblem(log, m, prob, nil, requestID)
-			}
-			prob, h := s.credentialRefusal(err, requestID)
-			return s.natsProblem(log, m, prob, h, requestID)
-		}
-		who = &p
+	requestID, log, who, refusal := s.natsIdentify(ctx, m)
+	if refusal != nil {
+		return *refusal
 	}
 	entry := Entry{RequestID: requestID, TraceParent: first(m.Header, "traceparent"), Batch: NewJobID()}
 	admitted, refused, err := s.admitBatch(ctx, who, entry, m.Subject, func() ([]batchItem, *Problem) {
