@@ -123,6 +123,8 @@ type Options struct {
 	Scheduler string
 	// Safety, when set, checks every generated image.
 	Safety SafetyChecker
+	// Batch lets concurrent Generate calls share UNet calls (off when MaxBatch <= 1).
+	Batch BatchOptions
 }
 
 // SafetyChecker is the optional hook an operator plugs a safety model into. Check
@@ -143,6 +145,7 @@ type Pipeline struct {
 	stepType        string
 	stepShape       []int64
 	safety          SafetyChecker
+	batch           *batcher // nil: every job calls the UNet alone
 }
 
 // Open loads the graphs of the export in dir.
@@ -187,6 +190,9 @@ func Open(dir string, o Opener, opts Options) (_ *Pipeline, err error) {
 	}
 	if err := p.checkPorts(); err != nil {
 		return nil, err
+	}
+	if opts.Batch.MaxBatch > 1 {
+		p.batch = newBatcher(p, opts.Batch)
 	}
 	return p, nil
 }
@@ -302,7 +308,9 @@ func (r Request) Validate() error {
 // Generate runs the text encoder once, the denoising loop (one UNet call per step,
 // the unconditional and conditional halves batched together when guidance is on) and
 // the VAE decoder, and returns the images. It checks ctx between steps, so a cancelled
-// job stops after the step in flight; progress is told after every step.
+// job stops after the step in flight; progress is told after every step. With
+// Options.Batch, the UNet call of a step may be shared with concurrent Generate calls
+// of the same latent size; the job's own state and result stay its own.
 func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress) (*Result, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -342,6 +350,10 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 	in := make([]float32, batch*per)
 	guidedOut := make([]float32, n*per)
 	steps := sched.Timesteps()
+	key := shapeKey{h: h, w: w, seq: ContextLength, dim: dim}
+	if p.batch != nil {
+		defer p.batch.join(key, batch)()
+	}
 	for i, t := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -353,17 +365,18 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 		if guided {
 			copy(in[n*per:], in[:n*per])
 		}
-		out, err := p.unet.Run(ctx, map[string]Value{
-			"sample":                {Shape: []int64{int64(batch), 4, int64(h), int64(w)}, Float32: in},
-			"timestep":              p.timestep(t),
-			"encoder_hidden_states": {Shape: []int64{int64(batch), ContextLength, int64(dim)}, Float32: ehs},
-		})
+		call := &stepCall{key: key, t: t, rows: batch, sample: in, ehs: ehs, ctx: ctx}
+		var pred []float32
+		if p.batch != nil {
+			pred, err = p.batch.submit(call)
+		} else {
+			var preds [][]float32
+			if preds, err = p.predict(ctx, []*stepCall{call}, false); err == nil {
+				pred = preds[0]
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("diffusion: unet step %d/%d: %w", i+1, len(steps), err)
-		}
-		pred := out["out_sample"].Float32
-		if len(pred) != batch*per {
-			return nil, fmt.Errorf("%w: unet out_sample has %d values, want %d", ErrBadExport, len(pred), batch*per)
 		}
 		if guided {
 			g := float32(req.Guidance)

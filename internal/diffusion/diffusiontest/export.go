@@ -25,6 +25,9 @@ type Options struct {
 	// TimestepInt64 declares the UNet's timestep int64 (as some exports do) instead of
 	// float32.
 	TimestepInt64 bool
+	// TimestepScalar declares the UNet's timestep a scalar (as some community exports
+	// do) instead of optimum's [steps], so one call takes one timestep for all samples.
+	TimestepScalar bool
 	// Scheduler is the scheduler config's _class_name (default
 	// EulerAncestralDiscreteScheduler).
 	Scheduler string
@@ -113,7 +116,7 @@ func WriteExport(dir string, o Options) error {
 		diffusion.SchedulerFile:     sched,
 		diffusion.VAEConfigFile:     []byte(`{"_class_name":"AutoencoderKL","scaling_factor":0.18215,"latent_channels":4}`),
 		diffusion.TextEncoderFile:   textEncoder(rng, len(vocab)),
-		diffusion.UNetFile:          unet(rng, o.TimestepInt64),
+		diffusion.UNetFile:          unet(rng, o.TimestepInt64, o.TimestepScalar),
 		diffusion.VAEDecoderFile:    vaeDecoder(rng),
 	}
 	for _, f := range o.Omit {
@@ -161,20 +164,26 @@ func textEncoder(rng *rand.Rand, vocab int) []byte {
 	return m.Marshal()
 }
 
-// unet: sample f32 [2B, 4, h, w], timestep [1] (float32 or int64), encoder_hidden_states
-// f32 [2B, 77, D] -> out_sample f32 [2B, 4, h, w]: a 1x1 convolution of the sample plus
-// a per-sample term from the text (so guidance matters) and the timestep, through tanh.
-func unet(rng *rand.Rand, int64Step bool) []byte {
+// unet: sample f32 [2B, 4, h, w], timestep [1] or [2B] (float32 or int64; a scalar with
+// scalarStep), encoder_hidden_states f32 [2B, 77, D] -> out_sample f32 [2B, 4, h, w]: a
+// 1x1 convolution of the sample plus a per-sample term from the text (so guidance
+// matters) and the timestep, through tanh. Like a diffusers UNet, it takes one timestep
+// for the batch or one per sample (diffusers expands the timestep to the batch).
+func unet(rng *rand.Rand, int64Step, scalarStep bool) []byte {
 	var g onnx.Graph
 	g.Name = "unet"
 	stepType := onnx.Float
 	if int64Step {
 		stepType = onnx.Int64
 	}
+	stepDims := []onnx.Dim{{Param: "steps"}}
+	if scalarStep {
+		stepDims = []onnx.Dim{}
+	}
 	spatial := []onnx.Dim{{Param: "batch_size"}, {Value: 4}, {Param: "height"}, {Param: "width"}}
 	g.Inputs = []onnx.ValueInfo{
 		{Name: "sample", Dims: spatial},
-		{Name: "timestep", Type: stepType, Dims: []onnx.Dim{{Param: "steps"}}},
+		{Name: "timestep", Type: stepType, Dims: stepDims},
 		{Name: "encoder_hidden_states", Dims: []onnx.Dim{{Param: "batch_size"}, {Param: "sequence_length"}, {Value: Hidden}}},
 	}
 	g.Outputs = []onnx.ValueInfo{{Name: "out_sample", Dims: spatial}}
@@ -183,6 +192,7 @@ func unet(rng *rand.Rand, int64Step bool) []byte {
 		{Name: "conv_b", Dims: []int64{4}, Floats: random(rng, 4, 0.1)},
 		{Name: "text_w", Dims: []int64{Hidden, 4}, Floats: random(rng, Hidden*4, 1)},
 		{Name: "cond_shape", Dims: []int64{4}, Int64s: []int64{-1, 4, 1, 1}},
+		{Name: "step_shape", Dims: []int64{4}, Int64s: []int64{-1, 1, 1, 1}},
 	}
 	step := "timestep"
 	if int64Step {
@@ -190,7 +200,8 @@ func unet(rng *rand.Rand, int64Step bool) []byte {
 		step = "timestep_f"
 	}
 	g.Add("Constant", nil, []string{"step_scale"}, onnx.AttrTensor("value", onnx.Tensor{Floats: []float32{0.001}}))
-	g.Add("Mul", []string{step, "step_scale"}, []string{"step_term"})
+	g.Add("Mul", []string{step, "step_scale"}, []string{"step_scaled"})
+	g.Add("Reshape", []string{"step_scaled", "step_shape"}, []string{"step_term"})
 	g.Add("Conv", []string{"sample", "conv_w", "conv_b"}, []string{"conv"})
 	g.Add("ReduceMean", []string{"encoder_hidden_states"}, []string{"text_mean"}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 0))
 	g.Add("MatMul", []string{"text_mean", "text_w"}, []string{"text_proj"})
