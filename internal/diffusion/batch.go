@@ -27,9 +27,10 @@ type BatchOptions struct {
 // DefaultBatchWindow is the gather window when BatchOptions.Window is 0.
 const DefaultBatchWindow = 5 * time.Millisecond
 
-// shapeKey is what UNet inputs must share to be concatenated along the batch: the
-// latent size and the text embedding's length and width.
-type shapeKey struct{ h, w, seq, dim int }
+// shapeKey is what the UNet inputs of jobs must share to be concatenated along the
+// batch: the latent size. The text embeddings of one Pipeline are all [77, D] of its
+// text encoder.
+type shapeKey struct{ h, w int }
 
 // stepCall is one job's request for one UNet call: rows samples of its latents (both
 // guidance halves when guided), their text embeddings and the job's timestep.
@@ -293,12 +294,13 @@ func (p *Pipeline) predict(ctx context.Context, calls []*stepCall, perSample boo
 	for _, c := range calls {
 		rows += c.rows
 	}
-	per, ctxLen := 4*key.h*key.w, key.seq*key.dim
+	per := 4 * key.h * key.w
+	dim := len(calls[0].ehs) / calls[0].rows / ContextLength
 	sample, ehs := calls[0].sample, calls[0].ehs
 	step := p.timestep(calls[0].t)
 	if len(calls) > 1 {
 		sample = make([]float32, 0, rows*per)
-		ehs = make([]float32, 0, rows*ctxLen)
+		ehs = make([]float32, 0, rows*ContextLength*dim)
 		for _, c := range calls {
 			sample = append(sample, c.sample...)
 			ehs = append(ehs, c.ehs...)
@@ -310,7 +312,7 @@ func (p *Pipeline) predict(ctx context.Context, calls []*stepCall, perSample boo
 	out, err := p.unet.Run(ctx, map[string]Value{
 		"sample":                {Shape: []int64{int64(rows), 4, int64(key.h), int64(key.w)}, Float32: sample},
 		"timestep":              step,
-		"encoder_hidden_states": {Shape: []int64{int64(rows), int64(key.seq), int64(key.dim)}, Float32: ehs},
+		"encoder_hidden_states": {Shape: []int64{int64(rows), ContextLength, int64(dim)}, Float32: ehs},
 	})
 	if err != nil {
 		return nil, err

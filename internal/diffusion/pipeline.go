@@ -321,6 +321,19 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 	}
 	guided := req.Guidance > 1
 	n := req.Images
+	batch := n
+	if guided {
+		batch = 2 * n
+	}
+	h, w := req.Height/8, req.Width/8
+	key := shapeKey{h: h, w: w}
+	leave := func() {}
+	if p.batch != nil {
+		// Joined before the text encoder runs, so that jobs started together share
+		// their first step too.
+		leave = p.batch.join(key, batch)
+		defer leave() // on every early return; the others stop waiting for this job
+	}
 
 	// Text encoding: one call for both prompts, then repeated per image.
 	rows := [][]int32{req.Cond}
@@ -332,7 +345,6 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 		return nil, err
 	}
 	dim := len(hidden.Float32) / len(rows) / ContextLength
-	batch := n * len(rows)
 	ehs := make([]float32, 0, batch*ContextLength*dim)
 	for r := range rows { // [uncond x n, cond x n]: the order diffusers concatenates
 		row := hidden.Float32[r*ContextLength*dim : (r+1)*ContextLength*dim]
@@ -341,7 +353,6 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 		}
 	}
 
-	h, w := req.Height/8, req.Width/8
 	per := 4 * h * w
 	latents := make([]float32, n*per)
 	noise := NewNoise(req.Seed)
@@ -350,10 +361,6 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 	in := make([]float32, batch*per)
 	guidedOut := make([]float32, n*per)
 	steps := sched.Timesteps()
-	key := shapeKey{h: h, w: w, seq: ContextLength, dim: dim}
-	if p.batch != nil {
-		defer p.batch.join(key, batch)()
-	}
 	for i, t := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -393,6 +400,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 			}
 		}
 	}
+	leave() // before decoding: the others need not wait for it
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -24,6 +24,9 @@ func TestDiffusionManifests(t *testing.T) {
 		{"an unknown scheduler is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  scheduler: lms\n", "diffusion.scheduler"},
 		{"a default size off the 8-pixel grid is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  width: 500\n", "diffusion.width"},
 		{"too many steps are refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  steps: 151\n", "diffusion.steps"},
+		{"UNet sharing can be turned off and its window set", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  unet_batch: 1\n  batch_window_ms: 20\n", ""},
+		{"a UNet batch beyond 64 is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  unet_batch: 65\n", "diffusion.unet_batch"},
+		{"a gather window beyond a second is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  batch_window_ms: 1001\n", "diffusion.batch_window_ms"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

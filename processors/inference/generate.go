@@ -45,18 +45,23 @@ func (s *Step) pipeline(spec models.Spec) (*diffusionModel, error) {
 	if s.diffusers == nil {
 		s.diffusers = map[string]*diffusionModel{}
 	}
+	opts := diffusion.Options{}
+	if spec.Diffusion != nil {
+		opts.Scheduler = spec.Diffusion.Scheduler
+		opts.Batch = spec.Diffusion.Batch()
+	}
+	sessions := max(1, s.Config.SessionsPerModel)
 	m, ok := s.diffusers[spec.ID()]
 	if !ok {
-		m = &diffusionModel{gate: make(chan struct{}, max(1, s.Config.SessionsPerModel))}
+		// With UNet sharing, up to unet_batch jobs run at once so that their steps can
+		// share calls; the UNet calls in flight stay bounded by the sessions.
+		m = &diffusionModel{gate: make(chan struct{}, max(sessions, opts.Batch.MaxBatch))}
 		s.diffusers[spec.ID()] = m
 	}
 	s.mu.Unlock()
+	opts.Batch.Calls = sessions
 	m.once.Do(func() {
 		start := time.Now()
-		opts := diffusion.Options{}
-		if spec.Diffusion != nil {
-			opts.Scheduler = spec.Diffusion.Scheduler
-		}
 		m.p, m.err = diffusion.Open(spec.Path, opener, opts)
 		if m.err != nil {
 			return
@@ -65,7 +70,7 @@ func (s *Step) pipeline(spec models.Spec) (*diffusionModel, error) {
 			s.Observe.ModelLoaded(spec.Name, spec.Version, time.Since(start))
 		}
 		if s.Log != nil {
-			s.Log.WithFields(logrus.Fields{"model": spec.ID(), "scheduler": m.p.Kind, "device": s.Backend.Device(), "load_ms": time.Since(start).Milliseconds()}).Info("diffusion export loaded")
+			s.Log.WithFields(logrus.Fields{"model": spec.ID(), "scheduler": m.p.Kind, "device": s.Backend.Device(), "unet_batch": opts.Batch.MaxBatch, "load_ms": time.Since(start).Milliseconds()}).Info("diffusion export loaded")
 		}
 	})
 	s.mu.Lock()

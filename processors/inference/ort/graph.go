@@ -71,6 +71,27 @@ func (g *graph) Inputs() []diffusion.Port  { return g.ins }
 func (g *graph) Outputs() []diffusion.Port { return g.outs }
 func (g *graph) Close() error              { return g.s.Destroy() }
 
+// newInput makes an input value: a tensor, or a scalar for an empty shape (a rank-0
+// input, such as some exports' timestep, which NewTensor refuses). On error it returns
+// a nil interface, never a typed nil that Run's cleanup would call Destroy on.
+func newInput[T ortgo.TensorData](shape []int64, data []T) (ortgo.Value, error) {
+	if len(shape) == 0 {
+		if len(data) != 1 {
+			return nil, fmt.Errorf("a scalar takes 1 value, not %d", len(data))
+		}
+		s, err := ortgo.NewScalar(data[0])
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	t, err := ortgo.NewTensor(ortgo.NewShape(shape...), data)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
 // Run feeds in by name; cancelling ctx terminates the run inside ONNX Runtime.
 func (g *graph) Run(ctx context.Context, in map[string]diffusion.Value) (map[string]diffusion.Value, error) {
 	vals := make([]ortgo.Value, len(g.ins))
@@ -87,14 +108,13 @@ func (g *graph) Run(ctx context.Context, in map[string]diffusion.Value) (map[str
 			return nil, fmt.Errorf("ort: %s needs input %q", g.path, p.Name)
 		}
 		var err error
-		shape := ortgo.NewShape(v.Shape...)
 		switch {
 		case v.Float32 != nil:
-			vals[i], err = ortgo.NewTensor(shape, v.Float32)
+			vals[i], err = newInput(v.Shape, v.Float32)
 		case v.Int32 != nil:
-			vals[i], err = ortgo.NewTensor(shape, v.Int32)
+			vals[i], err = newInput(v.Shape, v.Int32)
 		case v.Int64 != nil:
-			vals[i], err = ortgo.NewTensor(shape, v.Int64)
+			vals[i], err = newInput(v.Shape, v.Int64)
 		default:
 			err = fmt.Errorf("no data")
 		}
