@@ -3,6 +3,7 @@ package diffusion
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,7 +119,19 @@ func (b *batcher) submit(c *stepCall) ([]float32, error) {
 		b.timers[key] = g
 	}
 	b.mu.Unlock()
+	// The batch that c completes runs on c's goroutine: one hand-over less per step.
+	var own []*stepCall
+	for i, calls := range batches {
+		if slices.Contains(calls, c) {
+			own = calls
+			batches = slices.Delete(batches, i, i+1)
+			break
+		}
+	}
 	b.start(batches)
+	if own != nil {
+		b.run(own)
+	}
 	select {
 	case r := <-c.done:
 		return r.pred, r.err

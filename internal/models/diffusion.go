@@ -27,13 +27,15 @@ type Diffusion struct {
 	MaxSide   int `yaml:"max_side"`
 	MaxImages int `yaml:"max_images"`
 	// UNetBatch is the largest UNet batch (samples; a guided image counts 2) that
-	// concurrent jobs of the same size may share in one call (8); 1 turns sharing off.
-	// BatchWindowMS is how long a step waits for others to join its call (5 ms).
+	// concurrent jobs of the same size may share in one call; 1 turns sharing off and
+	// 0 leaves it to the inference step (on a GPU 8, on the CPU off). BatchWindowMS is
+	// how long a step waits for others to join its call (5 ms).
 	UNetBatch     int `yaml:"unet_batch"`
 	BatchWindowMS int `yaml:"batch_window_ms"`
 }
 
-// Batch returns the manifest's UNet sharing as the pipeline's options.
+// Batch returns the manifest's UNet sharing as the pipeline's options (MaxBatch 0: the
+// device's default).
 func (d Diffusion) Batch() diffusion.BatchOptions {
 	d.setDefaults()
 	return diffusion.BatchOptions{MaxBatch: d.UNetBatch, Window: time.Duration(d.BatchWindowMS) * time.Millisecond}
@@ -68,9 +70,6 @@ func (d *Diffusion) setDefaults() {
 	}
 	if d.MaxImages == 0 {
 		d.MaxImages = 4
-	}
-	if d.UNetBatch == 0 {
-		d.UNetBatch = 8
 	}
 	if d.BatchWindowMS == 0 {
 		d.BatchWindowMS = 5
@@ -123,8 +122,8 @@ func (m Manifest) diffusionProblems() []string {
 	if d.MaxImages < 1 || d.MaxImages > 8 {
 		bad("diffusion.max_images", "%d must be 1 to 8", d.MaxImages)
 	}
-	if d.UNetBatch < 1 || d.UNetBatch > 64 {
-		bad("diffusion.unet_batch", "%d must be 1 (no sharing) to 64", d.UNetBatch)
+	if d.UNetBatch < 0 || d.UNetBatch > 64 {
+		bad("diffusion.unet_batch", "%d must be 1 (no sharing) to 64, or 0 for the device's default", d.UNetBatch)
 	}
 	if d.BatchWindowMS < 1 || d.BatchWindowMS > 1000 {
 		bad("diffusion.batch_window_ms", "%d must be 1 to 1000", d.BatchWindowMS)

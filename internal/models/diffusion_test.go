@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/diffusion"
@@ -101,6 +102,27 @@ func TestGeneration(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := m.Generation(c.params); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("err = %v, want one naming %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDiffusionBatchOptions(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       diffusion.BatchOptions
+	}{
+		{"left out: the device decides, with a 5 ms window", "", diffusion.BatchOptions{Window: 5 * time.Millisecond}},
+		{"set: as written", "diffusion:\n  unet_batch: 4\n  batch_window_ms: 20\n", diffusion.BatchOptions{MaxBatch: 4, Window: 20 * time.Millisecond}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := ParseManifest("sd.yaml", []byte("name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\n"+c.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Diffusion.Batch(); got != c.want {
+				t.Errorf("Batch() = %+v, want %+v", got, c.want)
 			}
 		})
 	}

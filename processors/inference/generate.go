@@ -50,6 +50,9 @@ func (s *Step) pipeline(spec models.Spec) (*diffusionModel, error) {
 		opts.Scheduler = spec.Diffusion.Scheduler
 		opts.Batch = spec.Diffusion.Batch()
 	}
+	if opts.Batch.MaxBatch == 0 {
+		opts.Batch.MaxBatch = DefaultUNetBatch(s.Backend.Device())
+	}
 	sessions := max(1, s.Config.SessionsPerModel)
 	m, ok := s.diffusers[spec.ID()]
 	if !ok {

@@ -42,6 +42,18 @@ func DefaultTileBatch(device string) int {
 	return 4
 }
 
+// DefaultUNetBatch is the most UNet samples concurrent generate jobs share in one call
+// on device when the manifest leaves diffusion.unet_batch out: 8 on a GPU (four guided
+// images), where one image's step leaves most of the device idle; 1 (no sharing) on the
+// CPU, where a UNet call is bound by arithmetic and sharing did not make a step per
+// image cheaper at a real latent size (BenchmarkSharedDenoisingStep, BENCHMARKS.md).
+func DefaultUNetBatch(device string) int {
+	if device == "cpu" {
+		return 1
+	}
+	return 8
+}
+
 // Step runs model sessions on preprocessed tensors. Sessions load lazily, once per
 // model version per process, and are reused. Safe for concurrent use.
 type Step struct {

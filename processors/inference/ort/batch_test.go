@@ -5,6 +5,7 @@ package ort
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,7 @@ import (
 type unetCall struct {
 	batch, h, w int
 	timesteps   []float64
+	took        time.Duration
 }
 
 // countingOpener opens graphs with the ONNX Runtime backend and records every run of
@@ -89,10 +91,13 @@ func (g *countedGraph) Run(ctx context.Context, in map[string]diffusion.Value) (
 	for _, v := range in["timestep"].Int64 {
 		c.timesteps = append(c.timesteps, float64(v))
 	}
+	start := time.Now()
+	out, err := g.Graph.Run(ctx, in)
+	c.took = time.Since(start)
 	g.o.mu.Lock()
 	g.o.calls = append(g.o.calls, c)
 	g.o.mu.Unlock()
-	return g.Graph.Run(ctx, in)
+	return out, err
 }
 
 // openBatched opens dir with UNet sharing (maxBatch samples, window) and counts the
@@ -368,5 +373,75 @@ func TestSharedUNetCallsInt64Timestep(t *testing.T) {
 	rec := calls.recorded()
 	if len(rec) != 4 || rec[0].batch != 4 || len(rec[0].timesteps) != 4 || rec[0].timesteps[0] == rec[0].timesteps[2] {
 		t.Errorf("UNet calls %v, want 4, the first of both jobs with their own timesteps", rec)
+	}
+}
+
+// BenchmarkSharedDenoisingStep runs k concurrent 20-step generations of the test
+// export (guidance on: 2 samples per job and step) and reports the seconds of one
+// denoising step per image: the median time between two progress reports of a job,
+// divided by the k jobs whose step it shared. k=1 is the unshared pipeline; k=2 and 4
+// share their UNet calls (a call takes all k jobs when they run in step). It also
+// reports the UNet call alone, median seconds per sample, and the samples per call.
+func BenchmarkSharedDenoisingStep(b *testing.B) {
+	dir := testExport(b, diffusiontest.Options{})
+	for _, size := range []int{64, 512} {
+		for _, k := range []int{1, 2, 4} {
+			b.Run(fmt.Sprintf("size=%d/jobs=%d", size, k), func(b *testing.B) {
+				maxBatch := 2 * k
+				if k == 1 {
+					maxBatch = 1 // unshared
+				}
+				p, calls := openBatched(b, dir, maxBatch, 5*time.Millisecond, 0)
+				tok, err := diffusion.LoadTokenizer(dir)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := request(tok, 20, 7.5)
+				r.Width, r.Height = size, size
+				var mu sync.Mutex
+				var steps []time.Duration
+				for b.Loop() {
+					var wg sync.WaitGroup
+					for j := range k {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							rj := r
+							rj.Seed = uint32(j)
+							var own []time.Duration
+							var last time.Time
+							if _, err := p.Generate(context.Background(), rj, func(step, _ int) error {
+								now := time.Now()
+								if step > 1 { // the first interval holds the text encoder
+									own = append(own, now.Sub(last))
+								}
+								last = now
+								return nil
+							}); err != nil {
+								b.Error(err)
+							}
+							mu.Lock()
+							steps = append(steps, own...)
+							mu.Unlock()
+						}()
+					}
+					wg.Wait()
+				}
+				slices.Sort(steps)
+				if len(steps) > 0 {
+					b.ReportMetric(steps[len(steps)/2].Seconds()/float64(k), "s/step/image")
+				}
+				// What the UNet calls alone cost, median per sample, and how full they were.
+				samples, perSample := 0, []float64{}
+				rec := calls.recorded()
+				for _, c := range rec {
+					samples += c.batch
+					perSample = append(perSample, c.took.Seconds()/float64(c.batch))
+				}
+				slices.Sort(perSample)
+				b.ReportMetric(float64(samples)/float64(len(rec)), "samples/call")
+				b.ReportMetric(perSample[len(perSample)/2], "unet-s/sample")
+			})
+		}
 	}
 }
