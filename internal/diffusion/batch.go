@@ -21,7 +21,9 @@ type BatchOptions struct {
 	// Window is how long a step waits for other jobs to join its call. The call runs
 	// at once when every job of its shape is waiting, or when the batch is full.
 	Window time.Duration
-	// Calls bounds the UNet calls in flight at once (0: no bound).
+	// Calls bounds the graph runs (text encoder, UNet, VAE decoder) of the Pipeline in
+	// flight at once while sharing is on, since more jobs then run at once than there
+	// are sessions (0: no bound).
 	Calls int
 }
 
@@ -58,7 +60,6 @@ type batcher struct {
 	// perSample: the UNet takes one timestep per sample ([batch]), so jobs at different
 	// steps share a call; otherwise only jobs at the same timestep do.
 	perSample bool
-	calls     chan struct{} // nil: unbounded
 
 	mu      sync.Mutex
 	active  map[shapeKey]int // samples of the jobs running, by shape
@@ -78,9 +79,6 @@ func newBatcher(p *Pipeline, o BatchOptions) *batcher {
 		p: p, opts: o,
 		perSample: len(p.stepShape) == 1 && p.stepShape[0] < 0,
 		active:    map[shapeKey]int{}, pending: map[shapeKey][]*stepCall{}, timers: map[shapeKey]*gather{},
-	}
-	if o.Calls > 0 {
-		b.calls = make(chan struct{}, o.Calls)
 	}
 	return b
 }
@@ -267,17 +265,6 @@ func (b *batcher) run(calls []*stepCall) {
 			defer stop()
 		}
 	}
-	if b.calls != nil {
-		select {
-		case b.calls <- struct{}{}:
-			defer func() { <-b.calls }()
-		case <-ctx.Done():
-			for _, c := range calls {
-				c.done <- stepResult{err: ctx.Err()}
-			}
-			return
-		}
-	}
 	preds, err := b.p.predict(ctx, calls, b.perSample)
 	if err != nil && len(calls) > 1 && ctx.Err() == nil {
 		for _, c := range calls {
@@ -322,6 +309,11 @@ func (p *Pipeline) predict(ctx context.Context, calls []*stepCall, perSample boo
 			step = p.timesteps(calls)
 		}
 	}
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	out, err := p.unet.Run(ctx, map[string]Value{
 		"sample":                {Shape: []int64{int64(rows), 4, int64(key.h), int64(key.w)}, Float32: sample},
 		"timestep":              step,
@@ -358,4 +350,17 @@ func (p *Pipeline) timesteps(calls []*stepCall) Value {
 	}
 	v.Shape = []int64{int64(max(len(v.Int64), len(v.Float32)))}
 	return v
+}
+
+// acquire waits for a free graph run when runs are bounded (Options.Batch.Calls).
+func (p *Pipeline) acquire(ctx context.Context) (release func(), err error) {
+	if p.runs == nil {
+		return func() {}, nil
+	}
+	select {
+	case p.runs <- struct{}{}:
+		return func() { <-p.runs }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -145,7 +145,8 @@ type Pipeline struct {
 	stepType        string
 	stepShape       []int64
 	safety          SafetyChecker
-	batch           *batcher // nil: every job calls the UNet alone
+	batch           *batcher      // nil: every job calls the UNet alone
+	runs            chan struct{} // bounds graph runs in flight while sharing; nil: no bound
 }
 
 // Open loads the graphs of the export in dir.
@@ -193,6 +194,9 @@ func Open(dir string, o Opener, opts Options) (_ *Pipeline, err error) {
 	}
 	if opts.Batch.MaxBatch > 1 {
 		p.batch = newBatcher(p, opts.Batch)
+		if opts.Batch.Calls > 0 {
+			p.runs = make(chan struct{}, opts.Batch.Calls)
+		}
 	}
 	return p, nil
 }
@@ -447,7 +451,12 @@ func (p *Pipeline) encode(ctx context.Context, rows [][]int32) (Value, error) {
 			ids.Int32 = append(ids.Int32, r...)
 		}
 	}
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return Value{}, err
+	}
 	out, err := p.text.Run(ctx, map[string]Value{"input_ids": ids})
+	release()
 	if err != nil {
 		return Value{}, fmt.Errorf("diffusion: text encoder: %w", err)
 	}
@@ -470,7 +479,12 @@ func (p *Pipeline) decode(ctx context.Context, latents []float32, n, h, w int) (
 		for k, v := range latents[i*per : (i+1)*per] {
 			lat[k] = v * inv
 		}
+		release, err := p.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
 		out, err := p.vae.Run(ctx, map[string]Value{"latent_sample": {Shape: []int64{1, 4, int64(h), int64(w)}, Float32: lat}})
+		release()
 		if err != nil {
 			return nil, fmt.Errorf("diffusion: vae decoder: %w", err)
 		}

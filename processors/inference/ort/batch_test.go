@@ -36,6 +36,9 @@ type countingOpener struct {
 	together int
 	entered  int
 	released chan struct{}
+	// failOver > 0 fails every UNet call of more samples, as a device out of memory
+	// at a large batch would.
+	failOver int
 }
 
 func (o *countingOpener) OpenGraph(path string) (diffusion.Graph, error) {
@@ -91,6 +94,12 @@ func (g *countedGraph) Run(ctx context.Context, in map[string]diffusion.Value) (
 	for _, v := range in["timestep"].Int64 {
 		c.timesteps = append(c.timesteps, float64(v))
 	}
+	if g.o.failOver > 0 && c.batch > g.o.failOver {
+		g.o.mu.Lock()
+		g.o.calls = append(g.o.calls, c)
+		g.o.mu.Unlock()
+		return nil, errors.New("test: out of device memory")
+	}
 	start := time.Now()
 	out, err := g.Graph.Run(ctx, in)
 	c.took = time.Since(start)
@@ -100,16 +109,22 @@ func (g *countedGraph) Run(ctx context.Context, in map[string]diffusion.Value) (
 	return out, err
 }
 
-// openBatched opens dir with UNet sharing (maxBatch samples, window) and counts the
-// UNet calls; together > 0 starts that many jobs' loops at once.
+// openBatched opens dir with UNet sharing (maxBatch samples, window, no bound on the
+// graph runs in flight) and counts the UNet calls; together > 0 starts that many jobs'
+// loops at once (it holds the text encoder runs, so it needs unbounded runs).
 func openBatched(t testing.TB, dir string, maxBatch int, window time.Duration, together int) (*diffusion.Pipeline, *countingOpener) {
+	t.Helper()
+	return openBatchedRuns(t, dir, diffusion.BatchOptions{MaxBatch: maxBatch, Window: window}, together)
+}
+
+func openBatchedRuns(t testing.TB, dir string, opts diffusion.BatchOptions, together int) (*diffusion.Pipeline, *countingOpener) {
 	t.Helper()
 	b, err := New(Config{LibraryPath: cpuLibrary(t), Device: "cpu", IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := &countingOpener{Backend: b, together: together}
-	p, err := diffusion.Open(dir, o, diffusion.Options{Batch: diffusion.BatchOptions{MaxBatch: maxBatch, Window: window}})
+	p, err := diffusion.Open(dir, o, diffusion.Options{Batch: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,10 +153,12 @@ type jobResult struct {
 func runJobs(p *diffusion.Pipeline, reqs []diffusion.Request, cancelAt []int) []jobResult {
 	out := make([]jobResult, len(reqs))
 	var all sync.WaitGroup
+	begin := make(chan struct{})
 	for i, r := range reqs {
 		all.Add(1)
 		go func() {
 			defer all.Done()
+			<-begin
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			res, err := p.Generate(ctx, r, func(step, _ int) error {
@@ -157,6 +174,7 @@ func runJobs(p *diffusion.Pipeline, reqs []diffusion.Request, cancelAt []int) []
 			}
 		}()
 	}
+	close(begin)
 	all.Wait()
 	return out
 }
@@ -296,6 +314,41 @@ func TestSharedUNetCalls(t *testing.T) {
 		t.Logf("UNet calls: %v", calls.recorded())
 	})
 
+	t.Run("a shared call that fails is retried job by job, and every job still succeeds", func(t *testing.T) {
+		reqs := mixed()
+		p, calls := openBatched(t, dir, 8, 10*time.Second, len(reqs))
+		calls.failOver = 2
+		got := runJobs(p, reqs, nil)
+		want := solo(t, dir, reqs)
+		for i, r := range got {
+			if r.err != nil || r.digest != want[i] {
+				t.Errorf("job %d: err %v, pixels %s, solo %s", i, r.err, r.digest, want[i])
+			}
+		}
+		failed := 0
+		for _, c := range calls.recorded() {
+			if c.batch > 2 {
+				failed++
+			}
+		}
+		if failed == 0 {
+			t.Errorf("no shared call was tried: %v", calls.recorded())
+		}
+	})
+
+	t.Run("with one graph run at a time (--sessions 1) jobs still finish with their solo pixels", func(t *testing.T) {
+		reqs := mixed()
+		p, calls := openBatchedRuns(t, dir, diffusion.BatchOptions{MaxBatch: 8, Window: 5 * time.Millisecond, Calls: 1}, 0)
+		got := runJobs(p, reqs, nil)
+		want := solo(t, dir, reqs)
+		for i, r := range got {
+			if r.err != nil || r.digest != want[i] {
+				t.Errorf("job %d: err %v, pixels %s, solo %s", i, r.err, r.digest, want[i])
+			}
+		}
+		t.Logf("%d UNet calls for 13 steps", len(calls.recorded()))
+	})
+
 	t.Run("a job alone calls the UNet at once and makes the golden pixels", func(t *testing.T) {
 		p, calls := openBatched(t, dir, 8, 10*time.Second, 0)
 		start := time.Now()
@@ -382,6 +435,7 @@ func TestSharedUNetCallsInt64Timestep(t *testing.T) {
 // divided by the k jobs whose step it shared. k=1 is the unshared pipeline; k=2 and 4
 // share their UNet calls (a call takes all k jobs when they run in step). It also
 // reports the UNet call alone, median seconds per sample, and the samples per call.
+// Graph runs are not bounded here (as with --sessions >= 2).
 func BenchmarkSharedDenoisingStep(b *testing.B) {
 	dir := testExport(b, diffusiontest.Options{})
 	for _, size := range []int{64, 512} {
