@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"github.com/creativeai-studio/studio/internal/auth"
 	schemafiles "github.com/creativeai-studio/studio/schemas/jsonschema"
 )
 
@@ -66,7 +68,21 @@ func (s *Service) Handler() http.Handler {
 		}
 		return v, nil
 	}}
-	api := humago.New(mux, cfg)
+	// Every route is declared in table with its access (access.go): huma's operations
+	// through the adapter, the rest through table.handle. huma's own document routes
+	// are public.
+	table := newRouteTable(s, mux)
+	for _, ext := range []string{".json", "-3.0.json", ".yaml", "-3.0.yaml"} {
+		table.expected["GET "+cfg.OpenAPIPath+ext] = public
+	}
+	table.expected["GET "+cfg.SchemasPath+"/{schema}"] = public
+	api := huma.NewAPI(cfg, &accessAdapter{Adapter: humago.NewAdapter(mux, ""), t: table})
+	comps := api.OpenAPI().Components
+	if comps.SecuritySchemes == nil {
+		comps.SecuritySchemes = map[string]*huma.SecurityScheme{}
+	}
+	comps.SecuritySchemes["bearer"] = &huma.SecurityScheme{Type: "http", Scheme: "bearer",
+		Description: "an access token (POST /v1/auth/login) or an API key (csk_..., POST /v1/keys); an operation's list names the scope it needs (x-required-scope)"}
 	s.documentRequestTypes(api)
 
 	s.registerJobRoutes(api)
@@ -80,18 +96,36 @@ func (s *Service) Handler() http.Handler {
 		s.registerWebhookSecretRoutes(api)
 	}
 
-	mux.HandleFunc("GET /docs", s.handleDocs)
-	mux.HandleFunc("GET /docs/problems", s.handleProblemsDoc)
-	mux.HandleFunc("GET "+MigrationV1ToV2, s.handleMigrationDoc)
+	table.handle("GET /docs", public, http.HandlerFunc(s.handleDocs))
+	table.handle("GET /docs/problems", public, http.HandlerFunc(s.handleProblemsDoc))
+	table.handle("GET "+MigrationV1ToV2, public, http.HandlerFunc(s.handleMigrationDoc))
 	if s.pages != nil {
-		pages := s.operatorOnly(s.pages)
-		for _, pattern := range s.pageRoutes {
-			mux.Handle(pattern, pages)
-		}
+		s.mountPages(table)
 	} else {
-		mux.HandleFunc("GET /{$}", s.handleIndex)
+		table.handle("GET /{$}", public, http.HandlerFunc(s.handleIndex))
 	}
-	return s.middleware(mux)
+	s.routes = table
+	return s.middleware(mux, table)
+}
+
+// mountPages serves the web studio and the operations dashboard (MountPages) on their
+// patterns. The pages are public; the operations data under opsAPIPrefix is for
+// operators (the admin scope), also where a broader page pattern ("GET /ops/") would
+// serve it: its own patterns, more specific, declare that.
+func (s *Service) mountPages(table *routeTable) {
+	patterns := slices.Clone(s.pageRoutes)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		if p := method + " " + opsAPIPrefix; !slices.Contains(patterns, p) {
+			patterns = append(patterns, p)
+		}
+	}
+	for _, pattern := range patterns {
+		a := public
+		if _, path, _ := strings.Cut(pattern, " "); strings.HasPrefix(path, opsAPIPrefix) {
+			a = scoped(auth.ScopeAdmin)
+		}
+		table.handle(pattern, a, s.pages)
+	}
 }
 
 // versioned describes where a route lives: its version, whether /latest/ serves it,
@@ -104,7 +138,12 @@ type versioned struct {
 
 // route registers op at /<version><path> and, when it is the newest version, again at
 // /latest<path> (left out of the OpenAPI document, which describes each route once).
+//
+// op declares its access in Metadata (declare); route panics without one. The
+// declaration goes into the OpenAPI document and is enforced, for both paths, before
+// the handler runs (accessAdapter).
 func route[I, O any](s *Service, api huma.API, v versioned, op huma.Operation, h func(context.Context, *I) (*O, error)) {
+	documentAccess(&op, mustDeclare(&op))
 	path := op.Path
 	op.Path = "/" + v.version + path
 	op.OperationID = v.version + "-" + op.OperationID
@@ -143,6 +182,13 @@ func route[I, O any](s *Service, api huma.API, v versioned, op huma.Operation, h
 		alias.Middlewares = mws[:1]
 		huma.Register(api, alias, h)
 	}
+}
+
+// register is huma.Register for an operation outside the versioned routes (health):
+// it declares its access like every route (see route).
+func register[I, O any](api huma.API, op huma.Operation, h func(context.Context, *I) (*O, error)) {
+	documentAccess(&op, mustDeclare(&op))
+	huma.Register(api, op, h)
 }
 
 // deprecation marks a response as coming from a deprecated route (RFC 9745 Deprecation,

@@ -60,26 +60,17 @@ type TierRequest struct {
 func (s *Service) registerAuthRoutes(api huma.API) {
 	v := versioned{version: "v1", latest: true}
 	tags := []string{"auth"}
-	bearer := []map[string][]string{{"bearer": {}}}
-	comps := api.OpenAPI().Components
-	if comps.SecuritySchemes == nil {
-		comps.SecuritySchemes = map[string]*huma.SecurityScheme{}
-	}
-	comps.SecuritySchemes["bearer"] = &huma.SecurityScheme{Type: "http", Scheme: "bearer",
-		Description: "an access token (POST /v1/auth/login) or an API key (csk_..., POST /v1/keys)"}
 
 	route(s, api, v, huma.Operation{OperationID: "login", Method: http.MethodPost, Path: "/auth/login", Tags: tags,
 		Summary:     "Issue tokens for a user",
 		Description: "Returns an access and a refresh token for an existing user. The caller must authenticate with an admin credential of the user's tenant (an API key with the admin scope, or the token `studio up` prints); with --auth-dev anyone may log in as any existing user. People never send passwords here: identity comes from an upstream login or an operator.",
 		Errors:      []int{401, 403, 404, 422, 503},
+		Metadata:    declare(scoped(auth.ScopeAdmin).openWithDevLogin().audited(auth.ActionLogin)),
 	}, func(ctx context.Context, in *struct{ Body LoginRequest }) (*bodyOutput[auth.TokenPair], error) {
-		p, authed := auth.FromContext(ctx)
-		if !s.sec.DevLogin && (!authed || p.Tenant != in.Body.Tenant || !p.Has(auth.ScopeAdmin)) {
+		// The declaration let through an admin (or, with --auth-dev, anyone); the admin
+		// must be one of the user's tenant.
+		if p := s.principal(ctx); !s.sec.DevLogin && p.Tenant != in.Body.Tenant {
 			s.audit(ctx, auth.ActionLogin, "user/"+in.Body.Tenant+"/"+in.Body.User, auth.ResultDenied)
-			if !authed {
-				return nil, huma.ErrorWithHeaders(problem(http.StatusUnauthorized, "unauthenticated", "log in with an admin credential of the tenant (Authorization: Bearer ...)"),
-					http.Header{"WWW-Authenticate": {`Bearer realm="studio"`}})
-			}
 			return nil, problem(http.StatusForbidden, "forbidden", "only an admin of the tenant may issue tokens for its users")
 		}
 		pair, err := s.sec.Issuer.Issue(ctx, in.Body.Tenant, in.Body.User)
@@ -96,7 +87,7 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 	route(s, api, v, huma.Operation{OperationID: "refresh", Method: http.MethodPost, Path: "/auth/refresh", Tags: tags,
 		Summary:     "Rotate a refresh token",
 		Description: "Returns a new token pair. Each refresh token works once: presenting an old one again revokes the whole session.",
-		Errors:      []int{401, 503},
+		Errors:      []int{401, 503}, Metadata: declare(bodyCredential),
 	}, func(ctx context.Context, in *struct{ Body RefreshRequest }) (*bodyOutput[auth.TokenPair], error) {
 		pair, err := s.sec.Issuer.Refresh(ctx, in.Body.RefreshToken)
 		if err != nil {
@@ -111,7 +102,7 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 	})
 	route(s, api, v, huma.Operation{OperationID: "logout", Method: http.MethodPost, Path: "/auth/logout", Tags: tags,
 		Summary: "End a session", Description: "Revokes the session of the given token (or of the bearer token): its refresh token and every access token of it stop working.",
-		Security: bearer, DefaultStatus: http.StatusNoContent, Errors: []int{400, 401, 503},
+		DefaultStatus: http.StatusNoContent, Errors: []int{400, 401, 503}, Metadata: declare(authenticated),
 	}, func(ctx context.Context, in *struct{ Body LogoutRequest }) (*struct{}, error) {
 		tok := in.Body.Token
 		if tok == "" {
@@ -134,11 +125,8 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 	keyTags := []string{"keys"}
 	route(s, api, v, huma.Operation{OperationID: "create-key", Method: http.MethodPost, Path: "/keys", Tags: keyTags,
 		Summary: "Create an API key", Description: "A key for a program, acting for you with at most your scopes. The secret is returned once. A key with keys:manage may mint keys too: each holds a subset of its parent's scopes, expires no later and has no larger daily quota (both default to the parent's), chains are at most " + fmt.Sprint(auth.MaxKeyDepth) + " keys deep, and revoking a key revokes every key minted from it.",
-		Security: bearer, DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 422, 503},
+		DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 422, 503}, Metadata: declare(scoped(auth.ScopeKeysManage)),
 	}, func(ctx context.Context, in *struct{ Body KeyRequest }) (*bodyOutput[CreatedKey], error) {
-		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
-			return nil, err
-		}
 		p := s.principal(ctx)
 		scopes := in.Body.Scopes
 		if len(scopes) == 0 {
@@ -189,11 +177,8 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 	})
 	route(s, api, v, huma.Operation{OperationID: "list-keys", Method: http.MethodGet, Path: "/keys", Tags: keyTags,
 		Summary: "List API keys", Description: "Your keys (an admin sees the tenant's), revoked ones included, with today's use.",
-		Security: bearer, Errors: []int{401, 403, 503},
+		Errors: []int{401, 403, 503}, Metadata: declare(scoped(auth.ScopeKeysManage)),
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[[]auth.KeyInfo], error) {
-		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
-			return nil, err
-		}
 		p := s.principal(ctx)
 		all, err := s.sec.Keys.List(ctx, p.Tenant)
 		if err != nil {
@@ -209,13 +194,10 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 	})
 	route(s, api, v, huma.Operation{OperationID: "revoke-key", Method: http.MethodDelete, Path: "/keys/{id}", Tags: keyTags,
 		Summary: "Revoke an API key", Description: "The key, and every key minted from it, stops working at once on every replica.",
-		Security: bearer, DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503},
+		DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503}, Metadata: declare(scoped(auth.ScopeKeysManage)),
 	}, func(ctx context.Context, in *struct {
 		ID string `path:"id"`
 	}) (*struct{}, error) {
-		if err := s.require(ctx, auth.ScopeKeysManage); err != nil {
-			return nil, err
-		}
 		p := s.principal(ctx)
 		notFound := problem(404, "key_not_found", fmt.Sprintf("no API key %q", in.ID))
 		k, err := s.sec.Keys.Get(ctx, in.ID)
@@ -237,7 +219,7 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 		return nil, nil
 	})
 
-	s.registerUserRoutes(api, v, bearer)
+	s.registerUserRoutes(api, v)
 }
 
 // childKeyTerms bounds a key that the key parentID mints (auth.ChildKeyTerms) and
@@ -273,21 +255,13 @@ type userPath struct {
 	ID string `path:"id" doc:"user id"`
 }
 
-func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[string][]string) {
+func (s *Service) registerUserRoutes(api huma.API, v versioned) {
 	tags := []string{"users"}
-	admin := func(ctx context.Context, action, resource string) error {
-		if err := s.require(ctx, auth.ScopeAdmin); err != nil {
-			s.audit(ctx, action, resource, auth.ResultDenied)
-			return err
-		}
-		return nil
-	}
+	// admin declares a user route for the tenant's admins; a refusal is audited as action.
+	admin := func(action string) map[string]any { return declare(scoped(auth.ScopeAdmin).audited(action)) }
 	route(s, api, v, huma.Operation{OperationID: "list-users", Method: http.MethodGet, Path: "/users", Tags: tags,
-		Summary: "List the tenant's users", Security: bearer, Errors: []int{401, 403, 503},
+		Summary: "List the tenant's users", Errors: []int{401, 403, 503}, Metadata: declare(scoped(auth.ScopeAdmin)),
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[[]auth.User], error) {
-		if err := s.require(ctx, auth.ScopeAdmin); err != nil {
-			return nil, err
-		}
 		users, err := s.sec.Users.List(ctx, s.principal(ctx).Tenant)
 		if err != nil {
 			return nil, s.asProblem(err, "list users")
@@ -298,12 +272,10 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 		return &bodyOutput[[]auth.User]{Status: http.StatusOK, Body: users}, nil
 	})
 	route(s, api, v, huma.Operation{OperationID: "create-user", Method: http.MethodPost, Path: "/users", Tags: tags,
-		Summary: "Add a user to the tenant", Security: bearer, DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 409, 422, 503},
+		Summary: "Add a user to the tenant", DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 409, 422, 503},
+		Metadata: admin(auth.ActionUserCreate),
 	}, func(ctx context.Context, in *struct{ Body UserRequest }) (*bodyOutput[auth.User], error) {
 		p := s.principal(ctx)
-		if err := admin(ctx, auth.ActionUserCreate, "user/"+in.Body.ID); err != nil {
-			return nil, err
-		}
 		u := &auth.User{Tenant: p.Tenant, ID: in.Body.ID, Tier: in.Body.Tier, Scopes: in.Body.Scopes}
 		if u.Tier == "" {
 			u.Tier = schemas.TierNormal
@@ -325,14 +297,11 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 	})
 	route(s, api, v, huma.Operation{OperationID: "set-user-tier", Method: http.MethodPut, Path: "/users/{id}/tier", Tags: tags,
 		Summary: "Change a user's tier", Description: "Applies to the user's next job submission; tokens show the new tier from their next refresh.",
-		Security: bearer, Errors: []int{401, 403, 404, 422, 503},
+		Errors: []int{401, 403, 404, 422, 503}, Metadata: admin(auth.ActionUserSetTier),
 	}, func(ctx context.Context, in *struct {
 		ID   string `path:"id" doc:"user id"`
 		Body TierRequest
 	}) (*bodyOutput[auth.User], error) {
-		if err := admin(ctx, auth.ActionUserSetTier, "user/"+in.ID); err != nil {
-			return nil, err
-		}
 		u, err := s.sec.Users.SetTier(ctx, s.principal(ctx).Tenant, in.ID, in.Body.Tier)
 		if err != nil {
 			return nil, s.userProblem(err, in.ID)
@@ -342,11 +311,8 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 	})
 	route(s, api, v, huma.Operation{OperationID: "delete-user", Method: http.MethodDelete, Path: "/users/{id}", Tags: tags,
 		Summary: "Delete a user", Description: "Revokes the user's sessions and deletes the record; their jobs and data stay (DELETE /v1/users/{id}/data erases them).",
-		Security: bearer, DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503},
+		DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503}, Metadata: admin(auth.ActionUserDelete),
 	}, func(ctx context.Context, in *userPath) (*struct{}, error) {
-		if err := admin(ctx, auth.ActionUserDelete, "user/"+in.ID); err != nil {
-			return nil, err
-		}
 		tenant := s.principal(ctx).Tenant
 		if _, err := s.sec.Users.Get(ctx, tenant, in.ID); err != nil {
 			return nil, s.userProblem(err, in.ID)
@@ -363,16 +329,12 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned, bearer []map[str
 	route(s, api, v, huma.Operation{OperationID: "erase-user", Method: http.MethodDelete, Path: "/users/{id}/data", Tags: tags,
 		Summary:     "Erase a user's data (GDPR)",
 		Description: "Deletes every object, record, message, API key and session of the user and asks the analytics sink to drop their rows. An admin may erase any user of the tenant; anyone may erase themselves with their own session (not with an API key). The answer lists what was removed; jobs still in flight are listed too: erase again once they end.",
-		Security:    bearer, Errors: []int{401, 403, 503},
-	}, func(ctx context.Context, in *userPath) (*bodyOutput[erasure.ErasureReport], error) {
-		p := s.principal(ctx)
+		Errors:      []int{401, 403, 503},
 		// Erasing an account takes the owner's own session or an admin: an API key acts
 		// for its owner only as far as its purpose goes, and never erases them.
-		if in.ID != p.User || p.KeyID != "" {
-			if err := admin(ctx, actionUserErase, "user/"+in.ID); err != nil {
-				return nil, err
-			}
-		}
+		Metadata: declare(scoped(auth.ScopeAdmin).orOwnSession("id").audited(actionUserErase)),
+	}, func(ctx context.Context, in *userPath) (*bodyOutput[erasure.ErasureReport], error) {
+		p := s.principal(ctx)
 		if err := schemas.ValidToken(in.ID); err != nil {
 			return nil, problem(422, "invalid_user", err.Error())
 		}

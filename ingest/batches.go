@@ -101,6 +101,7 @@ func (s *Service) registerBatchRoutes(api huma.API) {
 			"`callback_url` receives one signed webhook (`studio.batch.completed/v1`, counts per status) when every job of the batch has ended; the batch's jobs send none of their own. "+
 			"Idempotency keys are not taken. The same batch request is taken on NATS at `studio.submit.batch.<task>`. Answers 202 with the batch and `Location`.", MaxBatchImages, MaxBatchBytes>>20),
 		DefaultStatus: http.StatusAccepted, Errors: []int{400, 401, 403, 413, 415, 422, 429, 503},
+		Metadata: declare(scoped(auth.ScopeJobsWrite).audited(auth.ActionJobSubmit)),
 		RequestBody: &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{
 			"multipart/form-data": {Schema: &huma.Schema{Type: "object", Properties: map[string]*huma.Schema{
 				"image":        {Type: "array", Items: &huma.Schema{Type: "string", Format: "binary"}, Description: "one part per image"},
@@ -129,7 +130,7 @@ func (s *Service) registerBatchRoutes(api huma.API) {
 	route(s, api, v2, huma.Operation{
 		OperationID: "cancel-batch", Method: http.MethodDelete, Path: "/batches/{id}", Tags: tags,
 		Summary: "Cancel a batch", Description: "Cancels every queued or running job of the batch (as DELETE /jobs/{id} does); finished jobs stay as they are. Answers the batch.",
-		Errors: []int{404, 503},
+		Errors: []int{404, 503}, Metadata: declare(scoped(auth.ScopeJobsWrite)),
 	}, func(ctx context.Context, in *batchInput) (*jobOutput[BatchV2], error) {
 		b, err := s.cancelBatch(ctx, in.ID)
 		if err != nil {
@@ -140,7 +141,7 @@ func (s *Service) registerBatchRoutes(api huma.API) {
 	route(s, api, v2, huma.Operation{
 		OperationID: "get-batch-results", Method: http.MethodGet, Path: "/batches/{id}/results", Tags: tags,
 		Summary: "Download a batch's results", Description: "One ZIP of the results of the batch's jobs that have succeeded so far, `<job id>/<result name><ext>`, streamed from object storage.",
-		Errors: []int{404, 503},
+		Errors: []int{404, 503}, Metadata: declare(scoped(auth.ScopeJobsRead)),
 		Responses: map[string]*huma.Response{"200": {Description: "a ZIP archive", Content: map[string]*huma.MediaType{
 			"application/zip": {Schema: &huma.Schema{Type: "string", Format: "binary"}}}}},
 	}, func(ctx context.Context, in *batchInput) (*huma.StreamResponse, error) {
@@ -149,7 +150,7 @@ func (s *Service) registerBatchRoutes(api huma.API) {
 	route(s, api, v2, huma.Operation{
 		OperationID: "get-batch", Method: http.MethodGet, Path: "/batches/{id}", Tags: tags,
 		Summary: "Get a batch", Description: "The batch's jobs, how many are in each state, and its progress.",
-		Errors: []int{404, 503},
+		Errors: []int{404, 503}, Metadata: declare(scoped(auth.ScopeJobsRead)),
 	}, func(ctx context.Context, in *batchInput) (*jobOutput[BatchV2], error) {
 		b, err := s.getBatch(ctx, in.ID)
 		if err != nil {
@@ -368,9 +369,6 @@ func checkBatchSize(items []batchItem) ([]batchItem, *Problem) {
 
 // getBatch answers GET /v2/batches/{id}.
 func (s *Service) getBatch(ctx context.Context, id string) (*BatchV2, error) {
-	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
-		return nil, err
-	}
 	recs, err := s.batchJobs(ctx, id)
 	if err != nil {
 		return nil, err
@@ -420,9 +418,6 @@ func (s *Service) batchJobs(ctx context.Context, id string) ([]*schemas.JobRecor
 
 // cancelBatch cancels every queued or running job of a batch; finished jobs stay.
 func (s *Service) cancelBatch(ctx context.Context, id string) (*BatchV2, error) {
-	if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
-		return nil, err
-	}
 	recs, err := s.batchJobs(ctx, id)
 	if err != nil {
 		return nil, err
@@ -452,9 +447,6 @@ func (s *Service) cancelBatch(ctx context.Context, id string) (*BatchV2, error) 
 // object storage as it is written: <job id>/<result name><ext>, stored uncompressed
 // (the results are compressed images already).
 func (s *Service) batchArchive(ctx context.Context, id string) (*huma.StreamResponse, error) {
-	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
-		return nil, err
-	}
 	recs, err := s.batchJobs(ctx, id)
 	if err != nil {
 		return nil, err

@@ -165,7 +165,9 @@ type Service struct {
 	closing        chan struct{}
 	closeOnce      sync.Once
 	sec            *Security
-	rollouts       *rollout.Manager
+	// routes is the route table of the last Handler (Routes).
+	routes   *routeTable
+	rollouts *rollout.Manager
 }
 
 // Close ends the open event streams (WebSocket clients are told to reconnect) so that

@@ -65,7 +65,8 @@ func (s *Service) registerJobRoutes(api huma.API) {
 			Summary:       "Submit a job",
 			Description:   "Validates the image by content (JPEG, PNG, WebP), its size and pixel count (read from the header before decoding) and the task's parameter ranges; strips EXIF/XMP metadata (keeping the orientation); stores it and queues the job. With `steps` (at most 4) the job is a chain: each step runs through the pipeline on the previous step's image, its outputs are kept as `step<i>.<task>.<name>`, and a chain whose step cannot take the previous step's output is refused with 422 `invalid_chain` naming `steps.<i>`. Answers 202 with the job, its status and WebSocket URLs and its queue position.",
 			DefaultStatus: http.StatusAccepted, RequestBody: jsonAndMultipart(),
-			Errors: []int{400, 409, 413, 415, 422, 503},
+			Errors:   []int{400, 409, 413, 415, 422, 503},
+			Metadata: declare(scoped(auth.ScopeJobsWrite).audited(auth.ActionJobSubmit)),
 		}
 	}
 	route(s, api, v1, submitOp(), func(ctx context.Context, in *submitInput) (*submitOutput[JobResponse], error) {
@@ -86,7 +87,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 	getOp := func() huma.Operation {
 		return huma.Operation{OperationID: "get-job", Method: http.MethodGet, Path: "/jobs/{id}", Tags: tags,
 			Summary: "Get a job", Description: "The job's status, stage, percent, queue position, per-stage timings and, once it succeeded, its results.",
-			Errors: []int{404, 503}}
+			Errors: []int{404, 503}, Metadata: declare(scoped(auth.ScopeJobsRead))}
 	}
 	route(s, api, v1, getOp(), func(ctx context.Context, in *jobInput) (*jobOutput[JobResponse], error) {
 		rec, err := s.lookup(ctx, in.ID)
@@ -108,7 +109,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 	listOp := func() huma.Operation {
 		return huma.Operation{OperationID: "list-jobs", Method: http.MethodGet, Path: "/jobs", Tags: tags,
 			Summary: "List your jobs", Description: "Your jobs, newest first, a page at a time: pass next_cursor as cursor for the next page.",
-			Errors: []int{503}}
+			Errors: []int{503}, Metadata: declare(scoped(auth.ScopeJobsRead))}
 	}
 	route(s, api, v1, listOp(), func(ctx context.Context, in *listInput) (*jobOutput[JobList], error) {
 		recs, next, err := s.list(ctx, in)
@@ -139,7 +140,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 		return huma.Operation{OperationID: "cancel-job", Method: http.MethodDelete, Path: "/jobs/{id}", Tags: tags,
 			Summary:     "Cancel a job",
 			Description: "Cancels a queued or running job: the record says cancelled at once, stages skip it, and a cancelled result event is published. Cancelling a cancelled job is a no-op; a finished job answers 409.",
-			Errors:      []int{404, 409, 503}}
+			Errors:      []int{404, 409, 503}, Metadata: declare(scoped(auth.ScopeJobsWrite))}
 	}
 	route(s, api, v1, cancelOp(), func(ctx context.Context, in *jobInput) (*jobOutput[JobResponse], error) {
 		rec, err := s.cancel(ctx, in.ID)
@@ -163,7 +164,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 		Summary: "Follow a job (WebSocket or server-sent events)",
 		Description: "With `Upgrade: websocket`: JSON text frames (EventFrame) — `state` first (the current state, also after a reconnect), then `progress` on every stage change and percent, `queue` when the queue position moves; a ping every 30 s; closed normally after the final state. " +
 			"Without it: server-sent events, `event: job` with the job (current state first), `event: queue`, and `: ping` comments.",
-		Errors: []int{404, 503},
+		Errors: []int{404, 503}, Metadata: declare(scoped(auth.ScopeJobsRead)),
 		Responses: map[string]*huma.Response{
 			"101": {Description: "Switching Protocols: WebSocket frames are EventFrame JSON"},
 			"200": {Description: "Server-sent events", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}},
@@ -183,7 +184,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 
 	results := huma.Operation{OperationID: "get-result", Method: http.MethodGet, Path: "/jobs/{id}/results/{name}", Tags: tags,
 		Summary: "Download a result", Description: "A result file of a succeeded job (cutout.png, mask.png, image.png, thumbnail.png; for ocr text.json and overlay.png); the names are in the job's downloads / results.",
-		Errors:    []int{404, 503},
+		Errors: []int{404, 503}, Metadata: declare(scoped(auth.ScopeJobsRead)),
 		Responses: map[string]*huma.Response{"200": binaryResponse("the file")},
 	}
 	route(s, api, stable, results, func(ctx context.Context, in *struct {
@@ -208,6 +209,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 	input := huma.Operation{OperationID: "get-input", Method: http.MethodGet, Path: "/jobs/{id}/input", Tags: tags,
 		Summary: "Download the input", Description: "The stored input image, as stored: metadata stripped, orientation kept.",
 		Errors: []int{404, 503}, Responses: map[string]*huma.Response{"200": binaryResponse("the input image")},
+		Metadata: declare(scoped(auth.ScopeJobsRead)),
 	}
 	route(s, api, stable, input, func(ctx context.Context, in *jobInput) (*huma.StreamResponse, error) {
 		rec, err := s.lookup(ctx, in.ID)
@@ -271,8 +273,8 @@ func (s *Service) httpCaller(ctx context.Context) *auth.Principal {
 	return &p
 }
 
-// lookup returns a job record the caller may see (jobs:read and the visibility rule,
-// visible) or a 404 problem: a job of another user or tenant is reported exactly like a
+// lookup returns a job record the caller may see (the visibility rule, visible; the
+// route declared the scope) or a 404 problem: a job of another user or tenant is reported exactly like a
 // missing one. Every route that takes a job id reaches the job through it.
 func (s *Service) lookup(ctx context.Context, id string) (*schemas.JobRecord, error) {
 	return s.lookupField(ctx, id, "id")
@@ -280,9 +282,6 @@ func (s *Service) lookup(ctx context.Context, id string) (*schemas.JobRecord, er
 
 // lookupField is lookup for a job id given in field (a path parameter or body field).
 func (s *Service) lookupField(ctx context.Context, id, field string) (*schemas.JobRecord, error) {
-	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
-		return nil, err
-	}
 	rec, err := s.jobs.Get(ctx, id)
 	if errors.Is(err, jobs.ErrNotFound) {
 		return nil, jobNotFound(id, field)
@@ -305,9 +304,6 @@ func jobNotFound(id, field string) *Problem {
 }
 
 func (s *Service) list(ctx context.Context, in *listInput) ([]*schemas.JobRecord, string, error) {
-	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
-		return nil, "", err
-	}
 	tenant, user := s.caller(ctx)
 	if in.Limit == 0 {
 		in.Limit = 20
@@ -321,9 +317,6 @@ func (s *Service) list(ctx context.Context, in *listInput) ([]*schemas.JobRecord
 
 // cancel marks a queued or running job cancelled and announces it.
 func (s *Service) cancel(ctx context.Context, id string) (*schemas.JobRecord, error) {
-	if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
-		return nil, err
-	}
 	if s.sec != nil {
 		if _, err := s.lookup(ctx, id); err != nil {
 			return nil, err

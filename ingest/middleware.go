@@ -153,8 +153,9 @@ var exposedHeaders = strings.Join([]string{
 }, ", ")
 
 // middleware wraps the API: request id, processing time, CORS, panic recovery and the
-// access log, outermost first.
-func (s *Service) middleware(next http.Handler) http.Handler {
+// access log, outermost first, then authentication as routes declares it (nil: every
+// route needs a credential).
+func (s *Service) middleware(next http.Handler, routes *routeTable) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rw := &responseWriter{ResponseWriter: w, start: time.Now(), status: http.StatusOK}
 		id := r.Header.Get(HeaderRequestID)
@@ -191,7 +192,7 @@ func (s *Service) middleware(next http.Handler) http.Handler {
 			return // a preflight, answered
 		}
 		if s.sec != nil {
-			ar := s.authenticate(rw, r)
+			ar := s.authenticate(rw, r, routes)
 			if ar == nil {
 				return // refused, answered
 			}

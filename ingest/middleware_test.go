@@ -15,7 +15,7 @@ func TestMiddlewareRecoversPanicsAndLogsEveryRequest(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boom", func(http.ResponseWriter, *http.Request) { panic("boom") })
 	mux.HandleFunc("GET /ok/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
-	srv := httptest.NewServer(s.middleware(mux))
+	srv := httptest.NewServer(s.middleware(mux, nil))
 	t.Cleanup(srv.Close)
 
 	res, err := http.Get(srv.URL + "/boom")

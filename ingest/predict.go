@@ -12,6 +12,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -66,7 +67,8 @@ func (s *Service) registerPredictRoutes(api huma.API) {
 				"**202**: the wait ran out; the body and `Location` are what POST /jobs answers, and the job goes on (follow it as any job). " +
 				"A client that goes away does not cancel the job. " + body,
 			DefaultStatus: http.StatusOK, RequestBody: jsonAndMultipart(),
-			Errors: []int{400, 409, 413, 415, 422, 429, 503},
+			Errors:   []int{400, 409, 413, 415, 422, 429, 503},
+			Metadata: declare(scoped(auth.ScopeJobsWrite).audited(auth.ActionJobSubmit)),
 		}
 	}
 	route(s, api, v1, op("Results are links (`downloads`)."), func(ctx context.Context, in *predictInput) (*predictOutput[JobResponse], error) {

@@ -58,18 +58,17 @@ func (s *Service) registerRolloutRoutes(api huma.API) {
 	v2 := versioned{version: "v2", latest: true}
 	tags := []string{"rollouts"}
 	errs := []int{401, 403, 404, 409, 422, 503}
-	// operator checks the admin scope and that this process manages rollouts.
-	operator := func(ctx context.Context) error {
-		if err := s.require(ctx, auth.ScopeAdmin); err != nil {
-			return err
-		}
+	// Every rollout route is for operators (the admin scope, declared); operator checks
+	// that this process manages rollouts.
+	admin := declare(scoped(auth.ScopeAdmin))
+	operator := func(context.Context) error {
 		if s.rollouts == nil {
 			return problem(http.StatusServiceUnavailable, "unavailable", "this server does not manage rollouts")
 		}
 		return nil
 	}
 	route(s, api, v2, huma.Operation{OperationID: "list-rollouts", Method: http.MethodGet, Path: "/admin/rollouts", Tags: tags,
-		Summary: "List rollouts", Description: "Every task's latest rollout with its timeline. Admin scope.", Errors: errs,
+		Summary: "List rollouts", Description: "Every task's latest rollout with its timeline. Admin scope.", Errors: errs, Metadata: admin,
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[RolloutList], error) {
 		if err := operator(ctx); err != nil {
 			return nil, err
@@ -86,7 +85,7 @@ func (s *Service) registerRolloutRoutes(api huma.API) {
 	route(s, api, v2, huma.Operation{OperationID: "start-rollout", Method: http.MethodPost, Path: "/admin/rollouts", Tags: tags,
 		Summary:       "Start a rollout",
 		Description:   "Moves a task's unversioned jobs to another version of its model in steps; the controller judges each step from the pipeline's results and promotes, pauses or rolls back by itself. One active rollout per task. Admin scope.",
-		DefaultStatus: http.StatusCreated, Errors: errs,
+		DefaultStatus: http.StatusCreated, Errors: errs, Metadata: admin,
 	}, func(ctx context.Context, in *struct{ Body RolloutRequest }) (*bodyOutput[RolloutView], error) {
 		if err := operator(ctx); err != nil {
 			return nil, err
@@ -102,7 +101,7 @@ func (s *Service) registerRolloutRoutes(api huma.API) {
 		return &bodyOutput[RolloutView]{Status: http.StatusCreated, Body: RolloutView{Rollout: *r}}, nil
 	})
 	route(s, api, v2, huma.Operation{OperationID: "get-rollout", Method: http.MethodGet, Path: "/admin/rollouts/{task}", Tags: tags,
-		Summary: "A task's rollout", Description: "The latest rollout of the task, its timeline, the routing table and both versions' figures over the current step's window. Admin scope.", Errors: errs,
+		Summary: "A task's rollout", Description: "The latest rollout of the task, its timeline, the routing table and both versions' figures over the current step's window. Admin scope.", Errors: errs, Metadata: admin,
 	}, func(ctx context.Context, in *rolloutPath) (*bodyOutput[RolloutView], error) {
 		if err := operator(ctx); err != nil {
 			return nil, err
@@ -122,7 +121,7 @@ func (s *Service) registerRolloutRoutes(api huma.API) {
 		{"abort", "Abort a rollout: every unversioned job goes back to stable; jobs on the canary finish", (*rollout.Manager).Abort},
 	} {
 		route(s, api, v2, huma.Operation{OperationID: a.verb + "-rollout", Method: http.MethodPost, Path: "/admin/rollouts/{task}/" + a.verb, Tags: tags,
-			Summary: a.summary, Description: "Admin scope. Audited, and sent to the rollout webhook.", Errors: errs,
+			Summary: a.summary, Description: "Admin scope. Audited, and sent to the rollout webhook.", Errors: errs, Metadata: admin,
 		}, func(ctx context.Context, in *rolloutPath) (*bodyOutput[RolloutView], error) {
 			if err := operator(ctx); err != nil {
 				return nil, err

@@ -89,11 +89,8 @@ func (s *Service) registerRoutes(api huma.API) {
 	route(s, api, stable, huma.Operation{OperationID: "create-upload", Method: http.MethodPost, Path: "/uploads", Tags: []string{"uploads"},
 		Summary:       "Presign an upload",
 		Description:   "For large files or clients that cannot send multipart: returns a URL to PUT the raw file to (no other credentials needed, valid for 15 minutes) and the key to reference from a JSON job request.",
-		DefaultStatus: http.StatusCreated, Errors: []int{503},
+		DefaultStatus: http.StatusCreated, Errors: []int{503}, Metadata: declare(scoped(auth.ScopeJobsWrite)),
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[UploadTicket], error) {
-		if err := s.require(ctx, auth.ScopeJobsWrite); err != nil {
-			return nil, err
-		}
 		tenant, user := s.caller(ctx)
 		if _, err := s.activeUser(ctx, tenant, user); err != nil {
 			return nil, err
@@ -107,7 +104,7 @@ func (s *Service) registerRoutes(api huma.API) {
 	route(s, api, stable, huma.Operation{OperationID: "put-upload", Method: http.MethodPut, Path: "/uploads/{tenant}/{user}/{id}", Tags: []string{"uploads"},
 		Summary:       "Upload a file to a presigned URL",
 		Description:   "The body is the raw file. It is checked like a multipart upload (type by content, size, pixel count) before it is stored.",
-		DefaultStatus: http.StatusCreated, Errors: []int{400, 403, 409, 410, 413, 415, 422, 503},
+		DefaultStatus: http.StatusCreated, Errors: []int{400, 403, 409, 410, 413, 415, 422, 503}, Metadata: declare(signedURL),
 		RequestBody: &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{
 			"application/octet-stream": {Schema: &huma.Schema{Type: "string", Format: "binary"}},
 			"image/*":                  {Schema: &huma.Schema{Type: "string", Format: "binary"}},
@@ -129,7 +126,7 @@ func (s *Service) registerRoutes(api huma.API) {
 
 	route(s, api, stable, huma.Operation{OperationID: "send-feedback", Method: http.MethodPost, Path: "/feedback", Tags: []string{"feedback"},
 		Summary: "Rate a result", Description: "Thumbs up or down on a job's result, with an optional comment; published on studio.feedback with the model version that produced it.",
-		DefaultStatus: http.StatusAccepted, Errors: []int{404, 422, 503},
+		DefaultStatus: http.StatusAccepted, Errors: []int{404, 422, 503}, Metadata: declare(scoped(auth.ScopeJobsWrite)),
 	}, func(ctx context.Context, in *struct{ Body FeedbackRequest }) (*bodyOutput[FeedbackAccepted], error) {
 		out, err := s.feedback(ctx, in.Body)
 		if err != nil {
@@ -139,12 +136,12 @@ func (s *Service) registerRoutes(api huma.API) {
 	})
 
 	route(s, api, stable, huma.Operation{OperationID: "list-models", Method: http.MethodGet, Path: "/models", Tags: []string{"models"},
-		Summary: "List model versions",
+		Summary: "List model versions", Metadata: declare(authenticated),
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[ModelList], error) {
 		return &bodyOutput[ModelList]{Status: http.StatusOK, Body: ModelList{Models: s.models()}}, nil
 	})
 	route(s, api, stable, huma.Operation{OperationID: "list-tasks", Method: http.MethodGet, Path: "/tasks", Tags: []string{"models"},
-		Summary: "List tasks and their parameters", Description: "Each task's parameters with type, range, step and default: requests outside them are refused with invalid_params.",
+		Summary: "List tasks and their parameters", Description: "Each task's parameters with type, range, step and default: requests outside them are refused with invalid_params.", Metadata: declare(authenticated),
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[TaskList], error) {
 		out := &bodyOutput[TaskList]{Status: http.StatusOK}
 		served := map[schemas.Task]bool{}
@@ -158,7 +155,7 @@ func (s *Service) registerRoutes(api huma.API) {
 	})
 
 	health := func(id, path, summary string, h func(context.Context) (int, Health)) {
-		huma.Register(api, huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Tags: []string{"health"}, Summary: summary,
+		register(api, huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Tags: []string{"health"}, Summary: summary, Metadata: declare(public),
 			Responses: map[string]*huma.Response{"503": {Description: "not ready", Content: map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{Ref: "#/components/schemas/Health"}}}}},
 		}, func(ctx context.Context, _ *struct{}) (*bodyOutput[Health], error) {
 			st, body := h(ctx)
@@ -256,9 +253,6 @@ func (s *Service) models() []ModelInfo {
 
 // feedback publishes a rating of a job's result on studio.feedback.
 func (s *Service) feedback(ctx context.Context, in FeedbackRequest) (*FeedbackAccepted, error) {
-	if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
-		return nil, err
-	}
 	rec, err := s.lookupField(ctx, in.JobID, "job_id")
 	if err != nil {
 		return nil, err

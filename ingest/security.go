@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strings"
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/erasure"
@@ -53,56 +52,17 @@ func (s *Service) Security() *Security { return s.sec }
 const actionUserErase = "user-erase"
 
 // opsAPIPrefix is where the operations dashboard reads its data (tenant names, counts,
-// ratings): only operators, the admin scope, may read it.
+// ratings): its routes are declared for operators, the admin scope (mountPages).
 const opsAPIPrefix = "/ops/api/"
 
-// operatorOnly answers 403 for a request under opsAPIPrefix unless the caller holds the
-// admin scope (authenticate has already answered 401 without credentials). While
-// security is off every caller is the default admin.
-func (s *Service) operatorOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.sec != nil && strings.HasPrefix(r.URL.Path, opsAPIPrefix) {
-			if err := s.principal(r.Context()).Require(auth.ScopeAdmin); err != nil {
-				writeProblem(w, r, problem(http.StatusForbidden, "forbidden", err.Error()+": operations data is for operators"))
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// publicRoute reports whether r needs no credentials.
-func publicRoute(r *http.Request) bool {
-	p := r.URL.Path
-	switch {
-	case p == "/health" || strings.HasPrefix(p, "/health/"),
-		p == "/docs" || strings.HasPrefix(p, "/docs/"),
-		strings.HasPrefix(p, "/openapi"), p == "/metrics":
-		return true
-	case strings.HasPrefix(p, opsAPIPrefix):
-		return false // operations data: an operator credential (operatorOnly)
-	case r.Method == http.MethodGet && (p == "/" || p == "/ops" || strings.HasPrefix(p, "/ops/") || strings.HasPrefix(p, "/static/")):
-		return true
-	case r.Method == http.MethodPut && (strings.HasPrefix(p, "/v1/uploads/") || strings.HasPrefix(p, "/latest/uploads/")):
-		return true // the presigned URL's signature is the credential
-	case r.Method == http.MethodPost && isTokenEndpoint(p):
-		return true
-	}
-	return false
-}
-
-func isTokenEndpoint(p string) bool {
-	for _, v := range []string{"/v1", "/latest"} {
-		if p == v+"/auth/login" || p == v+"/auth/refresh" {
-			return true
-		}
-	}
-	return false
-}
-
-// authenticate runs before the mux when security is on. It returns the request to
-// serve, carrying the principal, or nil after answering 401/429/503 itself.
-func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) *http.Request {
+// authenticate runs before the mux when security is on. It checks the credential of
+// a request whose route (its declared Access in routes) looks at one, before anything
+// else: a route that needs one and gets none or a bad one is answered 401 (429, 503)
+// here; public routes, signed URLs and body credentials are passed on without a look at
+// the header; a request that matches no route needs a credential. It returns the
+// request to serve, carrying the principal, or nil after answering itself. The scope is
+// checked after the mux, by authorize, from the same declaration.
+func (s *Service) authenticate(w http.ResponseWriter, r *http.Request, routes *routeTable) *http.Request {
 	header := r.Header.Get("Authorization")
 	if header == "" {
 		// Browsers cannot set headers on WebSocket or EventSource requests: event
@@ -114,7 +74,8 @@ func (s *Service) authenticate(w http.ResponseWriter, r *http.Request) *http.Req
 			return r
 		}
 	}
-	if publicRoute(r) && (header == "" || !isTokenEndpoint(r.URL.Path)) {
+	a := routes.lookup(r)
+	if !a.checksCredential() || (header == "" && a.DevLogin && s.sec.DevLogin) {
 		return r
 	}
 	p, err := s.sec.Authenticator.Authenticate(r.Context(), header, s.auditRequest(r))
@@ -183,14 +144,6 @@ func (s *Service) audit(ctx context.Context, action, resource, result string) {
 	if err := s.sec.Audit.Audit(ctx, auth.Event(s.principal(ctx), action, resource, result, req)); err != nil {
 		s.log.WithError(err).WithField("action", action).Error("audit event lost")
 	}
-}
-
-// require answers 403 unless the caller holds scope.
-func (s *Service) require(ctx context.Context, scope auth.Scope) error {
-	if err := s.principal(ctx).Require(scope); err != nil {
-		return problem(http.StatusForbidden, "forbidden", err.Error())
-	}
-	return nil
 }
 
 // activeUser returns the user's record, or a 403 problem when the user no longer

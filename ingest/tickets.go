@@ -27,13 +27,10 @@ func (s *Service) registerTicketRoutes(api huma.API) {
 				"GET /v1/jobs/{id}/events takes `?ticket=` instead of a credential: a ticket names the jobs it may follow, works once "+
 				"(the first connection uses it up, on any replica) and expires %d seconds after it is minted. "+
 				"Long-lived credentials in the query string (`?access_token=`) are refused.", int(auth.TicketTTL.Seconds())),
-			Security: []map[string][]string{{"bearer": {}}}, DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 404, 422, 503},
+			DefaultStatus: http.StatusCreated, Errors: []int{401, 403, 404, 422, 503}, Metadata: declare(scoped(auth.ScopeJobsRead)),
 		}
 	}
 	h := func(ctx context.Context, in *struct{ Body TicketRequest }) (*bodyOutput[auth.Ticket], error) {
-		if err := s.require(ctx, auth.ScopeJobsRead); err != nil {
-			return nil, err
-		}
 		for i, id := range in.Body.Jobs {
 			if _, err := s.lookupField(ctx, id, fmt.Sprintf("jobs[%d]", i)); err != nil {
 				return nil, err

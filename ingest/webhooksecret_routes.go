@@ -31,10 +31,8 @@ func (s *Service) registerWebhookSecretRoutes(api huma.API) {
 	v2 := versioned{version: "v2", latest: true}
 	tags := []string{"webhooks"}
 	errs := []int{401, 403, 503}
-	ready := func(ctx context.Context) error {
-		if err := s.require(ctx, auth.ScopeAdmin); err != nil {
-			return err
-		}
+	// Both routes are for the tenant's admins (declared); ready checks that webhooks are on.
+	ready := func(context.Context) error {
 		if s.cfg.WebhookSecret == "" || s.webhookSecrets == nil {
 			return problem(http.StatusServiceUnavailable, "webhooks_off", "webhooks are off on this server (no --webhook-secret)")
 		}
@@ -51,7 +49,7 @@ func (s *Service) registerWebhookSecretRoutes(api huma.API) {
 	route(s, api, v2, huma.Operation{OperationID: "get-webhook-secret", Method: http.MethodGet, Path: "/admin/webhook-secret", Tags: tags,
 		Summary:     "Your tenant's webhook signing secret",
 		Description: "The secret that signs your tenant's webhook deliveries (Studio-Signature), and the previous one while a rotation lasts. Admin scope; a tenant admin sees only its own tenant's.",
-		Errors:      errs,
+		Errors:      errs, Metadata: declare(scoped(auth.ScopeAdmin)),
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[WebhookSecretView], error) {
 		if err := ready(ctx); err != nil {
 			return nil, err
@@ -66,7 +64,7 @@ func (s *Service) registerWebhookSecretRoutes(api huma.API) {
 	route(s, api, v2, huma.Operation{OperationID: "rotate-webhook-secret", Method: http.MethodPost, Path: "/admin/webhook-secret/rotate", Tags: tags,
 		Summary:     "Rotate your tenant's webhook signing secret",
 		Description: "Starts a new secret for your tenant only. For window (default 24h; 0s ends the old one at once, for a leaked secret) deliveries carry a signature under each, so receivers can switch without losing one. Admin scope; audited.",
-		Errors:      append(errs, 422),
+		Errors:      append(errs, 422), Metadata: declare(scoped(auth.ScopeAdmin).audited(actionWebhookRotate)),
 	}, func(ctx context.Context, in *struct {
 		Window string `query:"window" doc:"how long the previous secret keeps signing, e.g. 24h (default) or 0s"`
 	}) (*bodyOutput[WebhookSecretView], error) {
