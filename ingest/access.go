@@ -123,10 +123,22 @@ func declare(a Access) map[string]any { return map[string]any{accessKey: a} }
 // accessOf returns the access op declares.
 func accessOf(op *huma.Operation) (Access, bool) {
 	a, ok := op.Metadata[accessKey].(Access)
-	if !ok || a.Kind == "" || (a.Kind == AccessScope && a.Scope == "") {
+	if !ok || !a.valid() {
 		return Access{}, false
 	}
 	return a, true
+}
+
+// valid reports whether a is a complete declaration.
+func (a Access) valid() bool {
+	switch a.Kind {
+	case AccessPublic, AccessSignedURL, AccessBodyCredential, AccessAuthenticated:
+		return a.Scope == "" && a.SelfParam == "" && !a.DevLogin
+	case AccessScope:
+		_, err := auth.ParseScope(string(a.Scope))
+		return err == nil
+	}
+	return false
 }
 
 // mustDeclare panics unless op declares its access.
@@ -215,6 +227,9 @@ func newRouteTable(s *Service, mux *http.ServeMux) *routeTable {
 
 func (t *routeTable) add(method, path, operation string, a Access, documented bool) {
 	pattern := method + " " + path
+	if !a.valid() {
+		panic(fmt.Sprintf("ingest: route %s declares no valid access (%+v): declare public, authenticated, signedURL, bodyCredential or scoped(auth.Scope...)", pattern, a))
+	}
 	if _, dup := t.access[pattern]; dup {
 		panic("ingest: route " + pattern + " registered twice")
 	}
