@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -152,9 +153,15 @@ func mustDeclare(op *huma.Operation) Access {
 }
 
 // documentAccess puts op's declaration into the OpenAPI document: the security
-// requirement (the bearer scheme, with the scope as its list), x-access, x-required-scope
-// and a line of the description.
+// requirement (the bearer scheme, with the scope as its list), x-access, x-required-scope,
+// a line of the description, and the 401 and 403 answers the check gives.
 func documentAccess(op *huma.Operation, a Access) {
+	if a.checksCredential() {
+		op.Errors = withStatus(op.Errors, http.StatusUnauthorized)
+	}
+	if a.Kind == AccessScope {
+		op.Errors = withStatus(op.Errors, http.StatusForbidden)
+	}
 	if op.Extensions == nil {
 		op.Extensions = map[string]any{}
 	}
@@ -178,6 +185,17 @@ func documentAccess(op *huma.Operation, a Access) {
 		op.Description += "\n\n"
 	}
 	op.Description += "**Access:** " + a.String() + "."
+}
+
+// withStatus returns codes with code in it, sorted; codes itself is not changed (routes
+// share their lists).
+func withStatus(codes []int, code int) []int {
+	if slices.Contains(codes, code) {
+		return codes
+	}
+	out := append(slices.Clone(codes), code)
+	slices.Sort(out)
+	return out
 }
 
 // Route is one route of the HTTP handler with its declared access.

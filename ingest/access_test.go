@@ -85,20 +85,24 @@ func TestEveryRouteDeclaresItsAccessAndTheDocumentShowsIt(t *testing.T) {
 		raw, ok := doc.Paths[rt.Path][strings.ToLower(rt.Method)]
 		require.True(t, ok, "%s (operation %s) is not in the OpenAPI document", name, rt.Operation)
 		var op struct {
-			Security    []map[string][]string `json:"security"`
-			Access      string                `json:"x-access"`
-			Scope       string                `json:"x-required-scope"`
-			Description string                `json:"description"`
+			Responses   map[string]json.RawMessage `json:"responses"`
+			Security    []map[string][]string      `json:"security"`
+			Access      string                     `json:"x-access"`
+			Scope       string                     `json:"x-required-scope"`
+			Description string                     `json:"description"`
 		}
 		require.NoError(t, json.Unmarshal(raw, &op))
 		require.Equal(t, string(rt.Access.Kind), op.Access, "%s: x-access", name)
 		require.Contains(t, op.Description, "**Access:** "+rt.Access.String(), name)
 		switch rt.Access.Kind {
 		case ingest.AccessScope:
+			require.Contains(t, op.Responses, "401", name)
+			require.Contains(t, op.Responses, "403", name)
 			require.Equal(t, string(rt.Access.Scope), op.Scope, "%s: x-required-scope", name)
 			require.NotEmpty(t, op.Security, name)
 			require.Equal(t, []string{string(rt.Access.Scope)}, op.Security[0]["bearer"], "%s: security", name)
 		case ingest.AccessAuthenticated:
+			require.Contains(t, op.Responses, "401", name)
 			require.Equal(t, []map[string][]string{{"bearer": {}}}, op.Security, "%s: security", name)
 		default:
 			require.Equal(t, []map[string][]string{{}}, op.Security, "%s: security (no credential)", name)
