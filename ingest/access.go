@@ -337,10 +337,13 @@ func (s *Service) authorize(r *http.Request, a Access, param func(string) string
 	p, ok := auth.FromContext(r.Context())
 	if !ok {
 		// authenticate, before the mux, answers this already; this keeps the route
-		// closed if it ever runs without it.
-		prob, h := s.credentialRefusal(auth.ErrNoCredentials, RequestIDFrom(r.Context()))
-		s.auditRefusal(r, p, a, prob.Code)
-		return prob, h
+		// closed if it ever runs without it, through the Authenticator, which counts
+		// and samples unauthenticated requests rather than storing each.
+		_, err := s.sec.Authenticator.Authenticate(r.Context(), "", s.auditRequest(r))
+		if err == nil {
+			err = auth.ErrNoCredentials
+		}
+		return s.credentialRefusal(err, RequestIDFrom(r.Context()))
 	}
 	if a.Kind == AccessAuthenticated || p.Has(a.Scope) {
 		return nil, nil

@@ -85,3 +85,68 @@ func TestARouteWithoutADeclaredAccessIsRefusedAtRegistration(t *testing.T) {
 		t.Errorf("documented as %v / %v, want security bearer [jobs:read] and x-required-scope", op.Security, op.Extensions)
 	}
 }
+
+// TestAuthorizeAppliesTheDeclaration is the one check against each kind of declaration,
+// including a request that reaches it without passing authenticate (no principal).
+func TestAuthorizeAppliesTheDeclaration(t *testing.T) {
+	log := logrus.New()
+	log.SetLevel(logrus.PanicLevel)
+	s := NewService(Config{}, nil, nil, nil, nil, nil, nil, log, WithSecurity(&Security{Authenticator: &auth.Authenticator{}}))
+	session := auth.Principal{Tenant: "ta", User: "ann", Scopes: []auth.Scope{auth.ScopeJobsRead}, TokenID: "t1"}
+	key := session
+	key.KeyID, key.TokenID = "k1", ""
+	admin := auth.Principal{Tenant: "ta", User: "root", Scopes: []auth.Scope{auth.ScopeAdmin}, TokenID: "t2"}
+	erase := scoped(auth.ScopeAdmin).orOwnSession("id")
+	for _, tc := range []struct {
+		name   string
+		who    *auth.Principal
+		access Access
+		id     string // the path parameter "id"
+		dev    bool
+		want   int // 0: let through
+	}{
+		{"public without a credential", nil, public, "", false, 0},
+		{"signed URL without a credential", nil, signedURL, "", false, 0},
+		{"body credential without a credential", nil, bodyCredential, "", false, 0},
+		{"any credential, none sent", nil, authenticated, "", false, http.StatusUnauthorized},
+		{"any credential, a key", &key, authenticated, "", false, 0},
+		{"a scope, none sent", nil, scoped(auth.ScopeJobsRead), "", false, http.StatusUnauthorized},
+		{"a scope, held", &session, scoped(auth.ScopeJobsRead), "", false, 0},
+		{"a scope, missing", &session, scoped(auth.ScopeJobsWrite), "", false, http.StatusForbidden},
+		{"a scope, admin holds it", &admin, scoped(auth.ScopeKeysManage), "", false, 0},
+		{"erasure: admin", &admin, erase, "ann", false, 0},
+		{"erasure: own session", &session, erase, "ann", false, 0},
+		{"erasure: own API key", &key, erase, "ann", false, http.StatusForbidden},
+		{"erasure: another user", &session, erase, "bea", false, http.StatusForbidden},
+		{"login: no admin", &session, scoped(auth.ScopeAdmin).openWithDevLogin(), "", false, http.StatusForbidden},
+		{"login: none sent", nil, scoped(auth.ScopeAdmin).openWithDevLogin(), "", false, http.StatusUnauthorized},
+		{"login: --auth-dev", nil, scoped(auth.ScopeAdmin).openWithDevLogin(), "", true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.sec.DevLogin = tc.dev
+			r, _ := http.NewRequest(http.MethodGet, "/x", nil)
+			if tc.who != nil {
+				r = r.WithContext(auth.NewContext(r.Context(), *tc.who))
+			}
+			prob, h := s.authorize(r, tc.access, func(name string) string {
+				if name == "id" {
+					return tc.id
+				}
+				return ""
+			})
+			switch {
+			case tc.want == 0 && prob != nil:
+				t.Fatalf("refused with %d %s: %s", prob.Status, prob.Code, prob.Detail)
+			case tc.want == 0:
+			case prob == nil:
+				t.Fatalf("let through, want %d", tc.want)
+			case prob.Status != tc.want:
+				t.Fatalf("answered %d %s, want %d", prob.Status, prob.Code, tc.want)
+			case tc.want == http.StatusUnauthorized && (prob.Code != "unauthenticated" || !strings.Contains(h.Get("WWW-Authenticate"), "Bearer")):
+				t.Fatalf("401 %s with WWW-Authenticate %q, want unauthenticated and a Bearer challenge", prob.Code, h.Get("WWW-Authenticate"))
+			case tc.want == http.StatusForbidden && (prob.Code != "forbidden" || !strings.Contains(prob.Detail, string(tc.access.Scope))):
+				t.Fatalf("403 %s %q, want forbidden naming %s", prob.Code, prob.Detail, tc.access.Scope)
+			}
+		})
+	}
+}
