@@ -210,8 +210,9 @@ type Route struct {
 	Documented bool
 }
 
-// Routes returns every route Handler serves, with its declared access, sorted by
-// path and method; nil before Handler has run.
+// Routes returns every route the last Handler serves, with its declared access,
+// sorted by path and method; nil before Handler has run. Call it once Handler has
+// returned (the table is not written after that).
 func (s *Service) Routes() []Route {
 	if s.routes == nil {
 		return nil

@@ -38,9 +38,10 @@ type Security struct {
 	NATSAccounts map[string]string
 }
 
-// WithSecurity requires a bearer token or API key on every route but health, docs,
-// the web pages, presigned uploads and login/refresh, and on every NATS submission;
-// jobs belong to the caller's tenant and user. Without it every HTTP caller is
+// WithSecurity turns on the access each route declares (access.go: a bearer token or
+// API key, with a scope, on every route but health, docs, the web pages, presigned
+// uploads and login/refresh) and requires a credential on every NATS submission; jobs
+// belong to the caller's tenant and user. Without it every HTTP caller is
 // Config.DefaultTenant/DefaultUser and NATS requests name their own.
 func WithSecurity(sec *Security) Option { return func(s *Service) { s.sec = sec } }
 
