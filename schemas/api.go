@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -224,6 +226,8 @@ type ParamSpec struct {
 	Step        float64  `json:"step,omitempty"`
 	Default     any      `json:"default,omitempty"`
 	MaxLength   int      `json:"max_length,omitempty"`
+	// Pattern is a regular expression (RE2, anchored) a string parameter must match.
+	Pattern string `json:"pattern,omitempty"`
 	// Enum lists the accepted values of a string parameter; empty means any.
 	Enum []string `json:"enum,omitempty"`
 	// Required parameters must be present (generate's prompt).
@@ -252,36 +256,142 @@ const (
 var colorParam = ParamSpec{Name: "color", Type: "string", Enum: []string{ColorKeep, ColorSRGB}, Default: ColorKeep,
 	Description: "colour space of the result: keep = the input's ICC profile, embedded (what you sent); srgb = converted to sRGB and tagged sRGB"}
 
+// Values of the format parameter of tasks that return an image: the file format of
+// the image results.
+const (
+	// FormatPNG is lossless, with transparency (the default).
+	FormatPNG = "png"
+	// FormatJPEG is lossy and has no alpha channel: transparent pixels are flattened
+	// onto the background parameter (white unless set).
+	FormatJPEG = "jpeg"
+	// FormatWebP is lossy WebP with a lossless alpha channel.
+	FormatWebP = "webp"
+)
+
+// DefaultQuality is the quality of jpeg and webp results when the job names none.
+const DefaultQuality = 90
+
+// DefaultBackground is what a jpeg result's transparent pixels are flattened onto
+// when the job names no background.
+const DefaultBackground = "#ffffff"
+
+// outputParams choose the file format of every task that returns an image
+// (OutputFormat reads them); ValidateParams also refuses a quality with png.
+var outputParams = []ParamSpec{
+	{Name: "format", Type: "string", Enum: []string{FormatPNG, FormatJPEG, FormatWebP}, Default: FormatPNG,
+		Description: "file format of the image results and thumbnail (remove-background's mask stays PNG): png = lossless with transparency; jpeg = lossy, no transparency (flattened onto background); webp = lossy with transparency"},
+	{Name: "quality", Type: "integer", Minimum: ptr(1), Maximum: ptr(100), Step: 1, Default: DefaultQuality,
+		Description: "jpeg and webp quality, 1 (smallest file) to 100 (best); refused with png, which is lossless"},
+	{Name: "background", Type: "string", Pattern: "^#[0-9a-fA-F]{6}$",
+		Description: "colour #rrggbb that transparent pixels are flattened onto: for jpeg always (default #ffffff, white), for png and webp only when set (they keep transparency otherwise)"},
+}
+
+// withOutput appends the output format parameters to a task's own.
+func withOutput(ps ...ParamSpec) []ParamSpec { return append(ps, outputParams...) }
+
+// OutputFormat is the file format a job's image results are written in, read from
+// its (validated) params: Format is FormatPNG, FormatJPEG or FormatWebP, Quality is
+// 1-100 for jpeg and webp, and Background is the colour transparent pixels are
+// flattened onto, or nil to keep transparency (png and webp without a background).
+type OutputFormat struct {
+	Format     string
+	Quality    int
+	Background *[3]uint8
+}
+
+// OutputFormatOf reads the format, quality and background params (validated at
+// admission, so a bad value is an error here only for events that skipped it).
+func OutputFormatOf(params map[string]any) (OutputFormat, error) {
+	o := OutputFormat{Format: FormatPNG}
+	if v, ok := params["format"]; ok {
+		s, _ := v.(string)
+		if s != FormatPNG && s != FormatJPEG && s != FormatWebP {
+			return o, fmt.Errorf("format %v: use png, jpeg or webp", v)
+		}
+		o.Format = s
+	}
+	if o.Format != FormatPNG {
+		o.Quality = DefaultQuality
+		if v, ok := params["quality"]; ok {
+			f, _ := v.(float64)
+			if f < 1 || f > 100 || f != math.Trunc(f) {
+				return o, fmt.Errorf("quality %v: use a whole number from 1 to 100", v)
+			}
+			o.Quality = int(f)
+		}
+	}
+	bg, set := params["background"]
+	if !set && o.Format == FormatJPEG {
+		bg, set = DefaultBackground, true
+	}
+	if set {
+		s, _ := bg.(string)
+		rgb, ok := ParseHexColour(s)
+		if !ok {
+			return o, fmt.Errorf("background %v: use #rrggbb", bg)
+		}
+		o.Background = &rgb
+	}
+	return o, nil
+}
+
+// Ext is the file name extension of the format, with its dot.
+func (o OutputFormat) Ext() string {
+	if o.Format == FormatJPEG {
+		return ".jpg"
+	}
+	return "." + o.Format
+}
+
+// ContentType is the MIME type of the format.
+func (o OutputFormat) ContentType() string { return "image/" + o.Format }
+
+// ParseHexColour reads "#rrggbb" (either case).
+func ParseHexColour(s string) ([3]uint8, bool) {
+	var rgb [3]uint8
+	if len(s) != 7 || s[0] != '#' {
+		return rgb, false
+	}
+	for i := range 3 {
+		v, err := strconv.ParseUint(s[1+2*i:3+2*i], 16, 8)
+		if err != nil {
+			return rgb, false
+		}
+		rgb[i] = uint8(v)
+	}
+	return rgb, true
+}
+
 // taskSpecs is the parameter contract of every task. Ranges are what the models and
 // post-processing accept; a request outside them is refused at the edge.
 var taskSpecs = []TaskSpec{
-	{Task: TaskRemoveBackground, Description: "cut the subject out of its background", Params: []ParamSpec{
-		{Name: "threshold", Type: "number", Description: "mask values below this become fully transparent; 0 keeps the soft mask", Minimum: ptr(0), Maximum: ptr(1), Step: 0.01, Default: 0.0},
-		{Name: "feather", Type: "integer", Description: "edge softening radius in pixels", Minimum: ptr(0), Maximum: ptr(64), Step: 1, Default: 0},
+	{Task: TaskRemoveBackground, Description: "cut the subject out of its background", Params: withOutput(
+		ParamSpec{Name: "threshold", Type: "number", Description: "mask values below this become fully transparent; 0 keeps the soft mask", Minimum: ptr(0), Maximum: ptr(1), Step: 0.01, Default: 0.0},
+		ParamSpec{Name: "feather", Type: "integer", Description: "edge softening radius in pixels", Minimum: ptr(0), Maximum: ptr(64), Step: 1, Default: 0},
 		colorParam,
-	}},
-	{Task: TaskUpscale, Description: "enlarge an image with a super-resolution model", Params: []ParamSpec{
-		{Name: "scale", Type: "integer", Description: "output size as a multiple of the input", Minimum: ptr(2), Maximum: ptr(4), Step: 1, Default: 4},
-		{Name: "denoise", Type: "number", Description: "noise removal strength", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
+	)},
+	{Task: TaskUpscale, Description: "enlarge an image with a super-resolution model", Params: withOutput(
+		ParamSpec{Name: "scale", Type: "integer", Description: "output size as a multiple of the input", Minimum: ptr(2), Maximum: ptr(4), Step: 1, Default: 4},
+		ParamSpec{Name: "denoise", Type: "number", Description: "noise removal strength", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
 		colorParam,
-	}},
-	{Task: TaskStyleTransfer, Description: "repaint an image in a model's style", Params: []ParamSpec{
-		{Name: "strength", Type: "number", Description: "blend of stylised and original pixels", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 1.0},
+	)},
+	{Task: TaskStyleTransfer, Description: "repaint an image in a model's style", Params: withOutput(
+		ParamSpec{Name: "strength", Type: "number", Description: "blend of stylised and original pixels", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 1.0},
 		colorParam,
-	}},
+	)},
 	{Task: TaskOCR, Description: "find and read text", Params: []ParamSpec{
 		{Name: "min_confidence", Type: "number", Description: "drop text lines recognised with less confidence", Minimum: ptr(0), Maximum: ptr(1), Step: 0.05, Default: 0.5},
 	}},
-	{Task: TaskGenerate, Description: "generate images from a prompt with a Stable Diffusion model; takes no input image", Params: []ParamSpec{
-		{Name: "prompt", Type: "string", Description: "what to draw", MaxLength: 1000, Required: true},
-		{Name: "negative_prompt", Type: "string", Description: "what to steer away from (used when guidance > 1)", MaxLength: 1000},
-		{Name: "seed", Type: "integer", Description: "random seed; the same seed and settings repeat a result (drawn when left out)", Minimum: ptr(0), Maximum: ptr(math.MaxUint32), Step: 1},
-		{Name: "steps", Type: "integer", Description: "denoising steps (default: the model's, 1 for SD-Turbo)", Minimum: ptr(1), Maximum: ptr(150), Step: 1},
-		{Name: "guidance", Type: "number", Description: "classifier-free guidance scale; 0 or 1 turns it off (default: the model's, 0 for SD-Turbo)", Minimum: ptr(0), Maximum: ptr(30), Step: 0.5},
-		{Name: "width", Type: "integer", Description: "image width in pixels, a multiple of 8 (default: the model's)", Minimum: ptr(64), Maximum: ptr(1024), Step: 8},
-		{Name: "height", Type: "integer", Description: "image height in pixels, a multiple of 8 (default: the model's)", Minimum: ptr(64), Maximum: ptr(1024), Step: 8},
-		{Name: "num_images", Type: "integer", Description: "images to make from the prompt", Minimum: ptr(1), Maximum: ptr(4), Step: 1, Default: 1},
-	}},
+	{Task: TaskGenerate, Description: "generate images from a prompt with a Stable Diffusion model; takes no input image", Params: withOutput(
+		ParamSpec{Name: "prompt", Type: "string", Description: "what to draw", MaxLength: 1000, Required: true},
+		ParamSpec{Name: "negative_prompt", Type: "string", Description: "what to steer away from (used when guidance > 1)", MaxLength: 1000},
+		ParamSpec{Name: "seed", Type: "integer", Description: "random seed; the same seed and settings repeat a result (drawn when left out)", Minimum: ptr(0), Maximum: ptr(math.MaxUint32), Step: 1},
+		ParamSpec{Name: "steps", Type: "integer", Description: "denoising steps (default: the model's, 1 for SD-Turbo)", Minimum: ptr(1), Maximum: ptr(150), Step: 1},
+		ParamSpec{Name: "guidance", Type: "number", Description: "classifier-free guidance scale; 0 or 1 turns it off (default: the model's, 0 for SD-Turbo)", Minimum: ptr(0), Maximum: ptr(30), Step: 0.5},
+		ParamSpec{Name: "width", Type: "integer", Description: "image width in pixels, a multiple of 8 (default: the model's)", Minimum: ptr(64), Maximum: ptr(1024), Step: 8},
+		ParamSpec{Name: "height", Type: "integer", Description: "image height in pixels, a multiple of 8 (default: the model's)", Minimum: ptr(64), Maximum: ptr(1024), Step: 8},
+		ParamSpec{Name: "num_images", Type: "integer", Description: "images to make from the prompt", Minimum: ptr(1), Maximum: ptr(4), Step: 1, Default: 1},
+	)},
 }
 
 // TakesImage reports whether jobs of task t need an input image; generate makes its
@@ -324,13 +434,22 @@ func ValidateParams(t Task, params map[string]any) []FieldError {
 		field := "params." + name
 		p, ok := byName[name]
 		if !ok {
-			errs = append(errs, FieldError{Field: field, Constraint: "additionalProperties",
-				Message: fmt.Sprintf("%s has no parameter %q; it takes %s", t, name, strings.Join(names, ", "))})
+			msg := fmt.Sprintf("%s has no parameter %q; it takes %s", t, name, strings.Join(names, ", "))
+			if slices.ContainsFunc(outputParams, func(o ParamSpec) bool { return o.Name == name }) {
+				msg = fmt.Sprintf("%s returns no image whose format you can choose (its overlay is always PNG, its text JSON): leave %s out", t, name)
+			}
+			errs = append(errs, FieldError{Field: field, Constraint: "additionalProperties", Message: msg})
 			continue
 		}
 		if fe, bad := checkParam(p, v); bad {
 			fe.Field = field
 			errs = append(errs, fe)
+		}
+	}
+	if _, ok := params["quality"]; ok && byName["quality"].Name != "" {
+		if f, _ := params["format"].(string); f == "" || f == FormatPNG {
+			errs = append(errs, FieldError{Field: "params.quality", Constraint: "dependentSchemas",
+				Message: "quality applies to jpeg and webp; png is lossless: set format to jpeg or webp, or leave quality out"})
 		}
 	}
 	for _, p := range spec.Params {
@@ -354,6 +473,9 @@ func checkParam(p ParamSpec, v any) (FieldError, bool) {
 		}
 		if len(p.Enum) > 0 && !slices.Contains(p.Enum, s) {
 			return FieldError{Constraint: "enum", Message: fmt.Sprintf("must be one of %s, not %q", strings.Join(p.Enum, ", "), s)}, true
+		}
+		if p.Pattern != "" && !regexp.MustCompile(p.Pattern).MatchString(s) {
+			return FieldError{Constraint: "pattern", Message: fmt.Sprintf("must match %s, not %q", p.Pattern, s)}, true
 		}
 		return FieldError{}, false
 	case "boolean":

@@ -45,6 +45,9 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	prompt := fs.String("prompt", "", "what to draw (task generate; no image is sent); --param seed=, steps=, guidance=, width=, height=, num_images= set the rest")
 	negative := fs.String("negative-prompt", "", "what to steer away from (task generate)")
 	style := fs.String("style", "", "style image `FILE` sent with each image (task style-transfer with an arbitrary-style model: GET /v1/models, takes_style)")
+	format := fs.String("format", "", "file format of the image results: png (default, lossless), jpeg or webp (the params format, quality and background)")
+	quality := fs.Int("quality", 0, "jpeg or webp quality, 1-100 (server default 90)")
+	background := fs.String("background", "", "colour #rrggbb that transparency is flattened onto (jpeg: default #ffffff)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: studio submit [flags] IMAGE... | DIR")
 		fmt.Fprintln(fs.Output(), "       studio submit --task generate --prompt TEXT [--param seed=42 ...]")
@@ -53,6 +56,23 @@ func runSubmit(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, v := range map[string]any{"format": *format, "quality": float64(*quality), "background": *background} {
+		if !set[name] {
+			continue
+		}
+		if *steps != "" {
+			return fmt.Errorf("--%s: with --steps, set it in the step whose images it is for (--steps 'remove-background,upscale:%s=…')", name, name)
+		}
+		if _, dup := params[name]; dup {
+			return fmt.Errorf("--%s and --param %s= both set %s: keep one", name, name, name)
+		}
+		if params == nil {
+			params = paramFlags{}
+		}
+		params[name] = v
 	}
 	chainField := ""
 	if *steps != "" {

@@ -20,8 +20,8 @@ func GeneratedName(k int) string {
 	return fmt.Sprintf("image-%d", k+1)
 }
 
-// generate encodes each generated image ([N,3,H,W] 8-bit planes from inference) as a
-// PNG and adds a thumbnail of the first.
+// generate encodes each generated image ([N,3,H,W] 8-bit planes from inference) in
+// the job's output format and adds a thumbnail of the first.
 func (s *Step) generate(ctx context.Context, ev *schemas.JobEvent) error {
 	ref, ok := ev.Artifacts["output"]
 	if !ok {
@@ -35,12 +35,16 @@ func (s *Step) generate(ctx context.Context, ev *schemas.JobEvent) error {
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
+	format, err := outputFormat(ev)
+	if err != nil {
+		return err
+	}
 	for k, img := range imgs {
-		if err := s.putColour(ctx, ev, GeneratedName(k), img, nil); err != nil { // generated in sRGB, tagged so
+		if err := s.putImage(ctx, ev, GeneratedName(k), img, format, nil); err != nil { // generated in sRGB, tagged so
 			return err
 		}
 	}
-	return s.putColour(ctx, ev, "thumbnail", imageio.Thumbnail(imgs[0], ThumbnailSide), nil)
+	return s.putImage(ctx, ev, "thumbnail", imageio.Thumbnail(imgs[0], ThumbnailSide), format, nil)
 }
 
 // Generated splits [N,3,H,W] RGB planes into N opaque images.

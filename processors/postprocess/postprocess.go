@@ -1,9 +1,11 @@
 // Package postprocess turns model outputs back into images: for background removal it
 // scales the mask to the original size as the manifest's output section says, cuts the
-// subject out as an RGBA PNG, and writes the mask and a thumbnail; for OCR it draws the
-// text boxes over the input. Results are written in the input's colour profile
-// (embedded) or in sRGB (tagged), as the job's color parameter says; thumbnails and OCR
-// overlays are always sRGB.
+// subject out, and writes the cut-out, the mask and a thumbnail; for OCR it draws the
+// text boxes over the input. Image results are written in the input's colour profile
+// (embedded) or in sRGB (tagged), as the job's color parameter says, and in the file
+// format its format, quality and background parameters say (Encode: PNG by default,
+// JPEG flattened onto the background, or WebP); masks and OCR overlays are always
+// PNG, thumbnails and OCR overlays always sRGB.
 package postprocess
 
 import (
@@ -64,6 +66,10 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeModelUnavailable, "%v", err)
 	}
+	format, err := outputFormat(ev)
+	if err != nil {
+		return err
+	}
 	out, err := s.output(ctx, ev, spec)
 	if err != nil {
 		return err
@@ -90,13 +96,13 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	}
 	cut := Cutout(img, full)
 
-	if err := s.putColour(ctx, ev, "cutout", cut, OutputProfile(ev.Params, hdr.Profile)); err != nil {
+	if err := s.putImage(ctx, ev, "cutout", cut, format, OutputProfile(ev.Params, hdr.Profile)); err != nil {
 		return err
 	}
-	if err := s.put(ctx, ev, "mask", full, imageio.EncodePNG); err != nil {
+	if err := s.put(ctx, ev, "mask", full, pngOut.Ext(), pngOut.ContentType(), imageio.EncodePNG); err != nil {
 		return err
 	}
-	return s.putColour(ctx, ev, "thumbnail", imageio.Thumbnail(cut, ThumbnailSide), nil)
+	return s.putImage(ctx, ev, "thumbnail", imageio.Thumbnail(cut, ThumbnailSide), format, nil)
 }
 
 // OutputProfile returns the colour profile a result is written in: the
@@ -110,19 +116,29 @@ func OutputProfile(params map[string]any, input *colour.Profile) *colour.Profile
 	return input
 }
 
-// putColour stores the sRGB image img as a PNG in profile's colour space with
-// the profile embedded, or, for a nil profile, as sRGB tagged sRGB. img itself
-// is not changed.
-func (s *Step) putColour(ctx context.Context, ev *schemas.JobEvent, name string, img *image.NRGBA, profile *colour.Profile) error {
-	if profile != nil {
-		conv := imageio.ToNRGBA(img)
-		if err := profile.FromSRGB(conv); err != nil {
-			return processors.Permanent(schemas.StagePostprocess, processors.CodeInvalidImage, "convert the %s back to the input's colour profile %q: %v", name, profile.Name(), err)
+// putImage stores the sRGB image img as the job's output format says (Encode):
+// flattened onto a background where that applies, in profile's colour space with
+// the profile embedded or, for a nil profile, in sRGB. img itself is not changed.
+func (s *Step) putImage(ctx context.Context, ev *schemas.JobEvent, name string, img *image.NRGBA, out schemas.OutputFormat, profile *colour.Profile) error {
+	return s.put(ctx, ev, name, img, out.Ext(), out.ContentType(), func(w io.Writer, im image.Image) error {
+		if err := Encode(w, img, out, profile); err != nil {
+			return processors.Permanent(schemas.StagePostprocess, processors.CodeInvalidImage, "write the %s: %v", name, err)
 		}
-		img = conv
-	}
-	return s.put(ctx, ev, name, img, func(w io.Writer, im image.Image) error { return imageio.EncodePNGTagged(w, im, profile) })
+		return nil
+	})
 }
+
+// outputFormat reads the job's format, quality and background parameters.
+func outputFormat(ev *schemas.JobEvent) (schemas.OutputFormat, error) {
+	out, err := schemas.OutputFormatOf(ev.Params)
+	if err != nil {
+		return out, processors.Permanent(schemas.StagePostprocess, processors.CodeInvalidParams, "%v", err)
+	}
+	return out, nil
+}
+
+// pngOut is the output format of results that are always PNG: masks and OCR overlays.
+var pngOut = schemas.OutputFormat{Format: schemas.FormatPNG}
 
 // ocr draws the boxes of the lines the inference stage read over the input (the
 // "overlay" result, with a thumbnail); the lines themselves ("text") are already a
@@ -144,25 +160,26 @@ func (s *Step) ocr(ctx context.Context, ev *schemas.JobEvent) error {
 		return err
 	}
 	over := ocr.Overlay(img, res.Lines)
-	if err := s.putColour(ctx, ev, "overlay", over, nil); err != nil {
+	if err := s.putImage(ctx, ev, "overlay", over, pngOut, nil); err != nil {
 		return err
 	}
-	return s.putColour(ctx, ev, "thumbnail", imageio.Thumbnail(over, ThumbnailSide), nil)
+	return s.putImage(ctx, ev, "thumbnail", imageio.Thumbnail(over, ThumbnailSide), pngOut, nil)
 }
 
-// put encodes im as PNG under work/<job>/<name>.png and records it as an artifact.
-func (s *Step) put(ctx context.Context, ev *schemas.JobEvent, name string, im image.Image, encode func(io.Writer, image.Image) error) error {
+// put encodes im under work/<job>/<name><ext> and records it as an artifact of
+// content type ctype.
+func (s *Step) put(ctx context.Context, ev *schemas.JobEvent, name string, im image.Image, ext, ctype string, encode func(io.Writer, image.Image) error) error {
 	var buf bytes.Buffer
 	if err := encode(&buf, im); err != nil {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
-	key := "work/" + ev.JobID + "/" + name + ".png"
-	info, err := s.Blobs.Put(ctx, key, &buf, int64(buf.Len()), "image/png")
+	key := "work/" + ev.JobID + "/" + name + ext
+	info, err := s.Blobs.Put(ctx, key, &buf, int64(buf.Len()), ctype)
 	if err != nil {
 		return err
 	}
 	b := im.Bounds()
-	ev.Artifacts[name] = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: "image/png", Width: b.Dx(), Height: b.Dy()}
+	ev.Artifacts[name] = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: ctype, Width: b.Dx(), Height: b.Dy()}
 	return nil
 }
 
@@ -174,6 +191,10 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 	spec, err := s.Catalog.Get(ev.Model, ev.ModelVersion)
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeModelUnavailable, "%v", err)
+	}
+	format, err := outputFormat(ev)
+	if err != nil {
+		return err
 	}
 	out, err := s.output(ctx, ev, spec)
 	if err != nil {
@@ -205,10 +226,10 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 			img.Pix[i] = alpha.Pix[i]
 		}
 	}
-	if err := s.putColour(ctx, ev, "image", img, OutputProfile(ev.Params, hdr.Profile)); err != nil {
+	if err := s.putImage(ctx, ev, "image", img, format, OutputProfile(ev.Params, hdr.Profile)); err != nil {
 		return err
 	}
-	return s.putColour(ctx, ev, "thumbnail", imageio.Thumbnail(img, ThumbnailSide), nil)
+	return s.putImage(ctx, ev, "thumbnail", imageio.Thumbnail(img, ThumbnailSide), format, nil)
 }
 
 // output loads the event's model output as 8-bit pixels.

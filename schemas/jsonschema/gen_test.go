@@ -98,6 +98,7 @@ func extendJobRequest(root *invopop.Schema) {
 				n := uint64(p.MaxLength)
 				ps.MaxLength = &n
 			}
+			ps.Pattern = p.Pattern
 			if p.Default != nil {
 				ps.Default = p.Default
 			}
@@ -118,7 +119,14 @@ func extendJobRequest(root *invopop.Schema) {
 		ifTask := invopop.NewProperties()
 		ifTask.Set("task", &invopop.Schema{Const: string(ts.Task)})
 		thenParams := invopop.NewProperties()
-		thenParams.Set("params", &invopop.Schema{Type: "object", Properties: props, AdditionalProperties: invopop.FalseSchema, Required: required})
+		paramsSchema := &invopop.Schema{Type: "object", Properties: props, AdditionalProperties: invopop.FalseSchema, Required: required}
+		if _, ok := props.Get("quality"); ok {
+			// ValidateParams: a quality needs a lossy format.
+			lossy := invopop.NewProperties()
+			lossy.Set("format", &invopop.Schema{Enum: []any{schemas.FormatJPEG, schemas.FormatWebP}})
+			paramsSchema.DependentSchemas = map[string]*invopop.Schema{"quality": {Properties: lossy, Required: []string{"format"}}}
+		}
+		thenParams.Set("params", paramsSchema)
 		then := &invopop.Schema{Properties: thenParams}
 		if schemas.TakesImage(ts.Task) {
 			then.Required = []string{"image"}
