@@ -119,14 +119,9 @@ func extendJobRequest(root *invopop.Schema) {
 		ifTask := invopop.NewProperties()
 		ifTask.Set("task", &invopop.Schema{Const: string(ts.Task)})
 		thenParams := invopop.NewProperties()
-		paramsSchema := &invopop.Schema{Type: "object", Properties: props, AdditionalProperties: invopop.FalseSchema, Required: required}
-		if _, ok := props.Get("quality"); ok {
-			// ValidateParams: a quality needs a lossy format.
-			lossy := invopop.NewProperties()
-			lossy.Set("format", &invopop.Schema{Enum: []any{schemas.FormatJPEG, schemas.FormatWebP}})
-			paramsSchema.DependentSchemas = map[string]*invopop.Schema{"quality": {Properties: lossy, Required: []string{"format"}}}
-		}
-		thenParams.Set("params", paramsSchema)
+		// Rules between parameters (a quality needs format jpeg or webp) are
+		// ValidateParams' alone, so that they have one place and one message.
+		thenParams.Set("params", &invopop.Schema{Type: "object", Properties: props, AdditionalProperties: invopop.FalseSchema, Required: required})
 		then := &invopop.Schema{Properties: thenParams}
 		if schemas.TakesImage(ts.Task) {
 			then.Required = []string{"image"}

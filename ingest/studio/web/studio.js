@@ -35,6 +35,19 @@ const TASKS = {
 // is used when none is picked.
 const SIZES = [[512, 512], [768, 512], [512, 768], [768, 768], [1024, 1024], [256, 256], [64, 64]];
 
+// OUTPUT are the output format controls of every task that returns an image (the
+// params format, quality and background): quality shows for jpeg and webp, the
+// background colour for jpeg, and a hidden control is not sent.
+const OUTPUT = [
+  {name: 'format', kind: 'choice', label: 'Output format', value: 'png',
+    options: [['png', 'PNG: lossless, keeps transparency'], ['jpeg', 'JPEG: smaller, no transparency'], ['webp', 'WebP: smaller, keeps transparency']],
+    help: 'JPEG fills transparent areas (a cut-out\'s background) with the background colour.'},
+  {name: 'quality', kind: 'range', label: 'Quality', min: 1, max: 100, step: 1, value: 90, showFor: ['jpeg', 'webp'],
+    help: 'Higher is sharper and larger.'},
+  {name: 'background', kind: 'color', label: 'Background colour', value: '#ffffff', showFor: ['jpeg'],
+    help: 'What transparent areas become in a JPEG.'},
+];
+
 // PARAMS are the controls per task: only parameters the pipeline applies, with the
 // values it accepts. When the server publishes its parameter specs (GET /v1/tasks),
 // a parameter it does not list is dropped and ranges are narrowed to its own.
@@ -45,6 +58,7 @@ const PARAMS = {
   {name: 'color', kind: 'choice', label: 'Colour profile', value: 'keep',
     options: [['keep', "Keep the image's own profile"], ['srgb', 'Convert to sRGB']],
     help: 'Keep writes the result in the colour space you uploaded (Adobe RGB, Display P3, grey…) with its profile embedded; sRGB suits the web.'},
+  ...OUTPUT,
   ],
   'ocr': [
     {name: 'min_confidence', kind: 'range', label: 'Minimum confidence', min: 0, max: 1, step: 0.05, value: 0.5,
@@ -56,7 +70,9 @@ const PARAMS = {
   {name: 'color', kind: 'choice', label: 'Colour profile', value: 'keep',
     options: [['keep', "Keep the image's own profile"], ['srgb', 'Convert to sRGB']],
     help: 'Keep writes the result in the colour space you uploaded (Adobe RGB, Display P3, grey…) with its profile embedded; sRGB suits the web.'},
+  ...OUTPUT,
   ],
+  'style-transfer': [...OUTPUT],
 };
 
 // Page-only choices: what to show, not sent to the server.
@@ -331,11 +347,12 @@ function renderParams() {
     const id = `p-${p.name}`;
     const help = `${id}-help`;
     if (p.kind === 'range') {
-      const out = h('output', {id: `${id}-out`, for: id, text: Number(p.value).toFixed(2)});
+      const digits = p.step >= 1 ? 0 : 2;
+      const out = h('output', {id: `${id}-out`, for: id, text: Number(p.value).toFixed(digits)});
       const input = h('input', {id, type: 'range', name: p.name, min: p.min, max: p.max, step: p.step, value: p.value,
         'aria-describedby': help, 'data-kind': 'number'});
-      input.addEventListener('input', () => { out.textContent = Number(input.value).toFixed(2); });
-      box.append(h('div', {class: 'field'},
+      input.addEventListener('input', () => { out.textContent = Number(input.value).toFixed(digits); });
+      box.append(h('div', {class: 'field', 'data-show-for': p.showFor ? p.showFor.join(' ') : null},
         h('label', {for: id}, `${p.label} `, out),
         input,
         h('p', {class: 'hint', id: help, text: `${p.help} Range ${p.min} to ${p.max}.`})));
@@ -349,14 +366,22 @@ function renderParams() {
         p.options.map(([v, text]) => h('option', {value: v, selected: v === p.value, text})));
       box.append(h('div', {class: 'field'}, h('label', {for: id, text: p.label}), sel,
         h('p', {class: 'hint', id: help, text: p.help})));
+    } else if (p.kind === 'color') {
+      const input = h('input', {id, type: 'color', name: p.name, value: p.value, 'aria-describedby': help, 'data-kind': 'string'});
+      box.append(h('div', {class: 'field', 'data-show-for': p.showFor ? p.showFor.join(' ') : null},
+        h('label', {for: id, text: p.label}), input, h('p', {class: 'hint', id: help, text: p.help})));
     }
   }
+  const format = document.getElementById('p-format');
+  if (format) {
+    // Quality and background apply to some formats only: the others hide them.
+    const sync = () => {
+      for (const f of box.querySelectorAll('[data-show-for]')) f.hidden = !f.dataset.showFor.split(' ').includes(format.value);
+    };
+    format.addEventListener('change', sync);
+    sync();
+  }
   if (task === 'remove-background') {
-    // The cut-out is always an RGBA PNG: the format is shown, not chosen.
-    box.append(h('div', {class: 'field'},
-      h('label', {for: 'p-format', text: 'Output format'}),
-      h('select', {id: 'p-format', 'aria-describedby': 'p-format-help'}, h('option', {value: 'png', text: 'PNG with transparency'})),
-      h('p', {class: 'hint', id: 'p-format-help', text: 'The only format a transparent cut-out comes in.'})));
     const cb = h('input', {id: 'p-mask', type: 'checkbox', checked: localStorage.getItem(PREF_MASK) === '1'});
     cb.addEventListener('change', () => {
       localStorage.setItem(PREF_MASK, cb.checked ? '1' : '0');
@@ -370,6 +395,7 @@ function renderParams() {
 function collectParams() {
   const out = {};
   for (const el of $('param-fields').querySelectorAll('[data-kind]')) {
+    if (el.closest('[hidden]')) continue; // a control that does not apply (quality with png)
     if (el.dataset.kind === 'number') out[el.name] = Number(el.value);
     else if (el.dataset.kind === 'boolean') out[el.name] = el.checked;
     else if (el.dataset.kind === 'string' && el.value.trim() !== '') out[el.name] = el.value;
