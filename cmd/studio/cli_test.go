@@ -848,8 +848,13 @@ func TestBench(t *testing.T) {
 	}
 	needCached(t, "studio bench", append([]assets.Asset{assets.ONNXRuntimeCPU}, assets.Web...)...)
 	jsonFile := filepath.Join(t.TempDir(), "bench.json")
-	r := studio(t, testEnv(), "bench", "--task", "identity", "--jobs", "5", "--warmup", "1", "--concurrency", "2", "--raw=false", "--threads", "1", "--json", jsonFile)
-	expect(t, r, 0, "PIPELINE", "5 jobs (+1 warm-up)")
+	r := studio(t, testEnv(), "bench", "--task", "identity", "--jobs", "5", "--warmup", "1", "--concurrency", "2", "--raw=false", "--threads", "1", "--json", jsonFile,
+		"--params", `{"format":"webp","quality":80}`)
+	expect(t, r, 0, "PIPELINE", "5 jobs (+1 warm-up)", "RESULT FILES")
+	// --params reached the jobs: their image results are WebP.
+	if !regexp.MustCompile(`(?m)^\s+image\s+.*image/webp$`).MatchString(r.stdout) {
+		t.Errorf("no RESULT FILES row for a WebP image\n%s", r)
+	}
 	if !regexp.MustCompile(`succeeded / failed\s+5 / 0`).MatchString(r.stdout) {
 		t.Fatalf("not every bench job succeeded\n%s", r)
 	}

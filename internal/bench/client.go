@@ -103,6 +103,7 @@ type natsSubmitter struct {
 	task    schemas.Task
 	model   string
 	version string
+	params  map[string]any
 	runID   string
 }
 
@@ -110,7 +111,7 @@ type natsSubmitter struct {
 const natsTenant = "local"
 
 func (s *natsSubmitter) Submit(ctx context.Context, name string, data []byte) (string, error) {
-	req := schemas.JobRequest{Schema: schemas.SchemaJobSubmit, Task: s.task, Model: s.model, Version: s.version, Image: &schemas.ImageInput{}}
+	req := schemas.JobRequest{Schema: schemas.SchemaJobSubmit, Task: s.task, Model: s.model, Version: s.version, Params: s.params, Image: &schemas.ImageInput{}}
 	if len(data) <= schemas.MaxInlineImageBytes {
 		req.Image.Data = data
 	} else {

@@ -8,6 +8,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +39,9 @@ type Config struct {
 	Task string
 	// Model and Version pin what the jobs ask for; empty uses the task's default.
 	Model, Version string
+	// Params is the jobs' params as a JSON object ({"format":"jpeg","quality":85});
+	// empty sends none.
+	Params string
 	// Jobs is the number of measured jobs; Warmup jobs run first and are not counted.
 	Jobs, Warmup int
 	// Concurrency is the number of jobs in flight (closed loop), or of submissions in
@@ -102,6 +106,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Task, "task", string(schemas.TaskRemoveBackground), "upscale, remove-background, style-transfer, or identity (every stage with an identity model on 8x8 images: the pipeline's own ceiling)")
 	fs.StringVar(&c.Model, "model", "", "model name the jobs ask for (default: the task's default)")
 	fs.StringVar(&c.Version, "version", "", "model version the jobs ask for (default: the model's default)")
+	fs.StringVar(&c.Params, "params", "", `task parameters of every job, a JSON object, e.g. '{"format":"webp","quality":85}' (checked by the server)`)
 	fs.IntVar(&c.Jobs, "jobs", 8, "measured jobs")
 	fs.IntVar(&c.Warmup, "warmup", 2, "jobs run before measuring, not counted (also the raw baseline's warm-up runs per session)")
 	fs.IntVar(&c.Concurrency, "concurrency", 2, "jobs in flight: each client submits, waits for the result, then submits the next (burst: submissions in flight)")
@@ -142,6 +147,12 @@ func (c *Config) Validate() error {
 	case EntryHTTP, EntryNATS:
 	default:
 		errs = append(errs, fmt.Errorf("--entry %q: use http or nats", c.Entry))
+	}
+	if c.Params != "" {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(c.Params), &m); err != nil || m == nil {
+			errs = append(errs, fmt.Errorf("--params %q: give a JSON object such as '{\"format\":\"jpeg\"}'", c.Params))
+		}
 	}
 	if c.Burst < 0 {
 		errs = append(errs, fmt.Errorf("--burst %d: must not be negative", c.Burst))
@@ -187,4 +198,11 @@ func (c *Config) jobTask() schemas.Task {
 		return schemas.TaskStyleTransfer
 	}
 	return schemas.Task(c.Task)
+}
+
+// params is Params decoded (Validate checked it), or nil.
+func (c *Config) params() map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(c.Params), &m)
+	return m
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,6 +122,15 @@ type Pipeline struct {
 	// StageCPU is core-ms per job per stage, from the studio's stage CPU counters; with
 	// an in-process pipeline its last row is the rest of the process.
 	StageCPU []StageCPU `json:"stage_cpu,omitempty"`
+	// Results are the sizes of the succeeded jobs' result files, by result name.
+	Results []ResultSize `json:"results,omitempty"`
+}
+
+// ResultSize is the size in bytes of one named result over the succeeded jobs.
+type ResultSize struct {
+	Name        string `json:"name"`
+	ContentType string `json:"content_type"`
+	Bytes       Dist   `json:"bytes"`
 }
 
 // Memory is the process's memory during the load run (in-process pipeline only).
@@ -194,6 +205,8 @@ func summarise(outs []outcome) Pipeline {
 	var e2e, submit, server, waitTotal []float64
 	dur := map[schemas.Stage][]float64{}
 	wait := map[schemas.Stage][]float64{}
+	sizes := map[string][]float64{}
+	ctypes := map[string]string{}
 	noteErr := func(msg string) {
 		if len(p.FirstErrors) < 5 {
 			p.FirstErrors = append(p.FirstErrors, msg)
@@ -237,6 +250,10 @@ func summarise(outs []outcome) Pipeline {
 			continue
 		}
 		p.Succeeded++
+		for name, ref := range r.Results {
+			sizes[name] = append(sizes[name], float64(ref.Size))
+			ctypes[name] = ref.ContentType
+		}
 		e2e = append(e2e, ms(o.done.Sub(o.start)))
 		server = append(server, ms(r.FinishedAt.Sub(r.SubmittedAt)))
 		prev := r.SubmittedAt
@@ -268,6 +285,9 @@ func summarise(outs []outcome) Pipeline {
 		}
 	}
 	p.EndToEnd, p.Submit, p.ServerEndToEnd, p.QueueWaitTotal = distOf(e2e), distOf(submit), distOf(server), distOf(waitTotal)
+	for _, name := range slices.Sorted(maps.Keys(sizes)) {
+		p.Results = append(p.Results, ResultSize{Name: name, ContentType: ctypes[name], Bytes: distOf(sizes[name])})
+	}
 	for _, st := range processors.StageNames() {
 		d := dur[st]
 		tenth := max(1, len(d)/10)
@@ -331,6 +351,13 @@ func (r *Report) Print(w io.Writer) error {
 	line("")
 	if len(p.StageCPU) > 0 {
 		fmtStageCPU(p.StageCPU, line)
+		line("")
+	}
+	if len(p.Results) > 0 {
+		line("RESULT FILES	p50 size	mean size	content type")
+		for _, rs := range p.Results {
+			line("  %s	%s	%s	%s", rs.Name, fmtBytes(int64(rs.Bytes.P50)), fmtBytes(int64(rs.Bytes.Mean)), rs.ContentType)
+		}
 		line("")
 	}
 	m := r.Memory

@@ -425,13 +425,13 @@ func connectClient(ctx context.Context, cfg *Config, api, natsURL string, spec m
 				c.close()
 				return nil, err
 			}
-			c.sub = &natsSubmitter{nc: nc, token: tok, blobs: blobs, task: cfg.jobTask(), model: spec.Name, version: spec.Version, runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
+			c.sub = &natsSubmitter{nc: nc, token: tok, blobs: blobs, task: cfg.jobTask(), model: spec.Name, version: spec.Version, params: cfg.params(), runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
 		}
 	} else {
 		c.wait = &pollWaiter{api: httpRecs, every: 50 * time.Millisecond, gate: make(chan struct{}, 8)}
 	}
 	if c.sub == nil {
-		c.sub = &httpSubmitter{base: api, hc: hc, fields: map[string]string{"task": string(cfg.jobTask()), "model": spec.Name, "version": spec.Version}}
+		c.sub = &httpSubmitter{base: api, hc: hc, fields: map[string]string{"task": string(cfg.jobTask()), "model": spec.Name, "version": spec.Version, "params": cfg.Params}}
 	}
 	return c, nil
 }
