@@ -138,7 +138,6 @@ func TestSubmitFormats(t *testing.T) {
 		{name: "a quality with png", args: []string{"--quality", "85"}, want: []string{"422", "params.quality", "jpeg or webp"}},
 		{name: "a quality out of range", args: []string{"--format", "jpeg", "--quality", "0"}, want: []string{"422", "params.quality", ">= 1"}},
 		{name: "a background that is no colour", args: []string{"--format", "jpeg", "--background", "white"}, want: []string{"422", "params.background"}},
-		{name: "a format for ocr, which returns no image", args: []string{"--task", "ocr", "--format", "jpeg"}, want: []string{"params.format"}},
 	}
 	for _, tt := range refused {
 		t.Run("refuses "+tt.name, func(t *testing.T) {
