@@ -183,7 +183,7 @@ func (s *Service) registerJobRoutes(api huma.API) {
 	})
 
 	results := huma.Operation{OperationID: "get-result", Method: http.MethodGet, Path: "/jobs/{id}/results/{name}", Tags: tags,
-		Summary: "Download a result", Description: "A result file of a succeeded job (cutout.png, mask.png, image.png, thumbnail.png; for ocr text.json and overlay.png); the names are in the job's downloads / results.",
+		Summary: "Download a result", Description: "A result file of a succeeded job (cutout.png, mask.png, image.png, thumbnail.png, or .jpg / .webp as the job's format param says; for ocr text.json and overlay.png); the names are in the job's downloads / results, and Content-Type is the file's.",
 		Errors: []int{404, 503}, Metadata: declare(scoped(auth.ScopeJobsRead)),
 		Responses: map[string]*huma.Response{"200": binaryResponse("the file")},
 	}
