@@ -405,6 +405,9 @@ func fmtMS(v float64) string {
 	return fmt.Sprintf("%.1f s", v/1000)
 }
 
+// fmtKB writes a file size in KB (1000 bytes), as result files are small.
+func fmtKB(b float64) string { return fmt.Sprintf("%.1f KB", b/1000) }
+
 func fmtBytes(b int64) string {
 	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
 }
