@@ -12,6 +12,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/processors/postprocess"
+	"github.com/creativeai-studio/studio/schemas"
 )
 
 // maskTensor is an IS-Net-like output: a soft disc of foreground in 0..1.
@@ -126,5 +127,39 @@ func BenchmarkEncodeResults(b *testing.B) {
 			_ = imageio.EncodePNG(&buf, bb.img)
 			b.ReportMetric(float64(buf.Len()), "bytes/image")
 		})
+	}
+}
+
+// BenchmarkEncodeFormats encodes remove-background's cut-out of a 512x512 photo and an
+// x4 upscale (2048x2048, opaque) in each output format (Encode, sRGB), reporting the
+// file size: the encode part of postprocess's cost per format.
+func BenchmarkEncodeFormats(b *testing.B) {
+	img := imagetest.Photo(512, 512)
+	m, err := postprocess.MaskFromTensor(maskTensor(1024), isnet.Output)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cut := postprocess.Cutout(img, postprocess.ScaleMask(m, 512, 512, isnet.Output.Resampling()))
+	big := imageio.Resize(imagetest.Photo(512, 512), 2048, 2048) // as smooth as an upscaler's output
+	for _, in := range []struct {
+		name string
+		img  *image.NRGBA
+	}{{"cutout 512x512", cut}, {"x4 2048x2048", big}} {
+		for _, params := range []map[string]any{nil, {"format": "jpeg"}, {"format": "webp"}} {
+			out, err := schemas.OutputFormatOf(params)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(in.name+"/"+out.Format, func(b *testing.B) {
+				var buf bytes.Buffer
+				for b.Loop() {
+					buf.Reset()
+					if err := postprocess.Encode(&buf, in.img, out, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(buf.Len()), "bytes/image")
+			})
+		}
 	}
 }
