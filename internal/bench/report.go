@@ -192,7 +192,7 @@ type outcome struct {
 	waitErr   error
 	// cacheHit is what the submission's answer said.
 	cacheHit bool
-	rec       *schemas.JobRecord
+	rec      *schemas.JobRecord
 }
 
 // summarise fills the pipeline figures from the measured outcomes.
