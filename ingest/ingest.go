@@ -295,7 +295,7 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 		return nil, false, err
 	}
 	key := "inputs/" + req.Tenant + "/" + jobID + "/original." + ext
-	info, err := s.blobs.Put(ctx, key, bytes.NewReader(stored), int64(len(stored)), ctype)
+	info, err := s.blobs.Put(ctx, key, blob.NewBytesReader(stored), int64(len(stored)), ctype)
 	if err != nil {
 		return nil, false, fmt.Errorf("store input: %w", err)
 	}

@@ -16,11 +16,13 @@ const backlogMaxAge = 250 * time.Millisecond
 // cachedDepth wraps read (a tier's backlog, two JetStream API requests) so that ingest
 // asks at most once per maxAge per tier, instead of once per job: the position of a
 // job is the last reading plus the jobs this process queued since, which is exact
-// while nothing drains and at most maxAge of progress behind otherwise. One caller
+// while nothing drains and at most maxAge of progress behind otherwise; a failed
+// reading answers the same error for maxAge. One caller
 // refreshes a stale reading; the others go on with it meanwhile.
 func cachedDepth(read ingest.QueueDepth, maxAge time.Duration) ingest.QueueDepth {
 	type reading struct {
 		n, since   int // the backlog read, and the jobs counted since
+		err        error
 		at         time.Time
 		refreshing bool
 	}
@@ -30,6 +32,10 @@ func cachedDepth(read ingest.QueueDepth, maxAge time.Duration) ingest.QueueDepth
 		mu.Lock()
 		r := tiers[tier]
 		if r != nil && (r.refreshing || time.Since(r.at) < maxAge) {
+			if r.err != nil {
+				mu.Unlock()
+				return 0, r.err
+			}
 			n := r.n + r.since
 			r.since++
 			mu.Unlock()
@@ -45,10 +51,12 @@ func cachedDepth(read ingest.QueueDepth, maxAge time.Duration) ingest.QueueDepth
 		if r != nil {
 			r.refreshing = false
 		}
+		// A failed reading (the stage's consumer not created yet) is kept as long: the
+		// job then has no position, as before, without a request per job.
+		tiers[tier] = &reading{n: n, since: 1, err: err, at: time.Now()}
 		if err != nil {
 			return 0, err
 		}
-		tiers[tier] = &reading{n: n, since: 1, at: time.Now()}
 		return n, nil
 	}
 }

@@ -477,8 +477,8 @@ type loadGen struct {
 	queued atomic.Int64
 }
 
-// maxHeldFiles bounds the job files made before measuring; past it they are made
-// during the run.
+// maxHeldFiles bounds the job files made before measuring (four times as much with
+// --accept-only); past it they are made during the run.
 const maxHeldFiles = 128 << 20
 
 // prepare makes the files of jobs first..first+n-1 now, unless they would take more
@@ -491,7 +491,11 @@ func (g *loadGen) prepare(first, n int) (int64, error) {
 			return 0, err
 		}
 		total += int64(len(b))
-		if i < len(g.inputs) && total*int64(n)/int64(i+1) > maxHeldFiles {
+		limit := int64(maxHeldFiles)
+		if g.cfg.AcceptOnly {
+			limit *= 4 // made during the run, the files would cost the client more than ingest
+		}
+		if i < len(g.inputs) && total*int64(n)/int64(i+1) > limit {
 			g.files = nil
 			return 0, nil
 		}

@@ -95,12 +95,9 @@ func (s *ObjectStore) Put(ctx context.Context, key string, r io.Reader, size int
 		meta.Headers = nats.Header{"Content-Type": []string{contentType}}
 	}
 	if size >= 0 && size <= maxPutNew {
-		data := make([]byte, size)
-		if _, err := io.ReadFull(r, data); err != nil {
-			return blob.Info{}, fmt.Errorf("blob: put %s: body ended before the declared %d bytes: %w", key, size, err)
-		}
-		if n, _ := r.Read(make([]byte, 1)); n > 0 {
-			return blob.Info{}, fmt.Errorf("blob: put %s: body is longer than the declared %d bytes", key, size)
+		data, err := readSized(r, size)
+		if err != nil {
+			return blob.Info{}, fmt.Errorf("blob: put %s: %w", key, err)
 		}
 		oi, err := s.putNew(ctx, meta, data)
 		if err == nil {
@@ -277,6 +274,26 @@ func (s *ObjectStore) putNew(ctx context.Context, meta jetstream.ObjectMeta, dat
 	}
 	info.ModTime = time.Now().UTC() // as the object store's Put: the client's clock
 	return info, nil
+}
+
+// readSized returns the size bytes of r, and fails when r holds fewer or more. A
+// blob.BytesReader hands over its bytes without a copy.
+func readSized(r io.Reader, size int64) ([]byte, error) {
+	if br, ok := r.(*blob.BytesReader); ok {
+		b := br.Unread()
+		if int64(len(b)) != size {
+			return nil, fmt.Errorf("body is %d bytes, not the declared %d", len(b), size)
+		}
+		return b, nil
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("body ended before the declared %d bytes: %w", size, err)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n > 0 {
+		return nil, fmt.Errorf("body is longer than the declared %d bytes", size)
+	}
+	return data, nil
 }
 
 // dropChunks purges the chunks of a put that did not complete and returns err.

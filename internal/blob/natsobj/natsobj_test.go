@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -156,7 +157,11 @@ func TestPutOfANewKeyIsAnOrdinaryObjectAndReplacingLeavesNoChunks(t *testing.T) 
 	for _, size := range []int{0, 50_000, 128 << 10, 300_000} {
 		key := fmt.Sprintf("inputs/acme/job%d/original.png", size)
 		data := body(size, 1)
-		info, err := st.Put(ctx, key, bytes.NewReader(data), int64(size), "image/png")
+		var r io.Reader = bytes.NewReader(data)
+		if size == 50_000 {
+			r = blob.NewBytesReader(data) // handed over without a copy
+		}
+		info, err := st.Put(ctx, key, r, int64(size), "image/png")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,5 +200,8 @@ func TestPutOfANewKeyIsAnOrdinaryObjectAndReplacingLeavesNoChunks(t *testing.T) 
 	}
 	if _, err := st.Put(ctx, "inputs/acme/long", bytes.NewReader([]byte("abcde")), 4, ""); err == nil {
 		t.Error("a body longer than its declared size was stored")
+	}
+	if _, err := st.Put(ctx, "inputs/acme/long", blob.NewBytesReader([]byte("abcde")), 4, ""); err == nil {
+		t.Error("a BytesReader longer than its declared size was stored")
 	}
 }
