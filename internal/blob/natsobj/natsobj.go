@@ -216,8 +216,9 @@ var errObjectExists = errors.New("an object exists under the name")
 // putNew writes data as a new object the way the object store's Put does (chunks on
 // $O.<bucket>.C.<nuid>, then the meta message with a rollup on $O.<bucket>.M.<name>,
 // same digest and layout, so every reader sees an ordinary object), in fewer round
-// trips: no lookup of an existing object first, and the publishes go through the
-// store's JetStream context with their acks awaited together. The meta message
+// trips: no lookup of an existing object first, no reply subscription and chunk buffer
+// of its own, and the chunks go out through the store's JetStream context with their
+// acks awaited together before the meta message is sent. The meta message
 // expects no earlier message on its subject (Nats-Expected-Last-Subject-Sequence: 0),
 // so a name already in use is refused by the server rather than overwritten, which
 // would leave the old chunks behind: putNew then purges its own chunks and returns
@@ -241,10 +242,17 @@ func (s *ObjectStore) putNew(ctx context.Context, meta jetstream.ObjectMeta, dat
 		m := nats.NewMsg(chunkSubj)
 		m.Data = data[off:min(off+chunkSize, len(data))]
 		f, err := s.js.PublishMsgAsync(m)
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			// The connection has too many async publishes waiting: wait for this one.
+			f = nil
+			_, err = s.js.PublishMsg(ctx, m)
+		}
 		if err != nil {
 			return nil, s.dropChunks(ctx, chunkSubj, fmt.Errorf("publish chunk: %w", err))
 		}
-		acks = append(acks, f)
+		if f != nil {
+			acks = append(acks, f)
+		}
 		info.Chunks++
 	}
 	mm := nats.NewMsg("$O." + s.bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(meta.Name)))
