@@ -294,24 +294,22 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 	if err := s.indexJob(ctx, rec, req); err != nil {
 		return nil, false, err
 	}
-	sum := sha256.Sum256(stored)
 	key := "inputs/" + req.Tenant + "/" + jobID + "/original." + ext
-	info, err := s.blobs.Put(ctx, key, bytes.NewReader(stored), int64(len(stored)), ctype)
+	info, err := s.blobs.Put(ctx, key, blob.NewBytesReader(stored), int64(len(stored)), ctype)
 	if err != nil {
 		return nil, false, fmt.Errorf("store input: %w", err)
 	}
-	rec.Input = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: hex.EncodeToString(sum[:]), ContentType: ctype, Width: hdr.Width, Height: hdr.Height}
+	rec.Input = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: digestOf(stored, info), ContentType: ctype, Width: hdr.Width, Height: hdr.Height}
 	if req.Style != nil {
 		// Beside the input, under the job's prefix: erasure and retention remove it
 		// with the job.
 		style := stripMetadata(req.Style, styleHdr)
-		ssum := sha256.Sum256(style)
 		skey := "inputs/" + req.Tenant + "/" + jobID + "/style." + extOf(styleHdr.Format)
 		sinfo, err := s.blobs.Put(ctx, skey, bytes.NewReader(style), int64(len(style)), styleHdr.Format.ContentType())
 		if err != nil {
 			return nil, false, fmt.Errorf("store style image: %w", err)
 		}
-		rec.Style = &schemas.ObjectRef{Key: skey, Size: sinfo.Size, SHA256: hex.EncodeToString(ssum[:]), ContentType: styleHdr.Format.ContentType(), Width: styleHdr.Width, Height: styleHdr.Height}
+		rec.Style = &schemas.ObjectRef{Key: skey, Size: sinfo.Size, SHA256: digestOf(style, sinfo), ContentType: styleHdr.Format.ContentType(), Width: styleHdr.Width, Height: styleHdr.Height}
 	}
 	if len(rec.Chain) > 0 {
 		return s.enqueueChain(ctx, req, rec)
@@ -356,6 +354,17 @@ func (s *Service) enqueue(ctx context.Context, req *SubmitRequest, spec models.S
 	}
 	s.log.WithFields(logrus.Fields{"job_id": jobID, "trace_id": rec.TraceID, "request_id": req.RequestID, "tenant": rec.Tenant, "user_id": rec.User, "task": rec.Task, "model": spec.ID(), "stage": "ingest"}).Info("job queued")
 	return rec, false, nil
+}
+
+// digestOf is the hex SHA-256 of data, which the store put as info: the digest the
+// store computed while storing it (the NATS object store does), else computed here,
+// so the bytes are hashed once.
+func digestOf(data []byte, info blob.Info) string {
+	if info.SHA256 != "" && info.Size == int64(len(data)) {
+		return info.SHA256
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // settleCreate finishes a submission whose job record may already exist: a concurrent

@@ -108,6 +108,7 @@ func TestPostJobJSONRefusesBadRequests(t *testing.T) {
 		{"an unknown field is refused", ok(map[string]any{"priority": 1}), 422, "invalid_field", "priority", "additionalProperties"},
 		{"both key and data is refused", ok(map[string]any{"image": map[string]any{"data": img, "key": "uploads/local/x"}}), 422, "invalid_image", "image", "oneOf"},
 		{"bad base64 is refused", []byte(`{"task":"remove-background","image":{"data":"***"}}`), 422, "invalid_image", "image.data", "contentEncoding"},
+		{"an image that is not an object is judged as sent", ok(map[string]any{"image": "AA=="}), 422, "invalid_image", "image", "type"},
 		{"a callback that is not http is refused", ok(map[string]any{"callback_url": "ftp://example.test/x"}), 422, "invalid_callback_url", "callback_url", "pattern"},
 		{"random bytes are not an image", ok(map[string]any{"image": map[string]any{"data": randomBytes(2048)}}), 415, "not_an_image", "image.data", "format"},
 		{"a GIF is named", ok(map[string]any{"image": map[string]any{"data": encodeGIF(t)}}), 415, "unsupported_format", "image.data", "format"},

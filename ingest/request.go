@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +72,10 @@ func decodeJobRequest(data []byte, subjectTask schemas.Task) (schemas.JobRequest
 	if err != nil {
 		return jr, problem(500, "internal", "the request schema does not compile: "+err.Error())
 	}
+	// The inline images are set aside while the rest is validated and read: the schema
+	// asks of them only a non-empty string (a short stand-in meets the same rules), and their base64 is decoded once, below, instead of being counted,
+	// re-encoded and parsed again with the rest.
+	imageData, styleData := setAsideData(doc, "image"), setAsideData(doc, "style")
 	if err := sch.Validate(doc); err != nil {
 		fields := schemaErrors(err)
 		return jr, problem(http.StatusUnprocessableEntity, codeForField(fields[0]), "the job request is invalid: "+fieldsDetail(fields), fields...)
@@ -84,6 +89,12 @@ func decodeJobRequest(data []byte, subjectTask schemas.Task) (schemas.JobRequest
 		return jr, problem(422, "invalid_image", "image.data is not base64: "+err.Error(),
 			FieldProblem{Field: "image.data", Constraint: "contentEncoding", Message: "must be standard base64"})
 	}
+	if p := decodeData(jr.Image, imageData, "image.data"); p != nil {
+		return jr, p
+	}
+	if p := decodeData(jr.Style, styleData, "style.data"); p != nil {
+		return jr, p
+	}
 	if jr.Style != nil && len(jr.Style.Data) > schemas.MaxInlineImageBytes {
 		return jr, problem(413, "image_too_large", fmt.Sprintf("an inline style image may be at most %d bytes; upload larger ones (POST /v1/uploads) and send the key", schemas.MaxInlineImageBytes),
 			FieldProblem{Field: "style.data", Constraint: "maxBytes", Message: "too large to send inline"})
@@ -93,6 +104,39 @@ func decodeJobRequest(data []byte, subjectTask schemas.Task) (schemas.JobRequest
 			FieldProblem{Field: "image.data", Constraint: "maxBytes", Message: "too large to send inline"})
 	}
 	return jr, nil
+}
+
+// dataStandIn replaces an inline image's base64 while the request is validated and
+// read: a non-empty string of valid base64, as the schema and the Go type ask.
+const dataStandIn = "AA=="
+
+// setAsideData takes the base64 string out of doc[field].data, when it is a non-empty
+// string, and puts dataStandIn in its place. It returns the string, or "" when there
+// was none (the schema then judges the field as sent).
+func setAsideData(doc any, field string) string {
+	obj, _ := doc.(map[string]any)
+	img, _ := obj[field].(map[string]any)
+	data, _ := img["data"].(string)
+	if data == "" {
+		return ""
+	}
+	img["data"] = dataStandIn
+	return data
+}
+
+// decodeData decodes the base64 set aside for in (the image or style input read
+// with the stand-in) into in.Data, as encoding/json decodes a []byte.
+func decodeData(in *schemas.ImageInput, data, field string) *Problem {
+	if in == nil || data == "" {
+		return nil
+	}
+	b, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		return problem(422, "invalid_image", field+" is not base64: "+err.Error(),
+			FieldProblem{Field: field, Constraint: "contentEncoding", Message: "must be standard base64"})
+	}
+	in.Data = b
+	return nil
 }
 
 // submitRequestOf turns a decoded JSON request into a SubmitRequest.
@@ -275,7 +319,7 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 		name := part.FormName()
 		switch name {
 		case "image":
-			data, err := io.ReadAll(io.LimitReader(part, maxImage+1))
+			data, err := readPart(part, maxImage, r.ContentLength)
 			if err != nil {
 				var mbe *http.MaxBytesError
 				if errors.As(err, &mbe) {
@@ -293,7 +337,7 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 			}
 			req.Image, sawImage = data, true
 		case "style":
-			data, err := io.ReadAll(io.LimitReader(part, maxImage+1))
+			data, err := readPart(part, maxImage, r.ContentLength)
 			if err != nil {
 				var mbe *http.MaxBytesError
 				if errors.As(err, &mbe) {
@@ -349,4 +393,16 @@ func (s *Service) parseMultipart(r *http.Request, maxImage int64) (SubmitRequest
 		return req, problem(422, "missing_field", "the image part is required", FieldProblem{Field: "image", Constraint: "required", Message: "required: a JPEG, PNG or WebP file"})
 	}
 	return req, nil
+}
+
+// readPart reads a file part of at most maxImage bytes (one more tells it was larger)
+// into one buffer sized from the request's Content-Length when that is known, instead
+// of growing it by doubling, which copies an upload several times.
+func readPart(part io.Reader, maxImage, contentLength int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if contentLength > 0 {
+		buf.Grow(int(min(contentLength, maxImage+1)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(part, maxImage+1))
+	return buf.Bytes(), err
 }

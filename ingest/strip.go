@@ -180,8 +180,8 @@ func stripPNG(data []byte) []byte {
 	if !bytes.HasPrefix(data, pngSignature) {
 		return data
 	}
-	out := make([]byte, 0, len(data))
-	out = append(out, pngSignature...)
+	// out stays nil while every chunk is kept: the result is then data[:i], no copy.
+	var out []byte
 	i := len(pngSignature)
 	for i+12 <= len(data) {
 		n := int(binary.BigEndian.Uint32(data[i:]))
@@ -191,13 +191,19 @@ func stripPNG(data []byte) []byte {
 		typ := string(data[i+4 : i+8])
 		chunk := data[i : i+12+n]
 		critical := typ[0] >= 'A' && typ[0] <= 'Z'
-		if critical || pngKeep[typ] {
+		switch keep := critical || pngKeep[typ]; {
+		case !keep && out == nil:
+			out = append(make([]byte, 0, len(data)), data[:i]...)
+		case keep && out != nil:
 			out = append(out, chunk...)
 		}
 		i += 12 + n
 		if typ == "IEND" {
 			break // whatever follows is not part of the image
 		}
+	}
+	if out == nil {
+		return data[:i]
 	}
 	return out
 }

@@ -445,9 +445,9 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 	if err != nil {
 		return nil, err
 	}
-	depth := func(ctx context.Context, tier schemas.Tier) (int, error) {
+	depth := cachedDepth(func(ctx context.Context, tier schemas.Tier) (int, error) {
 		return streams.Backlog(ctx, d.Bus.JS, spec, tier)
-	}
+	}, backlogMaxAge)
 	if ready == nil {
 		ready = func(ctx context.Context) error { return BusReady(ctx, d.Bus) }
 	}

@@ -268,7 +268,7 @@ func TestNATSSubmitterSpeaksTheNATSEntry(t *testing.T) {
 			if large := len(data) > schemas.MaxInlineImageBytes; large != (tc.img == noise) {
 				t.Fatalf("%d bytes: the case does not test what it says", len(data))
 			}
-			id, err := sub.Submit(ctx, "x.png", data)
+			id, _, err := sub.Submit(ctx, "x.png", data)
 			if err != nil {
 				t.Fatal(err)
 			}

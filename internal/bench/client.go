@@ -20,9 +20,10 @@ import (
 	"github.com/creativeai-studio/studio/schemas"
 )
 
-// submitter puts one job into the pipeline and returns its id.
+// submitter puts one job into the pipeline and returns its id, and whether the answer
+// says the result cache completed it at once.
 type submitter interface {
-	Submit(ctx context.Context, name string, data []byte) (id string, err error)
+	Submit(ctx context.Context, name string, data []byte) (id string, cacheHit bool, err error)
 }
 
 // waiter blocks until a job reaches a final state and says when that was seen.
@@ -44,15 +45,16 @@ type jobRef struct {
 	CacheHit bool   `json:"cache_hit"`
 }
 
-// httpSubmitter posts multipart uploads to POST /v1/jobs, as `studio submit` does.
+// httpSubmitter posts multipart uploads to POST /v2/jobs, as `studio submit` does.
 type httpSubmitter struct {
 	base   string
 	hc     *http.Client
 	fields map[string]string
 }
 
-func (s *httpSubmitter) Submit(ctx context.Context, name string, data []byte) (string, error) {
+func (s *httpSubmitter) Submit(ctx context.Context, name string, data []byte) (string, bool, error) {
 	var body bytes.Buffer
+	body.Grow(len(data) + 1024)
 	mw := multipart.NewWriter(&body)
 	for k, v := range s.fields {
 		if v != "" {
@@ -61,31 +63,31 @@ func (s *httpSubmitter) Submit(ctx context.Context, name string, data []byte) (s
 	}
 	fw, err := mw.CreateFormFile("image", name)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	_, _ = fw.Write(data)
 	if err := mw.Close(); err != nil {
-		return "", err
+		return "", false, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/v1/jobs", &body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/v2/jobs", &body)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	resp, err := s.hc.Do(req)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusAccepted {
-		return "", fmt.Errorf("POST /v1/jobs: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		return "", false, fmt.Errorf("POST /v2/jobs: %s: %s", resp.Status, strings.TrimSpace(string(b)))
 	}
 	var j jobRef
 	if err := json.Unmarshal(b, &j); err != nil || j.ID == "" {
-		return "", fmt.Errorf("POST /v1/jobs: answer without a job id: %s", b)
+		return "", false, fmt.Errorf("POST /v2/jobs: answer without a job id: %s", b)
 	}
-	return j.ID, nil
+	return j.ID, j.CacheHit, nil
 }
 
 // errNoNATSEntry is returned when nothing answers on studio.submit.<task>.
@@ -110,23 +112,23 @@ type natsSubmitter struct {
 // natsTenant owns the uploads the bench sends by key; it is ingest's default tenant.
 const natsTenant = "local"
 
-func (s *natsSubmitter) Submit(ctx context.Context, name string, data []byte) (string, error) {
+func (s *natsSubmitter) Submit(ctx context.Context, name string, data []byte) (string, bool, error) {
 	req := schemas.JobRequest{Schema: schemas.SchemaJobSubmit, Task: s.task, Model: s.model, Version: s.version, Params: s.params, Image: &schemas.ImageInput{}}
 	if len(data) <= schemas.MaxInlineImageBytes {
 		req.Image.Data = data
 	} else {
 		if s.blobs == nil {
-			return "", errors.New("image over the inline limit and no object store to upload it to")
+			return "", false, errors.New("image over the inline limit and no object store to upload it to")
 		}
 		key := schemas.UploadPrefix + natsTenant + "/bench-" + s.runID + "-" + name
 		if _, err := s.blobs.Put(ctx, key, bytes.NewReader(data), int64(len(data)), "application/octet-stream"); err != nil {
-			return "", fmt.Errorf("upload %s: %w", key, err)
+			return "", false, fmt.Errorf("upload %s: %w", key, err)
 		}
 		req.Tenant, req.Image.Key = natsTenant, key
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	msg := nats.NewMsg(schemas.SubmitSubject(s.task))
 	msg.Data = body
@@ -135,19 +137,19 @@ func (s *natsSubmitter) Submit(ctx context.Context, name string, data []byte) (s
 	}
 	reply, err := s.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return "", errNoNATSEntry
+		return "", false, errNoNATSEntry
 	}
 	if err != nil {
-		return "", fmt.Errorf("request on %s: %w", schemas.SubmitSubject(s.task), err)
+		return "", false, fmt.Errorf("request on %s: %w", schemas.SubmitSubject(s.task), err)
 	}
 	if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
-		return "", fmt.Errorf("%s refused the job (%s %s): %s", schemas.SubmitSubject(s.task), code, reply.Header.Get("Nats-Service-Error"), reply.Data)
+		return "", false, fmt.Errorf("%s refused the job (%s %s): %s", schemas.SubmitSubject(s.task), code, reply.Header.Get("Nats-Service-Error"), reply.Data)
 	}
 	var r schemas.SubmitReply
 	if err := json.Unmarshal(reply.Data, &r); err != nil || r.JobID == "" {
-		return "", fmt.Errorf("%s: answer without a job id: %s", schemas.SubmitSubject(s.task), reply.Data)
+		return "", false, fmt.Errorf("%s: answer without a job id: %s", schemas.SubmitSubject(s.task), reply.Data)
 	}
-	return r.JobID, nil
+	return r.JobID, r.Status == schemas.StatusSucceeded, nil // only a cache hit is final at once
 }
 
 // resultWaiter learns of finished jobs from their result events

@@ -50,7 +50,16 @@ type Config struct {
 	// Burst, when > 0, queues that many jobs as fast as they are accepted (open loop)
 	// and samples memory while they drain. It replaces Jobs.
 	Burst int
-	// Entry is http (multipart POST /v1/jobs) or nats (a schemas.JobRequest on
+	// AcceptOnly measures ingest's accepting alone (with Burst): the in-process
+	// pipeline runs ingest without stages, and the bench counts a job once its
+	// submission is answered (202, or the NATS entry's reply) instead of waiting for it
+	// to finish.
+	AcceptOnly bool
+	// ServerPID is, with Server, the id of the studio process behind it (studio ingest)
+	// on this machine: its CPU time over the measured window is read from
+	// /proc/PID/stat and reported per job.
+	ServerPID int
+	// Entry is http (multipart POST /v2/jobs) or nats (a schemas.JobRequest on
 	// studio.submit.<task>).
 	Entry string
 	// Server targets a running studio instead of starting one in-process.
@@ -111,7 +120,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Warmup, "warmup", 2, "jobs run before measuring, not counted (also the raw baseline's warm-up runs per session)")
 	fs.IntVar(&c.Concurrency, "concurrency", 2, "jobs in flight: each client submits, waits for the result, then submits the next (burst: submissions in flight)")
 	fs.IntVar(&c.Burst, "burst", 0, "queue this many jobs as fast as ingest accepts them, then sample memory every --sample while they drain (replaces --jobs)")
-	fs.StringVar(&c.Entry, "entry", EntryHTTP, "how jobs enter: http (multipart POST /v1/jobs) or nats (a job request on studio.submit.<task>)")
+	fs.BoolVar(&c.AcceptOnly, "accept-only", false, "with --burst: measure ingest's accepting alone: the in-process pipeline runs ingest without stages (with --server, load a studio ingest whose stages run elsewhere), a job counts once its submission is answered, and nothing waits for results; implies --raw=false")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "with --server: the process id of the studio behind it on this machine (e.g. studio ingest); its CPU time over the measured window is reported per job (/proc/PID/stat)")
+	fs.StringVar(&c.Entry, "entry", EntryHTTP, "how jobs enter: http (multipart POST /v2/jobs) or nats (a job request on studio.submit.<task>)")
 	fs.StringVar(&c.Server, "server", "", "URL of a running studio to load instead of starting the pipeline in-process (memory is then not measured)")
 	fs.StringVar(&c.Images, "images", "", "folder of JPEG/PNG/WebP inputs (default: the cached test photos from studio fetch photos)")
 	fs.IntVar(&c.MaxSide, "max-side", 0, "shrink inputs so the longer side is at most this many pixels (0 keeps them; identity always uses 8x8)")
@@ -162,6 +173,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Warmup < 0 || c.RawJobs < 0 || c.MaxSide < 0 {
 		errs = append(errs, errors.New("--warmup, --raw-jobs and --max-side must not be negative"))
+	}
+	if c.AcceptOnly && c.Burst == 0 {
+		errs = append(errs, errors.New("--accept-only measures a burst: give --burst N"))
+	}
+	if c.ServerPID != 0 && c.Server == "" {
+		errs = append(errs, errors.New("--server-pid names the process behind --server; give --server too"))
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("--concurrency %d: must be at least 1", c.Concurrency))

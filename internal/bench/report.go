@@ -119,6 +119,8 @@ type Pipeline struct {
 	// CPU is the CPU use of the measured window. With --server this process is only
 	// the client.
 	CPU *CPUUse `json:"cpu,omitempty"`
+	// ServerCPU is, with --server-pid, the CPU of the studio process behind --server.
+	ServerCPU *ProcessCPU `json:"server_cpu,omitempty"`
 	// StageCPU is core-ms per job per stage, from the studio's stage CPU counters; with
 	// an in-process pipeline its last row is the rest of the process.
 	StageCPU []StageCPU `json:"stage_cpu,omitempty"`
@@ -162,6 +164,10 @@ type Settings struct {
 	ModelsServed     string   `json:"models_served,omitempty"`
 	Images           []string `json:"images"`
 	MaxSide          int      `json:"max_side,omitempty"`
+	// AcceptOnly says the run measured ingest's accepting alone (--accept-only).
+	AcceptOnly bool `json:"accept_only,omitempty"`
+	// MeanInputBytes is the mean size of the job files (when made before measuring).
+	MeanInputBytes int64 `json:"mean_input_bytes,omitempty"`
 }
 
 // Report is the outcome of one bench run.
@@ -195,7 +201,9 @@ type outcome struct {
 	done      time.Time
 	submitErr error
 	waitErr   error
-	rec       *schemas.JobRecord
+	// cacheHit is what the submission's answer said.
+	cacheHit bool
+	rec      *schemas.JobRecord
 }
 
 // summarise fills the pipeline figures from the measured outcomes.
@@ -320,8 +328,15 @@ func (r *Report) Print(w io.Writer) error {
 	s := r.Settings
 	line("settings\tdevice %s, --threads %d, --sessions %d, --stage-concurrency %d, served %s", s.Device, s.Threads, s.Sessions, s.StageConcurrency, s.ModelsServed)
 	line("inputs\t%s", strings.Join(s.Images, ", "))
+	if s.MeanInputBytes > 0 {
+		line("job files\t%.1f KB on average", float64(s.MeanInputBytes)/1000)
+	}
 	line("")
 	p := r.Pipeline
+	if s.AcceptOnly {
+		r.printAccepts(line)
+		return tw.Flush()
+	}
 	line("PIPELINE\t%d jobs (+%d warm-up), %d in flight", r.Jobs, r.Warmup, r.Concurrency)
 	line("  succeeded / failed\t%d / %d", p.Succeeded, p.Failed)
 	line("  errors\tsubmit %d, wait %d, failed by code: %s", p.SubmitErrors, p.WaitErrors, fmtCounts(p.ErrorCodes))
@@ -389,6 +404,36 @@ func (r *Report) Print(w io.Writer) error {
 		line("note\t%s", n)
 	}
 	return tw.Flush()
+}
+
+// printAccepts writes the figures of an accepting-only run (--accept-only).
+func (r *Report) printAccepts(line func(string, ...any)) {
+	p := r.Pipeline
+	line("INGEST\t%d jobs, %d submissions in flight, ingest without stages", r.Jobs, r.Concurrency)
+	line("  accepted / refused\t%d / %d", p.Succeeded, p.SubmitErrors)
+	for _, e := range p.FirstErrors {
+		line("  \t%s", e)
+	}
+	line("  cache hits\t%d (must be 0: inputs differ per job)", p.CacheHits)
+	line("  wall\t%.2f s (first submission to last answer)", p.WallSeconds)
+	line("  accept rate\t%.0f jobs/s", p.JobsPerSecond)
+	line("  submit call\tp50 %s  p95 %s  p99 %s  max %s", fmtMS(p.Submit.P50), fmtMS(p.Submit.P95), fmtMS(p.Submit.P99), fmtMS(p.Submit.Max))
+	if p.CPU != nil {
+		what := "this process: ingest, the NATS server and the client"
+		if !r.Settings.InProcess {
+			what = "this process: the client"
+		}
+		line("  cpu (%s)\t%s", what, fmtCPU(p.CPU, r.Machine.CPUs, "job", !r.Settings.InProcess))
+	}
+	if c := p.ServerCPU; c != nil {
+		line("  cpu (process %d behind --server)\t%.2f core-s, %.2f cores, %.3f core-ms per accepted job", c.PID, c.CPUSecs, c.Cores, c.CoreMSPerJob)
+	}
+	for _, ref := range r.Reference {
+		line("reference\t%s", ref)
+	}
+	for _, n := range r.Notes {
+		line("note\t%s", n)
+	}
 }
 
 func fmtMS(v float64) string {

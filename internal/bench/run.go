@@ -44,6 +44,9 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.AcceptOnly {
+		cfg.Raw = false // no model runs: there is nothing to compare with
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	say := func(format string, args ...any) { fmt.Fprintf(progress, "bench: "+format+"\n", args...) }
@@ -52,6 +55,9 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 	rep.Mode = "closed loop"
 	if cfg.Burst > 0 {
 		rep.Mode, rep.Warmup = "burst", 0
+	}
+	if cfg.AcceptOnly {
+		rep.Mode = "burst, accepting only (ingest without stages; jobs count when answered)"
 	}
 	tmp, err := os.MkdirTemp("", "studio-bench-")
 	if err != nil {
@@ -76,8 +82,12 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		cfg.App.ModelDir = dir
 		cfg.App.Models = IdentityModel + "@" + IdentityVersion
 		cfg.Model, cfg.Version = IdentityModel, IdentityVersion
-		rep.Reference = JetStreamReference
-		rep.Notes = append(rep.Notes, "identity: a 1x1 identity convolution built by the bench (internal/ncnn), a synthetic graph, not a model; the figure is the pipeline's own ceiling")
+		if cfg.AcceptOnly {
+			rep.Notes = append(rep.Notes, "identity: the bench's synthetic model names the task; no stage runs, so only ingest's work is measured")
+		} else {
+			rep.Reference = JetStreamReference
+			rep.Notes = append(rep.Notes, "identity: a 1x1 identity convolution built by the bench (internal/ncnn), a synthetic graph, not a model; the figure is the pipeline's own ceiling")
+		}
 	}
 	spec, err := resolveSpec(ctx, cfg, log)
 	if err != nil {
@@ -90,15 +100,15 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 	}
 
 	side := 0
-	if cfg.Task == TaskIdentity {
-		side = IdentitySide
+	if cfg.Task == TaskIdentity && !(cfg.AcceptOnly && cfg.MaxSide > 0) {
+		side = IdentitySide // accepting alone, --max-side picks the upload size instead
 	}
 	inputs, err := LoadInputs(ctx, cfg.App.CacheDir, cfg.Images, cfg.MaxSide, side)
 	if err != nil {
 		return nil, err
 	}
 	rep.Settings = Settings{InProcess: cfg.Server == "", Server: cfg.Server, Entry: cfg.Entry, Device: cfg.App.Device,
-		Threads: cfg.App.Threads, Sessions: max(1, cfg.App.Sessions), StageConcurrency: cfg.App.Concurrency, MaxSide: cfg.MaxSide}
+		Threads: cfg.App.Threads, Sessions: max(1, cfg.App.Sessions), StageConcurrency: cfg.App.Concurrency, MaxSide: cfg.MaxSide, AcceptOnly: cfg.AcceptOnly}
 	for _, in := range inputs {
 		rep.Settings.Images = append(rep.Settings.Images, fmt.Sprintf("%s %dx%d", in.Name, in.Pixels.Rect.Dx(), in.Pixels.Rect.Dy()))
 	}
@@ -110,7 +120,12 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		say("starting the pipeline in-process (models load first)")
 		rep.Settings.ModelsServed = cfg.App.Models
 		var stop func() error
-		api, natsURL, stop, err = startPipeline(ctx, &cfg.App, tmp, log)
+		stages := "ingest,preprocess,inference,postprocess,store"
+		if cfg.AcceptOnly {
+			// Ingest alone: no stage consumes, and no analytics sink shares the cores.
+			stages, cfg.App.Analytics = "ingest", app.AnalyticsOff
+		}
+		api, natsURL, stop, err = startPipeline(ctx, &cfg.App, tmp, stages, log)
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +175,8 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		return nil, err
 	}
 	if held > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("job files: %d PNGs encoded before measuring, %s held by the client during the run (in the RSS figures)", cfg.measured(), fmtBytes(held)))
+		rep.Settings.MeanInputBytes = held / int64(cfg.measured())
+		rep.Notes = append(rep.Notes, fmt.Sprintf("job files: %d PNGs encoded before measuring (%.1f KB each on average), %s held by the client during the run (in the RSS figures)", cfg.measured(), float64(held)/float64(cfg.measured())/1000, fmtBytes(held)))
 	} else {
 		rep.Notes = append(rep.Notes, "job files: encoded by the client during the run (over the 128 MiB it may hold), on the same cores")
 	}
@@ -191,6 +207,7 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 	metricsClient := &http.Client{Timeout: 10 * time.Second}
 	stageCPUStart := readStageCPU(ctx, metricsClient, api)
 	cpuStart := markCPU()
+	serverStart, serverErr := readProcCPU(cfg.ServerPID)
 	if cfg.Burst > 0 {
 		say("burst: queueing %d jobs, %d submissions in flight", cfg.Burst, cfg.Concurrency)
 		var queued time.Duration
@@ -201,6 +218,7 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		outs = lg.closedLoop(ctx, warmup, cfg.Jobs)
 	}
 	cpuEnd := markCPU()
+	serverEnd, serverErr2 := readProcCPU(cfg.ServerPID)
 	stageCPUEnd := readStageCPU(ctx, metricsClient, api)
 	stopProfile()
 	if smp != nil {
@@ -219,15 +237,25 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 			return nil, err
 		}
 	}
-	lg.readRecords(ctx, outs)
-	rep.Pipeline = withCompletion(summarise(outs), rep.Pipeline)
+	if cfg.AcceptOnly {
+		rep.Pipeline = withCompletion(summariseAccepts(outs), rep.Pipeline)
+	} else {
+		lg.readRecords(ctx, outs)
+		rep.Pipeline = withCompletion(summarise(outs), rep.Pipeline)
+	}
 	rep.Pipeline.CPU = cpuUse(cpuStart, cpuEnd, rep.Machine.CPUs, rep.Pipeline.Succeeded)
+	if cfg.ServerPID != 0 {
+		if err := errors.Join(serverErr, serverErr2); err != nil {
+			return nil, fmt.Errorf("--server-pid %d: %w", cfg.ServerPID, err)
+		}
+		rep.Pipeline.ServerCPU = serverCPU(cfg.ServerPID, serverStart, serverEnd, cpuEnd.wall.Sub(cpuStart.wall), rep.Pipeline.Succeeded)
+	}
 	var self float64
 	if rep.Settings.InProcess {
 		self = rep.Pipeline.CPU.SelfCPUSeconds
 	}
 	rep.Pipeline.StageCPU = stageCPUTable(stageCPUStart, stageCPUEnd, rep.Pipeline.Succeeded, self)
-	if s := rep.Settings; s.InProcess && s.StageConcurrency > s.Sessions {
+	if s := rep.Settings; s.InProcess && !s.AcceptOnly && s.StageConcurrency > s.Sessions {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("inference time includes waiting for a session: the runner holds up to %d messages (--stage-concurrency) for %d session(s) (--sessions)", s.StageConcurrency, s.Sessions))
 	}
 	if n := rep.Pipeline.CacheHits; n > 0 {
@@ -315,8 +343,8 @@ func resolveSpec(ctx context.Context, cfg *Config, log logrus.FieldLogger) (mode
 
 // startPipeline runs app.Up in this process with a fresh data folder, the embedded NATS
 // server on a free loopback port (so the bench can subscribe to results), no monitoring
-// port, HTTP on a free loopback port, and every stage.
-func startPipeline(ctx context.Context, cfg *app.Config, tmp string, log logrus.FieldLogger) (api, natsURL string, stop func() error, err error) {
+// port, HTTP on a free loopback port, and the given parts (every stage, or ingest alone).
+func startPipeline(ctx context.Context, cfg *app.Config, tmp, stages string, log logrus.FieldLogger) (api, natsURL string, stop func() error, err error) {
 	cfg.DataDir = filepath.Join(tmp, "data")
 	natsURL = cfg.NATSURL
 	if natsURL == "" {
@@ -330,7 +358,7 @@ func startPipeline(ctx context.Context, cfg *app.Config, tmp string, log logrus.
 	cfg.NATSMonitor = ""
 	cfg.HTTPListen = "127.0.0.1:0"
 	cfg.PublicURL = ""
-	cfg.Stages = "ingest,preprocess,inference,postprocess,store"
+	cfg.Stages = stages
 	// Only the bench reaches this private pipeline, and per-user caps (3 active jobs,
 	// 100 requests an hour) would throttle the load it is meant to measure.
 	cfg.Auth = "off"
@@ -415,7 +443,9 @@ func connectClient(ctx context.Context, cfg *Config, api, natsURL string, spec m
 			return nil, err
 		}
 		c.records = kvRecords{jobStore}
-		if c.wait, err = newResultWaiter(nc, cfg.jobTask()); err != nil {
+		if cfg.AcceptOnly {
+			c.wait = answered{}
+		} else if c.wait, err = newResultWaiter(nc, cfg.jobTask()); err != nil {
 			nc.Close()
 			return nil, err
 		}
@@ -427,6 +457,8 @@ func connectClient(ctx context.Context, cfg *Config, api, natsURL string, spec m
 			}
 			c.sub = &natsSubmitter{nc: nc, token: tok, blobs: blobs, task: cfg.jobTask(), model: spec.Name, version: spec.Version, params: cfg.params(), runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
 		}
+	} else if cfg.AcceptOnly {
+		c.wait = answered{}
 	} else {
 		c.wait = &pollWaiter{api: httpRecs, every: 50 * time.Millisecond, gate: make(chan struct{}, 8)}
 	}
@@ -449,8 +481,8 @@ type loadGen struct {
 	queued atomic.Int64
 }
 
-// maxHeldFiles bounds the job files made before measuring; past it they are made
-// during the run.
+// maxHeldFiles bounds the job files made before measuring (four times as much with
+// --accept-only); past it they are made during the run.
 const maxHeldFiles = 128 << 20
 
 // prepare makes the files of jobs first..first+n-1 now, unless they would take more
@@ -463,7 +495,11 @@ func (g *loadGen) prepare(first, n int) (int64, error) {
 			return 0, err
 		}
 		total += int64(len(b))
-		if i < len(g.inputs) && total*int64(n)/int64(i+1) > maxHeldFiles {
+		limit := int64(maxHeldFiles)
+		if g.cfg.AcceptOnly {
+			limit *= 4 // made during the run, the files would cost the client more than ingest
+		}
+		if i < len(g.inputs) && total*int64(n)/int64(i+1) > limit {
 			g.files = nil
 			return 0, nil
 		}
@@ -485,7 +521,7 @@ func (g *loadGen) submit(ctx context.Context, i int) outcome {
 	}
 	name := strings.TrimSuffix(in.Name, filepath.Ext(in.Name)) + ".png"
 	o.start = time.Now()
-	o.id, o.submitErr = g.cl.sub.Submit(ctx, name, data)
+	o.id, o.cacheHit, o.submitErr = g.cl.sub.Submit(ctx, name, data)
 	o.accepted = time.Now()
 	if o.submitErr == nil {
 		g.queued.Add(1)
@@ -546,7 +582,7 @@ func (g *loadGen) burst(ctx context.Context, first, n int) (outs []outcome, queu
 			defer submitters.Done()
 			for i := range next {
 				outs[i] = g.submit(ctx, first+i)
-				if outs[i].submitErr != nil {
+				if outs[i].submitErr != nil || g.cfg.AcceptOnly {
 					continue
 				}
 				waiters.Add(1)

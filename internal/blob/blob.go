@@ -6,6 +6,7 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -57,3 +58,21 @@ type Store interface {
 type URLSigner interface {
 	PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error)
 }
+
+// BytesReader is a bytes.Reader that also offers its unread bytes to a Store: one
+// that keeps a small object in memory anyway (natsobj) takes them without copying the
+// body again. Callers must not change the bytes until Put returns.
+type BytesReader struct {
+	bytes.Reader
+	b []byte
+}
+
+// NewBytesReader returns a reader over b for Put.
+func NewBytesReader(b []byte) *BytesReader {
+	r := &BytesReader{b: b}
+	r.Reset(b)
+	return r
+}
+
+// Unread returns the bytes not read yet, without copying them.
+func (r *BytesReader) Unread() []byte { return r.b[len(r.b)-r.Len():] }

@@ -3,16 +3,21 @@
 package natsobj
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/streams"
@@ -22,8 +27,9 @@ import (
 // embedded default: no extra server, replicated with the streams on a cluster.
 // Safe for concurrent use.
 type ObjectStore struct {
-	js  jetstream.JetStream
-	obs jetstream.ObjectStore
+	js     jetstream.JetStream
+	obs    jetstream.ObjectStore
+	bucket string
 }
 
 var _ blob.Store = (*ObjectStore)(nil)
@@ -79,7 +85,7 @@ func Open(ctx context.Context, js jetstream.JetStream, bucket string) (*ObjectSt
 	if err != nil {
 		return nil, fmt.Errorf("natsobj: open object store %s: %w", bucket, err)
 	}
-	return &ObjectStore{js: js, obs: obs}, nil
+	return &ObjectStore{js: js, obs: obs, bucket: bucket}, nil
 }
 
 // Put stores r under key; the object store computes the SHA-256 while chunking.
@@ -88,7 +94,20 @@ func (s *ObjectStore) Put(ctx context.Context, key string, r io.Reader, size int
 	if contentType != "" {
 		meta.Headers = nats.Header{"Content-Type": []string{contentType}}
 	}
-	if size >= 0 {
+	if size >= 0 && size <= maxPutNew {
+		data, err := readSized(r, size)
+		if err != nil {
+			return blob.Info{}, fmt.Errorf("blob: put %s: %w", key, err)
+		}
+		oi, err := s.putNew(ctx, meta, data)
+		if err == nil {
+			return toInfo(oi)
+		}
+		if !errors.Is(err, errObjectExists) {
+			return blob.Info{}, fmt.Errorf("blob: put %s: %w", key, err)
+		}
+		r = bytes.NewReader(data) // an object is there: replace it (below), old chunks and all
+	} else if size >= 0 {
 		// A short or long body fails the Put, and the object store discards the chunks.
 		r = &sizedReader{r: r, want: size}
 	}
@@ -179,6 +198,118 @@ func mapErr(key string, err error) error {
 		return fmt.Errorf("%w: %s", blob.ErrNotFound, key)
 	}
 	return fmt.Errorf("blob: %s: %w", key, err)
+}
+
+// maxPutNew bounds the objects Put writes with putNew, from memory: larger ones
+// stream through the object store's own Put.
+const maxPutNew = 1 << 20
+
+// putTimeout bounds a putNew whose context has no deadline.
+const putTimeout = 30 * time.Second
+
+// chunkSize is the object store's default chunk size, which putNew uses too.
+const chunkSize = 128 << 10
+
+// errObjectExists says putNew found an object (or a delete marker) under the name.
+var errObjectExists = errors.New("an object exists under the name")
+
+// putNew writes data as a new object the way the object store's Put does (chunks on
+// $O.<bucket>.C.<nuid>, then the meta message with a rollup on $O.<bucket>.M.<name>,
+// same digest and layout, so every reader sees an ordinary object), in fewer round
+// trips: no lookup of an existing object first, no reply subscription and chunk buffer
+// of its own, and the chunks go out through the store's JetStream context with their
+// acks awaited together before the meta message is sent. The meta message
+// expects no earlier message on its subject (Nats-Expected-Last-Subject-Sequence: 0),
+// so a name already in use is refused by the server rather than overwritten, which
+// would leave the old chunks behind: putNew then purges its own chunks and returns
+// errObjectExists, and Put replaces the object through the object store's Put, which
+// cleans up. Ingest's inputs (a fresh job id each) never take that path.
+func (s *ObjectStore) putNew(ctx context.Context, meta jetstream.ObjectMeta, data []byte) (*jetstream.ObjectInfo, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		// As the object store's Put: acks that never come time out.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, putTimeout)
+		defer cancel()
+	}
+	id := nuid.Next()
+	chunkSubj := "$O." + s.bucket + ".C." + id
+	sum := sha256.Sum256(data)
+	meta.Opts = &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}
+	info := &jetstream.ObjectInfo{ObjectMeta: meta, Bucket: s.bucket, NUID: id, Size: uint64(len(data)),
+		Digest: "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:])}
+	var acks []jetstream.PubAckFuture
+	for off := 0; off < len(data); off += chunkSize {
+		m := nats.NewMsg(chunkSubj)
+		m.Data = data[off:min(off+chunkSize, len(data))]
+		f, err := s.js.PublishMsgAsync(m)
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			// The connection has too many async publishes waiting: wait for this one.
+			f = nil
+			_, err = s.js.PublishMsg(ctx, m)
+		}
+		if err != nil {
+			return nil, s.dropChunks(ctx, chunkSubj, fmt.Errorf("publish chunk: %w", err))
+		}
+		if f != nil {
+			acks = append(acks, f)
+		}
+		info.Chunks++
+	}
+	mm := nats.NewMsg("$O." + s.bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(meta.Name)))
+	mm.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	mm.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	var err error
+	if mm.Data, err = json.Marshal(info); err != nil {
+		return nil, s.dropChunks(ctx, chunkSubj, err)
+	}
+	// The chunks are acknowledged before the meta message is sent: a reader that finds
+	// the meta finds every chunk.
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return nil, s.dropChunks(ctx, chunkSubj, fmt.Errorf("store chunk: %w", err))
+		case <-ctx.Done():
+			return nil, s.dropChunks(ctx, chunkSubj, ctx.Err())
+		}
+	}
+	if _, err := s.js.PublishMsg(ctx, mm); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return nil, s.dropChunks(ctx, chunkSubj, errObjectExists)
+		}
+		return nil, s.dropChunks(ctx, chunkSubj, fmt.Errorf("publish meta: %w", err))
+	}
+	info.ModTime = time.Now().UTC() // as the object store's Put: the client's clock
+	return info, nil
+}
+
+// readSized returns the size bytes of r, and fails when r holds fewer or more. A
+// blob.BytesReader hands over its bytes without a copy.
+func readSized(r io.Reader, size int64) ([]byte, error) {
+	if br, ok := r.(*blob.BytesReader); ok {
+		b := br.Unread()
+		if int64(len(b)) != size {
+			return nil, fmt.Errorf("body is %d bytes, not the declared %d", len(b), size)
+		}
+		return b, nil
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("body ended before the declared %d bytes: %w", size, err)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n > 0 {
+		return nil, fmt.Errorf("body is longer than the declared %d bytes", size)
+	}
+	return data, nil
+}
+
+// dropChunks purges the chunks of a put that did not complete and returns err.
+func (s *ObjectStore) dropChunks(ctx context.Context, chunkSubj string, err error) error {
+	if st, serr := s.js.Stream(context.WithoutCancel(ctx), "OBJ_"+s.bucket); serr == nil {
+		_ = st.Purge(context.WithoutCancel(ctx), jetstream.WithPurgeSubject(chunkSubj))
+	}
+	return err
 }
 
 // sizedReader fails at EOF when the body was not exactly want bytes long.

@@ -3,7 +3,10 @@ package natsobj_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -109,5 +112,96 @@ func TestStreamConfigIsNatsGosWithDirectGetOff(t *testing.T) {
 	want.Name, want.Subjects, want.AllowDirect = got.Name, got.Subjects, false
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config differs from nats.go's:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestPutOfANewKeyIsAnOrdinaryObjectAndReplacingLeavesNoChunks puts objects from
+// memory (Put's path for a declared size up to 1 MiB: no lookup first, acks awaited
+// together): the object store's own API reads them with their digest, sizes of one
+// and several chunks included; putting a key again, or after its delete, replaces the
+// object and leaves only the new object's chunks in the stream.
+func TestPutOfANewKeyIsAnOrdinaryObjectAndReplacingLeavesNoChunks(t *testing.T) {
+	ctx := context.Background()
+	s := streamstest.Start(t)
+	st, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := s.JS.ObjectStore(ctx, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7) + seed
+		}
+		return b
+	}
+	chunks := func() uint64 {
+		t.Helper()
+		stream, err := s.JS.Stream(ctx, "OBJ_"+natsobj.Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter("$O."+natsobj.Bucket+".C.>"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		return n
+	}
+	for _, size := range []int{0, 50_000, 128 << 10, 300_000} {
+		key := fmt.Sprintf("inputs/acme/job%d/original.png", size)
+		data := body(size, 1)
+		var r io.Reader = bytes.NewReader(data)
+		if size == 50_000 {
+			r = blob.NewBytesReader(data) // handed over without a copy
+		}
+		info, err := st.Put(ctx, key, r, int64(size), "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		if info.Size != int64(size) || info.SHA256 != hex.EncodeToString(sum[:]) || info.ContentType != "image/png" {
+			t.Fatalf("%d bytes: Put answered %+v", size, info)
+		}
+		got, err := obs.GetBytes(ctx, key) // the object store verifies the digest
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: the object store reads back %d bytes, %v", size, len(got), err)
+		}
+	}
+	before := chunks()
+
+	const key = "inputs/acme/again/original.png"
+	for i, size := range []int{300_000, 40_000, 200_000} {
+		if i == 2 {
+			if err := st.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data := body(size, byte(i))
+		if _, err := st.Put(ctx, key, bytes.NewReader(data), int64(size), "image/png"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := obs.GetBytes(ctx, key); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("put %d: reads back %d bytes, %v", i, len(got), err)
+		}
+	}
+	if got, want := chunks(), before+2; got != want {
+		t.Errorf("%d chunk messages after replacing an object twice, want %d: a replaced object's chunks stayed", got, want)
+	}
+
+	if _, err := st.Put(ctx, "inputs/acme/short", bytes.NewReader([]byte("abc")), 4, ""); err == nil {
+		t.Error("a body shorter than its declared size was stored")
+	}
+	if _, err := st.Put(ctx, "inputs/acme/long", bytes.NewReader([]byte("abcde")), 4, ""); err == nil {
+		t.Error("a body longer than its declared size was stored")
+	}
+	if _, err := st.Put(ctx, "inputs/acme/long", blob.NewBytesReader([]byte("abcde")), 4, ""); err == nil {
+		t.Error("a BytesReader longer than its declared size was stored")
 	}
 }
