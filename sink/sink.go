@@ -207,18 +207,25 @@ func (s *Sink) prepare(ctx context.Context) (conn, error) {
 // only a malformed one leaves the stream unwritten, for studio.dlq.sink.
 func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*streams.Runner, error) {
 	log := s.log.WithField("stream", spec.stream)
+	msgs := s.cfg.BatchRows
+	if spec.batched {
+		// Messages of up to 256 rows: a write of BatchRows/batchedRowsPerMsg of them
+		// holds at most 256/batchedRowsPerMsg x BatchRows rows, and as many rows as
+		// messages while older producers still send one row each.
+		msgs = max(1, s.cfg.BatchRows/batchedRowsPerMsg)
+	}
 	cfg := streams.RunnerConfig{
 		Stage: DLQStage, Worker: s.cfg.Worker,
 		Spec: streams.ConsumerSpec{
 			Stream: spec.stream, Durable: spec.durable, FilterSubjects: spec.filters,
 			Description: "ClickHouse sink", AckWait: s.cfg.AckWait,
-			MaxAckPending: 2*s.cfg.BatchRows + 256, MaxDeliver: -1,
+			MaxAckPending: 2*msgs + 256, MaxDeliver: -1,
 		},
 		// One batch at a time per stream: the next one is pulled while this one is
 		// written, and inserts never race each other. (Two in flight were slower: the
 		// second batch is gathered while the first is written, so FlushInterval cuts it
 		// short, and the server pays for more, smaller inserts.)
-		Concurrency: 1, MaxBatch: s.cfg.BatchRows, MaxWait: s.cfg.FlushInterval,
+		Concurrency: 1, MaxBatch: msgs, MaxWait: s.cfg.FlushInterval,
 		PullExpiry:   max(min(s.cfg.FlushInterval, 5*time.Second), 100*time.Millisecond),
 		DrainTimeout: s.cfg.DrainTimeout, AckAsync: true,
 		Observer: sinkObserver{&s.stats}, Log: log,
@@ -239,6 +246,10 @@ func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*str
 		delay = min(delay*2, 10*time.Second)
 	}
 }
+
+// batchedRowsPerMsg is the rows a message of a batched stream is expected to carry
+// when the sink sizes its writes (see newRunner).
+const batchedRowsPerMsg = 32
 
 // held is a message of a batch, by its index in the batch, and what it decoded to.
 type held struct {
