@@ -23,6 +23,7 @@ const (
 	DefaultMaxWait        = 200 * time.Millisecond
 	DefaultPublishTimeout = 5 * time.Second
 	DefaultAttempts       = 3
+	DefaultMaxBytes       = 512 << 10
 )
 
 // ErrDropped is returned by AddWait for a row the batcher did not store: it holds
@@ -48,6 +49,9 @@ type Config struct {
 	// before the batch's rows are dropped and counted.
 	PublishTimeout time.Duration
 	Attempts       int
+	// MaxBytes splits a batch whose message would be larger (default 512 KiB, half of
+	// NATS' default max_payload): rows with long error texts still fit.
+	MaxBytes int
 	// Lost, when set, is told how many rows were dropped. It must not block.
 	Lost func(n int)
 	Log  logrus.FieldLogger
@@ -68,6 +72,9 @@ func (c *Config) defaults() {
 	}
 	if c.Attempts <= 0 {
 		c.Attempts = DefaultAttempts
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
 	}
 	if c.Producer == "" {
 		c.Producer = "studio"
@@ -252,11 +259,27 @@ func (b *Batcher[T]) flush() {
 	if len(b.rows) > 0 {
 		b.first = time.Now()
 	}
-	b.seq++
-	seq := b.seq
 	b.mu.Unlock()
+	b.send(rows, waiters)
+}
 
-	err := b.publish(seq, rows)
+// send publishes rows as one message, or as two halves when the message would exceed
+// MaxBytes; only the run goroutine calls it.
+func (b *Batcher[T]) send(rows []T, waiters []chan error) {
+	b.seq++
+	out, err := b.encode(b.producer, b.seq, rows)
+	if err == nil && len(out.Data) > b.cfg.MaxBytes && len(rows) > 1 {
+		b.seq-- // the id was not used
+		h := len(rows) / 2
+		b.send(rows[:h], waiters[:h])
+		b.send(rows[h:], waiters[h:])
+		return
+	}
+	if err != nil {
+		err = fmt.Errorf("encode batch %d: %w", b.seq, err)
+	} else {
+		err = b.publish(out)
+	}
 	if err != nil {
 		b.dropped(len(rows))
 		b.cfg.Log.WithError(err).WithField("rows", len(rows)).Warn("telemetry batch dropped; the rows are counted as lost")
@@ -273,11 +296,8 @@ func (b *Batcher[T]) flush() {
 }
 
 // publish sends one batch, retrying with the same message id.
-func (b *Batcher[T]) publish(seq uint64, rows []T) error {
-	out, err := b.encode(b.producer, seq, rows)
-	if err != nil {
-		return fmt.Errorf("encode batch %d: %w", seq, err)
-	}
+func (b *Batcher[T]) publish(out streams.Output) error {
+	var err error
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)

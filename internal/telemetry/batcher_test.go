@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -179,4 +180,23 @@ func TestBatcherAddWaitReturnsOnceTheRowIsStored(t *testing.T) {
 
 type publisherFunc func(ctx context.Context, outs ...streams.Output) error
 
-func (f publisherFunc) Publish(ctx context.Context, outs ...streams.Output) error { return f(ctx, outs...) }
+func (f publisherFunc) Publish(ctx context.Context, outs ...streams.Output) error {
+	return f(ctx, outs...)
+}
+
+func TestBatcherSplitsABatchLargerThanMaxBytes(t *testing.T) {
+	srv := streamstest.Start(t)
+	b := telemetry.New(telemetry.Config{Producer: "w1", MaxRows: 8, MaxWait: time.Hour, MaxBytes: 2000}, streams.JSPublisher{JS: srv.JS}, telemetry.EncodeStageRuns)
+	for i := range 8 {
+		r := run(i)
+		r.Error = strings.Repeat("x", 600) // three rows no longer fit 2000 bytes
+		b.Add(r)
+	}
+	require.NoError(t, b.Close(context.Background()))
+	require.Equal(t, uint64(8), b.Stats().Rows)
+	got := batches(t, srv.JS)
+	require.Len(t, got, 4, "8 rows in halves until each message fits: 4 messages of 2")
+	for i, m := range got {
+		require.Equal(t, uint64(i+1), m.Seq, "the halves take consecutive sequence numbers")
+	}
+}
