@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -332,7 +333,7 @@ func decodeResult(data []byte) (decoded, error) {
 // StageRunID is the stage_runs key of a run: job:stage:attempt:outcome, the same id the
 // pipeline publishes the telemetry with (Nats-Msg-Id).
 func StageRunID(r *schemas.StageRun) string {
-	return fmt.Sprintf("%s:%s:%d:%s", r.JobID, r.Stage, r.Attempt, r.Outcome)
+	return r.JobID + ":" + string(r.Stage) + ":" + strconv.Itoa(r.Attempt) + ":" + r.Outcome
 }
 
 func decodeStageRun(data []byte) (decoded, error) {
