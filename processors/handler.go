@@ -48,7 +48,7 @@ type Handler struct {
 	// Runs, when set, takes the stage telemetry and publishes it in batches; unset, each
 	// stage run is one message on studio.telemetry.<stage>, published with the outputs.
 	Runs StageRunBatcher
-	now      func() time.Time
+	now  func() time.Time
 }
 
 var _ streams.Handler = (*Handler)(nil)
