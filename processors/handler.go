@@ -45,7 +45,10 @@ type Handler struct {
 	Observe Observer
 	// Deadline, when positive, replaces the stage row's per-image Deadline.
 	Deadline time.Duration
-	now      func() time.Time
+	// Runs, when set, takes the stage telemetry and publishes it in batches; unset, each
+	// stage run is one message on studio.telemetry.<stage>, published with the outputs.
+	Runs StageRunBatcher
+	now  func() time.Time
 }
 
 var _ streams.Handler = (*Handler)(nil)
@@ -339,10 +342,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 			Header:  headers(ev),
 		})
 	}
-	tel, err := h.telemetry(it, batchSize, "ok", nil, dur)
-	if err == nil {
-		outs = append(outs, tel)
-	}
+	outs = append(outs, h.telemetry(it, batchSize, "ok", nil, dur)...)
 	it.log.WithFields(logrus.Fields{"latency_ms": ms(dur), "batch_size": batchSize, "queue_wait_ms": ms(it.msg.Received.Sub(it.msg.Published))}).Info("stage done")
 	it.end("ok", nil, dur)
 	if succeeded && h.Observe != nil && !ev.Shadow {
@@ -423,9 +423,7 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) error {
 		}
 	}
 	it := &item{msg: m, ev: ev, started: m.Received}
-	if tel, err := h.telemetry(it, 1, "failed", cause, now.Sub(m.Received)); err == nil {
-		outs = append(outs, tel)
-	}
+	outs = append(outs, h.telemetry(it, 1, "failed", cause, now.Sub(m.Received))...)
 	if err := h.Pub.Publish(ctx, outs...); err != nil {
 		log.WithError(err).Warn("could not publish the failure result; the message stays out of the DLQ and is tried again")
 		return fmt.Errorf("publish the failed result of %s: %w", ev.JobID, err)
@@ -557,8 +555,8 @@ func (h *Handler) retryTelemetry(ctx context.Context, it *item, batchSize int, e
 		return // Fail reports permanent errors
 	}
 	it.log.WithError(err).Warn("stage attempt failed; will retry")
-	if tel, terr := h.telemetry(it, batchSize, "retry", err, h.now().Sub(it.started)); terr == nil {
-		if perr := h.Pub.Publish(ctx, tel); perr != nil {
+	if tel := h.telemetry(it, batchSize, "retry", err, h.now().Sub(it.started)); len(tel) > 0 {
+		if perr := h.Pub.Publish(ctx, tel...); perr != nil {
 			// The retry goes on without its telemetry; count what was lost.
 			if c, ok := h.Observe.(TelemetryLossCounter); ok {
 				c.TelemetryLost(string(h.Step.Stage()))
@@ -573,14 +571,21 @@ type TelemetryLossCounter interface {
 	TelemetryLost(stage string)
 }
 
-// errShadowTelemetry: a shadow run publishes no stage telemetry, so the user's
-// analytics and a rollout's canary figures never count it; replay_results is its record.
-var errShadowTelemetry = errors.New("shadow runs publish no stage telemetry")
+// StageRunBatcher takes stage runs and publishes many in one message
+// (internal/telemetry.Batcher does). Add must not block; it counts what it drops.
+type StageRunBatcher interface {
+	Add(run schemas.StageRun) bool
+}
 
-func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error, dur time.Duration) (streams.Output, error) {
+// telemetry records one stage run: into the Runs batcher when the handler has one
+// (best effort: a run the batcher drops is counted there), else as the output to publish
+// with the stage's other outputs, one message per run. A shadow run records nothing.
+func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error, dur time.Duration) []streams.Output {
 	ev := it.ev
 	if ev.Shadow {
-		return streams.Output{}, errShadowTelemetry
+		// A shadow run publishes no stage telemetry, so the user's analytics and a
+		// rollout's canary figures never count it; replay_results is its record.
+		return nil
 	}
 	run := schemas.StageRun{
 		Schema: schemas.SchemaStageRun, JobID: ev.JobID, Tenant: ev.Tenant, User: ev.User, Tier: ev.Tier,
@@ -594,15 +599,19 @@ func (h *Handler) telemetry(it *item, batchSize int, outcome string, cause error
 	if cause != nil {
 		run.Error = cause.Error()
 	}
+	if h.Runs != nil {
+		h.Runs.Add(run)
+		return nil
+	}
 	data, err := json.Marshal(run)
 	if err != nil {
-		return streams.Output{}, err
+		return nil
 	}
-	return streams.Output{
+	return []streams.Output{{
 		Subject: schemas.TelemetrySubject(h.Step.Stage()),
 		MsgID:   fmt.Sprintf("%s:%s:%d:%s", stepMsgID(ev, ""), h.Step.Stage(), it.msg.Delivered, outcome),
 		Data:    data,
-	}, nil
+	}}
 }
 
 // resultOutput builds the result event for a final job record.

@@ -230,8 +230,11 @@ func subjectTable() string {
 		string(last.Name)+" (success), any stage (failure)")
 	line("`"+schemas.StepSubject("<tenant>", "<task>")+"`", stream(schemas.StreamSteps), "`"+schemas.SchemaJobStep+"` (`schemas.StepEvent`)",
 		string(last.Name)+", for each finished step of a chained job (see [Chained steps](#chained-steps))")
+	line("`"+schemas.SubjectTelemetryBatch+"`", stream(schemas.StreamTelemetry),
+		"`"+schemas.SchemaTelemetryBatch+"` (`schemas.TelemetryBatch`: many `"+schemas.SchemaStageRun+"` rows)",
+		"every stage, its runs batched (`--telemetry-batch-rows`, `--telemetry-batch-wait`)")
 	line("`"+schemas.TelemetrySubject("<stage>")+"`", stream(schemas.StreamTelemetry),
-		"`"+schemas.SchemaStageRun+"` (`schemas.StageRun`)", "every stage, per attempt")
+		"`"+schemas.SchemaStageRun+"` (`schemas.StageRun`)", "every stage, per attempt, with `--telemetry-batch-rows 0` (and older versions)")
 	line("`"+schemas.DLQSubject("<stage>")+"`", stream(schemas.StreamDLQ), "the original message, plus headers", "the stage runner")
 	line("`studio.audit.<action>`, `studio.feedback`", stream(schemas.StreamAudit, schemas.StreamFeedback), "see `schemas/`", "ingest")
 	b.WriteString("\nEach stage, as `processors.Stages` declares it (`--ack-wait`, `--concurrency` and\n`--stage-deadline` override the defaults for every stage; the timeout bounds a batch and is\nretried, the deadline bounds one image and fails its job with `stage_deadline_exceeded`):\n\n")

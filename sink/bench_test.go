@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strconv"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creativeai-studio/studio/internal/telemetry"
+	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
 	"github.com/creativeai-studio/studio/streams"
 	"github.com/creativeai-studio/studio/streams/streamstest"
@@ -29,12 +32,18 @@ func BenchmarkSinkThroughput(b *testing.B) {
 		embedded bool
 		batch    int
 		jobs     bool
+		// perMsg > 0 packs that many stage runs into each message, as the stages'
+		// telemetry batcher does (studio.telemetry.batch).
+		perMsg int
 	}{
-		{"server/stage_runs/batch=10000", false, 10000, false},
-		{"server/stage_runs/batch=1000", false, 1000, false},
-		{"server/jobs/batch=10000", false, 10000, true},
-		{"embedded/stage_runs/batch=10000", true, 10000, false},
-		{"embedded/jobs/batch=10000", true, 10000, true},
+		{"server/stage_runs/batch=10000", false, 10000, false, 0},
+		{"server/stage_runs/batch=1000", false, 1000, false, 0},
+		{"server/stage_runs_batched=256/batch=10000", false, 10000, false, 256},
+		{"server/stage_runs_batched=256/batch=50000", false, 50000, false, 256},
+		{"server/jobs/batch=10000", false, 10000, true, 0},
+		{"embedded/stage_runs/batch=10000", true, 10000, false, 0},
+		{"embedded/stage_runs_batched=256/batch=10000", true, 10000, false, 256},
+		{"embedded/jobs/batch=10000", true, 10000, true, 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := streamstest.Start(b)
@@ -68,12 +77,19 @@ func BenchmarkSinkThroughput(b *testing.B) {
 				// Distinct ids, so every message is a new row.
 				outs[i].Data = uniqueID(outs[i].Data, i)
 			}
+			if bc.perMsg > 0 {
+				outs = packRuns(b, outs, bc.perMsg)
+			}
 			publish(b, srv, outs...)
 			chPID := os.Getenv("STUDIO_BENCH_CLICKHOUSE_PID")
 			selfCPU, serverCPU := processCPU(""), processCPU(chPID)
 			b.ResetTimer()
 			s := startSink(b, srv, cfg)
-			waitWritten(b, s, uint64(b.N), 10*time.Minute)
+			if bc.perMsg > 0 {
+				waitRows(b, s, "stage_runs", uint64(b.N), 10*time.Minute)
+			} else {
+				waitWritten(b, s, uint64(b.N), 10*time.Minute)
+			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 			b.ReportMetric((processCPU("")-selfCPU).Seconds()*1e6/float64(b.N), "proc-cpu-µs/row")
@@ -84,6 +100,44 @@ func BenchmarkSinkThroughput(b *testing.B) {
 				b.Fatalf("%d rows were duplicates; the benchmark data should be distinct", s.Stats().Duplicates)
 			}
 		})
+	}
+}
+
+// packRuns turns single stage-run events into TelemetryBatch messages of perMsg rows.
+func packRuns(b *testing.B, outs []streams.Output, perMsg int) []streams.Output {
+	var packed []streams.Output
+	var runs []schemas.StageRun
+	flush := func() {
+		out, err := telemetry.EncodeStageRuns("bench", uint64(len(packed)+1), runs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		packed, runs = append(packed, out), nil
+	}
+	for _, o := range outs {
+		var r schemas.StageRun
+		if err := json.Unmarshal(o.Data, &r); err != nil {
+			b.Fatal(err)
+		}
+		if runs = append(runs, r); len(runs) == perMsg {
+			flush()
+		}
+	}
+	if len(runs) > 0 {
+		flush()
+	}
+	return packed
+}
+
+// waitRows waits until the sink has inserted n rows into table.
+func waitRows(t testing.TB, s *running, table string, n uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for s.Stats().Rows[table] < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s the sink has written %d of %d rows: %+v", timeout, s.Stats().Rows[table], n, s.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -121,6 +122,9 @@ type streamSpec struct {
 	// primary is the schema most of the stream's events have: decode tries it first,
 	// reading the event once.
 	primary string
+	// batched streams carry messages of many rows (schemas.TelemetryBatch,
+	// schemas.AuditBatch) beside single-row events: a write takes fewer messages.
+	batched bool
 	schemas map[string]func(data []byte) (decoded, error)
 }
 
@@ -132,19 +136,21 @@ var sinkStreams = []streamSpec{
 	},
 	{
 		stream: schemas.StreamTelemetry, durable: "sink-telemetry", filters: []string{"studio.telemetry.>"},
-		primary: schemas.SchemaStageRun,
+		primary: schemas.SchemaTelemetryBatch, batched: true,
 		schemas: map[string]func([]byte) (decoded, error){
-			schemas.SchemaStageRun:     decodeStageRun,
-			schemas.SchemaHTTPRequest:  decodeHTTPRequest,
-			schemas.SchemaReplayResult: decodeReplay,
+			schemas.SchemaTelemetryBatch: decodeTelemetryBatch,
+			schemas.SchemaStageRun:       decodeStageRun,
+			schemas.SchemaHTTPRequest:    decodeHTTPRequest,
+			schemas.SchemaReplayResult:   decodeReplay,
 		},
 	},
 	{
 		stream: schemas.StreamAudit, durable: "sink-audit", filters: []string{"studio.audit.>"},
-		primary: schemas.SchemaAudit,
+		primary: schemas.SchemaAudit, batched: true,
 		schemas: map[string]func([]byte) (decoded, error){
-			schemas.SchemaAudit:   decodeAudit,
-			schemas.SchemaErasure: decodeErasure,
+			schemas.SchemaAuditBatch: decodeAuditBatch,
+			schemas.SchemaAudit:      decodeAudit,
+			schemas.SchemaErasure:    decodeErasure,
 		},
 	},
 	{
@@ -327,7 +333,7 @@ func decodeResult(data []byte) (decoded, error) {
 // StageRunID is the stage_runs key of a run: job:stage:attempt:outcome, the same id the
 // pipeline publishes the telemetry with (Nats-Msg-Id).
 func StageRunID(r *schemas.StageRun) string {
-	return fmt.Sprintf("%s:%s:%d:%s", r.JobID, r.Stage, r.Attempt, r.Outcome)
+	return r.JobID + ":" + string(r.Stage) + ":" + strconv.Itoa(r.Attempt) + ":" + r.Outcome
 }
 
 func decodeStageRun(data []byte) (decoded, error) {
@@ -338,37 +344,47 @@ func decodeStageRun(data []byte) (decoded, error) {
 	if err := is(schemas.SchemaStageRun, r.Schema); err != nil {
 		return decoded{}, err
 	}
+	rw, err := stageRunRow(&r)
+	if err != nil {
+		return decoded{}, err
+	}
+	return decoded{rows: []row{rw}}, nil
+}
+
+func stageRunRow(r *schemas.StageRun) (row, error) {
 	switch {
+	case r.Schema != schemas.SchemaStageRun:
+		return row{}, fmt.Errorf("schema is %q, want %q", r.Schema, schemas.SchemaStageRun)
 	case r.JobID == "":
-		return decoded{}, errors.New("missing job_id")
+		return row{}, errors.New("missing job_id")
 	case r.Stage == "":
-		return decoded{}, errors.New("missing stage")
+		return row{}, errors.New("missing stage")
 	case r.Outcome == "":
-		return decoded{}, errors.New("missing outcome")
+		return row{}, errors.New("missing outcome")
 	case r.DurationMS < 0:
-		return decoded{}, fmt.Errorf("negative duration_ms %v", r.DurationMS)
+		return row{}, fmt.Errorf("negative duration_ms %v", r.DurationMS)
 	}
 	started, err := required("started_at", r.StartedAt)
 	if err != nil {
-		return decoded{}, err
+		return row{}, err
 	}
 	attempt, err := uintOf[uint16]("attempt", int64(r.Attempt))
 	if err != nil {
-		return decoded{}, err
+		return row{}, err
 	}
 	batch, err := uintOf[uint16]("batch_size", int64(r.BatchSize))
 	if err != nil {
-		return decoded{}, err
+		return row{}, err
 	}
-	id := StageRunID(&r)
-	return decoded{rows: []row{{
+	id := StageRunID(r)
+	return row{
 		table: tableStageRuns, key: id, tenant: r.Tenant, user: r.User, at: started,
 		values: []any{
 			id, r.JobID, r.Tenant, r.User, string(r.Tier), string(r.Task), r.Model, r.ModelVersion,
 			string(r.Stage), r.Worker, attempt, batch, r.Outcome, r.Error,
 			started, r.DurationMS, r.QueueWaitMS, trace.ID(r.TraceParent),
 		},
-	}}}, nil
+	}, nil
 }
 
 func decodeHTTPRequest(data []byte) (decoded, error) {
@@ -379,28 +395,68 @@ func decodeHTTPRequest(data []byte) (decoded, error) {
 	if err := is(schemas.SchemaHTTPRequest, r.Schema); err != nil {
 		return decoded{}, err
 	}
-	if err := r.Validate(); err != nil {
+	rw, err := httpRequestRow(&r)
+	if err != nil {
 		return decoded{}, err
+	}
+	return decoded{rows: []row{rw}}, nil
+}
+
+func httpRequestRow(r *schemas.HTTPRequest) (row, error) {
+	if err := r.Validate(); err != nil {
+		return row{}, err
 	}
 	at, err := required("time", r.Time)
 	if err != nil {
-		return decoded{}, err
+		return row{}, err
 	}
 	reqBytes, err := uintOf[uint64]("request_bytes", r.RequestBytes)
 	if err != nil {
-		return decoded{}, err
+		return row{}, err
 	}
 	respBytes, err := uintOf[uint64]("response_bytes", r.ResponseBytes)
 	if err != nil {
-		return decoded{}, err
+		return row{}, err
 	}
-	return decoded{rows: []row{{
+	return row{
 		table: tableHTTP, key: r.ID, tenant: r.Tenant, user: r.User, at: at,
 		values: []any{
 			r.ID, at, r.Method, r.Route, uint16(r.Status), r.DurationMS, r.Tenant, r.User,
 			reqBytes, respBytes, r.SampleRate, 1 / r.SampleRate, r.RequestID, r.TraceID,
 		},
-	}}}, nil
+	}, nil
+}
+
+// decodeTelemetryBatch reads a TelemetryBatch: every row as if it had come alone, so a
+// row keeps its id (and de-duplication) whichever way it travelled. One bad row makes
+// the whole message malformed: the producer validated its rows, so it is not ours.
+func decodeTelemetryBatch(data []byte) (decoded, error) {
+	var b schemas.TelemetryBatch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return decoded{}, err
+	}
+	if err := is(schemas.SchemaTelemetryBatch, b.Schema); err != nil {
+		return decoded{}, err
+	}
+	if err := b.Validate(); err != nil {
+		return decoded{}, err
+	}
+	rows := make([]row, 0, len(b.StageRuns)+len(b.HTTPRequests))
+	for i := range b.StageRuns {
+		rw, err := stageRunRow(&b.StageRuns[i])
+		if err != nil {
+			return decoded{}, fmt.Errorf("stage_runs[%d]: %w", i, err)
+		}
+		rows = append(rows, rw)
+	}
+	for i := range b.HTTPRequests {
+		rw, err := httpRequestRow(&b.HTTPRequests[i])
+		if err != nil {
+			return decoded{}, fmt.Errorf("http_requests[%d]: %w", i, err)
+		}
+		rows = append(rows, rw)
+	}
+	return decoded{rows: rows}, nil
 }
 
 func decodeAudit(data []byte) (decoded, error) {
@@ -411,17 +467,48 @@ func decodeAudit(data []byte) (decoded, error) {
 	if err := is(schemas.SchemaAudit, e.Schema); err != nil {
 		return decoded{}, err
 	}
-	if err := e.Validate(); err != nil {
-		return decoded{}, err
-	}
-	at, err := required("time", e.Time)
+	rw, err := auditRow(&e)
 	if err != nil {
 		return decoded{}, err
 	}
-	return decoded{rows: []row{{
+	return decoded{rows: []row{rw}}, nil
+}
+
+func auditRow(e *schemas.AuditEvent) (row, error) {
+	if err := e.Validate(); err != nil {
+		return row{}, err
+	}
+	at, err := required("time", e.Time)
+	if err != nil {
+		return row{}, err
+	}
+	return row{
 		table: tableAudit, key: e.ID, tenant: e.Tenant, user: e.Actor, at: at,
 		values: []any{e.ID, at, e.Actor, e.Tenant, e.Action, e.Resource, e.IP, e.Result, e.RequestID, e.TraceID},
-	}}}, nil
+	}, nil
+}
+
+// decodeAuditBatch reads an AuditBatch, every event as if it had come alone.
+func decodeAuditBatch(data []byte) (decoded, error) {
+	var b schemas.AuditBatch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return decoded{}, err
+	}
+	if err := is(schemas.SchemaAuditBatch, b.Schema); err != nil {
+		return decoded{}, err
+	}
+	if err := b.Validate(); err != nil {
+		return decoded{}, err
+	}
+	rows := make([]row, 0, len(b.Events))
+	for i := range b.Events {
+		rw, err := auditRow(&b.Events[i])
+		if err != nil {
+			return decoded{}, fmt.Errorf("events[%d]: %w", i, err)
+		}
+		rows = append(rows, rw)
+	}
+	return decoded{rows: rows}, nil
 }
 
 func decodeFeedback(data []byte) (decoded, error) {

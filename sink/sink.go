@@ -207,18 +207,21 @@ func (s *Sink) prepare(ctx context.Context) (conn, error) {
 // only a malformed one leaves the stream unwritten, for studio.dlq.sink.
 func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*streams.Runner, error) {
 	log := s.log.WithField("stream", spec.stream)
+	msgs := s.cfg.BatchRows
 	cfg := streams.RunnerConfig{
 		Stage: DLQStage, Worker: s.cfg.Worker,
 		Spec: streams.ConsumerSpec{
 			Stream: spec.stream, Durable: spec.durable, FilterSubjects: spec.filters,
 			Description: "ClickHouse sink", AckWait: s.cfg.AckWait,
-			MaxAckPending: 2*s.cfg.BatchRows + 256, MaxDeliver: -1,
+			MaxAckPending: 2*msgs + 256, MaxDeliver: -1,
 		},
 		// One batch at a time per stream: the next one is pulled while this one is
 		// written, and inserts never race each other. (Two in flight were slower: the
 		// second batch is gathered while the first is written, so FlushInterval cuts it
 		// short, and the server pays for more, smaller inserts.)
-		Concurrency: 1, MaxBatch: s.cfg.BatchRows, MaxWait: s.cfg.FlushInterval,
+		// A message may carry many rows (studio.telemetry.batch): the bytes bound
+		// keeps a write of them near BatchRows x bytesPerRow of data.
+		Concurrency: 1, MaxBatch: msgs, MaxBatchBytes: batchBytes(s.cfg.BatchRows), MaxWait: s.cfg.FlushInterval,
 		PullExpiry:   max(min(s.cfg.FlushInterval, 5*time.Second), 100*time.Millisecond),
 		DrainTimeout: s.cfg.DrainTimeout, AckAsync: true,
 		Observer: sinkObserver{&s.stats}, Log: log,
@@ -239,6 +242,21 @@ func (s *Sink) newRunner(ctx context.Context, spec *streamSpec, w *writer) (*str
 		delay = min(delay*2, 10*time.Second)
 	}
 }
+
+// batchedRowsPerMsg is the rows a message of a batched stream is expected to carry
+// when decodeAll shares out the decoding.
+const batchedRowsPerMsg = 32
+
+// bytesPerRow is the bound of a write's message data per BatchRows: a stage-run row
+// is ~450 bytes of JSON, so a write of batch messages holds ~4 x BatchRows rows, one of
+// single-row events BatchRows (the count bound comes first).
+const bytesPerRow = 2 << 10
+
+// minBatchBytes keeps the bytes bound above the largest message NATS accepts by default
+// (1 MiB max_payload), which a pull bounded by bytes could not deliver.
+const minBatchBytes = 8 << 20
+
+func batchBytes(rows int) int { return max(rows*bytesPerRow, minBatchBytes) }
 
 // held is a message of a batch, by its index in the batch, and what it decoded to.
 type held struct {
@@ -287,18 +305,22 @@ func decodeAll(spec *streamSpec, batch []*streams.Msg, decs []decoded, results [
 			decs[i] = dec
 		}
 	}
-	parts := min(runtime.GOMAXPROCS(0), len(batch)/minDecodeShare)
+	share := minDecodeShare
+	if spec.batched {
+		share = minDecodeShare / batchedRowsPerMsg // messages of many rows each
+	}
+	parts := min(runtime.GOMAXPROCS(0), len(batch)/share)
 	if parts <= 1 {
 		one(0, len(batch))
 		return
 	}
 	var wg sync.WaitGroup
-	share := (len(batch) + parts - 1) / parts
-	for from := 0; from < len(batch); from += share {
+	per := (len(batch) + parts - 1) / parts
+	for from := 0; from < len(batch); from += per {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			one(from, min(from+share, len(batch)))
+			one(from, min(from+per, len(batch)))
 		}()
 	}
 	wg.Wait()
@@ -362,8 +384,12 @@ func (s *Sink) flush(ctx context.Context, spec *streamSpec, w *writer, buf []hel
 
 // flatten lists a batch's rows, the message of each row, and its erasure requests.
 func flatten(buf []held) ([]row, []int, []*schemas.ErasureRequest) {
-	var rows []row
-	var msgOf []int
+	n := 0
+	for _, h := range buf {
+		n += len(h.dec.rows)
+	}
+	rows := make([]row, 0, n)
+	msgOf := make([]int, 0, n)
 	var erasures []*schemas.ErasureRequest
 	for i, h := range buf {
 		for _, r := range h.dec.rows {

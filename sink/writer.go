@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,8 +70,12 @@ func (w *writer) write(ctx context.Context, rows []row, msgOf []int, erasures []
 		}
 		keys := make([]string, len(idx))
 		var first, last time.Time
+		tenants := map[string]bool{}
 		for j, i := range idx {
 			keys[j] = rows[i].key
+			if len(tenants) <= maxLookupTenants {
+				tenants[rows[i].tenant] = true
+			}
 			if at := rows[i].at; j == 0 || at.Before(first) {
 				first = at
 			}
@@ -78,7 +83,7 @@ func (w *writer) write(ctx context.Context, rows []row, msgOf []int, erasures []
 				last = at
 			}
 		}
-		stored, err := w.existing(ctx, t, keys, first, last)
+		stored, err := w.existing(ctx, t, keys, first, last, tenants)
 		if err != nil {
 			return err
 		}
@@ -104,16 +109,38 @@ func (w *writer) write(ctx context.Context, rows []row, msgOf []int, erasures []
 	return nil
 }
 
-// existing returns which keys t already holds, in one query that uses the sorting key:
-// the rows' times (first to last, a day of margin each side) bound the days read.
-func (w *writer) existing(ctx context.Context, t *table, keys []string, first, last time.Time) (map[string]bool, error) {
-	within := ""
+// maxLookupTenants is the most tenants a stored-id lookup names; a batch of more
+// tenants looks up by time alone.
+const maxLookupTenants = 64
+
+// lookupMargin widens the stored-id lookup's time range each side. A row's id fixes
+// its event time (a redelivery carries the same row), so the margin only covers a
+// producer that sent one id with two times (two workers racing on one delivery).
+const lookupMargin = time.Hour
+
+// existing returns which keys t already holds, in one query that uses the sorting key
+// (toDate(time), tenant, id): the rows' times, first to last with lookupMargin each
+// side, bound the days and the rows read, and the batch's tenants the ranges within a
+// day. A duplicate has the same time and tenant as the stored row, so nothing is
+// missed; what is read is the batch's own time window, not whole days of ids.
+func (w *writer) existing(ctx context.Context, t *table, keys []string, first, last time.Time, tenants map[string]bool) (map[string]bool, error) {
+	var conds []string
 	if t.timeCol != "" {
-		from := max(first.Add(-24*time.Hour).Unix(), 0) // an unknown time is 1970-01-01
-		within = fmt.Sprintf("toDate(%s) BETWEEN toDate(toDateTime(%d, 'UTC')) AND toDate(toDateTime(%d, 'UTC'))",
-			t.timeCol, from, max(last.Add(24*time.Hour).Unix(), 0))
+		from := max(first.Add(-lookupMargin).Unix(), 0) // an unknown time is 1970-01-01
+		to := max(last.Add(lookupMargin).Unix(), 0)
+		conds = append(conds,
+			fmt.Sprintf("toDate(%s) BETWEEN toDate(toDateTime(%d, 'UTC')) AND toDate(toDateTime(%d, 'UTC'))", t.timeCol, from, to),
+			fmt.Sprintf("%s BETWEEN toDateTime(%d, 'UTC') AND toDateTime(%d, 'UTC')", t.timeCol, from, to))
 	}
-	out, err := w.conn.Stored(ctx, t.name, t.key, keys, within)
+	if len(tenants) > 0 && len(tenants) <= maxLookupTenants {
+		list := make([]string, 0, len(tenants))
+		for tn := range tenants {
+			list = append(list, quote(tn))
+		}
+		slices.Sort(list)
+		conds = append(conds, "tenant IN ("+strings.Join(list, ", ")+")")
+	}
+	out, err := w.conn.Stored(ctx, t.name, t.key, keys, strings.Join(conds, " AND "))
 	if err != nil {
 		return nil, fmt.Errorf("sink: look up stored ids in %s: %w", t.name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,6 +30,12 @@ type RunnerConfig struct {
 	Concurrency int
 	// MaxBatch is the most messages handed to one Handle call (default 1).
 	MaxBatch int
+	// MaxBatchBytes, when positive, also bounds a batch by the bytes of its messages'
+	// data, and the messages prefetched to twice that: for streams whose messages vary
+	// from a few hundred bytes to many kilobytes (the sink reads batches of rows beside
+	// single rows). It must exceed the largest message, which a pull bounded by bytes
+	// could never deliver otherwise; 0 bounds batches by MaxBatch alone.
+	MaxBatchBytes int
 	// MaxWait bounds how long a partial batch waits for more messages (default 5ms).
 	MaxWait time.Duration
 	// FloorEvery gives lower tiers the first pick once every FloorEvery picks, so a
@@ -144,6 +151,8 @@ type tierQueue struct {
 	cons  jetstream.Consumer
 	ch    chan *Msg
 	space chan struct{}
+	// bytes is the data held in ch, counted when MaxBatchBytes is set.
+	bytes *atomic.Int64
 }
 
 // NewRunner ensures the consumers exist and returns a runner for them. While a cluster
@@ -196,6 +205,7 @@ func NewRunner(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h Han
 			cons:  cons[t],
 			ch:    make(chan *Msg, cfg.MaxBatch),
 			space: make(chan struct{}, 1),
+			bytes: new(atomic.Int64),
 		})
 	}
 	r.cases = make([]reflect.SelectCase, 0, len(r.queues)+1)
@@ -334,6 +344,9 @@ func (r *Runner) pull(ctx context.Context, q *tierQueue) {
 	failures := 0
 	for ctx.Err() == nil {
 		room := cap(q.ch) - len(q.ch)
+		if r.cfg.MaxBatchBytes > 0 && q.bytes.Load() >= int64(r.cfg.MaxBatchBytes) {
+			room = 0
+		}
 		if room <= 0 {
 			select {
 			case <-q.space:
@@ -345,7 +358,11 @@ func (r *Runner) pull(ctx context.Context, q *tierQueue) {
 		// The expiry is the server's: a client-side deadline could abandon a message
 		// already on its way, which then sits unacknowledged until AckWait. Shutdown
 		// therefore waits for at most one PullExpiry here.
-		batch, err := q.cons.Fetch(room, jetstream.FetchMaxWait(r.cfg.PullExpiry))
+		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(r.cfg.PullExpiry)}
+		if r.cfg.MaxBatchBytes > 0 {
+			opts = append(opts, jetstream.FetchMaxBytes(r.cfg.MaxBatchBytes))
+		}
+		batch, err := q.cons.Fetch(room, opts...)
 		if err != nil {
 			failures++
 			r.log.WithError(err).WithField("tier", q.tier).Debug("pull failed; retrying")
@@ -356,6 +373,9 @@ func (r *Runner) pull(ctx context.Context, q *tierQueue) {
 		for raw := range batch.Messages() {
 			m := wrap(raw, q.tier)
 			r.hold(m)
+			if r.cfg.MaxBatchBytes > 0 {
+				q.bytes.Add(int64(len(m.Data)))
+			}
 			q.ch <- m // room was reserved above; only this goroutine fills q.ch
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrTimeout) {
@@ -377,12 +397,14 @@ func (r *Runner) nextBatch(ctx context.Context) []*Msg {
 	}
 	wait, cancel := context.WithTimeout(ctx, r.cfg.MaxWait)
 	defer cancel()
-	for len(batch) < r.cfg.MaxBatch {
+	size := len(first.Data)
+	for len(batch) < r.cfg.MaxBatch && (r.cfg.MaxBatchBytes <= 0 || size < r.cfg.MaxBatchBytes) {
 		m := r.take(wait)
 		if m == nil {
 			break
 		}
 		batch = append(batch, m)
+		size += len(m.Data)
 	}
 	return batch
 }
@@ -396,7 +418,7 @@ func (r *Runner) take(ctx context.Context) *Msg {
 		q := &r.queues[0]
 		select {
 		case m := <-q.ch:
-			r.signal(q)
+			r.taken(q, m)
 			return m
 		case <-ctx.Done():
 			return nil
@@ -411,7 +433,7 @@ func (r *Runner) take(ctx context.Context) *Msg {
 		}
 		select {
 		case m := <-q.ch:
-			r.signal(q)
+			r.taken(q, m)
 			return m
 		default:
 		}
@@ -422,8 +444,17 @@ func (r *Runner) take(ctx context.Context) *Msg {
 	if chosen == 0 || !ok {
 		return nil
 	}
-	r.signal(&r.queues[chosen-1])
-	return v.Interface().(*Msg)
+	m := v.Interface().(*Msg)
+	r.taken(&r.queues[chosen-1], m)
+	return m
+}
+
+// taken accounts for a message leaving q and wakes its puller.
+func (r *Runner) taken(q *tierQueue, m *Msg) {
+	if r.cfg.MaxBatchBytes > 0 {
+		q.bytes.Add(-int64(len(m.Data)))
+	}
+	r.signal(q)
 }
 
 func (r *Runner) signal(q *tierQueue) {

@@ -84,6 +84,35 @@ func TestRunnerUntiered(t *testing.T) {
 		}, "messages not acknowledged after their batch succeeded")
 	})
 
+	t.Run("MaxBatchBytes ends a batch of large messages before MaxBatch", func(t *testing.T) {
+		s := streamstest.Start(t)
+		outs := make([]streams.Output, 10)
+		for i := range outs {
+			outs[i] = streams.Output{Subject: "studio.telemetry.batch", MsgID: fmt.Sprint("big", i), Data: make([]byte, 1000)}
+		}
+		if err := (streams.JSPublisher{JS: s.JS}).Publish(ctx, outs...); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var sizes []int
+		total := 0
+		runUntiered(t, s, streams.BatchHandlerFunc(func(_ context.Context, b []*streams.Msg) []streams.Result {
+			mu.Lock()
+			defer mu.Unlock()
+			sizes = append(sizes, len(b))
+			total += len(b)
+			return make([]streams.Result, len(b))
+		}), streams.RunnerConfig{Spec: telemetrySpec(30 * time.Second), MaxBatch: 100, MaxBatchBytes: 3000, MaxWait: 300 * time.Millisecond})
+		streamstest.Eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return total == 10 }, "the messages never all came")
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range sizes {
+			if n > 3 {
+				t.Fatalf("batch sizes %v; want at most 3 messages of 1000 bytes (MaxBatchBytes 3000)", sizes)
+			}
+		}
+	})
+
 	t.Run("a batch held longer than AckWait is kept alive and handled once", func(t *testing.T) {
 		s := streamstest.Start(t)
 		publishTelemetry(t, s, 3)

@@ -28,6 +28,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/metrics"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/internal/telemetry"
 	"github.com/creativeai-studio/studio/internal/topology"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/processors/inference"
@@ -367,6 +368,7 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 	if err != nil {
 		return nil, err
 	}
+	runs, closer := stageRunBatcher(cfg, stage, pub, d.Metrics, log, closer)
 	groups := []string{""}
 	if row.PerModel {
 		groups = d.Catalog.Names()
@@ -379,6 +381,9 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		}
 		h := processors.NewHandler(step, jobStore, pub, cfg.Worker, log)
 		h.Deadline = cfg.StageDeadline
+		if runs != nil {
+			h.Runs = runs
+		}
 		if d.Metrics != nil {
 			h.Observe = d.Metrics
 		}
@@ -405,6 +410,33 @@ func NewStage(ctx context.Context, cfg *Config, stage schemas.Stage, d Deps) ([]
 		return nil, closer()
 	}
 	return out, nil
+}
+
+// stageRunBatcher returns the batcher of a stage's telemetry (nil when
+// --telemetry-batch-rows is 0) and the stage's closer extended to flush it: the stages'
+// closers run after their runners drained, so the last runs are published too.
+func stageRunBatcher(cfg *Config, stage schemas.Stage, pub streams.Publisher, m *metrics.Metrics, log logrus.FieldLogger, closer func() error) (*telemetry.Batcher[schemas.StageRun], func() error) {
+	if cfg.TelemetryBatchRows <= 0 {
+		return nil, closer
+	}
+	runs := telemetry.New(telemetry.Config{
+		Producer: cfg.Worker + "-" + string(stage), MaxRows: cfg.TelemetryBatchRows, MaxWait: cfg.TelemetryBatchWait,
+		Lost: func(n int) {
+			for range n {
+				m.TelemetryLost(string(stage))
+			}
+		},
+		Log: log,
+	}, pub, telemetry.EncodeStageRuns)
+	return runs, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := runs.Close(ctx)
+		if closer != nil {
+			err = errors.Join(err, closer())
+		}
+		return err
+	}
 }
 
 func closeOnError(err error, closer func() error) error {

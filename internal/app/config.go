@@ -21,6 +21,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/internal/quota"
+	"github.com/creativeai-studio/studio/internal/telemetry"
 	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
@@ -104,6 +105,11 @@ type Config struct {
 	LogSample    int
 	OTLPEndpoint string
 	Worker       string
+	// TelemetryBatchRows and TelemetryBatchWait bound a batch of stage telemetry: it is
+	// published once it holds that many rows or that long after its first row. Rows 0
+	// publishes one message per stage run, as before batching.
+	TelemetryBatchRows int
+	TelemetryBatchWait time.Duration
 	// Auth is "on" or "off"; the zero value is off (tests and embedders opt in), the
 	// --auth flag defaults to on. Off, every HTTP caller is tenant and user "local".
 	Auth string
@@ -196,6 +202,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	integer(&c.LogSample, "log-sample", 1, "write 1 in N routine success lines (\"stage done\", \"http request\" below 400); warnings and errors always; 1 writes all")
 	str(&c.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector for one trace span per stage run, as http://host:4318 or host:port (HTTPS); empty disables tracing")
 	str(&c.Worker, "worker-id", defaultWorker(), "this process's name in logs and telemetry")
+	integer(&c.TelemetryBatchRows, "telemetry-batch-rows", telemetry.DefaultMaxRows, "stage runs per telemetry message (studio.telemetry.batch); 0 publishes one message per stage run on studio.telemetry.<stage>")
+	fs.DurationVar(&c.TelemetryBatchWait, "telemetry-batch-wait", envDuration("telemetry-batch-wait", telemetry.DefaultMaxWait), "longest a stage run waits for its telemetry batch to fill before it is published ["+envName("telemetry-batch-wait")+"]")
 	str(&c.Auth, "auth", "on", "on: every API call needs a bearer token or API key; off: no authentication, every caller is tenant \"local\" (development only)")
 	fs.BoolVar(&c.AuthDev, "auth-dev", envBool("auth-dev", false), "let POST /v1/auth/login issue tokens for any existing user without an admin credential (development only) ["+envName("auth-dev")+"]")
 	str(&c.NATSAccounts, "nats-accounts", "", "NATS accounts whose users submit jobs as themselves, ACCOUNT=tenant, comma separated (the account imports studio.submit.> with share: true; see deploy/nats/nats-server.conf)")

@@ -124,6 +124,9 @@ type Pipeline struct {
 	// StageCPU is core-ms per job per stage, from the studio's stage CPU counters; with
 	// an in-process pipeline its last row is the rest of the process.
 	StageCPU []StageCPU `json:"stage_cpu,omitempty"`
+	// MessagesPerJob is, by stream (TELEMETRY, RESULTS, AUDIT), the messages stored
+	// during the measured window per job, read after telemetry batches had time to go out.
+	MessagesPerJob map[string]float64 `json:"messages_per_job,omitempty"`
 	// Results are the sizes of the succeeded jobs' result files, by result name.
 	Results []ResultSize `json:"results,omitempty"`
 }
@@ -364,6 +367,9 @@ func (r *Report) Print(w io.Writer) error {
 	line("  all queues\t\t\t%s\t%s", fmtMS(p.QueueWaitTotal.P50), fmtMS(p.QueueWaitTotal.P95))
 	line("  inference batch sizes\t%s", fmtCounts(p.BatchSizes))
 	line("")
+	if len(p.MessagesPerJob) > 0 {
+		fmtMessagesPerJob(p.MessagesPerJob, line)
+	}
 	if len(p.StageCPU) > 0 {
 		fmtStageCPU(p.StageCPU, line)
 		line("")

@@ -205,6 +205,9 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 	}
 	var outs []outcome
 	metricsClient := &http.Client{Timeout: 10 * time.Second}
+	counter, closeCounter := newStreamCounter(natsURL, cfg.App.NATSCreds)
+	defer closeCounter()
+	msgsStart := counter.read(ctx)
 	stageCPUStart := readStageCPU(ctx, metricsClient, api)
 	cpuStart := markCPU()
 	serverStart, serverErr := readProcCPU(cfg.ServerPID)
@@ -255,6 +258,10 @@ func Run(ctx context.Context, cfg *Config, log logrus.FieldLogger, progress io.W
 		self = rep.Pipeline.CPU.SelfCPUSeconds
 	}
 	rep.Pipeline.StageCPU = stageCPUTable(stageCPUStart, stageCPUEnd, rep.Pipeline.Succeeded, self)
+	// A stage publishes its telemetry batch up to --telemetry-batch-wait after its last run.
+	if natsURL != "" && pause(ctx, cfg.App.TelemetryBatchWait+200*time.Millisecond) {
+		rep.Pipeline.MessagesPerJob = messagesPerJob(msgsStart, counter.read(ctx), len(outs))
+	}
 	if s := rep.Settings; s.InProcess && !s.AcceptOnly && s.StageConcurrency > s.Sessions {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("inference time includes waiting for a session: the runner holds up to %d messages (--stage-concurrency) for %d session(s) (--sessions)", s.StageConcurrency, s.Sessions))
 	}

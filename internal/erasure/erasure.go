@@ -383,17 +383,39 @@ type messageMatcher struct {
 	jobs         map[string]bool
 }
 
+// messageNames is what messageMatcher reads of a message or of one row of a batch.
+type messageNames struct {
+	Tenant   string `json:"tenant"`
+	User     string `json:"user"`
+	Actor    string `json:"actor"`
+	JobID    string `json:"job_id"`
+	Resource string `json:"resource"`
+}
+
+// match reports whether a message names the user. A batch of rows
+// (schemas.TelemetryBatch, schemas.AuditBatch) matches when any of its rows does, and
+// is deleted whole: its other rows are telemetry the sink has usually written already.
 func (m messageMatcher) match(data []byte) bool {
 	var b struct {
-		Tenant   string `json:"tenant"`
-		User     string `json:"user"`
-		Actor    string `json:"actor"`
-		JobID    string `json:"job_id"`
-		Resource string `json:"resource"`
+		messageNames
+		StageRuns    []messageNames `json:"stage_runs"`
+		HTTPRequests []messageNames `json:"http_requests"`
+		Events       []messageNames `json:"events"`
 	}
 	if json.Unmarshal(data, &b) != nil {
 		return false
 	}
+	for _, rows := range [][]messageNames{b.StageRuns, b.HTTPRequests, b.Events} {
+		for _, r := range rows {
+			if m.matchNames(r) {
+				return true
+			}
+		}
+	}
+	return m.matchNames(b.messageNames)
+}
+
+func (m messageMatcher) matchNames(b messageNames) bool {
 	if b.JobID != "" && m.jobs[b.JobID] || b.Resource == "user/"+m.tenant+"/"+m.user {
 		return true // the resource of a login names tenant and user
 	}

@@ -128,6 +128,9 @@ func newWorld(t *testing.T, instrumented bool) *world {
 				{schemas.ResultSubject(who.tenant, rec.Task), res},
 				{schemas.TelemetrySubject(schemas.StagePreprocess), run},
 				{schemas.SubjectHTTPTelemetry, httpReq},
+				// Batched telemetry: the user's rows inside a batch message.
+				{schemas.SubjectTelemetryBatch, schemas.TelemetryBatch{Schema: schemas.SchemaTelemetryBatch, Producer: "w", Seq: 1,
+					StageRuns: []schemas.StageRun{run}, HTTPRequests: []schemas.HTTPRequest{httpReq}}},
 				{schemas.SubjectFeedback, fb},
 				{schemas.DLQSubject(schemas.StageInference), ev},
 			} {

@@ -46,6 +46,8 @@ var exported = []struct {
 	{BatchCompleted, schemas.BatchCompleted{}, false, "Batch webhook body: every job of a batch has ended"},
 	{ReplayResult, schemas.ReplayResult{}, false, "Shadow replay row: studio.telemetry.replay"},
 	{StepEvent, schemas.StepEvent{}, false, "Finished step of a chained job: studio.steps.<tenant>.<task>"},
+	{TelemetryBatch, schemas.TelemetryBatch{}, false, "Batched telemetry rows: studio.telemetry.batch"},
+	{AuditBatch, schemas.AuditBatch{}, false, "Batched audit events: studio.audit.batch"},
 }
 
 // generate renders every schema file from the Go types.

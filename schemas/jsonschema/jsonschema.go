@@ -42,4 +42,6 @@ const (
 	BatchCompleted = "batch-completed.json" // schemas.BatchCompleted: the batch webhook's body
 	ReplayResult   = "replay-result.json"   // schemas.ReplayResult: studio.telemetry.replay
 	StepEvent      = "step-event.json"      // schemas.StepEvent: studio.steps.<tenant>.<task>
+	TelemetryBatch = "telemetry-batch.json" // schemas.TelemetryBatch: studio.telemetry.batch
+	AuditBatch     = "audit-batch.json"     // schemas.AuditBatch: studio.audit.batch
 )
