@@ -92,7 +92,7 @@ func (s *Service) authenticate(w http.ResponseWriter, r *http.Request, routes *r
 }
 
 // credentialRefusal renders an Authenticator error for any transport (HTTP, NATS):
-// the problem (401, 429 or 503) and the headers that go with it (WWW-Authenticate,
+// the problem (401, 403 user_disabled, 429 or 503) and the headers that go with it (WWW-Authenticate,
 // Retry-After).
 func (s *Service) credentialRefusal(err error, requestID string) (*Problem, http.Header) {
 	h := http.Header{}
@@ -106,6 +106,8 @@ func (s *Service) credentialRefusal(err error, requestID string) (*Problem, http
 		h.Set("WWW-Authenticate", `Bearer realm="studio", error="invalid_token"`)
 		return problem(http.StatusUnauthorized, "invalid_token",
 			err.Error()+"; refresh the token (POST /v1/auth/refresh) or log in again"), h
+	case errors.Is(err, auth.ErrUserDisabled):
+		return userDisabled(err), h
 	case errors.As(err, &ex):
 		h.Set("Retry-After", quota.RetryAfterSeconds(ex.RetryAfter))
 		return problem(http.StatusTooManyRequests, ex.Code(), ex.Error()), h
@@ -148,7 +150,7 @@ func (s *Service) audit(ctx context.Context, action, resource, result string) {
 }
 
 // activeUser returns the user's record, or a 403 problem when the user no longer
-// exists. Admit and every route that stores something for a user call it, so a deleted
+// exists (user_not_found) or is disabled (user_disabled). Admit and every route that stores something for a user call it, so a deleted
 // or erased user's credentials and signed URLs create nothing. With security off there
 // is no user store and it returns nil, nil.
 func (s *Service) activeUser(ctx context.Context, tenant, user string) (*auth.User, error) {
@@ -162,7 +164,15 @@ func (s *Service) activeUser(ctx context.Context, tenant, user string) (*auth.Us
 	case err != nil:
 		return nil, s.asProblem(err, "user lookup")
 	}
+	if err := u.CheckEnabled(); err != nil {
+		return nil, userDisabled(err)
+	}
 	return u, nil
+}
+
+// userDisabled is the answer to every credential of a disabled user, on every entry.
+func userDisabled(err error) *Problem {
+	return problem(http.StatusForbidden, "user_disabled", err.Error()+"; its API keys work again once it is enabled (POST /v1/users/{id}/enable), its sessions need a new login")
 }
 
 // visible returns a 404 problem unless the caller may see rec (auth.CheckJob: the

@@ -56,6 +56,8 @@ var ProblemCodes = map[string]string{
 	"invalid_token":            "401: the token or API key is expired, revoked, malformed or unknown; refresh or log in again.",
 	"forbidden":                "403: the credential lacks the scope this needs (submitting needs jobs:write).",
 	"user_not_found":           "403: the user was deleted (or, on NATS, the sending NATS user has no studio user of its name in the account's tenant); create it or use another credential.",
+	"user_disabled":            "403: an admin disabled the user: every API key, token, refresh and ticket of theirs is refused and NATS submissions as them too; their API keys work again once POST /v1/users/{id}/enable lifts it, their sessions need a new login.",
+	"disable_self":             "409: an admin cannot disable themselves; ask another admin of the tenant.",
 	"credential_in_url":        "401: a token or API key in the URL is refused; mint a single-use ticket with POST /v1/tickets and pass ?ticket=.",
 	"invalid_ticket":           "401: the event-stream ticket is used up, expired, forged or for another job; mint a new one with POST /v1/tickets.",
 	"key_depth":                "403: a key minted by keys this deep may mint no more; mint from a key higher up the chain.",
