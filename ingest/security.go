@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 
@@ -55,6 +56,51 @@ const actionUserErase = "user-erase"
 // opsAPIPrefix is where the operations dashboard reads its data (tenant names, counts,
 // ratings): its routes are declared for operators, the admin scope (mountPages).
 const opsAPIPrefix = "/ops/api/"
+
+// analyticsLimited charges an analytics request (analyticsRequest) to the caller's
+// analytics budget (chargeAnalytics) before next reads its body, and answers 429 with
+// Retry-After over it. authorize has already required the admin scope (mountPages);
+// while security is off every caller is unlimited.
+func (s *Service) analyticsLimited(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.sec != nil && analyticsRequest(r) {
+			if prob, retry := s.chargeAnalytics(r.Context()); prob != nil {
+				if retry != "" {
+					w.Header().Set("Retry-After", retry)
+				}
+				writeProblem(w, r, prob)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// analyticsRequest reports whether r queries the analytics store: the business report
+// and the SQL box (`studio sql`).
+func analyticsRequest(r *http.Request) bool {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == opsAPIPrefix+"business",
+		r.Method == http.MethodPost && r.URL.Path == opsAPIPrefix+"sql":
+		return true
+	}
+	return false
+}
+
+// chargeAnalytics counts one analytics request of the caller against
+// Policy.AnalyticsWindow, a budget of its own (the job-request budget is untouched),
+// and returns the refusal (429 rate_limited with the Retry-After seconds) or nil.
+func (s *Service) chargeAnalytics(ctx context.Context) (*Problem, string) {
+	p := s.principal(ctx)
+	d, err := s.sec.Limiter.AllowFor(ctx, p.Tenant, p.User, quota.PurposeAnalytics, s.sec.Policy.AnalyticsWindow())
+	if err != nil {
+		return s.refusal(fmt.Errorf("analytics rate limit: %w", err), opsAPIPrefix)
+	}
+	if !d.Allowed {
+		return s.refusal(d.Err(), opsAPIPrefix)
+	}
+	return nil, ""
+}
 
 // authenticate runs before the mux when security is on. It checks the credential of
 // a request whose route (its declared Access in routes) looks at one, before anything

@@ -103,7 +103,7 @@ var ProblemCodes = map[string]string{
 	"rollout_active":           "409: the task already has a rollout that has not ended; abort it first.",
 	"rollout_state":            "409: the rollout's state does not allow this (only a paused rollout resumes, an ended one cannot be aborted).",
 	"webhooks_disabled":        "422: the server has no webhook secret, so callback_url cannot be used.",
-	"rate_limited":             "429: too many requests in the last hour for your tier; wait Retry-After seconds.",
+	"rate_limited":             "429: too many requests in the last hour: job submissions and upload presigns for your tier (--rate-limit), or operations analytics (--analytics-rate-limit, business report and SQL); wait Retry-After seconds.",
 	"too_many_active_jobs":     "429: your tier's number of queued or running jobs is reached; wait for one to finish.",
 	"quota_exceeded":           "429: the API key used its requests for today (UTC); wait Retry-After seconds.",
 	"internal":                 "500: unexpected error; quote the request id.",
