@@ -49,11 +49,11 @@ type Policy struct {
 	envErr error
 }
 
-// DefaultPolicy allows 3 active jobs and 100 requests per hour in every tier, and 120
-// analytics requests per hour per caller (the dashboard reads the business report once
-// a minute).
+// DefaultPolicy allows 3 active jobs and 100 requests per hour in every tier, and 300
+// analytics requests per hour per caller (an open dashboard reads the business report
+// once a minute, 60 an hour).
 func DefaultPolicy() Policy {
-	return Policy{Default: Limits{MaxActive: 3, RequestsPerHour: 100}, AnalyticsPerHour: 120}
+	return Policy{Default: Limits{MaxActive: 3, RequestsPerHour: 100}, AnalyticsPerHour: 300}
 }
 
 // AnalyticsWindow returns the sliding window that enforces AnalyticsPerHour.
