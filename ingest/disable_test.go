@@ -55,9 +55,13 @@ func TestDisablingAUserRefusesEveryCredentialOnBothEntriesUntilEnabled(t *testin
 	defer sse.Body.Close()
 	require.Equal(t, http.StatusOK, sse.StatusCode)
 	unusedTicket := e.ticketFor(t, key, job)
+	r := e.call(t, http.MethodPost, "/v1/uploads", key, nil, "")
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	var upload ingest.UploadTicket
+	require.NoError(t, json.Unmarshal(r.body, &upload))
 
 	// Only an admin of the tenant disables, never themselves, and only existing users.
-	r := e.call(t, http.MethodPost, "/v1/users/dan/disable", e.tokens["carol"], nil, "")
+	r = e.call(t, http.MethodPost, "/v1/users/dan/disable", e.tokens["carol"], nil, "")
 	require.Equal(t, http.StatusForbidden, r.status, "%s", r.body)
 	r = e.call(t, http.MethodPost, "/v1/users/dan/disable", e.tokens["bob"], nil, "")
 	require.Equal(t, http.StatusForbidden, r.status, "an admin of another tenant is no admin here: %s", r.body)
@@ -111,6 +115,9 @@ func TestDisablingAUserRefusesEveryCredentialOnBothEntriesUntilEnabled(t *testin
 	require.Equal(t, http.StatusUnauthorized, r.status, "the refresh family was revoked: %s", r.body)
 	r = e.call(t, http.MethodPost, "/v1/auth/login", admin, []byte(`{"tenant":"ta","user":"dan"}`), "application/json")
 	require.Equal(t, http.StatusForbidden, r.status, "no new session for a disabled user: %s", r.body)
+	require.Equal(t, "user_disabled", problemCode(t, r.body))
+	r = e.call(t, http.MethodPut, upload.UploadURL, "", encodePNG(t, gridImage(8, 8)), "image/png")
+	require.Equal(t, http.StatusForbidden, r.status, "a URL presigned before the disable stores nothing: %s", r.body)
 	require.Equal(t, "user_disabled", problemCode(t, r.body))
 	status, code := e.openEvents(t, job, "ticket="+url.QueryEscape(unusedTicket))
 	require.Equal(t, http.StatusForbidden, status, "a ticket minted before the disable")
