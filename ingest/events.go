@@ -94,8 +94,16 @@ func revoked(err error) (string, bool) {
 func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(kind string, rec *schemas.JobRecord) error, tick func() error) error {
 	ctx, done := s.trackStream(ctx)
 	defer done()
+	// A disable or deletion between authentication and trackStream reached no
+	// watcher: check once now that the stream is registered.
+	if err := s.stillActive(ctx); err != nil {
+		return err
+	}
 	updates, err := s.jobs.Watch(ctx, rec.ID)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errUserGone) || errors.Is(cause, errUserDisabled) {
+			return cause // ended while the watch was being set up
+		}
 		return err
 	}
 	ping := time.NewTicker(s.cfg.PingInterval)

@@ -102,7 +102,8 @@ func (s *Service) startUserWatch() {
 
 // watchUsers follows the users bucket until the service closes and ends the live
 // streams of every user that is disabled or deleted. A failed or ended watch is
-// started again after a second.
+// started again after a pause that doubles from one second to 30 while it keeps
+// failing; only the first failure of a streak is logged.
 func (s *Service) watchUsers() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -110,11 +111,17 @@ func (s *Service) watchUsers() {
 		<-s.closing
 		cancel()
 	}()
+	pause, failing := time.Second, false
 	for ctx.Err() == nil {
 		changes, err := s.sec.Users.Watch(ctx)
 		if err != nil {
-			s.log.WithError(err).Warn("cannot follow the users bucket; live streams of disabled users close at their next ping")
+			if !failing {
+				s.log.WithError(err).Warn("cannot follow the users bucket; live streams of disabled users close at their next ping until it works again")
+			}
+			failing = true
+			pause = min(2*pause, 30*time.Second)
 		} else {
+			failing, pause = false, time.Second
 			// Streams registered before the watch began miss changes made meanwhile:
 			// check their users once now.
 			for _, user := range s.live.users() {
@@ -140,7 +147,7 @@ func (s *Service) watchUsers() {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(pause):
 		}
 	}
 }
