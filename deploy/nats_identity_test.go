@@ -206,6 +206,19 @@ func TestANATSSubmissionIsTheJobOfTheConnectionsUser(t *testing.T) {
 		}
 	}
 
+	t.Run("a NATS user whose studio user is disabled is refused until enabled", func(t *testing.T) {
+		_, err := sec.Users.SetDisabled(ctx, "acme", "acme", true)
+		noErr(t, err)
+		rec, refused := submit(t, schemas.JobRequest{}, nil)
+		if rec != nil || refused != "403 user_disabled" {
+			t.Errorf("got job %v, refusal %q; want 403 user_disabled", rec, refused)
+		}
+		_, err = sec.Users.SetDisabled(ctx, "acme", "acme", false)
+		noErr(t, err)
+		if rec, refused := submit(t, schemas.JobRequest{}, nil); rec == nil {
+			t.Errorf("refused after enable: %s", refused)
+		}
+	})
 	t.Run("a NATS user with no studio user of its name is refused", func(t *testing.T) {
 		noErr(t, sec.Users.Delete(ctx, "acme", "acme"))
 		rec, refused := submit(t, schemas.JobRequest{}, nil)

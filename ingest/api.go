@@ -91,6 +91,7 @@ func (s *Service) Handler() http.Handler {
 	s.registerRoutes(api)
 	s.registerRolloutRoutes(api)
 	if s.sec != nil {
+		s.startUserWatch()
 		s.registerAuthRoutes(api)
 		s.registerTicketRoutes(api)
 		s.registerWebhookSecretRoutes(api)
@@ -120,11 +121,11 @@ func (s *Service) mountPages(table *routeTable) {
 		}
 	}
 	for _, pattern := range patterns {
-		a := public
+		a, h := public, s.pages
 		if _, path, _ := strings.Cut(pattern, " "); strings.HasPrefix(path, opsAPIPrefix) {
-			a = scoped(auth.ScopeAdmin)
+			a, h = scoped(auth.ScopeAdmin), s.analyticsLimited(s.pages)
 		}
-		table.handle(pattern, a, s.pages)
+		table.handle(pattern, a, h)
 	}
 }
 

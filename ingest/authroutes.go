@@ -78,6 +78,10 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 			s.audit(ctx, auth.ActionLogin, "user/"+in.Body.Tenant+"/"+in.Body.User, auth.ResultDenied)
 			return nil, problem(404, "user_not_found", fmt.Sprintf("no user %q in tenant %q", in.Body.User, in.Body.Tenant))
 		}
+		if errors.Is(err, auth.ErrUserDisabled) {
+			s.audit(ctx, auth.ActionLogin, "user/"+in.Body.Tenant+"/"+in.Body.User, auth.ResultDenied)
+			return nil, userDisabled(err)
+		}
 		if err != nil {
 			return nil, s.asProblem(err, "login")
 		}
@@ -86,10 +90,14 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 	})
 	route(s, api, v, huma.Operation{OperationID: "refresh", Method: http.MethodPost, Path: "/auth/refresh", Tags: tags,
 		Summary:     "Rotate a refresh token",
-		Description: "Returns a new token pair. Each refresh token works once: presenting an old one again revokes the whole session.",
-		Errors:      []int{401, 503}, Metadata: declare(bodyCredential),
+		Description: "Returns a new token pair. Each refresh token works once: presenting an old one again revokes the whole session. A disabled user's refresh is refused (403 user_disabled).",
+		Errors:      []int{401, 403, 503}, Metadata: declare(bodyCredential),
 	}, func(ctx context.Context, in *struct{ Body RefreshRequest }) (*bodyOutput[auth.TokenPair], error) {
 		pair, err := s.sec.Issuer.Refresh(ctx, in.Body.RefreshToken)
+		if errors.Is(err, auth.ErrUserDisabled) {
+			s.audit(ctx, auth.ActionTokenRefresh, "", auth.ResultDenied)
+			return nil, userDisabled(err)
+		}
 		if err != nil {
 			if errors.Is(err, auth.ErrInvalidToken) || errors.Is(err, auth.ErrTokenRevoked) || errors.Is(err, auth.ErrUserNotFound) {
 				s.audit(ctx, auth.ActionTokenRefresh, "", auth.ResultDenied)
@@ -309,6 +317,20 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned) {
 		s.audit(ctx, auth.ActionUserSetTier, "user/"+in.ID, auth.ResultAllowed)
 		return &bodyOutput[auth.User]{Status: http.StatusOK, Body: *u}, nil
 	})
+	route(s, api, v, huma.Operation{OperationID: "disable-user", Method: http.MethodPost, Path: "/users/{id}/disable", Tags: tags,
+		Summary:     "Disable a user",
+		Description: "Suspends the user at once on every replica and entry: their API keys, access tokens, refresh tokens and event-stream tickets are refused with 403 user_disabled, their sessions are revoked, their live WebSocket and SSE progress streams close within a second, and NATS submissions as them are refused. Jobs already accepted keep running and their results are kept. Idempotent; POST /v1/users/{id}/enable undoes it.",
+		Errors:      []int{401, 403, 404, 409, 503}, Metadata: admin(auth.ActionUserDisable),
+	}, func(ctx context.Context, in *userPath) (*bodyOutput[auth.User], error) {
+		return s.setUserDisabled(ctx, in.ID, true)
+	})
+	route(s, api, v, huma.Operation{OperationID: "enable-user", Method: http.MethodPost, Path: "/users/{id}/enable", Tags: tags,
+		Summary:     "Enable a disabled user",
+		Description: "Lifts a disable: the user's API keys that were not revoked otherwise work again; sessions revoked by the disable stay revoked (log in again). Idempotent.",
+		Errors:      []int{401, 403, 404, 503}, Metadata: admin(auth.ActionUserEnable),
+	}, func(ctx context.Context, in *userPath) (*bodyOutput[auth.User], error) {
+		return s.setUserDisabled(ctx, in.ID, false)
+	})
 	route(s, api, v, huma.Operation{OperationID: "delete-user", Method: http.MethodDelete, Path: "/users/{id}", Tags: tags,
 		Summary: "Delete a user", Description: "Revokes the user's sessions and deletes the record; their jobs and data stay (DELETE /v1/users/{id}/data erases them).",
 		DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503}, Metadata: admin(auth.ActionUserDelete),
@@ -348,4 +370,30 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned) {
 		// ErasureRequest the Eraser published (who, whom, when) is the erasure's record.
 		return &bodyOutput[erasure.ErasureReport]{Status: http.StatusOK, Body: *rep}, nil
 	})
+}
+
+// setUserDisabled disables or enables a user of the caller's tenant for the disable and
+// enable routes (declared admin only). Disabling sets the flag first, so every
+// credential is refused from that write on, and then revokes the user's sessions;
+// nobody disables themselves (409), which would lock the tenant's last admin out.
+func (s *Service) setUserDisabled(ctx context.Context, id string, disabled bool) (*bodyOutput[auth.User], error) {
+	action := auth.ActionUserEnable
+	if disabled {
+		action = auth.ActionUserDisable
+	}
+	p := s.principal(ctx)
+	if disabled && id == p.User {
+		return nil, problem(http.StatusConflict, "disable_self", "you cannot disable yourself; ask another admin of the tenant")
+	}
+	u, err := s.sec.Users.SetDisabled(ctx, p.Tenant, id, disabled)
+	if err != nil {
+		return nil, s.userProblem(err, id)
+	}
+	if disabled {
+		if _, err := s.sec.Issuer.RevokeUser(ctx, p.Tenant, id); err != nil {
+			return nil, s.asProblem(err, "disable user")
+		}
+	}
+	s.audit(ctx, action, "user/"+id, auth.ResultAllowed)
+	return &bodyOutput[auth.User]{Status: http.StatusOK, Body: *u}, nil
 }

@@ -44,6 +44,8 @@ func TestPNGAndWebPFilesOverTheirDecodingBoundsAreRefusedAtAdmissionOnBothEntrie
 			status: http.StatusUnsupportedMediaType, code: "unsupported_format", says: "300 frames"},
 		{name: "a WebP whose image data is larger than its canvas", img: imagetest.WebP(still, imagetest.VP8L(6000, 6000)),
 			status: http.StatusUnprocessableEntity, code: "corrupt_image", says: "declared 40x30"},
+		{name: "a 2.4 KB lossy WebP declaring 12000x3333 pixels", img: imagetest.LossyWebPDeclaring(12000, 3333),
+			status: http.StatusUnprocessableEntity, code: "corrupt_image", says: "too few for the modes of its macroblocks"},
 	}
 	for _, entry := range admissionEntries {
 		t.Run(entry.name, func(t *testing.T) {

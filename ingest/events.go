@@ -58,27 +58,52 @@ func isWebSocket(r *http.Request) bool {
 var errUserGone = errors.New("the stream's user no longer exists")
 
 // stillActive returns errUserGone once the caller's user record is gone (deleted or
-// erased): a stream outlives no credential. A lookup that fails for another reason is
-// tried again at the next ping.
+// erased) and errUserDisabled while it is disabled: a stream outlives no credential.
+// A lookup that fails for another reason is tried again at the next ping.
 func (s *Service) stillActive(ctx context.Context) error {
 	if s.sec == nil {
 		return nil
 	}
 	p := s.principal(ctx)
-	if _, err := s.sec.Users.Get(ctx, p.Tenant, p.User); errors.Is(err, auth.ErrUserNotFound) {
+	u, err := s.sec.Users.Get(ctx, p.Tenant, p.User)
+	switch {
+	case errors.Is(err, auth.ErrUserNotFound):
 		return errUserGone
+	case err == nil && u.Disabled:
+		return errUserDisabled
 	}
 	return nil
 }
 
+// revoked reports whether err ended a stream because its user was deleted or
+// disabled, and says why for the client.
+func revoked(err error) (string, bool) {
+	switch {
+	case errors.Is(err, errUserGone):
+		return "your user no longer exists", true
+	case errors.Is(err, errUserDisabled):
+		return "your user was disabled", true
+	}
+	return "", false
+}
+
 // follow calls emit with the job's current state, then after every change and every
 // queue move, until the job is final, ctx ends or emit fails. tick runs every
-// PingInterval (keep-alives), after checking that the caller's user still exists.
+// PingInterval (keep-alives), after checking that the caller's user still exists and
+// is enabled; disabling or deleting the user ends the stream at once (trackStream).
 func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(kind string, rec *schemas.JobRecord) error, tick func() error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, done := s.trackStream(ctx)
+	defer done()
+	// A disable or deletion between authentication and trackStream reached no
+	// watcher: check once now that the stream is registered.
+	if err := s.stillActive(ctx); err != nil {
+		return err
+	}
 	updates, err := s.jobs.Watch(ctx, rec.ID)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errUserGone) || errors.Is(cause, errUserDisabled) {
+			return cause // ended while the watch was being set up
+		}
 		return err
 	}
 	ping := time.NewTicker(s.cfg.PingInterval)
@@ -90,6 +115,9 @@ func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(
 	for {
 		select {
 		case <-ctx.Done():
+			if cause := context.Cause(ctx); errors.Is(cause, errUserGone) || errors.Is(cause, errUserDisabled) {
+				return cause
+			}
 			return ctx.Err()
 		case <-s.closing:
 			return errClosing
@@ -209,8 +237,8 @@ func (s *Service) serveWebSocket(w http.ResponseWriter, r *http.Request, rec *sc
 		c.Close(websocket.StatusGoingAway, "server shutting down; reconnect")
 		return
 	}
-	if errors.Is(err, errUserGone) {
-		c.Close(websocket.StatusPolicyViolation, "your user no longer exists")
+	if why, ok := revoked(err); ok {
+		c.Close(websocket.StatusPolicyViolation, why)
 		return
 	}
 	if err != nil {
@@ -259,9 +287,10 @@ func (s *Service) serveSSE(w http.ResponseWriter, r *http.Request, rec *schemas.
 		return err
 	}
 	err := s.follow(r.Context(), rec, emit, tick)
+	why, isRevoked := revoked(err)
 	switch {
-	case errors.Is(err, errUserGone):
-		_, _ = io.WriteString(w, "event: revoked\ndata: your user no longer exists\n\n")
+	case isRevoked:
+		_, _ = io.WriteString(w, "event: revoked\ndata: "+why+"\n\n")
 		flusher.Flush()
 	case err != nil && r.Context().Err() == nil && !errors.Is(err, errClosing):
 		s.log.WithError(err).WithField("job_id", rec.ID).Warn("job event stream failed")

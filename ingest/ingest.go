@@ -168,6 +168,9 @@ type Service struct {
 	// routes is the route table of the last Handler (Routes).
 	routes   *routeTable
 	rollouts *rollout.Manager
+	// live are the open event streams by user, closed when the user is disabled or
+	// deleted on any replica (revocation.go).
+	live liveStreams
 }
 
 // Close ends the open event streams (WebSocket clients are told to reconnect) so that

@@ -220,6 +220,11 @@ func (s *Service) natsCaller(ctx context.Context, h map[string][]string, req aut
 			fmt.Sprintf("NATS user %q of account %s submits as studio user %q of tenant %q, which does not exist; an admin creates it with `studio users create`", sender.User, sender.Account, sender.User, tenant))
 	case err != nil:
 		return auth.Principal{}, err
+	case u.Disabled:
+		if err := audit(auth.Principal{Tenant: tenant, User: sender.User}, auth.ResultDenied); err != nil {
+			return auth.Principal{}, err
+		}
+		return auth.Principal{}, userDisabled(u.CheckEnabled())
 	}
 	p := u.Principal()
 	if err := audit(p, auth.ResultAllowed); err != nil {

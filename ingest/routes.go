@@ -88,11 +88,13 @@ func (s *Service) registerRoutes(api huma.API) {
 
 	route(s, api, stable, huma.Operation{OperationID: "create-upload", Method: http.MethodPost, Path: "/uploads", Tags: []string{"uploads"},
 		Summary:       "Presign an upload",
-		Description:   "For large files or clients that cannot send multipart: returns a URL to PUT the raw file to (no other credentials needed, valid for 15 minutes) and the key to reference from a JSON job request.",
-		DefaultStatus: http.StatusCreated, Errors: []int{503}, Metadata: declare(scoped(auth.ScopeJobsWrite)),
+		Description:   "For large files or clients that cannot send multipart: returns a URL to PUT the raw file to (no other credentials needed, valid for 15 minutes) and the key to reference from a JSON job request. Each presign counts as one request against your rate limit, as a job submission does (429 rate_limited with Retry-After).",
+		DefaultStatus: http.StatusCreated, Errors: []int{403, 429, 503}, Metadata: declare(scoped(auth.ScopeJobsWrite)),
 	}, func(ctx context.Context, _ *struct{}) (*bodyOutput[UploadTicket], error) {
 		tenant, user := s.caller(ctx)
-		if _, err := s.activeUser(ctx, tenant, user); err != nil {
+		// The admission's caller rules: an enabled user, and one request charged to the
+		// same per-user rate limit as a job.
+		if err := s.chargeRequest(ctx); err != nil {
 			return nil, err
 		}
 		tk, err := s.newUploadTicket(ctx, tenant, user)
@@ -281,4 +283,23 @@ func (s *Service) feedback(ctx context.Context, in FeedbackRequest) (*FeedbackAc
 		return nil, s.asProblem(err, "feedback")
 	}
 	return &FeedbackAccepted{ID: fb.ID, JobID: rec.ID, Rating: rating}, nil
+}
+
+// chargeRequest applies the caller rules of Admit (jobs:write, an existing enabled
+// user, one request charged to the user's rate limit) to a route that is no job
+// submission but costs like one (presigning an upload), and renders a refusal as the
+// answer (429 with Retry-After for the limit).
+func (s *Service) chargeRequest(ctx context.Context) error {
+	if s.sec == nil {
+		return nil
+	}
+	p := s.principal(ctx)
+	if _, _, err := s.admitCaller(ctx, &p, true); err != nil {
+		prob, retry := s.refusal(err, "rate limit")
+		if retry != "" {
+			return huma.ErrorWithHeaders(prob, http.Header{"Retry-After": {retry}})
+		}
+		return prob
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 
@@ -56,6 +57,51 @@ const actionUserErase = "user-erase"
 // ratings): its routes are declared for operators, the admin scope (mountPages).
 const opsAPIPrefix = "/ops/api/"
 
+// analyticsLimited charges an analytics request (analyticsRequest) to the caller's
+// analytics budget (chargeAnalytics) before next reads its body, and answers 429 with
+// Retry-After over it. authorize has already required the admin scope (mountPages);
+// while security is off every caller is unlimited.
+func (s *Service) analyticsLimited(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.sec != nil && analyticsRequest(r) {
+			if prob, retry := s.chargeAnalytics(r.Context()); prob != nil {
+				if retry != "" {
+					w.Header().Set("Retry-After", retry)
+				}
+				writeProblem(w, r, prob)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// analyticsRequest reports whether r queries the analytics store: the business report
+// and the SQL box (`studio sql`).
+func analyticsRequest(r *http.Request) bool {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == opsAPIPrefix+"business",
+		r.Method == http.MethodPost && r.URL.Path == opsAPIPrefix+"sql":
+		return true
+	}
+	return false
+}
+
+// chargeAnalytics counts one analytics request of the caller against
+// Policy.AnalyticsWindow, a budget of its own (the job-request budget is untouched),
+// and returns the refusal (429 rate_limited with the Retry-After seconds) or nil.
+func (s *Service) chargeAnalytics(ctx context.Context) (*Problem, string) {
+	p := s.principal(ctx)
+	d, err := s.sec.Limiter.AllowFor(ctx, p.Tenant, p.User, quota.PurposeAnalytics, s.sec.Policy.AnalyticsWindow())
+	if err != nil {
+		return s.refusal(fmt.Errorf("analytics rate limit: %w", err), opsAPIPrefix)
+	}
+	if !d.Allowed {
+		return s.refusal(d.Err(), opsAPIPrefix)
+	}
+	return nil, ""
+}
+
 // authenticate runs before the mux when security is on. It checks the credential of
 // a request whose route (its declared Access in routes) looks at one, before anything
 // else: a route that needs one and gets none or a bad one is answered 401 (429, 503)
@@ -92,7 +138,7 @@ func (s *Service) authenticate(w http.ResponseWriter, r *http.Request, routes *r
 }
 
 // credentialRefusal renders an Authenticator error for any transport (HTTP, NATS):
-// the problem (401, 429 or 503) and the headers that go with it (WWW-Authenticate,
+// the problem (401, 403 user_disabled, 429 or 503) and the headers that go with it (WWW-Authenticate,
 // Retry-After).
 func (s *Service) credentialRefusal(err error, requestID string) (*Problem, http.Header) {
 	h := http.Header{}
@@ -106,6 +152,8 @@ func (s *Service) credentialRefusal(err error, requestID string) (*Problem, http
 		h.Set("WWW-Authenticate", `Bearer realm="studio", error="invalid_token"`)
 		return problem(http.StatusUnauthorized, "invalid_token",
 			err.Error()+"; refresh the token (POST /v1/auth/refresh) or log in again"), h
+	case errors.Is(err, auth.ErrUserDisabled):
+		return userDisabled(err), h
 	case errors.As(err, &ex):
 		h.Set("Retry-After", quota.RetryAfterSeconds(ex.RetryAfter))
 		return problem(http.StatusTooManyRequests, ex.Code(), ex.Error()), h
@@ -148,7 +196,7 @@ func (s *Service) audit(ctx context.Context, action, resource, result string) {
 }
 
 // activeUser returns the user's record, or a 403 problem when the user no longer
-// exists. Admit and every route that stores something for a user call it, so a deleted
+// exists (user_not_found) or is disabled (user_disabled). Admit and every route that stores something for a user call it, so a deleted
 // or erased user's credentials and signed URLs create nothing. With security off there
 // is no user store and it returns nil, nil.
 func (s *Service) activeUser(ctx context.Context, tenant, user string) (*auth.User, error) {
@@ -162,7 +210,15 @@ func (s *Service) activeUser(ctx context.Context, tenant, user string) (*auth.Us
 	case err != nil:
 		return nil, s.asProblem(err, "user lookup")
 	}
+	if err := u.CheckEnabled(); err != nil {
+		return nil, userDisabled(err)
+	}
 	return u, nil
+}
+
+// userDisabled is the answer to every credential of a disabled user, on every entry.
+func userDisabled(err error) *Problem {
+	return problem(http.StatusForbidden, "user_disabled", err.Error()+"; its API keys work again once it is enabled (POST /v1/users/{id}/enable), its sessions need a new login")
 }
 
 // visible returns a 404 problem unless the caller may see rec (auth.CheckJob: the

@@ -25,6 +25,8 @@ const usersUsage = `usage: studio users COMMAND --tenant T [--user U] [flags]
   create    --tenant T --user U [--tier normal] [--admin]   add a user
   list      --tenant T                                     list a tenant's users
   set-tier  --tenant T --user U --tier premium|normal|free change a tier (applies at the next token refresh)
+  disable   --tenant T --user U                            refuse every credential of the user, revoke their sessions, close their streams
+  enable    --tenant T --user U                            lift a disable: API keys that were not revoked work again
   delete    --tenant T --user U                            revoke the user's sessions and delete the record; jobs stay
   erase     --tenant T --user U                            GDPR erasure: every object, record, message and analytics row
   token     --tenant T --user U                            print an access and a refresh token for the user
@@ -48,7 +50,7 @@ type usersDeps struct {
 }
 
 // usersVerbs are the users commands.
-var usersVerbs = []string{"create", "list", "set-tier", "delete", "erase", "token"}
+var usersVerbs = []string{"create", "list", "set-tier", "disable", "enable", "delete", "erase", "token"}
 
 func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 	if asked, err := verbHelp(args, usersUsage, stdout); asked {
@@ -165,13 +167,17 @@ func usersAction(ctx context.Context, sub string, o usersOptions, d usersDeps, s
 			return "", err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USER\tTIER\tSCOPES\tCREATED")
+		fmt.Fprintln(tw, "USER\tTIER\tSCOPES\tCREATED\tSTATE")
 		for _, u := range list {
 			scopes := make([]string, len(u.Scopes))
 			for i, s := range u.Scopes {
 				scopes[i] = string(s)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.ID, u.Tier, strings.Join(scopes, ","), u.CreatedAt.Format("2006-01-02 15:04"))
+			state := "enabled"
+			if u.Disabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.ID, u.Tier, strings.Join(scopes, ","), u.CreatedAt.Format("2006-01-02 15:04"), state)
 		}
 		return "", tw.Flush()
 	case "set-tier":
@@ -181,6 +187,28 @@ func usersAction(ctx context.Context, sub string, o usersOptions, d usersDeps, s
 		}
 		fmt.Fprintf(stdout, "%s/%s is now %s (tokens pick it up at their next refresh)\n", u.Tenant, u.ID, u.Tier)
 		return auth.ActionUserSetTier, nil
+	case "disable":
+		// The flag first: from this write on every credential is refused, then the
+		// sessions are revoked (as POST /v1/users/{id}/disable does).
+		iss, err := d.Issuer()
+		if err != nil {
+			return auth.ActionUserDisable, err
+		}
+		if _, err := d.Users.SetDisabled(ctx, o.tenant, o.user, true); err != nil {
+			return auth.ActionUserDisable, err
+		}
+		n, err := iss.RevokeUser(ctx, o.tenant, o.user)
+		if err != nil {
+			return auth.ActionUserDisable, err
+		}
+		fmt.Fprintf(stdout, "disabled %s/%s and revoked %d sessions; their API keys are refused and their live streams closed until `studio users enable`\n", o.tenant, o.user, n)
+		return auth.ActionUserDisable, nil
+	case "enable":
+		if _, err := d.Users.SetDisabled(ctx, o.tenant, o.user, false); err != nil {
+			return auth.ActionUserEnable, err
+		}
+		fmt.Fprintf(stdout, "enabled %s/%s; their API keys work again, sessions need a new login (`studio users token`)\n", o.tenant, o.user)
+		return auth.ActionUserEnable, nil
 	case "delete":
 		iss, err := d.Issuer()
 		if err != nil {

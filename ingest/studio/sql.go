@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/creativeai-studio/studio/schemas"
 )
@@ -36,7 +38,7 @@ func (h *handler) sql(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusBadRequest, "invalid_body", `the body must be {"sql": "SELECT …"} under 64 KiB: `+err.Error())
 		return
 	}
-	res, err := h.cfg.SQL(r.Context(), req.SQL)
+	res, err := h.sqlc.get(r.Context(), req.SQL)
 	switch {
 	case errors.Is(err, schemas.ErrAnalyticsOff):
 		writeProblem(w, r, http.StatusServiceUnavailable, "analytics_not_configured", "analytics not configured: the ClickHouse sink is off on this server")
@@ -63,4 +65,75 @@ func (h *handler) cookbook(w http.ResponseWriter, r *http.Request) {
 		list = []schemas.SQLQuery{}
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+// SQLTTL is how long an analyst query's result is served from memory by default
+// (Config.SQLTTL): the same statement sent again within it, by anyone, does not reach
+// the analytics store.
+const SQLTTL = 30 * time.Second
+
+// sqlCacheEntries bounds the results kept (each at most schemas.MaxRows rows).
+const sqlCacheEntries = 64
+
+// sqlCache keeps the results of recent analyst queries by their exact text. Callers of
+// the same statement wait for one run; failures are not kept. Safe for concurrent use.
+type sqlCache struct {
+	fn  SQLFunc
+	ttl time.Duration // <= 0: every call queries
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*sqlEntry
+}
+
+type sqlEntry struct {
+	mu  sync.Mutex
+	res *schemas.SQLResult // never mutated once stored
+	at  time.Time
+}
+
+func newSQLCache(fn SQLFunc, ttl time.Duration) *sqlCache {
+	return &sqlCache{fn: fn, ttl: ttl, now: time.Now, entries: map[string]*sqlEntry{}}
+}
+
+// get returns the result of query, running it unless a result younger than the TTL is
+// kept. Expired entries are dropped when the cache is full; when all are fresh, the
+// query runs uncached.
+func (c *sqlCache) get(ctx context.Context, query string) (*schemas.SQLResult, error) {
+	if c.ttl <= 0 {
+		return c.fn(ctx, query)
+	}
+	c.mu.Lock()
+	e := c.entries[query]
+	if e == nil {
+		if len(c.entries) >= sqlCacheEntries {
+			for q, old := range c.entries {
+				if old.mu.TryLock() {
+					if old.res == nil || c.now().Sub(old.at) >= c.ttl {
+						delete(c.entries, q)
+					}
+					old.mu.Unlock()
+				}
+			}
+		}
+		if len(c.entries) >= sqlCacheEntries {
+			c.mu.Unlock()
+			return c.fn(ctx, query)
+		}
+		e = &sqlEntry{}
+		c.entries[query] = e
+	}
+	c.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.res != nil && c.now().Sub(e.at) < c.ttl {
+		return e.res, nil
+	}
+	res, err := c.fn(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	e.res, e.at = res, c.now()
+	return res, nil
 }

@@ -56,8 +56,12 @@ type Config struct {
 	// default (BusinessTTL), negative queries on every call.
 	BusinessTTL time.Duration
 	// SQL answers POST /ops/api/sql (the dashboard's SQL box and `studio sql`); nil
-	// answers 503. Like Business, the route needs an operator credential from the API.
+	// answers 503. Like Business, the route needs an operator credential from the API
+	// (and its per-caller rate limit). A statement's result is kept SQLTTL.
 	SQL SQLFunc
+	// SQLTTL is how long an analyst query's result is served from memory; 0 means the
+	// default (SQLTTL), negative queries on every call.
+	SQLTTL time.Duration
 	// Cookbook is what GET /ops/api/sql/cookbook lists (sink.Cookbook).
 	Cookbook []schemas.SQLQuery
 	// Log receives analytics failures; nil discards them.
@@ -74,12 +78,13 @@ type file struct {
 	etag  string
 }
 
-// handler serves the pages. Its only mutable state is the business report cache,
-// which locks itself: safe for concurrent use.
+// handler serves the pages. Its only mutable state is the business report and SQL
+// result caches, which lock themselves: safe for concurrent use.
 type handler struct {
 	cfg   Config
 	files map[string]file // by name under web/
 	biz   *businessCache  // nil when Config.Business is nil
+	sqlc  *sqlCache       // nil when Config.SQL is nil
 }
 
 // Handler returns the studio, the dashboard and their static files (see Routes).
@@ -97,6 +102,13 @@ func Handler(cfg Config) http.Handler {
 			ttl = BusinessTTL
 		}
 		h.biz = newBusinessCache(cfg.Business, ttl)
+	}
+	if cfg.SQL != nil {
+		ttl := cfg.SQLTTL
+		if ttl == 0 {
+			ttl = SQLTTL
+		}
+		h.sqlc = newSQLCache(cfg.SQL, ttl)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.page("index.html"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -370,5 +371,75 @@ func TestAFailedBusinessQueryIsRetriedNotCached(t *testing.T) {
 	}
 	if r := get(t, h, "/ops/api/business"); r.StatusCode != http.StatusOK {
 		t.Fatalf("second call: status %d, want 200 from a fresh query", r.StatusCode)
+	}
+}
+
+// Concurrent runs of one statement query the store once; another statement has its
+// own entry; a result older than the TTL is queried again; a failure is not kept; a
+// full cache of fresh results runs new statements uncached instead of growing.
+func TestSQLResultsAreCachedPerStatement(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	fail := false
+	fn := func(_ context.Context, q string) (*schemas.SQLResult, error) {
+		mu.Lock()
+		calls[q]++
+		f := fail
+		mu.Unlock()
+		time.Sleep(10 * time.Millisecond) // concurrent callers arrive while this runs
+		if f {
+			return nil, errors.New("store down")
+		}
+		return &schemas.SQLResult{Rows: [][]any{{q}}}, nil
+	}
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	cache := newSQLCache(fn, SQLTTL)
+	cache.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	count := func(q string) int { mu.Lock(); defer mu.Unlock(); return calls[q] }
+	hammer := func(q string) {
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := cache.get(context.Background(), q)
+				if err != nil || res.Rows[0][0] != q {
+					t.Errorf("%s: %v %v", q, res, err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	hammer("SELECT 1")
+	hammer("SELECT 2")
+	if count("SELECT 1") != 1 || count("SELECT 2") != 1 {
+		t.Fatalf("calls %v, want one per statement", calls)
+	}
+	mu.Lock()
+	now = now.Add(SQLTTL)
+	mu.Unlock()
+	hammer("SELECT 1")
+	if got := count("SELECT 1"); got != 2 {
+		t.Fatalf("after the TTL: %d runs, want 2", got)
+	}
+	mu.Lock()
+	fail, now = true, now.Add(SQLTTL)
+	mu.Unlock()
+	if _, err := cache.get(context.Background(), "SELECT 1"); err == nil {
+		t.Fatal("a failure was answered from the cache")
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	if _, err := cache.get(context.Background(), "SELECT 1"); err != nil || count("SELECT 1") != 4 {
+		t.Fatalf("after a failure: %v, %d runs, want a new run", err, count("SELECT 1"))
+	}
+	for i := range sqlCacheEntries + 10 {
+		if _, err := cache.get(context.Background(), fmt.Sprintf("SELECT %d", 100+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(cache.entries); n > sqlCacheEntries {
+		t.Fatalf("%d entries kept, want at most %d", n, sqlCacheEntries)
 	}
 }

@@ -32,6 +32,8 @@ const (
 	ActionUserCreate   = "user-create"
 	ActionUserSetTier  = "user-set-tier"
 	ActionUserDelete   = "user-delete"
+	ActionUserDisable  = "user-disable"
+	ActionUserEnable   = "user-enable"
 	ActionJobSubmit    = "job-submit"
 	ActionJobRead      = "job-read"
 	ActionJobCancel    = "job-cancel"

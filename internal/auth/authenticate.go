@@ -28,13 +28,14 @@ type Authenticator struct {
 	Tokens TokenVerifier
 	Keys   KeyAuthenticator
 	Audit  Auditor
-	// Users, when set, is asked whether the credential's user still exists: deleting a
-	// user stops every key and token of theirs at once, on every route and entry.
+	// Users, when set, is asked whether the credential's user still exists and is
+	// enabled: deleting or disabling a user stops every key and token of theirs at once,
+	// on every route and entry.
 	Users UserStore
 }
 
 // Authenticate returns the caller. Errors: ErrNoCredentials, ErrInvalidToken or
-// ErrInvalidKey (401), a *quota.Exceeded for a key over its daily quota (429), or an
+// ErrInvalidKey (401), ErrUserDisabled (403), a *quota.Exceeded for a key over its daily quota (429), or an
 // infrastructure error (503). If the decision cannot be audited the request is refused:
 // an unaudited request is not let through.
 func (a *Authenticator) Authenticate(ctx context.Context, authorization string, r Request) (Principal, error) {
@@ -42,7 +43,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string, 
 	result := ResultAllowed
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrNoCredentials), errors.Is(err, ErrInvalidToken), errors.Is(err, ErrInvalidKey):
+	case errors.Is(err, ErrNoCredentials), errors.Is(err, ErrInvalidToken), errors.Is(err, ErrInvalidKey), errors.Is(err, ErrUserDisabled):
 		result = ResultDenied
 	default:
 		var q interface{ Code() string }
@@ -83,7 +84,7 @@ func (a *Authenticator) check(ctx context.Context, authorization string) (Princi
 		if err != nil {
 			return p, err
 		}
-		return p, a.userExists(ctx, p, ErrInvalidKey)
+		return p, a.userActive(ctx, p, ErrInvalidKey)
 	}
 	if a.Tokens == nil {
 		return Principal{}, fmt.Errorf("%w: tokens are not accepted here", ErrInvalidToken)
@@ -92,17 +93,21 @@ func (a *Authenticator) check(ctx context.Context, authorization string) (Princi
 	if err != nil {
 		return p, err
 	}
-	return p, a.userExists(ctx, p, ErrInvalidToken)
+	return p, a.userActive(ctx, p, ErrInvalidToken)
 }
 
-// userExists returns an error wrapping refused when p's user has been deleted.
-func (a *Authenticator) userExists(ctx context.Context, p Principal, refused error) error {
+// userActive returns an error wrapping refused when p's user has been deleted, and one
+// wrapping ErrUserDisabled while it is disabled.
+func (a *Authenticator) userActive(ctx context.Context, p Principal, refused error) error {
 	if a.Users == nil {
 		return nil
 	}
-	_, err := a.Users.Get(ctx, p.Tenant, p.User)
+	u, err := a.Users.Get(ctx, p.Tenant, p.User)
 	if errors.Is(err, ErrUserNotFound) {
 		return fmt.Errorf("%w: %w: the user no longer exists", refused, ErrTokenRevoked)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return u.CheckEnabled()
 }

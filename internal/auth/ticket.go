@@ -75,8 +75,8 @@ func (i *Issuer) IssueTicket(p Principal, jobs []string) (Ticket, error) {
 
 // RedeemTicket checks a ticket for following job and uses it up: signature, use,
 // expiry (exact, without the clock leeway of tokens), the job, the user still
-// existing, and then a claim of its id in the TokenStore, which only the first
-// presentation wins on any replica. It returns the caller with the jobs:read scope
+// existing and being enabled, and then a claim of its id in the TokenStore, which only
+// the first presentation wins on any replica. It returns the caller with the jobs:read scope
 // (and admin when a tenant admin minted it, so that CheckJob lets them follow the
 // tenant's jobs); the HTTP layer accepts a ticket on event streams only.
 func (i *Issuer) RedeemTicket(ctx context.Context, ticket, job string) (Principal, error) {
@@ -95,6 +95,9 @@ func (i *Issuer) RedeemTicket(ctx context.Context, ticket, job string) (Principa
 		return Principal{}, fmt.Errorf("%w: %w: the user no longer exists", ErrInvalidToken, ErrTokenRevoked)
 	}
 	if err != nil {
+		return Principal{}, err
+	}
+	if err := u.CheckEnabled(); err != nil {
 		return Principal{}, err
 	}
 	first, err := i.store.Claim(ctx, DenyKeyTicket(c.ID), c.ExpiresAt.Time.Add(Leeway))

@@ -168,6 +168,9 @@ func (i *Issuer) Issue(ctx context.Context, tenant, user string) (TokenPair, err
 	if err != nil {
 		return TokenPair{}, err
 	}
+	if err := u.CheckEnabled(); err != nil {
+		return TokenPair{}, err
+	}
 	now := i.now()
 	fam := &RefreshFamily{
 		ID: NewTokenID(), Tenant: u.Tenant, User: u.ID, Current: NewTokenID(),
@@ -181,7 +184,7 @@ func (i *Issuer) Issue(ctx context.Context, tenant, user string) (TokenPair, err
 
 // Refresh rotates a refresh token: the presented token stops working and a new pair is
 // returned. The user record is read again, so tier and scope changes apply here, and a
-// deleted user cannot refresh. Presenting an already rotated token revokes the family
+// deleted or disabled user cannot refresh (ErrUserDisabled). Presenting an already rotated token revokes the family
 // and returns ErrRefreshReused.
 func (i *Issuer) Refresh(ctx context.Context, refreshToken string) (TokenPair, error) {
 	c, err := i.parse(refreshToken, UseRefresh)
@@ -199,6 +202,9 @@ func (i *Issuer) Refresh(ctx context.Context, refreshToken string) (TokenPair, e
 		return TokenPair{}, fmt.Errorf("%w: %w: the user no longer exists", ErrInvalidToken, ErrTokenRevoked)
 	}
 	if err != nil {
+		return TokenPair{}, err
+	}
+	if err := u.CheckEnabled(); err != nil {
 		return TokenPair{}, err
 	}
 	now := i.now()

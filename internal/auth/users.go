@@ -13,18 +13,25 @@ import (
 var (
 	ErrUserNotFound = errors.New("auth: user not found")
 	ErrUserExists   = errors.New("auth: user already exists")
+	// ErrUserDisabled: the user exists but an admin disabled it; every credential of
+	// theirs is refused (answer 403 user_disabled) until it is enabled again.
+	ErrUserDisabled = errors.New("auth: user disabled")
 )
 
 // User is a person (or service account) of one tenant. Ids are unique per tenant and
 // are subject tokens (letters, digits, '-', '_'), so no e-mail address or name is ever
 // needed to identify someone.
 type User struct {
-	Tenant    string       `json:"tenant"`
-	ID        string       `json:"id"`
-	Tier      schemas.Tier `json:"tier"`
-	Scopes    []Scope      `json:"scopes"`
-	CreatedAt time.Time    `json:"created_at"`
-	UpdatedAt time.Time    `json:"updated_at"`
+	Tenant string       `json:"tenant"`
+	ID     string       `json:"id"`
+	Tier   schemas.Tier `json:"tier"`
+	Scopes []Scope      `json:"scopes"`
+	// Disabled suspends the user: every API key, token, refresh and ticket of theirs is
+	// refused and their live event streams close, until an admin enables them again.
+	Disabled   bool       `json:"disabled,omitempty"`
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 }
 
 // Validate reports the first problem that makes u unstorable.
@@ -42,6 +49,15 @@ func (u *User) Validate() error {
 		if _, err := ParseScope(string(s)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckEnabled returns an error wrapping ErrUserDisabled when u is disabled: the one
+// rule every entry (HTTP, NATS, refresh, tickets, event streams) applies.
+func (u *User) CheckEnabled() error {
+	if u.Disabled {
+		return fmt.Errorf("%w: user %s of tenant %s is disabled; an admin of the tenant enables it again", ErrUserDisabled, u.ID, u.Tenant)
 	}
 	return nil
 }

@@ -2,9 +2,11 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -103,6 +105,71 @@ func (s *Users) SetScopes(ctx context.Context, tenant, id string, scopes []Scope
 		}
 	}
 	return s.update(ctx, tenant, id, func(u *User) { u.Scopes = append([]Scope(nil), scopes...) })
+}
+
+// SetDisabled disables or enables a user. Disabling does not revoke anything by itself:
+// the Authenticator, Issuer.Refresh, Issuer.RedeemTicket and the NATS entry refuse a
+// disabled user's credentials while the flag is set, so enabling restores every API key
+// that was not revoked otherwise. Sessions are revoked by the caller (Issuer.RevokeUser).
+func (s *Users) SetDisabled(ctx context.Context, tenant, id string, disabled bool) (*User, error) {
+	return s.update(ctx, tenant, id, func(u *User) {
+		u.Disabled = disabled
+		u.DisabledAt = nil
+		if disabled {
+			at := s.now().UTC()
+			u.DisabledAt = &at
+		}
+	})
+}
+
+// UserChange is one change of the users bucket: the user as stored now, or nil when
+// the record was deleted or purged.
+type UserChange struct {
+	Tenant, ID string
+	User       *User
+}
+
+// Watch streams every change of the users bucket from now on (no initial values) until
+// ctx ends; the channel closes when the watch ends. Each ingest replica follows it to
+// close the live event streams of users that are disabled or deleted.
+func (s *Users) Watch(ctx context.Context) (<-chan UserChange, error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("auth: watch the %s bucket: %w", BucketUsers, err)
+	}
+	out := make(chan UserChange, 16)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue
+				}
+				tenant, id, _ := strings.Cut(e.Key(), ".")
+				c := UserChange{Tenant: tenant, ID: id}
+				if e.Operation() == jetstream.KeyValuePut {
+					var u User
+					if json.Unmarshal(e.Value(), &u) != nil {
+						continue
+					}
+					c.User = &u
+				}
+				select {
+				case out <- c:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
 }
 
 func (s *Users) update(ctx context.Context, tenant, id string, fn func(*User)) (*User, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/schemas"
@@ -101,5 +102,83 @@ func TestUsers(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// A disabled user's refresh and new logins are refused by the Issuer itself, even
+// when the sessions were not revoked; Watch reports the disable, the enable and the
+// deletion.
+func TestDisabledUsers(t *testing.T) {
+	s := streamstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	users, err := auth.OpenUsers(ctx, s.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := auth.OpenTokens(ctx, s.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.LoadOrCreateKeyFile(t.TempDir() + "/jwt-keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := auth.NewIssuer(keys, tokens, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := users.Create(ctx, &auth.User{Tenant: "acme", ID: "dan", Tier: schemas.TierNormal}); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := issuer.Issue(ctx, "acme", "dan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := users.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() auth.UserChange {
+		t.Helper()
+		select {
+		case c := <-changes:
+			return c
+		case <-ctx.Done():
+			t.Fatal("no change reported")
+		}
+		return auth.UserChange{}
+	}
+
+	u, err := users.SetDisabled(ctx, "acme", "dan", true)
+	if err != nil || !u.Disabled || u.DisabledAt == nil {
+		t.Fatalf("disable: %+v %v", u, err)
+	}
+	if c := next(); c.Tenant != "acme" || c.ID != "dan" || c.User == nil || !c.User.Disabled {
+		t.Fatalf("change %+v, want dan disabled", c)
+	}
+	if _, err := issuer.Refresh(ctx, pair.RefreshToken); !errors.Is(err, auth.ErrUserDisabled) {
+		t.Fatalf("refresh of a disabled user: %v", err)
+	}
+	if _, err := issuer.Issue(ctx, "acme", "dan"); !errors.Is(err, auth.ErrUserDisabled) {
+		t.Fatalf("login of a disabled user: %v", err)
+	}
+	if u, err = users.SetDisabled(ctx, "acme", "dan", false); err != nil || u.Disabled || u.DisabledAt != nil {
+		t.Fatalf("enable: %+v %v", u, err)
+	}
+	if c := next(); c.User == nil || c.User.Disabled {
+		t.Fatalf("change %+v, want dan enabled", c)
+	}
+	if _, err := issuer.Refresh(ctx, pair.RefreshToken); err != nil {
+		t.Fatalf("refresh after enable: %v", err)
+	}
+	if _, err := users.SetDisabled(ctx, "acme", "nobody", true); !errors.Is(err, auth.ErrUserNotFound) {
+		t.Fatalf("disable a missing user: %v", err)
+	}
+	if err := users.Delete(ctx, "acme", "dan"); err != nil {
+		t.Fatal(err)
+	}
+	if c := next(); c.ID != "dan" || c.User != nil {
+		t.Fatalf("change %+v, want dan deleted", c)
 	}
 }

@@ -97,6 +97,8 @@ func newWorld(t *testing.T, instrumented bool) *world {
 		w.apiKeys[tu] = tok
 		_, err = limiter.Allow(ctx, who.tenant, who.user, quota.DefaultPolicy().For(schemas.TierNormal).Window())
 		must(err)
+		_, err = limiter.AllowFor(ctx, who.tenant, who.user, quota.PurposeAnalytics, quota.DefaultPolicy().AnalyticsWindow())
+		must(err)
 		for i, status := range []schemas.Status{schemas.StatusSucceeded, schemas.StatusRunning} {
 			id := ulid.Make().String()
 			w.jobIDs[tu] = append(w.jobIDs[tu], id)
@@ -268,7 +270,7 @@ func testEraseOneUser(t *testing.T, w *world) {
 					t.Errorf("no messages deleted from %s", stream)
 				}
 			}
-			for _, want := range []string{"users/acme.alice", "active/acme.alice", "ratelimit/acme.alice", "jobs/" + alice[0], "userjobs/acme.alice." + alice[0]} {
+			for _, want := range []string{"users/acme.alice", "active/acme.alice", "ratelimit/acme.alice", "ratelimit/acme.alice.analytics", "jobs/" + alice[0], "userjobs/acme.alice." + alice[0]} {
 				if !strings.Contains(strings.Join(rep.KVKeys, " "), want) {
 					t.Errorf("KV keys %v lack %s", rep.KVKeys, want)
 				}

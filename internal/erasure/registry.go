@@ -140,7 +140,7 @@ func DefaultRegistry() Registry {
 					return json.Unmarshal(v, &c) == nil && f.Jobs[c.JobID]
 				}},
 			{Bucket: quota.BucketActive, Filters: user("")},
-			{Bucket: quota.BucketRateLimit, Filters: user("")},
+			{Bucket: quota.BucketRateLimit, Filters: func(f *Footprint) []string { return []string{f.prefix(), f.prefix() + ".>"} }}, // job and analytics budgets
 			{Bucket: quota.BucketStorage, NoUserData: "one byte count per tenant, summed from the object store; erasure makes ingest count again"},
 			// Ingest's own job index of older versions: "j.<tenant>.<hash of user>.<job>".
 			{Bucket: "job_index", Legacy: true, Filters: func(f *Footprint) []string {

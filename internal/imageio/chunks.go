@@ -27,7 +27,8 @@ import (
 //     nothing either. Together: a zlib bomb costs at most the declared image.
 //   - WebP canvas against data: the RIFF size must fit the file, the VP8X canvas must
 //     be the size of the VP8/VP8L frame inside, and a lossy frame's first partition
-//     must fit its chunk; an animation (ANIM/ANMF chunks, with or without the VP8X
+//     must fit its chunk and hold at least one bit per macroblock (vp8Size: the
+//     decoding work of a lossy frame is then at most 2048 pixels per byte); an animation (ANIM/ANMF chunks, with or without the VP8X
 //     flag) is refused, as the decoder has no animation support and would skip every
 //     frame to fail at the end.
 
@@ -239,17 +240,35 @@ func walkWebP(data []byte, maxChunks int) webpWork {
 	return w
 }
 
+// vp8MinBitsPerMacroblock is the floor on a VP8 key frame's first partition: it holds
+// every macroblock's prediction modes, coded with fixed key-frame probabilities (RFC
+// 6386 section 11.2), so the cheapest luma mode costs -log2(145/256) = 0.82 bits and
+// the cheapest chroma mode -log2(142/256) = 0.85 bits: at least 1.67 bits a macroblock
+// in any valid frame. One bit leaves a 40% margin.
+const vp8MinBitsPerMacroblock = 1
+
 // vp8Size reads the size of a VP8 key frame, and notes in problem a first partition
-// that does not fit its chunk.
+// that does not fit its chunk or is too small for the frame's macroblocks. The second
+// is the work bound of lossy WebP: golang.org/x/image/vp8 reads zeros past the end of
+// its partitions and reconstructs every macroblock before reporting the truncation, so
+// a few hundred bytes declaring 40 megapixels would cost a full 40-megapixel decode.
+// With the floor, decoding work is at most 8 macroblocks (2048 pixels) per byte of
+// the first partition.
 func vp8Size(p []byte, problem *string) (w, h int) {
 	if len(p) < 10 || p[3] != 0x9d || p[4] != 0x01 || p[5] != 0x2a {
 		return 0, 0 // not a key frame: the decoder says so
 	}
+	w, h = int(binary.LittleEndian.Uint16(p[6:])&0x3fff), int(binary.LittleEndian.Uint16(p[8:])&0x3fff)
 	tag := uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16
-	if part := int64(tag >> 5); part > int64(len(p)-10) {
+	part := int64(tag >> 5)
+	mbs := int64((w+15)/16) * int64((h+15)/16)
+	switch {
+	case part > int64(len(p)-10):
 		*problem = fmt.Sprintf("the VP8 frame's first partition declares %d bytes but its chunk holds %d", part, len(p)-10)
+	case part*8 < mbs*vp8MinBitsPerMacroblock:
+		*problem = fmt.Sprintf("the VP8 frame (%dx%d, %d macroblocks) has a first partition of %d bytes, too few for the modes of its macroblocks (every encoder writes more than one bit each): the file is truncated or crafted to make decoding slow; re-export it", w, h, mbs, part)
 	}
-	return int(binary.LittleEndian.Uint16(p[6:]) & 0x3fff), int(binary.LittleEndian.Uint16(p[8:]) & 0x3fff)
+	return w, h
 }
 
 // checkWebPWork applies the chunk and metadata bounds and the canvas checks (Inspect).

@@ -28,6 +28,9 @@ type Exceeded struct {
 	RetryAfter time.Duration
 	// Active lists the job ids holding the slots (ErrTooManyActive only).
 	Active []string
+	// Purpose names the rate budget that ran out (ErrRateLimited only): "" for job
+	// requests, PurposeAnalytics for operations analytics.
+	Purpose string
 }
 
 func (e *Exceeded) Error() string {
@@ -35,7 +38,11 @@ func (e *Exceeded) Error() string {
 	case ErrTooManyActive:
 		return fmt.Sprintf("%d jobs are already queued or running (the limit is %d); wait for one to finish", e.Used, e.Limit)
 	case ErrRateLimited:
-		return fmt.Sprintf("%d requests in the last hour (the limit is %d); retry in %s", e.Used, e.Limit, RetryAfterSeconds(e.RetryAfter)+"s")
+		what := "requests"
+		if e.Purpose != "" {
+			what = e.Purpose + " requests"
+		}
+		return fmt.Sprintf("%d %s in the last hour (the limit is %d); retry in %s", e.Used, what, e.Limit, RetryAfterSeconds(e.RetryAfter)+"s")
 	case ErrDailyQuota:
 		return fmt.Sprintf("the API key used %d of its %d requests for today (UTC); retry in %ss", e.Used, e.Limit, RetryAfterSeconds(e.RetryAfter))
 	}

@@ -40,14 +40,25 @@ type Policy struct {
 	Default Limits
 	// Tiers overrides Default per tier, field by field where set (> 0).
 	Tiers map[schemas.Tier]Limits
+	// AnalyticsPerHour caps one caller's requests for operations analytics (the
+	// business report, the SQL box and `studio sql`) in any rolling hour, apart from
+	// their job requests; 0 means no cap.
+	AnalyticsPerHour int
 
 	// envErr keeps a malformed STUDIO_*_TIERS value for Validate to report.
 	envErr error
 }
 
-// DefaultPolicy allows 3 active jobs and 100 requests per hour in every tier.
+// DefaultPolicy allows 3 active jobs and 100 requests per hour in every tier, and 300
+// analytics requests per hour per caller (an open dashboard reads the business report
+// once a minute, 60 an hour).
 func DefaultPolicy() Policy {
-	return Policy{Default: Limits{MaxActive: 3, RequestsPerHour: 100}}
+	return Policy{Default: Limits{MaxActive: 3, RequestsPerHour: 100}, AnalyticsPerHour: 300}
+}
+
+// AnalyticsWindow returns the sliding window that enforces AnalyticsPerHour.
+func (p Policy) AnalyticsWindow() Window {
+	return Window{Limit: p.AnalyticsPerHour, Size: RateWindow, Slots: RateSlots}
 }
 
 // For returns the limits of tier t.
@@ -75,6 +86,9 @@ func (p Policy) Validate() error {
 	if p.envErr != nil {
 		return p.envErr
 	}
+	if p.AnalyticsPerHour < 0 {
+		return errors.New("quota: --analytics-rate-limit must not be negative (0 means no cap)")
+	}
 	if err := check("default", p.Default); err != nil {
 		return err
 	}
@@ -89,8 +103,8 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-// RegisterFlags adds --max-active, --max-active-tiers, --rate-limit and
-// --rate-limit-tiers, with defaults from the STUDIO_* environment variables named in
+// RegisterFlags adds --max-active, --max-active-tiers, --rate-limit,
+// --rate-limit-tiers and --analytics-rate-limit, with defaults from the STUDIO_* environment variables named in
 // their help. A malformed environment value is reported by Validate.
 func (p *Policy) RegisterFlags(fs *flag.FlagSet) {
 	def := DefaultPolicy()
@@ -101,6 +115,8 @@ func (p *Policy) RegisterFlags(fs *flag.FlagSet) {
 		"jobs one user may have queued or running at once; 0 disables [STUDIO_MAX_ACTIVE]")
 	fs.IntVar(&p.Default.RequestsPerHour, "rate-limit", envInt("STUDIO_RATE_LIMIT", def.Default.RequestsPerHour),
 		"requests one user may make in any rolling hour; 0 disables [STUDIO_RATE_LIMIT]")
+	fs.IntVar(&p.AnalyticsPerHour, "analytics-rate-limit", envInt("STUDIO_ANALYTICS_RATE_LIMIT", def.AnalyticsPerHour),
+		"operations analytics requests (business report, SQL) one caller may make in any rolling hour; 0 disables [STUDIO_ANALYTICS_RATE_LIMIT]")
 	fs.Var(&tierFlag{p: p, set: func(l *Limits, n int) { l.MaxActive = n }, value: os.Getenv("STUDIO_MAX_ACTIVE_TIERS")}, "max-active-tiers",
 		"per-tier --max-active, e.g. premium=10,free=1 [STUDIO_MAX_ACTIVE_TIERS]")
 	fs.Var(&tierFlag{p: p, set: func(l *Limits, n int) { l.RequestsPerHour = n }, value: os.Getenv("STUDIO_RATE_LIMIT_TIERS")}, "rate-limit-tiers",

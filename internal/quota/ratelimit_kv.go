@@ -11,7 +11,8 @@ import (
 )
 
 // RateLimiter enforces per-user request rates with a sliding window (Window) kept
-// in the KV bucket "ratelimit" under "<tenant>.<user>". Each admission is a
+// in the KV bucket "ratelimit" under "<tenant>.<user>" (job requests and presigned
+// uploads) and "<tenant>.<user>.<purpose>" for a separate budget (PurposeAnalytics). Each admission is a
 // compare-and-swap on the user's key, so the cap holds exactly however many ingest
 // replicas count at once. A refused request costs one read and no write. Safe for
 // concurrent use.
@@ -34,6 +35,16 @@ func OpenRateLimiter(ctx context.Context, js jetstream.JetStream) (*RateLimiter,
 // admits everything without touching KV. w.Size must not exceed RateWindow, for
 // which the bucket keeps idle state.
 func (r *RateLimiter) Allow(ctx context.Context, tenant, user string, w Window) (Decision, error) {
+	return r.AllowFor(ctx, tenant, user, "", w)
+}
+
+// PurposeAnalytics is the budget of operations analytics requests
+// (Policy.AnalyticsWindow), counted apart from job requests.
+const PurposeAnalytics = "analytics"
+
+// AllowFor is Allow on the user's budget for purpose ("" is the job-request budget
+// that Allow counts); a refused decision's Err names the purpose.
+func (r *RateLimiter) AllowFor(ctx context.Context, tenant, user, purpose string, w Window) (Decision, error) {
 	if w.Limit <= 0 {
 		return Decision{Allowed: true}, nil
 	}
@@ -43,6 +54,12 @@ func (r *RateLimiter) Allow(ctx context.Context, tenant, user string, w Window) 
 	key, err := schemas.UserKey(tenant, user)
 	if err != nil {
 		return Decision{}, err
+	}
+	if purpose != "" {
+		if err := schemas.ValidToken(purpose); err != nil {
+			return Decision{}, fmt.Errorf("quota: purpose: %w", err)
+		}
+		key += "." + purpose
 	}
 	var d Decision
 	_, err = streams.UpdateJSON(ctx, r.kv, key, func(st *WindowState, _ bool) error {
@@ -54,5 +71,6 @@ func (r *RateLimiter) Allow(ctx context.Context, tenant, user string, w Window) 
 		*st = next
 		return nil
 	})
+	d.Purpose = purpose
 	return d, err
 }

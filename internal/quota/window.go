@@ -46,6 +46,8 @@ type Decision struct {
 	RetryAfter time.Duration
 	// Reset is when the oldest admission in the window stops counting.
 	Reset time.Time
+	// Purpose names the budget (RateLimiter.AllowFor); "" is job requests.
+	Purpose string
 }
 
 func (w Window) slotLen() time.Duration {
@@ -110,5 +112,5 @@ func (d Decision) Err() error {
 	if d.Allowed {
 		return nil
 	}
-	return &Exceeded{Kind: ErrRateLimited, Limit: d.Limit, Used: d.Used, RetryAfter: d.RetryAfter}
+	return &Exceeded{Kind: ErrRateLimited, Limit: d.Limit, Used: d.Used, RetryAfter: d.RetryAfter, Purpose: d.Purpose}
 }
