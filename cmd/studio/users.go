@@ -94,7 +94,7 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 		Users: users,
 		Audit: auth.NewAuditLog(streams.JSPublisher{JS: bus.JS}),
 		Issuer: func() (*auth.Issuer, error) {
-			keys, err := cfg.JWT.KeySet(filepath.Join(cfg.DataDir, "jwt-keys"))
+			keys, err := cfg.JWT.ExistingKeySet(filepath.Join(cfg.DataDir, "jwt-keys"))
 			if err != nil {
 				return nil, err
 			}

@@ -87,6 +87,13 @@ func TestUsersDisableAndEnable(t *testing.T) {
 	if status, _ := call(http.MethodGet, "/v2/jobs", pair.AccessToken, ""); status != http.StatusUnauthorized {
 		t.Fatalf("the session revoked by the disable: %d, want 401", status)
 	}
+	// A token signed with a key the server does not have would be refused: with another
+	// data dir (no key file) the command says so instead of making a key on the spot.
+	other := testEnv("STUDIO_NATS_URL="+c.natsURL, "STUDIO_DATA_DIR="+t.TempDir(), "STUDIO_SERVER="+c.api)
+	r = studio(t, other, "users", "token", "--tenant", "acme", "--user", "dan")
+	if r.code != 1 || !strings.Contains(r.stderr, "no JWT signing keys") || !strings.Contains(r.stderr, "--data-dir") {
+		t.Fatalf("users token without the server's keys: want exit 1 naming --data-dir\n%s", r)
+	}
 	r = studio(t, c.env, "users", "disable", "--tenant", "acme", "--user", "nobody")
 	if r.code != 1 || !strings.Contains(r.stderr, auth.ErrUserNotFound.Error()) {
 		t.Fatalf("disable of a missing user: want exit 1 saying not found\n%s", r)

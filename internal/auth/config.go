@@ -3,8 +3,10 @@ package auth
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 )
@@ -51,6 +53,26 @@ func (c *Config) KeySet(defaultFile string) (*KeySet, error) {
 	path := c.JWTKeyFile
 	if path == "" {
 		path = defaultFile
+	}
+	return LoadOrCreateKeyFile(path)
+}
+
+// ExistingKeySet loads the keys as KeySet does but never creates a key file: a tool
+// that signs for a running server (`studio users token`) must use that server's keys,
+// and a token signed with a key made on the spot would be refused by it.
+func (c *Config) ExistingKeySet(defaultFile string) (*KeySet, error) {
+	if c.JWTKeys != "" {
+		return ParseKeySet(c.JWTKeys)
+	}
+	path := c.JWTKeyFile
+	if path == "" {
+		path = defaultFile
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("auth: no JWT signing keys at %s: tokens must be signed with the running server's keys; pass the --data-dir that server uses, or its --jwt-key-file or --jwt-keys", path)
+		}
+		return nil, fmt.Errorf("auth: JWT key file: %w", err)
 	}
 	return LoadOrCreateKeyFile(path)
 }
