@@ -68,6 +68,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if ev.Task == schemas.TaskOCR {
 		return s.ocr(ctx, ev, img, spec)
 	}
+	upright := img
 	if spec.Input.Orientation == "stored" {
 		// The model's reference never rotates: it sees the pixels as stored, and
 		// postprocess turns the result upright.
@@ -94,6 +95,14 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	ref, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/input.u8", px)
 	if err != nil {
 		return fmt.Errorf("store tensor: %w", err)
+	}
+	switch ev.Task {
+	case schemas.TaskRemoveBackground, schemas.TaskUpscale, schemas.TaskStyleTransfer:
+		// Postprocess composes its results with the input: hand the decoded pixels on
+		// rather than decode the input twice.
+		if err := artifact.PutDecoded(ctx, s.Blobs, ev, upright); err != nil {
+			return err
+		}
 	}
 	if ev.Artifacts == nil {
 		ev.Artifacts = map[string]schemas.ObjectRef{}
