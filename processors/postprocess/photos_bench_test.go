@@ -21,7 +21,8 @@ import (
 var benchPhotos = []string{"astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"}
 
 // BenchmarkPostprocessPhotos is the postprocess stage's handler work on the benchmark
-// photos, storage included (an in-process JetStream object store): remove-background
+// photos, storage included (an in-process JetStream object store), with the decoded
+// input preprocess hands on: remove-background
 // with an IS-Net-like 1024x1024 mask, and x4 upscale with the photo enlarged 4x as the
 // model's output. That is what `studio bench` charges to postprocess, the model's own
 // output aside. Profile it with -cpuprofile.
@@ -71,6 +72,11 @@ func BenchmarkPostprocessPhotos(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		// What preprocess hands on: the decoded input.
+		decoded := &schemas.JobEvent{JobID: "decoded-" + name}
+		if err := artifact.PutDecoded(ctx, store, decoded, img); err != nil {
+			b.Fatal(err)
+		}
 		w, h := img.Rect.Dx(), img.Rect.Dy()
 		nearest := imageio.Resampling{Kernel: imageio.KernelNearest, Coordinates: imageio.Asymmetric, Rounding: imageio.Round}
 		px := artifact.Pixels{Shape: []int64{1, 3, int64(4 * h), int64(4 * w)}, Data: make([]byte, 3*16*w*h)}
@@ -89,7 +95,7 @@ func BenchmarkPostprocessPhotos(b *testing.B) {
 				for b.Loop() {
 					ev := &schemas.JobEvent{JobID: "bench", Tenant: "local", Tier: schemas.TierNormal, Task: job.task,
 						Model: job.model.Name, ModelVersion: job.model.Version, Input: in,
-						Artifacts: map[string]schemas.ObjectRef{"output": job.output}}
+						Artifacts: map[string]schemas.ObjectRef{"output": job.output, artifact.Decoded: decoded.Artifacts[artifact.Decoded]}}
 					if errs := step.Process(ctx, []*schemas.JobEvent{ev}); errs[0] != nil {
 						b.Fatal(errs[0])
 					}
