@@ -233,6 +233,10 @@ func TestProcessStoresTheTensorAndFailsOnlyTheBadEvent(t *testing.T) {
 			t.Fatalf("value %d is %v, outside IS-Net's [-0.5, 0.5) range", i, v)
 		}
 	}
+	decoded, ok := good.Artifacts[artifact.Decoded]
+	require.True(t, ok, "remove-background hands the decoded input on to postprocess")
+	require.Equal(t, "work/good/decoded.u8", decoded.Key)
+	require.Equal(t, []int64{1, 30, 40, 4}, decoded.Shape)
 	require.Empty(t, corrupt.Artifacts, "a failed event gets no tensor")
 }
 
