@@ -122,7 +122,9 @@ func scale(k *draw.Kernel, src image.Image, w, h int) *image.NRGBA {
 	// goes through SetRGBA64 per pixel), and it filters premultiplied colour,
 	// which is what keeps transparent edges from bleeding dark fringes. So
 	// scale into an RGBA view of dst and un-premultiply in place.
-	k.Scale(rgbaView(dst), dst.Rect, src, src.Bounds(), draw.Src, nil)
+	if !kernelScale(k, rgbaView(dst), src) {
+		k.Scale(rgbaView(dst), dst.Rect, src, src.Bounds(), draw.Src, nil)
+	}
 	unpremultiplyRow(dst.Pix, dst.Pix)
 	return dst
 }

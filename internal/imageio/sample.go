@@ -126,6 +126,45 @@ func (r Resampling) ResizeNRGBA(src *image.NRGBA, w, h int) *image.NRGBA {
 	return dst
 }
 
+// ResizePlanes scales src to exactly w x h as ResizeNRGBA does and writes
+// its red, green and blue levels to r, g and b, each w*h bytes in rows of w:
+// the channel planes a model's [1,3,H,W] input is made of, alpha dropped.
+// The levels are ResizeNRGBA's, bit for bit; the two-tap bilinear of exact
+// binary fractions (IS-Net's 1024x1024) writes the planes straight, without
+// the interleaved image or its alpha channel. It panics on an invalid
+// Resampling or planes shorter than w*h; an empty src gives zero levels.
+func (r Resampling) ResizePlanes(src *image.NRGBA, w, h int, red, green, blue []byte) {
+	r.mustValidate()
+	if w <= 0 || h <= 0 {
+		return
+	}
+	if len(red) < w*h || len(green) < w*h || len(blue) < w*h {
+		panic(fmt.Sprintf("imageio: ResizePlanes to %dx%d needs planes of %d bytes", w, h, w*h))
+	}
+	sw, sh := src.Rect.Dx(), src.Rect.Dy()
+	if sw <= 0 || sh <= 0 {
+		for _, p := range [][]byte{red, green, blue} {
+			clear(p[:w*h])
+		}
+		return
+	}
+	sp := plane{src.Pix[src.PixOffset(src.Rect.Min.X, src.Rect.Min.Y):], src.Stride, sw, sh}
+	if r.Kernel == KernelBilinear && !r.Antialias {
+		tx, ty := taps(r.Coordinates, sw, w), taps(r.Coordinates, sh, h)
+		if fx, fy := fixedTaps(tx), fixedTaps(ty); fx != nil && fy != nil {
+			outs := []chanOut{{red, w, 1}, {green, w, 1}, {blue, w, 1}}
+			twoTapFixed(sp, 4, outs, tx, ty, fx, fy, r.Rounding)
+			return
+		}
+	}
+	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
+	r.resample(sp, plane{dst.Pix, dst.Stride, w, h}, 4)
+	for i := range w * h {
+		p := dst.Pix[4*i : 4*i+3 : 4*i+3]
+		red[i], green[i], blue[i] = p[0], p[1], p[2]
+	}
+}
+
 // ResizeGray scales src, an 8-bit plane such as a mask, to exactly w x h.
 // It panics on an invalid Resampling; non-positive w or h or an empty src
 // give an empty image.
@@ -249,6 +288,15 @@ func taps(conv Coordinates, n, m int) []tap {
 // change the last bit on some CPUs.
 func twoTap(src, dst plane, c int, conv Coordinates, rnd Rounding) {
 	tx, ty := taps(conv, src.w, dst.w), taps(conv, src.h, dst.h)
+	if fx, fy := fixedTaps(tx), fixedTaps(ty); fx != nil && fy != nil {
+		twoTapFixed(src, c, interleaved(dst, c), tx, ty, fx, fy, rnd)
+		return
+	}
+	twoTapFloat(src, dst, c, tx, ty, rnd)
+}
+
+// twoTapFloat is twoTap's float64 evaluation, for any taps.
+func twoTapFloat(src, dst plane, c int, tx, ty []tap, rnd Rounding) {
 	up := 0.0 // added before truncation: Round's halves go up
 	if rnd == Round {
 		up = 1
@@ -271,6 +319,129 @@ func twoTap(src, dst plane, c int, conv Coordinates, rnd Rounding) {
 				s = float64(s + float64(cc*float64(p3[k])))
 				s = float64(s + float64(d*float64(p4[k])))
 				out[k] = blend8(s, up)
+			}
+		}
+	}
+}
+
+// fixedBits is the fraction bits of twoTapFixed's weights. With every
+// fraction d a multiple of 2^-fixedBits, the float64 evaluation of twoTap is
+// exact: a weight product has at most 2*fixedBits fraction bits, times an
+// 8-bit level and summed four times it stays under 2^53. So the integer sum
+// of the same products, scaled by 2^(2*fixedBits), is that float value
+// exactly, and rounds the same.
+const fixedBits = 21
+
+// fixedTaps returns each tap's fraction d scaled to an integer of fixedBits
+// fraction bits, or nil when some fraction is not such a multiple (then only
+// the float evaluation gives the convention's levels). Destinations of a
+// power-of-two size under Asymmetric, such as IS-Net's 1024x1024, always
+// qualify: n/m and x*(n/m) are exact binary fractions.
+func fixedTaps(t []tap) []uint32 {
+	out := make([]uint32, len(t))
+	for i, v := range t {
+		s := v.d * (1 << fixedBits)
+		if !(s >= 0 && s <= 1<<fixedBits) || s != math.Trunc(s) {
+			return nil
+		}
+		out[i] = uint32(s)
+	}
+	return out
+}
+
+// chanOut is where twoTapFixed writes one channel: destination pixel (x, y)
+// at pix[y*stride+x*step].
+type chanOut struct {
+	pix          []byte
+	stride, step int
+}
+
+// interleaved returns the chanOuts of dst's c interleaved channels.
+func interleaved(dst plane, c int) []chanOut {
+	outs := make([]chanOut, c)
+	for k := range outs {
+		outs[k] = chanOut{dst.pix[k:], dst.stride, c}
+	}
+	return outs
+}
+
+// twoTapFixed is twoTap in integer arithmetic for taps whose fractions
+// fixedTaps scaled: bit for bit the same levels (see fixedBits). It filters
+// each source row in use once, horizontally, into one row per channel, then
+// blends two such rows per destination row. It writes src's first
+// len(outs) channels (of c) to outs, w pixels a row.
+func twoTapFixed(src plane, c int, outs []chanOut, tx, ty []tap, fx, fy []uint32, rnd Rounding) {
+	const one = 1 << fixedBits
+	w, n := len(tx), len(outs)
+	var half uint64 // added before the shift: Round's halves go up
+	if rnd == Round {
+		half = 1 << (2*fixedBits - 1)
+	}
+	// Two cached horizontal passes: source rows ia and ib.
+	bufA, bufB := make([]uint32, n*w), make([]uint32, n*w)
+	ia, ib := -1, -1
+	hpass := func(y int, out []uint32) {
+		srow := src.pix[y*src.stride : y*src.stride+c*src.w]
+		if c == 4 && n >= 3 {
+			q0, q1, q2 := out[:w], out[w:2*w], out[2*w:3*w]
+			for x, u := range tx {
+				d := fx[x]
+				e := one - d
+				p1 := srow[4*u.i1 : 4*u.i1+3 : 4*u.i1+3]
+				p2 := srow[4*u.i2 : 4*u.i2+3 : 4*u.i2+3]
+				q0[x] = e*uint32(p1[0]) + d*uint32(p2[0])
+				q1[x] = e*uint32(p1[1]) + d*uint32(p2[1])
+				q2[x] = e*uint32(p1[2]) + d*uint32(p2[2])
+			}
+			if n == 3 {
+				return
+			}
+		}
+		for k := range n {
+			if c == 4 && k < 3 {
+				continue
+			}
+			q := out[k*w : (k+1)*w]
+			for x, u := range tx {
+				d := fx[x]
+				q[x] = (one-d)*uint32(srow[c*u.i1+k]) + d*uint32(srow[c*u.i2+k])
+			}
+		}
+	}
+	// row returns source row y filtered, evicting the cached row of lower
+	// index (rows only move down), never the one of index keep.
+	row := func(y, keep int) []uint32 {
+		switch {
+		case y == ia:
+			return bufA
+		case y == ib:
+			return bufB
+		case ib != keep && (ia == keep || ib < ia):
+			ib = y
+			hpass(y, bufB)
+			return bufB
+		}
+		ia = y
+		hpass(y, bufA)
+		return bufA
+	}
+	for y, v := range ty {
+		d := uint64(fy[y])
+		e := one - d
+		r1 := row(v.i1, -1)
+		r2 := row(v.i2, v.i1)
+		for k, o := range outs {
+			a, b := r1[k*w:(k+1)*w], r2[k*w:(k+1)*w]
+			if o.step == 1 {
+				drow := o.pix[y*o.stride : y*o.stride+w]
+				for x := range drow {
+					drow[x] = byte(min((e*uint64(a[x])+d*uint64(b[x])+half)>>(2*fixedBits), 255))
+				}
+				continue
+			}
+			drow := o.pix[y*o.stride:]
+			for x := range w {
+				drow[x*o.step] = byte(min((e*uint64(a[x])+d*uint64(b[x])+half)>>(2*fixedBits), 255))
 			}
 		}
 	}

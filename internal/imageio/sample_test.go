@@ -229,3 +229,101 @@ func TestOrientationRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoTapFixedIsTheFloatEvaluation checks the integer two-tap bilinear
+// against the float64 evaluation of the convention, level for level, on
+// random pixels for every size pair whose taps it takes: IS-Net's 1024x1024
+// from the benchmark photos' sizes and odd ones, its masks back from 1024 to
+// sizes that divide evenly, and twofold upscales of any size.
+func TestTwoTapFixedIsTheFloatEvaluation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	type size struct{ sw, sh, w, h int }
+	sizes := []size{
+		{512, 512, 1024, 1024}, {600, 400, 1024, 1024}, {451, 300, 1024, 1024}, {640, 427, 1024, 1024},
+		{1, 1, 1024, 1024}, {3000, 2001, 1024, 1024}, {1023, 1025, 1024, 1024}, {1024, 1024, 1024, 1024},
+		{1024, 1024, 512, 512}, {1024, 1024, 256, 128}, {1024, 1024, 2048, 4096},
+		{37, 91, 74, 182}, {5, 7, 10, 14}, {77, 3, 154, 6},
+	}
+	taken := 0
+	for _, conv := range []Coordinates{Asymmetric, HalfPixel, AlignCorners} {
+		for _, rnd := range []Rounding{Round, Truncate} {
+			for _, sz := range sizes {
+				for _, c := range []int{1, 4} {
+					tx, ty := taps(conv, sz.sw, sz.w), taps(conv, sz.sh, sz.h)
+					fx, fy := fixedTaps(tx), fixedTaps(ty)
+					if conv == Asymmetric && sz.w == 1024 && sz.h == 1024 && (fx == nil || fy == nil) {
+						t.Fatalf("%dx%d to 1024x1024: the asymmetric taps are exact binary fractions, yet fixedTaps refused them", sz.sw, sz.sh)
+					}
+					if fx == nil || fy == nil {
+						continue
+					}
+					taken++
+					src := plane{make([]byte, c*sz.sw*sz.sh+3), c*sz.sw + 3, sz.sw, sz.sh}
+					for i := range src.pix {
+						src.pix[i] = byte(rng.IntN(256))
+					}
+					if rng.IntN(2) == 0 { // flat regions and extremes, where rounding ties live
+						for i := range src.pix {
+							src.pix[i] = []byte{0, 255, 128, 127}[i/97%4]
+						}
+					}
+					src.stride = c * sz.sw
+					want := plane{make([]byte, c*sz.w*sz.h), c * sz.w, sz.w, sz.h}
+					got := plane{make([]byte, c*sz.w*sz.h), c * sz.w, sz.w, sz.h}
+					twoTapFloat(src, want, c, tx, ty, rnd)
+					twoTapFixed(src, c, interleaved(got, c), tx, ty, fx, fy, rnd)
+					if i := firstDiff(got.pix, want.pix); i >= 0 {
+						t.Fatalf("%s/%s %dx%d to %dx%d, %d channels: byte %d is %d, the float evaluation gives %d",
+							conv, rnd, sz.sw, sz.sh, sz.w, sz.h, c, i, got.pix[i], want.pix[i])
+					}
+				}
+			}
+		}
+	}
+	if taken < 40 {
+		t.Fatalf("only %d size pairs took the integer path", taken)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestResizePlanesIsResizeNRGBA checks that the planar resize gives ResizeNRGBA's
+// levels for every kernel, the integer two-tap path included, from a sub-image.
+func TestResizePlanesIsResizeNRGBA(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	parent := image.NewNRGBA(image.Rect(0, 0, 700, 450))
+	for i := range parent.Pix {
+		parent.Pix[i] = byte(rng.IntN(256))
+	}
+	src := parent.SubImage(image.Rect(5, 7, 605, 407)).(*image.NRGBA) // 600x400
+	for _, r := range []Resampling{
+		{KernelBilinear, Asymmetric, false, Round},
+		{KernelBilinear, Asymmetric, false, Truncate},
+		{KernelBilinear, HalfPixel, false, Round},
+		{KernelBilinear, HalfPixel, true, Round},
+		{KernelBicubic, AlignCorners, false, Round},
+		{KernelNearest, Asymmetric, false, Round},
+		{KernelArea, HalfPixel, false, Truncate},
+	} {
+		for _, sz := range [][2]int{{1024, 1024}, {333, 517}, {600, 400}} {
+			w, h := sz[0], sz[1]
+			want := r.ResizeNRGBA(src, w, h)
+			planes := [3][]byte{make([]byte, w*h), make([]byte, w*h), make([]byte, w*h)}
+			r.ResizePlanes(src, w, h, planes[0], planes[1], planes[2])
+			for i := range w * h {
+				for k := range 3 {
+					if got := planes[k][i]; got != want.Pix[4*i+k] {
+						t.Fatalf("%v to %dx%d: pixel %d channel %d is %d, ResizeNRGBA gives %d", r, w, h, i, k, got, want.Pix[4*i+k])
+					}
+				}
+			}
+		}
+	}
+}

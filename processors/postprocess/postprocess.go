@@ -11,6 +11,7 @@ package postprocess
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -78,7 +79,7 @@ func (s *Step) removeBackground(ctx context.Context, ev *schemas.JobEvent) error
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
-	img, hdr, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	img, hdr, err := artifact.LoadDecoded(ctx, s.Blobs, ev, s.Limits)
 	if err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func (s *Step) imageToImage(ctx context.Context, ev *schemas.JobEvent) error {
 	if err != nil {
 		return processors.Permanent(schemas.StagePostprocess, processors.CodeInferenceFailed, "%v", err)
 	}
-	src, hdr, err := artifact.LoadImage(ctx, s.Blobs, ev.Input, s.Limits)
+	src, hdr, err := artifact.LoadDecoded(ctx, s.Blobs, ev, s.Limits)
 	if err != nil {
 		return err
 	}
@@ -271,9 +272,11 @@ func ImageFromPixels(p artifact.Pixels, spec models.Tensor) (*image.NRGBA, error
 		r, b = b, r
 	}
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
-	for i := range plane {
-		q := img.Pix[4*i : 4*i+4 : 4*i+4]
-		q[0], q[1], q[2], q[3] = r[i], g[i], b[i], 255
+	// One 32-bit store a pixel, over slices the compiler sees are long enough.
+	r, g, b = r[:plane], g[:plane], b[:plane]
+	pix := img.Pix[:4*plane]
+	for i := range r {
+		binary.LittleEndian.PutUint32(pix[4*i:], uint32(r[i])|uint32(g[i])<<8|uint32(b[i])<<16|0xff<<24)
 	}
 	return img, nil
 }

@@ -68,6 +68,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 	if ev.Task == schemas.TaskOCR {
 		return s.ocr(ctx, ev, img, spec)
 	}
+	upright := img
 	if spec.Input.Orientation == "stored" {
 		// The model's reference never rotates: it sees the pixels as stored, and
 		// postprocess turns the result upright.
@@ -89,11 +90,19 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 		}
 		px = ToPixels(img, spec.Input)
 	default:
-		px = ToPixels(spec.Input.Resampling().ResizeNRGBA(img, spec.Input.W(), spec.Input.H()), spec.Input)
+		px = ResizeToPixels(img, spec.Input)
 	}
 	ref, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/input.u8", px)
 	if err != nil {
 		return fmt.Errorf("store tensor: %w", err)
+	}
+	switch ev.Task {
+	case schemas.TaskRemoveBackground, schemas.TaskUpscale, schemas.TaskStyleTransfer:
+		// Postprocess composes its results with the input: hand the decoded pixels on
+		// rather than decode the input twice.
+		if err := artifact.PutDecoded(ctx, s.Blobs, ev, upright); err != nil {
+			return err
+		}
 	}
 	if ev.Artifacts == nil {
 		ev.Artifacts = map[string]schemas.ObjectRef{}
@@ -121,10 +130,13 @@ func (s *Step) style(ctx context.Context, ev *schemas.JobEvent, spec models.Spec
 		img = imageio.Unorient(img, hdr.Orientation)
 	}
 	st := *spec.Style
+	var px artifact.Pixels
 	if st.Resize != "none" {
-		img = st.Resampling().ResizeNRGBA(img, st.W(), st.H())
+		px = ResizeToPixels(img, st)
+	} else {
+		px = ToPixels(img, st)
 	}
-	ref, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/style.u8", ToPixels(img, st))
+	ref, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/style.u8", px)
 	if err != nil {
 		return fmt.Errorf("store style tensor: %w", err)
 	}
@@ -189,6 +201,22 @@ func ToPixels(img *image.NRGBA, spec models.Tensor) artifact.Pixels {
 			data[r+i], data[g+i], data[b+i] = p[0], p[1], p[2]
 		}
 	}
+	return artifact.Pixels{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}
+}
+
+// ResizeToPixels is ToPixels of the image resized to the spec's W x H with its
+// Resampling, in one pass where the resampling allows (see
+// imageio.Resampling.ResizePlanes): the same bytes, without the resized interleaved
+// image between.
+func ResizeToPixels(img *image.NRGBA, spec models.Tensor) artifact.Pixels {
+	w, h := spec.W(), spec.H()
+	plane := w * h
+	data := make([]byte, 3*plane)
+	r, g, b := data[:plane], data[plane:2*plane], data[2*plane:]
+	if spec.Color == "BGR" {
+		r, b = b, r
+	}
+	spec.Resampling().ResizePlanes(img, w, h, r, g, b)
 	return artifact.Pixels{Shape: []int64{1, 3, int64(h), int64(w)}, Data: data}
 }
 

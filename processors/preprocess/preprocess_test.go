@@ -233,6 +233,10 @@ func TestProcessStoresTheTensorAndFailsOnlyTheBadEvent(t *testing.T) {
 			t.Fatalf("value %d is %v, outside IS-Net's [-0.5, 0.5) range", i, v)
 		}
 	}
+	decoded, ok := good.Artifacts[artifact.Decoded]
+	require.True(t, ok, "remove-background hands the decoded input on to postprocess")
+	require.Equal(t, "work/good/decoded.u8", decoded.Key)
+	require.Equal(t, []int64{1, 30, 40, 4}, decoded.Shape)
 	require.Empty(t, corrupt.Artifacts, "a failed event gets no tensor")
 }
 
@@ -301,4 +305,20 @@ func randomBytes(n int) []byte {
 		b[i] = byte(rng.Uint32())
 	}
 	return b
+}
+
+// TestResizeToPixelsIsToPixelsOfTheResize checks the one-pass resize into planes
+// against ToPixels of ResizeNRGBA, byte for byte: IS-Net's exact two-tap contract (the
+// integer path) and a BGR antialiased one (the float path), from odd sizes.
+func TestResizeToPixelsIsToPixelsOfTheResize(t *testing.T) {
+	aa := true
+	bgr := models.Tensor{Name: "input", Shape: []int64{1, 3, 224, 160}, Color: "BGR", Resize: "bilinear", Coordinates: "half_pixel", Antialias: &aa, Rounding: "round"}
+	for _, spec := range []models.Tensor{models.ISNet("small", "").Input, bgr} {
+		for _, img := range []*image.NRGBA{noiseImage(451, 300), noiseImage(1500, 999), noiseImage(1, 1)} {
+			want := preprocess.ToPixels(spec.Resampling().ResizeNRGBA(img, spec.W(), spec.H()), spec)
+			got := preprocess.ResizeToPixels(img, spec)
+			require.Equal(t, want.Shape, got.Shape)
+			require.True(t, bytes.Equal(want.Data, got.Data), "%s from %v: the planes differ", spec.Resampling(), img.Bounds())
+		}
+	}
 }
