@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,25 +35,29 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
-	"github.com/creativeai-studio/studio/streams"
 )
 
 // TestChaos is the separate-process fault suite: a 3-node nats-server cluster (the
-// server binary built from the module cache), MinIO when its binary is cached, `studio
-// ingest` and one `studio worker` per stage, all started at the same moment; upscale
-// jobs on 64 px inputs submitted over HTTP while, round after round, a random stage
-// process is SIGKILLed and restarted, the JetStream meta leader is kill -9'd and
-// restarted after 10 s, and MinIO is kill -9'd for 10 s. The counts come from the
-// REQUESTS, RESULTS and DLQ streams and the jobs bucket; no job may be stuck (not final
-// once the load and the faults are over) or have two results. The short form (30
-// jobs, one round) runs with the tests; `make chaos` runs the long form
-// (STUDIO_CHAOS_JOBS, STUDIO_CHAOS_ROUNDS) and STUDIO_CHAOS_TABLE appends its row to
-// a file.
+// server binary built from the module cache), MinIO when its binary is cached,
+// ClickHouse with `studio sink` when clickhouse-server is installed, `studio ingest` and
+// one `studio worker` per stage (two for inference), all started at the same moment.
+// Then it runs its scenarios one after the other on that deployment (STUDIO_CHAOS_SCENARIOS,
+// a comma-separated list of chaosScenarios' names, "every" for each of them and then
+// "all"): each submits its own upscale jobs on 64 px inputs over HTTP while its faults
+// run, waits for them to end for as long as they keep ending, and prints its row:
+// submitted, succeeded, failed (by code), dead-lettered, stuck, final without a result
+// event, duplicate results, analytics rows lost or doubled, the longest stall and the
+// p99 latency. No job may be stuck, final without a result, or have two results, and
+// every analytics row must be in ClickHouse exactly once. STUDIO_CHAOS_JOBS (jobs per
+// scenario) and STUDIO_CHAOS_ROUNDS (fault rounds per scenario) size it; the short form
+// (no variables) is chaosShortForm with 8 jobs and one round each; STUDIO_CHAOS_TABLE
+// appends the rows to a file (`make chaos`).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a 3-node cluster, MinIO and five studio processes, and kills them")
+		t.Skip("starts a 3-node cluster, MinIO, ClickHouse and seven studio processes, and kills them")
 	}
-	total, rounds := chaosEnv(t, "STUDIO_CHAOS_JOBS", 30), chaosEnv(t, "STUDIO_CHAOS_ROUNDS", 1)
+	perScenario, rounds := chaosEnv(t, "STUDIO_CHAOS_JOBS", 8), chaosEnv(t, "STUDIO_CHAOS_ROUNDS", 1)
+	selected := chaosSelect(t, os.Getenv("STUDIO_CHAOS_SCENARIOS"))
 	for _, a := range []assets.Asset{assets.ONNXRuntimeCPU} {
 		if _, err := (&assets.Cache{Dir: assets.DefaultDir()}).Ensure(context.Background(), a); err != nil {
 			t.Skipf("ONNX Runtime is not cached (run `studio fetch runtime models`): %v", err)
@@ -65,136 +68,57 @@ func TestChaos(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", ch.natsBin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
 		t.Fatalf("build nats-server from the module cache: %v\n%s", err, out)
 	}
+	var scenarios []chaosScenario
+	for _, s := range selected {
+		if s.needs != nil {
+			if why := s.needs(ch); why != "" {
+				t.Logf("scenario %s skipped: %s", s.name, why)
+				continue
+			}
+		}
+		scenarios = append(scenarios, s)
+	}
+	if slices.ContainsFunc(scenarios, func(s chaosScenario) bool { return s.diskFull }) {
+		if why := ch.mountSmallStore(); why != "" {
+			t.Logf("no small store, no disk-full faults: %s", why)
+		}
+	}
 	t.Cleanup(ch.stopAll)
 	ch.startMinIO()
+	ch.startClickHouse()
 	ch.startCluster(3)
 	// Every studio process at once, while the cluster elects its meta leader.
 	api := ch.startStudio()
 	waitHTTP(t, api+"/health/ready", 3*time.Minute)
-	nc, err := nats.Connect(ch.natsURLs(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	nc, err := nats.Connect(ch.natsURLs(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
+		nats.PingInterval(5*time.Second), nats.MaxPingsOutstanding(3))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-
-	// Load and faults at once.
-	began := time.Now()
-	var ids sync.Map
-	var submitted, refused atomic.Int64
-	var wg sync.WaitGroup
-	next := atomic.Int64{}
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)); i <= total; i = int(next.Add(1)) {
-				for attempt := 0; ; attempt++ {
-					id, status, err := chaosSubmit(api, i)
-					if err == nil && status == http.StatusAccepted {
-						ids.Store(id, true)
-						submitted.Add(1)
-						break
-					}
-					refused.Add(1) // a 503 during an outage, or the connection refused
-					if attempt > 60 {
-						t.Errorf("job %d refused 60 times: %d %v", i, status, err)
-						break
-					}
-					time.Sleep(time.Second)
-				}
-			}
-		}()
-	}
-	var faults []string
-	faultsDone := make(chan struct{})
-	go func() {
-		defer close(faultsDone)
-		for r := 0; r < rounds; r++ {
-			faults = append(faults, ch.killStage())
-			time.Sleep(3 * time.Second)
-			faults = append(faults, ch.killMetaLeader(10*time.Second))
-			time.Sleep(3 * time.Second)
-			faults = append(faults, ch.pauseNode(r, 10*time.Second))
-			time.Sleep(3 * time.Second)
-			if ch.minio != nil {
-				faults = append(faults, ch.killMinIO(10*time.Second))
-				time.Sleep(3 * time.Second)
-			}
-		}
-	}()
-	wg.Wait()
-	<-faultsDone
-	loadEnded := time.Now()
-
-	var want []string
-	ids.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })
 	store, err := jobs.Open(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every job must end: wait for them up to a bound well past the stages' retries.
-	final := func() (open []string) {
-		for _, id := range want {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			rec, err := store.Get(ctx, id)
-			cancel()
-			if err != nil || !rec.Status.Final() {
-				open = append(open, id)
+	ch.js, ch.store, ch.api = js, store, api
+	ch.results = &streamCursor{js: js, stream: schemas.StreamResults}
+
+	header := "| scenario | faults | submitted (refused 503) | succeeded | failed (by code) | dead-lettered (by stage: reason) | stuck | final, no result | duplicate results | analytics rows lost / doubled | longest stall | p99 latency | took (load) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	var rows []string
+	for _, s := range scenarios {
+		r := ch.runScenario(s, perScenario, rounds)
+		rows = append(rows, r.row())
+		t.Logf("\n%s\n%s", header, r.row())
+		if f := os.Getenv("STUDIO_CHAOS_TABLE"); f != "" {
+			if out, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+				fmt.Fprintln(out, r.row())
+				out.Close()
 			}
 		}
-		return open
+		r.check(t)
 	}
-	// The wait follows progress, not the wall clock: on a loaded machine the cluster may
-	// take minutes to drain, but it keeps finishing jobs. It ends when every job is
-	// final, when no job has become final for chaosStall (past the stages' retries:
-	// AckWait 5 s x 5 deliveries plus backoff), or after chaosWaitMax in all.
-	const chaosStall, chaosWaitMax = 2 * time.Minute, 15 * time.Minute
-	stuck := final()
-	for waitStart, lastProgress := time.Now(), time.Now(); len(stuck) > 0 && time.Since(lastProgress) < chaosStall && time.Since(waitStart) < chaosWaitMax; {
-		time.Sleep(2 * time.Second)
-		open := final()
-		if len(open) < len(stuck) {
-			lastProgress = time.Now()
-		}
-		stuck = open
-	}
-	c := ch.count(js, want)
-	c.submitted, c.refused, c.stuck = int(submitted.Load()), int(refused.Load()), len(stuck)
-	// A job whose record is final but which has no result event: its client's event
-	// stream and its user's active-job slot wait for it.
-	var silent []string
-	for _, id := range want {
-		if c.results[id] > 0 || slices.Contains(stuck, id) {
-			continue
-		}
-		rec, err := store.Get(context.Background(), id)
-		if err == nil {
-			silent = append(silent, fmt.Sprintf("%s %s at %s", id, rec.Status, rec.Stage))
-		}
-	}
-	c.noResult = len(silent)
-	t.Logf("faults: %s", strings.Join(faults, "; "))
-	row := c.row(fmt.Sprintf("%d rounds", rounds), time.Since(began).Round(time.Second), loadEnded.Sub(began).Round(time.Second))
-	t.Logf("\n| scenario | submitted (refused 503) | succeeded | failed (by code) | dead-lettered (by stage: reason) | stuck | final, no result | duplicate results | took |\n|---|---|---|---|---|---|---|---|---|\n%s", row)
-	if f := os.Getenv("STUDIO_CHAOS_TABLE"); f != "" {
-		if out, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintln(out, row)
-			out.Close()
-		}
-	}
-	if c.stuck > 0 {
-		t.Errorf("%d jobs stuck (not final %s after the load ended): %v", c.stuck, time.Since(loadEnded).Round(time.Second), first(stuck, 5))
-	}
-	if c.noResult > 0 {
-		t.Errorf("%d jobs are final with no result event: %v", c.noResult, first(silent, 5))
-	}
-	if c.duplicates > 0 {
-		t.Errorf("%d jobs have more than one result", c.duplicates)
-	}
-	if c.submitted != total {
-		t.Errorf("%d of %d jobs were accepted", c.submitted, total)
-	}
+	t.Logf("every scenario:\n%s\n%s", header, strings.Join(rows, "\n"))
 }
 
 func first(s []string, n int) []string { return s[:min(n, len(s))] }
@@ -223,6 +147,19 @@ type chaos struct {
 	stages       []*chaosProc
 	minio        *chaosProc
 	minioAddr    string
+	// clickhouse is the ClickHouse server (nil when clickhouse-server is not installed),
+	// sink the `studio sink` writing into its database chaos.
+	clickhouse, sink *chaosProc
+	clickhouseAddr   string
+	// smallStore is the tmpfs mounted as the store of node smallNode (disk-full), or "".
+	smallStore string
+	smallNode  int
+
+	js      jetstream.JetStream
+	store   *jobs.Store
+	api     string
+	results *streamCursor
+	next    atomic.Int64 // the last job's input number: every job's image is new (no cache hit)
 }
 
 type chaosProc struct {
@@ -262,10 +199,10 @@ func (p *chaosProc) kill9() {
 }
 
 func (ch *chaos) stopAll() {
-	all := append(append([]*chaosProc{}, ch.stages...), ch.nodes...)
-	if ch.minio != nil {
-		all = append(all, ch.minio)
-	}
+	all := append(append([]*chaosProc{}, ch.stages...), ch.sink)
+	all = append(all, ch.nodes...)
+	all = append(all, ch.minio, ch.clickhouse)
+	all = slices.DeleteFunc(all, func(p *chaosProc) bool { return p == nil })
 	for _, p := range all {
 		if p.cmd != nil && p.cmd.Process != nil {
 			_ = p.cmd.Process.Signal(syscall.SIGCONT) // a node left paused cannot stop
@@ -302,6 +239,19 @@ func (ch *chaos) startCluster(n int) {
 			args: []string{"-n", fmt.Sprintf("n%d", i), "-a", "127.0.0.1", "-p", strconv.Itoa(ch.natsPorts[i]), "-m", strconv.Itoa(ch.monitorPorts[i]),
 				"-js", "-sd", filepath.Join(ch.dir, fmt.Sprintf("n%d", i)), "--cluster_name", "chaos",
 				"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cluster[i]), "--routes", strings.Join(routes, ",")}}
+		if ch.smallStore != "" && i == ch.smallNode {
+			// The store on the small tmpfs. Without a limit the server would take 75% of
+			// that file system as its limit and refuse to hold the 3-replica streams
+			// (it reserves each one's MaxBytes); with a limit the real disk is smaller
+			// than the server believes, as when something else fills a shared disk.
+			conf := filepath.Join(ch.dir, fmt.Sprintf("n%d.conf", i))
+			body := fmt.Sprintf("jetstream {\n  store_dir: %q\n  max_file_store: 8GB\n}\n", filepath.Join(ch.smallStore, "js"))
+			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+				ch.t.Fatal(err)
+			}
+			sd := slices.Index(p.args, "-sd") // the store is the config's
+			p.args = append([]string{"-c", conf}, slices.Delete(p.args, sd, sd+2)...)
+		}
 		ch.nodes = append(ch.nodes, p)
 		ch.start(p)
 	}
@@ -354,10 +304,21 @@ func (ch *chaos) startStudio() string {
 	add("ingest", "ingest", "--auth", "off", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
 	add("preprocess", "worker", "--stage", "preprocess", "--http", "127.0.0.1:0")
 	add("inference", "worker", "--stage", "inference", "--models", "realesrgan@general-x4v3", "--threads", "1", "--http", "127.0.0.1:0")
+	// A second inference replica: the slow-stage scenario stops one while the other
+	// takes its redelivered messages.
+	add("inference-2", "worker", "--stage", "inference", "--models", "realesrgan@general-x4v3", "--threads", "1", "--http", "127.0.0.1:0")
 	add("postprocess", "worker", "--stage", "postprocess", "--http", "127.0.0.1:0")
 	add("store", "worker", "--stage", "store", "--http", "127.0.0.1:0")
+	if ch.clickhouse != nil {
+		ch.sink = &chaosProc{name: "sink", bin: ch.bin, log: filepath.Join(ch.dir, "sink.log"), env: testEnv(),
+			args: []string{"sink", "--nats-url", ch.natsURLs(), "--replicas", "3", "--clickhouse-addr", ch.clickhouseAddr,
+				"--clickhouse-database", "chaos", "--sink-flush-interval", "500ms", "--worker-id", "sink"}}
+	}
 	for _, p := range ch.stages {
 		ch.start(p)
+	}
+	if ch.sink != nil {
+		ch.start(ch.sink)
 	}
 	return fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 }
@@ -477,90 +438,9 @@ func chaosSubmit(api string, i int) (id string, status int, err error) {
 	return j.ID, resp.StatusCode, nil
 }
 
-// chaosCounts is one row of the fault table.
-type chaosCounts struct {
-	submitted, refused, requests, succeeded, failed, dead, stuck, noResult, duplicates int
-	failedBy, deadBy                                                                   map[string]int
-	results                                                                            map[string]int // result events per job
-}
-
-// count reads REQUESTS, RESULTS and the DLQ.
-func (ch *chaos) count(js jetstream.JetStream, ids []string) chaosCounts {
-	c := chaosCounts{failedBy: map[string]int{}, deadBy: map[string]int{}}
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	results := map[string]int{}
-	c.results = results
-	each := func(stream string, fn func(*jetstream.RawStreamMsg)) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		st, err := js.Stream(ctx, stream)
-		if err != nil {
-			ch.t.Errorf("stream %s: %v", stream, err)
-			return
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			ch.t.Errorf("stream %s: %v", stream, err)
-			return
-		}
-		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-			if m, err := st.GetMsg(ctx, seq); err == nil {
-				fn(m)
-			}
-		}
-	}
-	each(schemas.StreamRequests, func(*jetstream.RawStreamMsg) { c.requests++ })
-	each(schemas.StreamResults, func(m *jetstream.RawStreamMsg) {
-		var ev schemas.ResultEvent
-		if json.Unmarshal(m.Data, &ev) != nil || !want[ev.JobID] {
-			return
-		}
-		results[ev.JobID]++
-		if results[ev.JobID] > 1 {
-			c.duplicates++
-			return
-		}
-		if ev.Status == schemas.StatusSucceeded {
-			c.succeeded++
-			return
-		}
-		c.failed++
-		code := "unknown"
-		if ev.Error != nil {
-			code = ev.Error.Code
-		}
-		c.failedBy[code]++
-	})
-	each(schemas.StreamDLQ, func(m *jetstream.RawStreamMsg) {
-		c.dead++
-		reason := m.Header.Get(streams.HeaderDLQStage) + ": " + m.Header.Get(streams.HeaderDLQReason)
-		c.deadBy[truncateReason(reason)]++
-	})
-	return c
-}
-
 func truncateReason(s string) string {
 	if len(s) > 60 {
 		return s[:60]
 	}
 	return s
-}
-
-func (c chaosCounts) row(scenario string, took, load time.Duration) string {
-	by := func(m map[string]int) string {
-		var parts []string
-		for k, v := range m {
-			parts = append(parts, fmt.Sprintf("%s %d", k, v))
-		}
-		sort.Strings(parts)
-		if len(parts) == 0 {
-			return ""
-		}
-		return " (" + strings.Join(parts, ", ") + ")"
-	}
-	return fmt.Sprintf("| %s | %d (%d) | %d | %d%s | %d%s | %d | %d | %d | %s (load %s) |", scenario, c.submitted, c.refused, c.succeeded,
-		c.failed, by(c.failedBy), c.dead, by(c.deadBy), c.stuck, c.noResult, c.duplicates, took, load)
 }
