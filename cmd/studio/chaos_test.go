@@ -217,10 +217,22 @@ func (ch *chaos) stopAll() {
 		}
 		if ch.t.Failed() {
 			if b, err := os.ReadFile(p.log); err == nil {
-				ch.t.Logf("--- %s log ---\n%s", p.name, tail(string(b), 3000))
+				ch.t.Logf("--- %s log: warnings and errors ---\n%s\n--- %s log: last lines ---\n%s", p.name, tail(chaosWarnings(string(b)), 6000), p.name, tail(string(b), 2000))
 			}
 		}
 	}
+}
+
+// chaosWarnings keeps the lines of a log that warn or report an error: a studio
+// process's JSON lines at level warning or error, a nats-server's [WRN] and [ERR].
+func chaosWarnings(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `"level":"warning"`) || strings.Contains(l, `"level":"error"`) || strings.Contains(l, "[WRN]") || strings.Contains(l, "[ERR]") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func freePort(t *testing.T) int { return port(t) }

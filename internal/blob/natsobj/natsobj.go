@@ -90,6 +90,11 @@ func Open(ctx context.Context, js jetstream.JetStream, bucket string) (*ObjectSt
 
 // Put stores r under key; the object store computes the SHA-256 while chunking.
 func (s *ObjectStore) Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) (blob.Info, error) {
+	if size >= 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, transferTimeout(size))
+		defer cancel()
+	}
 	meta := jetstream.ObjectMeta{Name: key}
 	if contentType != "" {
 		meta.Headers = nats.Header{"Content-Type": []string{contentType}}
@@ -118,13 +123,51 @@ func (s *ObjectStore) Put(ctx context.Context, key string, r io.Reader, size int
 	return toInfo(info)
 }
 
+// callTimeout bounds an object store call that moves no data (info, delete) and the
+// fixed part of one that does; a transfer gets callTimeout plus its size at minRate.
+// Without a bound of its own a call whose request, reply or publish acknowledgement was
+// lost in a leader election (the leader killed, a node paused) waits for its caller's
+// deadline, which in a stage is the whole stage's (1 to 5 minutes): the stage then
+// fails the job as too slow for its deadline, or holds it for minutes, instead of
+// retrying it on the new leader seconds later.
+var callTimeout = 15 * time.Second // a variable for the tests
+
+// minRate is the slowest transfer rate a Put or Get is given time for (bytes/s).
+const minRate = 1 << 20
+
+func transferTimeout(size int64) time.Duration {
+	return callTimeout + time.Duration(max(size, 0))*time.Second/minRate
+}
+
+// timedResult is an object being read under its own deadline; Close ends it.
+type timedResult struct {
+	jetstream.ObjectResult
+	cancel context.CancelFunc
+}
+
+func (r *timedResult) Close() error {
+	err := r.ObjectResult.Close()
+	r.cancel()
+	return err
+}
+
 // Get opens key for reading. The object store verifies the digest at EOF.
 func (s *ObjectStore) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
-	res, err := s.obs.Get(ctx, key)
+	// The size first (under callTimeout), so the read gets a deadline of its own.
+	ictx, icancel := context.WithTimeout(ctx, callTimeout)
+	oi, err := s.obs.GetInfo(ictx, key)
+	icancel()
 	if err != nil {
 		return nil, blob.Info{}, mapErr(key, err)
 	}
-	oi, err := res.Info()
+	gctx, cancel := context.WithTimeout(ctx, transferTimeout(int64(oi.Size)))
+	obj, err := s.obs.Get(gctx, key)
+	if err != nil {
+		cancel()
+		return nil, blob.Info{}, mapErr(key, err)
+	}
+	res := &timedResult{ObjectResult: obj, cancel: cancel}
+	oi, err = res.Info()
 	if err != nil {
 		res.Close()
 		return nil, blob.Info{}, mapErr(key, err)
@@ -139,6 +182,8 @@ func (s *ObjectStore) Get(ctx context.Context, key string) (io.ReadCloser, blob.
 
 // Stat returns the object's metadata.
 func (s *ObjectStore) Stat(ctx context.Context, key string) (blob.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	oi, err := s.obs.GetInfo(ctx, key)
 	if err != nil {
 		return blob.Info{}, mapErr(key, err)
@@ -148,6 +193,8 @@ func (s *ObjectStore) Stat(ctx context.Context, key string) (blob.Info, error) {
 
 // Delete removes key; a missing key is not an error.
 func (s *ObjectStore) Delete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	err := s.obs.Delete(ctx, key)
 	if err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("blob: delete %s: %w", key, err)

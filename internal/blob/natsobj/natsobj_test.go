@@ -7,10 +7,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"reflect"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/creativeai-studio/studio/internal/blob"
@@ -203,5 +208,142 @@ func TestPutOfANewKeyIsAnOrdinaryObjectAndReplacingLeavesNoChunks(t *testing.T) 
 	}
 	if _, err := st.Put(ctx, "inputs/acme/long", blob.NewBytesReader([]byte("abcde")), 4, ""); err == nil {
 		t.Error("a BytesReader longer than its declared size was stored")
+	}
+}
+
+// TestACallCutOffFromItsServerFailsWithinItsOwnTimeout cuts the connection between the
+// client and a real server (a proxy stops forwarding; the TCP connection stays open,
+// as with a paused or partitioned node) and checks that every call fails after the
+// store's own per-call bound, not after its caller's much longer deadline (a stage's
+// 1 to 5 minutes), so the stage retries instead of failing the job as too slow; and
+// that the store works again once the connection does.
+func TestACallCutOffFromItsServerFailsWithinItsOwnTimeout(t *testing.T) {
+	s := streamstest.Start(t)
+	px := startProxy(t, strings.TrimPrefix(s.Embedded.ClientURL(), "nats://"))
+	nc, err := nats.Connect("nats://" + px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a stage's deadline
+	defer cancel()
+	st, err := natsobj.Open(ctx, js, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "work/01jobid/input.f32"
+	data := bytes.Repeat([]byte("tensor"), 1000)
+	if _, err := st.Put(ctx, key, bytes.NewReader(data), int64(len(data)), ""); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 300 * time.Millisecond
+	natsobj.SetCallTimeout(t, bound)
+	px.pause(true)
+	calls := map[string]func() error{
+		"get": func() error {
+			r, _, err := st.Get(ctx, key)
+			if err == nil {
+				_, err = io.ReadAll(r)
+				r.Close()
+			}
+			return err
+		},
+		"stat": func() error { _, err := st.Stat(ctx, key); return err },
+		"put": func() error {
+			_, err := st.Put(ctx, "work/01jobid/other", bytes.NewReader(data), int64(len(data)), "")
+			return err
+		},
+		"delete": func() error { return st.Delete(ctx, key) },
+	}
+	for name, call := range calls {
+		began := time.Now()
+		err := call()
+		took := time.Since(began)
+		if err == nil {
+			t.Errorf("%s succeeded with the server cut off", name)
+		}
+		if took > 10*bound+2*time.Second {
+			t.Errorf("%s took %s with the server cut off; want about its own bound %s, not the caller's deadline", name, took, bound)
+		}
+	}
+	px.pause(false)
+	natsobj.SetCallTimeout(t, 15*time.Second)
+	r, _, err := st.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("get once the connection works again: %v", err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read once the connection works again: %v (%d bytes, want %d)", err, len(got), len(data))
+	}
+}
+
+// proxy forwards TCP connections to a server; paused, it holds every byte (the
+// connections stay open, nothing arrives), like a node that stopped or a partition.
+type proxy struct {
+	addr   string
+	mu     sync.Mutex
+	cond   *sync.Cond
+	paused bool
+}
+
+func startProxy(t *testing.T, upstream string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p := &proxy{addr: l.Addr().String()}
+	p.cond = sync.NewCond(&p.mu)
+	t.Cleanup(func() { p.pause(false) })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go p.pipe(u, c)
+			go p.pipe(c, u)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) pause(on bool) {
+	p.mu.Lock()
+	p.paused = on
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.paused {
+				p.cond.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
