@@ -48,7 +48,7 @@ type chaosScenario struct {
 }
 
 // chaosShortForm is what `go test` runs without STUDIO_CHAOS_SCENARIOS (`make test`).
-var chaosShortForm = []string{"stage-kill", "leader-kill", "partition", "minio", "slow-stage"}
+var chaosShortForm = []string{"stage-kill", "leader-kill", "partition", "minio", "clickhouse", "disk-full", "slow-stage"}
 
 // chaosScenarios are the scenarios in the order "every" runs them.
 var chaosScenarios = []chaosScenario{
@@ -91,7 +91,9 @@ var chaosScenarios = []chaosScenario{
 			time.Sleep(20 * time.Second)
 			return f
 		}, after: (*chaos).freeSmallStore},
-	{name: "slow-stage", span: 23 * time.Second, round: func(ch *chaos, _ int) []string {
+	// The jobs come at once, so both inference replicas hold some when one stops.
+	{name: "slow-stage", span: 2 * time.Second, round: func(ch *chaos, _ int) []string {
+		time.Sleep(2 * time.Second)
 		f := ch.stopStage("inference-2", 20*time.Second)
 		time.Sleep(3 * time.Second)
 		return []string{f}
@@ -493,11 +495,15 @@ func (ch *chaos) countAnalytics(r *chaosRun, ids []string, telFrom uint64) {
 		want[id] = true
 		quoted = append(quoted, "'"+id+"'")
 	}
-	runs := map[string]bool{}
+	runs, redelivered := map[string]bool{}, 0
 	ch.scan(schemas.StreamTelemetry, telFrom, func(m *jetstream.RawStreamMsg) {
 		var run schemas.StageRun
 		if json.Unmarshal(m.Data, &run) == nil && run.Schema == schemas.SchemaStageRun && want[run.JobID] {
-			runs[sink.StageRunID(&run)] = true
+			id := sink.StageRunID(&run)
+			if !runs[id] && run.Attempt > 1 {
+				redelivered++
+			}
+			runs[id] = true
 		}
 	})
 	results := map[string]bool{}
@@ -598,8 +604,8 @@ func (ch *chaos) countAnalytics(r *chaosRun, ids []string, telFrom uint64) {
 		}
 	}
 	r.rowsLost, r.rowsDoubled = lostJobs+lostRuns, doubledJobs+doubledRuns
-	r.analytics = fmt.Sprintf("%d / %d (jobs %d rows: %d / %d; stage_runs %d rows: %d / %d)",
-		r.rowsLost, r.rowsDoubled, len(results), lostJobs, doubledJobs, len(runs), lostRuns, doubledRuns)
+	r.analytics = fmt.Sprintf("%d / %d (jobs %d rows: %d / %d; stage_runs %d rows, %d of a redelivery: %d / %d)",
+		r.rowsLost, r.rowsDoubled, len(results), lostJobs, doubledJobs, len(runs), redelivered, lostRuns, doubledRuns)
 }
 
 func minioBinary() string {
@@ -726,6 +732,8 @@ func (ch *chaos) fillSmallStore() string {
 			break
 		}
 	}
+	log, _ := os.ReadFile(ch.nodes[ch.smallNode].log)
+	ch.disabledBefore = strings.Count(string(log), "DISABLED")
 	return fmt.Sprintf("disk of n%d full (tmpfs %s, %d MiB of filler)", ch.smallNode, smallStoreSize, written>>20)
 }
 
@@ -738,7 +746,7 @@ func (ch *chaos) freeSmallStore() ([]string, error) {
 	}
 	p := ch.nodes[ch.smallNode]
 	log, _ := os.ReadFile(p.log)
-	disabled := strings.Contains(string(log), "DISABLED")
+	disabled := strings.Count(string(log), "DISABLED") > ch.disabledBefore
 	what := fmt.Sprintf("space back on n%d", ch.smallNode)
 	if disabled {
 		// JetStream stays off on that server until it restarts.

@@ -152,8 +152,9 @@ type chaos struct {
 	clickhouse, sink *chaosProc
 	clickhouseAddr   string
 	// smallStore is the tmpfs mounted as the store of node smallNode (disk-full), or "".
-	smallStore string
-	smallNode  int
+	smallStore     string
+	smallNode      int
+	disabledBefore int // lines of the node's log saying JetStream was turned off, when it filled
 
 	js      jetstream.JetStream
 	store   *jobs.Store
