@@ -112,14 +112,34 @@ func ScanJSON[T any](ctx context.Context, kv jetstream.KeyValue, filter string, 
 	}
 }
 
-// BindKV opens a bucket that provisioning created (see Topology.Provision).
+// BindKV opens a bucket that provisioning created (see Topology.Provision). A bucket
+// that is not found is asked for again for up to bindWait: on a cluster started at
+// the same moment as its processes, one process's provisioning can return (another
+// process created the stream an instant earlier) while the new stream has no leader
+// yet and answers "not found"; such a process exited at start where a second later it
+// would have bound (found by cmd/studio TestChaos).
 func BindKV(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, bucket)
-	if err != nil {
-		return nil, fmt.Errorf("streams: open KV bucket %s (run provisioning first): %w", bucket, err)
+	deadline, delay := time.Now().Add(bindWait), 250*time.Millisecond
+	for {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err == nil {
+			return kv, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) || time.Now().Add(delay).After(deadline) {
+			return nil, fmt.Errorf("streams: open KV bucket %s (run provisioning first): %w", bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("streams: open KV bucket %s (run provisioning first): %w", bucket, err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
 	}
-	return kv, nil
 }
+
+// bindWait bounds BindKV's wait for a bucket that is not found (a variable for the
+// tests).
+var bindWait = 15 * time.Second
 
 // casAttempts bounds a compare-and-swap loop. Conflicts only happen while other writers
 // change the same key, so running out means sustained contention on one key.

@@ -2,6 +2,7 @@ package streams_test
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -80,4 +81,40 @@ func streamConfig(ctx context.Context, t *testing.T, s *streamstest.Server, name
 		t.Fatal(err)
 	}
 	return st.CachedInfo().Config
+}
+
+// TestBindKVWaitsForABucketCreatedAMomentLater: a process whose provisioning returned
+// before the bucket answered (another process created it an instant earlier, on a
+// cluster still electing) binds it once it answers; a bucket that never comes is
+// reported after the bounded wait, not hung on.
+func TestBindKVWaitsForABucketCreatedAMomentLater(t *testing.T) {
+	s := streamstest.Start(t)
+	ctx := context.Background()
+	streams.SetBindWait(t, 10*time.Second)
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		_, err := s.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "late"})
+		created <- err
+	}()
+	kv, err := streams.BindKV(ctx, s.JS, "late")
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("bind a bucket created 0.7 s later: %v", err)
+	}
+	if kv.Bucket() != "late" {
+		t.Fatalf("bound %q", kv.Bucket())
+	}
+
+	streams.SetBindWait(t, 600*time.Millisecond)
+	began := time.Now()
+	_, err = streams.BindKV(ctx, s.JS, "never")
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("a bucket that never comes: %v, want ErrBucketNotFound", err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("gave up after %s; want about the 0.6 s wait", took)
+	}
 }

@@ -89,7 +89,8 @@ func TestChaos(t *testing.T) {
 	ch.startCluster(3)
 	// Every studio process at once, while the cluster elects its meta leader.
 	api := ch.startStudio()
-	waitHTTP(t, api+"/health/ready", 3*time.Minute)
+	ch.ready = append(ch.ready, api+"/health/ready")
+	ch.waitReady(5 * time.Minute)
 	nc, err := nats.Connect(ch.natsURLs(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
 		nats.PingInterval(5*time.Second), nats.MaxPingsOutstanding(3))
 	if err != nil {
@@ -156,6 +157,7 @@ type chaos struct {
 	smallNode      int
 	disabledBefore int // lines of the node's log saying JetStream was turned off, when it filled
 
+	ready   []string // health URLs of ingest and the workers
 	js      jetstream.JetStream
 	store   *jobs.Store
 	api     string
@@ -303,6 +305,39 @@ func (ch *chaos) startMinIO() {
 }
 
 // startStudio starts ingest and one worker per stage, all at once, and returns the API.
+// workerHTTP is the address of a worker's health endpoints; waitReady polls them.
+func (ch *chaos) workerHTTP() string {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(ch.t))
+	ch.ready = append(ch.ready, "http://"+addr+"/health/ready")
+	return addr
+}
+
+// waitReady waits until ingest and every worker answer ready, so the first scenario
+// does not count the start-up. A process that exits meanwhile fails the test with its
+// log (it must wait for the cluster, not give up).
+func (ch *chaos) waitReady(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for _, url := range ch.ready {
+		for {
+			for _, p := range ch.stages {
+				select {
+				case <-p.done:
+					b, _ := os.ReadFile(p.log)
+					ch.t.Fatalf("%s exited during start-up:\n%s", p.name, tail(string(b), 3000))
+				default:
+				}
+			}
+			if httpOK(url) {
+				break
+			}
+			if time.Now().After(deadline) {
+				ch.t.Fatalf("%s not ready within %s", url, timeout)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+}
+
 func (ch *chaos) startStudio() string {
 	common := []string{"--nats-url", ch.natsURLs(), "--replicas", "3", "--ack-wait", "5s", "--drain-timeout", "5s"}
 	if ch.minio != nil {
@@ -315,13 +350,13 @@ func (ch *chaos) startStudio() string {
 		ch.stages = append(ch.stages, p)
 	}
 	add("ingest", "ingest", "--auth", "off", "--http", fmt.Sprintf("127.0.0.1:%d", httpPort))
-	add("preprocess", "worker", "--stage", "preprocess", "--http", "127.0.0.1:0")
-	add("inference", "worker", "--stage", "inference", "--models", "realesrgan@general-x4v3", "--threads", "1", "--http", "127.0.0.1:0")
+	add("preprocess", "worker", "--stage", "preprocess", "--http", ch.workerHTTP())
+	add("inference", "worker", "--stage", "inference", "--models", "realesrgan@general-x4v3", "--threads", "1", "--http", ch.workerHTTP())
 	// A second inference replica: the slow-stage scenario stops one while the other
 	// takes its redelivered messages.
-	add("inference-2", "worker", "--stage", "inference", "--models", "realesrgan@general-x4v3", "--threads", "1", "--http", "127.0.0.1:0")
-	add("postprocess", "worker", "--stage", "postprocess", "--http", "127.0.0.1:0")
-	add("store", "worker", "--stage", "store", "--http", "127.0.0.1:0")
+	add("inference-2", "worker", "--stage", "inference", "--models", "realesrgan@general-x4v3", "--threads", "1", "--http", ch.workerHTTP())
+	add("postprocess", "worker", "--stage", "postprocess", "--http", ch.workerHTTP())
+	add("store", "worker", "--stage", "store", "--http", ch.workerHTTP())
 	if ch.clickhouse != nil {
 		ch.sink = &chaosProc{name: "sink", bin: ch.bin, log: filepath.Join(ch.dir, "sink.log"), env: testEnv(),
 			args: []string{"sink", "--nats-url", ch.natsURLs(), "--replicas", "3", "--clickhouse-addr", ch.clickhouseAddr,

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 // CacheEntry is what a repeated request reuses: the results of the job that first
@@ -33,9 +34,9 @@ type Cache struct {
 
 // OpenCache opens the cache bucket, which Provision creates.
 func OpenCache(ctx context.Context, js jetstream.JetStream) (*Cache, error) {
-	kv, err := js.KeyValue(ctx, BucketCache)
+	kv, err := streams.BindKV(ctx, js, BucketCache)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: open KV bucket %s (run provisioning first): %w", BucketCache, err)
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return &Cache{kv: kv}, nil
 }

@@ -35,9 +35,9 @@ type Store struct {
 
 // Open opens the jobs bucket, which Provision creates.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	kv, err := js.KeyValue(ctx, Bucket)
+	kv, err := streams.BindKV(ctx, js, Bucket)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: open KV bucket %s (run provisioning first): %w", Bucket, err)
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return &Store{kv: kv, now: time.Now}, nil
 }
