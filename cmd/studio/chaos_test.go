@@ -90,7 +90,7 @@ func TestChaos(t *testing.T) {
 	// Every studio process at once, while the cluster elects its meta leader.
 	api := ch.startStudio()
 	ch.ready = append(ch.ready, api+"/health/ready")
-	ch.waitReady(5 * time.Minute)
+	ch.waitReady(10 * time.Minute)
 	nc, err := nats.Connect(ch.natsURLs(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
 		nats.PingInterval(5*time.Second), nats.MaxPingsOutstanding(3))
 	if err != nil {
@@ -339,7 +339,9 @@ func (ch *chaos) waitReady(timeout time.Duration) {
 }
 
 func (ch *chaos) startStudio() string {
-	common := []string{"--nats-url", ch.natsURLs(), "--replicas", "3", "--ack-wait", "5s", "--drain-timeout", "5s"}
+	// A loaded 2-core machine provisions the 3-replica topology in minutes, not seconds
+	// (each stream's creation waits for its election): every process waits up to 8.
+	common := []string{"--nats-url", ch.natsURLs(), "--replicas", "3", "--ack-wait", "5s", "--drain-timeout", "5s", "--startup-wait", "8m"}
 	if ch.minio != nil {
 		common = append(common, "--s3-endpoint", ch.minioAddr, "--s3-bucket", "chaos", "--s3-access-key", "chaos", "--s3-secret-key", "chaos-secret-key")
 	}
@@ -360,7 +362,7 @@ func (ch *chaos) startStudio() string {
 	if ch.clickhouse != nil {
 		ch.sink = &chaosProc{name: "sink", bin: ch.bin, log: filepath.Join(ch.dir, "sink.log"), env: testEnv(),
 			args: []string{"sink", "--nats-url", ch.natsURLs(), "--replicas", "3", "--clickhouse-addr", ch.clickhouseAddr,
-				"--clickhouse-database", "chaos", "--sink-flush-interval", "500ms", "--worker-id", "sink"}}
+				"--clickhouse-database", "chaos", "--sink-flush-interval", "500ms", "--worker-id", "sink", "--startup-wait", "8m"}}
 	}
 	for _, p := range ch.stages {
 		ch.start(p)
