@@ -290,24 +290,32 @@ func (ch *chaos) runScenario(s chaosScenario, n, rounds int) *chaosRun {
 		ch.results.poll(t)
 		return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return len(ch.results.byJob[id]) > 0 })
 	}
-	waiting := open()
-	for waitStart, lastProgress := time.Now(), time.Now(); len(waiting) > 0 && time.Since(lastProgress) < chaosStall && time.Since(waitStart) < chaosWaitMax; {
-		time.Sleep(2 * time.Second)
-		o := open()
-		if len(o) < len(waiting) {
-			lastProgress = time.Now()
+	waitAll := func() []string {
+		waiting := open()
+		for waitStart, lastProgress := time.Now(), time.Now(); len(waiting) > 0 && time.Since(lastProgress) < chaosStall && time.Since(waitStart) < chaosWaitMax; {
+			time.Sleep(2 * time.Second)
+			o := open()
+			if len(o) < len(waiting) {
+				lastProgress = time.Now()
+			}
+			waiting = o
 		}
-		waiting = o
+		return waiting
 	}
-	waitEnded := time.Now()
+	waiting := waitAll()
 	if s.after != nil {
+		// What the fault held up (a disk full) goes on once it is over: wait again.
 		f, err := s.after(ch)
 		r.faults = append(r.faults, f...)
 		if err != nil {
 			r.extra = append(r.extra, err.Error())
 		}
-		waiting = open()
+		if len(waiting) > 0 {
+			r.faults = append(r.faults, fmt.Sprintf("%d jobs open until then", len(waiting)))
+			waiting = waitAll()
+		}
 	}
+	waitEnded := time.Now()
 	// Without a result event: stuck (not final) or final without its event.
 	for _, id := range waiting {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
