@@ -353,8 +353,12 @@ func readSized(r io.Reader, size int64) ([]byte, error) {
 
 // dropChunks purges the chunks of a put that did not complete and returns err.
 func (s *ObjectStore) dropChunks(ctx context.Context, chunkSubj string, err error) error {
-	if st, serr := s.js.Stream(context.WithoutCancel(ctx), "OBJ_"+s.bucket); serr == nil {
-		_ = st.Purge(context.WithoutCancel(ctx), jetstream.WithPurgeSubject(chunkSubj))
+	// The clean-up outlives a cancelled put, but within a bound of its own: a server cut
+	// off would hold it for the client's default timeout per request.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
+	defer cancel()
+	if st, serr := s.js.Stream(cctx, "OBJ_"+s.bucket); serr == nil {
+		_ = st.Purge(cctx, jetstream.WithPurgeSubject(chunkSubj))
 	}
 	return err
 }
