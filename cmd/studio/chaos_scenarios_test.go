@@ -504,14 +504,38 @@ func (ch *chaos) countAnalytics(r *chaosRun, ids []string, telFrom uint64) {
 		quoted = append(quoted, "'"+id+"'")
 	}
 	runs, redelivered := map[string]bool{}, 0
+	addRun := func(run *schemas.StageRun) {
+		if !want[run.JobID] {
+			return
+		}
+		id := sink.StageRunID(run)
+		if !runs[id] && run.Attempt > 1 {
+			redelivered++
+		}
+		runs[id] = true
+	}
+	// Stage runs come batched (studio.telemetry.batch/v1) or, from older producers, one
+	// a message.
 	ch.scan(schemas.StreamTelemetry, telFrom, func(m *jetstream.RawStreamMsg) {
-		var run schemas.StageRun
-		if json.Unmarshal(m.Data, &run) == nil && run.Schema == schemas.SchemaStageRun && want[run.JobID] {
-			id := sink.StageRunID(&run)
-			if !runs[id] && run.Attempt > 1 {
-				redelivered++
+		var head struct {
+			Schema string `json:"schema"`
+		}
+		if json.Unmarshal(m.Data, &head) != nil {
+			return
+		}
+		switch head.Schema {
+		case schemas.SchemaStageRun:
+			var run schemas.StageRun
+			if json.Unmarshal(m.Data, &run) == nil {
+				addRun(&run)
 			}
-			runs[id] = true
+		case schemas.SchemaTelemetryBatch:
+			var b schemas.TelemetryBatch
+			if json.Unmarshal(m.Data, &b) == nil {
+				for i := range b.StageRuns {
+					addRun(&b.StageRuns[i])
+				}
+			}
 		}
 	})
 	results := map[string]bool{}
