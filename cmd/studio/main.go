@@ -33,7 +33,7 @@ Usage:
   studio models   list [--server URL]              model versions: task, default, weights, fallback, cache
   studio models   import-ncnn --param P --bin B ...  convert an ncnn model to ONNX and write its manifest
   studio bench    --task T --jobs N --concurrency C  load the pipeline and compare with raw ONNX Runtime
-  studio users    create|list|set-tier|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
+  studio users    create|list|set-tier|disable|enable|delete|erase|token --tenant T [--user U]   manage users; erase is the GDPR erasure
   studio rollout  start|status|list|pause|resume|abort   move a task to another model version in judged steps
   studio replay   --task T --since 24h --to model@version [--sample 10%]   re-run past requests on another version (shadow lane) and compare
   studio webhooks secret|rotate-tenant|rotate --tenant T   print a tenant's webhook signing secret; rotate one tenant's; rotate the root key
