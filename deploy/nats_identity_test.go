@@ -198,6 +198,20 @@ func TestANATSSubmissionIsTheJobOfTheConnectionsUser(t *testing.T) {
 			}
 		})
 	}
+	// nats-server replaces only the header of the exact name; a spelling in another case
+	// travels next to the real one. Go walks a map in random order, so the check runs
+	// many times: a reader that picked either header by case-insensitive match took
+	// the forged one in most tries.
+	for _, name := range []string{"nats-request-info", "NATS-REQUEST-INFO", "Nats-request-info"} {
+		t.Run("a sender header spelled "+name+" is refused", func(t *testing.T) {
+			for range 20 {
+				rec, refused := submit(t, schemas.JobRequest{}, nats.Header{name: {forged("TENANT_ACME", "alice")}})
+				if rec != nil || refused != "403 nats_sender_forged" {
+					t.Fatalf("got job %v, refusal %q; want 403 nats_sender_forged", rec, refused)
+				}
+			}
+		})
+	}
 	for _, victim := range [][2]string{{"acme", "alice"}, {"globex", "gus"}} {
 		ids, err := index.List(ctx, victim[0], victim[1])
 		noErr(t, err)

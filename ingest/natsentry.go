@@ -141,18 +141,38 @@ type NATSSender struct {
 	User    string `json:"user"`
 }
 
+// ErrForgedSender: a request carries a spelling of HeaderRequestInfo that the server
+// did not write (another letter case, or more than one value). nats-server replaces
+// only the header of that exact name on a shared import, so any other spelling came
+// from the sender; such a request is refused, never read either way.
+var ErrForgedSender = errors.New("ingest: the request carries a sender header the NATS server did not write")
+
 // ParseNATSSender reads HeaderRequestInfo from h; ok is false when the header is
-// absent or names no account.
-func ParseNATSSender(h map[string][]string) (NATSSender, bool) {
-	raw := first(h, HeaderRequestInfo)
-	if raw == "" {
-		return NATSSender{}, false
+// absent or names no account. A header whose name differs from HeaderRequestInfo only
+// in letter case, or one with several values, is ErrForgedSender: the server stamps
+// one value under the exact name, so anything else was written by the sender.
+func ParseNATSSender(h map[string][]string) (_ NATSSender, ok bool, _ error) {
+	var raw []string
+	for k, v := range h {
+		if !strings.EqualFold(k, HeaderRequestInfo) {
+			continue
+		}
+		if k != HeaderRequestInfo {
+			return NATSSender{}, false, fmt.Errorf("%w: header %q", ErrForgedSender, k)
+		}
+		raw = v
+	}
+	if len(raw) > 1 {
+		return NATSSender{}, false, fmt.Errorf("%w: %d values of %s", ErrForgedSender, len(raw), HeaderRequestInfo)
+	}
+	if len(raw) == 0 || raw[0] == "" {
+		return NATSSender{}, false, nil
 	}
 	var ns NATSSender
-	if err := json.Unmarshal([]byte(raw), &ns); err != nil || ns.Account == "" {
-		return NATSSender{}, false
+	if err := json.Unmarshal([]byte(raw[0]), &ns); err != nil || ns.Account == "" {
+		return NATSSender{}, false, nil
 	}
-	return ns, true
+	return ns, true, nil
 }
 
 // ParseNATSAccounts parses --nats-accounts: "ACCOUNT=tenant" pairs separated by
@@ -188,7 +208,15 @@ func ParseNATSAccounts(spec string) (map[string]string, error) {
 // or from an account that names nobody, such as SUBMITTERS) must carry a credential in
 // Authorization: Bearer, checked as on HTTP. Each decision is audited.
 func (s *Service) natsCaller(ctx context.Context, h map[string][]string, req auth.Request) (auth.Principal, error) {
-	sender, stamped := ParseNATSSender(h)
+	sender, stamped, err := ParseNATSSender(h)
+	if err != nil {
+		if s.sec.Audit != nil {
+			if aerr := s.sec.Audit.Audit(ctx, auth.Event(auth.Principal{}, auth.ActionAuthenticate, "nats", auth.ResultDenied, req)); aerr != nil {
+				return auth.Principal{}, fmt.Errorf("auth: audit unavailable, request refused: %w", aerr)
+			}
+		}
+		return auth.Principal{}, problem(http.StatusForbidden, "nats_sender_forged", err.Error()+"; send no header of that name: the server writes it")
+	}
 	tenant, mapped := s.sec.NATSAccounts[sender.Account]
 	if !stamped || !mapped {
 		return s.sec.Authenticator.Authenticate(ctx, first(h, "Authorization"), req)
