@@ -332,7 +332,7 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned) {
 		return s.setUserDisabled(ctx, in.ID, false)
 	})
 	route(s, api, v, huma.Operation{OperationID: "delete-user", Method: http.MethodDelete, Path: "/users/{id}", Tags: tags,
-		Summary: "Delete a user", Description: "Revokes the user's sessions and deletes the record; their jobs and data stay (DELETE /v1/users/{id}/data erases them).",
+		Summary: "Delete a user", Description: "Revokes the user's sessions and API keys and deletes the record; their jobs and data stay (DELETE /v1/users/{id}/data erases them).",
 		DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503}, Metadata: admin(auth.ActionUserDelete),
 	}, func(ctx context.Context, in *userPath) (*struct{}, error) {
 		tenant := s.principal(ctx).Tenant
@@ -340,6 +340,10 @@ func (s *Service) registerUserRoutes(api huma.API, v versioned) {
 			return nil, s.userProblem(err, in.ID)
 		}
 		if _, err := s.sec.Issuer.RevokeUser(ctx, tenant, in.ID); err != nil {
+			return nil, s.asProblem(err, "delete user")
+		}
+		// The id may be created again; the former user's keys must not act for it.
+		if _, err := s.sec.Keys.RevokeOwnedBy(ctx, tenant, in.ID); err != nil {
 			return nil, s.asProblem(err, "delete user")
 		}
 		if err := s.sec.Users.Delete(ctx, tenant, in.ID); err != nil {

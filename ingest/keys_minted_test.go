@@ -145,4 +145,11 @@ func TestDeletingAUserStopsEveryKeyAndTokenOfTheirsAtOnce(t *testing.T) {
 			require.Equal(t, http.StatusUnauthorized, r.status, "%s of the deleted user: %s %s: %s", name, rt[0], rt[1], r.body)
 		}
 	}
+	// The id is given to someone new: the former user's keys must not act for them.
+	r = e.call(t, http.MethodPost, "/v1/users", e.tokens["alice"], []byte(`{"id":"carol"}`), "application/json")
+	require.Equal(t, http.StatusCreated, r.status, string(r.body))
+	for _, name := range []string{"API key", "minted key"} {
+		r := e.call(t, http.MethodGet, "/v2/jobs", creds[name], nil, "")
+		require.Equal(t, http.StatusUnauthorized, r.status, "%s of the former carol, after the id was created again: %s", name, r.body)
+	}
 }

@@ -59,13 +59,17 @@ func TestAnalyticsRoutesAreRateLimitedPerCallerAndCached(t *testing.T) {
 	require.EqualValues(t, 1, sqlQueries.Load(), "the same statement within the TTL runs once")
 
 	requireRateLimited(t, e.call(t, http.MethodGet, "/ops/api/business", admin, nil, ""), "the 5th report")
+	// HEAD runs the GET handler, and so the query: it is charged as GET is.
+	r := e.call(t, http.MethodHead, "/ops/api/business", admin, nil, "")
+	require.Equal(t, http.StatusTooManyRequests, r.status, "a HEAD of the report over the budget")
+	require.NotEmpty(t, r.header.Get("Retry-After"), "a HEAD of the report over the budget")
 	requireRateLimited(t, e.call(t, http.MethodPost, "/ops/api/sql", admin, []byte(`{"sql":"SELECT 2"}`), "application/json"), "the 5th query")
 	require.EqualValues(t, 1, sqlQueries.Load(), "a refused query did not run")
 	// The cookbook is static and free.
 	require.Equal(t, http.StatusOK, e.call(t, http.MethodGet, "/ops/api/sql/cookbook", admin, nil, "").status)
 
 	// Another operator has a budget of their own, and the flood cost alice no job request.
-	r := e.call(t, http.MethodPost, "/ops/api/sql", other, []byte(`{"sql":"SELECT 2"}`), "application/json")
+	r = e.call(t, http.MethodPost, "/ops/api/sql", other, []byte(`{"sql":"SELECT 2"}`), "application/json")
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	require.EqualValues(t, 2, sqlQueries.Load())
 	jobID(t, e.submitAs(t, admin))

@@ -80,7 +80,8 @@ func (s *Service) analyticsLimited(next http.Handler) http.Handler {
 // and the SQL box (`studio sql`).
 func analyticsRequest(r *http.Request) bool {
 	switch {
-	case r.Method == http.MethodGet && r.URL.Path == opsAPIPrefix+"business",
+	// HEAD runs the GET handler (net/http's GET patterns match it) and so the query.
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.URL.Path == opsAPIPrefix+"business",
 		r.Method == http.MethodPost && r.URL.Path == opsAPIPrefix+"sql":
 		return true
 	}

@@ -622,7 +622,7 @@ func TestCLI(t *testing.T) {
 	})
 
 	t.Run("users delete revokes the user's sessions", func(t *testing.T) {
-		expect(t, studio(t, c.env, "users", "delete", "--tenant", "acme", "--user", "bob"), 0, "deleted acme/bob and revoked 1 sessions")
+		expect(t, studio(t, c.env, "users", "delete", "--tenant", "acme", "--user", "bob"), 0, "deleted acme/bob and revoked 1 sessions and")
 		r := studio(t, c.as(bobToken), "jobs", "list")
 		if r.code != 1 || !strings.Contains(r.stderr, "401") {
 			t.Fatalf("jobs list with the deleted user's token: want exit 1 and 401\n%s", r)

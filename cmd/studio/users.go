@@ -44,6 +44,7 @@ type usersOptions struct {
 // connection, tests on an embedded server.
 type usersDeps struct {
 	Users  *auth.Users
+	Keys   *auth.APIKeys
 	Audit  auth.Auditor
 	Issuer func() (*auth.Issuer, error)
 	Eraser func() (*erasure.Eraser, error)
@@ -90,8 +91,13 @@ func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	keys, err := auth.OpenAPIKeys(ctx, bus.JS)
+	if err != nil {
+		return err
+	}
 	deps := usersDeps{
 		Users: users,
+		Keys:  keys,
 		Audit: auth.NewAuditLog(streams.JSPublisher{JS: bus.JS}),
 		Issuer: func() (*auth.Issuer, error) {
 			keys, err := cfg.JWT.ExistingKeySet(filepath.Join(cfg.DataDir, "jwt-keys"))
@@ -221,10 +227,15 @@ func usersAction(ctx context.Context, sub string, o usersOptions, d usersDeps, s
 		if err != nil {
 			return auth.ActionUserDelete, err
 		}
+		// The id may be created again; the former user's keys must not act for it.
+		nk, err := d.Keys.RevokeOwnedBy(ctx, o.tenant, o.user)
+		if err != nil {
+			return auth.ActionUserDelete, err
+		}
 		if err := d.Users.Delete(ctx, o.tenant, o.user); err != nil {
 			return auth.ActionUserDelete, err
 		}
-		fmt.Fprintf(stdout, "deleted %s/%s and revoked %d sessions; their jobs and files stay until `studio users erase`\n", o.tenant, o.user, n)
+		fmt.Fprintf(stdout, "deleted %s/%s and revoked %d sessions and %d API keys; their jobs and files stay until `studio users erase`\n", o.tenant, o.user, n, nk)
 		return auth.ActionUserDelete, nil
 	case "erase":
 		e, err := d.Eraser()

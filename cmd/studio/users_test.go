@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -41,8 +42,20 @@ func TestUsersCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	apiKeys, err := auth.OpenAPIKeys(ctx, s.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceKey, _, err := auth.NewAPIKey("acme", "alice", "alice's", schemas.TierFree, []auth.Scope{auth.ScopeJobsRead}, time.Time{}, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apiKeys.Create(ctx, aliceKey); err != nil {
+		t.Fatal(err)
+	}
 	deps := usersDeps{
 		Users:  users,
+		Keys:   apiKeys,
 		Audit:  auth.NewAuditLog(streams.JSPublisher{JS: s.JS}),
 		Issuer: func() (*auth.Issuer, error) { return issuer, nil },
 		Eraser: func() (*erasure.Eraser, error) { return erasure.NewEraser(ctx, s.JS, blobs) },
@@ -73,9 +86,12 @@ func TestUsersCommands(t *testing.T) {
 				t.Fatalf("%+v %v", p, err)
 			}
 		}},
-		{name: "delete revokes the sessions and removes the user", sub: "delete", o: opts("alice", "normal"), want: "revoked 1 sessions", after: func(t *testing.T, _ string) {
+		{name: "delete revokes the sessions and keys and removes the user", sub: "delete", o: opts("alice", "normal"), want: "revoked 1 sessions and 1 API keys", after: func(t *testing.T, _ string) {
 			if _, _, err := issuer.Verify(ctx, token.AccessToken); !errors.Is(err, auth.ErrTokenRevoked) {
 				t.Fatalf("token after delete: %v", err)
+			}
+			if k, err := apiKeys.Get(ctx, aliceKey.ID); err != nil || k.RevokedAt.IsZero() {
+				t.Fatalf("alice's API key after delete: %+v %v; want it revoked", k, err)
 			}
 		}},
 		{name: "delete of a missing user fails", sub: "delete", o: opts("alice", "normal"), wantErr: auth.ErrUserNotFound},

@@ -233,6 +233,22 @@ func (s *APIKeys) OwnedBy(ctx context.Context, tenant, user string) ([]string, e
 	return ids, err
 }
 
+// RevokeOwnedBy revokes every key the user owns, and what they minted, and returns how
+// many it revoked. Deleting a user calls it: a user id can be created again, and the
+// former user's keys must not then act for the new one.
+func (s *APIKeys) RevokeOwnedBy(ctx context.Context, tenant, user string) (int, error) {
+	ids, err := s.OwnedBy(ctx, tenant, user)
+	if err != nil {
+		return 0, fmt.Errorf("auth: list the keys of %s/%s: %w", tenant, user, err)
+	}
+	for _, id := range ids {
+		if err := s.Revoke(ctx, tenant, id); err != nil && !errors.Is(err, ErrKeyNotFound) {
+			return 0, fmt.Errorf("auth: revoke key %s of %s/%s: %w", id, tenant, user, err)
+		}
+	}
+	return len(ids), nil
+}
+
 // checkAncestors refuses a key whose parent, or any key above it, is revoked, expired
 // or gone: a minted key lives no longer than the chain that made it.
 func (s *APIKeys) checkAncestors(ctx context.Context, k *APIKey, now time.Time) error {

@@ -179,6 +179,18 @@ func (i *Issuer) Issue(ctx context.Context, tenant, user string) (TokenPair, err
 	if err := i.store.CreateFamily(ctx, fam); err != nil {
 		return TokenPair{}, err
 	}
+	// A disable or delete that ran between the check above and CreateFamily listed the
+	// sessions before this one existed and so did not revoke it: read the user again.
+	again, err := i.users.Get(ctx, tenant, user)
+	if err == nil {
+		err = again.CheckEnabled()
+	}
+	if err != nil {
+		if rerr := i.revokeFamily(ctx, u.Tenant, u.ID, fam.ID); rerr != nil {
+			return TokenPair{}, errors.Join(err, rerr)
+		}
+		return TokenPair{}, err
+	}
 	return i.pair(u, fam.ID, fam.Current, now)
 }
 
