@@ -57,6 +57,11 @@ type Access struct {
 	// DevLogin (AccessScope only): with Security.DevLogin (`studio up --auth-dev`) the
 	// route needs no credential at all. Login.
 	DevLogin bool
+	// Operator (AccessScope only): the caller must also belong to the operator tenant
+	// (Security.OperatorTenant). Routes whose data or effect spans every tenant (the
+	// analytics store, global rollouts) are for the people who run the service, not for
+	// a tenant's admins.
+	Operator bool
 	// Audit is the action a refusal is audited as; empty: actionAuthorize.
 	Audit string
 }
@@ -75,6 +80,10 @@ var (
 
 // scoped is the declaration of a route that needs sc.
 func scoped(sc auth.Scope) Access { return Access{Kind: AccessScope, Scope: sc} }
+
+// operator is the declaration of a route that spans every tenant: admin of the
+// operator tenant (see Access.Operator).
+func operator() Access { return Access{Kind: AccessScope, Scope: auth.ScopeAdmin, Operator: true} }
 
 // orOwnSession lets the user named by path parameter param through on their own
 // interactive session (see Access.SelfParam).
@@ -99,6 +108,9 @@ func (a Access) String() string {
 		return "any credential"
 	}
 	s := "`" + string(a.Scope) + "`"
+	if a.Operator {
+		s += " of the operator tenant"
+	}
 	if a.SelfParam != "" {
 		s += ", or the user's own session ({" + a.SelfParam + "} = the caller; not an API key)"
 	}
@@ -134,7 +146,7 @@ func accessOf(op *huma.Operation) (Access, bool) {
 func (a Access) valid() bool {
 	switch a.Kind {
 	case AccessPublic, AccessSignedURL, AccessBodyCredential, AccessAuthenticated:
-		return a.Scope == "" && a.SelfParam == "" && !a.DevLogin
+		return a.Scope == "" && a.SelfParam == "" && !a.DevLogin && !a.Operator
 	case AccessScope:
 		_, err := auth.ParseScope(string(a.Scope))
 		return err == nil
@@ -172,6 +184,9 @@ func documentAccess(op *huma.Operation, a Access) {
 		op.Extensions["x-required-scope"] = string(a.Scope)
 		if a.SelfParam != "" {
 			op.Extensions["x-or-own-session"] = a.SelfParam
+		}
+		if a.Operator {
+			op.Extensions["x-operator-only"] = true
 		}
 		if a.DevLogin {
 			op.Security = append(op.Security, map[string][]string{}) // --auth-dev: none
@@ -346,6 +361,13 @@ func (s *Service) authorize(r *http.Request, a Access, param func(string) string
 		}
 		return s.credentialRefusal(err, RequestIDFrom(r.Context()))
 	}
+	if a.Operator && p.Has(a.Scope) && p.Tenant != s.operatorTenant() {
+		prob := problem(http.StatusForbidden, "operator_only", fmt.Sprintf(
+			"this route spans every tenant, so it is for the service's operators: an admin of the operator tenant %q (--operator-tenant), not of tenant %q", s.operatorTenant(), p.Tenant),
+			FieldProblem{Field: "Authorization", Constraint: "operator", Message: "the credential is not of the operator tenant"})
+		s.auditRefusal(r, p, a, prob.Code)
+		return prob, nil
+	}
 	if a.Kind == AccessAuthenticated || p.Has(a.Scope) {
 		return nil, nil
 	}
@@ -381,4 +403,13 @@ func (s *Service) auditRefusal(r *http.Request, p auth.Principal, a Access, code
 	if err := s.sec.Audit.Audit(r.Context(), e); err != nil {
 		s.log.WithError(err).WithField("action", action).Error("audit event lost")
 	}
+}
+
+// operatorTenant is the tenant whose admins operate the service (Security.OperatorTenant,
+// default Config.DefaultTenant).
+func (s *Service) operatorTenant() string {
+	if s.sec != nil && s.sec.OperatorTenant != "" {
+		return s.sec.OperatorTenant
+	}
+	return s.cfg.DefaultTenant
 }

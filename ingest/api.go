@@ -14,7 +14,6 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
-	"github.com/creativeai-studio/studio/internal/auth"
 	schemafiles "github.com/creativeai-studio/studio/schemas/jsonschema"
 )
 
@@ -111,7 +110,7 @@ func (s *Service) Handler() http.Handler {
 
 // mountPages serves the web studio and the operations dashboard (MountPages) on their
 // patterns. The pages are public; the operations data under opsAPIPrefix is for
-// operators (the admin scope), also where a broader page pattern ("GET /ops/") would
+// operators (admins of the operator tenant: it spans every tenant), also where a broader page pattern ("GET /ops/") would
 // serve it: its own patterns, more specific, declare that.
 func (s *Service) mountPages(table *routeTable) {
 	patterns := slices.Clone(s.pageRoutes)
@@ -123,7 +122,7 @@ func (s *Service) mountPages(table *routeTable) {
 	for _, pattern := range patterns {
 		a, h := public, s.pages
 		if _, path, _ := strings.Cut(pattern, " "); strings.HasPrefix(path, opsAPIPrefix) {
-			a, h = scoped(auth.ScopeAdmin), s.analyticsLimited(s.pages)
+			a, h = operator(), s.analyticsLimited(s.pages)
 		}
 		table.handle(pattern, a, h)
 	}

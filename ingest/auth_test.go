@@ -76,7 +76,9 @@ func newSecureEnvOpts(t *testing.T, conf ingest.Config, appSet func(*app.Config)
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	spec := "k1:HS256:" + base64.RawURLEncoding.EncodeToString(secret)
-	cfg := &app.Config{DataDir: t.TempDir(), Auth: "on",
+	// Tenant ta's admins (alice) operate the service: the operations analytics and
+	// rollouts are theirs.
+	cfg := &app.Config{DataDir: t.TempDir(), Auth: "on", OperatorTenant: "ta",
 		JWT: auth.Config{JWTKeys: spec, AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour},
 		Quota: quota.Policy{Default: quota.Limits{MaxActive: 3},
 			Tiers: map[schemas.Tier]quota.Limits{schemas.TierFree: {RequestsPerHour: 2}}}}

@@ -219,6 +219,14 @@ func TestOperationsDataNeedsAnOperatorCredential(t *testing.T) {
 			})
 		}
 	}
+	// An admin of another tenant is not an operator: the report spans every tenant.
+	otherAdmin := e.addUser(t, "tb", "tbadmin", auth.ScopeAdmin)
+	for _, rt := range [][2]string{{"GET", "/ops/api/business"}, {"POST", "/ops/api/sql"}, {"GET", "/v2/admin/rollouts"}, {"POST", "/v2/admin/rollouts"}} {
+		r := e.call(t, rt[0], rt[1], otherAdmin, []byte(`{"sql":"SELECT 1"}`), "application/json")
+		require.Equal(t, http.StatusForbidden, r.status, "%s %s by an admin of tenant tb: %s", rt[0], rt[1], r.body)
+		require.Equal(t, "operator_only", problemCode(t, r.body), "%s %s", rt[0], rt[1])
+		require.NotContains(t, string(r.body), `"tenants"`)
+	}
 	require.Zero(t, queries.Load(), "refused callers ran no analytics query")
 
 	// An operator reads the report; the pages themselves stay public.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
-	"github.com/creativeai-studio/studio/internal/auth"
 	"github.com/creativeai-studio/studio/internal/models"
 	"github.com/creativeai-studio/studio/internal/rollout"
 	"github.com/creativeai-studio/studio/schemas"
@@ -58,9 +57,10 @@ func (s *Service) registerRolloutRoutes(api huma.API) {
 	v2 := versioned{version: "v2", latest: true}
 	tags := []string{"rollouts"}
 	errs := []int{401, 403, 404, 409, 422, 503}
-	// Every rollout route is for operators (the admin scope, declared); operator checks
-	// that this process manages rollouts.
-	admin := declare(scoped(auth.ScopeAdmin))
+	// Every rollout route is for operators (admins of the operator tenant, declared: a
+	// rollout moves every tenant's jobs); operator checks that this process manages
+	// rollouts.
+	admin := declare(operator())
 	operator := func(context.Context) error {
 		if s.rollouts == nil {
 			return problem(http.StatusServiceUnavailable, "unavailable", "this server does not manage rollouts")

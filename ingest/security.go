@@ -33,6 +33,10 @@ type Security struct {
 	// DevLogin lets POST /v1/auth/login issue tokens for any existing user without an
 	// admin credential (development only: `studio up --auth-dev`).
 	DevLogin bool
+	// OperatorTenant is the tenant whose admins may use the routes that span every
+	// tenant (Access.Operator: the operations analytics, global rollouts); empty:
+	// Config.DefaultTenant ("local", the tenant of `studio up`'s development user).
+	OperatorTenant string
 	// NATSAccounts maps a NATS account to a tenant (--nats-accounts): a NATS request
 	// from a user of that account is a job of the studio user of the same name
 	// (natsCaller). Read-only once the service runs.

@@ -601,7 +601,7 @@ func NewSecurity(ctx context.Context, cfg *Config, d Deps) (*ingest.Security, er
 		return nil, err
 	}
 	return &ingest.Security{
-		NATSAccounts:  natsAccounts,
+		NATSAccounts: natsAccounts, OperatorTenant: cfg.OperatorTenant,
 		Authenticator: &auth.Authenticator{Tokens: issuer, Keys: apiKeys, Audit: audit, Users: users},
 		Issuer:        issuer, Users: users, Keys: apiKeys, Eraser: eraser, Limiter: limiter, Active: active,
 		Audit: audit, Policy: cfg.Quota, DevLogin: cfg.AuthDev, Storage: storage,

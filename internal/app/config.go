@@ -119,6 +119,10 @@ type Config struct {
 	// submission from such an account is a job of the sending NATS user
 	// (ingest.ParseNATSAccounts).
 	NATSAccounts string
+	// OperatorTenant is the tenant whose admins may use the routes that span every
+	// tenant: the operations analytics (/ops/api/*, `studio sql`) and rollouts; empty:
+	// ingest's default tenant, "local".
+	OperatorTenant string
 	// JWT configures token signing and lifetimes; Quota the per-tier limits.
 	JWT   auth.Config
 	Quota quota.Policy
@@ -206,6 +210,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TelemetryBatchWait, "telemetry-batch-wait", envDuration("telemetry-batch-wait", telemetry.DefaultMaxWait), "longest a stage run waits for its telemetry batch to fill before it is published ["+envName("telemetry-batch-wait")+"]")
 	str(&c.Auth, "auth", "on", "on: every API call needs a bearer token or API key; off: no authentication, every caller is tenant \"local\" (development only)")
 	fs.BoolVar(&c.AuthDev, "auth-dev", envBool("auth-dev", false), "let POST /v1/auth/login issue tokens for any existing user without an admin credential (development only) ["+envName("auth-dev")+"]")
+	str(&c.OperatorTenant, "operator-tenant", "local", "tenant whose admins operate the service: only they may query the operations analytics (/ops/api/*, studio sql) and run rollouts, which span every tenant")
 	str(&c.NATSAccounts, "nats-accounts", "", "NATS accounts whose users submit jobs as themselves, ACCOUNT=tenant, comma separated (the account imports studio.submit.> with share: true; see deploy/nats/nats-server.conf)")
 	c.JWT.RegisterFlags(fs)
 	c.Quota.RegisterFlags(fs)
@@ -223,6 +228,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ingest.ParseNATSAccounts(c.NATSAccounts); err != nil {
 		errs = append(errs, err)
+	}
+	if err := schemas.ValidToken(c.OperatorTenant); c.OperatorTenant != "" && err != nil {
+		errs = append(errs, fmt.Errorf("--operator-tenant: %w", err))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: use 1 to 5", c.Replicas))
