@@ -27,13 +27,15 @@ func TestSlowHeadersAreCutOffAfterReadHeaderTimeout(t *testing.T) {
 	case err := <-errc:
 		t.Fatalf("server did not start: %v", err)
 	}
+	// The server's header deadline starts when it accepts the connection, which may be
+	// before Dial returns: start the clock before dialling.
+	start := time.Now()
 	c, err := net.Dial("tcp", addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 
-	start := time.Now()
 	closed := make(chan time.Duration, 1)
 	go func() {
 		_, _ = io.Copy(io.Discard, c) // returns when the server drops the connection

@@ -41,13 +41,14 @@ var layers = map[string]int{
 	// 2: the JetStream transport, no domain.
 	"streams": 2,
 	// 3: domain state and rules, each with its NATS KV store beside it.
-	"internal/jobs/...":     3,
-	"internal/quota/...":    3,
-	"internal/auth/...":     3,
-	"internal/blob/natsobj": 3,
-	"internal/erasure/...":  3,
-	"internal/rollout/...":  3,
-	"internal/replay/...":   3,
+	"internal/jobs/...":      3,
+	"internal/quota/...":     3,
+	"internal/auth/...":      3,
+	"internal/blob/natsobj":  3,
+	"internal/erasure/...":   3,
+	"internal/rollout/...":   3,
+	"internal/replay/...":    3,
+	"internal/telemetry/...": 3,
 	// 4: the pipeline: the stage table and handler, then one package per stage.
 	"processors":          4,
 	"processors/artifact": 4,
