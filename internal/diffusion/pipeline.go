@@ -19,6 +19,7 @@ type Value struct {
 	Float32 []float32
 	Int32   []int32
 	Int64   []int64
+	Bool    []bool
 }
 
 // Port is a graph input or output: its name, element type ("float32", "int32",
@@ -121,8 +122,12 @@ func tokenContent(raw json.RawMessage) string {
 type Options struct {
 	// Scheduler overrides the scheduler config's class (see SchedulerConfig.Kind).
 	Scheduler string
-	// Safety, when set, checks every generated image.
+	// Safety, when set, checks every generated image (SafetyMode is then not used).
 	Safety SafetyChecker
+	// SafetyMode decides whether the export's own safety checker
+	// (safety_checker/model.onnx) runs: SafetyAuto (the default, "") when the file
+	// exists, SafetyOff never, SafetyRequired always (Open fails without it).
+	SafetyMode string
 	// Batch lets concurrent Generate calls share UNet calls (off when MaxBatch <= 1).
 	Batch BatchOptions
 }
@@ -145,6 +150,7 @@ type Pipeline struct {
 	stepType        string
 	stepShape       []int64
 	safety          SafetyChecker
+	safetyGraph     *GraphSafety  // the export's own checker, closed with the pipeline
 	batch           *batcher      // nil: every job calls the UNet alone
 	runs            chan struct{} // bounds graph runs in flight while sharing; nil: no bound
 }
@@ -191,6 +197,14 @@ func Open(dir string, o Opener, opts Options) (_ *Pipeline, err error) {
 	}
 	if err := p.checkPorts(); err != nil {
 		return nil, err
+	}
+	if p.safety == nil {
+		if p.safetyGraph, err = openSafety(dir, o, opts.SafetyMode); err != nil {
+			return nil, err
+		}
+		if p.safetyGraph != nil {
+			p.safety = p.safetyGraph
+		}
 	}
 	if opts.Batch.MaxBatch > 1 {
 		p.batch = newBatcher(p, opts.Batch)
@@ -243,6 +257,10 @@ func (p *Pipeline) checkPorts() error {
 	return nil
 }
 
+// Safety reports whether generated images are checked (an Options.Safety hook or the
+// export's safety checker).
+func (p *Pipeline) Safety() bool { return p.safety != nil }
+
 // Close releases the graphs.
 func (p *Pipeline) Close() error {
 	var errs []error
@@ -250,6 +268,9 @@ func (p *Pipeline) Close() error {
 		if g != nil {
 			errs = append(errs, g.Close())
 		}
+	}
+	if p.safetyGraph != nil {
+		errs = append(errs, p.safetyGraph.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -416,6 +437,9 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, progress Progress)
 		flags, err := p.safety.Check(ctx, res)
 		if err != nil {
 			return nil, fmt.Errorf("diffusion: safety checker: %w", err)
+		}
+		if len(flags) != n {
+			return nil, fmt.Errorf("diffusion: safety checker: %d flags for %d images", len(flags), n)
 		}
 		res.Flagged = flags
 		plane := 3 * res.Width * res.Height

@@ -32,6 +32,10 @@ type Diffusion struct {
 	// how long a step waits for others to join its call (5 ms).
 	UNetBatch     int `yaml:"unet_batch"`
 	BatchWindowMS int `yaml:"batch_window_ms"`
+	// Safety decides whether the export's safety checker (safety_checker/model.onnx)
+	// checks every image, blacking out flagged ones: auto (default) when the export has
+	// it, off never, required always (the model refuses to load without it).
+	Safety string `yaml:"safety"`
 }
 
 // Batch returns the manifest's UNet sharing as the pipeline's options (MaxBatch 0: the
@@ -73,6 +77,9 @@ func (d *Diffusion) setDefaults() {
 	}
 	if d.BatchWindowMS == 0 {
 		d.BatchWindowMS = 5
+	}
+	if d.Safety == "" {
+		d.Safety = diffusion.SafetyAuto
 	}
 }
 
@@ -127,6 +134,11 @@ func (m Manifest) diffusionProblems() []string {
 	}
 	if d.BatchWindowMS < 1 || d.BatchWindowMS > 1000 {
 		bad("diffusion.batch_window_ms", "%d must be 1 to 1000", d.BatchWindowMS)
+	}
+	switch d.Safety {
+	case diffusion.SafetyAuto, diffusion.SafetyOff, diffusion.SafetyRequired:
+	default:
+		bad("diffusion.safety", "%q must be auto, off or required", d.Safety)
 	}
 	return errs
 }

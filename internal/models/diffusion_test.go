@@ -28,6 +28,9 @@ func TestDiffusionManifests(t *testing.T) {
 		{"UNet sharing can be turned off and its window set", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  unet_batch: 1\n  batch_window_ms: 20\n", ""},
 		{"a UNet batch beyond 64 is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  unet_batch: 65\n", "diffusion.unet_batch"},
 		{"a gather window beyond a second is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  batch_window_ms: 1001\n", "diffusion.batch_window_ms"},
+		{"the safety checker can be required", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  safety: required\n", ""},
+		{"the safety checker can be turned off", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  safety: off\n", ""},
+		{"an unknown safety mode is refused", "name: sd\nversion: v1\ntask: generate\nsource:\n  export: x\ndiffusion:\n  safety: strict\n", "diffusion.safety"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -59,6 +62,28 @@ func TestFetchChecksTheExportDirectory(t *testing.T) {
 		spec, err := Fetch(context.Background(), cache, m)
 		if err != nil || spec.Path != filepath.Join(dir, "good") {
 			t.Fatalf("spec %q, %v", spec.Path, err)
+		}
+	})
+	t.Run("safety required without the safety checker is refused, with what to do", func(t *testing.T) {
+		m, err := ParseManifest(filepath.Join(dir, "sd.yaml"), []byte("name: sd\nversion: v1\ntask: generate\nsource:\n  export: good\ndiffusion:\n  safety: required\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Fetch(context.Background(), cache, m)
+		if !errors.Is(err, ErrBadManifest) || !strings.Contains(err.Error(), diffusion.SafetyCheckerFile) || !strings.Contains(err.Error(), "diffusion.safety") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("safety required with the safety checker resolves", func(t *testing.T) {
+		if err := diffusiontest.WriteExport(filepath.Join(dir, "safe"), diffusiontest.Options{Safety: true}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ParseManifest(filepath.Join(dir, "sd.yaml"), []byte("name: sd\nversion: v1\ntask: generate\nsource:\n  export: safe\ndiffusion:\n  safety: required\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec, err := Fetch(context.Background(), cache, m); err != nil || spec.Diffusion.Safety != diffusion.SafetyRequired {
+			t.Fatalf("spec %+v, %v", spec.Diffusion, err)
 		}
 	})
 	t.Run("a missing file is named, with what to do", func(t *testing.T) {

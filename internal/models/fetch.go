@@ -66,6 +66,12 @@ func fetchMain(ctx context.Context, cache *assets.Cache, m Manifest) (Spec, erro
 		if err := diffusion.CheckExport(dir); err != nil {
 			return Spec{}, fmt.Errorf("%w: %s: source.export: %v", ErrBadManifest, m.File, err)
 		}
+		if m.Diffusion != nil && m.Diffusion.Safety == diffusion.SafetyRequired {
+			if st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(diffusion.SafetyCheckerFile))); err != nil || st.IsDir() {
+				return Spec{}, fmt.Errorf("%w: %s: diffusion.safety is required but %s has no %s: export the model with its safety checker or set diffusion.safety to auto or off",
+					ErrBadManifest, m.File, dir, diffusion.SafetyCheckerFile)
+			}
+		}
 		return Spec{Manifest: m, Path: dir}, nil
 	case m.Source.Path != "":
 		p := m.Source.Path

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -32,6 +33,25 @@ type diffusionModel struct {
 	err   error
 	gate  chan struct{}
 	ready bool // set under Step.mu once p is loaded
+	// blackedOut counts the images of this model the safety checker blacked out.
+	blackedOut atomic.Int64
+}
+
+// SafetyObserver is an Observer that also counts images the safety checker blacked out
+// (optional: the step logs them either way).
+type SafetyObserver interface {
+	ImagesBlackedOut(model, version string, n int)
+}
+
+// BlackedOut returns how many images of the model id (name@version) the safety checker
+// blacked out since it was loaded.
+func (s *Step) BlackedOut(id string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.diffusers[id]; ok {
+		return m.blackedOut.Load()
+	}
+	return 0
 }
 
 // pipeline returns the loaded export of spec, loading it on first use; a failed load
@@ -49,6 +69,7 @@ func (s *Step) pipeline(spec models.Spec) (*diffusionModel, error) {
 	if spec.Diffusion != nil {
 		opts.Scheduler = spec.Diffusion.Scheduler
 		opts.Batch = spec.Diffusion.Batch()
+		opts.SafetyMode = spec.Diffusion.Safety
 	}
 	if opts.Batch.MaxBatch == 0 {
 		opts.Batch.MaxBatch = DefaultUNetBatch(s.Backend.Device())
@@ -73,7 +94,7 @@ func (s *Step) pipeline(spec models.Spec) (*diffusionModel, error) {
 			s.Observe.ModelLoaded(spec.Name, spec.Version, time.Since(start))
 		}
 		if s.Log != nil {
-			s.Log.WithFields(logrus.Fields{"model": spec.ID(), "scheduler": m.p.Kind, "device": s.Backend.Device(), "unet_batch": opts.Batch.MaxBatch, "load_ms": time.Since(start).Milliseconds()}).Info("diffusion export loaded")
+			s.Log.WithFields(logrus.Fields{"model": spec.ID(), "scheduler": m.p.Kind, "device": s.Backend.Device(), "unet_batch": opts.Batch.MaxBatch, "safety_checker": m.p.Safety(), "load_ms": time.Since(start).Milliseconds()}).Info("diffusion export loaded")
 		}
 	})
 	s.mu.Lock()
@@ -149,6 +170,21 @@ func (s *Step) generate(ctx context.Context, ev *schemas.JobEvent) error {
 	}
 	if s.Observe != nil {
 		s.Observe.InferenceRun(spec.Name, spec.Version, s.Backend.Device(), time.Since(start))
+	}
+	var flagged []int
+	for i, f := range res.Flagged {
+		if f {
+			flagged = append(flagged, i)
+		}
+	}
+	if len(flagged) > 0 {
+		total := m.blackedOut.Add(int64(len(flagged)))
+		if o, ok := s.Observe.(SafetyObserver); ok {
+			o.ImagesBlackedOut(spec.Name, spec.Version, len(flagged))
+		}
+		if s.Log != nil {
+			s.Log.WithFields(logrus.Fields{"job_id": ev.JobID, "model": spec.ID(), "images": flagged, "of": res.N, "blacked_out_total": total}).Warn("safety checker flagged images; they are blacked out")
+		}
 	}
 	px := artifact.Pixels{Shape: []int64{int64(res.N), 3, int64(res.Height), int64(res.Width)}, Data: res.Pixels}
 	out, err := artifact.PutPixels(ctx, s.Blobs, "work/"+ev.JobID+"/images.u8", px)

@@ -35,6 +35,10 @@ type Options struct {
 	Spacing string
 	// Omit leaves these export files out (to test validation).
 	Omit []string
+	// Safety writes safety_checker/model.onnx, which flags an image when the mean of
+	// its clip_input is above SafetyThreshold.
+	Safety          bool
+	SafetyThreshold float32
 }
 
 // Words are the whole words the test vocabulary has merges for, besides single bytes.
@@ -118,6 +122,9 @@ func WriteExport(dir string, o Options) error {
 		diffusion.TextEncoderFile:   textEncoder(rng, len(vocab)),
 		diffusion.UNetFile:          unet(rng, o.TimestepInt64, o.TimestepScalar),
 		diffusion.VAEDecoderFile:    vaeDecoder(rng),
+	}
+	if o.Safety {
+		files[diffusion.SafetyCheckerFile] = SafetyChecker(o.SafetyThreshold)
 	}
 	for _, f := range o.Omit {
 		delete(files, f)
@@ -228,6 +235,30 @@ func vaeDecoder(rng *rand.Rand) []byte {
 	g.Add("Conv", []string{"latent_sample", "rgb_w", "rgb_b"}, []string{"rgb"})
 	g.Add("Resize", []string{"rgb", "", "scales"}, []string{"up"}, onnx.AttrString("mode", "nearest"))
 	g.Add("Tanh", []string{"up"}, []string{"sample"})
+	m := onnx.Model{Producer: "diffusiontest", Graph: g}
+	return m.Marshal()
+}
+
+// SafetyChecker is a safety checker graph with the names, shapes and dtypes of
+// optimum's export (clip_input f32 [B,3,224,224], images f32 [B,H,W,3] ->
+// out_images f32 [B,H,W,3], has_nsfw_concepts bool [B]) whose flag is
+// mean(clip_input of the image) > threshold and whose out_images are the images.
+func SafetyChecker(threshold float32) []byte {
+	var g onnx.Graph
+	g.Name = "safety_checker"
+	nhwc := []onnx.Dim{{Param: "batch_size"}, {Param: "height"}, {Param: "width"}, {Param: "channels"}}
+	g.Inputs = []onnx.ValueInfo{
+		{Name: "clip_input", Dims: []onnx.Dim{{Param: "batch_size"}, {Param: "channels"}, {Param: "clip_height"}, {Param: "clip_width"}}},
+		{Name: "images", Dims: nhwc},
+	}
+	g.Outputs = []onnx.ValueInfo{
+		{Name: "out_images", Dims: nhwc},
+		{Name: "has_nsfw_concepts", Type: onnx.Bool, Dims: []onnx.Dim{{Param: "batch_size"}}},
+	}
+	g.Add("Constant", nil, []string{"threshold"}, onnx.AttrTensor("value", onnx.Tensor{Floats: []float32{threshold}}))
+	g.Add("ReduceMean", []string{"clip_input"}, []string{"clip_mean"}, onnx.AttrInts("axes", 1, 2, 3), onnx.AttrInt("keepdims", 0))
+	g.Add("Greater", []string{"clip_mean", "threshold"}, []string{"has_nsfw_concepts"})
+	g.Add("Identity", []string{"images"}, []string{"out_images"})
 	m := onnx.Model{Producer: "diffusiontest", Graph: g}
 	return m.Marshal()
 }

@@ -148,6 +148,8 @@ func (g *graph) Run(ctx context.Context, in map[string]diffusion.Value) (map[str
 			res[g.outs[i].Name] = diffusion.Value{Shape: []int64(t.GetShape()), Int32: append([]int32(nil), t.GetData()...)}
 		case *ortgo.Tensor[int64]:
 			res[g.outs[i].Name] = diffusion.Value{Shape: []int64(t.GetShape()), Int64: append([]int64(nil), t.GetData()...)}
+		case *ortgo.Tensor[bool]:
+			res[g.outs[i].Name] = diffusion.Value{Shape: []int64(t.GetShape()), Bool: append([]bool(nil), t.GetData()...)}
 		}
 		_ = o.Destroy()
 	}
