@@ -40,7 +40,9 @@ var (
 var ErrNoSafetyChecker = errors.New("diffusion: the export has no safety checker")
 
 // GraphSafety runs an export's safety checker graph: it implements SafetyChecker with
-// one graph call per Generate, all images of the result in one batch.
+// one graph call per image, as diffusers' ONNX pipeline does ("safety_checker does not
+// support batched inputs yet": the exported graph's boolean indexing was traced at
+// batch 1).
 type GraphSafety struct {
 	g Graph
 }
@@ -67,32 +69,31 @@ func NewGraphSafety(g Graph) (*GraphSafety, error) {
 	return &GraphSafety{g: g}, nil
 }
 
-// Check implements SafetyChecker: it feeds the CLIP-preprocessed images and the images
-// themselves (NHWC, 0..1) and reads has_nsfw_concepts.
+// Check implements SafetyChecker: for each image it feeds the CLIP-preprocessed image
+// and the image itself (NHWC, 0..1) and reads has_nsfw_concepts.
 func (s *GraphSafety) Check(ctx context.Context, r *Result) ([]bool, error) {
 	plane := r.Width * r.Height
-	clip := make([]float32, 0, r.N*3*CLIPSize*CLIPSize)
-	images := make([]float32, r.N*plane*3)
+	images := make([]float32, plane*3)
+	flags := make([]bool, r.N)
 	for i := range r.N {
-		clip = append(clip, CLIPInput(r, i)...)
 		src := r.Pixels[i*3*plane:]
-		dst := images[i*3*plane:]
 		for k := range plane {
 			for c := range 3 {
-				dst[3*k+c] = float32(src[c*plane+k]) / 255
+				images[3*k+c] = float32(src[c*plane+k]) / 255
 			}
 		}
-	}
-	out, err := s.g.Run(ctx, map[string]Value{
-		"clip_input": {Shape: []int64{int64(r.N), 3, CLIPSize, CLIPSize}, Float32: clip},
-		"images":     {Shape: []int64{int64(r.N), int64(r.Height), int64(r.Width), 3}, Float32: images},
-	})
-	if err != nil {
-		return nil, err
-	}
-	flags := out["has_nsfw_concepts"].Bool
-	if len(flags) != r.N {
-		return nil, fmt.Errorf("%w: %s: has_nsfw_concepts has shape %v, want [%d]", ErrBadExport, SafetyCheckerFile, out["has_nsfw_concepts"].Shape, r.N)
+		out, err := s.g.Run(ctx, map[string]Value{
+			"clip_input": {Shape: []int64{1, 3, CLIPSize, CLIPSize}, Float32: CLIPInput(r, i)},
+			"images":     {Shape: []int64{1, int64(r.Height), int64(r.Width), 3}, Float32: images},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("image %d: %w", i, err)
+		}
+		f := out["has_nsfw_concepts"]
+		if len(f.Bool) != 1 {
+			return nil, fmt.Errorf("%w: %s: has_nsfw_concepts has shape %v, want [1]", ErrBadExport, SafetyCheckerFile, f.Shape)
+		}
+		flags[i] = f.Bool[0]
 	}
 	return flags, nil
 }
