@@ -67,13 +67,13 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(3 * time.Second)
 		return []string{f}
 	}},
-	{name: "minio", span: 13 * time.Second, needs: func(ch *chaos) string {
+	{name: "minio", span: 33 * time.Second, needs: func(ch *chaos) string {
 		if minioBinary() == "" {
 			return "MinIO is not cached (scripts/minio.sh builds it into $STUDIO_CACHE/bin)"
 		}
 		return ""
 	}, round: func(ch *chaos, _ int) []string {
-		f := ch.killMinIO(10 * time.Second)
+		f := ch.killMinIO(minioOutage)
 		time.Sleep(3 * time.Second)
 		return []string{f}
 	}},
@@ -116,7 +116,7 @@ var chaosScenarios = []chaosScenario{
 		f = append(f, ch.pauseNode(r, 10*time.Second))
 		time.Sleep(3 * time.Second)
 		if ch.minio != nil {
-			f = append(f, ch.killMinIO(10*time.Second))
+			f = append(f, ch.killMinIO(minioOutage))
 			time.Sleep(3 * time.Second)
 		}
 		f = append(f, ch.stopStage("inference-2", 20*time.Second))
@@ -804,3 +804,7 @@ func (ch *chaos) freeSmallStore() ([]string, error) {
 	}
 	return []string{what}, fmt.Errorf("n%d not current (/healthz) 5 min after its disk had space again", ch.smallNode)
 }
+
+// minioOutage is how long the object store stays down in the minio and all scenarios:
+// the 30-60 s, longer than the stages' first few redeliveries.
+const minioOutage = 30 * time.Second
