@@ -65,7 +65,8 @@ func (c *cluster) testClickHouse(t *testing.T, jobID, userToken string) {
 	// studio sql: an ingest that serves these analytics answers operators' queries.
 	api := fmt.Sprintf("http://127.0.0.1:%d", port(t))
 	env = append(env, "STUDIO_SERVER="+api)
-	ing := startDaemon(t, env, "ingest", "--http", strings.TrimPrefix(api, "http://"), "--worker-id", "cli-sql-ingest")
+	// acme's admins operate this deployment: the analytics span every tenant.
+	ing := startDaemon(t, env, "ingest", "--http", strings.TrimPrefix(api, "http://"), "--worker-id", "cli-sql-ingest", "--operator-tenant", "acme")
 	waitFor(t, ing, time.Minute, "studio ingest with analytics serving", func() bool { return httpOK(api + "/health/live") })
 	r := studio(t, env, "users", "token", "--tenant", "acme", "--user", "root")
 	expect(t, r, 0, "access_token")
