@@ -404,7 +404,23 @@ func (h *Handler) Fail(ctx context.Context, m *streams.Msg, cause error) error {
 	})
 	if stale {
 		// A redelivery that lost a race with the job (its input artifact consumed, its
-		// job ended): the job is fine, the message is dropped.
+		// job ended): the job is fine, the message is dropped. When this stage is the
+		// one that ended the job (store succeeded it), the run that did so may have
+		// died, or run out of deliveries while the stream electing a leader refused its
+		// publishes, after the record was final and before the result event was stored:
+		// the job would be final with no result event, its client waiting for ever. The
+		// result is published again first; its message id (<job>:result) de-duplicates.
+		// Found by cmd/studio TestChaos leader-kill.
+		if endedHere(rec, stage) && !ev.Shadow {
+			out, err := resultOutput(rec, ev.TraceParent)
+			if err != nil {
+				return err
+			}
+			if err := h.Pub.Publish(ctx, out); err != nil {
+				log.WithError(err).Warn("could not publish the result of a job this stage ended; the message stays out of the DLQ and is tried again")
+				return fmt.Errorf("publish the result of %s: %w", ev.JobID, err)
+			}
+		}
 		log.WithFields(logrus.Fields{"status": rec.Status, "job_stage": rec.Stage, "cause": jerr.Message}).Info("failure of a superseded message; the job has moved on, dropping it")
 		return fmt.Errorf("%s of job %s: %w", stage, ev.JobID, streams.ErrSuperseded)
 	}

@@ -384,3 +384,38 @@ func TestSupersededComparesStepThenStage(t *testing.T) {
 		})
 	}
 }
+
+// TestAStoreMessageThatRunsOutOfDeliveriesAfterTheJobSucceededPublishesItsResult: the
+// store stage marks the record succeeded and then publishes the result event; when
+// that publish is refused (a stream electing its leader) until the message's deliveries
+// run out, the failure handler finds the job final. It must publish the result, or the
+// job is final with no result event and its client waits for ever (cmd/studio TestChaos
+// leader-kill found 2 such jobs). Called twice, the result is stored once.
+func TestAStoreMessageThatRunsOutOfDeliveriesAfterTheJobSucceededPublishesItsResult(t *testing.T) {
+	s := streamstest.Start(t)
+	ctx := context.Background()
+	store, err := jobs.Open(ctx, s.JS)
+	require.NoError(t, err)
+	id := fmt.Sprintf("silent-%d", time.Now().UnixNano())
+	results := map[string]schemas.ObjectRef{"image": {Key: "results/local/" + id + "/image.png", SHA256: "ab", Size: 3}}
+	rec := &schemas.JobRecord{ID: id, Tenant: "local", User: "u", Tier: schemas.TierNormal, Task: schemas.TaskRemoveBackground,
+		Status: schemas.StatusSucceeded, Stage: schemas.StageStore, Percent: 100, Results: results,
+		SubmittedAt: time.Now().UTC(), FinishedAt: time.Now().UTC()}
+	require.NoError(t, store.Create(ctx, rec))
+	h := processors.NewHandler(stageOnly(schemas.StageStore), store, streams.JSPublisher{JS: s.JS}, "test", quietLog())
+	ev, _ := json.Marshal(schemas.JobEvent{Schema: schemas.SchemaJobPostprocessed, JobID: id, Tenant: "local", User: "u", Tier: schemas.TierNormal, Task: schemas.TaskRemoveBackground})
+	cause := fmt.Errorf("%w (5); the worker never finished it", streams.ErrMaxDeliveries)
+	for range 2 {
+		err := h.Fail(ctx, &streams.Msg{Subject: "studio.postprocessed.normal.x", Data: ev, Delivered: 5, Received: time.Now()}, cause)
+		require.True(t, errors.Is(err, streams.ErrSuperseded), "Fail = %v, want ErrSuperseded (no dead letter)", err)
+	}
+	p := &pipeline{srv: s}
+	got := p.results(t, id)
+	require.Len(t, got, 1, "one result event for the succeeded job")
+	require.Equal(t, schemas.StatusSucceeded, got[0].Status)
+	after, err := store.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, schemas.StatusSucceeded, after.Status)
+	require.Equal(t, results, after.Results)
+	require.Empty(t, p.msgs(t, schemas.StreamDLQ, schemas.DLQSubject(schemas.StageStore)))
+}
