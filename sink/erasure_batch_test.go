@@ -110,3 +110,41 @@ func TestErasureKeepsOtherUsersBatchedRowsOnEveryEngine(t *testing.T) {
 		})
 	}
 }
+
+// TestErasureRetriedAfterARollupFailureStillReachesTheRollups makes the recompute of
+// the daily rollup fail (its state table is renamed away) while an erasure is applied:
+// the sink retries, and once the table is back the retry still finds the periods the
+// user had jobs in, so no state keeps the user's ids.
+func TestErasureRetriedAfterARollupFailureStillReachesTheRollups(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			cfg := e.config(t)
+			d := newDataset(time.Now().UTC(), 120, 5)
+			in := ingestInto(t, d, cfg)
+			victim := d.jobs[0].ev
+			one := func(q string) string { return fmt.Sprint(e.rows(t, cfg, q)) }
+			match := func() bool {
+				return one("SELECT toString(day), active_users, jobs FROM jobs_daily ORDER BY day") ==
+					one("SELECT toString(toDate(submitted_at, 'UTC')) AS d, uniqExact(tenant, user_id), uniqExact(job_id) FROM jobs FINAL GROUP BY d ORDER BY d") &&
+					one("SELECT toString(hour) AS h, sum(requests) FROM jobs_hourly GROUP BY h ORDER BY h") ==
+						one("SELECT toString(toStartOfHour(submitted_at)) AS h, uniqExact(job_id) FROM jobs FINAL GROUP BY h ORDER BY h")
+			}
+			require.True(t, match(), "before the erasure, the rollups count what jobs holds")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			require.NoError(t, sink.Exec(ctx, cfg, "RENAME TABLE jobs_daily_state TO jobs_daily_state_away"))
+
+			req := schemas.ErasureRequest{Schema: schemas.SchemaErasure, ID: "erase-retried", Tenant: victim.Tenant, User: victim.User,
+				RequestedAt: time.Now().UTC().Add(time.Hour), RequestedBy: "dpo@" + victim.Tenant}
+			publish(t, in.srv, jsonOutput(t, schemas.SubjectErasure, req.ID, req))
+			streamstest.Eventually(t, 60*time.Second, func() bool { return in.sink.Stats().WriteErrors >= 3 }, "the erasure fails and is retried")
+			time.Sleep(2 * time.Second) // time for delete mutations, had any been issued, to run
+			require.NoError(t, sink.Exec(ctx, cfg, "RENAME TABLE jobs_daily_state_away TO jobs_daily_state"))
+
+			streamstest.Eventually(t, 60*time.Second, func() bool { return in.sink.Stats().Erasures == 1 }, "the retried erasure is applied")
+			userJobs := fmt.Sprintf("SELECT count() FROM jobs WHERE tenant = '%s' AND user_id = '%s'", victim.Tenant, victim.User)
+			streamstest.Eventually(t, 60*time.Second, func() bool { return one(userJobs) == "[[0]]" && match() },
+				"the user's jobs are gone and both rollups match the rows left")
+		})
+	}
+}
