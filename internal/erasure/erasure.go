@@ -50,9 +50,10 @@ import (
 //     the user or one of the user's jobs is deleted with SecureDeleteMsg, which
 //     overwrites the stored bytes. A batch message (telemetry and audit rows of many
 //     users, batched at the producer) that also holds other users' rows is first
-//     published again without the user's rows, so no one else's rows are lost. Per-user subjects would allow a filtered purge
-//     instead, at the price of a subject per user in every stream; with erasure being
-//     rare, the scan is the better trade.
+//     published again without the user's rows, so no one else's rows are lost.
+//     Per-user subjects would allow a filtered purge instead, at the price of a
+//     subject per user in every stream; with erasure being rare, the scan is the
+//     better trade.
 //  6. The erasure itself stays on record: the ErasureRequest published on
 //     studio.audit.erasure (never scanned) is what the sink keeps in audit_log.
 //
@@ -455,7 +456,7 @@ func (m messageMatcher) filter(data []byte) (erase bool, rest []byte) {
 	if kept == 0 {
 		return true, nil
 	}
-	// Rewrite only the row fields the user had rows in; the rest stays as it was.
+	// The row fields are replaced; every other field stays as it was.
 	var env map[string]json.RawMessage
 	if json.Unmarshal(data, &env) != nil {
 		return true, nil // cannot happen: data parsed above
