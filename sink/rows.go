@@ -145,7 +145,7 @@ var sinkStreams = []streamSpec{
 		},
 	},
 	{
-		stream: schemas.StreamAudit, durable: "sink-audit", filters: []string{"studio.audit.>"},
+		stream: schemas.StreamAudit, durable: AuditConsumer, filters: []string{"studio.audit.>"},
 		primary: schemas.SchemaAudit, batched: true,
 		schemas: map[string]func([]byte) (decoded, error){
 			schemas.SchemaAuditBatch: decodeAuditBatch,

@@ -18,6 +18,11 @@ import (
 // DLQStage names the sink's dead-letter subject, studio.dlq.sink.
 const DLQStage schemas.Stage = "sink"
 
+// AuditConsumer is the sink's durable consumer of the AUDIT stream, which applies the
+// erasure requests: once it has acknowledged one, the request is applied
+// (erasure.WatchRequests waits for that).
+const AuditConsumer = "sink-audit"
+
 // Sink consumes the analytics streams and writes them to ClickHouse. Create it with New
 // and call Run once; Stats may be called from any goroutine.
 type Sink struct {

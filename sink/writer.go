@@ -20,6 +20,10 @@ type writer struct {
 	erased *erasureSet
 	stats  *counters
 	now    func() time.Time
+
+	// rollupMu is held shared by inserts into jobs and exclusively while an erasure
+	// recomputes the rollups' periods.
+	rollupMu sync.RWMutex
 }
 
 // rowError blames one message of a batch for a failed insert; the sink dead-letters
@@ -152,6 +156,10 @@ func (w *writer) insert(ctx context.Context, t *table, rows []row, idx []int, ms
 	if len(idx) == 0 {
 		return nil
 	}
+	if t == tableJobs {
+		w.rollupMu.RLock()
+		defer w.rollupMu.RUnlock()
+	}
 	now := w.now().UTC().Truncate(time.Second)
 	values := make([][]any, len(idx))
 	for j, i := range idx {
@@ -173,11 +181,11 @@ func (w *writer) insert(ctx context.Context, t *table, rows []row, idx []int, ms
 	return nil
 }
 
-// applyErasures deletes, in every table with personal data, the rows of each request's
-// user whose event time is at or before the request, and recomputes the rollup periods
-// those rows fell in. ALTER TABLE … DELETE is a mutation: the server records it at once
-// and rewrites the parts in the background. audit_log keeps the erasure records
-// themselves. Rerunning is harmless.
+// applyErasures recomputes the rollup periods that hold rows of each request's user
+// whose event time is at or before the request, without those rows, then deletes the
+// rows from every table with personal data. ALTER TABLE … DELETE is a mutation: the
+// server records it at once and rewrites the parts in the background. audit_log keeps
+// the erasure records themselves. Rerunning is harmless.
 func (w *writer) applyErasures(ctx context.Context, reqs []*schemas.ErasureRequest) error {
 	userRows := func(t *table) (string, []any) {
 		var conds []string
@@ -199,6 +207,22 @@ func (w *writer) applyErasures(ctx context.Context, reqs []*schemas.ErasureReque
 		}
 		periods[i] = p
 	}
+	// The rollups are recomputed before the rows are deleted: a request that fails
+	// half-way is retried, and a retry finds the periods only while the user's jobs
+	// are still there. (The recompute leaves the user's rows out by itself.) The lock
+	// keeps this process's inserts into jobs, whose materialized views add to the
+	// rollups, out of the window between clearing a period and computing it again.
+	w.rollupMu.Lock()
+	for i, r := range rollups {
+		if len(periods[i]) == 0 {
+			continue
+		}
+		if err := w.recompute(ctx, r, periods[i], userRows); err != nil {
+			w.rollupMu.Unlock()
+			return err
+		}
+	}
+	w.rollupMu.Unlock()
 	for _, t := range erasableTables {
 		where, args := userRows(t)
 		if t == tableAudit {
@@ -206,14 +230,6 @@ func (w *writer) applyErasures(ctx context.Context, reqs []*schemas.ErasureReque
 		}
 		if err := w.conn.Exec(ctx, "ALTER TABLE "+t.name+" DELETE WHERE "+where, args...); err != nil {
 			return fmt.Errorf("sink: erase from %s: %w", t.name, err)
-		}
-	}
-	for i, r := range rollups {
-		if len(periods[i]) == 0 {
-			continue
-		}
-		if err := w.recompute(ctx, r, periods[i], userRows); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -263,8 +279,8 @@ GROUP BY day, tenant`,
 }
 
 // recompute replaces the rollup's rows of the given periods (Unix seconds of their
-// start) with states computed from the jobs that are left, leaving out the erased
-// users' rows explicitly: their delete may still be running. The DELETE mutation only
+// start) with states computed from the jobs of everyone but the erased users, whose
+// rows are deleted afterwards (or are being deleted, on a rerun). The DELETE mutation only
 // touches parts that exist when it is created, so the rows inserted next survive it.
 func (w *writer) recompute(ctx context.Context, r rollup, periods []uint32, userRows func(*table) (string, []any)) error {
 	list := make([]string, len(periods))

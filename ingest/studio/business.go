@@ -27,9 +27,10 @@ const BusinessTTL = 60 * time.Second
 // time (callers of the same window wait for it), and a failed refresh is not kept.
 // Safe for concurrent use.
 type businessCache struct {
-	fn  BusinessFunc
-	ttl time.Duration // <= 0: every call queries
-	now func() time.Time
+	fn     BusinessFunc
+	ttl    time.Duration // <= 0: every call queries
+	now    func() time.Time
+	caches *Caches // drops and holds (erasure); nil: never
 
 	mu      sync.Mutex
 	windows map[string]*windowEntry
@@ -40,10 +41,11 @@ type windowEntry struct {
 	mu     sync.Mutex
 	report *schemas.BusinessReport // normalised, Window set; never mutated once stored
 	at     time.Time
+	gen    uint64 // the Caches generation report was computed in
 }
 
-func newBusinessCache(fn BusinessFunc, ttl time.Duration) *businessCache {
-	return &businessCache{fn: fn, ttl: ttl, now: time.Now, windows: map[string]*windowEntry{}}
+func newBusinessCache(fn BusinessFunc, ttl time.Duration, caches *Caches) *businessCache {
+	return &businessCache{fn: fn, ttl: ttl, now: time.Now, caches: caches, windows: map[string]*windowEntry{}}
 }
 
 // get returns the report for the named window, querying fn when the cached one is
@@ -61,7 +63,8 @@ func (c *businessCache) get(ctx context.Context, name string, window time.Durati
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.report != nil && c.now().Sub(e.at) < c.ttl {
+	gen, keep := c.caches.generation()
+	if e.report != nil && e.gen == gen && c.now().Sub(e.at) < c.ttl {
 		return e.report, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -75,7 +78,9 @@ func (c *businessCache) get(ctx context.Context, name string, window time.Durati
 	}
 	b.Window = name
 	normalise(b)
-	e.report, e.at = b, c.now()
+	if keep && c.caches.current(gen) {
+		e.report, e.at, e.gen = b, c.now(), gen
+	}
 	return b, nil
 }
 

@@ -78,9 +78,10 @@ const sqlCacheEntries = 64
 // sqlCache keeps the results of recent analyst queries by their exact text. Callers of
 // the same statement wait for one run; failures are not kept. Safe for concurrent use.
 type sqlCache struct {
-	fn  SQLFunc
-	ttl time.Duration // <= 0: every call queries
-	now func() time.Time
+	fn     SQLFunc
+	ttl    time.Duration // <= 0: every call queries
+	now    func() time.Time
+	caches *Caches // drops and holds (erasure); nil: never
 
 	mu      sync.Mutex
 	entries map[string]*sqlEntry
@@ -90,10 +91,11 @@ type sqlEntry struct {
 	mu  sync.Mutex
 	res *schemas.SQLResult // never mutated once stored
 	at  time.Time
+	gen uint64 // the Caches generation res was computed in
 }
 
-func newSQLCache(fn SQLFunc, ttl time.Duration) *sqlCache {
-	return &sqlCache{fn: fn, ttl: ttl, now: time.Now, entries: map[string]*sqlEntry{}}
+func newSQLCache(fn SQLFunc, ttl time.Duration, caches *Caches) *sqlCache {
+	return &sqlCache{fn: fn, ttl: ttl, now: time.Now, caches: caches, entries: map[string]*sqlEntry{}}
 }
 
 // get returns the result of query, running it unless a result younger than the TTL is
@@ -127,13 +129,16 @@ func (c *sqlCache) get(ctx context.Context, query string) (*schemas.SQLResult, e
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.res != nil && c.now().Sub(e.at) < c.ttl {
+	gen, keep := c.caches.generation()
+	if e.res != nil && e.gen == gen && c.now().Sub(e.at) < c.ttl {
 		return e.res, nil
 	}
 	res, err := c.fn(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	e.res, e.at = res, c.now()
+	if keep && c.caches.current(gen) {
+		e.res, e.at, e.gen = res, c.now(), gen
+	}
 	return res, nil
 }

@@ -64,6 +64,9 @@ type Config struct {
 	SQLTTL time.Duration
 	// Cookbook is what GET /ops/api/sql/cookbook lists (sink.Cookbook).
 	Cookbook []schemas.SQLQuery
+	// Caches, when set, lets the caller drop the kept business reports and SQL results
+	// and hold them off (erasure: see Caches).
+	Caches *Caches
 	// Log receives analytics failures; nil discards them.
 	Log logrus.FieldLogger
 }
@@ -101,14 +104,14 @@ func Handler(cfg Config) http.Handler {
 		if ttl == 0 {
 			ttl = BusinessTTL
 		}
-		h.biz = newBusinessCache(cfg.Business, ttl)
+		h.biz = newBusinessCache(cfg.Business, ttl, cfg.Caches)
 	}
 	if cfg.SQL != nil {
 		ttl := cfg.SQLTTL
 		if ttl == 0 {
 			ttl = SQLTTL
 		}
-		h.sqlc = newSQLCache(cfg.SQL, ttl)
+		h.sqlc = newSQLCache(cfg.SQL, ttl, cfg.Caches)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", h.page("index.html"))

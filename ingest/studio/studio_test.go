@@ -302,7 +302,7 @@ func TestBusinessReportsAreCachedPerWindowForAMinute(t *testing.T) {
 		return &schemas.BusinessReport{Totals: schemas.BusinessTotals{Jobs: int64(n)}}, nil
 	}
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	cache := newBusinessCache(fn, BusinessTTL)
+	cache := newBusinessCache(fn, BusinessTTL, nil)
 	cache.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	h := http.HandlerFunc((&handler{cfg: Config{Business: fn}, biz: cache}).business)
 	count := func(w time.Duration) int { mu.Lock(); defer mu.Unlock(); return calls[w] }
@@ -393,7 +393,7 @@ func TestSQLResultsAreCachedPerStatement(t *testing.T) {
 		return &schemas.SQLResult{Rows: [][]any{{q}}}, nil
 	}
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
-	cache := newSQLCache(fn, SQLTTL)
+	cache := newSQLCache(fn, SQLTTL, nil)
 	cache.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	count := func(q string) int { mu.Lock(); defer mu.Unlock(); return calls[q] }
 	hammer := func(q string) {

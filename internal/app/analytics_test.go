@@ -11,12 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
 	"github.com/creativeai-studio/studio/ingest"
 	"github.com/creativeai-studio/studio/internal/assets"
+	"github.com/creativeai-studio/studio/internal/blob/natsobj"
+	"github.com/creativeai-studio/studio/internal/erasure"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/sink"
+	"github.com/creativeai-studio/studio/streams"
 )
 
 func TestUpAnalyticsSelectsTheEngine(t *testing.T) {
@@ -99,7 +103,7 @@ func TestEndToEndEmbeddedAnalytics(t *testing.T) {
 		}
 		t.Skipf("chDB is not in the asset cache (run `studio fetch analytics`): %v", err)
 	}
-	api, _ := startUp(t, func(c *Config) {
+	api, natsURL := startUp(t, func(c *Config) {
 		c.Analytics = AnalyticsEmbedded
 		c.Stages = "ingest,preprocess,postprocess,store"
 		c.Sink.FlushInterval = 100 * time.Millisecond
@@ -187,6 +191,50 @@ func TestEndToEndEmbeddedAnalytics(t *testing.T) {
 	}
 	if status, body := postSQL(t, api, "SELECT count() FROM jobs"); status != http.StatusOK || !strings.Contains(string(body), "[\n      2\n    ]") {
 		t.Errorf("after the refused statements: %d %s, want the 2 jobs still there", status, body)
+	}
+
+	// Erasing the user who submitted the jobs: the same statement, whose result is kept
+	// 30 s, answers without the user's rows as soon as the sink has applied the erasure.
+	const users = "SELECT tenant, user_id, count() FROM jobs GROUP BY tenant, user_id"
+	status, body = postSQL(t, api, users)
+	res = schemas.SQLResult{}
+	if err := json.Unmarshal(body, &res); status != http.StatusOK || err != nil || len(res.Rows) != 1 {
+		t.Fatalf("POST /ops/api/sql %q = %d: %s", users, status, body)
+	}
+	kept := time.Now()
+	tenant, user := res.Rows[0][0].(string), res.Rows[0][1].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nc, err := streams.Dial(natsURL, "erasure-test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := natsobj.Open(ctx, js, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eraser, err := erasure.NewEraser(ctx, js, blobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eraser.Erase(ctx, tenant, user); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		status, body := postSQL(t, api, users)
+		var now schemas.SQLResult
+		if status == http.StatusOK && json.Unmarshal(body, &now) == nil && len(now.Rows) == 0 {
+			break
+		}
+		if time.Since(kept) > 25*time.Second {
+			t.Fatalf("25 s after the result was kept and the user erased, %q still answers %d: %s", users, status, body)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

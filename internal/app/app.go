@@ -527,6 +527,15 @@ func NewIngest(ctx context.Context, cfg *Config, d Deps, ready func(context.Cont
 		pages.Business = sink.BusinessSource(cfg.Sink)
 		sinkCfg := cfg.Sink
 		pages.SQL = func(ctx context.Context, q string) (*schemas.SQLResult, error) { return sink.SQL(ctx, sinkCfg, q) }
+		// A kept report or SQL result may show a user erased since: every erasure
+		// request, from any replica, drops them and holds them off until the sink
+		// has applied it.
+		pages.Caches = &studio.Caches{}
+		go func() {
+			if err := erasure.WatchRequests(ctx, d.Bus.JS, sink.AuditConsumer, pages.Caches.Hold, d.Log); err != nil {
+				d.Log.WithError(err).Error("cannot watch erasure requests: cached analytics results may show erased users' rows for up to their TTL")
+			}
+		}()
 	}
 	if book, err := sink.Cookbook(); err == nil {
 		for _, q := range book {

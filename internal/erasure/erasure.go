@@ -4,6 +4,8 @@ package erasure
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
 
@@ -45,9 +48,12 @@ import (
 //     each stream is read once (an ordered consumer; a direct read for work-queue
 //     streams, which allow no second consumer) and every message whose JSON body names
 //     the user or one of the user's jobs is deleted with SecureDeleteMsg, which
-//     overwrites the stored bytes. Per-user subjects would allow a filtered purge
-//     instead, at the price of a subject per user in every stream; with erasure being
-//     rare, the scan is the better trade.
+//     overwrites the stored bytes. A batch message (telemetry and audit rows of many
+//     users, batched at the producer) that also holds other users' rows is first
+//     published again without the user's rows, so no one else's rows are lost.
+//     Per-user subjects would allow a filtered purge instead, at the price of a
+//     subject per user in every stream; with erasure being rare, the scan is the
+//     better trade.
 //  6. The erasure itself stays on record: the ErasureRequest published on
 //     studio.audit.erasure (never scanned) is what the sink keeps in audit_log.
 //
@@ -67,6 +73,10 @@ type Eraser struct {
 	keys   *auth.APIKeys
 	jobsKV jetstream.KeyValue
 	now    func() time.Time
+
+	// afterRepublish, when set (tests), runs after a batch was published again and
+	// before the original is deleted; an error stops the erasure there.
+	afterRepublish func() error
 }
 
 // NewEraser opens the stores an erasure touches; blobs is the object storage in use
@@ -124,6 +134,9 @@ type ErasureReport struct {
 	Sessions int `json:"sessions"`
 	// Messages counts deleted stream messages per stream.
 	Messages map[string]int `json:"messages"`
+	// Rewritten counts, per stream, the deleted messages that were batches holding
+	// other users' rows too: each was published again without the user's rows.
+	Rewritten map[string]int `json:"rewritten,omitempty"`
 }
 
 // Erase removes the user's data and returns what was removed. On error the report
@@ -197,9 +210,15 @@ func (e *Eraser) Erase(ctx context.Context, tenant, user string, opts ...EraseOp
 		if sd.Filter != nil {
 			filter = sd.Filter(f)
 		}
-		n, err := e.eraseMessages(ctx, sd.Stream, filter, sd.Keep, m)
+		n, rewritten, err := e.eraseMessages(ctx, sd.Stream, filter, sd.Keep, m)
 		if n > 0 {
 			rep.Messages[sd.Stream] = n
+		}
+		if rewritten > 0 {
+			if rep.Rewritten == nil {
+				rep.Rewritten = map[string]int{}
+			}
+			rep.Rewritten[sd.Stream] = rewritten
 		}
 		if err != nil {
 			return rep, err
@@ -392,27 +411,71 @@ type messageNames struct {
 	Resource string `json:"resource"`
 }
 
-// match reports whether a message names the user. A batch of rows
-// (schemas.TelemetryBatch, schemas.AuditBatch) matches when any of its rows does, and
-// is deleted whole: its other rows are telemetry the sink has usually written already.
-func (m messageMatcher) match(data []byte) bool {
+// filter decides what happens to a message: erase reports whether it names the user,
+// and rest, when not nil, is the message without the user's rows. A batch of rows of
+// many users (schemas.TelemetryBatch, schemas.AuditBatch: stage runs, HTTP requests
+// and audit events batched at the producer) loses only the user's rows: the other rows
+// are other users' telemetry, which a sink not yet past the message, or one replaying
+// the stream, must still find. rest is the batch with those rows and every other field
+// as they were; it is nil when the whole message is the user's (a single event, or a
+// batch of the user's rows only).
+func (m messageMatcher) filter(data []byte) (erase bool, rest []byte) {
 	var b struct {
 		messageNames
-		StageRuns    []messageNames `json:"stage_runs"`
-		HTTPRequests []messageNames `json:"http_requests"`
-		Events       []messageNames `json:"events"`
+		StageRuns    []json.RawMessage `json:"stage_runs"`
+		HTTPRequests []json.RawMessage `json:"http_requests"`
+		Events       []json.RawMessage `json:"events"`
 	}
 	if json.Unmarshal(data, &b) != nil {
-		return false
+		return false, nil
 	}
-	for _, rows := range [][]messageNames{b.StageRuns, b.HTTPRequests, b.Events} {
-		for _, r := range rows {
-			if m.matchNames(r) {
-				return true
+	if m.matchNames(b.messageNames) {
+		return true, nil
+	}
+	fields := []struct {
+		name string
+		rows []json.RawMessage
+	}{{"stage_runs", b.StageRuns}, {"http_requests", b.HTTPRequests}, {"events", b.Events}}
+	removed, kept := 0, 0
+	for i, f := range fields {
+		keep := make([]json.RawMessage, 0, len(f.rows))
+		for _, r := range f.rows {
+			var names messageNames
+			if json.Unmarshal(r, &names) == nil && m.matchNames(names) {
+				removed++
+				continue
 			}
+			keep = append(keep, r)
 		}
+		fields[i].rows = keep
+		kept += len(keep)
 	}
-	return m.matchNames(b.messageNames)
+	if removed == 0 {
+		return false, nil
+	}
+	if kept == 0 {
+		return true, nil
+	}
+	// The row fields are replaced; every other field stays as it was.
+	var env map[string]json.RawMessage
+	if json.Unmarshal(data, &env) != nil {
+		return true, nil // cannot happen: data parsed above
+	}
+	for _, f := range fields {
+		if _, ok := env[f.name]; !ok {
+			continue
+		}
+		rows, err := json.Marshal(f.rows)
+		if err != nil {
+			return true, nil
+		}
+		env[f.name] = rows
+	}
+	out, err := json.Marshal(env)
+	if err != nil {
+		return true, nil
+	}
+	return true, out
 }
 
 func (m messageMatcher) matchNames(b messageNames) bool {
@@ -445,44 +508,97 @@ func resourceJob(res string) string {
 	return ""
 }
 
-// eraseMessages deletes the matching messages of one stream and returns how many.
-func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, keepSubjects []string, m messageMatcher) (int, error) {
+// hit is a message of the user found by a scan: rest, when set, is what the message
+// holds of other users (a batch without the user's rows), to publish again.
+type hit struct {
+	seq     uint64
+	subject string
+	header  nats.Header
+	rest    []byte
+}
+
+// eraseMessages deletes the matching messages of one stream. A batch that also holds
+// other users' rows is first published again without the user's rows (see republish),
+// then deleted. It returns how many messages were deleted and how many of them were
+// published again.
+func (e *Eraser) eraseMessages(ctx context.Context, stream, filter string, keepSubjects []string, m messageMatcher) (deleted, rewritten int, err error) {
 	s, err := e.js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("erasure: stream %s: %w", stream, err)
+		return 0, 0, fmt.Errorf("erasure: stream %s: %w", stream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("erasure: stream %s: %w", stream, err)
+		return 0, 0, fmt.Errorf("erasure: stream %s: %w", stream, err)
 	}
 	if info.State.Msgs == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	keep := func(subject string) bool { return slices.Contains(keepSubjects, subject) }
-	var seqs []uint64
+	var hits []hit
 	if info.Config.Retention == jetstream.WorkQueuePolicy {
-		seqs, err = scanByGet(ctx, s, info.State.FirstSeq, filter, keep, m)
+		hits, err = scanByGet(ctx, s, info.State.FirstSeq, filter, keep, m)
 	} else {
-		seqs, err = scanOrdered(ctx, s, filter, keep, m)
+		hits, err = scanOrdered(ctx, s, filter, keep, m)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("erasure: scan %s: %w", stream, err)
+		return 0, 0, fmt.Errorf("erasure: scan %s: %w", stream, err)
 	}
-	n := 0
-	for _, seq := range seqs {
-		err := s.SecureDeleteMsg(ctx, seq)
+	for _, h := range hits {
+		if h.rest != nil {
+			// Published before the original goes: a failure in between leaves the
+			// original, which the next run finds and rewrites to the same message id.
+			if err := e.republish(ctx, stream, h); err != nil {
+				return deleted, rewritten, err
+			}
+			if e.afterRepublish != nil {
+				if err := e.afterRepublish(); err != nil {
+					return deleted, rewritten, err
+				}
+			}
+		}
+		err := s.SecureDeleteMsg(ctx, h.seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) || isMsgGone(err) {
 			continue // acknowledged off a work queue, or expired, meanwhile
 		}
 		if err != nil {
-			return n, fmt.Errorf("erasure: delete %s message %d: %w", stream, seq, err)
+			return deleted, rewritten, fmt.Errorf("erasure: delete %s message %d: %w", stream, h.seq, err)
 		}
-		n++
+		deleted++
+		if h.rest != nil {
+			rewritten++
+		}
 	}
-	return n, nil
+	return deleted, rewritten, nil
+}
+
+// republish publishes a batch without the erased user's rows on the original's
+// subject, with its headers. The message id is derived from the original's and the
+// new body ("<original id>~<sha256 of the body>"), so a rerun after a failure between
+// this publish and the delete is dropped as a duplicate by the stream. Outside the
+// stream's duplicate window a rerun stores it twice; the sink writes its rows once all
+// the same, as it skips row ids it already holds.
+func (e *Eraser) republish(ctx context.Context, stream string, h hit) error {
+	orig := h.header.Get(jetstream.MsgIDHeader)
+	if orig == "" {
+		orig = fmt.Sprintf("%s:%d", stream, h.seq)
+	}
+	sum := sha256.Sum256(h.rest)
+	header := nats.Header{}
+	for k, v := range h.header {
+		// The id is set anew; expectations of the original publish no longer hold.
+		if k == jetstream.MsgIDHeader || strings.HasPrefix(k, "Nats-Expected-") {
+			continue
+		}
+		header[k] = v
+	}
+	out := streams.Output{Subject: h.subject, MsgID: orig + "~" + hex.EncodeToString(sum[:8]), Data: h.rest, Header: header}
+	if err := e.pub.Publish(ctx, out); err != nil {
+		return fmt.Errorf("erasure: publish %s message %d again without the user's rows: %w", stream, h.seq, err)
+	}
+	return nil
 }
 
 // isMsgGone recognises the server's "no message found" answer to a delete.
@@ -494,7 +610,7 @@ func isMsgGone(err error) bool {
 // scanOrdered reads a limits stream once through an ordered consumer. Each fetch asks
 // for exactly the messages known to be pending, so it returns as soon as they arrive
 // instead of waiting out its expiry.
-func scanOrdered(ctx context.Context, s jetstream.Stream, filter string, keep func(string) bool, m messageMatcher) ([]uint64, error) {
+func scanOrdered(ctx context.Context, s jetstream.Stream, filter string, keep func(string) bool, m messageMatcher) ([]hit, error) {
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		return nil, err
@@ -510,7 +626,7 @@ func scanOrdered(ctx context.Context, s jetstream.Stream, filter string, keep fu
 	if err != nil {
 		return nil, err
 	}
-	var seqs []uint64
+	var hits []hit
 	for pending > 0 {
 		batch, err := c.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -524,8 +640,11 @@ func scanOrdered(ctx context.Context, s jetstream.Stream, filter string, keep fu
 				return nil, err
 			}
 			pending = meta.NumPending
-			if !keep(msg.Subject()) && m.match(msg.Data()) {
-				seqs = append(seqs, meta.Sequence.Stream)
+			if keep(msg.Subject()) {
+				continue
+			}
+			if erase, rest := m.filter(msg.Data()); erase {
+				hits = append(hits, hit{seq: meta.Sequence.Stream, subject: msg.Subject(), header: msg.Headers(), rest: rest})
 			}
 		}
 		if err := batch.Error(); err != nil {
@@ -536,23 +655,25 @@ func scanOrdered(ctx context.Context, s jetstream.Stream, filter string, keep fu
 			break
 		}
 	}
-	return seqs, ctx.Err()
+	return hits, ctx.Err()
 }
 
 // scanByGet reads a work-queue stream message by message ("next message at or after
 // seq"), since such streams refuse a consumer that overlaps their workers'.
-func scanByGet(ctx context.Context, s jetstream.Stream, first uint64, filter string, keep func(string) bool, m messageMatcher) ([]uint64, error) {
-	var seqs []uint64
+func scanByGet(ctx context.Context, s jetstream.Stream, first uint64, filter string, keep func(string) bool, m messageMatcher) ([]hit, error) {
+	var hits []hit
 	for seq := first; ; {
 		msg, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return seqs, nil
+			return hits, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		if !keep(msg.Subject) && m.match(msg.Data) {
-			seqs = append(seqs, msg.Sequence)
+		if !keep(msg.Subject) {
+			if erase, rest := m.filter(msg.Data); erase {
+				hits = append(hits, hit{seq: msg.Sequence, subject: msg.Subject, header: msg.Header, rest: rest})
+			}
 		}
 		seq = msg.Sequence + 1
 	}
