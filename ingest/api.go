@@ -90,7 +90,7 @@ func (s *Service) Handler() http.Handler {
 	s.registerRoutes(api)
 	s.registerRolloutRoutes(api)
 	if s.sec != nil {
-		s.startUserWatch()
+		s.startWatches()
 		s.registerAuthRoutes(api)
 		s.registerTicketRoutes(api)
 		s.registerWebhookSecretRoutes(api)

@@ -40,6 +40,9 @@ type secureEnv struct {
 	tokens  map[string]string
 	// upstream is a client connection of its own for the NATS entry (newAdmissionEnv).
 	upstream *nats.Conn
+	// replica starts another ingest replica on the same server, stores and security,
+	// as a second process would run it, and returns its HTTP server.
+	replica func(t *testing.T) *httptest.Server
 }
 
 // newSecureEnv starts the service; each setup runs on it before its handler is built
@@ -91,8 +94,11 @@ func newSecureEnvOpts(t *testing.T, conf ingest.Config, appSet func(*app.Config)
 	if opts != nil {
 		options = append(options, opts(s)...)
 	}
-	svc := ingest.NewService(conf, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat,
-		func(context.Context, schemas.Tier) (int, error) { return 0, nil }, nil, quietLog(), options...)
+	newService := func() *ingest.Service {
+		return ingest.NewService(conf, jobStore, blobs, streams.JSPublisher{JS: s.JS}, cat,
+			func(context.Context, schemas.Tier) (int, error) { return 0, nil }, nil, quietLog(), options...)
+	}
+	svc := newService()
 	for _, f := range setup {
 		f(svc)
 	}
@@ -101,6 +107,13 @@ func newSecureEnvOpts(t *testing.T, conf ingest.Config, appSet func(*app.Config)
 	t.Cleanup(svc.Close)
 
 	e := &secureEnv{api: api, svc: svc, jobs: jobStore, sec: sec, srv: s, keySpec: spec, tokens: map[string]string{}}
+	e.replica = func(t *testing.T) *httptest.Server {
+		svc := newService()
+		api := httptest.NewServer(svc.Handler())
+		t.Cleanup(api.Close)
+		t.Cleanup(svc.Close)
+		return api
+	}
 	for _, u := range []auth.User{
 		{Tenant: "ta", ID: "alice", Tier: schemas.TierPremium, Scopes: []auth.Scope{auth.ScopeAdmin}},
 		{Tenant: "tb", ID: "bob", Tier: schemas.TierNormal, Scopes: auth.UserScopes},

@@ -201,7 +201,7 @@ func (s *Service) registerAuthRoutes(api huma.API) {
 		return &bodyOutput[[]auth.KeyInfo]{Status: http.StatusOK, Body: out}, nil
 	})
 	route(s, api, v, huma.Operation{OperationID: "revoke-key", Method: http.MethodDelete, Path: "/keys/{id}", Tags: keyTags,
-		Summary: "Revoke an API key", Description: "The key, and every key minted from it, stops working at once on every replica.",
+		Summary: "Revoke an API key", Description: "The key, and every key minted from it, stops working at once on every replica: the WebSocket and SSE progress streams opened with them, or with tickets they minted, close (1008 / event: revoked).",
 		DefaultStatus: http.StatusNoContent, Errors: []int{401, 403, 404, 503}, Metadata: declare(scoped(auth.ScopeKeysManage)),
 	}, func(ctx context.Context, in *struct {
 		ID string `path:"id"`

@@ -58,8 +58,10 @@ func isWebSocket(r *http.Request) bool {
 var errUserGone = errors.New("the stream's user no longer exists")
 
 // stillActive returns errUserGone once the caller's user record is gone (deleted or
-// erased) and errUserDisabled while it is disabled: a stream outlives no credential.
-// A lookup that fails for another reason is tried again at the next ping.
+// erased), errUserDisabled while it is disabled, and errKeyRevoked or errKeyExpired
+// once the API key the stream was opened with (or a key above it) is revoked or
+// expired: a stream outlives no credential. A lookup that fails for another reason is
+// tried again at the next ping.
 func (s *Service) stillActive(ctx context.Context) error {
 	if s.sec == nil {
 		return nil
@@ -72,36 +74,51 @@ func (s *Service) stillActive(ctx context.Context) error {
 	case err == nil && u.Disabled:
 		return errUserDisabled
 	}
+	if p.KeyID != "" && s.sec.Keys != nil {
+		_, err := s.sec.Keys.Lineage(ctx, p.KeyID)
+		return keyEnded(err)
+	}
 	return nil
 }
 
-// revoked reports whether err ended a stream because its user was deleted or
-// disabled, and says why for the client.
+// isRevoked reports whether err ended a stream because its credential no longer holds.
+func isRevoked(err error) bool {
+	_, ok := revoked(err)
+	return ok
+}
+
+// revoked reports whether err ended a stream because its credential no longer
+// holds, and says why for the client.
 func revoked(err error) (string, bool) {
 	switch {
 	case errors.Is(err, errUserGone):
 		return "your user no longer exists", true
 	case errors.Is(err, errUserDisabled):
 		return "your user was disabled", true
+	case errors.Is(err, errKeyRevoked):
+		return "your API key was revoked", true
+	case errors.Is(err, errKeyExpired):
+		return "your API key expired", true
 	}
 	return "", false
 }
 
 // follow calls emit with the job's current state, then after every change and every
 // queue move, until the job is final, ctx ends or emit fails. tick runs every
-// PingInterval (keep-alives), after checking that the caller's user still exists and
-// is enabled; disabling or deleting the user ends the stream at once (trackStream).
+// PingInterval (keep-alives), after checking that the caller's credential still holds
+// (stillActive); disabling or deleting the user, or revoking the API key, ends the
+// stream at once (trackStream).
 func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(kind string, rec *schemas.JobRecord) error, tick func() error) error {
 	ctx, done := s.trackStream(ctx)
 	defer done()
-	// A disable or deletion between authentication and trackStream reached no
-	// watcher: check once now that the stream is registered.
+	// A disable, deletion or revocation between authentication and trackStream reached
+	// no watcher: check once now that the stream is registered.
 	if err := s.stillActive(ctx); err != nil {
 		return err
 	}
 	updates, err := s.jobs.Watch(ctx, rec.ID)
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errUserGone) || errors.Is(cause, errUserDisabled) {
+		if cause := context.Cause(ctx); isRevoked(cause) {
 			return cause // ended while the watch was being set up
 		}
 		return err
@@ -115,7 +132,7 @@ func (s *Service) follow(ctx context.Context, rec *schemas.JobRecord, emit func(
 	for {
 		select {
 		case <-ctx.Done():
-			if cause := context.Cause(ctx); errors.Is(cause, errUserGone) || errors.Is(cause, errUserDisabled) {
+			if cause := context.Cause(ctx); isRevoked(cause) {
 				return cause
 			}
 			return ctx.Err()

@@ -168,8 +168,8 @@ type Service struct {
 	// routes is the route table of the last Handler (Routes).
 	routes   *routeTable
 	rollouts *rollout.Manager
-	// live are the open event streams by user, closed when the user is disabled or
-	// deleted on any replica (revocation.go).
+	// live are the open event streams by user and API key, closed when the user is
+	// disabled or deleted or the key revoked on any replica (revocation.go).
 	live liveStreams
 }
 

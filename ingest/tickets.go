@@ -83,6 +83,10 @@ func (s *Service) queryCredential(w http.ResponseWriter, r *http.Request) *http.
 		return r
 	}
 	p, err := s.sec.Issuer.RedeemTicket(r.Context(), ticket, job)
+	if err == nil && p.KeyID != "" && s.sec.Keys != nil {
+		// A ticket minted with an API key works no longer than the key.
+		_, err = s.sec.Keys.Lineage(r.Context(), p.KeyID)
+	}
 	if err != nil {
 		s.auditDecision(r, auth.Principal{}, auth.ActionTicketRedeem, "job/"+job, auth.ResultDenied)
 		if !errors.Is(err, auth.ErrInvalidToken) {

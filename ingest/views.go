@@ -87,6 +87,9 @@ type FileV2 struct {
 	SHA256      string `json:"sha256"`
 	Width       int    `json:"width,omitempty"`
 	Height      int    `json:"height,omitempty"`
+	// Flags say what happened to the file: "unsafe" for a generated image the safety
+	// checker flagged (blacked out).
+	Flags []string `json:"flags,omitempty" doc:"unsafe: the safety checker flagged this generated image, and its pixels are black"`
 	// Data is the file itself, only in POST /v2/predict?inline=true answers.
 	Data []byte `json:"data,omitempty" doc:"the file, base64; only in POST /v2/predict?inline=true answers, for files of at most 1 MiB"`
 }
@@ -207,5 +210,5 @@ func viewV2(rec *schemas.JobRecord, wsBase string) JobV2 {
 }
 
 func fileV2(name, url string, ref schemas.ObjectRef) FileV2 {
-	return FileV2{Name: name, URL: url, ContentType: ref.ContentType, Size: ref.Size, SHA256: ref.SHA256, Width: ref.Width, Height: ref.Height}
+	return FileV2{Name: name, URL: url, ContentType: ref.ContentType, Size: ref.Size, SHA256: ref.SHA256, Width: ref.Width, Height: ref.Height, Flags: ref.Flags}
 }

@@ -30,6 +30,9 @@ type JobEvent struct {
 	Style *ObjectRef `json:"style,omitempty"`
 	// Artifacts are the named objects produced so far: "tensor", "mask", "cutout", ...
 	Artifacts map[string]ObjectRef `json:"artifacts,omitempty"`
+	// Unsafe lists the generated images (0-based) that the safety checker flagged and
+	// inference blacked out; postprocess marks their results FlagUnsafe.
+	Unsafe []int `json:"unsafe,omitempty"`
 	// Image describes the decoded input after EXIF orientation.
 	Image       *ImageInfo `json:"image,omitempty"`
 	TraceParent string     `json:"traceparent,omitempty"`

@@ -84,7 +84,14 @@ type ObjectRef struct {
 	// little-endian "float32".
 	Shape []int64 `json:"shape,omitempty"`
 	DType string  `json:"dtype,omitempty"`
+	// Flags mark a result that is not what the job asked for: FlagUnsafe.
+	Flags []string `json:"flags,omitempty" jsonschema:"description=what happened to this result: unsafe = the safety checker flagged the generated image and its pixels are black"`
 }
+
+// FlagUnsafe marks a generated image (and a thumbnail made from it) that the model's
+// safety checker flagged: its pixels are blacked out, so a client can say why rather
+// than show a black square.
+const FlagUnsafe = "unsafe"
 
 // JobError explains why a job failed. Code is stable and meant for programs; Message is
 // meant for people and says what to do.

@@ -11,9 +11,9 @@ import (
 )
 
 // This file is the one typed KV helper of the project: a bucket wrapper for opaque
-// values (KV), JSON reads, compare-and-swap updates and scans over any bucket
-// (GetJSON, UpdateJSON, ScanJSON), and the purge helpers erasure uses. Domain packages
-// build their stores on it; none of them writes its own CAS loop.
+// values (KV), JSON reads, compare-and-swap updates, scans and watches over any
+// bucket (GetJSON, UpdateJSON, ScanJSON, WatchJSON), and the purge helpers erasure
+// uses. Domain packages build their stores on it; none of them writes its own CAS loop.
 
 // ErrNoChange may be returned by an update callback (UpdateJSON, jobs.Store.Update) to
 // end without writing and without error.
@@ -110,6 +110,55 @@ func ScanJSON[T any](ctx context.Context, kv jetstream.KeyValue, filter string, 
 			}
 		}
 	}
+}
+
+// WatchJSON follows the keys matching filter (a KV key pattern with * and >
+// wildcards) until ctx ends or the watch does, and sends on the returned channel what
+// change makes of each write: the key and its decoded value, or nil when the key was
+// deleted or purged. A change that returns false is not sent; a value that does not
+// decode is skipped. opts are jetstream's (UpdatesOnly: no current values first). The
+// channel closes when the watch ends; a reader that stops reading holds the watch up,
+// so read until it closes or cancel ctx.
+func WatchJSON[T, C any](ctx context.Context, kv jetstream.KeyValue, filter string, change func(key string, v *T) (C, bool), opts ...jetstream.WatchOpt) (<-chan C, error) {
+	w, err := kv.Watch(ctx, filter, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("streams: watch %s/%s: %w", kv.Bucket(), filter, err)
+	}
+	out := make(chan C, 64)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue // the end of the current values
+				}
+				var v *T
+				if e.Operation() == jetstream.KeyValuePut {
+					v = new(T)
+					if json.Unmarshal(e.Value(), v) != nil {
+						continue
+					}
+				}
+				c, ok := change(e.Key(), v)
+				if !ok {
+					continue
+				}
+				select {
+				case out <- c:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
 }
 
 // BindKV opens a bucket that provisioning created (see Topology.Provision). A bucket

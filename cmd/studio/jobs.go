@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -34,14 +33,10 @@ var jobsVerbs = []string{"list", "get", "cancel", "watch"}
 
 // runJobs is `studio jobs`: the HTTP client for jobs already submitted.
 func runJobs(ctx context.Context, args []string, stdout io.Writer) error {
-	if asked, err := verbHelp(args, jobsUsage, stdout); asked {
+	verb, fs, done, err := verbOf("jobs", jobsVerbs, args, jobsUsage, stdout)
+	if done {
 		return err
 	}
-	verb := args[0]
-	if !slices.Contains(jobsVerbs, verb) {
-		return fmt.Errorf("unknown jobs command %q\n\n%s", verb, jobsUsage)
-	}
-	fs := flag.NewFlagSet("studio jobs "+verb, flag.ContinueOnError)
 	var sf serverFlags
 	sf.register(fs)
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long (watch: waiting for the job to finish)")

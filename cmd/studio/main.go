@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -127,6 +128,21 @@ func verbHelp(args []string, usage string, stdout io.Writer) (asked bool, err er
 		return true, nil
 	}
 	return false, nil
+}
+
+// verbOf reads the verb of `studio <command> <verb> [flags]` from args, one of verbs,
+// and returns it with an empty flag set named for both. done is true when the caller
+// has nothing more to do: args asked for the usage (verbHelp; printed, err nil), or
+// named no verb or an unknown one (err says so, with the usage).
+func verbOf(command string, verbs, args []string, usage string, stdout io.Writer) (verb string, fs *flag.FlagSet, done bool, err error) {
+	if asked, err := verbHelp(args, usage, stdout); asked {
+		return "", nil, true, err
+	}
+	verb = args[0]
+	if !slices.Contains(verbs, verb) {
+		return "", nil, true, fmt.Errorf("unknown %s command %q\n\n%s", command, verb, usage)
+	}
+	return verb, flag.NewFlagSet("studio "+command+" "+verb, flag.ContinueOnError), false, nil
 }
 
 // newLogger returns a JSON logger with the service field set.

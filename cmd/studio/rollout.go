@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -38,14 +36,10 @@ Every change is audited (studio.audit.rollout-<state>) with --by as the actor.`
 var rolloutVerbs = []string{"start", "status", "list", "pause", "resume", "abort"}
 
 func runRollout(ctx context.Context, args []string, stdout io.Writer) error {
-	if asked, err := verbHelp(args, rolloutUsage, stdout); asked {
+	sub, fs, done, err := verbOf("rollout", rolloutVerbs, args, rolloutUsage, stdout)
+	if done {
 		return err
 	}
-	sub := args[0]
-	if !slices.Contains(rolloutVerbs, sub) {
-		return fmt.Errorf("unknown rollout command %q\n\n%s", sub, rolloutUsage)
-	}
-	fs := flag.NewFlagSet("studio rollout "+sub, flag.ContinueOnError)
 	cfg := &app.Config{}
 	cfg.RegisterFlags(fs)
 	var (

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -54,14 +52,10 @@ type usersDeps struct {
 var usersVerbs = []string{"create", "list", "set-tier", "disable", "enable", "delete", "erase", "token"}
 
 func runUsers(ctx context.Context, args []string, stdout io.Writer) error {
-	if asked, err := verbHelp(args, usersUsage, stdout); asked {
+	sub, fs, done, err := verbOf("users", usersVerbs, args, usersUsage, stdout)
+	if done {
 		return err
 	}
-	sub := args[0]
-	if !slices.Contains(usersVerbs, sub) {
-		return fmt.Errorf("unknown users command %q\n\n%s", sub, usersUsage)
-	}
-	fs := flag.NewFlagSet("studio users "+sub, flag.ContinueOnError)
 	cfg := &app.Config{} // its JWT settings (--jwt-keys, --jwt-key-file, lifetimes) sign tokens
 	cfg.RegisterFlags(fs)
 	var o usersOptions

@@ -5,10 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -52,14 +50,10 @@ func (l *tenantList) Set(v string) error {
 }
 
 func runWebhooks(ctx context.Context, args []string, stdout io.Writer) error {
-	if asked, err := verbHelp(args, webhooksUsage, stdout); asked {
+	sub, fs, done, err := verbOf("webhooks", webhooksVerbs, args, webhooksUsage, stdout)
+	if done {
 		return err
 	}
-	sub := args[0]
-	if !slices.Contains(webhooksVerbs, sub) {
-		return fmt.Errorf("unknown webhooks command %q\n\n%s", sub, webhooksUsage)
-	}
-	fs := flag.NewFlagSet("studio webhooks "+sub, flag.ContinueOnError)
 	cfg := &app.Config{} // --webhook-secret and --webhook-previous-secret
 	cfg.RegisterFlags(fs)
 	var tenants tenantList

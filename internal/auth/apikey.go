@@ -179,6 +179,12 @@ func (k *APIKey) Check(secret string, now time.Time) error {
 	if subtle.ConstantTimeCompare(got[:], want) != 1 {
 		return ErrInvalidKey
 	}
+	return k.usable(now)
+}
+
+// usable returns an error wrapping ErrInvalidKey and ErrKeyRevoked or ErrKeyExpired
+// when k may not be used at now.
+func (k *APIKey) usable(now time.Time) error {
 	if !k.RevokedAt.IsZero() {
 		return fmt.Errorf("%w: %w", ErrInvalidKey, ErrKeyRevoked)
 	}

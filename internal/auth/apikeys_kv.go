@@ -201,7 +201,7 @@ func (s *APIKeys) Authenticate(ctx context.Context, token string) (Principal, er
 	if err := k.Check(secret, now); err != nil {
 		return Principal{}, err
 	}
-	if err := s.checkAncestors(ctx, k, now); err != nil {
+	if _, err := s.checkAncestors(ctx, k, now); err != nil {
 		return Principal{}, err
 	}
 	p := k.Principal()
@@ -249,27 +249,75 @@ func (s *APIKeys) RevokeOwnedBy(ctx context.Context, tenant, user string) (int, 
 	return len(ids), nil
 }
 
+// KeyChange is one change of the apikeys bucket: the key as stored now, or nil when
+// it was deleted or purged (erasure).
+type KeyChange struct {
+	ID  string
+	Key *APIKey
+}
+
+// Watch streams every change of the apikeys bucket from now on (no initial values)
+// until ctx ends; the channel closes when the watch ends. Each ingest replica follows
+// it to close the live event streams opened with a key that is revoked.
+func (s *APIKeys) Watch(ctx context.Context) (<-chan KeyChange, error) {
+	changes, err := streams.WatchJSON(ctx, s.keys, ">", func(id string, k *APIKey) (KeyChange, bool) {
+		return KeyChange{ID: id, Key: k}, true
+	}, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("auth: watch the %s bucket: %w", BucketAPIKeys, err)
+	}
+	return changes, nil
+}
+
+// Lineage returns the id of key id and the ids of the keys above it (the key that
+// minted it, the key that minted that one, ...), while each of them is usable; else an
+// error wrapping ErrInvalidKey and ErrKeyRevoked (revoked or gone) or ErrKeyExpired. It
+// checks no secret and counts no use: it re-checks a key that an earlier request
+// authenticated (an event stream opened with it, a ticket minted with it), and the
+// ids name what revoking any of those keys must end.
+func (s *APIKeys) Lineage(ctx context.Context, id string) ([]string, error) {
+	k, err := s.Get(ctx, id)
+	if errors.Is(err, ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: %w: key %s no longer exists", ErrInvalidKey, ErrKeyRevoked, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if err := k.usable(now); err != nil {
+		return nil, err
+	}
+	above, err := s.checkAncestors(ctx, k, now)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{k.ID}, above...), nil
+}
+
 // checkAncestors refuses a key whose parent, or any key above it, is revoked, expired
-// or gone: a minted key lives no longer than the chain that made it.
-func (s *APIKeys) checkAncestors(ctx context.Context, k *APIKey, now time.Time) error {
+// or gone: a minted key lives no longer than the chain that made it. It returns the
+// ids of the keys above k, nearest first.
+func (s *APIKeys) checkAncestors(ctx context.Context, k *APIKey, now time.Time) ([]string, error) {
+	var ids []string
 	for depth, parent := 1, k.Parent; parent != ""; depth++ {
 		if depth >= MaxKeyDepth {
-			return fmt.Errorf("%w: key %s is minted %d keys deep", ErrInvalidKey, k.ID, depth)
+			return nil, fmt.Errorf("%w: key %s is minted %d keys deep", ErrInvalidKey, k.ID, depth)
 		}
 		p, err := s.Get(ctx, parent)
 		switch {
 		case errors.Is(err, ErrKeyNotFound):
-			return fmt.Errorf("%w: %w: the key that minted it is gone", ErrInvalidKey, ErrKeyRevoked)
+			return nil, fmt.Errorf("%w: %w: the key that minted it is gone", ErrInvalidKey, ErrKeyRevoked)
 		case err != nil:
-			return err
+			return nil, err
 		case !p.RevokedAt.IsZero():
-			return fmt.Errorf("%w: %w: the key that minted it (%s) is revoked", ErrInvalidKey, ErrKeyRevoked, p.ID)
+			return nil, fmt.Errorf("%w: %w: the key that minted it (%s) is revoked", ErrInvalidKey, ErrKeyRevoked, p.ID)
 		case !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt):
-			return fmt.Errorf("%w: %w: the key that minted it (%s) expired", ErrInvalidKey, ErrKeyExpired, p.ID)
+			return nil, fmt.Errorf("%w: %w: the key that minted it (%s) expired", ErrInvalidKey, ErrKeyExpired, p.ID)
 		}
+		ids = append(ids, p.ID)
 		parent = p.Parent
 	}
-	return nil
+	return ids, nil
 }
 
 // Depth returns how many keys deep k is minted: 1 for a key a person made.

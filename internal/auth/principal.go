@@ -43,8 +43,8 @@ type Principal struct {
 	User   string
 	Tier   schemas.Tier
 	Scopes []Scope
-	// KeyID is set when the caller authenticated with an API key (the key's id; the
-	// key acts for User, its owner).
+	// KeyID is set when the caller authenticated with an API key, or with a ticket
+	// minted with one (the key's id; the key acts for User, its owner).
 	KeyID string
 	// TokenID is the access token's id (jti) when the caller used a JWT.
 	TokenID string

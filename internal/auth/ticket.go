@@ -59,7 +59,7 @@ func (i *Issuer) IssueTicket(p Principal, jobs []string) (Ticket, error) {
 			Issuer: i.name, Subject: p.User, Audience: jwt.ClaimStrings{i.audience}, ID: NewTokenID(),
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
 		},
-		Tenant: p.Tenant, Tier: p.Tier, Use: UseTicket, Jobs: slices.Clone(jobs), Scopes: []Scope{ScopeJobsRead},
+		Tenant: p.Tenant, Tier: p.Tier, Use: UseTicket, Jobs: slices.Clone(jobs), Scopes: []Scope{ScopeJobsRead}, Key: p.KeyID,
 	}
 	if slices.Contains(p.Scopes, ScopeAdmin) {
 		// A tenant admin follows the tenant's jobs (CheckJob); the ticket still only
@@ -78,7 +78,9 @@ func (i *Issuer) IssueTicket(p Principal, jobs []string) (Ticket, error) {
 // existing and being enabled, and then a claim of its id in the TokenStore, which only
 // the first presentation wins on any replica. It returns the caller with the jobs:read scope
 // (and admin when a tenant admin minted it, so that CheckJob lets them follow the
-// tenant's jobs); the HTTP layer accepts a ticket on event streams only.
+// tenant's jobs), and KeyID set when an API key minted it: the caller checks that key
+// (APIKeys.Lineage), which the Issuer does not know. The HTTP layer accepts a ticket on
+// event streams only.
 func (i *Issuer) RedeemTicket(ctx context.Context, ticket, job string) (Principal, error) {
 	c, err := i.parse(ticket, UseTicket)
 	if err != nil {
@@ -111,7 +113,7 @@ func (i *Issuer) RedeemTicket(ctx context.Context, ticket, job string) (Principa
 	if slices.Contains(c.Scopes, ScopeAdmin) && slices.Contains(u.Scopes, ScopeAdmin) {
 		scopes = append(scopes, ScopeAdmin)
 	}
-	return Principal{Tenant: u.Tenant, User: u.ID, Tier: u.Tier, Scopes: scopes, TokenID: c.ID}, nil
+	return Principal{Tenant: u.Tenant, User: u.ID, Tier: u.Tier, Scopes: scopes, TokenID: c.ID, KeyID: c.Key}, nil
 }
 
 // DenyKeyTicket names the entry that marks a ticket used; see DenyKeyToken.

@@ -49,6 +49,9 @@ type Claims struct {
 	Family string `json:"fam"`
 	// Jobs are the job ids a ticket (UseTicket) may follow.
 	Jobs []string `json:"jobs,omitempty"`
+	// Key is the id of the API key a ticket was minted with: the stream it opens ends
+	// when that key is revoked.
+	Key string `json:"key,omitempty"`
 }
 
 // TokenPair is what a login or refresh returns, shaped like an OAuth 2 token response.

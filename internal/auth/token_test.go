@@ -346,3 +346,84 @@ func TestDevBootstrapPrintsAWorkingAdminToken(t *testing.T) {
 		}
 	}
 }
+
+// racingTokens is the real token store with a hook that runs once, just before the
+// next session is stored: where another replica's disable or delete lands when it
+// runs between a login's check of the user and the login's session write.
+type racingTokens struct {
+	*auth.Tokens
+	beforeCreate func()
+}
+
+func (s *racingTokens) CreateFamily(ctx context.Context, f *auth.RefreshFamily) error {
+	if hook := s.beforeCreate; hook != nil {
+		s.beforeCreate = nil
+		hook()
+	}
+	return s.Tokens.CreateFamily(ctx, f)
+}
+
+// A login that races a disable or a delete: the admin's side (flag the user, then
+// revoke their sessions) runs after the login checked the user and before it stored
+// the session, so the revocation lists no session of the login. The login must fail
+// and its session must be revoked, or it would work again once the user is enabled
+// (or created again under the same id).
+func TestALoginRacingADisableOrDeleteLeavesNoSession(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name        string
+		act, undo   func(e *authEnv) error
+		wantRefusal error
+	}{
+		{
+			name:        "disable, then enable",
+			act:         func(e *authEnv) error { _, err := e.users.SetDisabled(ctx, "acme", "alice", true); return err },
+			undo:        func(e *authEnv) error { _, err := e.users.SetDisabled(ctx, "acme", "alice", false); return err },
+			wantRefusal: auth.ErrUserDisabled,
+		},
+		{
+			name: "delete, then create again",
+			act:  func(e *authEnv) error { return e.users.Delete(ctx, "acme", "alice") },
+			undo: func(e *authEnv) error {
+				return e.users.Create(ctx, &auth.User{Tenant: "acme", ID: "alice", Tier: schemas.TierNormal})
+			},
+			wantRefusal: auth.ErrUserNotFound,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newAuthEnv(t)
+			store := &racingTokens{Tokens: e.tokens}
+			iss, err := auth.NewIssuer(e.keys, store, e.users)
+			requireErr(t, err)
+			store.beforeCreate = func() {
+				requireErr(t, tc.act(e))
+				n, err := iss.RevokeUser(ctx, "acme", "alice")
+				requireErr(t, err)
+				if n != 0 {
+					t.Fatalf("test bug: the revocation found %d sessions; the race needs it to find none", n)
+				}
+			}
+
+			pair, err := iss.Issue(ctx, "acme", "alice")
+			if !errors.Is(err, tc.wantRefusal) {
+				t.Errorf("the racing login returned %v, want %v", err, tc.wantRefusal)
+			}
+			if store.beforeCreate != nil {
+				t.Fatal("test bug: the login stored no session, so nothing raced")
+			}
+			requireErr(t, tc.undo(e))
+			fams, err := e.tokens.Families(ctx, "acme", "alice")
+			requireErr(t, err)
+			for _, f := range fams {
+				if !f.Revoked {
+					t.Errorf("the racing login's session %s is live", f.ID)
+				}
+			}
+			if pair.AccessToken != "" {
+				if _, _, err := iss.Verify(ctx, pair.AccessToken); err == nil {
+					t.Error("the racing login's access token works for the user now")
+				}
+			}
+		})
+	}
+}

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -133,43 +132,14 @@ type UserChange struct {
 // ctx ends; the channel closes when the watch ends. Each ingest replica follows it to
 // close the live event streams of users that are disabled or deleted.
 func (s *Users) Watch(ctx context.Context) (<-chan UserChange, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+	changes, err := streams.WatchJSON(ctx, s.kv, ">", func(key string, u *User) (UserChange, bool) {
+		tenant, id, _ := strings.Cut(key, ".")
+		return UserChange{Tenant: tenant, ID: id, User: u}, true
+	}, jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, fmt.Errorf("auth: watch the %s bucket: %w", BucketUsers, err)
 	}
-	out := make(chan UserChange, 16)
-	go func() {
-		defer close(out)
-		defer func() { _ = w.Stop() }()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue
-				}
-				tenant, id, _ := strings.Cut(e.Key(), ".")
-				c := UserChange{Tenant: tenant, ID: id}
-				if e.Operation() == jetstream.KeyValuePut {
-					var u User
-					if json.Unmarshal(e.Value(), &u) != nil {
-						continue
-					}
-					c.User = &u
-				}
-				select {
-				case out <- c:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	return changes, nil
 }
 
 func (s *Users) update(ctx context.Context, tenant, id string, fn func(*User)) (*User, error) {

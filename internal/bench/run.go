@@ -560,20 +560,25 @@ func (g *loadGen) closedLoop(ctx context.Context, first, n int) []outcome {
 			}
 		}()
 	}
-feed:
-	for i := range n {
+	feed(ctx, next, outs)
+	wg.Wait()
+	return outs
+}
+
+// feed hands the indexes of outs to the submitters on next, one at a time, and closes
+// next; once ctx ends, the jobs not handed out yet are recorded as not submitted.
+func feed(ctx context.Context, next chan<- int, outs []outcome) {
+	defer close(next)
+	for i := range outs {
 		select {
 		case next <- i:
 		case <-ctx.Done():
-			for j := i; j < n; j++ {
+			for j := i; j < len(outs); j++ {
 				outs[j] = outcome{index: j, start: time.Now(), submitErr: ctx.Err()}
 			}
-			break feed
+			return
 		}
 	}
-	close(next)
-	wg.Wait()
-	return outs
 }
 
 // burst submits jobs first..first+n-1 as fast as ingest takes them (Concurrency
@@ -600,18 +605,7 @@ func (g *loadGen) burst(ctx context.Context, first, n int) (outs []outcome, queu
 			}
 		}()
 	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			for j := i; j < n; j++ {
-				outs[j] = outcome{index: j, start: time.Now(), submitErr: ctx.Err()}
-			}
-			break feed
-		}
-	}
-	close(next)
+	feed(ctx, next, outs)
 	submitters.Wait()
 	queued = time.Since(start)
 	waiters.Wait()

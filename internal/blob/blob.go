@@ -52,13 +52,6 @@ type Store interface {
 	Keys(ctx context.Context, prefixes ...string) ([]string, error)
 }
 
-// URLSigner is implemented by backends that can hand out time-limited download URLs
-// (S3 presigned GET). Callers fall back to proxying through the API when a Store does
-// not implement it.
-type URLSigner interface {
-	PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error)
-}
-
 // BytesReader is a bytes.Reader that also offers its unread bytes to a Store: one
 // that keeps a small object in memory anyway (natsobj) takes them without copying the
 // body again. Callers must not change the bytes until Put returns.

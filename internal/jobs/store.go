@@ -119,38 +119,13 @@ func (j *Store) Update(ctx context.Context, id string, fn func(*schemas.JobRecor
 // Watch streams the record of one job: first its current value, then every change,
 // until ctx is cancelled. The channel closes when the watch ends.
 func (j *Store) Watch(ctx context.Context, id string) (<-chan *schemas.JobRecord, error) {
-	w, err := j.kv.Watch(ctx, id)
+	records, err := streams.WatchJSON(ctx, j.kv, id, func(_ string, rec *schemas.JobRecord) (*schemas.JobRecord, bool) {
+		return rec, rec != nil // a deleted record is not sent
+	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: watch job %s: %w", id, err)
 	}
-	out := make(chan *schemas.JobRecord, 8)
-	go func() {
-		defer close(out)
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil || e.Operation() != jetstream.KeyValuePut {
-					continue // nil marks the end of the initial values
-				}
-				var rec schemas.JobRecord
-				if json.Unmarshal(e.Value(), &rec) != nil {
-					continue
-				}
-				select {
-				case out <- &rec:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	return records, nil
 }
 
 // Change is one write to the jobs bucket as WatchAll reports it: the record now stored
@@ -164,42 +139,13 @@ type Change struct {
 // until ctx is cancelled. The channel closes when the watch ends; a corrupt record is
 // skipped. It reads the whole bucket once at start.
 func (j *Store) WatchAll(ctx context.Context) (<-chan Change, error) {
-	w, err := j.kv.WatchAll(ctx)
+	changes, err := streams.WatchJSON(ctx, j.kv, jetstream.AllKeys, func(id string, rec *schemas.JobRecord) (Change, bool) {
+		return Change{ID: id, Record: rec}, true
+	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: watch the %s bucket: %w", Bucket, err)
 	}
-	out := make(chan Change, 64)
-	go func() {
-		defer close(out)
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					continue // the end of the initial values
-				}
-				c := Change{ID: e.Key()}
-				if e.Operation() == jetstream.KeyValuePut {
-					var rec schemas.JobRecord
-					if json.Unmarshal(e.Value(), &rec) != nil {
-						continue
-					}
-					c.Record = &rec
-				}
-				select {
-				case out <- c:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	return changes, nil
 }
 
 // Delete removes a record (used by erasure).

@@ -10,16 +10,12 @@ import (
 
 // InstrumentBlobs returns s with every operation timed in studio_blob_op_seconds under
 // the backend label ("jetstream", "s3"). Get is timed until the object is open, not
-// until the caller has read it. A store that signs URLs keeps doing so.
+// until the caller has read it.
 func (m *Metrics) InstrumentBlobs(s blob.Store, backend string) blob.Store {
 	if m == nil || s == nil {
 		return s
 	}
-	in := &instrumentedStore{next: s, m: m, backend: backend}
-	if signer, ok := s.(blob.URLSigner); ok {
-		return &instrumentedSigner{instrumentedStore: in, signer: signer}
-	}
-	return in
+	return &instrumentedStore{next: s, m: m, backend: backend}
 }
 
 // instrumentedStore is safe for concurrent use when its store is.
@@ -64,16 +60,4 @@ func (s *instrumentedStore) Purge(ctx context.Context, key string) error {
 func (s *instrumentedStore) Keys(ctx context.Context, prefixes ...string) ([]string, error) {
 	defer s.m.blobOpDone(s.backend, "keys", time.Now())
 	return s.next.Keys(ctx, prefixes...)
-}
-
-type instrumentedSigner struct {
-	*instrumentedStore
-	signer blob.URLSigner
-}
-
-var _ blob.URLSigner = (*instrumentedSigner)(nil)
-
-func (s *instrumentedSigner) PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error) {
-	defer s.m.blobOpDone(s.backend, "presign", time.Now())
-	return s.signer.PresignGet(ctx, key, expiry)
 }

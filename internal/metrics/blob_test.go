@@ -8,7 +8,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/metrics"
@@ -60,22 +59,11 @@ func (s *recordingStore) Keys(ctx context.Context, prefixes ...string) ([]string
 	return []string{prefixes[0] + "a"}, nil
 }
 
-// signingStore also signs URLs, like the S3 backend.
-type signingStore struct{ recordingStore }
-
-func (s *signingStore) PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error) {
-	s.calls = append(s.calls, "presign "+key)
-	return "https://signed.example/" + key, nil
-}
-
 func TestInstrumentedStorePassesCallsThroughAndTimesThem(t *testing.T) {
 	ctx := context.Background()
 	m := metrics.New()
 	inner := &recordingStore{}
 	s := m.InstrumentBlobs(inner, "jetstream")
-	if _, ok := s.(blob.URLSigner); ok {
-		t.Error("a store that cannot sign URLs claims to after instrumentation")
-	}
 
 	if info, err := s.Put(ctx, "k", bytes.NewReader([]byte("xy")), 2, "image/png"); err != nil || info.SHA256 != "abc" {
 		t.Errorf("Put = %+v, %v", info, err)
@@ -117,17 +105,4 @@ func TestInstrumentedStorePassesCallsThroughAndTimesThem(t *testing.T) {
 			t.Errorf("%s timed %v times, want %v", op, v, n)
 		}
 	}
-}
-
-func TestInstrumentedStoreKeepsURLSigning(t *testing.T) {
-	m := metrics.New()
-	signed := m.InstrumentBlobs(&signingStore{}, "s3")
-	us, ok := signed.(blob.URLSigner)
-	if !ok {
-		t.Fatal("the S3-like store lost PresignGet")
-	}
-	if u, err := us.PresignGet(context.Background(), "k", time.Minute); err != nil || u != "https://signed.example/k" {
-		t.Errorf("PresignGet = %q, %v", u, err)
-	}
-	mustSample(t, m.Registry(), "studio_blob_op_seconds", map[string]string{"backend": "s3", "op": "presign"})
 }

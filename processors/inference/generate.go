@@ -177,6 +177,7 @@ func (s *Step) generate(ctx context.Context, ev *schemas.JobEvent) error {
 			flagged = append(flagged, i)
 		}
 	}
+	ev.Unsafe = flagged
 	if len(flagged) > 0 {
 		total := m.blackedOut.Add(int64(len(flagged)))
 		if o, ok := s.Observe.(SafetyObserver); ok {

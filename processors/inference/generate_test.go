@@ -3,6 +3,7 @@ package inference_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,7 +24,8 @@ import (
 
 // TestGenerateBlacksOutFlaggedImages runs a generate job through the inference step with
 // a test export whose safety checker flags every image (threshold far below any CLIP
-// mean): the output images are black, a warning names them and the step counts them.
+// mean): the output images are black, the event names them for postprocess to flag,
+// a warning names them and the step counts them.
 func TestGenerateBlacksOutFlaggedImages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the ONNX Runtime library; skipped with -short")
@@ -94,6 +96,9 @@ func TestGenerateBlacksOutFlaggedImages(t *testing.T) {
 	}
 	if n := step.BlackedOut(spec.ID()); n != 2 {
 		t.Errorf("BlackedOut = %d, want 2", n)
+	}
+	if !slices.Equal(ev.Unsafe, []int{0, 1}) {
+		t.Errorf("event marks images %v unsafe, want [0 1] (postprocess flags their results)", ev.Unsafe)
 	}
 	var warned bool
 	for _, e := range hook.AllEntries() {

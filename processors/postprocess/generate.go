@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"slices"
 
 	"github.com/creativeai-studio/studio/internal/imageio"
 	"github.com/creativeai-studio/studio/processors"
@@ -43,8 +44,24 @@ func (s *Step) generate(ctx context.Context, ev *schemas.JobEvent) error {
 		if err := s.putImage(ctx, ev, GeneratedName(k), img, format, nil); err != nil { // generated in sRGB, tagged so
 			return err
 		}
+		markUnsafe(ev, k, GeneratedName(k))
 	}
-	return s.putImage(ctx, ev, "thumbnail", imageio.Thumbnail(imgs[0], ThumbnailSide), format, nil)
+	if err := s.putImage(ctx, ev, "thumbnail", imageio.Thumbnail(imgs[0], ThumbnailSide), format, nil); err != nil {
+		return err
+	}
+	markUnsafe(ev, 0, "thumbnail")
+	return nil
+}
+
+// markUnsafe flags the result name, made from generated image k, when the safety
+// checker flagged that image (JobEvent.Unsafe).
+func markUnsafe(ev *schemas.JobEvent, k int, name string) {
+	if !slices.Contains(ev.Unsafe, k) {
+		return
+	}
+	ref := ev.Artifacts[name]
+	ref.Flags = []string{schemas.FlagUnsafe}
+	ev.Artifacts[name] = ref
 }
 
 // Generated splits [N,3,H,W] RGB planes into N opaque images.

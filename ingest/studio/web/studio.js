@@ -1049,6 +1049,11 @@ async function cancelJob() {
 
 // --- the result ----------------------------------------------------------------------
 
+// unsafe reports whether the safety checker flagged a generated image (its pixels are
+// black): the page says so instead of showing a black square without a word.
+const unsafe = (ref) => ((ref && ref.flags) || []).includes('unsafe');
+const UNSAFE_NOTE = 'blacked out: the safety checker flagged it';
+
 function mainResult(job) {
   const d = job.downloads || {};
   for (const name of ['cutout', 'image', 'overlay']) if (d[name]) return name;
@@ -1061,7 +1066,7 @@ async function renderResult(job, live) {
   const name = mainResult(job);
   const out = (job.results || {})[name] || {};
   const inp = job.input || {};
-  $('result-h').textContent = `Result: ${TASKS[job.task] ? TASKS[job.task].label.toLowerCase() : job.task}`;
+  $('result-h').textContent = `Result: ${TASKS[job.task] ? TASKS[job.task].label.toLowerCase() : job.task}${unsafe(out) ? ` (${UNSAFE_NOTE})` : ''}`;
   const generated = !!(TASKS[job.task] && TASKS[job.task].noImage);
   $('side').classList.toggle('single', generated);
   $('before').closest('figure').hidden = generated;
@@ -1079,7 +1084,7 @@ async function renderResult(job, live) {
     }
     state.resultURLs.push(...[before.url, after.url].filter(Boolean));
     const beforeAlt = `Input image${inp.width ? `, ${inp.width} × ${inp.height}` : ''}`;
-    const afterAlt = `Result (${RESULT_LABEL[name] || name})${out.width ? `, ${out.width} × ${out.height}` : ''}`;
+    const afterAlt = `Result (${RESULT_LABEL[name] || name})${out.width ? `, ${out.width} × ${out.height}` : ''}${unsafe(out) ? `, ${UNSAFE_NOTE}` : ''}`;
     for (const [id, u, alt] of [['before', before.url, beforeAlt], ['cmp-before', before.url, ''], ['after', after.url, afterAlt], ['cmp-after', after.url, '']]) {
       $(id).src = u;
       $(id).alt = alt;
@@ -1159,7 +1164,7 @@ function renderDownloads(job) {
     if (name === 'mask' && job.task === 'remove-background' && !offerMask()) continue;
     const ref = (job.results || {})[name] || {};
     const ext = (d[name].match(/\.([a-z0-9]+)$/i) || [, ''])[1].toUpperCase();
-    const info = [ext, ref.width ? `${ref.width} × ${ref.height}` : '', ref.size ? fmtBytes(ref.size) : ''].filter(Boolean).join(' · ');
+    const info = [ext, ref.width ? `${ref.width} × ${ref.height}` : '', ref.size ? fmtBytes(ref.size) : '', unsafe(ref) ? UNSAFE_NOTE : ''].filter(Boolean).join(' · ');
     box.append(h('button', {type: 'button', class: 'download', 'data-name': name,
       onclick: () => download(d[name], `${job.id}-${name}${ext ? `.${ext.toLowerCase()}` : ''}`)},
     `Download ${RESULT_LABEL[name] || name}`, h('small', {}, info)));
@@ -1190,7 +1195,7 @@ function renderMeta(job) {
   add('Input', [dims(inp), inp.content_type, inp.size ? fmtBytes(inp.size) : ''].filter(Boolean).join(' · '));
   for (const [name, ref] of Object.entries(job.results || {})) {
     if (name === 'thumbnail') continue;
-    add(`Output: ${RESULT_LABEL[name] || name}`, [dims(ref), ref.content_type, ref.size ? fmtBytes(ref.size) : ''].filter(Boolean).join(' · '));
+    add(`Output: ${RESULT_LABEL[name] || name}`, [dims(ref), ref.content_type, ref.size ? fmtBytes(ref.size) : '', unsafe(ref) ? UNSAFE_NOTE : ''].filter(Boolean).join(' · '));
   }
   if (job.params && Object.keys(job.params).length) {
     add('Parameters', Object.entries(job.params).map(([k, v]) => `${k} = ${v}`).join(', '));

@@ -35,10 +35,7 @@ const metaSHA256 = "sha256"
 // statConcurrency bounds the HEAD requests List makes to fill in each object's Info.
 const statConcurrency = 8
 
-var (
-	_ blob.Store     = (*Store)(nil)
-	_ blob.URLSigner = (*Store)(nil)
-)
+var _ blob.Store = (*Store)(nil)
 
 // Store is a blob.Store backed by one S3 bucket. It is safe for concurrent use; every
 // method blocks on network round trips and returns early when ctx is done.
@@ -242,20 +239,6 @@ func (s *Store) List(ctx context.Context, prefix string) ([]blob.Info, error) {
 	}
 	slices.SortFunc(out, func(a, b blob.Info) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
-}
-
-// PresignGet returns a URL that downloads key without credentials until expiry
-// (1 s to 7 days, SigV4's limits). It signs locally and makes no request, so it does not
-// check that key exists.
-func (s *Store) PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error) {
-	if expiry < time.Second || expiry > 7*24*time.Hour {
-		return "", fmt.Errorf("s3: presign %q: expiry %v is outside 1s to 7 days", key, expiry)
-	}
-	u, err := s.client.PresignedGetObject(ctx, s.bucket, key, expiry, nil)
-	if err != nil {
-		return "", s.wrap(ctx, "presign", key, err)
-	}
-	return u.String(), nil
 }
 
 func (s *Store) url() string {
