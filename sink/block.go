@@ -191,60 +191,73 @@ func putCols(t *table, c *insertCols) {
 	p.(*sync.Pool).Put(c)
 }
 
+// span is rows from..to-1 of blocks[blk]: refs in runs, so gather copies slices.
+type span struct{ blk, from, to int32 }
+
+// spans groups refs into runs of consecutive rows of one block; a batch without
+// duplicates or erased rows is one span per block.
+func spans(refs []ref) []span {
+	var out []span
+	for _, r := range refs {
+		if n := len(out); n > 0 && out[n-1].blk == r.blk && out[n-1].to == r.row {
+			out[n-1].to++
+			continue
+		}
+		out = append(out, span{blk: r.blk, from: r.row, to: r.row + 1})
+	}
+	return out
+}
+
 // gather copies the rows refs of blocks into c, column by column, in t's types.
 func (c *insertCols) gather(t *table, blocks []*block, refs []ref) {
+	runs := spans(refs)
 	for j, col := range t.cols {
 		switch col.typ {
 		case colString:
 			d := c.str[j][:0]
-			for _, r := range refs {
-				d = append(d, blocks[r.blk].str[j][r.row])
+			for _, s := range runs {
+				d = append(d, blocks[s.blk].str[j][s.from:s.to]...)
 			}
 			c.str[j], c.data[j] = d, d
-		case colTime:
-			d := c.tm[j][:0]
-			for _, r := range refs {
-				d = append(d, time.Unix(int64(blocks[r.blk].num[j][r.row]), 0).UTC())
-			}
-			c.tm[j], c.data[j] = d, d
 		case colFloat64:
 			d := c.f64[j][:0]
-			for _, r := range refs {
-				d = append(d, blocks[r.blk].flt[j][r.row])
+			for _, s := range runs {
+				d = append(d, blocks[s.blk].flt[j][s.from:s.to]...)
 			}
 			c.f64[j], c.data[j] = d, d
-		case colUInt8:
-			d := c.u8[j][:0]
-			for _, r := range refs {
-				d = append(d, uint8(blocks[r.blk].num[j][r.row]))
-			}
-			c.u8[j], c.data[j] = d, d
-		case colUInt16:
-			d := c.u16[j][:0]
-			for _, r := range refs {
-				d = append(d, uint16(blocks[r.blk].num[j][r.row]))
-			}
-			c.u16[j], c.data[j] = d, d
-		case colUInt32:
-			d := c.u32[j][:0]
-			for _, r := range refs {
-				d = append(d, uint32(blocks[r.blk].num[j][r.row]))
-			}
-			c.u32[j], c.data[j] = d, d
 		case colUInt64:
 			d := c.u64[j][:0]
-			for _, r := range refs {
-				d = append(d, blocks[r.blk].num[j][r.row])
+			for _, s := range runs {
+				d = append(d, blocks[s.blk].num[j][s.from:s.to]...)
 			}
 			c.u64[j], c.data[j] = d, d
+		case colTime:
+			c.tm[j] = gatherNum(c.tm[j][:0], blocks, runs, j, func(v uint64) time.Time { return time.Unix(int64(v), 0).UTC() })
+			c.data[j] = c.tm[j]
+		case colUInt8:
+			c.u8[j] = gatherNum(c.u8[j][:0], blocks, runs, j, func(v uint64) uint8 { return uint8(v) })
+			c.data[j] = c.u8[j]
+		case colUInt16:
+			c.u16[j] = gatherNum(c.u16[j][:0], blocks, runs, j, func(v uint64) uint16 { return uint16(v) })
+			c.data[j] = c.u16[j]
+		case colUInt32:
+			c.u32[j] = gatherNum(c.u32[j][:0], blocks, runs, j, func(v uint64) uint32 { return uint32(v) })
+			c.data[j] = c.u32[j]
 		case colInt8:
-			d := c.i8[j][:0]
-			for _, r := range refs {
-				d = append(d, int8(blocks[r.blk].num[j][r.row]))
-			}
-			c.i8[j], c.data[j] = d, d
+			c.i8[j] = gatherNum(c.i8[j][:0], blocks, runs, j, func(v uint64) int8 { return int8(v) })
+			c.data[j] = c.i8[j]
 		}
 	}
+}
+
+// gatherNum appends column j of runs, stored as uint64, to d converted to T.
+func gatherNum[T any](d []T, blocks []*block, runs []span, j int, conv func(uint64) T) []T {
+	for _, s := range runs {
+		for _, v := range blocks[s.blk].num[j][s.from:s.to] {
+			d = append(d, conv(v))
+		}
+	}
+	return d
 }
 
 // columnValue returns row i of a column of an insert as a single value.

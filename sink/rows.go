@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -503,7 +504,19 @@ func addHTTPRequest(b *block, r *schemas.HTTPRequest) error {
 // decodeTelemetryBatch reads a TelemetryBatch: every row as if it had come alone, so a
 // row keeps its id (and de-duplication) whichever way it travelled. One bad row makes
 // the whole message malformed: the producer validated its rows, so it is not ours.
+// The stage runs, nearly all the sink's rows, are read by scanner straight into their
+// block; a message the scanner cannot read (not strict JSON) is left to
+// json.Unmarshal, which decides as before.
 func decodeTelemetryBatch(data []byte) (decoded, error) {
+	d, err := scanTelemetryBatch(data)
+	if errors.Is(err, errSyntax) {
+		return unmarshalTelemetryBatch(data)
+	}
+	return d, err
+}
+
+// unmarshalTelemetryBatch is decodeTelemetryBatch through json.Unmarshal.
+func unmarshalTelemetryBatch(data []byte) (decoded, error) {
 	var b schemas.TelemetryBatch
 	if err := json.Unmarshal(data, &b); err != nil {
 		return decoded{}, err
@@ -524,16 +537,104 @@ func decodeTelemetryBatch(data []byte) (decoded, error) {
 		}
 		d.blocks = append(d.blocks, runs)
 	}
-	if len(b.HTTPRequests) > 0 {
-		reqs := newBlock(tableHTTP, len(b.HTTPRequests))
-		for i := range b.HTTPRequests {
-			if err := addHTTPRequest(reqs, &b.HTTPRequests[i]); err != nil {
-				return decoded{}, fmt.Errorf("http_requests[%d]: %w", i, err)
-			}
-		}
-		d.blocks = append(d.blocks, reqs)
+	return addHTTPRequests(d, b.HTTPRequests)
+}
+
+// addHTTPRequests adds a batch's HTTP request rows to d.
+func addHTTPRequests(d decoded, reqs []schemas.HTTPRequest) (decoded, error) {
+	if len(reqs) == 0 {
+		return d, nil
 	}
+	b := newBlock(tableHTTP, len(reqs))
+	for i := range reqs {
+		if err := addHTTPRequest(b, &reqs[i]); err != nil {
+			return decoded{}, fmt.Errorf("http_requests[%d]: %w", i, err)
+		}
+	}
+	d.blocks = append(d.blocks, b)
 	return d, nil
+}
+
+// scanTelemetryBatch is decodeTelemetryBatch through scanner; an error wrapping
+// errSyntax says the scanner could not read the message.
+func scanTelemetryBatch(data []byte) (decoded, error) {
+	p := scanner{s: string(data)}
+	var b schemas.TelemetryBatch
+	var runs *block
+	var rowErr error
+	var n int
+	err := p.object(func(key string) error {
+		var err error
+		switch fieldName(key) {
+		case "schema":
+			if !p.null() {
+				b.Schema, err = p.str()
+			}
+		case "producer":
+			if !p.null() {
+				b.Producer, err = p.str()
+			}
+		case "seq":
+			if !p.null() {
+				var lit string
+				if lit, err = p.number(); err == nil {
+					b.Seq, err = strconv.ParseUint(lit, 10, 64)
+				}
+			}
+		case "stage_runs":
+			// A repeated key replaces the rows, as json.Unmarshal does.
+			runs, rowErr, n = newBlock(tableStageRuns, bytes.Count(data, []byte(`"job_id"`))), nil, 0
+			if p.null() {
+				return nil
+			}
+			err = p.array(func() error {
+				var r schemas.StageRun
+				if !p.null() {
+					if err := p.stageRun(&r); err != nil {
+						return err
+					}
+				}
+				if rowErr == nil {
+					if err := addStageRun(runs, &r); err != nil {
+						rowErr = fmt.Errorf("stage_runs[%d]: %w", n, err)
+					}
+				}
+				n++
+				return nil
+			})
+		case "http_requests":
+			start := p.i
+			if err = p.skip(); err == nil {
+				b.HTTPRequests = nil
+				if uerr := json.Unmarshal([]byte(p.s[start:p.i]), &b.HTTPRequests); uerr != nil {
+					err = fmt.Errorf("%w: http_requests: %v", errSyntax, uerr) // json.Unmarshal decides
+				}
+			}
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+	if err == nil {
+		err = p.end()
+	}
+	if err != nil {
+		return decoded{}, err
+	}
+	if err := is(schemas.SchemaTelemetryBatch, b.Schema); err != nil {
+		return decoded{}, err
+	}
+	if err := b.Validate(); err != nil {
+		return decoded{}, err
+	}
+	if rowErr != nil {
+		return decoded{}, rowErr
+	}
+	var d decoded
+	if runs != nil && runs.rows() > 0 {
+		d.blocks = append(d.blocks, runs)
+	}
+	return addHTTPRequests(d, b.HTTPRequests)
 }
 
 func decodeAudit(data []byte) (decoded, error) {
