@@ -213,20 +213,26 @@ func (c *embeddedConn) Insert(ctx context.Context, table string, columns []strin
 	return err
 }
 
-// InsertColumns sends the rows as TabSeparated text inside the INSERT statement.
+// InsertColumns sends the rows as TabSeparated text inside the INSERT statement. Each
+// row is formatted in a scratch buffer and copied into the statement once.
 func (c *embeddedConn) InsertColumns(ctx context.Context, table string, columns []string, cols []any, n int) error {
-	buf := make([]byte, 0, 64<<10)
-	buf = append(buf, "INSERT INTO "+table+" ("+strings.Join(columns, ", ")+") FORMAT TabSeparated\n"...)
+	var b strings.Builder
+	head := "INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ") FORMAT TabSeparated\n"
+	b.Grow(len(head) + n*64*len(cols)/4)
+	b.WriteString(head)
+	row := make([]byte, 0, 1024)
 	for i := range n {
+		row = row[:0]
 		for j, col := range cols {
 			if j > 0 {
-				buf = append(buf, '\t')
+				row = append(row, '\t')
 			}
-			buf = appendColumnTSV(buf, col, i)
+			row = appendColumnTSV(row, col, i)
 		}
-		buf = append(buf, '\n')
+		row = append(row, '\n')
+		b.Write(row)
 	}
-	_, err := c.s.QueryIn(ctx, c.database, string(buf), "TabSeparated")
+	_, err := c.s.QueryIn(ctx, c.database, b.String(), "TabSeparated")
 	return err
 }
 
