@@ -27,6 +27,9 @@ import (
 // Run with a fixed count, e.g.
 //
 //	go test ./sink -run '^$' -bench SinkThroughput -benchtime 100000x
+//
+// STUDIO_BENCH_CPUPROFILE=prefix writes a CPU profile of each case's timed window alone
+// to prefix.<case>.prof.
 func BenchmarkSinkThroughput(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
