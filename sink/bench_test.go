@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,9 @@ import (
 // Run with a fixed count, e.g.
 //
 //	go test ./sink -run '^$' -bench SinkThroughput -benchtime 100000x
+//
+// STUDIO_BENCH_CPUPROFILE=prefix writes a CPU profile of each case's timed window alone
+// to prefix.<case>.prof.
 func BenchmarkSinkThroughput(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
@@ -83,6 +87,7 @@ func BenchmarkSinkThroughput(b *testing.B) {
 			publish(b, srv, outs...)
 			chPID := os.Getenv("STUDIO_BENCH_CLICKHOUSE_PID")
 			selfCPU, serverCPU := processCPU(""), processCPU(chPID)
+			stopProfile := profileWindow(b)
 			b.ResetTimer()
 			s := startSink(b, srv, cfg)
 			if bc.perMsg > 0 {
@@ -91,6 +96,7 @@ func BenchmarkSinkThroughput(b *testing.B) {
 				waitWritten(b, s, uint64(b.N), 10*time.Minute)
 			}
 			b.StopTimer()
+			stopProfile()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 			b.ReportMetric((processCPU("")-selfCPU).Seconds()*1e6/float64(b.N), "proc-cpu-µs/row")
 			if chPID != "" && !bc.embedded {
@@ -100,6 +106,27 @@ func BenchmarkSinkThroughput(b *testing.B) {
 				b.Fatalf("%d rows were duplicates; the benchmark data should be distinct", s.Stats().Duplicates)
 			}
 		})
+	}
+}
+
+// profileWindow starts a CPU profile of the timed window when STUDIO_BENCH_CPUPROFILE
+// names a file prefix (the sub-benchmark's name is appended), so the profile holds the
+// sink's work and not the setup's; it returns the function that stops it.
+func profileWindow(b *testing.B) func() {
+	prefix := os.Getenv("STUDIO_BENCH_CPUPROFILE")
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(prefix + "." + strings.NewReplacer("/", "_", "=", "").Replace(b.Name()) + ".prof")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatalf("start the CPU profile (not with -cpuprofile): %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
 	}
 }
 

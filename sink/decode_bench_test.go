@@ -41,4 +41,24 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 	}
+	// A TelemetryBatch of 256 runs, as the stages publish them: read by the scanner
+	// (the sink's way) and by json.Unmarshal (its fallback); ns/row = ns/op / 256.
+	runs := make([]schemas.StageRun, 256)
+	for i := range runs {
+		runs[i] = sampleRun(i)
+	}
+	batch, _ := json.Marshal(schemas.TelemetryBatch{Schema: schemas.SchemaTelemetryBatch, Producer: "w1", Seq: 1, StageRuns: runs})
+	for _, bc := range []struct {
+		name   string
+		decode func([]byte) (decoded, error)
+	}{{"telemetry_batch_256/scanner", decodeTelemetryBatch}, {"telemetry_batch_256/unmarshal", unmarshalTelemetryBatch}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.decode(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

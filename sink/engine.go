@@ -29,6 +29,11 @@ type conn interface {
 	// Insert writes rows (values in columns' order) into table in one INSERT. A value
 	// that does not fit its column fails the whole insert with a *badRowError.
 	Insert(ctx context.Context, table string, columns []string, rows [][]any) error
+	// InsertColumns writes n rows given column by column (cols[j] is a []string,
+	// []time.Time, []float64, []uint8, []uint16, []uint32, []uint64 or []int8 of n
+	// values, columns' order) into table in one INSERT. A value that does not fit its
+	// column fails the whole insert with a *badRowError.
+	InsertColumns(ctx context.Context, table string, columns []string, cols []any, n int) error
 	// Stored returns which of keys the column col of table holds among the rows that
 	// also meet within (a condition on the sorting key's leading time column, so the
 	// lookup reads only the matching parts; empty: every row).
@@ -99,6 +104,27 @@ func (c serverConn) Insert(ctx context.Context, table string, columns []string, 
 		if err := b.Append(vals...); err != nil {
 			_ = b.Abort()
 			return &badRowError{Row: i, Err: err}
+		}
+	}
+	return b.Send()
+}
+
+// InsertColumns appends each column whole. Should a column not take its values (a
+// client or schema that converts differently), the rows are inserted one by one
+// instead, which names the row at fault.
+func (c serverConn) InsertColumns(ctx context.Context, table string, columns []string, cols []any, n int) error {
+	b, err := c.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(columns, ", ")+")")
+	if err != nil {
+		return err
+	}
+	for j, col := range cols {
+		if err := b.Column(j).Append(col); err != nil {
+			_ = b.Abort()
+			rows := make([][]any, n)
+			for i := range rows {
+				rows[i] = rowValues(cols, i)
+			}
+			return c.Insert(ctx, table, columns, rows)
 		}
 	}
 	return b.Send()
@@ -182,6 +208,29 @@ func (c *embeddedConn) Insert(ctx context.Context, table string, columns []strin
 			}
 		}
 		b.WriteByte('\n')
+	}
+	_, err := c.s.QueryIn(ctx, c.database, b.String(), "TabSeparated")
+	return err
+}
+
+// InsertColumns sends the rows as TabSeparated text inside the INSERT statement. Each
+// row is formatted in a scratch buffer and copied into the statement once.
+func (c *embeddedConn) InsertColumns(ctx context.Context, table string, columns []string, cols []any, n int) error {
+	var b strings.Builder
+	head := "INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ") FORMAT TabSeparated\n"
+	b.Grow(len(head) + n*64*len(cols)/4)
+	b.WriteString(head)
+	row := make([]byte, 0, 1024)
+	for i := range n {
+		row = row[:0]
+		for j, col := range cols {
+			if j > 0 {
+				row = append(row, '\t')
+			}
+			row = appendColumnTSV(row, col, i)
+		}
+		row = append(row, '\n')
+		b.Write(row)
 	}
 	_, err := c.s.QueryIn(ctx, c.database, b.String(), "TabSeparated")
 	return err
@@ -314,39 +363,11 @@ func quote(s string) string {
 func writeTSV(b *strings.Builder, v any) error {
 	switch x := v.(type) {
 	case string:
-		for i := 0; i < len(x); i++ {
-			switch c := x[i]; c {
-			case '\\':
-				b.WriteString(`\\`)
-			case '\t':
-				b.WriteString(`\t`)
-			case '\n':
-				b.WriteString(`\n`)
-			case '\r':
-				b.WriteString(`\r`)
-			case 0:
-				b.WriteString(`\0`)
-			default:
-				b.WriteByte(c)
-			}
-		}
+		b.Write(appendTSVString(nil, x))
 	case time.Time:
-		if x.Unix() <= 0 {
-			b.WriteString("1970-01-01 00:00:00")
-		} else {
-			b.WriteString(x.UTC().Format(time.DateTime))
-		}
+		b.Write(appendColumnTSV(nil, []time.Time{x}, 0))
 	case float64:
-		switch {
-		case math.IsNaN(x):
-			b.WriteString("nan")
-		case math.IsInf(x, 1):
-			b.WriteString("inf")
-		case math.IsInf(x, -1):
-			b.WriteString("-inf")
-		default:
-			b.WriteString(strconv.FormatFloat(x, 'g', -1, 64))
-		}
+		b.Write(appendTSVFloat(nil, x))
 	case float32:
 		return writeTSV(b, float64(x))
 	case bool:
@@ -361,6 +382,64 @@ func writeTSV(b *strings.Builder, v any) error {
 		return fmt.Errorf("sink: cannot write a %T", v)
 	}
 	return nil
+}
+
+// appendColumnTSV appends value i of an insert's column in TabSeparated, as writeTSV.
+func appendColumnTSV(buf []byte, col any, i int) []byte {
+	switch d := col.(type) {
+	case []string:
+		return appendTSVString(buf, d[i])
+	case []time.Time:
+		if d[i].Unix() <= 0 {
+			return append(buf, "1970-01-01 00:00:00"...)
+		}
+		return d[i].UTC().AppendFormat(buf, time.DateTime)
+	case []float64:
+		return appendTSVFloat(buf, d[i])
+	case []uint8:
+		return strconv.AppendUint(buf, uint64(d[i]), 10)
+	case []uint16:
+		return strconv.AppendUint(buf, uint64(d[i]), 10)
+	case []uint32:
+		return strconv.AppendUint(buf, uint64(d[i]), 10)
+	case []uint64:
+		return strconv.AppendUint(buf, d[i], 10)
+	case []int8:
+		return strconv.AppendInt(buf, int64(d[i]), 10)
+	}
+	panic(fmt.Sprintf("sink: no column of %T", col))
+}
+
+func appendTSVString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			buf = append(buf, `\\`...)
+		case '\t':
+			buf = append(buf, `\t`...)
+		case '\n':
+			buf = append(buf, `\n`...)
+		case '\r':
+			buf = append(buf, `\r`...)
+		case 0:
+			buf = append(buf, `\0`...)
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf
+}
+
+func appendTSVFloat(buf []byte, x float64) []byte {
+	switch {
+	case math.IsNaN(x):
+		return append(buf, "nan"...)
+	case math.IsInf(x, 1):
+		return append(buf, "inf"...)
+	case math.IsInf(x, -1):
+		return append(buf, "-inf"...)
+	}
+	return strconv.AppendFloat(buf, x, 'g', -1, 64)
 }
 
 // jsonRows reads JSONCompactEachRow output: one JSON array per line.

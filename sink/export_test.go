@@ -137,8 +137,10 @@ func Decode(stream, subject string, data []byte) ([]string, error) {
 			return nil, err
 		}
 		var names []string
-		for _, r := range d.rows {
-			names = append(names, r.table.name)
+		for _, b := range d.blocks {
+			for range b.rows() {
+				names = append(names, b.t.name)
+			}
 		}
 		return names, nil
 	}

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -23,89 +24,115 @@ type table struct {
 	key string
 	// userCol and timeCol select a user's rows older than an erasure request.
 	userCol, timeCol string
-	columns          []string
+	cols             []column
+	// columns are the cols' names; kinds counts the String, integer or DateTime, and
+	// Float64 columns.
+	columns []string
+	kinds   [3]int
+}
+
+// newTable completes t's columns and kinds from its cols.
+func newTable(t *table) *table {
+	for _, c := range t.cols {
+		t.columns = append(t.columns, c.name)
+		switch c.typ {
+		case colString:
+			t.kinds[0]++
+		case colFloat64:
+			t.kinds[2]++
+		default:
+			t.kinds[1]++
+		}
+	}
+	return t
 }
 
 var (
-	tableJobs = &table{
+	tableJobs = newTable(&table{
 		name: "jobs", key: "job_id", userCol: "user_id", timeCol: "submitted_at",
-		columns: []string{
-			"job_id", "tenant", "user_id", "tier", "task", "model", "model_version",
-			"status", "error_code", "error_message", "error_stage", "cache_hit",
-			"input_bytes", "input_type", "input_width", "input_height",
-			"outputs", "output_bytes", "output_width", "output_height",
-			"submitted_at", "started_at", "finished_at",
-			"total_ms", "queue_wait_ms", "processing_ms",
-			"preprocess_ms", "inference_ms", "postprocess_ms", "store_ms", "trace_id",
+		cols: []column{
+			{"job_id", colString}, {"tenant", colString}, {"user_id", colString}, {"tier", colString},
+			{"task", colString}, {"model", colString}, {"model_version", colString},
+			{"status", colString}, {"error_code", colString}, {"error_message", colString},
+			{"error_stage", colString}, {"cache_hit", colUInt8},
+			{"input_bytes", colUInt64}, {"input_type", colString}, {"input_width", colUInt32}, {"input_height", colUInt32},
+			{"outputs", colUInt16}, {"output_bytes", colUInt64}, {"output_width", colUInt32}, {"output_height", colUInt32},
+			{"submitted_at", colTime}, {"started_at", colTime}, {"finished_at", colTime},
+			{"total_ms", colFloat64}, {"queue_wait_ms", colFloat64}, {"processing_ms", colFloat64},
+			{"preprocess_ms", colFloat64}, {"inference_ms", colFloat64}, {"postprocess_ms", colFloat64},
+			{"store_ms", colFloat64}, {"trace_id", colString},
 		},
-	}
-	tableStageRuns = &table{
+	})
+	tableStageRuns = newTable(&table{
 		name: "stage_runs", key: "run_id", userCol: "user_id", timeCol: "started_at",
-		columns: []string{
-			"run_id", "job_id", "tenant", "user_id", "tier", "task", "model", "model_version",
-			"stage", "worker", "attempt", "batch_size", "outcome", "error",
-			"started_at", "duration_ms", "queue_wait_ms", "trace_id",
+		cols: []column{
+			{"run_id", colString}, {"job_id", colString}, {"tenant", colString}, {"user_id", colString},
+			{"tier", colString}, {"task", colString}, {"model", colString}, {"model_version", colString},
+			{"stage", colString}, {"worker", colString}, {"attempt", colUInt16}, {"batch_size", colUInt16},
+			{"outcome", colString}, {"error", colString},
+			{"started_at", colTime}, {"duration_ms", colFloat64}, {"queue_wait_ms", colFloat64}, {"trace_id", colString},
 		},
-	}
-	tableHTTP = &table{
+	})
+	tableHTTP = newTable(&table{
 		name: "http_requests", key: "id", userCol: "user_id", timeCol: "event_time",
-		columns: []string{
-			"id", "event_time", "method", "route", "status", "duration_ms", "tenant", "user_id",
-			"request_bytes", "response_bytes", "sample_rate", "weight", "request_id", "trace_id",
+		cols: []column{
+			{"id", colString}, {"event_time", colTime}, {"method", colString}, {"route", colString},
+			{"status", colUInt16}, {"duration_ms", colFloat64}, {"tenant", colString}, {"user_id", colString},
+			{"request_bytes", colUInt64}, {"response_bytes", colUInt64}, {"sample_rate", colFloat64},
+			{"weight", colFloat64}, {"request_id", colString}, {"trace_id", colString},
 		},
-	}
-	tableAudit = &table{
+	})
+	tableAudit = newTable(&table{
 		name: "audit_log", key: "id", userCol: "actor", timeCol: "event_time",
-		columns: []string{
-			"id", "event_time", "actor", "tenant", "action", "resource", "ip", "result",
-			"request_id", "trace_id",
+		cols: []column{
+			{"id", colString}, {"event_time", colTime}, {"actor", colString}, {"tenant", colString},
+			{"action", colString}, {"resource", colString}, {"ip", colString}, {"result", colString},
+			{"request_id", colString}, {"trace_id", colString},
 		},
-	}
-	tableFeedback = &table{
+	})
+	tableFeedback = newTable(&table{
 		name: "feedback", key: "id", userCol: "user_id", timeCol: "event_time",
-		columns: []string{
-			"id", "job_id", "tenant", "user_id", "rating", "comment", "model", "model_version", "event_time",
+		cols: []column{
+			{"id", colString}, {"job_id", colString}, {"tenant", colString}, {"user_id", colString},
+			{"rating", colInt8}, {"comment", colString}, {"model", colString}, {"model_version", colString},
+			{"event_time", colTime},
 		},
-	}
+	})
 	// tableReplay holds shadow replays (`studio replay`); timeCol is the original
 	// request's time, so a replay of a request made before its user's erasure is
 	// erased (or dropped on arrival) like the original's rows.
-	tableReplay = &table{
+	tableReplay = newTable(&table{
 		name: "replay_results", key: "id", userCol: "user_id", timeCol: "submitted_at",
-		columns: []string{
-			"id", "replay_id", "job_id", "shadow_job_id", "tenant", "user_id", "task", "model",
-			"original_version", "shadow_version", "outcome", "error", "output",
-			"iou", "psnr", "ssim", "text_equal", "cer", "original_ms", "shadow_ms",
-			"submitted_at", "replayed_at",
+		cols: []column{
+			{"id", colString}, {"replay_id", colString}, {"job_id", colString}, {"shadow_job_id", colString},
+			{"tenant", colString}, {"user_id", colString}, {"task", colString}, {"model", colString},
+			{"original_version", colString}, {"shadow_version", colString}, {"outcome", colString},
+			{"error", colString}, {"output", colString},
+			{"iou", colFloat64}, {"psnr", colFloat64}, {"ssim", colFloat64}, {"text_equal", colUInt8},
+			{"cer", colFloat64}, {"original_ms", colFloat64}, {"shadow_ms", colFloat64},
+			{"submitted_at", colTime}, {"replayed_at", colTime},
 		},
-	}
-	tableErasures = &table{
+	})
+	tableErasures = newTable(&table{
 		name: "erasures", key: "id",
-		columns: []string{"id", "tenant", "user_id", "requested_at", "requested_by", "applied_at"},
-	}
+		cols: []column{
+			{"id", colString}, {"tenant", colString}, {"user_id", colString}, {"requested_at", colTime},
+			{"requested_by", colString}, {"applied_at", colTime},
+		},
+	})
 
 	// erasableTables hold personal data and are cleaned by erasure requests.
 	erasableTables = []*table{tableJobs, tableStageRuns, tableHTTP, tableAudit, tableFeedback, tableReplay}
 )
 
-// row is one row for one table, with what the erasure filter needs.
-type row struct {
-	table  *table
-	key    string
-	tenant string
-	user   string
-	// at is the row's event time, compared with an erasure's requested_at.
-	at time.Time
-	// keep exempts the row from the erasure filter (the erasure's own audit record).
-	keep   bool
-	values []any
-}
-
-// decoded is what one message turns into.
+// decoded is what one message turns into: its rows, a block per table.
 type decoded struct {
-	rows    []row
+	blocks  []*block
 	erasure *schemas.ErasureRequest
 }
+
+// one returns a decoded message of a single block.
+func one(b *block) decoded { return decoded{blocks: []*block{b}} }
 
 // errMalformed marks a message the sink can never write: it goes to the DLQ.
 var errMalformed = errors.New("malformed event")
@@ -315,19 +342,41 @@ func decodeResult(data []byte) (decoded, error) {
 		cacheHit = 1
 	}
 	d := ev.DurationsMS
-	return decoded{rows: []row{{
-		table: tableJobs, key: ev.JobID, tenant: ev.Tenant, user: ev.User, at: submitted,
-		values: []any{
-			ev.JobID, ev.Tenant, ev.User, string(ev.Tier), string(ev.Task), ev.Model, ev.ModelVersion,
-			string(ev.Status), errCode, errMsg, errStage, cacheHit,
-			inBytes, ev.Input.ContentType, inW, inH,
-			outputs, outBytes, outW, outH,
-			submitted, started, finished,
-			ms(ev.FinishedAt.Sub(ev.SubmittedAt)), queueWait, processing,
-			d[schemas.StagePreprocess], d[schemas.StageInference], d[schemas.StagePostprocess], d[schemas.StageStore],
-			trace.ID(ev.TraceParent),
-		},
-	}}}, nil
+	b := newBlock(tableJobs, 1)
+	r := b.row(rowMeta{key: ev.JobID, tenant: ev.Tenant, user: ev.User, at: submitted})
+	r.s(ev.JobID)
+	r.s(ev.Tenant)
+	r.s(ev.User)
+	r.s(string(ev.Tier))
+	r.s(string(ev.Task))
+	r.s(ev.Model)
+	r.s(ev.ModelVersion)
+	r.s(string(ev.Status))
+	r.s(errCode)
+	r.s(errMsg)
+	r.s(errStage)
+	r.u(uint64(cacheHit))
+	r.u(inBytes)
+	r.s(ev.Input.ContentType)
+	r.u(uint64(inW))
+	r.u(uint64(inH))
+	r.u(uint64(outputs))
+	r.u(outBytes)
+	r.u(uint64(outW))
+	r.u(uint64(outH))
+	r.t(submitted)
+	r.t(started)
+	r.t(finished)
+	r.f(ms(ev.FinishedAt.Sub(ev.SubmittedAt)))
+	r.f(queueWait)
+	r.f(processing)
+	r.f(d[schemas.StagePreprocess])
+	r.f(d[schemas.StageInference])
+	r.f(d[schemas.StagePostprocess])
+	r.f(d[schemas.StageStore])
+	r.s(trace.ID(ev.TraceParent))
+	r.done()
+	return one(b), nil
 }
 
 // StageRunID is the stage_runs key of a run: job:stage:attempt:outcome, the same id the
@@ -344,47 +393,61 @@ func decodeStageRun(data []byte) (decoded, error) {
 	if err := is(schemas.SchemaStageRun, r.Schema); err != nil {
 		return decoded{}, err
 	}
-	rw, err := stageRunRow(&r)
-	if err != nil {
+	b := newBlock(tableStageRuns, 1)
+	if err := addStageRun(b, &r); err != nil {
 		return decoded{}, err
 	}
-	return decoded{rows: []row{rw}}, nil
+	return one(b), nil
 }
 
-func stageRunRow(r *schemas.StageRun) (row, error) {
+// addStageRun checks a stage run and adds its row to b (a stage_runs block).
+func addStageRun(b *block, r *schemas.StageRun) error {
 	switch {
 	case r.Schema != schemas.SchemaStageRun:
-		return row{}, fmt.Errorf("schema is %q, want %q", r.Schema, schemas.SchemaStageRun)
+		return fmt.Errorf("schema is %q, want %q", r.Schema, schemas.SchemaStageRun)
 	case r.JobID == "":
-		return row{}, errors.New("missing job_id")
+		return errors.New("missing job_id")
 	case r.Stage == "":
-		return row{}, errors.New("missing stage")
+		return errors.New("missing stage")
 	case r.Outcome == "":
-		return row{}, errors.New("missing outcome")
+		return errors.New("missing outcome")
 	case r.DurationMS < 0:
-		return row{}, fmt.Errorf("negative duration_ms %v", r.DurationMS)
+		return fmt.Errorf("negative duration_ms %v", r.DurationMS)
 	}
 	started, err := required("started_at", r.StartedAt)
 	if err != nil {
-		return row{}, err
+		return err
 	}
 	attempt, err := uintOf[uint16]("attempt", int64(r.Attempt))
 	if err != nil {
-		return row{}, err
+		return err
 	}
 	batch, err := uintOf[uint16]("batch_size", int64(r.BatchSize))
 	if err != nil {
-		return row{}, err
+		return err
 	}
 	id := StageRunID(r)
-	return row{
-		table: tableStageRuns, key: id, tenant: r.Tenant, user: r.User, at: started,
-		values: []any{
-			id, r.JobID, r.Tenant, r.User, string(r.Tier), string(r.Task), r.Model, r.ModelVersion,
-			string(r.Stage), r.Worker, attempt, batch, r.Outcome, r.Error,
-			started, r.DurationMS, r.QueueWaitMS, trace.ID(r.TraceParent),
-		},
-	}, nil
+	w := b.row(rowMeta{key: id, tenant: r.Tenant, user: r.User, at: started})
+	w.s(id)
+	w.s(r.JobID)
+	w.s(r.Tenant)
+	w.s(r.User)
+	w.s(string(r.Tier))
+	w.s(string(r.Task))
+	w.s(r.Model)
+	w.s(r.ModelVersion)
+	w.s(string(r.Stage))
+	w.s(r.Worker)
+	w.u(uint64(attempt))
+	w.u(uint64(batch))
+	w.s(r.Outcome)
+	w.s(r.Error)
+	w.t(started)
+	w.f(r.DurationMS)
+	w.f(r.QueueWaitMS)
+	w.s(trace.ID(r.TraceParent))
+	w.done()
+	return nil
 }
 
 func decodeHTTPRequest(data []byte) (decoded, error) {
@@ -395,42 +458,65 @@ func decodeHTTPRequest(data []byte) (decoded, error) {
 	if err := is(schemas.SchemaHTTPRequest, r.Schema); err != nil {
 		return decoded{}, err
 	}
-	rw, err := httpRequestRow(&r)
-	if err != nil {
+	b := newBlock(tableHTTP, 1)
+	if err := addHTTPRequest(b, &r); err != nil {
 		return decoded{}, err
 	}
-	return decoded{rows: []row{rw}}, nil
+	return one(b), nil
 }
 
-func httpRequestRow(r *schemas.HTTPRequest) (row, error) {
+// addHTTPRequest checks an HTTP request row and adds it to b (an http_requests block).
+func addHTTPRequest(b *block, r *schemas.HTTPRequest) error {
 	if err := r.Validate(); err != nil {
-		return row{}, err
+		return err
 	}
 	at, err := required("time", r.Time)
 	if err != nil {
-		return row{}, err
+		return err
 	}
 	reqBytes, err := uintOf[uint64]("request_bytes", r.RequestBytes)
 	if err != nil {
-		return row{}, err
+		return err
 	}
 	respBytes, err := uintOf[uint64]("response_bytes", r.ResponseBytes)
 	if err != nil {
-		return row{}, err
+		return err
 	}
-	return row{
-		table: tableHTTP, key: r.ID, tenant: r.Tenant, user: r.User, at: at,
-		values: []any{
-			r.ID, at, r.Method, r.Route, uint16(r.Status), r.DurationMS, r.Tenant, r.User,
-			reqBytes, respBytes, r.SampleRate, 1 / r.SampleRate, r.RequestID, r.TraceID,
-		},
-	}, nil
+	w := b.row(rowMeta{key: r.ID, tenant: r.Tenant, user: r.User, at: at})
+	w.s(r.ID)
+	w.t(at)
+	w.s(r.Method)
+	w.s(r.Route)
+	w.u(uint64(uint16(r.Status)))
+	w.f(r.DurationMS)
+	w.s(r.Tenant)
+	w.s(r.User)
+	w.u(reqBytes)
+	w.u(respBytes)
+	w.f(r.SampleRate)
+	w.f(1 / r.SampleRate)
+	w.s(r.RequestID)
+	w.s(r.TraceID)
+	w.done()
+	return nil
 }
 
 // decodeTelemetryBatch reads a TelemetryBatch: every row as if it had come alone, so a
 // row keeps its id (and de-duplication) whichever way it travelled. One bad row makes
 // the whole message malformed: the producer validated its rows, so it is not ours.
+// The stage runs, nearly all the sink's rows, are read by scanner straight into their
+// block; a message the scanner cannot read (not strict JSON) is left to
+// json.Unmarshal, which decides as before.
 func decodeTelemetryBatch(data []byte) (decoded, error) {
+	d, err := scanTelemetryBatch(data)
+	if errors.Is(err, errSyntax) {
+		return unmarshalTelemetryBatch(data)
+	}
+	return d, err
+}
+
+// unmarshalTelemetryBatch is decodeTelemetryBatch through json.Unmarshal.
+func unmarshalTelemetryBatch(data []byte) (decoded, error) {
 	var b schemas.TelemetryBatch
 	if err := json.Unmarshal(data, &b); err != nil {
 		return decoded{}, err
@@ -441,22 +527,114 @@ func decodeTelemetryBatch(data []byte) (decoded, error) {
 	if err := b.Validate(); err != nil {
 		return decoded{}, err
 	}
-	rows := make([]row, 0, len(b.StageRuns)+len(b.HTTPRequests))
-	for i := range b.StageRuns {
-		rw, err := stageRunRow(&b.StageRuns[i])
-		if err != nil {
-			return decoded{}, fmt.Errorf("stage_runs[%d]: %w", i, err)
+	var d decoded
+	if len(b.StageRuns) > 0 {
+		runs := newBlock(tableStageRuns, len(b.StageRuns))
+		for i := range b.StageRuns {
+			if err := addStageRun(runs, &b.StageRuns[i]); err != nil {
+				return decoded{}, fmt.Errorf("stage_runs[%d]: %w", i, err)
+			}
 		}
-		rows = append(rows, rw)
+		d.blocks = append(d.blocks, runs)
 	}
-	for i := range b.HTTPRequests {
-		rw, err := httpRequestRow(&b.HTTPRequests[i])
-		if err != nil {
+	return addHTTPRequests(d, b.HTTPRequests)
+}
+
+// addHTTPRequests adds a batch's HTTP request rows to d.
+func addHTTPRequests(d decoded, reqs []schemas.HTTPRequest) (decoded, error) {
+	if len(reqs) == 0 {
+		return d, nil
+	}
+	b := newBlock(tableHTTP, len(reqs))
+	for i := range reqs {
+		if err := addHTTPRequest(b, &reqs[i]); err != nil {
 			return decoded{}, fmt.Errorf("http_requests[%d]: %w", i, err)
 		}
-		rows = append(rows, rw)
 	}
-	return decoded{rows: rows}, nil
+	d.blocks = append(d.blocks, b)
+	return d, nil
+}
+
+// scanTelemetryBatch is decodeTelemetryBatch through scanner; an error wrapping
+// errSyntax says the scanner could not read the message.
+func scanTelemetryBatch(data []byte) (decoded, error) {
+	p := scanner{s: string(data)}
+	var b schemas.TelemetryBatch
+	var runs *block
+	var rowErr error
+	var n int
+	err := p.object(func(key string) error {
+		var err error
+		switch fieldName(key) {
+		case "schema":
+			if !p.null() {
+				b.Schema, err = p.str()
+			}
+		case "producer":
+			if !p.null() {
+				b.Producer, err = p.str()
+			}
+		case "seq":
+			if !p.null() {
+				var lit string
+				if lit, err = p.number(); err == nil {
+					b.Seq, err = strconv.ParseUint(lit, 10, 64)
+				}
+			}
+		case "stage_runs":
+			// A repeated key replaces the rows, as json.Unmarshal does.
+			runs, rowErr, n = newBlock(tableStageRuns, bytes.Count(data, []byte(`"job_id"`))), nil, 0
+			if p.null() {
+				return nil
+			}
+			err = p.array(func() error {
+				var r schemas.StageRun
+				if !p.null() {
+					if err := p.stageRun(&r); err != nil {
+						return err
+					}
+				}
+				if rowErr == nil {
+					if err := addStageRun(runs, &r); err != nil {
+						rowErr = fmt.Errorf("stage_runs[%d]: %w", n, err)
+					}
+				}
+				n++
+				return nil
+			})
+		case "http_requests":
+			start := p.i
+			if err = p.skip(); err == nil {
+				b.HTTPRequests = nil
+				if uerr := json.Unmarshal([]byte(p.s[start:p.i]), &b.HTTPRequests); uerr != nil {
+					err = fmt.Errorf("%w: http_requests: %v", errSyntax, uerr) // json.Unmarshal decides
+				}
+			}
+		default:
+			err = p.skip()
+		}
+		return err
+	})
+	if err == nil {
+		err = p.end()
+	}
+	if err != nil {
+		return decoded{}, err
+	}
+	if err := is(schemas.SchemaTelemetryBatch, b.Schema); err != nil {
+		return decoded{}, err
+	}
+	if err := b.Validate(); err != nil {
+		return decoded{}, err
+	}
+	if rowErr != nil {
+		return decoded{}, rowErr
+	}
+	var d decoded
+	if runs != nil && runs.rows() > 0 {
+		d.blocks = append(d.blocks, runs)
+	}
+	return addHTTPRequests(d, b.HTTPRequests)
 }
 
 func decodeAudit(data []byte) (decoded, error) {
@@ -467,25 +645,35 @@ func decodeAudit(data []byte) (decoded, error) {
 	if err := is(schemas.SchemaAudit, e.Schema); err != nil {
 		return decoded{}, err
 	}
-	rw, err := auditRow(&e)
-	if err != nil {
+	b := newBlock(tableAudit, 1)
+	if err := addAudit(b, &e); err != nil {
 		return decoded{}, err
 	}
-	return decoded{rows: []row{rw}}, nil
+	return one(b), nil
 }
 
-func auditRow(e *schemas.AuditEvent) (row, error) {
+// addAudit checks an audit event and adds its row to b (an audit_log block).
+func addAudit(b *block, e *schemas.AuditEvent) error {
 	if err := e.Validate(); err != nil {
-		return row{}, err
+		return err
 	}
 	at, err := required("time", e.Time)
 	if err != nil {
-		return row{}, err
+		return err
 	}
-	return row{
-		table: tableAudit, key: e.ID, tenant: e.Tenant, user: e.Actor, at: at,
-		values: []any{e.ID, at, e.Actor, e.Tenant, e.Action, e.Resource, e.IP, e.Result, e.RequestID, e.TraceID},
-	}, nil
+	w := b.row(rowMeta{key: e.ID, tenant: e.Tenant, user: e.Actor, at: at})
+	w.s(e.ID)
+	w.t(at)
+	w.s(e.Actor)
+	w.s(e.Tenant)
+	w.s(e.Action)
+	w.s(e.Resource)
+	w.s(e.IP)
+	w.s(e.Result)
+	w.s(e.RequestID)
+	w.s(e.TraceID)
+	w.done()
+	return nil
 }
 
 // decodeAuditBatch reads an AuditBatch, every event as if it had come alone.
@@ -500,15 +688,16 @@ func decodeAuditBatch(data []byte) (decoded, error) {
 	if err := b.Validate(); err != nil {
 		return decoded{}, err
 	}
-	rows := make([]row, 0, len(b.Events))
+	if len(b.Events) == 0 {
+		return decoded{}, nil
+	}
+	events := newBlock(tableAudit, len(b.Events))
 	for i := range b.Events {
-		rw, err := auditRow(&b.Events[i])
-		if err != nil {
+		if err := addAudit(events, &b.Events[i]); err != nil {
 			return decoded{}, fmt.Errorf("events[%d]: %w", i, err)
 		}
-		rows = append(rows, rw)
 	}
-	return decoded{rows: rows}, nil
+	return one(events), nil
 }
 
 func decodeFeedback(data []byte) (decoded, error) {
@@ -526,10 +715,19 @@ func decodeFeedback(data []byte) (decoded, error) {
 	if err != nil {
 		return decoded{}, err
 	}
-	return decoded{rows: []row{{
-		table: tableFeedback, key: f.ID, tenant: f.Tenant, user: f.User, at: at,
-		values: []any{f.ID, f.JobID, f.Tenant, f.User, int8(f.Rating), f.Comment, f.Model, f.ModelVersion, at},
-	}}}, nil
+	b := newBlock(tableFeedback, 1)
+	w := b.row(rowMeta{key: f.ID, tenant: f.Tenant, user: f.User, at: at})
+	w.s(f.ID)
+	w.s(f.JobID)
+	w.s(f.Tenant)
+	w.s(f.User)
+	w.i8(int8(f.Rating))
+	w.s(f.Comment)
+	w.s(f.Model)
+	w.s(f.ModelVersion)
+	w.t(at)
+	w.done()
+	return one(b), nil
 }
 
 // decodeErasure keeps the request in audit_log (action "erasure", exempt from the
@@ -553,20 +751,24 @@ func decodeErasure(data []byte) (decoded, error) {
 	if by == "" {
 		by = "unknown"
 	}
-	return decoded{
-		erasure: &r,
-		rows: []row{
-			{
-				table: tableAudit, key: r.ID, tenant: r.Tenant, keep: true, at: at,
-				values: []any{r.ID, at, by, r.Tenant, schemas.ActionErasure, "user/" + r.User, "", "applied", "", ""},
-			},
-			{
-				table: tableErasures, key: r.ID, tenant: r.Tenant, keep: true, at: at,
-				// applied_at is filled in by the writer when it applies the request.
-				values: []any{r.ID, r.Tenant, r.User, at, by, time.Time{}},
-			},
-		},
-	}, nil
+	audit := newBlock(tableAudit, 1)
+	w := audit.row(rowMeta{key: r.ID, tenant: r.Tenant, keep: true, at: at})
+	w.s(r.ID)
+	w.t(at)
+	for _, v := range []string{by, r.Tenant, schemas.ActionErasure, "user/" + r.User, "", "applied", "", ""} {
+		w.s(v)
+	}
+	w.done()
+	erasures := newBlock(tableErasures, 1)
+	w = erasures.row(rowMeta{key: r.ID, tenant: r.Tenant, keep: true, at: at})
+	w.s(r.ID)
+	w.s(r.Tenant)
+	w.s(r.User)
+	w.t(at)
+	w.s(by)
+	w.t(time.Time{}) // applied_at: filled in by the writer when it applies the request
+	w.done()
+	return decoded{erasure: &r, blocks: []*block{audit, erasures}}, nil
 }
 
 // decodeReplay writes one replay_results row. A metric that does not apply to the task
@@ -601,13 +803,21 @@ func decodeReplay(data []byte) (decoded, error) {
 		}
 	}
 	id := r.ReplayID + ":" + r.JobID
-	return decoded{rows: []row{{
-		table: tableReplay, key: id, tenant: r.Tenant, user: r.User, at: submitted,
-		values: []any{
-			id, r.ReplayID, r.JobID, r.ShadowJobID, r.Tenant, r.User, string(r.Task), r.Model,
-			r.OriginalVersion, r.ShadowVersion, r.Outcome, r.Error, r.Output,
-			metric(r.IoU), metric(r.PSNR), metric(r.SSIM), textEqual, metric(r.CER), r.OriginalMS, r.ShadowMS,
-			submitted, replayed,
-		},
-	}}}, nil
+	b := newBlock(tableReplay, 1)
+	w := b.row(rowMeta{key: id, tenant: r.Tenant, user: r.User, at: submitted})
+	for _, v := range []string{id, r.ReplayID, r.JobID, r.ShadowJobID, r.Tenant, r.User, string(r.Task), r.Model,
+		r.OriginalVersion, r.ShadowVersion, r.Outcome, r.Error, r.Output} {
+		w.s(v)
+	}
+	w.f(metric(r.IoU))
+	w.f(metric(r.PSNR))
+	w.f(metric(r.SSIM))
+	w.u(uint64(textEqual))
+	w.f(metric(r.CER))
+	w.f(r.OriginalMS)
+	w.f(r.ShadowMS)
+	w.t(submitted)
+	w.t(replayed)
+	w.done()
+	return one(b), nil
 }

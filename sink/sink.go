@@ -338,9 +338,9 @@ func decodeAll(spec *streamSpec, batch []*streams.Msg, decs []decoded, results [
 func (s *Sink) flush(ctx context.Context, spec *streamSpec, w *writer, buf []held, results []streams.Result, log logrus.FieldLogger) ([]held, error) {
 	delay := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		rows, msgOf, erasures := flatten(buf)
+		blocks, msgOf, erasures := flatten(buf)
 		qctx, qcancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-		err := w.write(qctx, rows, msgOf, erasures)
+		err := w.write(qctx, blocks, msgOf, erasures)
 		qcancel()
 		if err == nil {
 			break
@@ -387,25 +387,26 @@ func (s *Sink) flush(ctx context.Context, spec *streamSpec, w *writer, buf []hel
 	return buf, nil
 }
 
-// flatten lists a batch's rows, the message of each row, and its erasure requests.
-func flatten(buf []held) ([]row, []int, []*schemas.ErasureRequest) {
+// flatten lists a batch's blocks of rows, the message of each block, and its erasure
+// requests.
+func flatten(buf []held) ([]*block, []int, []*schemas.ErasureRequest) {
 	n := 0
 	for _, h := range buf {
-		n += len(h.dec.rows)
+		n += len(h.dec.blocks)
 	}
-	rows := make([]row, 0, n)
+	blocks := make([]*block, 0, n)
 	msgOf := make([]int, 0, n)
 	var erasures []*schemas.ErasureRequest
 	for i, h := range buf {
-		for _, r := range h.dec.rows {
-			rows = append(rows, r)
+		for _, b := range h.dec.blocks {
+			blocks = append(blocks, b)
 			msgOf = append(msgOf, i)
 		}
 		if h.dec.erasure != nil {
 			erasures = append(erasures, h.dec.erasure)
 		}
 	}
-	return rows, msgOf, erasures
+	return blocks, msgOf, erasures
 }
 
 // sinkObserver counts the sink's dead letters in its Stats.

@@ -41,65 +41,78 @@ var insertOrder = []*table{tableJobs, tableStageRuns, tableHTTP, tableFeedback, 
 
 // write drops rows of erased users, skips rows whose key is already stored, inserts the
 // rest table by table, then applies the erasure requests of the batch. msgOf maps a
-// row (by position in rows) to its message, for rowError.
-func (w *writer) write(ctx context.Context, rows []row, msgOf []int, erasures []*schemas.ErasureRequest) error {
+// block (by position in blocks) to its message, for rowError.
+func (w *writer) write(ctx context.Context, blocks []*block, msgOf []int, erasures []*schemas.ErasureRequest) error {
 	if err := w.erased.refresh(ctx, w.conn, w.now()); err != nil {
 		return err
 	}
 	for _, e := range erasures {
 		w.erased.add(e.Tenant, e.User, e.RequestedAt)
 	}
-	byTable := map[*table][]int{}
-	seen := map[*table]map[string]bool{}
-	for i := range rows {
-		r := &rows[i]
-		if !r.keep && r.user != "" && w.erased.covers(r.tenant, r.user, r.at) {
-			w.stats.erasedRows.Add(1)
-			continue
+	n := map[*table]int{}
+	for _, b := range blocks {
+		n[b.t] += b.rows()
+	}
+	byTable := make(map[*table][]ref, len(n))
+	seen := make(map[*table]map[string]struct{}, len(n))
+	for t, rows := range n {
+		byTable[t] = make([]ref, 0, rows)
+		seen[t] = make(map[string]struct{}, rows)
+	}
+	for bi, b := range blocks {
+		refs, keys := byTable[b.t], seen[b.t]
+		for i := range b.meta {
+			m := &b.meta[i]
+			if !m.keep && m.user != "" && w.erased.covers(m.tenant, m.user, m.at) {
+				w.stats.erasedRows.Add(1)
+				continue
+			}
+			if _, dup := keys[m.key]; dup {
+				w.stats.duplicates.Add(1)
+				continue
+			}
+			keys[m.key] = struct{}{}
+			refs = append(refs, ref{blk: int32(bi), row: int32(i)})
 		}
-		if seen[r.table] == nil {
-			seen[r.table] = map[string]bool{}
-		}
-		if seen[r.table][r.key] {
-			w.stats.duplicates.Add(1)
-			continue
-		}
-		seen[r.table][r.key] = true
-		byTable[r.table] = append(byTable[r.table], i)
+		byTable[b.t] = refs
 	}
 	for _, t := range insertOrder {
-		idx := byTable[t]
-		if len(idx) == 0 {
+		refs := byTable[t]
+		if len(refs) == 0 {
 			continue
 		}
-		keys := make([]string, len(idx))
+		keys := make([]string, len(refs))
 		var first, last time.Time
 		tenants := map[string]bool{}
-		for j, i := range idx {
-			keys[j] = rows[i].key
+		for j, r := range refs {
+			m := &blocks[r.blk].meta[r.row]
+			keys[j] = m.key
 			if len(tenants) <= maxLookupTenants {
-				tenants[rows[i].tenant] = true
+				tenants[m.tenant] = true
 			}
-			if at := rows[i].at; j == 0 || at.Before(first) {
-				first = at
+			if j == 0 || m.at.Before(first) {
+				first = m.at
 			}
-			if at := rows[i].at; j == 0 || at.After(last) {
-				last = at
+			if j == 0 || m.at.After(last) {
+				last = m.at
 			}
 		}
 		stored, err := w.existing(ctx, t, keys, first, last, tenants)
 		if err != nil {
 			return err
 		}
-		fresh := idx[:0:0]
-		for _, i := range idx {
-			if stored[rows[i].key] {
-				w.stats.duplicates.Add(1)
-				continue
+		fresh := refs
+		if len(stored) > 0 {
+			fresh = make([]ref, 0, len(refs))
+			for _, r := range refs {
+				if stored[blocks[r.blk].meta[r.row].key] {
+					w.stats.duplicates.Add(1)
+					continue
+				}
+				fresh = append(fresh, r)
 			}
-			fresh = append(fresh, i)
 		}
-		if err := w.insert(ctx, t, rows, fresh, msgOf); err != nil {
+		if err := w.insert(ctx, t, blocks, fresh, msgOf); err != nil {
 			return err
 		}
 		w.stats.addRows(t.name, len(fresh))
@@ -151,32 +164,34 @@ func (w *writer) existing(ctx context.Context, t *table, keys []string, first, l
 	return out, nil
 }
 
-// insert sends rows[idx] to t in one INSERT with an explicit column list.
-func (w *writer) insert(ctx context.Context, t *table, rows []row, idx []int, msgOf []int) error {
-	if len(idx) == 0 {
+// insert sends the rows refs of blocks to t in one INSERT with an explicit column
+// list, column by column.
+func (w *writer) insert(ctx context.Context, t *table, blocks []*block, refs []ref, msgOf []int) error {
+	if len(refs) == 0 {
 		return nil
 	}
 	if t == tableJobs {
 		w.rollupMu.RLock()
 		defer w.rollupMu.RUnlock()
 	}
-	now := w.now().UTC().Truncate(time.Second)
-	values := make([][]any, len(idx))
-	for j, i := range idx {
-		vals := rows[i].values
-		if t == tableErasures {
-			vals = append(vals[:len(vals)-1:len(vals)-1], now) // applied_at
+	cols := getCols(t)
+	defer putCols(t, cols)
+	cols.gather(t, blocks, refs)
+	if t == tableErasures {
+		now := w.now().UTC().Truncate(time.Second)
+		applied := cols.tm[len(t.cols)-1] // applied_at
+		for i := range applied {
+			applied[i] = now
 		}
-		values[j] = vals
 	}
-	err := w.conn.Insert(ctx, t.name, t.columns, values)
+	err := w.conn.InsertColumns(ctx, t.name, t.columns, cols.data, len(refs))
 	var bad *badRowError
 	if errors.As(err, &bad) {
-		i := idx[bad.Row]
-		return &rowError{msg: msgOf[i], err: fmt.Errorf("sink: row %q does not fit table %s: %w", rows[i].key, t.name, bad.Err)}
+		r := refs[bad.Row]
+		return &rowError{msg: msgOf[r.blk], err: fmt.Errorf("sink: row %q does not fit table %s: %w", blocks[r.blk].meta[r.row].key, t.name, bad.Err)}
 	}
 	if err != nil {
-		return fmt.Errorf("sink: insert %d rows into %s: %w", len(idx), t.name, err)
+		return fmt.Errorf("sink: insert %d rows into %s: %w", len(refs), t.name, err)
 	}
 	return nil
 }
