@@ -13,8 +13,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/creativeai-studio/studio/internal/assets"
@@ -436,4 +438,32 @@ func BenchmarkDecodePNGPaths(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestDecodePNGFastConcurrentSizes: pooled decoder state moves between decodes of
+// different sizes and colour types at once.
+func TestDecodePNGFastConcurrentSizes(t *testing.T) {
+	var files [][]byte
+	var wants []*image.NRGBA
+	for _, img := range []image.Image{photoImage(300, 7), translucent(5, 40), grayImage(64, 64), photoImage(1, 1), translucent(600, 200)} {
+		var buf bytes.Buffer
+		require.NoError(t, EncodePNG(&buf, img))
+		want, err := stdDecode(buf.Bytes())
+		require.NoError(t, err)
+		files, wants = append(files, buf.Bytes()), append(wants, want)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 20 {
+				k := (g + i) % len(files)
+				got, _, err := Decode(files[k], Limits{})
+				if !assert.NoError(t, err) {
+					return
+				}
+				assert.Equal(t, wants[k].Pix, got.Pix)
+			}
+		})
+	}
+	wg.Wait()
 }
