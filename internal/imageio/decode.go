@@ -46,11 +46,29 @@ func DecodeContext(ctx context.Context, data []byte, lim Limits) (*image.NRGBA, 
 		}
 	}
 	var img image.Image
-	err = safely(func() error {
-		var err error
-		img, err = decoders[h.Format](ctxReader{ctx: ctx, r: bytes.NewReader(data)})
-		return err
-	})
+	if h.Format == FormatPNG {
+		// The common PNGs decode faster on their own path (pngdecode.go); the rest,
+		// damaged ones included, and any panic go to image/png.
+		var fast *image.NRGBA
+		err = safely(func() error {
+			var err error
+			fast, err = decodePNGFast(ctx, data)
+			return err
+		})
+		if cerr := ctx.Err(); err != nil && cerr != nil {
+			return nil, Header{}, fmt.Errorf("imageio: %s decode stopped: %w", h.Format.name(), cerr)
+		}
+		if err == nil {
+			img = fast
+		}
+	}
+	if img == nil {
+		err = safely(func() error {
+			var err error
+			img, err = decoders[h.Format](ctxReader{ctx: ctx, r: bytes.NewReader(data)})
+			return err
+		})
+	}
 	if cerr := ctx.Err(); err != nil && cerr != nil {
 		return nil, Header{}, fmt.Errorf("imageio: %s decode stopped: %w", h.Format.name(), cerr)
 	}

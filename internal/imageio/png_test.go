@@ -2,6 +2,7 @@ package imageio
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -247,4 +248,46 @@ func TestEncodePNGAllocations(t *testing.T) {
 		require.NoError(t, EncodePNG(io.Discard, src)) // fill the pool
 		assert.Zero(t, testing.AllocsPerRun(20, func() { _ = EncodePNG(io.Discard, src) }), "%T", src)
 	}
+}
+
+// TestEncodePNGBandsTakeTheWriterTheySuit: flat bands (runs of zeros once filtered) go
+// through BestSpeed, so a flat image still shrinks to almost nothing, and photo bands
+// through HuffmanOnly; an image that changes between them several times is one valid
+// zlib stream that image/png (compress/zlib, checking the Adler-32) and the fast decoder
+// both read back to the same pixels.
+func TestEncodePNGBandsTakeTheWriterTheySuit(t *testing.T) {
+	flat := image.NewNRGBA(image.Rect(0, 0, 1024, 1024)) // transparent: a cut-out's background
+	var buf bytes.Buffer
+	require.NoError(t, EncodePNG(&buf, flat))
+	assert.Less(t, buf.Len(), 64<<10, "a flat 4 MiB image compresses as BestSpeed does (27 KB), not to an eighth (512 KB)")
+
+	// Bands of 96 rows of 1024 RGBA pixels (384 KiB, several encoder bands each),
+	// alternately photo and flat.
+	mixed := translucent(1024, 96*6)
+	for y := 96; y < mixed.Rect.Dy(); y += 192 {
+		clear(mixed.Pix[y*mixed.Stride : (y+96)*mixed.Stride])
+	}
+	buf.Reset()
+	require.NoError(t, EncodePNG(&buf, mixed))
+	got, err := png.Decode(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
+	assert.Equal(t, mixed.Pix, ToNRGBA(got).Pix)
+	fast, err := decodePNGFast(context.Background(), buf.Bytes())
+	require.NoError(t, err)
+	assert.Equal(t, mixed.Pix, fast.Pix)
+
+	// The flat half costs next to nothing: the file is about the photo half's size.
+	half := translucent(1024, 96*3)
+	var halfBuf bytes.Buffer
+	require.NoError(t, EncodePNG(&halfBuf, half))
+	assert.Less(t, buf.Len(), halfBuf.Len()+halfBuf.Len()/20)
+}
+
+func TestZeroBlocks(t *testing.T) {
+	b := make([]byte, 100)
+	assert.Equal(t, 3, zeroBlocks(b), "whole aligned blocks only")
+	b[40] = 1
+	assert.Equal(t, 2, zeroBlocks(b))
+	b[97] = 1
+	assert.Equal(t, 2, zeroBlocks(b), "the tail past the last whole block does not count")
 }
