@@ -84,6 +84,10 @@ type ObjectRef struct {
 	// little-endian "float32".
 	Shape []int64 `json:"shape,omitempty"`
 	DType string  `json:"dtype,omitempty"`
+	// Inline holds the bytes of a small scratch artifact that travels in the event
+	// instead of the object store (a few KB at most, see processors/artifact.InlineMax);
+	// Key then names it but nothing is stored there. Results never carry it.
+	Inline []byte `json:"inline,omitempty" jsonschema:"description=base64 bytes of a small scratch artifact carried in the event instead of object storage"`
 }
 
 // JobError explains why a job failed. Code is stable and meant for programs; Message is
