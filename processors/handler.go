@@ -33,7 +33,7 @@ type JobStore interface {
 // the stage's "running" state lasted less than BeginAfter. A longer run (a model, a
 // large image) shows its stage as running after BeginAfter, and a failed run writes
 // its start before its failure, as the record always showed.
-var BeginAfter = 250 * time.Millisecond
+const BeginAfter = 250 * time.Millisecond
 
 // Observer is told about stage runs and finished jobs, for metrics and traces
 // (internal/metrics implements it). It is called from many goroutines and must not block.
