@@ -20,7 +20,20 @@ import (
 type JobStore interface {
 	Get(ctx context.Context, id string) (*schemas.JobRecord, error)
 	Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error)
+	// Read and UpdateFrom let a stage write a record it has just read without reading
+	// it again (see jobs.Store.UpdateFrom).
+	Read(ctx context.Context, id string) (jobs.Version, error)
+	UpdateFrom(ctx context.Context, id string, from jobs.Version, fn func(*schemas.JobRecord) error) (jobs.Version, error)
 }
+
+// BeginAfter is how long a stage run may take before its start is written to the job's
+// record on its own. A run that ends sooner writes its start and its end in one update
+// (from the record it read when it began), so a fast stage costs one record write and
+// no second read, and the client misses only a progress step it could not have seen:
+// the stage's "running" state lasted less than BeginAfter. A longer run (a model, a
+// large image) shows its stage as running after BeginAfter, and a failed run writes
+// its start before its failure, as the record always showed.
+const BeginAfter = 250 * time.Millisecond
 
 // Observer is told about stage runs and finished jobs, for metrics and traces
 // (internal/metrics implements it). It is called from many goroutines and must not block.
@@ -71,6 +84,19 @@ type item struct {
 	// it may have died before its result was published. Its message id de-duplicates.
 	resend *schemas.JobRecord
 	inputs map[string]schemas.ObjectRef // the artifacts the event carried into the stage
+
+	// The run's start is written by the timer begin set (after BeginAfter), by a failure,
+	// or with its end by finish; see BeginAfter. Until the timer is settled, ver and
+	// beginErr belong to the timer's write.
+	batchSize int
+	step      int // ev.ChainStep and len(ev.Chain) as the run began: Process may change ev
+	steps     int
+	ver       jobs.Version // the record as begin read it, then as the start wrote it
+	timer     *time.Timer
+	begun     chan struct{} // closed when the timer's write is done
+	settled   bool
+	written   bool // the start is in the record
+	beginErr  error
 }
 
 // Handle implements streams.Handler.
@@ -142,6 +168,7 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 				"the %s stage ran past its deadline of %s per image (%v); the input takes too long to process: send a smaller or simpler image", stage, late, err)
 		}
 		if err != nil {
+			h.writeStart(ctx, it)
 			it.res.Err = err
 			it.end(outcomeOf(err), err, h.now().Sub(it.started))
 			h.retryTelemetry(ctx, it, len(live), err)
@@ -190,51 +217,110 @@ func outcomeOf(err error) string {
 	return "retry"
 }
 
-// begin records that the stage started on the job; skip is true for jobs that must not
-// run: final ones (succeeded, failed, cancelled) and ones a later stage has begun (see
-// Superseded).
+// begin reads the job's record and decides whether the stage runs it; skip is true for
+// jobs that must not run: final ones (succeeded, failed, cancelled) and ones a later
+// stage has begun (see Superseded). For a job that runs it arms the timer that writes
+// the run's start if the run outlasts BeginAfter.
 func (h *Handler) begin(ctx context.Context, it *item, batchSize int) (skip bool, err error) {
 	stage := h.Step.Stage()
-	_, err = h.Jobs.Update(ctx, it.ev.JobID, func(r *schemas.JobRecord) error {
-		skip, it.skipped, it.resend = false, "", nil
-		if Superseded(r, it.ev.ChainStep, stage) {
-			skip, it.skipped = true, r.Status
-			if endedHere(r, stage) {
-				it.resend = r
-			}
-			return streams.ErrNoChange
-		}
-		// A step of a chain runs once: a redelivered message of a step that is done (its
-		// outputs are in the record) is acknowledged without work. The store stage is
-		// exempt: it must be able to publish what a crashed run of it did not.
-		if stepDone(r, it.ev) && stage != schemas.StageStore {
-			skip, it.skipped = true, schemas.StatusSucceeded
-			return streams.ErrNoChange
-		}
-		if r.Status == schemas.StatusQueued {
-			r.Status = schemas.StatusRunning
-		}
-		if r.StartedAt.IsZero() {
-			r.StartedAt = it.started.UTC()
-		}
-		if r.Status != schemas.StatusSucceeded {
-			r.Stage = stage
-			r.Percent = max(r.Percent, eventPercent(it.ev, StagePercent(stage)))
-			r.QueuePosition = 0
-		}
-		if r.Stages == nil {
-			r.Stages = map[schemas.Stage]*schemas.StageTiming{}
-		}
-		r.Stages[stage] = &schemas.StageTiming{StartedAt: it.started.UTC(), Attempts: it.msg.Delivered, Worker: h.Worker, BatchSize: batchSize}
-		return nil
-	})
+	v, err := h.Jobs.Read(ctx, it.ev.JobID)
 	if errors.Is(err, jobs.ErrNotFound) {
 		return false, Permanent(stage, CodeBadEvent, "job %s has no record (expired or erased)", it.ev.JobID)
 	}
 	if err != nil {
 		return false, fmt.Errorf("record start of %s: %w", stage, err)
 	}
-	return skip, nil
+	r := v.Record
+	if Superseded(r, it.ev.ChainStep, stage) {
+		it.skipped = r.Status
+		if endedHere(r, stage) {
+			it.resend = r
+		}
+		return true, nil
+	}
+	// A step of a chain runs once: a redelivered message of a step that is done (its
+	// outputs are in the record) is acknowledged without work. The store stage is
+	// exempt: it must be able to publish what a crashed run of it did not.
+	if stepDone(r, it.ev) && stage != schemas.StageStore {
+		it.skipped = schemas.StatusSucceeded
+		return true, nil
+	}
+	it.ver, it.batchSize, it.step, it.steps = v, batchSize, it.ev.ChainStep, len(it.ev.Chain)
+	it.begun = make(chan struct{})
+	it.timer = time.AfterFunc(BeginAfter, func() {
+		defer close(it.begun)
+		it.ver, it.beginErr = h.Jobs.UpdateFrom(ctx, it.ev.JobID, it.ver, func(r *schemas.JobRecord) error {
+			if !h.start(it, r) {
+				return streams.ErrNoChange
+			}
+			return nil
+		})
+	})
+	return false, nil
+}
+
+// settle stops the timer of begin, or waits for its write; afterwards it.written says
+// whether the run's start is in the record and it.ver is the record as last read or
+// written. It may be called more than once.
+func (it *item) settle() {
+	if it.settled || it.timer == nil {
+		return
+	}
+	it.settled = true
+	if it.timer.Stop() {
+		return // the run was quick: its start goes with its end
+	}
+	<-it.begun
+	it.written = it.beginErr == nil
+	if it.beginErr != nil {
+		it.ver = jobs.Version{} // read the record again
+	}
+}
+
+// writeStart writes the start of a run that failed before the timer did, so the record
+// shows the attempt as it always did. An error is logged: the failure goes on.
+func (h *Handler) writeStart(ctx context.Context, it *item) {
+	if it.settle(); it.written || it.timer == nil {
+		return
+	}
+	v, err := h.Jobs.UpdateFrom(ctx, it.ev.JobID, it.ver, func(r *schemas.JobRecord) error {
+		if !h.start(it, r) {
+			return streams.ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		it.log.WithError(err).Warn("could not record the start of a failed stage run")
+		return
+	}
+	it.ver, it.written = v, true
+}
+
+// start records in r that the stage started on the job, unless the job must not run
+// (as begin decides; the record may have changed since): then it reports false and
+// leaves r alone.
+func (h *Handler) start(it *item, r *schemas.JobRecord) bool {
+	stage := h.Step.Stage()
+	done := it.steps > 0 && it.step < len(r.Chain) && r.Chain[it.step].Status == schemas.StatusSucceeded // stepDone
+	if Superseded(r, it.step, stage) || (done && stage != schemas.StageStore) {
+		return false
+	}
+	if r.Status == schemas.StatusQueued {
+		r.Status = schemas.StatusRunning
+	}
+	if r.StartedAt.IsZero() {
+		r.StartedAt = it.started.UTC()
+	}
+	if r.Status != schemas.StatusSucceeded {
+		r.Stage = stage
+		r.Percent = max(r.Percent, schemas.ChainPercent(it.step, it.steps, StagePercent(stage)))
+		r.QueuePosition = 0
+	}
+	if r.Stages == nil {
+		r.Stages = map[schemas.Stage]*schemas.StageTiming{}
+	}
+	r.Stages[stage] = &schemas.StageTiming{StartedAt: it.started.UTC(), Attempts: it.msg.Delivered, Worker: h.Worker, BatchSize: it.batchSize}
+	return true
 }
 
 // finish records the stage's timing, advances the job, and builds the outputs.
@@ -250,8 +336,12 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 
 	succeeded := false // this run moved the job to succeeded (not a redelivery)
 	stopped := false
-	rec, err := h.Jobs.Update(ctx, ev.JobID, func(r *schemas.JobRecord) error {
+	it.settle()
+	v, err := h.Jobs.UpdateFrom(ctx, ev.JobID, it.ver, func(r *schemas.JobRecord) error {
 		succeeded = false
+		if !it.written {
+			h.start(it, r) // the run's start and end in one write (see BeginAfter)
+		}
 		// A job cancelled (or failed elsewhere) while the store stage ran keeps its
 		// final state: no "succeeded" over it and no success result. Earlier stages
 		// forward as usual; the next stage skips the job when it begins.
@@ -304,6 +394,7 @@ func (h *Handler) finish(ctx context.Context, it *item, batchSize int) ([]stream
 	if err != nil {
 		return nil, fmt.Errorf("record end of %s: %w", stage, err)
 	}
+	rec := v.Record
 	if stopped {
 		it.log.WithField("status", rec.Status).Info("job ended while this stage ran; not forwarding it")
 		return nil, nil

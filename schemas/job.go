@@ -86,6 +86,10 @@ type ObjectRef struct {
 	DType string  `json:"dtype,omitempty"`
 	// Flags mark a result that is not what the job asked for: FlagUnsafe.
 	Flags []string `json:"flags,omitempty" jsonschema:"description=what happened to this result: unsafe = the safety checker flagged the generated image and its pixels are black"`
+	// Inline holds the bytes of a small scratch artifact that travels in the event
+	// instead of the object store (a few KB at most, see processors/artifact.InlineMax);
+	// Key then names it but nothing is stored there. Results never carry it.
+	Inline []byte `json:"inline,omitempty" jsonschema:"description=base64 bytes of a small scratch artifact carried in the event instead of object storage"`
 }
 
 // FlagUnsafe marks a generated image (and a thumbnail made from it) that the model's

@@ -83,34 +83,65 @@ func (j *Store) get(ctx context.Context, id string) (*schemas.JobRecord, uint64,
 	return &rec, e.Revision(), nil
 }
 
+// Version is a job record with its revision in the bucket, as this Store read or wrote
+// it: UpdateFrom starts from it instead of reading the record again.
+type Version struct {
+	Record   *schemas.JobRecord
+	Revision uint64
+}
+
+// Read returns the current record and its revision.
+func (j *Store) Read(ctx context.Context, id string) (Version, error) {
+	rec, rev, err := j.get(ctx, id)
+	if err != nil {
+		return Version{}, err
+	}
+	return Version{Record: rec, Revision: rev}, nil
+}
+
 // Update applies fn to the current record and writes it back with compare-and-swap,
 // retrying on conflicts. If fn returns streams.ErrNoChange nothing is written and Update
 // returns the unchanged record with a nil error.
 func (j *Store) Update(ctx context.Context, id string, fn func(*schemas.JobRecord) error) (*schemas.JobRecord, error) {
+	v, err := j.UpdateFrom(ctx, id, Version{}, fn)
+	return v.Record, err
+}
+
+// UpdateFrom is Update starting from a version of the record this caller read or wrote
+// (from.Record nil: none): fn is applied to from.Record, which it may change, and the
+// result is written only if the record is still at from.Revision; if someone wrote in
+// between, the record is read again and fn applied again, as in Update. It saves the
+// read of a record a stage has just read or written itself. It returns the record as
+// written (or as read, when fn returned streams.ErrNoChange) with its revision.
+func (j *Store) UpdateFrom(ctx context.Context, id string, from Version, fn func(*schemas.JobRecord) error) (Version, error) {
 	for attempt := 0; ; attempt++ {
-		rec, rev, err := j.get(ctx, id)
-		if err != nil {
-			return nil, err
+		rec, rev := from.Record, from.Revision
+		from = Version{}
+		if rec == nil {
+			var err error
+			if rec, rev, err = j.get(ctx, id); err != nil {
+				return Version{}, err
+			}
 		}
 		if err := fn(rec); err != nil {
 			if errors.Is(err, streams.ErrNoChange) {
-				return rec, nil
+				return Version{Record: rec, Revision: rev}, nil
 			}
-			return rec, err
+			return Version{Record: rec, Revision: rev}, err
 		}
 		rec.UpdatedAt = j.now().UTC()
 		data, err := json.Marshal(rec)
 		if err != nil {
-			return nil, fmt.Errorf("jobs: encode job %s: %w", id, err)
+			return Version{}, fmt.Errorf("jobs: encode job %s: %w", id, err)
 		}
 		cctx, cancel := context.WithTimeout(ctx, CallTimeout)
-		_, err = j.kv.Update(cctx, id, data, rev)
+		rev, err = j.kv.Update(cctx, id, data, rev)
 		cancel()
 		if err == nil {
-			return rec, nil
+			return Version{Record: rec, Revision: rev}, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) || attempt >= 50 {
-			return nil, fmt.Errorf("jobs: update job %s: %w", id, err)
+			return Version{}, fmt.Errorf("jobs: update job %s: %w", id, err)
 		}
 		// Someone else wrote in between; read again and reapply.
 	}

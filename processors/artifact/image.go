@@ -35,7 +35,7 @@ func LoadImage(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim
 
 // readInput reads the input image's bytes, refusing more than lim.MaxBytes.
 func readInput(ctx context.Context, store blob.Store, ref schemas.ObjectRef, lim imageio.Limits) ([]byte, error) {
-	rc, info, err := store.Get(ctx, ref.Key)
+	rc, info, err := Open(ctx, store, ref)
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
 			return nil, processors.Permanent(schemas.StagePreprocess, processors.CodeMissingObject, "input image %s is gone", ref.Key)

@@ -27,7 +27,8 @@ func TestLoadDecodedHandsOnWhatLoadImageDecodes(t *testing.T) {
 	store, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
 	require.NoError(t, err)
 
-	src := image.NewNRGBA(image.Rect(0, 0, 7, 5))
+	// 30x20: its decoded pixels (2,400 bytes) are over InlineMax, so they are stored.
+	src := image.NewNRGBA(image.Rect(0, 0, 30, 20))
 	for i := range src.Pix {
 		src.Pix[i] = byte(i * 37)
 	}
@@ -50,7 +51,8 @@ func TestLoadDecodedHandsOnWhatLoadImageDecodes(t *testing.T) {
 	ref, ok := ev.Artifacts[artifact.Decoded]
 	require.True(t, ok)
 	require.Equal(t, "work/j1/decoded.u8", ref.Key)
-	require.Equal(t, []int64{1, 5, 7, 4}, ref.Shape)
+	require.Equal(t, []int64{1, 20, 30, 4}, ref.Shape)
+	require.Nil(t, ref.Inline, "stored, not inline")
 
 	got, hdr, err = artifact.LoadDecoded(ctx, store, ev, imageio.Limits{})
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package artifact
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,17 +21,18 @@ func PutOCR(ctx context.Context, store blob.Store, key string, r schemas.OCRResu
 		return schemas.ObjectRef{}, fmt.Errorf("encode OCR result: %w", err)
 	}
 	data = append(data, '\n')
-	info, err := store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), "application/json")
+	ref, err := Put(ctx, store, key, data, "application/json")
 	if err != nil {
 		return schemas.ObjectRef{}, err
 	}
-	return schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: "application/json", Width: r.Width, Height: r.Height}, nil
+	ref.ContentType, ref.Width, ref.Height = "application/json", r.Width, r.Height
+	return ref, nil
 }
 
 // GetOCR reads an OCR result stored by PutOCR.
 func GetOCR(ctx context.Context, store blob.Store, ref schemas.ObjectRef) (schemas.OCRResult, error) {
 	var r schemas.OCRResult
-	rc, _, err := store.Get(ctx, ref.Key)
+	rc, _, err := Open(ctx, store, ref)
 	if err != nil {
 		return r, err
 	}

@@ -5,7 +5,6 @@
 package artifact
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -52,11 +51,12 @@ func PutTensor(ctx context.Context, store blob.Store, key string, t Tensor) (sch
 
 // putRaw stores the raw bytes of a tensor of shape and dtype under key.
 func putRaw(ctx context.Context, store blob.Store, key string, data []byte, shape []int64, dtype string) (schemas.ObjectRef, error) {
-	info, err := store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), "application/octet-stream")
+	ref, err := Put(ctx, store, key, data, "application/octet-stream")
 	if err != nil {
 		return schemas.ObjectRef{}, err
 	}
-	return schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: info.ContentType, Shape: append([]int64(nil), shape...), DType: dtype}, nil
+	ref.Shape, ref.DType = append([]int64(nil), shape...), dtype
+	return ref, nil
 }
 
 // getRaw reads the raw bytes of the tensor ref points at, after checking that its dtype
@@ -69,7 +69,7 @@ func getRaw(ctx context.Context, store blob.Store, ref schemas.ObjectRef, want s
 	if n < 0 || n*size != ref.Size {
 		return nil, fmt.Errorf("tensor %s: shape %v does not match %d bytes", ref.Key, ref.Shape, ref.Size)
 	}
-	rc, _, err := store.Get(ctx, ref.Key)
+	rc, _, err := Open(ctx, store, ref)
 	if err != nil {
 		return nil, err
 	}

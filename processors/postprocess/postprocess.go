@@ -175,12 +175,13 @@ func (s *Step) put(ctx context.Context, ev *schemas.JobEvent, name string, im im
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
 	key := "work/" + ev.JobID + "/" + name + ext
-	info, err := s.Blobs.Put(ctx, key, &buf, int64(buf.Len()), ctype)
+	ref, err := artifact.Put(ctx, s.Blobs, key, buf.Bytes(), ctype)
 	if err != nil {
 		return err
 	}
 	b := im.Bounds()
-	ev.Artifacts[name] = schemas.ObjectRef{Key: key, Size: info.Size, SHA256: info.SHA256, ContentType: ctype, Width: b.Dx(), Height: b.Dy()}
+	ref.ContentType, ref.Width, ref.Height = ctype, b.Dx(), b.Dy()
+	ev.Artifacts[name] = ref
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/processors"
+	"github.com/creativeai-studio/studio/processors/artifact"
 	"github.com/creativeai-studio/studio/schemas"
 )
 
@@ -84,6 +85,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 			return processors.Permanent(schemas.StageStore, processors.CodeBadEvent, "event lacks result %q", name)
 		}
 		dst := src
+		dst.Inline = nil // results are stored, never carried
 		// A chained job keeps every step's outputs, named for the step.
 		outName := name
 		if chained {
@@ -96,7 +98,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 			final[outName] = dst
 			continue
 		}
-		if err := Copy(ctx, s.Blobs, src.Key, dst.Key, src.ContentType); err != nil {
+		if err := promote(ctx, s.Blobs, src, dst.Key); err != nil {
 			if errors.Is(err, blob.ErrNotFound) {
 				return processors.Permanent(schemas.StageStore, processors.CodeMissingObject, "result %q is gone: %v", name, err)
 			}
@@ -131,7 +133,7 @@ func (s *Step) one(ctx context.Context, ev *schemas.JobEvent) error {
 func (s *Step) Finished(ctx context.Context, ev *schemas.JobEvent, inputs map[string]schemas.ObjectRef) error {
 	var errs []error
 	for _, ref := range inputs {
-		if strings.HasPrefix(ref.Key, "work/"+ev.JobID+"/") {
+		if artifact.Stored(ref) && strings.HasPrefix(ref.Key, "work/"+ev.JobID+"/") {
 			if err := s.Blobs.Delete(ctx, ref.Key); err != nil {
 				errs = append(errs, fmt.Errorf("delete scratch %s: %w", ref.Key, err))
 			}
@@ -160,6 +162,25 @@ func (s *Step) advance(ctx context.Context, ev *schemas.JobEvent, final map[stri
 	if schemas.NextStep(chain) == len(chain) {
 		ev.Artifacts = schemas.ChainResults(chain)
 	}
+}
+
+// promote stores the result src under dst: its inline bytes (see artifact.InlineMax),
+// or a copy of the scratch object.
+func promote(ctx context.Context, bs blob.Store, src schemas.ObjectRef, dst string) error {
+	if artifact.Stored(src) {
+		return Copy(ctx, bs, src.Key, dst, src.ContentType)
+	}
+	if err := artifact.CheckInline(src); err != nil {
+		return processors.Permanent(schemas.StageStore, processors.CodeBadEvent, "%v", err)
+	}
+	out, err := bs.Put(ctx, dst, blob.NewBytesReader(src.Inline), src.Size, src.ContentType)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", dst, err)
+	}
+	if out.SHA256 != src.SHA256 {
+		return fmt.Errorf("store %s: digest changed (%s -> %s)", dst, src.SHA256, out.SHA256)
+	}
+	return nil
 }
 
 // Copy streams src to dst within one store and checks the digest survived.

@@ -29,6 +29,7 @@ import (
 type ObjectStore struct {
 	js     jetstream.JetStream
 	obs    jetstream.ObjectStore
+	stream jetstream.Stream // the bucket's stream, for getSmall's chunk read
 	bucket string
 }
 
@@ -85,7 +86,11 @@ func Open(ctx context.Context, js jetstream.JetStream, bucket string) (*ObjectSt
 	if err != nil {
 		return nil, fmt.Errorf("natsobj: open object store %s: %w", bucket, err)
 	}
-	return &ObjectStore{js: js, obs: obs, bucket: bucket}, nil
+	st, err := js.Stream(ctx, "OBJ_"+bucket)
+	if err != nil {
+		return nil, fmt.Errorf("natsobj: open object store %s: its stream: %w", bucket, err)
+	}
+	return &ObjectStore{js: js, obs: obs, stream: st, bucket: bucket}, nil
 }
 
 // Put stores r under key; the object store computes the SHA-256 while chunking.
@@ -160,6 +165,9 @@ func (s *ObjectStore) Get(ctx context.Context, key string) (io.ReadCloser, blob.
 	if err != nil {
 		return nil, blob.Info{}, mapErr(key, err)
 	}
+	if oi.Size <= maxGetSmall && oi.Chunks <= 1 && oi.NUID != "" && (oi.Opts == nil || oi.Opts.Link == nil) {
+		return s.getSmall(ctx, oi)
+	}
 	gctx, cancel := context.WithTimeout(ctx, transferTimeout(int64(oi.Size)))
 	obj, err := s.obs.Get(gctx, key)
 	if err != nil {
@@ -178,6 +186,45 @@ func (s *ObjectStore) Get(ctx context.Context, key string) (io.ReadCloser, blob.
 		return nil, blob.Info{}, err
 	}
 	return res, info, nil
+}
+
+// maxGetSmall bounds the objects Get reads with getSmall: one chunk, small enough that
+// the stream API's JSON reply (base64 data) costs less than an ordered consumer.
+const maxGetSmall = 64 << 10
+
+// getSmall reads an object of at most one chunk with one message-get request to the
+// stream leader (direct get is off, as for the metadata: see StreamConfig), where the
+// object store's Get looks the metadata up a second time and creates, reads and deletes
+// an ordered consumer: two JetStream API requests and a subscription more, per read of
+// every intermediate artifact. It checks the size and digest as the object store does
+// at EOF.
+func (s *ObjectStore) getSmall(ctx context.Context, oi *jetstream.ObjectInfo) (io.ReadCloser, blob.Info, error) {
+	info, err := toInfo(oi)
+	if err != nil {
+		return nil, blob.Info{}, err
+	}
+	var data []byte
+	if oi.Size > 0 {
+		gctx, cancel := context.WithTimeout(ctx, transferTimeout(int64(oi.Size)))
+		m, err := s.stream.GetLastMsgForSubject(gctx, "$O."+s.bucket+".C."+oi.NUID)
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			// The object was deleted (its chunks purged) after its metadata was read.
+			return nil, blob.Info{}, fmt.Errorf("%w: %s", blob.ErrNotFound, oi.Name)
+		}
+		if err != nil {
+			return nil, blob.Info{}, mapErr(oi.Name, err)
+		}
+		data = m.Data
+	}
+	if uint64(len(data)) != oi.Size {
+		return nil, blob.Info{}, fmt.Errorf("blob: %s: %w (stored %d bytes, metadata says %d)", oi.Name, jetstream.ErrDigestMismatch, len(data), oi.Size)
+	}
+	sum := sha256.Sum256(data)
+	if want := "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:]); oi.Digest != "" && oi.Digest != want {
+		return nil, blob.Info{}, fmt.Errorf("blob: %s: %w", oi.Name, jetstream.ErrDigestMismatch)
+	}
+	return io.NopCloser(bytes.NewReader(data)), info, nil
 }
 
 // Stat returns the object's metadata.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -344,6 +345,74 @@ func (p *proxy) pipe(dst, src net.Conn) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+// TestASmallObjectIsReadWithTwoRequests checks the read of a one-chunk object: two
+// JetStream API requests (its metadata, its chunk) where the object store's Get makes
+// three before the first byte (the metadata twice, an ordered consumer) and deletes the
+// consumer after; the same bytes and info for objects on both sides of the bound; a
+// deleted object is not found.
+func TestASmallObjectIsReadWithTwoRequests(t *testing.T) {
+	ctx := context.Background()
+	s := streamstest.Start(t)
+	st, err := natsobj.Open(ctx, s.JS, natsobj.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every JetStream API request, seen by a subscriber: a channel subscription is fed
+	// by the connection's reader, so after a Flush every earlier request is in it.
+	requests := make(chan *nats.Msg, 1024)
+	sub, err := s.NC.ChanSubscribe("$JS.API.>", requests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	apiCalls := func() int {
+		t.Helper()
+		if err := s.NC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for len(requests) > 0 {
+			<-requests
+			n++
+		}
+		return n
+	}
+	for _, size := range []int{0, 1, 300, 64 << 10, 64<<10 + 1, 200_000} {
+		key := fmt.Sprintf("work/job%d/output.png", size)
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i * 13)
+		}
+		put, err := st.Put(ctx, key, bytes.NewReader(data), int64(size), "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		apiCalls()
+		rc, info, err := st.Get(ctx, key)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		calls := apiCalls()
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: read back %d bytes, %v", size, len(got), err)
+		}
+		if info.Size != put.Size || info.SHA256 != put.SHA256 || info.ContentType != "image/png" || info.Key != key {
+			t.Errorf("%d bytes: Get's info %+v, Put's %+v", size, info, put)
+		}
+		if size > 0 && size <= 64<<10 && calls != 2 {
+			t.Errorf("%d bytes: %d JetStream API requests to read, want 2", size, calls)
+		}
+		if err := st.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.Get(ctx, key); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("%d bytes: Get after Delete: %v, want blob.ErrNotFound", size, err)
 		}
 	}
 }
