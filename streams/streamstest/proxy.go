@@ -64,6 +64,13 @@ func (p *Proxy) Hold(d Direction) {
 	p.cond.Broadcast()
 }
 
+// Open is the number of connections open through the proxy.
+func (p *Proxy) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) / 2 // each is a pair: the client's and the upstream's
+}
+
 // Close stops accepting, lets the held bytes go and closes every connection.
 func (p *Proxy) Close() {
 	p.mu.Lock()
