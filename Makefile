@@ -29,11 +29,11 @@ faults:
 # The long form of the separate-process fault suite (the short form, 8 jobs and one
 # round per scenario, runs in `make test`): a 3-node nats-server cluster, MinIO,
 # ClickHouse with `studio sink`, `studio ingest` and one `studio worker` per stage (two
-# for inference); each scenario (stage-kill, leader-kill, partition, minio, clickhouse,
-# disk-full, slow-stage, then all of them together: CHAOS_SCENARIOS=every) submits
-# CHAOS_JOBS upscale jobs over CHAOS_ROUNDS rounds of its faults. It fails if any job
-# fails, is stuck or has two results, or an analytics row is lost or doubled;
-# CHAOS_TABLE collects the rows (RELIABILITY.md).
+# for inference); each scenario (stage-kill, leader-kill, follower-kill, partition,
+# net-split, minio, clickhouse, disk-full, slow-stage, then all of them together:
+# CHAOS_SCENARIOS=every) submits CHAOS_JOBS upscale jobs over CHAOS_ROUNDS rounds of
+# its faults. It fails if any job fails, is stuck or has two results, or an analytics
+# row is lost or doubled; CHAOS_TABLE collects the rows (RELIABILITY.md).
 CHAOS_SCENARIOS ?= every
 CHAOS_JOBS ?= 130
 CHAOS_ROUNDS ?= 3

@@ -48,7 +48,7 @@ type chaosScenario struct {
 }
 
 // chaosShortForm is what `go test` runs without STUDIO_CHAOS_SCENARIOS (`make test`).
-var chaosShortForm = []string{"stage-kill", "leader-kill", "partition", "minio", "clickhouse", "disk-full", "slow-stage"}
+var chaosShortForm = []string{"stage-kill", "leader-kill", "follower-kill", "partition", "net-split", "minio", "clickhouse", "disk-full", "slow-stage"}
 
 // chaosScenarios are the scenarios in the order "every" runs them.
 var chaosScenarios = []chaosScenario{
@@ -62,8 +62,18 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(3 * time.Second)
 		return []string{f}
 	}},
+	{name: "follower-kill", span: 13 * time.Second, round: func(ch *chaos, _ int) []string {
+		f := ch.killFollower(10 * time.Second)
+		time.Sleep(3 * time.Second)
+		return []string{f}
+	}},
 	{name: "partition", span: 13 * time.Second, round: func(ch *chaos, r int) []string {
 		f := ch.pauseNode(r, 10*time.Second)
+		time.Sleep(3 * time.Second)
+		return []string{f}
+	}},
+	{name: "net-split", span: 18 * time.Second, round: func(ch *chaos, r int) []string {
+		f := ch.splitNode(r, splitTime)
 		time.Sleep(3 * time.Second)
 		return []string{f}
 	}},
@@ -98,7 +108,7 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(3 * time.Second)
 		return []string{f}
 	}},
-	{name: "all", span: 60 * time.Second, diskFull: true, round: func(ch *chaos, r int) []string {
+	{name: "all", span: 95 * time.Second, diskFull: true, round: func(ch *chaos, r int) []string {
 		var f []string
 		if r == 0 && ch.smallStore != "" {
 			f = append(f, ch.fillSmallStore())
@@ -113,7 +123,11 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(3 * time.Second)
 		f = append(f, ch.killMetaLeader(10*time.Second))
 		time.Sleep(3 * time.Second)
+		f = append(f, ch.killFollower(10*time.Second))
+		time.Sleep(3 * time.Second)
 		f = append(f, ch.pauseNode(r, 10*time.Second))
+		time.Sleep(3 * time.Second)
+		f = append(f, ch.splitNode(r, splitTime))
 		time.Sleep(3 * time.Second)
 		if ch.minio != nil {
 			f = append(f, ch.killMinIO(minioOutage))
@@ -165,6 +179,7 @@ type chaosRun struct {
 	failedBy, deadBy                     map[string]int
 	analytics                            string // "lost / doubled" or why not counted
 	rowsLost, rowsDoubled                int
+	runs, redelivered                    int // stage-run telemetry events, those of a delivery after the first
 	stall, p99                           time.Duration
 	took, load                           time.Duration
 	stuckIDs, silentIDs, lostRows, extra []string
@@ -490,10 +505,6 @@ var chaosID = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 // a row written twice disappears only when its parts merge: doubled rows are counted
 // without FINAL (what a query without FINAL would see).
 func (ch *chaos) countAnalytics(r *chaosRun, ids []string, telFrom uint64) {
-	if ch.clickhouse == nil {
-		r.analytics = "not counted (no ClickHouse)"
-		return
-	}
 	want := map[string]bool{}
 	var quoted []string
 	for _, id := range ids {
@@ -538,6 +549,11 @@ func (ch *chaos) countAnalytics(r *chaosRun, ids []string, telFrom uint64) {
 			}
 		}
 	})
+	r.runs, r.redelivered = len(runs), redelivered
+	if ch.clickhouse == nil {
+		r.analytics = fmt.Sprintf("not counted (no ClickHouse); stage runs %d, %d of a redelivery", len(runs), redelivered)
+		return
+	}
 	results := map[string]bool{}
 	for _, id := range ids {
 		if len(ch.results.byJob[id]) > 0 {
@@ -808,3 +824,7 @@ func (ch *chaos) freeSmallStore() ([]string, error) {
 // minioOutage is how long the object store stays down in the minio and all scenarios:
 // the issue's 30-60 s, longer than the stages' first few redeliveries.
 const minioOutage = 30 * time.Second
+
+// splitTime is how long the net-split scenario keeps its split: past the longest
+// election timeout (9 s), so the side that stops hearing a leader elects another.
+const splitTime = 15 * time.Second

@@ -35,6 +35,7 @@ import (
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/schemas"
+	"github.com/creativeai-studio/studio/streams/streamstest"
 )
 
 // TestChaos is the separate-process fault suite: a 3-node nats-server cluster (the
@@ -91,6 +92,7 @@ func TestChaos(t *testing.T) {
 	api := ch.startStudio()
 	ch.ready = append(ch.ready, api+"/health/ready")
 	ch.waitReady(10 * time.Minute)
+	ch.checkRoutes()
 	nc, err := nats.Connect(ch.natsURLs(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
 		nats.PingInterval(5*time.Second), nats.MaxPingsOutstanding(3))
 	if err != nil {
@@ -142,12 +144,17 @@ type chaos struct {
 	dir, bin     string
 	natsBin      string
 	mu           sync.Mutex
+	stopOnce     sync.Once
 	nodes        []*chaosProc
 	natsPorts    []int
 	monitorPorts []int
-	stages       []*chaosProc
-	minio        *chaosProc
-	minioAddr    string
+	// links[i][j] carries the routes node i opens to node j: a proxy in this process to
+	// j's cluster port, the only way i can reach j (see startCluster), which the
+	// net-split scenario cuts one way or both.
+	links     [][]*streamstest.Proxy
+	stages    []*chaosProc
+	minio     *chaosProc
+	minioAddr string
 	// clickhouse is the ClickHouse server (nil when clickhouse-server is not installed),
 	// sink the `studio sink` writing into its database chaos.
 	clickhouse, sink *chaosProc
@@ -201,7 +208,10 @@ func (p *chaosProc) kill9() {
 	<-p.done
 }
 
-func (ch *chaos) stopAll() {
+// stopAll stops every process (once: it is a cleanup twice over, see startCluster).
+func (ch *chaos) stopAll() { ch.stopOnce.Do(ch.stopProcs) }
+
+func (ch *chaos) stopProcs() {
 	all := append(append([]*chaosProc{}, ch.stages...), ch.sink)
 	all = append(all, ch.nodes...)
 	all = append(all, ch.minio, ch.clickhouse)
@@ -240,20 +250,44 @@ func chaosWarnings(log string) string {
 
 func freePort(t *testing.T) int { return port(t) }
 
+// startCluster starts n nats-server nodes whose routes all pass through proxies in this
+// process: node i's only routes are ch.links[i][j], one proxy per other node j, so the
+// test can cut what one node sends to another (see cutLinks). Each node advertises a
+// cluster address where nothing listens (127.0.0.1:1): a node that learns of another
+// through gossip would otherwise connect to its real cluster port, around the proxies;
+// this way such a connection is refused once and the configured routes are the only
+// ones.
 func (ch *chaos) startCluster(n int) {
-	var routes []string
 	cluster := make([]int, n)
 	for i := range n {
 		cluster[i] = freePort(ch.t)
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", cluster[i]))
 		ch.natsPorts = append(ch.natsPorts, freePort(ch.t))
 		ch.monitorPorts = append(ch.monitorPorts, freePort(ch.t))
 	}
+	ch.links = make([][]*streamstest.Proxy, n)
 	for i := range n {
+		ch.links[i] = make([]*streamstest.Proxy, n)
+		for j := range n {
+			if j != i {
+				ch.links[i][j] = streamstest.StartProxy(ch.t, fmt.Sprintf("127.0.0.1:%d", cluster[j]))
+			}
+		}
+	}
+	// The proxies close at cleanup, before the cleanups registered earlier: stop the
+	// nodes first, so that they shut down with their routes up.
+	ch.t.Cleanup(ch.stopAll)
+	for i := range n {
+		var routes []string
+		for _, l := range ch.links[i] {
+			if l != nil {
+				routes = append(routes, "nats://"+l.Addr())
+			}
+		}
 		p := &chaosProc{name: fmt.Sprintf("nats-n%d", i), bin: ch.natsBin, log: filepath.Join(ch.dir, fmt.Sprintf("nats-n%d.log", i)),
 			args: []string{"-n", fmt.Sprintf("n%d", i), "-a", "127.0.0.1", "-p", strconv.Itoa(ch.natsPorts[i]), "-m", strconv.Itoa(ch.monitorPorts[i]),
 				"-js", "-sd", filepath.Join(ch.dir, fmt.Sprintf("n%d", i)), "--cluster_name", "chaos",
-				"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cluster[i]), "--routes", strings.Join(routes, ",")}}
+				"--cluster", fmt.Sprintf("nats://127.0.0.1:%d", cluster[i]), "--cluster_advertise", "127.0.0.1:1",
+				"--routes", strings.Join(routes, ",")}}
 		if ch.smallStore != "" && i == ch.smallNode {
 			// The store on the small tmpfs. Without a limit the server would take 75% of
 			// that file system as its limit and refuse to hold the 3-replica streams
@@ -273,6 +307,43 @@ func (ch *chaos) startCluster(n int) {
 	for _, port := range ch.natsPorts {
 		waitTCP(ch.t, fmt.Sprintf("127.0.0.1:%d", port), 30*time.Second)
 	}
+}
+
+// checkRoutes fails the test when a route between two nodes does not pass through a
+// proxy: each node counts every route it has (/routez), so the nodes count each route
+// twice, and the proxies count each one of them once. Routes come and go while the
+// cluster settles (a duplicate is closed): it compares for up to a minute.
+func (ch *chaos) checkRoutes() {
+	client := &http.Client{Timeout: 5 * time.Second}
+	var counted, proxied int
+	for range 60 {
+		counted, proxied = 0, 0
+		for _, mp := range ch.monitorPorts {
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/routez", mp))
+			if err != nil {
+				continue
+			}
+			var v struct {
+				NumRoutes int `json:"num_routes"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&v)
+			resp.Body.Close()
+			counted += v.NumRoutes
+		}
+		for _, row := range ch.links {
+			for _, l := range row {
+				if l != nil {
+					proxied += l.Open()
+				}
+			}
+		}
+		if counted > 0 && counted == 2*proxied {
+			ch.t.Logf("every route through a proxy: %d routes (pooled), %d counted by the nodes", proxied, counted)
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	ch.t.Errorf("the nodes count %d route ends, the proxies carry %d routes (want twice as many ends): a route goes around the proxies", counted, proxied)
 }
 
 func (ch *chaos) natsURLs() string {
@@ -384,10 +455,38 @@ func (ch *chaos) killStage() string {
 }
 
 // metaLeader is the index of the node that is the JetStream meta leader, or -1.
-func (ch *chaos) metaLeader() int {
+func (ch *chaos) metaLeader() int { return ch.metaLeaderSeenBy() }
+
+// settledLeader waits up to 15 s for the cluster to have a meta leader (a fault just
+// before may have left it electing) and returns it, or -1.
+func (ch *chaos) settledLeader() int {
+	leader := ch.metaLeader()
+	for began := time.Now(); leader < 0 && time.Since(began) < 15*time.Second; leader = ch.metaLeader() {
+		time.Sleep(500 * time.Millisecond)
+	}
+	return leader
+}
+
+// nodeName is "n<i>", or "none" for -1.
+func nodeName(i int) string {
+	if i < 0 {
+		return "none"
+	}
+	return fmt.Sprintf("n%d", i)
+}
+
+// metaLeaderSeenBy is the meta leader as the first of nodes that knows one says (every
+// node when none is named), or -1.
+func (ch *chaos) metaLeaderSeenBy(nodes ...int) int {
+	if len(nodes) == 0 {
+		for i := range ch.monitorPorts {
+			nodes = append(nodes, i)
+		}
+	}
 	leader := -1
-	for _, mp := range ch.monitorPorts {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", mp))
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, i := range nodes {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", ch.monitorPorts[i]))
 		if err != nil {
 			continue
 		}
@@ -416,6 +515,84 @@ func (ch *chaos) killMetaLeader(down time.Duration) string {
 	time.Sleep(down)
 	ch.start(ch.nodes[leader])
 	return fmt.Sprintf("kill -9 meta leader n%d, %s down", leader, down)
+}
+
+// killFollower kill -9s a node that is not the JetStream meta leader and starts it again
+// after down: the leader stays, the streams and consumers the node led elect new
+// leaders, and the node catches up when it is back.
+func (ch *chaos) killFollower(down time.Duration) string {
+	leader := ch.settledLeader()
+	n := (max(leader, 0) + 1 + rand.IntN(len(ch.nodes)-1)) % len(ch.nodes)
+	ch.nodes[n].kill9()
+	time.Sleep(down)
+	ch.start(ch.nodes[n])
+	if leader < 0 {
+		return fmt.Sprintf("kill -9 node n%d (no meta leader found), %s down", n, down)
+	}
+	return fmt.Sprintf("kill -9 follower n%d (meta leader n%d), %s down", n, leader, down)
+}
+
+// cutLinks holds the bytes each pair's first node sends to its second, on every route
+// between them (either may have opened it: on from's links to to they flow Up, on to's
+// links to from Down), and lets every other byte through; cutLinks() heals.
+func (ch *chaos) cutLinks(cuts ...[2]int) {
+	held := map[*streamstest.Proxy]streamstest.Direction{}
+	for _, c := range cuts {
+		from, to := c[0], c[1]
+		held[ch.links[from][to]] |= streamstest.Up
+		held[ch.links[to][from]] |= streamstest.Down
+	}
+	for _, row := range ch.links {
+		for _, l := range row {
+			if l != nil {
+				l.Hold(held[l])
+			}
+		}
+	}
+}
+
+// splitNode partitions the network between the nodes for down (past the election
+// timeout, 4-9 s), then heals it; the processes keep running, and the studio
+// processes' own connections to the nodes stay up. Round 0 (mod 3): a one-way split,
+// the meta leader's peers hear nothing from it while it hears them (they elect another
+// leader; it must step down on their new term). Round 1: the other way round for a
+// follower, which hears nothing while its peers hear it (it calls elections they
+// receive). Round 2: the meta leader cut off both ways.
+func (ch *chaos) splitNode(round int, down time.Duration) string {
+	leader := ch.settledLeader()
+	x, role := max(leader, 0), "meta leader"
+	if leader < 0 {
+		role = "node (no meta leader found)"
+	}
+	if round%3 == 1 {
+		x, role = (x+1+rand.IntN(len(ch.nodes)-1))%len(ch.nodes), "follower"
+	}
+	var cuts [][2]int
+	var others []int
+	for o := range ch.nodes {
+		if o == x {
+			continue
+		}
+		others = append(others, o)
+		switch round % 3 {
+		case 0:
+			cuts = append(cuts, [2]int{x, o})
+		case 1:
+			cuts = append(cuts, [2]int{o, x})
+		default:
+			cuts = append(cuts, [2]int{x, o}, [2]int{o, x})
+		}
+	}
+	what := map[int]string{
+		0: fmt.Sprintf("one-way split: %s n%d unheard by its peers (hears them)", role, x),
+		1: fmt.Sprintf("one-way split: %s n%d hears no peer (they hear it)", role, x),
+		2: fmt.Sprintf("split: %s n%d cut off both ways", role, x),
+	}[round%3]
+	ch.cutLinks(cuts...)
+	time.Sleep(down)
+	during := ch.metaLeaderSeenBy(others...)
+	ch.cutLinks()
+	return fmt.Sprintf("%s, %s (meta leader at the end: %s)", what, down, nodeName(during))
 }
 
 // pauseNode partitions a node from the cluster: SIGSTOP for down (longer than the

@@ -27,7 +27,10 @@ type CacheEntry struct {
 
 // Cache maps sha256(tenant, input digest, task, model version, parameters) to
 // result references in the KV bucket "cache". Entries are scoped to a tenant, so a cache
-// hit never reveals another tenant's results. Safe for concurrent use.
+// hit never reveals another tenant's results. Every call is bounded by CallTimeout, as
+// a record's are: the store stage writes an entry on its way to the result, and a write
+// whose reply is lost (a node cut off from the cluster) must fail and be retried, not
+// hold the stage until its deadline fails the job. Safe for concurrent use.
 type Cache struct {
 	kv jetstream.KeyValue
 }
@@ -60,7 +63,9 @@ func CacheKey(tenant, inputSHA256 string, task schemas.Task, model, version stri
 
 // Get returns the entry under key, or ok=false.
 func (c *Cache) Get(ctx context.Context, key string) (CacheEntry, bool, error) {
-	e, err := c.kv.Get(ctx, key)
+	cctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	e, err := c.kv.Get(cctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return CacheEntry{}, false, nil
 	}
@@ -80,7 +85,9 @@ func (c *Cache) Put(ctx context.Context, key string, e CacheEntry) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.kv.Put(ctx, key, data); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	if _, err := c.kv.Put(cctx, key, data); err != nil {
 		return fmt.Errorf("jobs: cache put: %w", err)
 	}
 	return nil
@@ -88,7 +95,9 @@ func (c *Cache) Put(ctx context.Context, key string, e CacheEntry) error {
 
 // Delete removes an entry.
 func (c *Cache) Delete(ctx context.Context, key string) error {
-	if err := c.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	cctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	if err := c.kv.Purge(cctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("jobs: cache delete: %w", err)
 	}
 	return nil

@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -220,8 +218,8 @@ func TestPutOfANewKeyIsAnOrdinaryObjectAndReplacingLeavesNoChunks(t *testing.T) 
 // that the store works again once the connection does.
 func TestACallCutOffFromItsServerFailsWithinItsOwnTimeout(t *testing.T) {
 	s := streamstest.Start(t)
-	px := startProxy(t, strings.TrimPrefix(s.Embedded.ClientURL(), "nats://"))
-	nc, err := nats.Connect("nats://" + px.addr)
+	px := streamstest.StartProxy(t, strings.TrimPrefix(s.Embedded.ClientURL(), "nats://"))
+	nc, err := nats.Connect("nats://" + px.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +241,7 @@ func TestACallCutOffFromItsServerFailsWithinItsOwnTimeout(t *testing.T) {
 	}
 	const bound = 300 * time.Millisecond
 	natsobj.SetCallTimeout(t, bound)
-	px.pause(true)
+	px.Hold(streamstest.Both)
 	calls := map[string]func() error{
 		"get": func() error {
 			r, _, err := st.Get(ctx, key)
@@ -271,7 +269,7 @@ func TestACallCutOffFromItsServerFailsWithinItsOwnTimeout(t *testing.T) {
 			t.Errorf("%s took %s with the server cut off; want about its own bound %s, not the caller's deadline", name, took, bound)
 		}
 	}
-	px.pause(false)
+	px.Hold(0)
 	natsobj.SetCallTimeout(t, 15*time.Second)
 	r, _, err := st.Get(ctx, key)
 	if err != nil {
@@ -281,71 +279,6 @@ func TestACallCutOffFromItsServerFailsWithinItsOwnTimeout(t *testing.T) {
 	r.Close()
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read once the connection works again: %v (%d bytes, want %d)", err, len(got), len(data))
-	}
-}
-
-// proxy forwards TCP connections to a server; paused, it holds every byte (the
-// connections stay open, nothing arrives), like a node that stopped or a partition.
-type proxy struct {
-	addr   string
-	mu     sync.Mutex
-	cond   *sync.Cond
-	paused bool
-}
-
-func startProxy(t *testing.T, upstream string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	p := &proxy{addr: l.Addr().String()}
-	p.cond = sync.NewCond(&p.mu)
-	t.Cleanup(func() { p.pause(false) })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go p.pipe(u, c)
-			go p.pipe(c, u)
-		}
-	}()
-	return p
-}
-
-func (p *proxy) pause(on bool) {
-	p.mu.Lock()
-	p.paused = on
-	p.mu.Unlock()
-	p.cond.Broadcast()
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			for p.paused {
-				p.cond.Wait()
-			}
-			p.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
 	}
 }
 
