@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/creativeai-studio/studio/internal/blob"
 	"github.com/creativeai-studio/studio/internal/jobs"
 	"github.com/creativeai-studio/studio/internal/trace"
 	"github.com/creativeai-studio/studio/schemas"
@@ -163,7 +164,9 @@ func (h *Handler) Handle(ctx context.Context, batch []*streams.Msg) []streams.Re
 		if i < len(errs) {
 			err = errs[i]
 		}
-		if err != nil && late > 0 && !isJobError(err) {
+		// A wait for an unavailable object store is not the work being too slow: it
+		// stays transient, and the message is redelivered once the store is back.
+		if err != nil && late > 0 && !isJobError(err) && !errors.Is(err, blob.ErrUnavailable) {
 			err = Permanent(stage, CodeStageDeadline,
 				"the %s stage ran past its deadline of %s per image (%v); the input takes too long to process: send a smaller or simpler image", stage, late, err)
 		}

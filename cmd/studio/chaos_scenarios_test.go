@@ -45,6 +45,12 @@ type chaosScenario struct {
 	after func(ch *chaos) ([]string, error)
 	// diskFull: the scenario needs a node whose store is a small tmpfs.
 	diskFull bool
+	// burst: each round's share of the jobs is submitted at once as the round begins,
+	// not spread over the span, so that its faults find jobs inside the stages.
+	burst bool
+	// midStage: the faults must catch jobs inside a stage (the scenario fails when none
+	// did: it did not test what it says).
+	midStage bool
 }
 
 // chaosShortForm is what `go test` runs without STUDIO_CHAOS_SCENARIOS (`make test`).
@@ -77,13 +83,16 @@ var chaosScenarios = []chaosScenario{
 		time.Sleep(3 * time.Second)
 		return []string{f}
 	}},
-	{name: "minio", span: 33 * time.Second, needs: func(ch *chaos) string {
+	// The jobs of a round come at once and MinIO dies as soon as stage workers hold
+	// some: their blob calls wait for the store in place (--s3-retry-for), and those
+	// that outwait it are redelivered.
+	{name: "minio", span: 33 * time.Second, burst: true, midStage: true, needs: func(ch *chaos) string {
 		if minioBinary() == "" {
 			return "MinIO is not cached (scripts/minio.sh builds it into $STUDIO_CACHE/bin)"
 		}
 		return ""
 	}, round: func(ch *chaos, _ int) []string {
-		f := ch.killMinIO(minioOutage)
+		f := ch.killMinIO(time.Minute, minioOutage)
 		time.Sleep(3 * time.Second)
 		return []string{f}
 	}},
@@ -130,7 +139,7 @@ var chaosScenarios = []chaosScenario{
 		f = append(f, ch.splitNode(r, splitTime))
 		time.Sleep(3 * time.Second)
 		if ch.minio != nil {
-			f = append(f, ch.killMinIO(minioOutage))
+			f = append(f, ch.killMinIO(10*time.Second, minioOutage))
 			time.Sleep(3 * time.Second)
 		}
 		f = append(f, ch.stopStage("inference-2", 20*time.Second))
@@ -172,6 +181,7 @@ func chaosSelect(t *testing.T, list string) []chaosScenario {
 // chaosRun is what one scenario did and counted.
 type chaosRun struct {
 	name                                 string
+	midStage                             bool // the faults must catch jobs inside a stage
 	faults                               []string
 	submitted, refused                   int
 	succeeded, failed, dead              int
@@ -222,6 +232,9 @@ func (r *chaosRun) check(t *testing.T) {
 	if r.rowsLost > 0 || r.rowsDoubled > 0 {
 		t.Errorf("%s: analytics rows lost %d, doubled %d: %v", r.name, r.rowsLost, r.rowsDoubled, first(r.lostRows, 5))
 	}
+	if r.midStage && !slices.ContainsFunc(r.faults, func(f string) bool { return strings.Contains(f, faultMidStage) }) {
+		t.Errorf("%s: the faults caught no job inside a stage: %v", r.name, r.faults)
+	}
 	if r.submitted != r.want {
 		t.Errorf("%s: %d of %d jobs were accepted", r.name, r.submitted, r.want)
 	}
@@ -234,24 +247,27 @@ func (r *chaosRun) check(t *testing.T) {
 // end and counts.
 func (ch *chaos) runScenario(s chaosScenario, n, rounds int) *chaosRun {
 	t := ch.t
-	r := &chaosRun{name: s.name, want: n, failedBy: map[string]int{}, deadBy: map[string]int{}}
+	r := &chaosRun{name: s.name, midStage: s.midStage, want: n, failedBy: map[string]int{}, deadBy: map[string]int{}}
 	dlqFrom, telFrom := ch.lastSeq(schemas.StreamDLQ), ch.lastSeq(schemas.StreamTelemetry)
 	began := time.Now()
 
 	var mu sync.Mutex
 	submittedAt := map[string]time.Time{}
 	faultsDone := make(chan struct{})
+	roundBegins := make(chan struct{}, rounds)
 	go func() {
 		defer close(faultsDone)
 		for i := range rounds {
+			roundBegins <- struct{}{}
 			f := s.round(ch, i)
 			mu.Lock()
 			r.faults = append(r.faults, f...)
 			mu.Unlock()
 		}
 	}()
-	// The jobs are spread over the rounds' faults, three clients at a time; a refused
-	// submission (503 during an outage, connection refused) is retried.
+	// The jobs are spread over the rounds' faults (or come at once as each round
+	// begins: burst), three clients at a time; a refused submission (503 during an
+	// outage, connection refused) is retried.
 	span := s.span * time.Duration(rounds)
 	queue := make(chan int)
 	var wg sync.WaitGroup
@@ -282,7 +298,11 @@ func (ch *chaos) runScenario(s chaosScenario, n, rounds int) *chaosRun {
 		}()
 	}
 	for i := range n {
-		time.Sleep(time.Until(began.Add(span * time.Duration(i) / time.Duration(n))))
+		if !s.burst {
+			time.Sleep(time.Until(began.Add(span * time.Duration(i) / time.Duration(n))))
+		} else if i == 0 || i*rounds/n != (i-1)*rounds/n {
+			<-roundBegins // round i*rounds/n's first job
+		}
 		queue <- int(ch.next.Add(1))
 	}
 	close(queue)

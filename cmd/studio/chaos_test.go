@@ -34,6 +34,7 @@ import (
 
 	"github.com/creativeai-studio/studio/internal/assets"
 	"github.com/creativeai-studio/studio/internal/jobs"
+	"github.com/creativeai-studio/studio/processors"
 	"github.com/creativeai-studio/studio/schemas"
 	"github.com/creativeai-studio/studio/streams/streamstest"
 )
@@ -614,11 +615,53 @@ func (ch *chaos) pauseNode(round int, down time.Duration) string {
 	return fmt.Sprintf("SIGSTOP %s n%d, %s", role, n, down)
 }
 
-func (ch *chaos) killMinIO(down time.Duration) string {
+// killMinIO waits until stage workers hold jobs (messages delivered to them and not
+// yet acknowledged: being read, run or written), for up to wait, so that the outage
+// catches them mid-stage; then it kill -9s MinIO and starts it again after down.
+func (ch *chaos) killMinIO(wait, down time.Duration) string {
+	var held map[schemas.Stage]int
+	for began := time.Now(); time.Since(began) < wait; time.Sleep(20 * time.Millisecond) {
+		if held = ch.inStages(); len(held) > 0 {
+			break
+		}
+	}
 	ch.minio.kill9()
 	time.Sleep(down)
 	ch.start(ch.minio)
-	return fmt.Sprintf("kill -9 MinIO, %s down", down)
+	if len(held) == 0 {
+		return fmt.Sprintf("kill -9 MinIO (no job inside a stage within %s), %s down", wait, down)
+	}
+	var parts []string
+	for _, st := range processors.StageNames() {
+		if held[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", st, held[st]))
+		}
+	}
+	return fmt.Sprintf("kill -9 MinIO %s (%s), %s down", faultMidStage, strings.Join(parts, ", "), down)
+}
+
+// faultMidStage is in the text of a fault that caught jobs inside a stage.
+const faultMidStage = "with jobs inside stages"
+
+// inStages counts, per stage, the messages its workers hold: delivered to them and not
+// yet acknowledged (every consumer of the stage, one per tier or model).
+func (ch *chaos) inStages() map[schemas.Stage]int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	held := map[schemas.Stage]int{}
+	for _, st := range processors.Stages {
+		s, err := ch.js.Stream(ctx, st.Stream.Name)
+		if err != nil {
+			continue
+		}
+		l := s.ListConsumers(ctx)
+		for info := range l.Info() {
+			if strings.HasPrefix(info.Name, st.Durable) && info.NumAckPending > 0 {
+				held[st.Name] += info.NumAckPending
+			}
+		}
+	}
+	return held
 }
 
 func waitTCP(t *testing.T, addr string, timeout time.Duration) {

@@ -172,6 +172,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	str(&c.S3.AccessKey, "s3-access-key", "", "S3 access key")
 	str(&c.S3.SecretKey, "s3-secret-key", "", "S3 secret key")
 	str(&c.S3.Region, "s3-region", "", "S3 region")
+	dur(&c.S3.RetryFor, "s3-retry-for", s3.DefaultRetryFor, "how long an S3 call that fails because the server is unavailable (connection refused or reset, timeout, HTTP 5xx, 503 SlowDown) is retried, with backoff, before the stage gives the message back for redelivery; 0 does not retry")
 	fs.BoolVar(&c.S3.UseTLS, "s3-tls", envBool("s3-tls", false), "use HTTPS for S3 ["+envName("s3-tls")+"]")
 	c.Sink.RegisterFlags(fs)
 	str(&c.Analytics, "analytics", AnalyticsAuto, "analytics engine of `studio up`: auto (the server of --clickhouse-addr if set, else embedded), embedded (chDB, the in-process ClickHouse, under <data-dir>/analytics), clickhouse or off")

@@ -16,6 +16,12 @@ import (
 // ErrNotFound is returned (wrapped) when a key does not exist.
 var ErrNotFound = errors.New("blob: object not found")
 
+// ErrUnavailable is returned (wrapped) when a call failed because the backend could not
+// be reached or could not serve, and kept failing for as long as the Store retries such
+// calls. It is transient: the same call may succeed later. A caller running under its
+// own deadline must not blame its work for the time it spent waiting for the store.
+var ErrUnavailable = errors.New("blob: object store unavailable")
+
 // Info describes a stored object.
 type Info struct {
 	Key         string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
@@ -35,6 +36,11 @@ type Config struct {
 	CreateBucket bool
 	// PartSize is the multipart upload part size in bytes: 0, or 5 MiB to 5 GiB.
 	PartSize uint64
+	// RetryFor is how long a Get, Stat, Delete or Put that fails because the server is
+	// unavailable (connection refused, reset or timed out, HTTP 5xx or 503 SlowDown) is
+	// tried again, with exponential backoff, before it fails wrapping
+	// blob.ErrUnavailable. 0 does not retry (minio-go's own quick retries remain).
+	RetryFor time.Duration
 }
 
 // Validate reports every problem with c at once, each saying how to fix it.
@@ -58,6 +64,9 @@ func (c Config) Validate() error {
 	}
 	if c.PartSize != 0 && (c.PartSize < minPartSize || c.PartSize > maxPartSize) {
 		errs = append(errs, fmt.Errorf("s3: PartSize %d is outside S3's limits; use 0 (automatic) or 5 MiB to 5 GiB", c.PartSize))
+	}
+	if c.RetryFor < 0 {
+		errs = append(errs, fmt.Errorf("s3: RetryFor %s is negative; use 0 (no retries) or a duration such as 30s", c.RetryFor))
 	}
 	return errors.Join(errs...)
 }

@@ -46,10 +46,12 @@ type Store struct {
 	endpoint string
 	partSize uint64
 	spoolDir string // "" means os.TempDir
+	retryFor time.Duration
 }
 
 // New connects to cfg.Endpoint and checks that cfg.Bucket exists, creating it when
-// cfg.CreateBucket is set. It makes one or two requests and blocks until they finish.
+// cfg.CreateBucket is set. It makes one or two requests and blocks until they finish;
+// while the server is unavailable it tries again for up to cfg.RetryFor.
 func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -62,11 +64,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			&credentials.IAM{},
 		})
 	}
-	client, err := minio.New(cfg.Endpoint, &minio.Options{
+	opts := &minio.Options{
 		Creds:  creds,
 		Secure: cfg.UseTLS,
 		Region: cfg.Region,
-	})
+	}
+	if cfg.RetryFor > 0 {
+		// Store.retry waits out an outage: each of its tries is one request, so that a
+		// ctx ending during the outage ends in our wait, where it is known to be the
+		// store's fault, not in minio-go's own retries (about 10 over a few seconds).
+		opts.MaxRetries = 1
+	}
+	client, err := minio.New(cfg.Endpoint, opts)
 	if err != nil {
 		return nil, fmt.Errorf("s3: client for %s: %w", cfg.Endpoint, err)
 	}
@@ -76,9 +85,17 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		bucket:   cfg.Bucket,
 		endpoint: cfg.Endpoint,
 		partSize: cfg.PartSize,
+		retryFor: cfg.RetryFor,
 	}
 
-	exists, err := client.BucketExists(ctx, cfg.Bucket)
+	// A server that is starting (or restarting beside us) is waited for like any
+	// other outage, up to RetryFor.
+	var exists bool
+	err = s.retry(ctx, func() error {
+		var err error
+		exists, err = client.BucketExists(ctx, cfg.Bucket)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("s3: checking bucket %q at %s (check Endpoint, UseTLS and credentials): %w",
 			cfg.Bucket, s.url(), err)
@@ -114,10 +131,20 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	up, err := s.client.PutObject(ctx, s.bucket, key, b.r, b.size, minio.PutObjectOptions{
-		ContentType:  contentType,
-		UserMetadata: map[string]string{metaSHA256: b.sha256},
-		PartSize:     s.partSize,
+	// The spooled body is seekable, so a Put of the same bytes to the same key can be
+	// sent again while the server is unavailable.
+	var up minio.UploadInfo
+	err = s.retry(ctx, func() error {
+		if _, err := b.r.(io.Seeker).Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("rewinding the body: %w", err)
+		}
+		var err error
+		up, err = s.client.PutObject(ctx, s.bucket, key, b.r, b.size, minio.PutObjectOptions{
+			ContentType:  contentType,
+			UserMetadata: map[string]string{metaSHA256: b.sha256},
+			PartSize:     s.partSize,
+		})
+		return err
 	})
 	if err != nil {
 		return blob.Info{}, s.wrap(ctx, "put", key, err)
@@ -138,7 +165,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 // SHA-256 as it is read and fails the final Read with ErrDigestMismatch if they differ;
 // objects written by other tools, without a recorded digest, are not checked.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
-	rc, oi, _, err := s.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	var rc io.ReadCloser
+	var oi minio.ObjectInfo
+	err := s.retry(ctx, func() error {
+		var err error
+		rc, oi, _, err = s.core.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+		return err
+	})
 	if err != nil {
 		return nil, blob.Info{}, s.wrap(ctx, "get", key, err)
 	}
@@ -148,7 +181,12 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, 
 
 // Stat returns key's Info with one HEAD request.
 func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
-	oi, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	var oi minio.ObjectInfo
+	err := s.retry(ctx, func() error {
+		var err error
+		oi, err = s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+		return err
+	})
 	if err != nil {
 		return blob.Info{}, s.wrap(ctx, "stat", key, err)
 	}
@@ -157,7 +195,9 @@ func (s *Store) Stat(ctx context.Context, key string) (blob.Info, error) {
 
 // Delete removes key; a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+	err := s.retry(ctx, func() error {
+		return s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
+	})
 	if err != nil && !isNotFound(err) {
 		return s.wrap(ctx, "delete", key, err)
 	}
