@@ -276,6 +276,7 @@ func (it *item) settle() {
 	<-it.begun
 	it.written = it.beginErr == nil
 	if it.beginErr != nil {
+		it.log.WithError(it.beginErr).Warn("could not record the start of the stage run; it is recorded with its end")
 		it.ver = jobs.Version{} // read the record again
 	}
 }

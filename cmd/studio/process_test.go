@@ -235,10 +235,15 @@ func TestSeparateProcesses(t *testing.T) {
 		for i := 0; i < 4; i++ {
 			ids = append(ids, post(t, api, photos[i%len(photos)], 100+i))
 		}
-		// Kill worker-a while it is running one of them.
+		// Kill worker-a while it is running one of them. The two workers pull from one
+		// consumer, so worker-a may take none of a handful of jobs, or end its runs
+		// between two looks: while it has not been caught running one, more jobs go in.
 		deadline := time.Now().Add(2 * time.Minute)
 		killed := ""
-		for killed == "" && time.Now().Before(deadline) {
+		for round := 0; killed == "" && time.Now().Before(deadline); round++ {
+			if round > 0 && round%100 == 0 && len(ids) < 16 {
+				ids = append(ids, post(t, api, photos[len(ids)%len(photos)], 100+len(ids)))
+			}
 			for _, id := range ids {
 				j := job(t, api, id)
 				if st := j.Stages[schemas.StageInference]; st != nil && st.Worker == "worker-a" && st.FinishedAt.IsZero() {
